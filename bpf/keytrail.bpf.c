@@ -1,0 +1,685 @@
+// SPDX-License-Identifier: GPL-2.0
+// KeyTrail's kernel side: process lifecycle for every process, file and
+// network activity for tracked processes only. Untracked processes pay one
+// array load per syscall (the tracked bitmap) and, on a successful open, an
+// inode lookup when any inode is watched. Classification, identity and policy
+// live in userspace.
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "core_fixes.bpf.h"
+#include "keytrail/abi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define EINPROGRESS 115
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define O_WRONLY 01
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+
+// Set before load: the agent's own tgid (never tracked, never reported).
+const volatile __u32 agent_tgid = 0;
+
+// Tracked processes, one bit per tgid. Userspace sets bits through the
+// mmap'ed .bss; the kernel sets them at fork and for watched opens.
+__u64 tracked_bits[KT_PID_BITMAP_WORDS];
+// Bloom filter of watched (dev, inode) and how many entries the map holds.
+__u64 watch_bloom[KT_WATCH_BLOOM_WORDS];
+__u32 watched_count;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);  // resized by the loader before load
+} events SEC(".maps");
+
+// @brief per-CPU counters, enum kt_stat.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} kt_stats SEC(".maps");
+
+// @brief watched secret files, filled by userspace. Value: userspace's id.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct kt_inode_key);
+	__type(value, __u32);
+} watched SEC(".maps");
+
+// @brief open regular files of tracked processes, keyed by (tgid, fd):
+// reads are summed here and reported once, at close or exit.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct kt_fd_key);
+	__type(value, struct kt_fd_state);
+} fds SEC(".maps");
+
+// @brief new TCP sockets of tracked processes whose first write is still to
+// be captured (SNI / HTTP Host).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct kt_fd_key);
+	__type(value, __u8);
+} fresh_socks SEC(".maps");
+
+// @brief a tracked thread inside open*(): the path, copied at entry so a
+// racing thread cannot swap it before the kernel reads it. Not preallocated:
+// each entry is 4 KiB and only tracked threads use it.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct kt_open_event);
+} pending_open SEC(".maps");
+
+struct pending_io {
+	__u32 kind;  // PENDING_*
+	__s32 fd;
+	__u16 family;
+	__u16 port;
+	__u8 addr[16];
+};
+#define PENDING_READ 1
+#define PENDING_CONNECT 2
+
+// @brief a tracked thread inside read*() on a watched fd, or inside connect().
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pending_io);
+} pending_io SEC(".maps");
+
+// @brief per-CPU scratch for records too large for the BPF stack.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_exec_event);
+} exec_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_open_event);
+} open_scratch SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&kt_stats, &idx);
+	if (v)
+		(*v)++;
+}
+
+// Word index of tgid in tracked_bits. The mask after the barrier is what the
+// verifier sees; the compiler would otherwise drop it as redundant.
+static __always_inline __u32 pid_word(__u32 tgid)
+{
+	__u32 w = tgid >> 6;
+	barrier_var(w);
+	return w & (KT_PID_BITMAP_WORDS - 1);
+}
+
+static __always_inline bool is_tracked(__u32 tgid)
+{
+	if (tgid >= KT_PID_LIMIT)
+		return false;
+	return tracked_bits[pid_word(tgid)] & (1ULL << (tgid & 63));
+}
+
+static __always_inline void set_tracked(__u32 tgid)
+{
+	if (tgid >= KT_PID_LIMIT) {
+		stat_inc(KT_STAT_TRACK_OVERFLOW);
+		return;
+	}
+	__sync_fetch_and_or(&tracked_bits[pid_word(tgid)], 1ULL << (tgid & 63));
+}
+
+static __always_inline void clear_tracked(__u32 tgid)
+{
+	if (tgid < KT_PID_LIMIT)
+		__sync_fetch_and_and(&tracked_bits[pid_word(tgid)], ~(1ULL << (tgid & 63)));
+}
+
+// Sends a record built in a map value; counts it either way.
+static __always_inline void output(void *rec, __u32 size, __u32 type)
+{
+	if (bpf_ringbuf_output(&events, rec, size, 0))
+		stat_inc(KT_STAT_DROP_BASE + type);
+	else
+		stat_inc(KT_STAT_EVENTS);
+}
+
+static __always_inline void *reserve(__u32 size, __u32 type)
+{
+	void *rec = bpf_ringbuf_reserve(&events, size, 0);
+	if (!rec)
+		stat_inc(KT_STAT_DROP_BASE + type);
+	return rec;
+}
+
+static __always_inline void submit(void *rec)
+{
+	bpf_ringbuf_submit(rec, 0);
+	stat_inc(KT_STAT_EVENTS);
+}
+
+static __always_inline void fill_hdr(struct kt_event_hdr *h, __u32 type, __u32 size,
+				     struct task_struct *task)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	__u32 tgid = pid_tgid >> 32;
+
+	h->type = type;
+	h->size = size;
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->start_time = task_start_boottime(BPF_CORE_READ(task, group_leader));
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->pid = tgid;
+	h->tid = (__u32)pid_tgid;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)uid_gid;
+	h->gid = uid_gid >> 32;
+	h->flags = is_tracked(tgid) ? KT_F_TRACKED : 0;
+	if (BPF_CORE_READ(task, signal, tty))
+		h->flags |= KT_F_TTY;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, int fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **table;
+	struct file *f = NULL;
+
+	if (!fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	table = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &table[fd]);
+	return f;
+}
+
+static __always_inline bool inode_watched(struct kt_inode_key *k)
+{
+	__u64 bit = kt_bloom_bit(k->dev, k->ino);
+	if (!(watch_bloom[(bit >> 6) & (KT_WATCH_BLOOM_WORDS - 1)] & (1ULL << (bit & 63))))
+		return false;
+	return bpf_map_lookup_elem(&watched, k) != NULL;
+}
+
+/* ---------------------------------------------------------------- process lifecycle */
+
+SEC("tp/sched/sched_process_exec")
+int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 zero = 0, fn_off, n;
+	long r;
+	struct kt_exec_event *e = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!e)
+		return 0;
+	if ((bpf_get_current_pid_tgid() >> 32) == agent_tgid)
+		return 0;
+
+	fill_hdr(&e->hdr, KT_EV_EXEC, 0, task);
+	fn_off = ctx->__data_loc_filename & 0xFFFF;
+	r = bpf_probe_read_kernel_str(e->data, KT_PATH_MAX, (void *)ctx + fn_off);
+	n = r > 0 ? r - 1 : 0;  // without the NUL
+	e->filename_len = n;
+
+	__u64 arg_start = BPF_CORE_READ(task, mm, arg_start);
+	__u64 arg_end = BPF_CORE_READ(task, mm, arg_end);
+	__u32 len = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (len > KT_ARGS_MAX) {
+		len = KT_ARGS_MAX;
+		e->hdr.flags |= KT_F_TRUNCATED;
+		stat_inc(KT_STAT_PATH_TRUNCATED);
+	}
+	n &= KT_PATH_MAX - 1;
+	if (len && bpf_probe_read_user(&e->data[n], len, (void *)arg_start)) {
+		e->hdr.flags |= KT_F_READ_FAIL;
+		stat_inc(KT_STAT_READ_FAIL);
+		len = 0;
+	}
+	e->args_len = len;
+	__u32 size = offsetof(struct kt_exec_event, data) + n + len;
+	if (size > sizeof(*e))
+		return 0;  // unreachable; bounds the size for the verifier
+	e->hdr.size = size;
+	output(e, size, KT_EV_EXEC);
+	return 0;
+}
+
+// raw_tp for its task pointers: the classic tracepoint gives no tgid, and a
+// new thread of a tracked process must not read as a new process.
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	struct kt_fork_event *e;
+
+	if (ctgid == ptgid || !is_tracked(ptgid))
+		return 0;
+	set_tracked(ctgid);  // children inherit tracking with no userspace round trip
+	e = reserve(sizeof(*e), KT_EV_FORK);
+	if (!e)
+		return 0;
+	fill_hdr(&e->hdr, KT_EV_FORK, sizeof(*e), (struct task_struct *)bpf_get_current_task());
+	e->child_pid = ctgid;
+	e->pad = 0;
+	e->child_start_time = task_start_boottime(child);
+	submit(e);
+	return 0;
+}
+
+SEC("tp/sched/sched_process_exit")
+int handle_exit(void *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct kt_exit_event *e;
+
+	// Fires per thread; the process is gone when the last one leaves
+	// (signal->live is decremented before the tracepoint).
+	if (BPF_CORE_READ(task, signal, live.counter) != 0 || tgid == agent_tgid)
+		return 0;
+	e = reserve(sizeof(*e), KT_EV_EXIT);
+	if (e) {
+		fill_hdr(&e->hdr, KT_EV_EXIT, sizeof(*e), task);
+		e->exit_code = BPF_CORE_READ(task, exit_code);
+		e->pad = 0;
+		submit(e);
+	}
+	clear_tracked(tgid);  // after fill_hdr, so the record still says tracked
+	return 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static __always_inline int open_enter(__u32 syscall, int dirfd, const char *path, __u32 flags,
+				      __u32 mode)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	struct kt_open_event *e;
+	long n;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	e = bpf_map_lookup_elem(&open_scratch, &zero);
+	if (!e)
+		return 0;
+	e->hdr.flags = 0;
+	e->syscall = syscall;
+	e->dirfd = dirfd;
+	e->flags = flags;
+	e->mode = mode;
+	n = bpf_probe_read_user_str(e->path, KT_PATH_MAX, path);
+	if (n < 0) {
+		e->hdr.flags |= KT_F_READ_FAIL;
+		stat_inc(KT_STAT_READ_FAIL);
+		n = 1;
+	} else if (n == KT_PATH_MAX) {
+		e->hdr.flags |= KT_F_TRUNCATED;
+		stat_inc(KT_STAT_PATH_TRUNCATED);
+	}
+	e->path_len = n > 0 ? n - 1 : 0;
+	if (bpf_map_update_elem(&pending_open, &id, e, BPF_ANY))
+		stat_inc(KT_STAT_PENDING_FULL);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_openat")
+int enter_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	return open_enter(KT_SYS_OPENAT, ctx->args[0], (const char *)ctx->args[1], ctx->args[2],
+			  ctx->args[3]);
+}
+
+SEC("tp/syscalls/sys_enter_open")
+int enter_open(struct trace_event_raw_sys_enter *ctx)
+{
+	return open_enter(KT_SYS_OPEN, -100 /* AT_FDCWD */, (const char *)ctx->args[0],
+			  ctx->args[1], ctx->args[2]);
+}
+
+SEC("tp/syscalls/sys_enter_creat")
+int enter_creat(struct trace_event_raw_sys_enter *ctx)
+{
+	return open_enter(KT_SYS_CREAT, -100, (const char *)ctx->args[0],
+			  O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_enter_openat2")
+int enter_openat2(struct trace_event_raw_sys_enter *ctx)
+{
+	struct open_how how = {};
+	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
+	return open_enter(KT_SYS_OPENAT2, ctx->args[0], (const char *)ctx->args[1], how.flags,
+			  how.mode);
+}
+
+// Records the fd of a regular file so its reads are summed.
+static __always_inline void remember_fd(__u32 tgid, int fd, struct kt_inode_key *ik)
+{
+	struct kt_fd_key k = {.tgid = tgid, .fd = fd};
+	struct kt_fd_state st = {.dev = ik->dev, .ino = ik->ino};
+	if (bpf_map_update_elem(&fds, &k, &st, BPF_ANY))
+		stat_inc(KT_STAT_PENDING_FULL);
+}
+
+static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, zero = 0;
+	struct task_struct *task;
+	struct kt_inode_key ik = {};
+	struct kt_open_event *e;
+	struct file *f = NULL;
+	bool watched_hit = false, regular = false;
+	long fd = ctx->ret;
+
+	e = is_tracked(tgid) ? bpf_map_lookup_elem(&pending_open, &id) : NULL;
+	if (!e && (fd < 0 || !watched_count))
+		return 0;  // the common case for every untracked process
+
+	task = (struct task_struct *)bpf_get_current_task();
+	if (fd >= 0) {
+		f = fd_file(task, fd);
+		if (f) {
+			struct inode *inode = BPF_CORE_READ(f, f_inode);
+			ik.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+			ik.ino = BPF_CORE_READ(inode, i_ino);
+			regular = (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFREG;
+			watched_hit = watched_count && inode_watched(&ik);
+		}
+	}
+	if (!e) {
+		// An untracked process opened a watched secret file: report it and
+		// follow the process from now on.
+		if (!watched_hit)
+			return 0;
+		e = bpf_map_lookup_elem(&open_scratch, &zero);
+		if (!e)
+			return 0;
+		set_tracked(tgid);
+		e->hdr.flags = 0;
+		e->syscall = 0;
+		e->dirfd = -1;
+		e->flags = 0;
+		e->mode = 0;
+		e->path_len = 0;  // userspace names it from the watched table
+	}
+	__u32 extra = e->hdr.flags;
+	fill_hdr(&e->hdr, KT_EV_OPEN, 0, task);
+	e->hdr.flags |= extra | (watched_hit ? KT_F_WATCHED : 0);
+	e->fd = fd;
+	e->dev = ik.dev;
+	e->ino = ik.ino;
+	if (fd >= 0 && regular)
+		remember_fd(tgid, fd, &ik);
+
+	__u32 size = offsetof(struct kt_open_event, path) + (e->path_len & (KT_PATH_MAX - 1));
+	e->hdr.size = size;
+	output(e, size, KT_EV_OPEN);
+	bpf_map_delete_elem(&pending_open, &id);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_openat")
+int exit_openat(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+SEC("tp/syscalls/sys_exit_open")
+int exit_open(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+SEC("tp/syscalls/sys_exit_creat")
+int exit_creat(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+SEC("tp/syscalls/sys_exit_openat2")
+int exit_openat2(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+
+static __always_inline int read_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct kt_fd_key k = {.tgid = id >> 32, .fd = ctx->args[0]};
+	struct pending_io p = {.kind = PENDING_READ, .fd = k.fd};
+
+	if (!is_tracked(k.tgid) || !bpf_map_lookup_elem(&fds, &k))
+		return 0;
+	if (bpf_map_update_elem(&pending_io, &id, &p, BPF_ANY))
+		stat_inc(KT_STAT_PENDING_FULL);
+	return 0;
+}
+
+static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_io *p;
+	struct kt_fd_state *st;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	p = bpf_map_lookup_elem(&pending_io, &id);
+	if (!p || p->kind != PENDING_READ)
+		return 0;
+	struct kt_fd_key k = {.tgid = id >> 32, .fd = p->fd};
+	bpf_map_delete_elem(&pending_io, &id);
+	if (ctx->ret <= 0)
+		return 0;
+	st = bpf_map_lookup_elem(&fds, &k);
+	if (st) {
+		__sync_fetch_and_add(&st->bytes_read, ctx->ret);
+		__sync_fetch_and_add(&st->reads, 1);
+	}
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_read")
+int enter_read(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+SEC("tp/syscalls/sys_exit_read")
+int exit_read(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+SEC("tp/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+SEC("tp/syscalls/sys_exit_readv")
+int exit_readv(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+SEC("tp/syscalls/sys_enter_pread64")
+int enter_pread64(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+SEC("tp/syscalls/sys_exit_pread64")
+int exit_pread64(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+SEC("tp/syscalls/sys_enter_preadv")
+int enter_preadv(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+SEC("tp/syscalls/sys_exit_preadv")
+int exit_preadv(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+
+SEC("tp/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct kt_fd_key k = {.tgid = id >> 32, .fd = ctx->args[0]};
+	struct kt_fd_state *st;
+	struct kt_close_event *e;
+
+	if (!is_tracked(k.tgid))
+		return 0;
+	bpf_map_delete_elem(&fresh_socks, &k);
+	st = bpf_map_lookup_elem(&fds, &k);
+	if (!st)
+		return 0;
+	e = reserve(sizeof(*e), KT_EV_CLOSE);
+	if (e) {
+		fill_hdr(&e->hdr, KT_EV_CLOSE, sizeof(*e), (struct task_struct *)bpf_get_current_task());
+		e->fd = k.fd;
+		e->reason = KT_CLOSE_CLOSE;
+		e->dev = st->dev;
+		e->ino = st->ino;
+		e->bytes_read = st->bytes_read;
+		e->reads = st->reads;
+		submit(e);
+	}
+	bpf_map_delete_elem(&fds, &k);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- network */
+
+SEC("tp/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_io p = {.kind = PENDING_CONNECT, .fd = ctx->args[0]};
+	const void *sa = (const void *)ctx->args[1];
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	bpf_probe_read_user(&p.family, sizeof(p.family), sa);
+	if (p.family == AF_INET) {
+		struct sockaddr_in in = {};
+		bpf_probe_read_user(&in, sizeof(in), sa);
+		p.port = bpf_ntohs(in.sin_port);
+		__builtin_memcpy(p.addr, &in.sin_addr.s_addr, 4);
+	} else if (p.family == AF_INET6) {
+		struct sockaddr_in6 in6 = {};
+		bpf_probe_read_user(&in6, sizeof(in6), sa);
+		p.port = bpf_ntohs(in6.sin6_port);
+		__builtin_memcpy(p.addr, &in6.sin6_addr, 16);
+	}
+	if (bpf_map_update_elem(&pending_io, &id, &p, BPF_ANY))
+		stat_inc(KT_STAT_PENDING_FULL);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task;
+	struct kt_connect_event *e;
+	struct pending_io *p;
+	struct file *f;
+	__u16 type = 0;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	p = bpf_map_lookup_elem(&pending_io, &id);
+	if (!p || p->kind != PENDING_CONNECT)
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	f = fd_file(task, p->fd);
+	if (f) {
+		struct socket *sock = BPF_CORE_READ(f, private_data);
+		type = BPF_CORE_READ(sock, type);
+	}
+	e = reserve(sizeof(*e), KT_EV_CONNECT);
+	if (e) {
+		fill_hdr(&e->hdr, KT_EV_CONNECT, sizeof(*e), task);
+		e->fd = p->fd;
+		e->ret = ctx->ret;
+		e->family = p->family;
+		e->port = p->port;
+		e->sock_type = type;
+		e->pad = 0;
+		__builtin_memcpy(e->addr, p->addr, sizeof(e->addr));
+		submit(e);
+	}
+	// Every Node fetch connects non-blocking: EINPROGRESS is an attempt.
+	if (type == SOCK_STREAM && (p->family == AF_INET || p->family == AF_INET6) &&
+	    (ctx->ret == 0 || ctx->ret == -EINPROGRESS)) {
+		struct kt_fd_key k = {.tgid = id >> 32, .fd = p->fd};
+		__u8 one = 1;
+		if (bpf_map_update_elem(&fresh_socks, &k, &one, BPF_ANY))
+			stat_inc(KT_STAT_PENDING_FULL);
+	}
+	bpf_map_delete_elem(&pending_io, &id);
+	return 0;
+}
+
+// Captures the first bytes written on a fresh TCP socket (TLS ClientHello or
+// HTTP request line), whichever of the four write calls the runtime uses:
+// Node uses write/writev, Python send(to), Go write, glibc's curl sendmsg.
+static __always_inline int first_write(int fd, const void *buf, __u64 len, __u32 syscall)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct kt_fd_key k = {.tgid = id >> 32, .fd = fd};
+	struct kt_payload_event *e;
+	__u32 n;
+
+	if (!bpf_map_lookup_elem(&fresh_socks, &k))
+		return 0;
+	bpf_map_delete_elem(&fresh_socks, &k);
+	e = reserve(sizeof(*e), KT_EV_PAYLOAD);
+	if (!e)
+		return 0;
+	fill_hdr(&e->hdr, KT_EV_PAYLOAD, sizeof(*e), (struct task_struct *)bpf_get_current_task());
+	n = len > KT_PAYLOAD_MAX ? KT_PAYLOAD_MAX : len;
+	if (bpf_probe_read_user(e->data, n, buf)) {
+		e->hdr.flags |= KT_F_READ_FAIL;
+		stat_inc(KT_STAT_READ_FAIL);
+		n = 0;
+	}
+	e->fd = fd;
+	e->syscall = syscall;
+	e->len = n;
+	e->pad = 0;
+	submit(e);
+	return 0;
+}
+
+static __always_inline int first_write_iov(int fd, const struct iovec *iov, __u32 syscall)
+{
+	struct iovec first = {};
+	if (bpf_probe_read_user(&first, sizeof(first), iov))
+		return 0;
+	return first_write(fd, first.iov_base, first.iov_len, syscall);
+}
+
+SEC("tp/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	return first_write(ctx->args[0], (const void *)ctx->args[1], ctx->args[2], KT_SYS_WRITE);
+}
+
+SEC("tp/syscalls/sys_enter_sendto")
+int enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	return first_write(ctx->args[0], (const void *)ctx->args[1], ctx->args[2], KT_SYS_SENDTO);
+}
+
+SEC("tp/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	return first_write_iov(ctx->args[0], (const struct iovec *)ctx->args[1], KT_SYS_WRITEV);
+}
+
+SEC("tp/syscalls/sys_enter_sendmsg")
+int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	struct user_msghdr msg = {};
+	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
+		return 0;
+	return first_write_iov(ctx->args[0], msg.msg_iov, KT_SYS_SENDMSG);
+}

@@ -1,0 +1,95 @@
+// The daemon behind `keytrail run`: loads the probes, decides what to track,
+// turns kernel records into JSON lines and reports its own health.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "keytrail/config/config.h"
+#include "keytrail/detect/mcp_detect.h"
+#include "keytrail/output/sink.h"
+#include "keytrail/probe/events.h"
+#include "keytrail/probe/loader.h"
+#include "keytrail/process/table.h"
+#include "keytrail/util/clock.h"
+
+namespace keytrail {
+
+struct AgentOptions {
+	std::string output;          // "" = the config's outputs; "-" = stdout; else a file
+	bool events = false;         // OR'ed with agent.events
+	double duration_s = 0;       // stop after this long; 0 = until signalled
+	std::string state_dir;       // overrides agent.state_dir
+	std::vector<pid_t> track;    // extra pids to track from the start (tests, --track)
+};
+
+class Agent {
+      public:
+	Agent(Config cfg, AgentOptions opts);
+	~Agent();
+
+	// Runs until *stop is set or the duration elapses. Returns the exit code.
+	int run(const std::atomic<bool> &stop);
+
+	// Marks a process and its descendants as tracked (the MCP server rule
+	// that matched, or "manual").
+	void track(uint32_t pid, const McpMatch &why);
+	// Watches a file's inode: any process that opens it is reported.
+	bool watch_path(const std::string &path);
+
+      private:
+	struct OpenFd {
+		std::string path;
+		uint64_t dev = 0, ino = 0;
+	};
+	struct HeldConnect {
+		ConnectEvent ev;
+		std::chrono::steady_clock::time_point deadline;
+	};
+
+	void start();
+	void on_record(const void *data, size_t size);
+	void handle(ExecEvent &e);
+	void handle(ForkEvent &e);
+	void handle(ExitEvent &e);
+	void handle(OpenEvent &e);
+	void handle(CloseEvent &e);
+	void handle(ConnectEvent &e);
+	void handle(PayloadEvent &e);
+	void scan_proc();
+	void flush_fds(uint32_t pid, uint32_t reason, const EventContext &ctx);
+	void emit_connect(const ConnectEvent &c, const std::string &sni, const std::string &host);
+	void expire_connects(bool all);
+	void sweep_fd_states();
+	void emit_health(bool final);
+	nlohmann::json base(const char *type, const EventContext &ctx);
+	ProcessInfo *process_for(const EventContext &ctx);
+
+	Config cfg_;
+	AgentOptions opts_;
+	bool events_;
+	std::string host_;
+	SystemClock clock_;
+	Loader loader_;
+	Output out_;
+	McpDetector detector_;
+	ProcessTable table_;
+	std::map<std::pair<uint64_t, uint64_t>, std::string> watched_paths_;
+	std::unordered_map<uint32_t, std::map<int, OpenFd>> open_fds_;
+	std::map<std::pair<uint32_t, int>, HeldConnect> held_;
+	std::chrono::steady_clock::time_point started_;
+
+	// Userspace counters, reported in `health`.
+	uint64_t records_ = 0, decode_errors_ = 0, late_payloads_ = 0, unattributed_ = 0;
+	uint64_t by_type_[8] = {};
+	uint64_t fd_states_swept_ = 0;
+};
+
+}  // namespace keytrail

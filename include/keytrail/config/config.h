@@ -1,0 +1,76 @@
+// The agent's configuration: one YAML file (default /etc/keytrail/keytrail.yaml).
+// Every key is documented in docs/config.md; unknown keys are errors, so a
+// typo never silently turns a setting off.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "keytrail/util/error.h"
+
+namespace YAML {
+class Node;
+}
+
+namespace keytrail {
+
+// "FILE:LINE:COL: reason"
+class ConfigError : public Error {
+      public:
+	using Error::Error;
+};
+
+// A user rule that marks processes as MCP servers. Every condition given must
+// match; a rule with none is rejected.
+struct TrackingRule {
+	std::string name;  // the MCP server name given to matching processes
+	std::optional<std::string> exe;                 // glob on the executable path
+	std::optional<std::string> argv_source;         // regex on the joined argv
+	std::optional<std::regex> argv;
+	std::optional<std::string> parent_source;       // regex on the parent's comm or exe
+	std::optional<std::regex> parent;
+	std::optional<uid_t> uid;
+};
+
+struct OutputSpec {
+	std::string type;  // "stdout" | "file"
+	std::string path;  // for "file"
+};
+
+struct Config {
+	std::string source;  // file it came from ("" = built-in defaults)
+
+	// agent:
+	std::string state_dir = "/var/lib/keytrail";
+	uint32_t ring_buffer_bytes = 8u << 20;
+	std::chrono::milliseconds health_interval{60000};
+	std::chrono::milliseconds connect_hold{1500};  // wait for SNI before emitting a connect
+	bool events = false;                           // write raw observations too
+
+	// tracking:
+	bool builtin_rules = true;
+	std::vector<TrackingRule> rules;
+	std::vector<std::string> watch_paths;  // globs: files whose opens are reported host-wide
+
+	std::vector<OutputSpec> outputs;  // empty = stdout
+};
+
+inline constexpr const char *kDefaultConfigPath = "/etc/keytrail/keytrail.yaml";
+
+// Loads and validates a file. Throws ConfigError with file, line and reason.
+Config load_config(const std::string &path);
+// Same, from text (tests, fuzzing); name is used in messages.
+Config parse_config(const std::string &text, const std::string &name);
+
+// "90d", "12h", "30m", "15s", "250ms" -> milliseconds. Throws Error.
+std::chrono::milliseconds parse_duration(const std::string &s);
+// "8MiB", "512KiB", "1GiB", "4096" -> bytes. Throws Error.
+uint64_t parse_size(const std::string &s);
+
+}  // namespace keytrail

@@ -1,0 +1,100 @@
+// Decoded kernel events: what the ring buffer carries, as C++ values that
+// own their strings. The decoder is the only code that reads the raw ABI.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace keytrail {
+
+struct EventContext {
+	uint64_t ts_ns = 0;          // CLOCK_BOOTTIME
+	uint64_t start_time_ns = 0;  // the process's start_boottime
+	uint64_t cgroup_id = 0;
+	uint32_t pid = 0, tid = 0, ppid = 0, uid = 0, gid = 0;
+	uint32_t flags = 0;  // KT_F_*
+	std::string comm;
+};
+
+struct ExecEvent {
+	EventContext ctx;
+	std::string filename;
+	std::vector<std::string> argv;
+};
+
+struct ForkEvent {
+	EventContext ctx;  // the parent
+	uint32_t child_pid = 0;
+	uint64_t child_start_time_ns = 0;
+};
+
+struct ExitEvent {
+	EventContext ctx;
+	int32_t exit_code = 0;
+};
+
+struct OpenEvent {
+	EventContext ctx;
+	int32_t dirfd = 0;
+	int32_t fd = -1;
+	uint32_t flags = 0, mode = 0;
+	uint64_t dev = 0;  // kernel dev_t encoding
+	uint64_t ino = 0;
+	uint32_t syscall = 0;
+	std::string path;  // as passed; empty for a watched open by an untracked process
+};
+
+struct CloseEvent {
+	EventContext ctx;
+	int32_t fd = -1;
+	uint32_t reason = 0;  // kt_close_reason
+	uint64_t dev = 0, ino = 0;
+	uint64_t bytes_read = 0, reads = 0;
+};
+
+struct ConnectEvent {
+	EventContext ctx;
+	int32_t fd = -1;
+	int32_t ret = 0;
+	uint16_t family = 0, port = 0, sock_type = 0;
+	std::array<uint8_t, 16> addr{};
+};
+
+// The first bytes written on a fresh TCP socket, reduced at decode time to
+// the upstream's name: the raw bytes may carry an Authorization header, so
+// they are parsed from a private copy that is wiped, never kept.
+struct PayloadEvent {
+	EventContext ctx;
+	int32_t fd = -1;
+	uint32_t syscall = 0;
+	uint32_t captured = 0;  // bytes the kernel captured
+	std::string sni;        // TLS ClientHello server_name
+	std::string http_host;  // HTTP/1.x Host header
+};
+
+using Event =
+    std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent, PayloadEvent>;
+
+const EventContext &context_of(const Event &ev);
+const char *event_type_name(const Event &ev);
+
+// Decodes one ring-buffer record. Returns nullopt (and sets *error) for a
+// record that is too short, has an unknown type or inconsistent lengths.
+std::optional<Event> decode_event(const void *data, size_t size, std::string *error);
+
+// Kernel dev_t (MAJOR << 20 | MINOR) <-> userspace dev_t (stat's st_dev).
+uint64_t kernel_dev_to_user(uint64_t kdev);
+uint64_t user_dev_to_kernel(uint64_t udev);
+
+// "8:1"
+std::string dev_string(uint64_t kdev);
+
+// Address text for a connect event ("127.0.0.1", "::1", "" for others).
+std::string address_string(uint16_t family, const std::array<uint8_t, 16> &addr);
+
+}  // namespace keytrail

@@ -1,0 +1,79 @@
+// The process table: every process the agent knows of, from exec/fork/exit
+// events and a /proc scan at start-up. Keyed by pid, but every entry carries
+// its start time, so a reused pid is a new entry with a new exec_id.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace keytrail {
+
+struct ProcessInfo {
+	uint32_t pid = 0, ppid = 0;
+	uint32_t uid = 0, gid = 0;
+	uint64_t start_ticks = 0;  // /proc/PID/stat starttime
+	std::string exec_id;
+	std::string comm, exe;
+	std::vector<std::string> argv;  // masked: safe to write
+	uint64_t cgroup_id = 0;
+	bool tty = false;
+	bool tracked = false;
+	std::string mcp_server;  // set when a rule matched this process or an ancestor
+	std::string mcp_rule;
+	int64_t exec_time_ns = 0;  // wall clock; 0 if only seen in /proc
+	int64_t exit_time_ns = 0;  // 0 while alive
+};
+
+// Facts read from /proc/PID; nullopt when the process is gone or unreadable.
+struct ProcSnapshot {
+	uint32_t pid = 0, ppid = 0, uid = 0, gid = 0;
+	uint64_t start_ticks = 0;
+	bool tty = false;
+	std::string comm, exe;
+	std::vector<std::string> argv;  // raw: mask before keeping
+};
+std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root = "/proc");
+std::vector<uint32_t> list_pids(const std::string &proc_root = "/proc");
+
+// First 8 hex digits of /proc/sys/kernel/random/boot_id.
+std::string read_boot_id();
+// "<boot>:<start_ticks>:<pid>": unique across pid reuse and reboots.
+std::string make_exec_id(const std::string &boot_id, uint64_t start_ticks, uint32_t pid);
+
+class ProcessTable {
+      public:
+	ProcessTable(std::string boot_id, int64_t exit_grace_ns, size_t max_exited = 65536);
+
+	// Inserts or replaces the live entry for info.pid (a new start time is a
+	// new process: the old entry, if any, is retired as exited).
+	ProcessInfo &upsert(ProcessInfo info);
+	ProcessInfo *find(uint32_t pid);
+	const ProcessInfo *find(uint32_t pid) const;
+	// The entry for pid only if it is that process instance.
+	ProcessInfo *find_instance(uint32_t pid, uint64_t start_ticks);
+
+	void mark_exited(uint32_t pid, int64_t when_ns);
+	// Drops exited entries older than the grace period (and the oldest
+	// beyond max_exited). Returns how many were dropped.
+	size_t evict(int64_t now_ns);
+
+	std::vector<uint32_t> children_of(uint32_t pid) const;
+	size_t live() const { return live_.size(); }
+	size_t exited() const { return exited_.size(); }
+	const std::string &boot_id() const { return boot_id_; }
+
+      private:
+	std::string boot_id_;
+	int64_t grace_ns_;
+	size_t max_exited_;
+	std::unordered_map<uint32_t, ProcessInfo> live_;
+	std::deque<ProcessInfo> exited_;  // in exit order
+};
+
+}  // namespace keytrail

@@ -1,0 +1,27 @@
+// Text helpers for data that comes from the kernel or from other people's
+// files: bytes that need not be UTF-8, may hold control characters, and must
+// still become valid JSON.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace keytrail {
+
+// Returns s with valid UTF-8 kept and every byte of an invalid sequence
+// written as the text "\xNN", so any byte string becomes valid UTF-8 and a
+// reader can still tell which bytes were there.
+std::string sanitize_utf8(std::string_view s);
+
+// Splits a NUL-separated block (argv, environ) into its strings. A trailing
+// string without NUL (cut at a bound) is kept.
+std::vector<std::string> split_nul(std::string_view block);
+
+// Last path component ("/usr/bin/node" -> "node").
+std::string_view basename_of(std::string_view path);
+
+// Shell-style glob (fnmatch, no FNM_PATHNAME): '*' also crosses '/'.
+bool glob_match(const std::string &pattern, const std::string &s);
+
+}  // namespace keytrail

@@ -1,0 +1,656 @@
+#include "keytrail/agent/agent.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "keytrail/abi.h"
+#include "keytrail/secrets/mask.h"
+#include "keytrail/util/text.h"
+
+namespace keytrail {
+
+namespace {
+
+constexpr const char *kSchemaVersion = "1";
+
+std::string hostname()
+{
+	char buf[256] = "";
+	gethostname(buf, sizeof(buf) - 1);
+	return buf;
+}
+
+std::string errno_name(int err)
+{
+	if (err == 0)
+		return "ok";
+	const char *n = strerrorname_np(err);
+	return n ? n : "E" + std::to_string(err);
+}
+
+std::string open_flags_string(uint32_t f)
+{
+	std::string s;
+	switch (f & O_ACCMODE) {
+	case O_RDONLY: s = "O_RDONLY"; break;
+	case O_WRONLY: s = "O_WRONLY"; break;
+	default: s = "O_RDWR"; break;
+	}
+	static const std::pair<uint32_t, const char *> names[] = {
+	    {O_CREAT, "O_CREAT"},   {O_EXCL, "O_EXCL"},         {O_TRUNC, "O_TRUNC"},
+	    {O_APPEND, "O_APPEND"}, {O_NONBLOCK, "O_NONBLOCK"}, {O_DIRECTORY, "O_DIRECTORY"},
+	    {O_NOFOLLOW, "O_NOFOLLOW"}, {O_CLOEXEC, "O_CLOEXEC"}, {O_PATH, "O_PATH"}};
+	for (auto &[bit, name] : names)
+		if ((f & bit) == bit)
+			s += std::string("|") + name;
+	return s;
+}
+
+const char *family_name(uint16_t f)
+{
+	switch (f) {
+	case AF_INET: return "inet";
+	case AF_INET6: return "inet6";
+	case AF_UNIX: return "unix";
+	case AF_NETLINK: return "netlink";
+	default: return "other";
+	}
+}
+
+const char *sock_type_name(uint16_t t)
+{
+	switch (t) {
+	case SOCK_STREAM: return "tcp";
+	case SOCK_DGRAM: return "udp";
+	case SOCK_RAW: return "raw";
+	default: return "other";
+	}
+}
+
+const char *close_reason_name(uint32_t r)
+{
+	switch (r) {
+	case KT_CLOSE_CLOSE: return "close";
+	case KT_CLOSE_EXIT: return "exit";
+	case KT_CLOSE_EXEC: return "exec";
+	default: return "unknown";
+	}
+}
+
+nlohmann::json argv_json(const std::vector<std::string> &argv)
+{
+	nlohmann::json a = nlohmann::json::array();
+	for (const auto &s : argv)
+		a.push_back(sanitize_utf8(s));
+	return a;
+}
+
+}  // namespace
+
+Agent::Agent(Config cfg, AgentOptions opts)
+    : cfg_(std::move(cfg)),
+      opts_(std::move(opts)),
+      events_(opts_.events || cfg_.events),
+      host_(hostname()),
+      loader_(LoaderOptions{cfg_.ring_buffer_bytes, 0}),
+      detector_(cfg_.builtin_rules, cfg_.rules),
+      table_(read_boot_id(), 300LL * 1000000000LL)
+{
+	if (!opts_.state_dir.empty())
+		cfg_.state_dir = opts_.state_dir;
+}
+
+Agent::~Agent() = default;
+
+nlohmann::json Agent::base(const char *type, const EventContext &ctx)
+{
+	nlohmann::json r;
+	r["type"] = type;
+	r["time"] = rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns));
+	r["host"] = host_;
+	r["pid"] = ctx.pid;
+	r["tid"] = ctx.tid;
+	r["ppid"] = ctx.ppid;
+	r["comm"] = sanitize_utf8(ctx.comm);
+	r["uid"] = ctx.uid;
+	r["gid"] = ctx.gid;
+	ProcessInfo *p = process_for(ctx);
+	r["exec_id"] = p ? p->exec_id
+			 : make_exec_id(table_.boot_id(), ns_to_clock_ticks(ctx.start_time_ns), ctx.pid);
+	if (p && !p->mcp_server.empty())
+		r["mcp_server"] = p->mcp_server;
+	return r;
+}
+
+// The table entry for the process that made the event; read from /proc the
+// first time a process is seen (it started before us or its exec was lost).
+ProcessInfo *Agent::process_for(const EventContext &ctx)
+{
+	uint64_t ticks = ns_to_clock_ticks(ctx.start_time_ns);
+	if (ProcessInfo *p = table_.find_instance(ctx.pid, ticks))
+		return p;
+	auto snap = read_proc(ctx.pid);
+	if (!snap || snap->start_ticks != ticks) {
+		unattributed_++;
+		return nullptr;
+	}
+	ProcessInfo info;
+	info.pid = snap->pid;
+	info.ppid = snap->ppid;
+	info.uid = snap->uid;
+	info.gid = snap->gid;
+	info.start_ticks = snap->start_ticks;
+	info.comm = snap->comm;
+	info.exe = snap->exe;
+	info.argv = mask_argv(snap->argv);
+	info.tty = snap->tty;
+	info.cgroup_id = ctx.cgroup_id;
+	info.tracked = ctx.flags & KT_F_TRACKED;
+	if (const ProcessInfo *parent = table_.find(info.ppid)) {
+		info.mcp_server = parent->mcp_server;
+		info.mcp_rule = parent->mcp_rule;
+	}
+	return &table_.upsert(std::move(info));
+}
+
+void Agent::track(uint32_t pid, const McpMatch &why)
+{
+	// Depth-first over the known tree and /proc's children lists: children
+	// forked before we decided to track the parent are tracked too.
+	std::vector<uint32_t> todo{pid};
+	std::set<uint32_t> seen;
+	while (!todo.empty()) {
+		uint32_t p = todo.back();
+		todo.pop_back();
+		if (!seen.insert(p).second || p == static_cast<uint32_t>(getpid()))
+			continue;
+		loader_.track(p);
+		ProcessInfo *info = table_.find(p);
+		if (!info) {
+			if (auto snap = read_proc(p)) {
+				ProcessInfo ni;
+				ni.pid = snap->pid;
+				ni.ppid = snap->ppid;
+				ni.uid = snap->uid;
+				ni.gid = snap->gid;
+				ni.start_ticks = snap->start_ticks;
+				ni.comm = snap->comm;
+				ni.exe = snap->exe;
+				ni.argv = mask_argv(snap->argv);
+				ni.tty = snap->tty;
+				info = &table_.upsert(std::move(ni));
+			}
+		}
+		if (info) {
+			info->tracked = true;
+			if (info->mcp_server.empty()) {
+				info->mcp_server = why.server;
+				info->mcp_rule = why.rule;
+			}
+		}
+		for (uint32_t c : table_.children_of(p))
+			todo.push_back(c);
+		std::string task_dir = "/proc/" + std::to_string(p) + "/task";
+		glob_t g{};
+		if (glob((task_dir + "/*/children").c_str(), 0, nullptr, &g) == 0) {
+			for (size_t i = 0; i < g.gl_pathc; i++) {
+				std::ifstream in(g.gl_pathv[i]);
+				uint32_t c;
+				while (in >> c)
+					todo.push_back(c);
+			}
+		}
+		globfree(&g);
+	}
+}
+
+bool Agent::watch_path(const std::string &path)
+{
+	struct stat st;
+	if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	uint64_t kdev = user_dev_to_kernel(st.st_dev);
+	if (!loader_.watch(kdev, st.st_ino, static_cast<uint32_t>(watched_paths_.size() + 1)))
+		return false;
+	watched_paths_[{kdev, st.st_ino}] = path;
+	return true;
+}
+
+void Agent::scan_proc()
+{
+	for (uint32_t pid : list_pids()) {
+		auto snap = read_proc(pid);
+		if (!snap)
+			continue;  // exited while we looked
+		ProcessInfo info;
+		info.pid = snap->pid;
+		info.ppid = snap->ppid;
+		info.uid = snap->uid;
+		info.gid = snap->gid;
+		info.start_ticks = snap->start_ticks;
+		info.comm = snap->comm;
+		info.exe = snap->exe;
+		info.argv = mask_argv(snap->argv);
+		info.tty = snap->tty;
+		ProcessFacts facts{static_cast<pid_t>(pid), snap->uid, snap->exe, snap->argv, "", ""};
+		table_.upsert(std::move(info));
+		if (pid == static_cast<uint32_t>(getpid()))
+			continue;
+		if (auto m = detector_.match(facts))
+			track(pid, *m);
+	}
+	// Parents' labels flow to children that were not matched themselves.
+	for (pid_t p : opts_.track)
+		track(static_cast<uint32_t>(p), McpMatch{"", "manual"});
+}
+
+void Agent::start()
+{
+	umask(077);
+	make_private_dirs(cfg_.state_dir);
+	chmod(cfg_.state_dir.c_str(), 0700);
+
+	if (!opts_.output.empty()) {
+		out_.add(make_sink(OutputSpec{opts_.output == "-" ? "stdout" : "file", opts_.output}));
+	} else if (cfg_.outputs.empty()) {
+		out_.add(make_sink(OutputSpec{"stdout", ""}));
+	} else {
+		for (const auto &o : cfg_.outputs)
+			out_.add(make_sink(o));
+	}
+
+	loader_.start([this](const void *data, size_t size) { on_record(data, size); });
+	for (const auto &pattern : cfg_.watch_paths) {
+		glob_t g{};
+		if (::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g) == 0)
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				if (!watch_path(g.gl_pathv[i]))
+					spdlog::warn("cannot watch {}", sanitize_utf8(g.gl_pathv[i]));
+		globfree(&g);
+	}
+	scan_proc();
+	started_ = std::chrono::steady_clock::now();
+
+	nlohmann::json ready;
+	ready["type"] = "ready";
+	ready["schema"] = kSchemaVersion;
+	ready["time"] = rfc3339(clock_.now_ns());
+	ready["host"] = host_;
+	ready["version"] = KEYTRAIL_VERSION;
+	ready["programs"] = loader_.attached_programs();
+	ready["attach_seconds"] = loader_.attach_seconds();
+	ready["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
+	ready["tracked"] = loader_.tracked_count();
+	ready["processes"] = table_.live();
+	ready["config"] = cfg_.source.empty() ? "(built-in defaults)" : cfg_.source;
+	ready["state_dir"] = cfg_.state_dir;
+	out_.emit(ready);
+}
+
+int Agent::run(const std::atomic<bool> &stop)
+{
+	start();
+	auto next_health = std::chrono::steady_clock::now() + cfg_.health_interval;
+	auto deadline = opts_.duration_s > 0
+			    ? started_ + std::chrono::milliseconds(
+					     static_cast<int64_t>(opts_.duration_s * 1000))
+			    : std::chrono::steady_clock::time_point::max();
+	while (!stop.load()) {
+		int n = loader_.poll(100);
+		if (n < 0) {
+			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
+			break;
+		}
+		auto now = std::chrono::steady_clock::now();
+		expire_connects(false);
+		if (now >= next_health) {
+			clock_.resync();
+			table_.evict(clock_.now_ns());
+			sweep_fd_states();
+			emit_health(false);
+			next_health = now + cfg_.health_interval;
+		}
+		if (now >= deadline)
+			break;
+	}
+	// Drain what the kernel already produced, then report.
+	while (loader_.poll(0) > 0) {
+	}
+	expire_connects(true);
+	emit_health(true);
+	loader_.stop();
+	return 0;
+}
+
+void Agent::on_record(const void *data, size_t size)
+{
+	std::string err;
+	auto ev = decode_event(data, size, &err);
+	if (!ev) {
+		if (decode_errors_++ % 1000 == 0)
+			spdlog::warn("undecodable kernel record ({} bytes): {}", size, err);
+		return;
+	}
+	records_++;
+	by_type_[ev->index()]++;
+	std::visit([this](auto &e) { handle(e); }, *ev);
+}
+
+void Agent::handle(ExecEvent &e)
+{
+	uint32_t pid = e.ctx.pid;
+	ProcessInfo info;
+	info.pid = pid;
+	info.ppid = e.ctx.ppid;
+	info.uid = e.ctx.uid;
+	info.gid = e.ctx.gid;
+	info.start_ticks = ns_to_clock_ticks(e.ctx.start_time_ns);
+	info.comm = e.ctx.comm;
+	info.exe = e.filename;
+	info.argv = mask_argv(e.argv);
+	info.cgroup_id = e.ctx.cgroup_id;
+	info.tty = e.ctx.flags & KT_F_TTY;
+	info.tracked = e.ctx.flags & KT_F_TRACKED;
+	info.exec_time_ns = clock_.boot_to_wall_ns(e.ctx.ts_ns);
+	const ProcessInfo *parent = table_.find(e.ctx.ppid);
+	if (!info.exe.empty() && info.exe[0] != '/') {
+		char buf[4096];
+		ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof(buf));
+		if (n > 0)
+			info.exe.assign(buf, n);
+	}
+	ProcessFacts facts{static_cast<pid_t>(pid), e.ctx.uid, info.exe, e.argv,
+			   parent ? parent->comm : "", parent ? parent->exe : ""};
+	std::optional<McpMatch> match = detector_.match(facts);
+	// A tracked child keeps its server's label unless it is a server itself.
+	if (match) {
+		info.mcp_server = match->server;
+		info.mcp_rule = match->rule;
+	} else if (parent && info.tracked) {
+		info.mcp_server = parent->mcp_server;
+		info.mcp_rule = parent->mcp_rule;
+	}
+	bool was_tracked = info.tracked;
+	table_.upsert(std::move(info));
+	if (match && !was_tracked)
+		track(pid, *match);
+
+	// An exec closes the O_CLOEXEC fds without close(): report them now.
+	if (was_tracked)
+		flush_fds(pid, KT_CLOSE_EXEC, e.ctx);
+
+	if (!events_ || !(was_tracked || match))
+		return;
+	auto r = base("exec", e.ctx);
+	r["filename"] = sanitize_utf8(e.filename);
+	r["argv"] = argv_json(table_.find(pid)->argv);
+	r["cgroup_id"] = e.ctx.cgroup_id;
+	r["tty"] = static_cast<bool>(e.ctx.flags & KT_F_TTY);
+	if (e.ctx.flags & KT_F_TRUNCATED)
+		r["truncated"] = true;
+	if (match)
+		r["mcp_rule"] = match->rule;
+	out_.emit(r);
+}
+
+void Agent::handle(ForkEvent &e)
+{
+	const ProcessInfo *parent = process_for(e.ctx);
+	ProcessInfo child;
+	child.pid = e.child_pid;
+	child.ppid = e.ctx.pid;
+	child.uid = e.ctx.uid;
+	child.gid = e.ctx.gid;
+	child.start_ticks = ns_to_clock_ticks(e.child_start_time_ns);
+	child.comm = e.ctx.comm;
+	child.cgroup_id = e.ctx.cgroup_id;
+	child.tracked = true;
+	child.tty = e.ctx.flags & KT_F_TTY;
+	if (parent) {
+		child.exe = parent->exe;
+		child.argv = parent->argv;
+		child.mcp_server = parent->mcp_server;
+		child.mcp_rule = parent->mcp_rule;
+	}
+	const ProcessInfo &c = table_.upsert(std::move(child));
+	if (!events_)
+		return;
+	auto r = base("fork", e.ctx);
+	r["child_pid"] = e.child_pid;
+	r["child_exec_id"] = c.exec_id;
+	out_.emit(r);
+}
+
+void Agent::handle(ExitEvent &e)
+{
+	bool tracked = e.ctx.flags & KT_F_TRACKED;
+	if (tracked) {
+		flush_fds(e.ctx.pid, KT_CLOSE_EXIT, e.ctx);
+		for (auto it = held_.begin(); it != held_.end();) {
+			if (it->first.first == e.ctx.pid) {
+				emit_connect(it->second.ev, "", "");
+				it = held_.erase(it);
+			} else {
+				++it;
+			}
+		}
+		if (events_) {
+			auto r = base("exit", e.ctx);
+			int status = e.exit_code;
+			if (status & 0x7f)
+				r["signal"] = status & 0x7f;
+			else
+				r["exit_code"] = (status >> 8) & 0xff;
+			out_.emit(r);
+		}
+	}
+	open_fds_.erase(e.ctx.pid);
+	table_.mark_exited(e.ctx.pid, clock_.boot_to_wall_ns(e.ctx.ts_ns));
+}
+
+void Agent::handle(OpenEvent &e)
+{
+	std::string path = e.path;
+	if (path.empty()) {
+		auto it = watched_paths_.find({e.dev, e.ino});
+		if (it != watched_paths_.end())
+			path = it->second;
+	}
+	if (e.fd >= 0)
+		open_fds_[e.ctx.pid][e.fd] = OpenFd{path, e.dev, e.ino};
+	if (!events_)
+		return;
+	auto r = base("open", e.ctx);
+	r["path"] = sanitize_utf8(path);
+	if (e.dirfd != -100 && e.syscall != 0)
+		r["dirfd"] = e.dirfd;
+	r["flags"] = open_flags_string(e.flags);
+	r["fd"] = e.fd;
+	r["result"] = errno_name(e.fd < 0 ? -e.fd : 0);
+	if (e.fd >= 0) {
+		r["dev"] = dev_string(e.dev);
+		r["inode"] = e.ino;
+	}
+	r["watched"] = static_cast<bool>(e.ctx.flags & KT_F_WATCHED);
+	if (e.ctx.flags & KT_F_TRUNCATED)
+		r["truncated"] = true;
+	if (e.ctx.flags & KT_F_READ_FAIL)
+		r["path_unreadable"] = true;
+	out_.emit(r);
+}
+
+void Agent::handle(CloseEvent &e)
+{
+	std::string path;
+	auto pit = open_fds_.find(e.ctx.pid);
+	if (pit != open_fds_.end()) {
+		auto fit = pit->second.find(e.fd);
+		if (fit != pit->second.end()) {
+			path = fit->second.path;
+			pit->second.erase(fit);
+		}
+	}
+	if (!events_)
+		return;
+	auto r = base("close", e.ctx);
+	r["fd"] = e.fd;
+	r["path"] = sanitize_utf8(path);
+	r["dev"] = dev_string(e.dev);
+	r["inode"] = e.ino;
+	r["bytes_read"] = e.bytes_read;
+	r["reads"] = e.reads;
+	r["reason"] = close_reason_name(e.reason);
+	out_.emit(r);
+}
+
+// Reports the read counters of fds the process still held when it exited or
+// exec'd (for exec: only those the exec closed).
+void Agent::flush_fds(uint32_t pid, uint32_t reason, const EventContext &ctx)
+{
+	auto pit = open_fds_.find(pid);
+	if (pit == open_fds_.end())
+		return;
+	for (auto it = pit->second.begin(); it != pit->second.end();) {
+		int fd = it->first;
+		if (reason == KT_CLOSE_EXEC) {
+			struct stat st;
+			std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+			if (stat(link.c_str(), &st) == 0 && st.st_ino == it->second.ino) {
+				++it;  // survived the exec (no O_CLOEXEC)
+				continue;
+			}
+		}
+		auto st = loader_.take_fd_state(pid, fd);
+		if (st) {
+			CloseEvent c{ctx, fd, reason, st->dev, st->ino, st->bytes_read, st->reads};
+			handle(c);  // erases the entry from open_fds_
+			it = pit->second.lower_bound(fd);
+		} else {
+			it = pit->second.erase(it);
+		}
+	}
+}
+
+void Agent::handle(ConnectEvent &e)
+{
+	bool inet = e.family == AF_INET || e.family == AF_INET6;
+	bool attempt = e.ret == 0 || e.ret == -EINPROGRESS;
+	if (inet && e.sock_type == SOCK_STREAM && attempt && cfg_.connect_hold.count() > 0) {
+		// Hold it until the first write names the upstream (SNI / Host).
+		held_[{e.ctx.pid, e.fd}] =
+		    HeldConnect{e, std::chrono::steady_clock::now() + cfg_.connect_hold};
+		return;
+	}
+	emit_connect(e, "", "");
+}
+
+void Agent::handle(PayloadEvent &e)
+{
+	auto it = held_.find({e.ctx.pid, e.fd});
+	if (it == held_.end()) {
+		late_payloads_++;
+		return;
+	}
+	emit_connect(it->second.ev, e.sni, e.http_host);
+	held_.erase(it);
+}
+
+void Agent::emit_connect(const ConnectEvent &c, const std::string &sni, const std::string &host)
+{
+	if (!events_)
+		return;
+	auto r = base("connect", c.ctx);
+	r["fd"] = c.fd;
+	r["family"] = family_name(c.family);
+	r["protocol"] = sock_type_name(c.sock_type);
+	r["addr"] = address_string(c.family, c.addr);
+	r["port"] = c.port;
+	r["result"] = errno_name(c.ret < 0 ? -c.ret : 0);
+	if (!sni.empty())
+		r["sni"] = sanitize_utf8(sni);
+	if (!host.empty())
+		r["http_host"] = sanitize_utf8(host);
+	out_.emit(r);
+}
+
+void Agent::expire_connects(bool all)
+{
+	auto now = std::chrono::steady_clock::now();
+	for (auto it = held_.begin(); it != held_.end();) {
+		if (all || it->second.deadline <= now) {
+			emit_connect(it->second.ev, "", "");
+			it = held_.erase(it);
+		} else {
+			++it;
+		}
+	}
+}
+
+// fd counters whose close or exit record was lost (ring buffer full) would
+// stay in the kernel map forever; drop those of processes that are gone.
+void Agent::sweep_fd_states()
+{
+	for (const auto &k : loader_.fd_state_keys()) {
+		if (kill(static_cast<pid_t>(k.tgid), 0) == 0 || errno != ESRCH)
+			continue;
+		loader_.take_fd_state(k.tgid, k.fd);
+		fd_states_swept_++;
+	}
+}
+
+void Agent::emit_health(bool final)
+{
+	KernelStats ks = loader_.stats();
+	nlohmann::json r;
+	r["type"] = "health";
+	r["time"] = rfc3339(clock_.now_ns());
+	r["host"] = host_;
+	r["final"] = final;
+	r["uptime_seconds"] =
+	    std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+	nlohmann::json drops_by_type = nlohmann::json::object();
+	static const char *names[KT_EV_MAX] = {"",      "exec",    "fork",   "exit",
+					       "open",  "close",   "connect", "payload"};
+	for (uint32_t t = 1; t < KT_EV_MAX; t++)
+		drops_by_type[names[t]] = ks.drops_of(t);
+	r["kernel"] = {{"events", ks.events()},
+		       {"drops", ks.drops()},
+		       {"drops_by_type", drops_by_type},
+		       {"read_failures", ks.v[KT_STAT_READ_FAIL]},
+		       {"pending_map_full", ks.v[KT_STAT_PENDING_FULL]},
+		       {"truncated", ks.v[KT_STAT_PATH_TRUNCATED]},
+		       {"track_overflow", ks.v[KT_STAT_TRACK_OVERFLOW]}};
+	nlohmann::json by_type = nlohmann::json::object();
+	for (size_t i = 0; i < 7; i++)
+		by_type[names[i + 1]] = by_type_[i];
+	r["agent"] = {{"records", records_},
+		      {"records_by_type", by_type},
+		      {"decode_errors", decode_errors_},
+		      {"attribution_failures", unattributed_},
+		      {"late_payloads", late_payloads_},
+		      {"fd_states_swept", fd_states_swept_},
+		      {"output_written", out_.written()},
+		      {"output_errors", out_.errors()}};
+	r["processes"] = {{"live", table_.live()},
+			  {"exited_kept", table_.exited()},
+			  {"tracked", loader_.tracked_count()}};
+	r["watched_inodes"] = loader_.watched_count();
+	r["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
+	out_.emit(r);
+	if (final)
+		spdlog::info("stopped: {} kernel events, {} dropped, {} attribution failures",
+			     ks.events(), ks.drops(), unattributed_);
+}
+
+}  // namespace keytrail

@@ -1,0 +1,262 @@
+#include "keytrail/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace keytrail {
+
+namespace {
+
+class Parser {
+      public:
+	explicit Parser(std::string name) : name_(std::move(name)) {}
+
+	[[noreturn]] void fail(const YAML::Node &n, const std::string &why) const
+	{
+		const YAML::Mark m = n.Mark();
+		throw ConfigError(name_ + ":" + std::to_string(m.line + 1) + ":" +
+				  std::to_string(m.column + 1) + ": " + why);
+	}
+
+	void only_keys(const YAML::Node &map, const std::string &where,
+		       const std::set<std::string> &allowed) const
+	{
+		if (!map.IsMap())
+			fail(map, where + " must be a mapping");
+		for (const auto &kv : map) {
+			std::string key = kv.first.as<std::string>();
+			if (!allowed.count(key)) {
+				std::string list;
+				for (const auto &a : allowed)
+					list += (list.empty() ? "" : ", ") + a;
+				fail(kv.first, "unknown key '" + key + "' in " + where + " (expected one of: " +
+						   list + ")");
+			}
+		}
+	}
+
+	std::string str(const YAML::Node &n, const std::string &what) const
+	{
+		if (!n.IsScalar())
+			fail(n, what + " must be a string");
+		return n.as<std::string>();
+	}
+
+	bool boolean(const YAML::Node &n, const std::string &what) const
+	{
+		try {
+			return n.as<bool>();
+		} catch (const YAML::Exception &) {
+			fail(n, what + " must be true or false");
+		}
+	}
+
+	template <typename F>
+	auto convert(const YAML::Node &n, const std::string &what, F f) const
+	{
+		std::string s = str(n, what);
+		try {
+			return f(s);
+		} catch (const Error &e) {
+			fail(n, what + ": " + e.what());
+		}
+	}
+
+	std::regex regex(const YAML::Node &n, const std::string &what) const
+	{
+		std::string s = str(n, what);
+		try {
+			return std::regex(s, std::regex::ECMAScript | std::regex::optimize);
+		} catch (const std::regex_error &e) {
+			fail(n, what + " is not a valid regular expression: " + e.what());
+		}
+	}
+
+	void agent(const YAML::Node &n, Config *c) const
+	{
+		only_keys(n, "agent",
+			  {"state_dir", "ring_buffer_size", "health_interval", "connect_hold", "events"});
+		if (n["state_dir"]) {
+			c->state_dir = str(n["state_dir"], "agent.state_dir");
+			if (c->state_dir.empty() || c->state_dir[0] != '/')
+				fail(n["state_dir"], "agent.state_dir must be an absolute path");
+		}
+		if (n["ring_buffer_size"]) {
+			uint64_t b = convert(n["ring_buffer_size"], "agent.ring_buffer_size", parse_size);
+			if (b < 4096 || b > (1ULL << 30))
+				fail(n["ring_buffer_size"], "agent.ring_buffer_size must be 4KiB..1GiB");
+			c->ring_buffer_bytes = static_cast<uint32_t>(b);
+		}
+		if (n["health_interval"]) {
+			c->health_interval =
+			    convert(n["health_interval"], "agent.health_interval", parse_duration);
+			if (c->health_interval.count() < 100)
+				fail(n["health_interval"], "agent.health_interval must be at least 100ms");
+		}
+		if (n["connect_hold"])
+			c->connect_hold = convert(n["connect_hold"], "agent.connect_hold", parse_duration);
+		if (n["events"])
+			c->events = boolean(n["events"], "agent.events");
+	}
+
+	void tracking(const YAML::Node &n, Config *c) const
+	{
+		only_keys(n, "tracking", {"builtin_rules", "rules", "watch_paths"});
+		if (n["builtin_rules"])
+			c->builtin_rules = boolean(n["builtin_rules"], "tracking.builtin_rules");
+		if (n["watch_paths"]) {
+			if (!n["watch_paths"].IsSequence())
+				fail(n["watch_paths"], "tracking.watch_paths must be a list of paths or globs");
+			for (const auto &w : n["watch_paths"]) {
+				std::string path = str(w, "a watch path");
+				if (path.empty() || path[0] != '/')
+					fail(w, "watch path '" + path + "' must be absolute");
+				c->watch_paths.push_back(path);
+			}
+		}
+		if (!n["rules"])
+			return;
+		const YAML::Node rules = n["rules"];
+		if (!rules.IsSequence())
+			fail(rules, "tracking.rules must be a list");
+		for (const auto &r : rules) {
+			only_keys(r, "a tracking rule", {"name", "exe", "argv", "parent", "uid"});
+			TrackingRule rule;
+			if (!r["name"])
+				fail(r, "a tracking rule needs a name");
+			rule.name = str(r["name"], "rule name");
+			if (rule.name.empty())
+				fail(r["name"], "rule name must not be empty");
+			if (r["exe"])
+				rule.exe = str(r["exe"], "rule exe");
+			if (r["argv"]) {
+				rule.argv_source = str(r["argv"], "rule argv");
+				rule.argv = regex(r["argv"], "rule argv");
+			}
+			if (r["parent"]) {
+				rule.parent_source = str(r["parent"], "rule parent");
+				rule.parent = regex(r["parent"], "rule parent");
+			}
+			if (r["uid"]) {
+				try {
+					rule.uid = r["uid"].as<uid_t>();
+				} catch (const YAML::Exception &) {
+					fail(r["uid"], "rule uid must be a number");
+				}
+			}
+			if (!rule.exe && !rule.argv && !rule.parent && !rule.uid)
+				fail(r, "tracking rule '" + rule.name +
+					    "' has no condition (exe, argv, parent or uid)");
+			c->rules.push_back(std::move(rule));
+		}
+	}
+
+	void outputs(const YAML::Node &n, Config *c) const
+	{
+		if (!n.IsSequence())
+			fail(n, "outputs must be a list");
+		for (const auto &o : n) {
+			only_keys(o, "an output", {"type", "path"});
+			if (!o["type"])
+				fail(o, "an output needs a type (stdout or file)");
+			OutputSpec spec{str(o["type"], "output type"), ""};
+			if (spec.type == "file") {
+				if (!o["path"])
+					fail(o, "a file output needs a path");
+				spec.path = str(o["path"], "output path");
+			} else if (spec.type == "stdout") {
+				if (o["path"])
+					fail(o["path"], "a stdout output takes no path");
+			} else {
+				fail(o["type"], "unknown output type '" + spec.type + "' (stdout or file)");
+			}
+			c->outputs.push_back(spec);
+		}
+	}
+
+	Config parse(const std::string &text) const
+	{
+		YAML::Node root;
+		try {
+			root = YAML::Load(text);
+		} catch (const YAML::ParserException &e) {
+			throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
+					  std::to_string(e.mark.column + 1) + ": " + e.msg);
+		}
+		Config c;
+		c.source = name_;
+		if (root.IsNull())
+			return c;  // an empty file means defaults
+		only_keys(root, "the top level",
+			  {"agent", "tracking", "outputs", "identities", "inventory"});
+		if (root["agent"])
+			agent(root["agent"], &c);
+		if (root["tracking"])
+			tracking(root["tracking"], &c);
+		if (root["outputs"])
+			outputs(root["outputs"], &c);
+		for (const char *later : {"identities", "inventory"})
+			if (root[later] && !root[later].IsSequence() && !root[later].IsNull())
+				fail(root[later], std::string(later) + " must be a list");
+		return c;
+	}
+
+      private:
+	std::string name_;
+};
+
+}  // namespace
+
+Config parse_config(const std::string &text, const std::string &name)
+{
+	return Parser(name).parse(text);
+}
+
+Config load_config(const std::string &path)
+{
+	std::ifstream in(path);
+	if (!in)
+		throw ConfigError(path + ": cannot read config file");
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return parse_config(ss.str(), path);
+}
+
+std::chrono::milliseconds parse_duration(const std::string &s)
+{
+	size_t i = 0;
+	while (i < s.size() && s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i == 0 || i > 12)
+		throw Error("'" + s + "' is not a duration (like 250ms, 30s, 5m, 12h, 90d)");
+	uint64_t n = std::stoull(s.substr(0, i));
+	std::string unit = s.substr(i);
+	static const std::pair<const char *, uint64_t> units[] = {
+	    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
+	for (auto &[u, mult] : units)
+		if (unit == u)
+			return std::chrono::milliseconds(n * mult);
+	throw Error("'" + s + "' has no known unit (ms, s, m, h, d, w)");
+}
+
+uint64_t parse_size(const std::string &s)
+{
+	size_t i = 0;
+	while (i < s.size() && s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i == 0 || i > 12)
+		throw Error("'" + s + "' is not a size (like 4096, 512KiB, 8MiB)");
+	uint64_t n = std::stoull(s.substr(0, i));
+	std::string unit = s.substr(i);
+	static const std::pair<const char *, uint64_t> units[] = {
+	    {"", 1}, {"B", 1}, {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20}, {"GiB", 1ULL << 30}};
+	for (auto &[u, mult] : units)
+		if (unit == u)
+			return n * mult;
+	throw Error("'" + s + "' has no known unit (B, KiB, MiB, GiB)");
+}
+
+}  // namespace keytrail

@@ -1,0 +1,228 @@
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <sys/sysmacros.h>
+
+#include <cstddef>
+#include <cstring>
+
+#include "keytrail/abi.h"
+#include "keytrail/net/peek.h"
+#include "keytrail/probe/events.h"
+#include "keytrail/util/text.h"
+
+// The layout both compilers must agree on (clang -target bpf and the host
+// compiler). A change here is an ABI change: bump both sides together.
+static_assert(sizeof(kt_event_hdr) == 72);
+static_assert(offsetof(kt_event_hdr, comm) == 56);
+static_assert(offsetof(kt_exec_event, data) == 80);
+static_assert(sizeof(kt_fork_event) == 88);
+static_assert(sizeof(kt_exit_event) == 80);
+static_assert(offsetof(kt_open_event, path) == 112);
+static_assert(sizeof(kt_close_event) == 112);
+static_assert(sizeof(kt_connect_event) == 104);
+static_assert(offsetof(kt_payload_event, data) == 88);
+static_assert(sizeof(kt_fd_state) == 32 && sizeof(kt_fd_key) == 8 && sizeof(kt_inode_key) == 16);
+
+namespace keytrail {
+
+namespace {
+
+std::string bounded_string(const char *p, size_t max)
+{
+	return std::string(p, strnlen(p, max));
+}
+
+EventContext context_from(const kt_event_hdr &h)
+{
+	EventContext c;
+	c.ts_ns = h.ts_ns;
+	c.start_time_ns = h.start_time;
+	c.cgroup_id = h.cgroup_id;
+	c.pid = h.pid;
+	c.tid = h.tid;
+	c.ppid = h.ppid;
+	c.uid = h.uid;
+	c.gid = h.gid;
+	c.flags = h.flags;
+	c.comm = bounded_string(h.comm, sizeof(h.comm));
+	return c;
+}
+
+template <typename T>
+bool fixed_size_ok(size_t size, std::string *error)
+{
+	if (size < sizeof(T)) {
+		*error = "record shorter than its type";
+		return false;
+	}
+	return true;
+}
+
+}  // namespace
+
+std::optional<Event> decode_event(const void *data, size_t size, std::string *error)
+{
+	if (size < sizeof(kt_event_hdr)) {
+		*error = "record shorter than its header";
+		return std::nullopt;
+	}
+	kt_event_hdr h;
+	std::memcpy(&h, data, sizeof(h));
+	if (h.size > size) {
+		*error = "record size field exceeds the record";
+		return std::nullopt;
+	}
+	const char *base = static_cast<const char *>(data);
+	switch (h.type) {
+	case KT_EV_EXEC: {
+		constexpr size_t off = offsetof(kt_exec_event, data);
+		if (h.size < off) {
+			*error = "exec record too short";
+			return std::nullopt;
+		}
+		uint32_t fn_len, args_len;
+		std::memcpy(&fn_len, base + offsetof(kt_exec_event, filename_len), 4);
+		std::memcpy(&args_len, base + offsetof(kt_exec_event, args_len), 4);
+		if (fn_len > KT_PATH_MAX || args_len > KT_ARGS_MAX || off + fn_len + args_len > h.size) {
+			*error = "exec record lengths inconsistent";
+			return std::nullopt;
+		}
+		ExecEvent e;
+		e.ctx = context_from(h);
+		e.filename.assign(base + off, fn_len);
+		e.argv = split_nul(std::string_view(base + off + fn_len, args_len));
+		return e;
+	}
+	case KT_EV_FORK: {
+		if (!fixed_size_ok<kt_fork_event>(h.size, error))
+			return std::nullopt;
+		kt_fork_event r;
+		std::memcpy(&r, data, sizeof(r));
+		return ForkEvent{context_from(h), r.child_pid, r.child_start_time};
+	}
+	case KT_EV_EXIT: {
+		if (!fixed_size_ok<kt_exit_event>(h.size, error))
+			return std::nullopt;
+		kt_exit_event r;
+		std::memcpy(&r, data, sizeof(r));
+		return ExitEvent{context_from(h), r.exit_code};
+	}
+	case KT_EV_OPEN: {
+		constexpr size_t off = offsetof(kt_open_event, path);
+		if (h.size < off) {
+			*error = "open record too short";
+			return std::nullopt;
+		}
+		kt_open_event r;
+		std::memcpy(&r, data, off);
+		if (r.path_len >= KT_PATH_MAX || off + r.path_len > h.size) {
+			*error = "open record path length inconsistent";
+			return std::nullopt;
+		}
+		OpenEvent e;
+		e.ctx = context_from(h);
+		e.dirfd = r.dirfd;
+		e.fd = r.fd;
+		e.flags = r.flags;
+		e.mode = r.mode;
+		e.dev = r.dev;
+		e.ino = r.ino;
+		e.syscall = r.syscall;
+		e.path.assign(base + off, r.path_len);
+		return e;
+	}
+	case KT_EV_CLOSE: {
+		if (!fixed_size_ok<kt_close_event>(h.size, error))
+			return std::nullopt;
+		kt_close_event r;
+		std::memcpy(&r, data, sizeof(r));
+		return CloseEvent{context_from(h), r.fd, r.reason, r.dev, r.ino, r.bytes_read, r.reads};
+	}
+	case KT_EV_CONNECT: {
+		if (!fixed_size_ok<kt_connect_event>(h.size, error))
+			return std::nullopt;
+		kt_connect_event r;
+		std::memcpy(&r, data, sizeof(r));
+		ConnectEvent e;
+		e.ctx = context_from(h);
+		e.fd = r.fd;
+		e.ret = r.ret;
+		e.family = r.family;
+		e.port = r.port;
+		e.sock_type = r.sock_type;
+		std::memcpy(e.addr.data(), r.addr, sizeof(r.addr));
+		return e;
+	}
+	case KT_EV_PAYLOAD: {
+		constexpr size_t off = offsetof(kt_payload_event, data);
+		if (h.size < off) {
+			*error = "payload record too short";
+			return std::nullopt;
+		}
+		kt_payload_event r;
+		std::memcpy(&r, data, off);
+		if (r.len > KT_PAYLOAD_MAX || off + r.len > h.size) {
+			*error = "payload record length inconsistent";
+			return std::nullopt;
+		}
+		PayloadEvent e;
+		e.ctx = context_from(h);
+		e.fd = r.fd;
+		e.syscall = r.syscall;
+		e.captured = r.len;
+		// The ring buffer is mapped read-only: parse a private copy and wipe
+		// it; the kernel's copy is overwritten as the ring wraps.
+		char bytes[KT_PAYLOAD_MAX];
+		std::memcpy(bytes, base + off, r.len);
+		std::string_view view(bytes, r.len);
+		if (auto sni = parse_tls_sni(view))
+			e.sni = *sni;
+		else if (auto host = parse_http_host(view))
+			e.http_host = *host;
+		OPENSSL_cleanse(bytes, sizeof(bytes));
+		return e;
+	}
+	default:
+		*error = "unknown record type " + std::to_string(h.type);
+		return std::nullopt;
+	}
+}
+
+const EventContext &context_of(const Event &ev)
+{
+	return std::visit([](const auto &e) -> const EventContext & { return e.ctx; }, ev);
+}
+
+const char *event_type_name(const Event &ev)
+{
+	static constexpr const char *names[] = {"exec",  "fork",    "exit",   "open",
+						"close", "connect", "payload"};
+	return names[ev.index()];
+}
+
+uint64_t kernel_dev_to_user(uint64_t kdev)
+{
+	return makedev(static_cast<unsigned>(kdev >> 20), static_cast<unsigned>(kdev & 0xFFFFF));
+}
+
+uint64_t user_dev_to_kernel(uint64_t udev)
+{
+	return (static_cast<uint64_t>(major(udev)) << 20) | minor(udev);
+}
+
+std::string dev_string(uint64_t kdev)
+{
+	return std::to_string(kdev >> 20) + ":" + std::to_string(kdev & 0xFFFFF);
+}
+
+std::string address_string(uint16_t family, const std::array<uint8_t, 16> &addr)
+{
+	char buf[INET6_ADDRSTRLEN] = "";
+	if (family == AF_INET)
+		inet_ntop(AF_INET, addr.data(), buf, sizeof(buf));
+	else if (family == AF_INET6)
+		inet_ntop(AF_INET6, addr.data(), buf, sizeof(buf));
+	return buf;
+}
+
+}  // namespace keytrail

@@ -1,0 +1,288 @@
+#include "keytrail/probe/loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cstdarg>
+#include <cstring>
+#include <string>
+
+#include "keytrail.skel.h"
+#include "keytrail/probe/features.h"
+#include "keytrail/util/error.h"
+
+namespace keytrail {
+
+namespace {
+
+int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG && !spdlog::should_log(spdlog::level::trace))
+		return 0;
+	char buf[1024];
+	int n = vsnprintf(buf, sizeof(buf), fmt, args);
+	std::string line(buf, n > 0 ? std::min<size_t>(n, sizeof(buf) - 1) : 0);
+	while (!line.empty() && line.back() == '\n')
+		line.pop_back();
+	if (level == LIBBPF_WARN)
+		spdlog::warn("libbpf: {}", line);
+	else
+		spdlog::debug("libbpf: {}", line);
+	return 0;
+}
+
+// Never return a negative value from here: libbpf would stop polling.
+int on_record(void *ctx, void *data, size_t size)
+{
+	auto *handler = static_cast<Loader::RecordHandler *>(ctx);
+	(*handler)(data, size);
+	return 0;
+}
+
+// Syscall tracepoints that some kernels or architectures lack (arm64 has no
+// open/creat; openat2 is 5.6+). Others are required.
+bool optional_tracepoint(const std::string &name)
+{
+	return name == "sys_enter_open" || name == "sys_exit_open" || name == "sys_enter_creat" ||
+	       name == "sys_exit_creat" || name == "sys_enter_openat2" || name == "sys_exit_openat2" ||
+	       name == "sys_enter_preadv" || name == "sys_exit_preadv";
+}
+
+uint32_t ring_size(uint32_t want)
+{
+	uint32_t page = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
+	return std::bit_ceil(std::max(want, page));
+}
+
+}  // namespace
+
+uint64_t KernelStats::drops() const
+{
+	uint64_t n = 0;
+	for (uint32_t t = 0; t < KT_EV_MAX; t++)
+		n += v[KT_STAT_DROP_BASE + t];
+	return n;
+}
+
+Loader::Loader(LoaderOptions opts) : opts_(opts) {}
+
+Loader::~Loader() { stop(); }
+
+void Loader::start(RecordHandler handler)
+{
+	handler_ = std::move(handler);
+	libbpf_set_print(libbpf_log);
+	std::string tracefs = ensure_tracefs();
+
+	skel_ = keytrail_bpf__open();
+	if (!skel_)
+		throw sys_error("open BPF object", errno);
+
+	skel_->rodata->agent_tgid = opts_.agent_pid ? opts_.agent_pid : getpid();
+	ring_bytes_ = ring_size(opts_.ring_buffer_bytes);
+	if (int err = bpf_map__set_max_entries(skel_->maps.events, ring_bytes_))
+		throw sys_error("size ring buffer", -err);
+
+	bpf_program *prog;
+	bpf_object__for_each_program(prog, skel_->obj)
+	{
+		std::string sec = bpf_program__section_name(prog);
+		const std::string prefix = "tp/syscalls/";
+		if (sec.rfind(prefix, 0) != 0)
+			continue;
+		std::string tp = sec.substr(prefix.size());
+		struct stat st;
+		if (stat((tracefs + "/events/syscalls/" + tp).c_str(), &st) != 0) {
+			if (!optional_tracepoint(tp))
+				throw Error("tracepoint syscalls:" + tp + " is missing from " + tracefs +
+					    "/events (kernel built without CONFIG_FTRACE_SYSCALLS?)");
+			spdlog::info("tracepoint syscalls:{} not on this kernel; skipping it", tp);
+			bpf_program__set_autoload(prog, false);
+		}
+	}
+
+	auto t0 = std::chrono::steady_clock::now();
+	if (int err = keytrail_bpf__load(skel_))
+		throw sys_error("load BPF programs (run `keytrail check`; with -v the verifier log is shown)",
+				-err);
+	bpf_object__for_each_program(prog, skel_->obj)
+	{
+		if (!bpf_program__autoload(prog))
+			continue;
+		bpf_link *link = bpf_program__attach(prog);
+		if (!link)
+			throw sys_error(std::string("attach ") + bpf_program__name(prog) + " (" +
+					    bpf_program__section_name(prog) + ")",
+					errno);
+		// The skeleton's destroy frees links it knows; keep ours in its slots.
+		for (int i = 0; i < skel_->skeleton->prog_cnt; i++)
+			if (*skel_->skeleton->progs[i].prog == prog)
+				*skel_->skeleton->progs[i].link = link;
+		links_++;
+	}
+	attach_seconds_ =
+	    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+	rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), on_record, &handler_, nullptr);
+	if (!rb_)
+		throw sys_error("create ring buffer reader", errno);
+	spdlog::debug("attached {} programs in {:.3f}s, ring buffer {} KiB", links_, attach_seconds_,
+		      ring_bytes_ / 1024);
+}
+
+void Loader::stop()
+{
+	if (rb_) {
+		ring_buffer__free(rb_);
+		rb_ = nullptr;
+	}
+	if (skel_) {
+		keytrail_bpf__destroy(skel_);
+		skel_ = nullptr;
+	}
+	links_ = 0;
+}
+
+int Loader::poll(int timeout_ms)
+{
+	if (!rb_)
+		return -EINVAL;
+	int n = ring_buffer__poll(rb_, timeout_ms);
+	if (n == -EINTR)
+		return 0;
+	return n;
+}
+
+bool Loader::track(pid_t tgid)
+{
+	if (!skel_ || tgid <= 0 || static_cast<uint32_t>(tgid) >= KT_PID_LIMIT)
+		return false;
+	__atomic_fetch_or(&skel_->bss->tracked_bits[tgid >> 6], 1ULL << (tgid & 63),
+			  __ATOMIC_SEQ_CST);
+	return true;
+}
+
+void Loader::untrack(pid_t tgid)
+{
+	if (!skel_ || tgid <= 0 || static_cast<uint32_t>(tgid) >= KT_PID_LIMIT)
+		return;
+	__atomic_fetch_and(&skel_->bss->tracked_bits[tgid >> 6], ~(1ULL << (tgid & 63)),
+			   __ATOMIC_SEQ_CST);
+}
+
+bool Loader::is_tracked(pid_t tgid) const
+{
+	if (!skel_ || tgid <= 0 || static_cast<uint32_t>(tgid) >= KT_PID_LIMIT)
+		return false;
+	return __atomic_load_n(&skel_->bss->tracked_bits[tgid >> 6], __ATOMIC_RELAXED) &
+	       (1ULL << (tgid & 63));
+}
+
+size_t Loader::tracked_count() const
+{
+	if (!skel_)
+		return 0;
+	size_t n = 0;
+	for (uint32_t w = 0; w < KT_PID_BITMAP_WORDS; w++)
+		n += std::popcount(__atomic_load_n(&skel_->bss->tracked_bits[w], __ATOMIC_RELAXED));
+	return n;
+}
+
+bool Loader::watch(uint64_t kdev, uint64_t ino, uint32_t id)
+{
+	if (!skel_)
+		return false;
+	kt_inode_key key{kdev, ino};
+	if (bpf_map__update_elem(skel_->maps.watched, &key, sizeof(key), &id, sizeof(id), BPF_ANY))
+		return false;
+	bool known = false;
+	for (auto &w : watched_)
+		known |= (w.first == kdev && w.second == ino);
+	if (!known)
+		watched_.emplace_back(kdev, ino);
+	rebuild_bloom();
+	return true;
+}
+
+void Loader::unwatch(uint64_t kdev, uint64_t ino)
+{
+	if (!skel_)
+		return;
+	kt_inode_key key{kdev, ino};
+	bpf_map__delete_elem(skel_->maps.watched, &key, sizeof(key), 0);
+	std::erase_if(watched_, [&](auto &w) { return w.first == kdev && w.second == ino; });
+	rebuild_bloom();
+}
+
+size_t Loader::watched_count() const { return watched_.size(); }
+
+void Loader::rebuild_bloom()
+{
+	std::array<uint64_t, KT_WATCH_BLOOM_WORDS> bloom{};
+	for (auto &[dev, ino] : watched_) {
+		uint64_t bit = kt_bloom_bit(dev, ino);
+		bloom[bit >> 6] |= 1ULL << (bit & 63);
+	}
+	// Set new bits before the count says there is something to check, and
+	// clear old ones only after: a racing open sees a superset, never less.
+	for (uint32_t w = 0; w < KT_WATCH_BLOOM_WORDS; w++)
+		__atomic_fetch_or(&skel_->bss->watch_bloom[w], bloom[w], __ATOMIC_SEQ_CST);
+	__atomic_store_n(&skel_->bss->watched_count, static_cast<uint32_t>(watched_.size()),
+			 __ATOMIC_SEQ_CST);
+	for (uint32_t w = 0; w < KT_WATCH_BLOOM_WORDS; w++)
+		__atomic_store_n(&skel_->bss->watch_bloom[w], bloom[w], __ATOMIC_SEQ_CST);
+}
+
+std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd)
+{
+	if (!skel_)
+		return std::nullopt;
+	kt_fd_key key{static_cast<uint32_t>(tgid), fd};
+	kt_fd_state st{};
+	if (bpf_map__lookup_elem(skel_->maps.fds, &key, sizeof(key), &st, sizeof(st), 0))
+		return std::nullopt;
+	bpf_map__delete_elem(skel_->maps.fds, &key, sizeof(key), 0);
+	return st;
+}
+
+std::vector<kt_fd_key> Loader::fd_state_keys() const
+{
+	std::vector<kt_fd_key> keys;
+	if (!skel_)
+		return keys;
+	kt_fd_key key{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map__get_next_key(skel_->maps.fds, prev, &next, sizeof(next)) == 0) {
+		keys.push_back(next);
+		key = next;
+		prev = &key;
+	}
+	return keys;
+}
+
+KernelStats Loader::stats() const
+{
+	KernelStats s;
+	if (!skel_)
+		return s;
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return s;
+	std::vector<uint64_t> per_cpu(ncpu);
+	for (uint32_t i = 0; i < KT_STAT_MAX; i++) {
+		if (bpf_map__lookup_elem(skel_->maps.kt_stats, &i, sizeof(i), per_cpu.data(),
+					 per_cpu.size() * sizeof(uint64_t), 0))
+			continue;
+		for (uint64_t c : per_cpu)
+			s.v[i] += c;
+	}
+	return s;
+}
+
+}  // namespace keytrail

@@ -1,0 +1,180 @@
+#include "keytrail/process/table.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "keytrail/util/text.h"
+
+namespace keytrail {
+
+namespace {
+
+bool read_small_file(const std::string &path, std::string *out, size_t max = 1 << 20)
+{
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	out->clear();
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0 && out->size() < max)
+		out->append(buf, n);
+	close(fd);
+	return n >= 0;
+}
+
+}  // namespace
+
+std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root)
+{
+	std::string dir = proc_root + "/" + std::to_string(pid);
+	std::string stat;
+	if (!read_small_file(dir + "/stat", &stat))
+		return std::nullopt;
+	// comm is in parentheses and may itself hold ')' or spaces: split at the last ')'.
+	size_t open_p = stat.find('('), close_p = stat.rfind(')');
+	if (open_p == std::string::npos || close_p == std::string::npos || close_p < open_p)
+		return std::nullopt;
+	ProcSnapshot s;
+	s.pid = pid;
+	s.comm = stat.substr(open_p + 1, close_p - open_p - 1);
+	std::istringstream rest(stat.substr(close_p + 2));
+	std::string state;
+	long long f[20] = {};
+	rest >> state;
+	// fields 4..22: ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+	// cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime
+	for (int i = 0; i < 19; i++)
+		rest >> f[i];
+	if (!rest)
+		return std::nullopt;
+	s.ppid = static_cast<uint32_t>(f[0]);
+	s.tty = f[3] != 0;
+	s.start_ticks = static_cast<uint64_t>(f[18]);
+
+	std::string status;
+	if (read_small_file(dir + "/status", &status)) {
+		std::istringstream in(status);
+		std::string line;
+		while (std::getline(in, line)) {
+			if (line.rfind("Uid:", 0) == 0)
+				s.uid = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
+			else if (line.rfind("Gid:", 0) == 0)
+				s.gid = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
+		}
+	}
+	std::string cmdline;
+	if (read_small_file(dir + "/cmdline", &cmdline, 64 << 10))
+		s.argv = split_nul(cmdline);
+	char exe[4096];
+	ssize_t n = readlink((dir + "/exe").c_str(), exe, sizeof(exe) - 1);
+	if (n > 0)
+		s.exe.assign(exe, n);
+	return s;
+}
+
+std::vector<uint32_t> list_pids(const std::string &proc_root)
+{
+	std::vector<uint32_t> pids;
+	DIR *d = opendir(proc_root.c_str());
+	if (!d)
+		return pids;
+	while (dirent *e = readdir(d)) {
+		char *end;
+		unsigned long v = std::strtoul(e->d_name, &end, 10);
+		if (*end == '\0' && v > 0)
+			pids.push_back(static_cast<uint32_t>(v));
+	}
+	closedir(d);
+	return pids;
+}
+
+std::string read_boot_id()
+{
+	std::string id;
+	read_small_file("/proc/sys/kernel/random/boot_id", &id);
+	id.erase(std::remove(id.begin(), id.end(), '-'), id.end());
+	return id.substr(0, 8);
+}
+
+std::string make_exec_id(const std::string &boot_id, uint64_t start_ticks, uint32_t pid)
+{
+	return boot_id + ":" + std::to_string(start_ticks) + ":" + std::to_string(pid);
+}
+
+ProcessTable::ProcessTable(std::string boot_id, int64_t exit_grace_ns, size_t max_exited)
+    : boot_id_(std::move(boot_id)), grace_ns_(exit_grace_ns), max_exited_(max_exited)
+{
+}
+
+ProcessInfo &ProcessTable::upsert(ProcessInfo info)
+{
+	info.exec_id = make_exec_id(boot_id_, info.start_ticks, info.pid);
+	auto it = live_.find(info.pid);
+	if (it != live_.end() && it->second.start_ticks != info.start_ticks) {
+		// pid reuse whose exit we missed: retire the old instance.
+		exited_.push_back(std::move(it->second));
+		live_.erase(it);
+	}
+	auto &slot = live_[info.pid];
+	slot = std::move(info);
+	return slot;
+}
+
+ProcessInfo *ProcessTable::find(uint32_t pid)
+{
+	auto it = live_.find(pid);
+	return it == live_.end() ? nullptr : &it->second;
+}
+
+const ProcessInfo *ProcessTable::find(uint32_t pid) const
+{
+	auto it = live_.find(pid);
+	return it == live_.end() ? nullptr : &it->second;
+}
+
+ProcessInfo *ProcessTable::find_instance(uint32_t pid, uint64_t start_ticks)
+{
+	ProcessInfo *p = find(pid);
+	return p && p->start_ticks == start_ticks ? p : nullptr;
+}
+
+void ProcessTable::mark_exited(uint32_t pid, int64_t when_ns)
+{
+	auto it = live_.find(pid);
+	if (it == live_.end())
+		return;
+	it->second.exit_time_ns = when_ns;
+	exited_.push_back(std::move(it->second));
+	live_.erase(it);
+}
+
+size_t ProcessTable::evict(int64_t now_ns)
+{
+	size_t n = 0;
+	while (!exited_.empty() &&
+	       (exited_.size() > max_exited_ || exited_.front().exit_time_ns + grace_ns_ < now_ns)) {
+		exited_.pop_front();
+		n++;
+	}
+	return n;
+}
+
+std::vector<uint32_t> ProcessTable::children_of(uint32_t pid) const
+{
+	std::vector<uint32_t> kids;
+	for (const auto &[p, info] : live_)
+		if (info.ppid == pid && p != pid)
+			kids.push_back(p);
+	return kids;
+}
+
+}  // namespace keytrail

@@ -1,0 +1,115 @@
+#include "keytrail/util/clock.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace keytrail {
+
+namespace {
+int64_t read_ns(clockid_t id)
+{
+	timespec ts{};
+	clock_gettime(id, &ts);
+	return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+}  // namespace
+
+SystemClock::SystemClock() { resync(); }
+
+void SystemClock::resync()
+{
+	// Bracket the realtime read with two boottime reads and take the middle,
+	// which keeps the offset error below the gap between the calls.
+	int64_t b1 = read_ns(CLOCK_BOOTTIME);
+	int64_t r = read_ns(CLOCK_REALTIME);
+	int64_t b2 = read_ns(CLOCK_BOOTTIME);
+	offset_ns_ = r - (b1 + (b2 - b1) / 2);
+}
+
+int64_t SystemClock::now_ns() const { return read_ns(CLOCK_REALTIME); }
+
+int64_t SystemClock::boot_to_wall_ns(uint64_t boot_ns) const
+{
+	return static_cast<int64_t>(boot_ns) + offset_ns_;
+}
+
+std::string rfc3339(int64_t wall_ns)
+{
+	time_t secs = static_cast<time_t>(wall_ns / 1000000000LL);
+	long usec = static_cast<long>((wall_ns % 1000000000LL) / 1000);
+	if (usec < 0) {
+		secs -= 1;
+		usec += 1000000;
+	}
+	tm t{};
+	gmtime_r(&secs, &t);
+	char buf[96];
+	std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", t.tm_year + 1900,
+		      t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, usec);
+	return buf;
+}
+
+bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0, consumed = 0;
+	if (std::sscanf(s.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &consumed) != 3 || consumed != 10)
+		return false;
+	size_t i = 10;
+	int64_t frac_ns = 0, tz_offset_s = 0;
+	if (i < s.size()) {
+		if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
+			return false;
+		if (std::sscanf(s.c_str() + i + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &consumed) != 3 ||
+		    consumed != 8)
+			return false;
+		i += 9;
+		if (i < s.size() && s[i] == '.') {
+			int64_t scale = 100000000;
+			size_t digits = 0;
+			for (i++; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+				frac_ns += (s[i] - '0') * scale;
+				scale /= 10;
+			}
+			if (digits == 0)
+				return false;
+		}
+		if (i >= s.size())
+			return false;  // a time needs a zone
+		if (s[i] == 'Z' || s[i] == 'z') {
+			i++;
+		} else if (s[i] == '+' || s[i] == '-') {
+			int oh, om;
+			if (std::sscanf(s.c_str() + i + 1, "%2d:%2d%n", &oh, &om, &consumed) != 2 ||
+			    consumed != 5)
+				return false;
+			tz_offset_s = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+			i += 6;
+		} else {
+			return false;
+		}
+		if (i != s.size())
+			return false;
+	}
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return false;
+	tm t{};
+	t.tm_year = y - 1900;
+	t.tm_mon = mo - 1;
+	t.tm_mday = d;
+	t.tm_hour = h;
+	t.tm_min = mi;
+	t.tm_sec = sec;
+	time_t secs = timegm(&t);
+	*wall_ns = (static_cast<int64_t>(secs) - tz_offset_s) * 1000000000LL + frac_ns;
+	return true;
+}
+
+uint64_t ns_to_clock_ticks(uint64_t ns)
+{
+	static const uint64_t hz = static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
+	return ns / (1000000000ULL / hz);
+}
+
+}  // namespace keytrail
