@@ -114,8 +114,13 @@ std::optional<McpMatch> found(const PackageRef &r, const char *rule)
 
 }  // namespace
 
-std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv)
+std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, const std::string &exe)
 {
+	// A script run through its shebang: argv names the interpreter, the
+	// executed file is the server ("/opt/bin/mcp-server-x" -> sh or node).
+	if (!exe.empty() && !argv.empty() && basename_of(exe) != basename_of(argv[0]))
+		if (auto m = found(package_ref(exe), "builtin:binary"))
+			return m;
 	if (argv.empty())
 		return std::nullopt;
 	std::string prog(basename_of(argv[0]));
@@ -209,7 +214,7 @@ std::optional<McpMatch> McpDetector::match(const ProcessFacts &p) const
 		return McpMatch{r.name, "config:" + r.name};
 	}
 	if (builtin_)
-		return match_builtin(p.argv);
+		return match_builtin(p.argv, p.exe);
 	return std::nullopt;
 }
 

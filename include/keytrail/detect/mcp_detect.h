@@ -39,6 +39,8 @@ class McpDetector {
 };
 
 // Built-in rules alone (exposed for tests).
-std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv);
+// exe: the executed file, which differs from argv[0] for shebang scripts.
+std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv,
+				      const std::string &exe = "");
 
 }  // namespace keytrail

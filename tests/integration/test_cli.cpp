@@ -1,0 +1,227 @@
+// The keytrail binary as an operator runs it: detection of MCP servers,
+// output records, signals, exit codes and file modes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+std::string slurp(const std::string &path)
+{
+	std::ifstream in(path);
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return ss.str();
+}
+
+std::vector<nlohmann::json> records(const std::string &path)
+{
+	std::vector<nlohmann::json> out;
+	std::istringstream in(slurp(path));
+	std::string line;
+	while (std::getline(in, line)) {
+		auto j = nlohmann::json::parse(line, nullptr, false);
+		EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line;
+		if (!j.is_discarded())
+			out.push_back(j);
+	}
+	return out;
+}
+
+class Agent {
+      public:
+	Agent(std::vector<std::string> args, const std::string &dir) : dir_(dir)
+	{
+		out_ = dir + "/out.jsonl";
+		err_ = dir + "/stderr.log";
+		pid_ = fork();
+		if (pid_ == 0) {
+			int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			dup2(e, 2);
+			std::vector<char *> argv{const_cast<char *>(KEYTRAIL_BINARY)};
+			for (auto &a : args)
+				argv.push_back(const_cast<char *>(a.c_str()));
+			argv.push_back(nullptr);
+			execv(KEYTRAIL_BINARY, argv.data());
+			_exit(127);
+		}
+	}
+	~Agent()
+	{
+		if (pid_ > 0 && !done_) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, nullptr, 0);
+		}
+	}
+	bool wait_ready(int ms = 15000)
+	{
+		return wait_until([&] { return slurp(out_).find("\"type\":\"ready\"") != std::string::npos; }, ms);
+	}
+	template <typename F>
+	bool wait_until(F f, int ms)
+	{
+		for (int i = 0; i < ms / 50; i++) {
+			if (f())
+				return true;
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		}
+		return false;
+	}
+	int stop(int sig = SIGTERM)
+	{
+		kill(pid_, sig);
+		return wait();
+	}
+	int wait()
+	{
+		int status = 0;
+		waitpid(pid_, &status, 0);
+		done_ = true;
+		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	}
+	const std::string &out() const { return out_; }
+	const std::string &err() const { return err_; }
+
+      private:
+	std::string dir_, out_, err_;
+	pid_t pid_ = -1;
+	bool done_ = false;
+};
+
+std::string temp_dir()
+{
+	char t[] = "/tmp/kt-cli-XXXXXX";
+	return mkdtemp(t);
+}
+
+int run_cmd(const std::string &cmd) { return WEXITSTATUS(std::system(cmd.c_str())); }
+
+}  // namespace
+
+TEST(Cli, CheckSaysTheAgentCanRunHere)
+{
+	std::string dir = temp_dir();
+	ASSERT_EQ(run_cmd(std::string(KEYTRAIL_BINARY) + " check > " + dir + "/check.txt"), 0);
+	std::string out = slurp(dir + "/check.txt");
+	EXPECT_NE(out.find("agent can run: yes"), std::string::npos) << out;
+	EXPECT_NE(out.find("tracefs"), std::string::npos);
+	EXPECT_NE(out.find("fentry"), std::string::npos);  // reported, never required
+}
+
+TEST(Cli, BadConfigExitsTwoWithFileAndLine)
+{
+	std::string dir = temp_dir();
+	std::ofstream(dir + "/bad.yaml") << "agent:\n  state_dir: /tmp/x\n  ring_buffer_size: huge\n";
+	Agent a({"run", "--config", dir + "/bad.yaml", "-o", dir + "/out.jsonl"}, dir);
+	EXPECT_EQ(a.wait(), 2);
+	std::string err = slurp(a.err());
+	EXPECT_NE(err.find(dir + "/bad.yaml:3:21: agent.ring_buffer_size"), std::string::npos) << err;
+	Agent missing({"run", "--config", dir + "/nope.yaml"}, dir);
+	EXPECT_EQ(missing.wait(), 2);
+}
+
+TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
+{
+	std::string dir = temp_dir();
+	std::string token = "glpat-" + std::string("Zq8vK2mN4pR7sT1wX5yB");
+	// A shebang script named like an MCP server binary: detected from the
+	// executed file; it reads a file and connects out.
+	std::string server = dir + "/mcp-server-kttest";
+	std::ofstream(server) << "#!/bin/sh\ncat " << dir << "/creds.txt > /dev/null\nsleep 0.3\n";
+	chmod(server.c_str(), 0755);
+	std::ofstream(dir + "/creds.txt") << "token=" << token << "\n";
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
+					 << "/state\n  health_interval: 500ms\n  connect_hold: 100ms\n";
+	Agent a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd(server + " --token " + token), 0);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("creds.txt") != std::string::npos; }, 5000));
+	EXPECT_EQ(a.stop(SIGTERM), 0);
+
+	auto recs = records(a.out());
+	bool exec_seen = false, close_seen = false, health_final = false;
+	for (auto &r : recs) {
+		ASSERT_TRUE(r.contains("type"));
+		if (r["type"] == "exec" && r["filename"] == server) {
+			exec_seen = true;
+			EXPECT_EQ(r["mcp_server"], "mcp-server-kttest");
+			EXPECT_EQ(r["mcp_rule"], "builtin:binary");
+			// The kernel rewrote argv for the shebang: sh, script, args.
+			EXPECT_EQ(r["argv"][1], server);
+			EXPECT_EQ(r["argv"][3], "****");
+			EXPECT_TRUE(r.contains("exec_id"));
+		}
+		if (r["type"] == "close" && r["path"] == dir + "/creds.txt") {
+			close_seen = true;
+			EXPECT_EQ(r["bytes_read"], 6 + token.size() + 1);
+			EXPECT_EQ(r["comm"], "cat");
+			EXPECT_EQ(r["mcp_server"], "mcp-server-kttest");  // inherited from the server
+		}
+		if (r["type"] == "health" && r["final"] == true)
+			health_final = true;
+		if (r["type"] == "ready" || r["type"] == "health")
+			continue;
+		for (const char *k : {"time", "pid", "exec_id", "comm", "uid", "ppid"})
+			EXPECT_TRUE(r.contains(k)) << k << " missing in " << r.dump();
+	}
+	EXPECT_TRUE(exec_seen);
+	EXPECT_TRUE(close_seen);
+	EXPECT_TRUE(health_final);
+	// The planted secret is nowhere in what the agent wrote.
+	EXPECT_EQ(slurp(a.out()).find(token), std::string::npos);
+	EXPECT_EQ(slurp(a.err()).find(token), std::string::npos);
+
+	struct stat st;
+	ASSERT_EQ(stat((dir + "/state").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0700u);
+	ASSERT_EQ(stat(a.out().c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
+{
+	std::string dir = temp_dir();
+	std::ofstream(dir + "/vault-token") << "hvs.fakefakefakefakefake\n";
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
+					 << "/state\ntracking:\n  watch_paths: [" << dir << "/vault-*]\n";
+	Agent a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd("cat " + dir + "/vault-token > /dev/null"), 0);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"watched\":true") != std::string::npos; }, 5000));
+	EXPECT_EQ(a.stop(SIGINT), 0);
+	bool found = false;
+	for (auto &r : records(a.out()))
+		if (r["type"] == "open" && r["watched"] == true) {
+			found = true;
+			EXPECT_EQ(r["path"], dir + "/vault-token");
+			EXPECT_EQ(r["comm"], "cat");
+		}
+	EXPECT_TRUE(found);
+	auto ready = records(a.out()).front();
+	EXPECT_EQ(ready["type"], "ready");
+	EXPECT_GE(ready["programs"].get<int>(), 20);
+}
+
+TEST(Cli, DurationStopsCleanly)
+{
+	std::string dir = temp_dir();
+	Agent a({"run", "--duration", "1", "--state-dir", dir + "/s", "-o", dir + "/out.jsonl"}, dir);
+	EXPECT_EQ(a.wait(), 0);
+	auto recs = records(a.out());
+	ASSERT_GE(recs.size(), 2u);
+	EXPECT_EQ(recs.front()["type"], "ready");
+	EXPECT_EQ(recs.back()["type"], "health");
+	EXPECT_EQ(recs.back()["kernel"]["drops"], 0);
+}

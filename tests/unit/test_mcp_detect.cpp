@@ -1,0 +1,80 @@
+#include <gtest/gtest.h>
+
+#include "keytrail/config/config.h"
+#include "keytrail/detect/mcp_detect.h"
+
+using namespace keytrail;
+
+namespace {
+std::string server_of(std::vector<std::string> argv)
+{
+	auto m = match_builtin(argv);
+	return m ? m->server : "";
+}
+}  // namespace
+
+TEST(McpDetect, NpxOfficialServers)
+{
+	EXPECT_EQ(server_of({"npx", "-y", "@modelcontextprotocol/server-gitlab"}), "server-gitlab");
+	EXPECT_EQ(server_of({"/usr/bin/npx", "--yes", "@modelcontextprotocol/server-filesystem@2025.8.21", "/srv"}),
+		  "server-filesystem");
+	EXPECT_EQ(server_of({"npm", "exec", "@modelcontextprotocol/server-postgres", "postgresql://x"}),
+		  "server-postgres");
+	EXPECT_EQ(server_of({"npx", "-p", "@modelcontextprotocol/server-github", "mcp-server-github"}),
+		  "server-github");
+}
+
+TEST(McpDetect, NodeRunningInstalledPackage)
+{
+	EXPECT_EQ(server_of({"node", "/x/node_modules/@modelcontextprotocol/server-gitlab/dist/index.js"}),
+		  "server-gitlab");
+	EXPECT_EQ(server_of({"node", "/root/.npm/_npx/ab/node_modules/.bin/mcp-server-gitlab"}),
+		  "mcp-server-gitlab");
+	EXPECT_EQ(server_of({"node", "--enable-source-maps", "/usr/lib/node_modules/@zereight/mcp-gitlab/build/index.js"}),
+		  "mcp-gitlab");
+}
+
+TEST(McpDetect, BinariesPythonAndDocker)
+{
+	EXPECT_EQ(server_of({"/usr/local/bin/github-mcp-server", "stdio"}), "github-mcp-server");
+	EXPECT_EQ(server_of({"mcp-server-fetch"}), "mcp-server-fetch");
+	EXPECT_EQ(server_of({"uvx", "mcp-server-git", "--repository", "."}), "mcp-server-git");
+	EXPECT_EQ(server_of({"python3", "-m", "mcp_server_time"}), "mcp_server_time");
+	EXPECT_EQ(server_of({"docker", "run", "-i", "--rm", "-e", "GITHUB_TOKEN", "mcp/github"}), "mcp/github");
+	EXPECT_EQ(server_of({"docker", "run", "-i", "ghcr.io/github/github-mcp-server:v1"}),
+		  "github-mcp-server");
+}
+
+TEST(McpDetect, NotServers)
+{
+	EXPECT_EQ(server_of({"grep", "-r", "mcp-server", "."}), "");
+	EXPECT_EQ(server_of({"npx", "@modelcontextprotocol/inspector"}), "");
+	EXPECT_EQ(server_of({"node", "/srv/app/server.js"}), "");
+	EXPECT_EQ(server_of({"python3", "-m", "http.server"}), "");
+	EXPECT_EQ(server_of({"docker", "ps"}), "");
+	EXPECT_EQ(server_of({"bash", "-c", "npx @modelcontextprotocol/server-gitlab"}), "");
+	EXPECT_EQ(server_of({}), "");
+}
+
+TEST(McpDetect, ConfigRulesWinAndAllConditionsMustMatch)
+{
+	Config c = parse_config(R"(
+tracking:
+  rules:
+    - name: billing-tools
+      exe: /opt/billing/*
+      argv: "--mcp"
+      uid: 1000
+)",
+				"t.yaml");
+	McpDetector d(true, c.rules);
+	ProcessFacts p{1, 1000, "/opt/billing/bin/tool", {"tool", "--mcp"}, "bash", "/bin/bash"};
+	auto m = d.match(p);
+	ASSERT_TRUE(m);
+	EXPECT_EQ(m->server, "billing-tools");
+	EXPECT_EQ(m->rule, "config:billing-tools");
+	p.uid = 0;
+	EXPECT_FALSE(d.match(p));
+	McpDetector no_builtin(false, {});
+	EXPECT_FALSE(no_builtin.match(ProcessFacts{1, 0, "/usr/bin/npx", {"npx", "@modelcontextprotocol/server-gitlab"}, "", ""}));
+}

@@ -1,0 +1,58 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "keytrail/process/table.h"
+
+using namespace keytrail;
+
+namespace {
+ProcessInfo proc(uint32_t pid, uint64_t start, uint32_t ppid = 1)
+{
+	ProcessInfo p;
+	p.pid = pid;
+	p.ppid = ppid;
+	p.start_ticks = start;
+	return p;
+}
+}  // namespace
+
+TEST(ProcessTable, PidReuseGetsNewExecId)
+{
+	ProcessTable t("deadbeef", 1000);
+	std::string first = t.upsert(proc(100, 5000)).exec_id;
+	std::string second = t.upsert(proc(100, 9000)).exec_id;  // same pid, later start
+	EXPECT_NE(first, second);
+	EXPECT_EQ(first, "deadbeef:5000:100");
+	EXPECT_EQ(t.live(), 1u);
+	EXPECT_EQ(t.exited(), 1u);  // the old instance is retired, not merged
+	EXPECT_EQ(t.find_instance(100, 5000), nullptr);
+	EXPECT_NE(t.find_instance(100, 9000), nullptr);
+}
+
+TEST(ProcessTable, ExitedKeptForGraceThenEvictedAndBounded)
+{
+	ProcessTable t("b", /*grace*/ 1000, /*max_exited*/ 3);
+	for (uint32_t i = 1; i <= 5; i++) {
+		t.upsert(proc(i, i));
+		t.mark_exited(i, 100);
+	}
+	EXPECT_EQ(t.evict(500), 2u);  // over the bound
+	EXPECT_EQ(t.exited(), 3u);
+	EXPECT_EQ(t.evict(2000), 3u);  // past the grace period
+	EXPECT_EQ(t.exited(), 0u);
+}
+
+TEST(ProcessTable, ChildrenAndProcRead)
+{
+	ProcessTable t("b", 1000);
+	t.upsert(proc(10, 1));
+	t.upsert(proc(11, 2, 10));
+	t.upsert(proc(12, 3, 10));
+	EXPECT_EQ(t.children_of(10).size(), 2u);
+	auto self = read_proc(getpid());
+	ASSERT_TRUE(self);
+	EXPECT_EQ(self->ppid, static_cast<uint32_t>(getppid()));
+	EXPECT_FALSE(self->argv.empty());
+	EXPECT_FALSE(read_proc(0x7FFFFFF0u));
+	EXPECT_EQ(read_boot_id().size(), 8u);
+}
