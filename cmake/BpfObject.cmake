@@ -1,4 +1,5 @@
-# keytrail_bpf_skeleton(NAME SOURCE): compiles bpf/NAME.bpf.c with clang
+# keytrail_bpf_skeleton(NAME [DIR]): compiles DIR/NAME.bpf.c (DIR defaults to
+# bpf/) with clang
 # -target bpf against a vmlinux.h generated from the running kernel's BTF, and
 # generates NAME.skel.h with bpftool. Everything lands in the build directory.
 find_program(BPF_CLANG NAMES clang clang-16 clang-15 clang-14 REQUIRED)
@@ -23,7 +24,11 @@ add_custom_command(
   VERBATIM)
 
 function(keytrail_bpf_skeleton name)
-  set(src ${CMAKE_SOURCE_DIR}/bpf/${name}.bpf.c)
+  set(dir ${CMAKE_SOURCE_DIR}/bpf)
+  if(ARGC GREATER 1)
+    set(dir ${ARGV1})
+  endif()
+  set(src ${dir}/${name}.bpf.c)
   set(obj ${BPF_GEN_DIR}/${name}.bpf.o)
   set(skel ${BPF_GEN_DIR}/${name}.skel.h)
   file(GLOB bpf_headers ${CMAKE_SOURCE_DIR}/bpf/*.h ${CMAKE_SOURCE_DIR}/include/keytrail/abi.h)

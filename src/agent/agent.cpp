@@ -296,6 +296,7 @@ void Agent::start()
 	ready["config"] = cfg_.source.empty() ? "(built-in defaults)" : cfg_.source;
 	ready["state_dir"] = cfg_.state_dir;
 	out_.emit(ready);
+	write_status(health_record(false), true);
 }
 
 int Agent::run(const std::atomic<bool> &stop)
@@ -611,6 +612,38 @@ void Agent::sweep_fd_states()
 
 void Agent::emit_health(bool final)
 {
+	nlohmann::json r = health_record(final);
+	out_.emit(r);
+	write_status(r, !final);
+	if (final)
+		spdlog::info("stopped: {} kernel events, {} dropped, {} attribution failures",
+			     r["kernel"]["events"].get<uint64_t>(), r["kernel"]["drops"].get<uint64_t>(),
+			     unattributed_);
+}
+
+// <state_dir>/status.json: the latest health plus what `keytrail status` and
+// the benchmark need to find this agent. Replaced atomically.
+void Agent::write_status(const nlohmann::json &health, bool running)
+{
+	nlohmann::json st = health;
+	st["pid"] = getpid();
+	st["running"] = running;
+	st["programs"] = loader_.attached_programs();
+	st["attach_seconds"] = loader_.attach_seconds();
+	std::string path = cfg_.state_dir + "/status.json", tmp = path + ".tmp";
+	{
+		std::ofstream out(tmp, std::ios::trunc);
+		out << st.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+		if (!out)
+			return;
+	}
+	chmod(tmp.c_str(), 0600);
+	if (rename(tmp.c_str(), path.c_str()) != 0)
+		spdlog::warn("cannot write {}: {}", path, std::strerror(errno));
+}
+
+nlohmann::json Agent::health_record(bool final)
+{
 	KernelStats ks = loader_.stats();
 	nlohmann::json r;
 	r["type"] = "health";
@@ -647,10 +680,7 @@ void Agent::emit_health(bool final)
 			  {"tracked", loader_.tracked_count()}};
 	r["watched_inodes"] = loader_.watched_count();
 	r["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
-	out_.emit(r);
-	if (final)
-		spdlog::info("stopped: {} kernel events, {} dropped, {} attribution failures",
-			     ks.events(), ks.drops(), unattributed_);
+	return r;
 }
 
 }  // namespace keytrail

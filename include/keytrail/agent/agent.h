@@ -69,6 +69,8 @@ class Agent {
 	void expire_connects(bool all);
 	void sweep_fd_states();
 	void emit_health(bool final);
+	nlohmann::json health_record(bool final);
+	void write_status(const nlohmann::json &health, bool running);
 	nlohmann::json base(const char *type, const EventContext &ctx);
 	ProcessInfo *process_for(const EventContext &ctx);
 

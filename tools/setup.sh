@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# KeyTrail set-up: installs what is missing (Debian 12 packages), builds, and
+# then either starts the monitor or runs the whole test suite.
+#
+#   tools/setup.sh run [keytrail run options...]   build, then `keytrail run`
+#   tools/setup.sh test                            build, then every test tier
+#   tools/setup.sh build                           build only
+#   tools/setup.sh bench [options...]              build, then the overhead benchmark
+#
+# Environment: BUILD_DIR (default build), JOBS (default nproc).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+JOBS=${JOBS:-$(nproc)}
+MODE=${1:-}
+[ $# -gt 0 ] && shift
+
+PACKAGES=(
+	build-essential cmake pkg-config clang llvm
+	libbpf-dev bpftool libelf-dev zlib1g-dev
+	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
+	libssl-dev libsqlite3-dev
+	libgtest-dev libgmock-dev
+	iproute2 procps
+)
+
+die() { echo "setup: $*" >&2; exit 1; }
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+[ -n "$MODE" ] || usage
+[ "$(id -u)" -eq 0 ] || die "run as root: installing packages and loading eBPF programs need it (sudo $0 $MODE)"
+
+install_packages() {
+	local missing=()
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "setup: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+	[ -r /sys/kernel/btf/vmlinux ] || die "this kernel has no BTF (/sys/kernel/btf/vmlinux): CO-RE needs CONFIG_DEBUG_INFO_BTF=y"
+	cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build "$BUILD_DIR" -j "$JOBS"
+}
+
+case "$MODE" in
+build)
+	install_packages
+	build
+	;;
+run)
+	install_packages
+	build
+	exec "$BUILD_DIR/keytrail" run "$@"
+	;;
+test)
+	install_packages
+	build
+	cd "$BUILD_DIR"
+	# Unit tier first (seconds, no kernel), then the root tier (real probes).
+	ctest --output-on-failure -L unit -j "$JOBS"
+	ctest --output-on-failure -L root
+	;;
+bench)
+	install_packages
+	build
+	exec "$BUILD_DIR/bench/keytrail-bench" "$@"
+	;;
+*)
+	usage
+	;;
+esac
