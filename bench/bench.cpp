@@ -5,9 +5,15 @@
 //   hooks             no-op programs on every tracepoint keytrail uses
 //   keytrail          `keytrail run`, workload untracked (what every process pays)
 //   keytrail-tracked  `keytrail run --events`, workload tracked (what an MCP server pays)
-// CPU is the workload's user+sys time (wait4), not wall time.
+// CPU is the workload's user+sys time (wait4), not wall time. The workload is
+// pinned to one CPU and the agent to the other. This VM's neighbours add
+// noise that only ever adds time, so the minimum is reported beside the
+// median. A last pass reads the kernel's own accounting of each program's
+// run time (kernel.bpf_stats_enabled), which isolates the probes' cost.
 #include <CLI/CLI.hpp>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -39,11 +45,20 @@ double cpu_of(const rusage &ru)
 	       ru.ru_stime.tv_usec / 1e6;
 }
 
+void pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu % std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)), &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
 // Runs the workload to completion; returns its CPU seconds.
 double run_workload(long iterations, bool tracked)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
+		pin_to_cpu(1);
 		std::string n = std::to_string(iterations);
 		if (tracked)
 			execl(WORKLOAD_BINARY, WORKLOAD_BINARY, n.c_str(), "/etc/hostname", "400", kMarker,
@@ -98,6 +113,7 @@ AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked)
 	unlink(out.c_str());
 	pid_t agent = fork();
 	if (agent == 0) {
+		pin_to_cpu(0);
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 2);
 		std::string cfg = dir + "/bench.yaml";
@@ -138,7 +154,7 @@ double under_noop(long iterations, bool floor_only)
 	bpf_object__for_each_program(prog, skel->obj)
 	{
 		std::string name = bpf_program__name(prog);
-		if (floor_only && name.rfind("floor_", 0) != 0)
+		if (floor_only && name.rfind("f_", 0) != 0)
 			bpf_program__set_autoload(prog, false);
 	}
 	if (noop_bpf__load(skel) || noop_bpf__attach(skel)) {
@@ -154,6 +170,94 @@ double median(std::vector<double> v)
 {
 	std::sort(v.begin(), v.end());
 	return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double minimum(const std::vector<double> &v)
+{
+	return v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+}
+
+// run_time_ns / run_cnt of every loaded program with one of these names.
+std::map<std::string, std::pair<uint64_t, uint64_t>> prog_stats(const std::vector<std::string> &names)
+{
+	std::map<std::string, std::pair<uint64_t, uint64_t>> out;
+	uint32_t id = 0;
+	while (bpf_prog_get_next_id(id, &id) == 0) {
+		int fd = bpf_prog_get_fd_by_id(id);
+		if (fd < 0)
+			continue;
+		bpf_prog_info info{};
+		uint32_t len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+		    std::find(names.begin(), names.end(), info.name) != names.end())
+			out[info.name] = {info.run_time_ns, info.run_cnt};
+		close(fd);
+	}
+	return out;
+}
+
+// Kernel-side ns per call of the hooks the workload hits, untracked.
+void kernel_pass(const std::string &dir, long iterations)
+{
+	int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	if (stats_fd < 0) {
+		std::printf("kernel:    bpf_stats unavailable\n");
+		return;
+	}
+	const std::vector<std::pair<std::string, std::string>> hooks = {
+	    {"f_openat_in", "enter_openat"}, {"f_openat_out", "exit_openat"},
+	    {"f_read_in", "enter_read"},     {"f_read_out", "exit_read"},
+	    {"f_close_in", "enter_close"}};
+	std::vector<std::string> names;
+	for (auto &[f, k] : hooks) {
+		names.push_back(f);
+		names.push_back(k);
+	}
+	// No-op floor.
+	noop_bpf *skel = noop_bpf__open_and_load();
+	if (!skel || noop_bpf__attach(skel))
+		return;
+	auto before = prog_stats(names);
+	run_workload(iterations, false);
+	auto after = prog_stats(names);
+	noop_bpf__destroy(skel);
+	auto per_call = [&](const std::string &n) {
+		uint64_t t = after[n].first - before[n].first, c = after[n].second - before[n].second;
+		return c ? static_cast<double>(t) / c : 0.0;
+	};
+	std::map<std::string, double> ns;
+	for (auto &[f, k] : hooks)
+		ns[f] = per_call(f);
+	// keytrail, untracked workload.
+	pid_t agent = fork();
+	if (agent == 0) {
+		pin_to_cpu(0);
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 2);
+		std::string cfg = dir + "/bench.yaml";
+		execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "--config", cfg.c_str(), "-o", "/dev/null",
+		      nullptr);
+		_exit(127);
+	}
+	for (int i = 0; i < 300 && prog_stats({"enter_openat"}).empty(); i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	before = prog_stats(names);
+	run_workload(iterations, false);
+	after = prog_stats(names);
+	kill(agent, SIGTERM);
+	waitpid(agent, nullptr, 0);
+	close(stats_fd);
+	std::printf("\nkernel-side cost per call, untracked (bpf_stats run_time_ns/run_cnt; includes the "
+		    "stats' own clock reads):\n");
+	std::printf("  %-14s %10s %10s %8s\n", "hook", "no-op ns", "keytrail", "extra");
+	double sum_f = 0, sum_k = 0;
+	for (auto &[f, k] : hooks) {
+		double kn = per_call(k);
+		sum_f += ns[f];
+		sum_k += kn;
+		std::printf("  %-14s %10.1f %10.1f %+8.1f\n", k.c_str(), ns[f], kn, kn - ns[f]);
+	}
+	std::printf("  %-14s %10.1f %10.1f %+8.1f\n", "all five", sum_f, sum_k, sum_k - sum_f);
 }
 
 }  // namespace
@@ -203,24 +307,31 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	double base = median(cpu["unprobed"]);
+	double base = median(cpu["unprobed"]), base_min = minimum(cpu["unprobed"]);
 	std::printf("\nKeyTrail overhead: syscall mix (open+read+close, connect every 16), %ld iterations, "
-		    "median of %d rounds\n\n",
+		    "%d rounds\n\n",
 		    iterations, rounds);
-	std::printf("%-18s %10s %12s %12s\n", "mode", "cpu_s", "vs_unprobed", "added_cpu");
+	std::printf("%-18s %10s %12s %11s %10s %12s\n", "mode", "median_s", "vs_unprobed", "added",
+		    "min_s", "min_added");
 	for (const char *m : {"unprobed", "floor", "hooks", "keytrail", "keytrail-tracked"}) {
-		double c = median(cpu[m]);
-		std::printf("%-18s %10.3f %11.3fx %11.1f%%\n", m, c, c / base, (c - base) / base * 100);
+		double c = median(cpu[m]), mn = minimum(cpu[m]);
+		std::printf("%-18s %10.3f %11.3fx %10.1f%% %10.3f %11.1f%%\n", m, c, c / base,
+			    (c - base) / base * 100, mn, (mn - base_min) / base_min * 100);
 	}
-	double floor_added = median(cpu["floor"]) - base;
-	double kt_added = median(cpu["keytrail"]) - base;
-	std::printf("\nuntracked: keytrail's added CPU / floor's added CPU = %.2f (goal <= 1.10)\n",
-		    floor_added > 0 ? kt_added / floor_added : 0.0);
+	auto ratio = [&](double (*f)(const std::vector<double> &), double b) {
+		double floor_added = f(cpu["floor"]) - b, kt_added = f(cpu["keytrail"]) - b;
+		return floor_added > 0 ? kt_added / floor_added : 0.0;
+	};
+	std::printf("\nuntracked: keytrail's added CPU / floor's added CPU = %.2f by median, %.2f by "
+		    "minimum (goal <= 1.10)\n",
+		    ratio([](const std::vector<double> &v) { return median(v); }, base),
+		    ratio(minimum, base_min));
 	std::printf("tracked:   %llu kernel events, %llu dropped; agent CPU %.3f ms per 1000 events; "
 		    "workload produced %.0f events per CPU second\n",
 		    static_cast<unsigned long long>(events), static_cast<unsigned long long>(drops),
 		    median(agent_cpu_per_kevent) * 1000, median(events_per_s));
 	std::printf("attach:    %.3f s (median; goal <= 1 s)\n", median(attach));
+	kernel_pass(dir, iterations);
 	std::system(("rm -rf '" + dir + "'").c_str());
 	return 0;
 }

@@ -29,12 +29,30 @@ char LICENSE[] SEC("license") = "GPL";
 // Set before load: the agent's own tgid (never tracked, never reported).
 const volatile __u32 agent_tgid = 0;
 
-// Tracked processes, one bit per tgid. Userspace sets bits through the
-// mmap'ed .bss; the kernel sets them at fork and for watched opens.
-__u64 tracked_bits[KT_PID_BITMAP_WORDS];
-// Bloom filter of watched (dev, inode) and how many entries the map holds.
-__u64 watch_bloom[KT_WATCH_BLOOM_WORDS];
-__u32 watched_count;
+// @brief the tracked set: task-local storage on each tracked process's group
+// leader. An untracked process is recognised by a NULL task->bpf_storage in
+// its own (hot) task_struct; a pid bitmap in .bss cost ~27 ns more per
+// syscall here, because with KPTI and no PCID every kernel entry flushes the
+// TLB and vmalloc'ed map memory is always a miss. Storage also dies with the
+// task, so a reused pid can never inherit tracking.
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kt_task_mark);
+} tracked SEC(".maps");
+
+// @brief how many inodes are watched, and a bloom filter over them: an
+// untracked open reaches the watched hash map only when its inode passes.
+// One small value, so one page: with KPTI and no PCID every kernel entry
+// flushes the TLB and any map memory is a miss (~30 ns here); this is the one
+// such load every successful open on the host pays.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_watch_filter);
+} watch_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -126,35 +144,23 @@ static __always_inline void stat_inc(__u32 idx)
 		(*v)++;
 }
 
-// Word index of tgid in tracked_bits. The mask after the barrier is what the
-// verifier sees; the compiler would otherwise drop it as redundant.
-static __always_inline __u32 pid_word(__u32 tgid)
+static __always_inline bool leader_tracked(struct task_struct *leader)
 {
-	__u32 w = tgid >> 6;
-	barrier_var(w);
-	return w & (KT_PID_BITMAP_WORDS - 1);
+	if (!leader || !leader->bpf_storage)
+		return false;  // the common case: no BPF task storage at all
+	return bpf_task_storage_get(&tracked, leader, 0, 0) != NULL;
 }
 
-static __always_inline bool is_tracked(__u32 tgid)
+static __always_inline bool current_tracked(void)
 {
-	if (tgid >= KT_PID_LIMIT)
-		return false;
-	return tracked_bits[pid_word(tgid)] & (1ULL << (tgid & 63));
+	return leader_tracked(bpf_get_current_task_btf()->group_leader);
 }
 
-static __always_inline void set_tracked(__u32 tgid)
+static __always_inline void track_leader(struct task_struct *leader, __u32 reason)
 {
-	if (tgid >= KT_PID_LIMIT) {
-		stat_inc(KT_STAT_TRACK_OVERFLOW);
-		return;
-	}
-	__sync_fetch_and_or(&tracked_bits[pid_word(tgid)], 1ULL << (tgid & 63));
-}
-
-static __always_inline void clear_tracked(__u32 tgid)
-{
-	if (tgid < KT_PID_LIMIT)
-		__sync_fetch_and_and(&tracked_bits[pid_word(tgid)], ~(1ULL << (tgid & 63)));
+	struct kt_task_mark mark = {.reason = reason};
+	if (!bpf_task_storage_get(&tracked, leader, &mark, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		stat_inc(KT_STAT_TRACK_FAIL);
 }
 
 // Sends a record built in a map value; counts it either way.
@@ -197,7 +203,7 @@ static __always_inline void fill_hdr(struct kt_event_hdr *h, __u32 type, __u32 s
 	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	h->uid = (__u32)uid_gid;
 	h->gid = uid_gid >> 32;
-	h->flags = is_tracked(tgid) ? KT_F_TRACKED : 0;
+	h->flags = current_tracked() ? KT_F_TRACKED : 0;
 	if (BPF_CORE_READ(task, signal, tty))
 		h->flags |= KT_F_TTY;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
@@ -216,10 +222,17 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 	return f;
 }
 
-static __always_inline bool inode_watched(struct kt_inode_key *k)
+static __always_inline struct kt_watch_filter *watching(void)
+{
+	__u32 zero = 0;
+	struct kt_watch_filter *f = bpf_map_lookup_elem(&watch_filter, &zero);
+	return f && f->count ? f : NULL;
+}
+
+static __always_inline bool inode_watched(struct kt_watch_filter *f, struct kt_inode_key *k)
 {
 	__u64 bit = kt_bloom_bit(k->dev, k->ino);
-	if (!(watch_bloom[(bit >> 6) & (KT_WATCH_BLOOM_WORDS - 1)] & (1ULL << (bit & 63))))
+	if (!(f->bloom[(bit >> 6) & (KT_WATCH_BLOOM_WORDS - 1)] & (1ULL << (bit & 63))))
 		return false;
 	return bpf_map_lookup_elem(&watched, k) != NULL;
 }
@@ -267,23 +280,21 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	return 0;
 }
 
-// raw_tp for its task pointers: the classic tracepoint gives no tgid, and a
-// new thread of a tracked process must not read as a new process.
-SEC("raw_tp/sched_process_fork")
+// tp_btf for typed task pointers: the classic tracepoint gives no tgid, and
+// task storage needs a BTF task pointer.
+SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 ptgid = BPF_CORE_READ(parent, tgid);
-	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	struct kt_fork_event *e;
 
-	if (ctgid == ptgid || !is_tracked(ptgid))
-		return 0;
-	set_tracked(ctgid);  // children inherit tracking with no userspace round trip
+	if (child->tgid == parent->tgid || !leader_tracked(parent->group_leader))
+		return 0;  // a new thread, or an untracked parent
+	track_leader(child, KT_TRACK_FORK);  // inherited with no userspace round trip
 	e = reserve(sizeof(*e), KT_EV_FORK);
 	if (!e)
 		return 0;
 	fill_hdr(&e->hdr, KT_EV_FORK, sizeof(*e), (struct task_struct *)bpf_get_current_task());
-	e->child_pid = ctgid;
+	e->child_pid = child->tgid;
 	e->pad = 0;
 	e->child_start_time = task_start_boottime(child);
 	submit(e);
@@ -308,8 +319,7 @@ int handle_exit(void *ctx)
 		e->pad = 0;
 		submit(e);
 	}
-	clear_tracked(tgid);  // after fill_hdr, so the record still says tracked
-	return 0;
+	return 0;  // the task storage goes away with the task
 }
 
 /* ---------------------------------------------------------------- files */
@@ -322,7 +332,7 @@ static __always_inline int open_enter(__u32 syscall, int dirfd, const char *path
 	struct kt_open_event *e;
 	long n;
 
-	if (!is_tracked(id >> 32))
+	if (!current_tracked())
 		return 0;
 	e = bpf_map_lookup_elem(&open_scratch, &zero);
 	if (!e)
@@ -372,7 +382,7 @@ SEC("tp/syscalls/sys_enter_openat2")
 int enter_openat2(struct trace_event_raw_sys_enter *ctx)
 {
 	struct open_how how = {};
-	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+	if (!current_tracked())
 		return 0;
 	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
 	return open_enter(KT_SYS_OPENAT2, ctx->args[0], (const char *)ctx->args[1], how.flags,
@@ -395,12 +405,16 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 	struct task_struct *task;
 	struct kt_inode_key ik = {};
 	struct kt_open_event *e;
+	struct kt_watch_filter *filter;
 	struct file *f = NULL;
 	bool watched_hit = false, regular = false;
 	long fd = ctx->ret;
 
-	e = is_tracked(tgid) ? bpf_map_lookup_elem(&pending_open, &id) : NULL;
-	if (!e && (fd < 0 || !watched_count))
+	e = current_tracked() ? bpf_map_lookup_elem(&pending_open, &id) : NULL;
+	if (!e && fd < 0)
+		return 0;
+	filter = fd >= 0 ? watching() : NULL;
+	if (!e && !filter)
 		return 0;  // the common case for every untracked process
 
 	task = (struct task_struct *)bpf_get_current_task();
@@ -411,7 +425,7 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 			ik.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 			ik.ino = BPF_CORE_READ(inode, i_ino);
 			regular = (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFREG;
-			watched_hit = watched_count && inode_watched(&ik);
+			watched_hit = filter && inode_watched(filter, &ik);
 		}
 	}
 	if (!e) {
@@ -422,7 +436,7 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 		e = bpf_map_lookup_elem(&open_scratch, &zero);
 		if (!e)
 			return 0;
-		set_tracked(tgid);
+		track_leader(bpf_get_current_task_btf()->group_leader, KT_TRACK_WATCHED);
 		e->hdr.flags = 0;
 		e->syscall = 0;
 		e->dirfd = -1;
@@ -461,7 +475,7 @@ static __always_inline int read_enter(struct trace_event_raw_sys_enter *ctx)
 	struct kt_fd_key k = {.tgid = id >> 32, .fd = ctx->args[0]};
 	struct pending_io p = {.kind = PENDING_READ, .fd = k.fd};
 
-	if (!is_tracked(k.tgid) || !bpf_map_lookup_elem(&fds, &k))
+	if (!current_tracked() || !bpf_map_lookup_elem(&fds, &k))
 		return 0;
 	if (bpf_map_update_elem(&pending_io, &id, &p, BPF_ANY))
 		stat_inc(KT_STAT_PENDING_FULL);
@@ -474,7 +488,7 @@ static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx)
 	struct pending_io *p;
 	struct kt_fd_state *st;
 
-	if (!is_tracked(id >> 32))
+	if (!current_tracked())
 		return 0;
 	p = bpf_map_lookup_elem(&pending_io, &id);
 	if (!p || p->kind != PENDING_READ)
@@ -516,7 +530,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct kt_fd_state *st;
 	struct kt_close_event *e;
 
-	if (!is_tracked(k.tgid))
+	if (!current_tracked())
 		return 0;
 	bpf_map_delete_elem(&fresh_socks, &k);
 	st = bpf_map_lookup_elem(&fds, &k);
@@ -546,7 +560,7 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 	struct pending_io p = {.kind = PENDING_CONNECT, .fd = ctx->args[0]};
 	const void *sa = (const void *)ctx->args[1];
 
-	if (!is_tracked(id >> 32))
+	if (!current_tracked())
 		return 0;
 	bpf_probe_read_user(&p.family, sizeof(p.family), sa);
 	if (p.family == AF_INET) {
@@ -575,7 +589,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	struct file *f;
 	__u16 type = 0;
 
-	if (!is_tracked(id >> 32))
+	if (!current_tracked())
 		return 0;
 	p = bpf_map_lookup_elem(&pending_io, &id);
 	if (!p || p->kind != PENDING_CONNECT)
@@ -652,7 +666,7 @@ static __always_inline int first_write_iov(int fd, const struct iovec *iov, __u3
 SEC("tp/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+	if (!current_tracked())
 		return 0;
 	return first_write(ctx->args[0], (const void *)ctx->args[1], ctx->args[2], KT_SYS_WRITE);
 }
@@ -660,7 +674,7 @@ int enter_write(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_enter_sendto")
 int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+	if (!current_tracked())
 		return 0;
 	return first_write(ctx->args[0], (const void *)ctx->args[1], ctx->args[2], KT_SYS_SENDTO);
 }
@@ -668,7 +682,7 @@ int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_enter_writev")
 int enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+	if (!current_tracked())
 		return 0;
 	return first_write_iov(ctx->args[0], (const struct iovec *)ctx->args[1], KT_SYS_WRITEV);
 }
@@ -677,7 +691,7 @@ SEC("tp/syscalls/sys_enter_sendmsg")
 int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 {
 	struct user_msghdr msg = {};
-	if (!is_tracked(bpf_get_current_pid_tgid() >> 32))
+	if (!current_tracked())
 		return 0;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
 		return 0;

@@ -9,15 +9,11 @@
 #include <linux/types.h>
 #endif
 
-// pid space covered by the tracked bitmap. PID_MAX_LIMIT on 64-bit kernels is
-// 4M (2^22); the bitmap costs 512 KiB and turns "is this process tracked?"
-// into one array load, which is what every untracked process pays per syscall.
-#define KT_PID_LIMIT (1u << 22)
-#define KT_PID_BITMAP_WORDS (KT_PID_LIMIT / 64)
-
 // Bloom filter over watched (dev, inode): untracked processes only reach the
-// hash map when their freshly opened inode passes it.
-#define KT_WATCH_BLOOM_BITS (1u << 16)
+// hash map when their freshly opened inode passes it. Small on purpose: it
+// shares one page with the watch count (100 watched files: ~2% of opens
+// take the extra hash lookup).
+#define KT_WATCH_BLOOM_BITS 4096u
 #define KT_WATCH_BLOOM_WORDS (KT_WATCH_BLOOM_BITS / 64)
 
 // The bloom filter's bit for an inode; one definition for both sides.
@@ -49,7 +45,7 @@ enum kt_stat {
 	KT_STAT_READ_FAIL = 1,       // bpf_probe_read_* failed (record still sent, degraded)
 	KT_STAT_PENDING_FULL = 2,    // per-thread or per-fd map full: event not tracked
 	KT_STAT_PATH_TRUNCATED = 3,  // path or argv longer than the copy bound
-	KT_STAT_TRACK_OVERFLOW = 4,  // pid beyond KT_PID_LIMIT: cannot be tracked
+	KT_STAT_TRACK_FAIL = 4,      // task storage could not be created: process not tracked
 	KT_STAT_DROP_BASE = 8,       // + enum kt_event_type: ring buffer full
 	KT_STAT_MAX = KT_STAT_DROP_BASE + KT_EV_MAX,
 };
@@ -156,6 +152,19 @@ struct kt_fd_state {
 	__u64 ino;
 	__u64 bytes_read;
 	__u64 reads;
+};
+
+struct kt_watch_filter {
+	__u32 count;  // entries in the watched map; 0 = nothing to check
+	__u32 pad;
+	__u64 bloom[KT_WATCH_BLOOM_WORDS];
+};
+
+// Value of the tracked task-storage map: why the process is tracked.
+enum kt_track_reason { KT_TRACK_USER = 1, KT_TRACK_FORK = 2, KT_TRACK_WATCHED = 3 };
+struct kt_task_mark {
+	__u32 reason;  // enum kt_track_reason
+	__u32 pad;
 };
 
 struct kt_inode_key {

@@ -164,6 +164,8 @@ ProcessInfo *Agent::process_for(const EventContext &ctx)
 	return &table_.upsert(std::move(info));
 }
 
+size_t Agent::tracked_live() const { return table_.count_tracked(); }
+
 void Agent::track(uint32_t pid, const McpMatch &why)
 {
 	// Depth-first over the known tree and /proc's children lists: children
@@ -291,7 +293,7 @@ void Agent::start()
 	ready["programs"] = loader_.attached_programs();
 	ready["attach_seconds"] = loader_.attach_seconds();
 	ready["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
-	ready["tracked"] = loader_.tracked_count();
+	ready["tracked"] = tracked_live();
 	ready["processes"] = table_.live();
 	ready["config"] = cfg_.source.empty() ? "(built-in defaults)" : cfg_.source;
 	ready["state_dir"] = cfg_.state_dir;
@@ -365,6 +367,10 @@ void Agent::handle(ExecEvent &e)
 	info.tracked = e.ctx.flags & KT_F_TRACKED;
 	info.exec_time_ns = clock_.boot_to_wall_ns(e.ctx.ts_ns);
 	const ProcessInfo *parent = table_.find(e.ctx.ppid);
+	// An exec from a non-leader thread replaces the group leader, and the
+	// mark on it: a process we tracked keeps being tracked.
+	if (const ProcessInfo *before = table_.find(pid); before && before->tracked && !info.tracked)
+		info.tracked = loader_.track(static_cast<pid_t>(pid));
 	if (!info.exe.empty() && info.exe[0] != '/') {
 		char buf[4096];
 		ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof(buf));
@@ -663,7 +669,7 @@ nlohmann::json Agent::health_record(bool final)
 		       {"read_failures", ks.v[KT_STAT_READ_FAIL]},
 		       {"pending_map_full", ks.v[KT_STAT_PENDING_FULL]},
 		       {"truncated", ks.v[KT_STAT_PATH_TRUNCATED]},
-		       {"track_overflow", ks.v[KT_STAT_TRACK_OVERFLOW]}};
+		       {"track_failures", ks.v[KT_STAT_TRACK_FAIL]}};
 	nlohmann::json by_type = nlohmann::json::object();
 	for (size_t i = 0; i < 7; i++)
 		by_type[names[i + 1]] = by_type_[i];
@@ -677,7 +683,7 @@ nlohmann::json Agent::health_record(bool final)
 		      {"output_errors", out_.errors()}};
 	r["processes"] = {{"live", table_.live()},
 			  {"exited_kept", table_.exited()},
-			  {"tracked", loader_.tracked_count()}};
+			  {"tracked", tracked_live()}};
 	r["watched_inodes"] = loader_.watched_count();
 	r["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
 	return r;

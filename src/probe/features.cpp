@@ -181,7 +181,13 @@ std::vector<Feature> probe_features()
 		rb.detail = rb.available ? "BPF_MAP_TYPE_RINGBUF" : "needs Linux 5.8+";
 		fs.push_back(rb);
 
-		Feature tpbtf{"tp_btf", false, false, ""};
+		Feature ts{"task_storage",
+			   libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1, true, ""};
+		ts.detail = ts.available ? "BPF_MAP_TYPE_TASK_STORAGE (the tracked set)"
+					 : "needs Linux 5.11+ with CONFIG_BPF_SYSCALL";
+		fs.push_back(ts);
+
+		Feature tpbtf{"tp_btf", false, true, ""};
 		tpbtf.available = btf.available &&
 				  try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP,
 						  "btf_trace_sched_process_exec", BTF_KIND_TYPEDEF,

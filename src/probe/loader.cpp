@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bit>
@@ -159,39 +160,45 @@ int Loader::poll(int timeout_ms)
 	return n;
 }
 
+namespace {
+// A pidfd names the process instance, not the number: tracking can never
+// land on a process that reused the pid.
+int open_pidfd(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+}  // namespace
+
 bool Loader::track(pid_t tgid)
 {
-	if (!skel_ || tgid <= 0 || static_cast<uint32_t>(tgid) >= KT_PID_LIMIT)
+	if (!skel_ || tgid <= 0)
 		return false;
-	__atomic_fetch_or(&skel_->bss->tracked_bits[tgid >> 6], 1ULL << (tgid & 63),
-			  __ATOMIC_SEQ_CST);
-	return true;
+	int pidfd = open_pidfd(tgid);
+	if (pidfd < 0)
+		return false;  // gone already
+	kt_task_mark mark{KT_TRACK_USER, 0};
+	int err = bpf_map__update_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark, sizeof(mark),
+				       BPF_ANY);
+	close(pidfd);
+	return err == 0;
 }
 
 void Loader::untrack(pid_t tgid)
 {
-	if (!skel_ || tgid <= 0 || static_cast<uint32_t>(tgid) >= KT_PID_LIMIT)
+	int pidfd = skel_ && tgid > 0 ? open_pidfd(tgid) : -1;
+	if (pidfd < 0)
 		return;
-	__atomic_fetch_and(&skel_->bss->tracked_bits[tgid >> 6], ~(1ULL << (tgid & 63)),
-			   __ATOMIC_SEQ_CST);
+	bpf_map__delete_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), 0);
+	close(pidfd);
 }
 
 bool Loader::is_tracked(pid_t tgid) const
 {
-	if (!skel_ || tgid <= 0 || static_cast<uint32_t>(tgid) >= KT_PID_LIMIT)
+	int pidfd = skel_ && tgid > 0 ? open_pidfd(tgid) : -1;
+	if (pidfd < 0)
 		return false;
-	return __atomic_load_n(&skel_->bss->tracked_bits[tgid >> 6], __ATOMIC_RELAXED) &
-	       (1ULL << (tgid & 63));
-}
-
-size_t Loader::tracked_count() const
-{
-	if (!skel_)
-		return 0;
-	size_t n = 0;
-	for (uint32_t w = 0; w < KT_PID_BITMAP_WORDS; w++)
-		n += std::popcount(__atomic_load_n(&skel_->bss->tracked_bits[w], __ATOMIC_RELAXED));
-	return n;
+	kt_task_mark mark{};
+	bool yes = bpf_map__lookup_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark,
+					sizeof(mark), 0) == 0;
+	close(pidfd);
+	return yes;
 }
 
 bool Loader::watch(uint64_t kdev, uint64_t ino, uint32_t id)
@@ -224,19 +231,16 @@ size_t Loader::watched_count() const { return watched_.size(); }
 
 void Loader::rebuild_bloom()
 {
-	std::array<uint64_t, KT_WATCH_BLOOM_WORDS> bloom{};
+	kt_watch_filter f{};
+	f.count = static_cast<uint32_t>(watched_.size());
 	for (auto &[dev, ino] : watched_) {
 		uint64_t bit = kt_bloom_bit(dev, ino);
-		bloom[bit >> 6] |= 1ULL << (bit & 63);
+		f.bloom[bit >> 6] |= 1ULL << (bit & 63);
 	}
-	// Set new bits before the count says there is something to check, and
-	// clear old ones only after: a racing open sees a superset, never less.
-	for (uint32_t w = 0; w < KT_WATCH_BLOOM_WORDS; w++)
-		__atomic_fetch_or(&skel_->bss->watch_bloom[w], bloom[w], __ATOMIC_SEQ_CST);
-	__atomic_store_n(&skel_->bss->watched_count, static_cast<uint32_t>(watched_.size()),
-			 __ATOMIC_SEQ_CST);
-	for (uint32_t w = 0; w < KT_WATCH_BLOOM_WORDS; w++)
-		__atomic_store_n(&skel_->bss->watch_bloom[w], bloom[w], __ATOMIC_SEQ_CST);
+	// The hash map entry is in place before its bit appears, so a racing
+	// open is never missed.
+	uint32_t zero = 0;
+	bpf_map__update_elem(skel_->maps.watch_filter, &zero, sizeof(zero), &f, sizeof(f), BPF_ANY);
 }
 
 std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd)

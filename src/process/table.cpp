@@ -168,6 +168,14 @@ size_t ProcessTable::evict(int64_t now_ns)
 	return n;
 }
 
+size_t ProcessTable::count_tracked() const
+{
+	size_t n = 0;
+	for (const auto &[pid, info] : live_)
+		n += info.tracked;
+	return n;
+}
+
 std::vector<uint32_t> ProcessTable::children_of(uint32_t pid) const
 {
 	std::vector<uint32_t> kids;

@@ -73,6 +73,7 @@ class Agent {
 	void write_status(const nlohmann::json &health, bool running);
 	nlohmann::json base(const char *type, const EventContext &ctx);
 	ProcessInfo *process_for(const EventContext &ctx);
+	size_t tracked_live() const;
 
 	Config cfg_;
 	AgentOptions opts_;

@@ -53,11 +53,11 @@ class Loader {
 	// consumed, or -errno (EINTR is returned as 0).
 	int poll(int timeout_ms);
 
-	// The tracked set (the bitmap shared with the kernel through .bss).
+	// The tracked set: task storage on the process's group leader, set
+	// through a pidfd. track() returns false if the process is gone.
 	bool track(pid_t tgid);
 	void untrack(pid_t tgid);
 	bool is_tracked(pid_t tgid) const;
-	size_t tracked_count() const;
 
 	// Watched inodes (kernel dev_t encoding). Returns false if the map is full.
 	bool watch(uint64_t kdev, uint64_t ino, uint32_t id);

@@ -65,6 +65,7 @@ class ProcessTable {
 
 	std::vector<uint32_t> children_of(uint32_t pid) const;
 	size_t live() const { return live_.size(); }
+	size_t count_tracked() const;
 	size_t exited() const { return exited_.size(); }
 	const std::string &boot_id() const { return boot_id_; }
 
