@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -65,6 +66,120 @@ class Parser {
 		}
 	}
 
+	uint64_t number(const YAML::Node &n, const std::string &what, uint64_t lo, uint64_t hi) const
+	{
+		uint64_t v;
+		try {
+			v = n.as<uint64_t>();
+		} catch (const YAML::Exception &) {
+			fail(n, what + " must be a whole number");
+		}
+		if (v < lo || v > hi)
+			fail(n, what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+		return v;
+	}
+
+	SelectorMatch selector_match(const YAML::Node &n, const std::string &what) const
+	{
+		if (!n.IsMap() || n.size() == 0)
+			fail(n, what + " must be a mapping of selector: glob");
+		SelectorMatch m;
+		for (const auto &kv : n) {
+			std::string key = kv.first.as<std::string>();
+			check_selector(kv.first, key);
+			m.emplace_back(key, str(kv.second, what + "." + key));
+		}
+		return m;
+	}
+
+	void check_selector(const YAML::Node &n, const std::string &key) const
+	{
+		const auto &known = known_selectors();
+		if (std::find(known.begin(), known.end(), key) != known.end())
+			return;
+		std::string list;
+		for (const auto &k : known)
+			list += (list.empty() ? "" : ", ") + k;
+		fail(n, "unknown selector '" + key + "' (known: " + list + ")");
+	}
+
+	// {selector} references in an id template must name known selectors.
+	void check_template(const YAML::Node &n, const std::string &t) const
+	{
+		size_t pos = 0;
+		while ((pos = t.find('{', pos)) != std::string::npos) {
+			size_t end = t.find('}', pos);
+			if (end == std::string::npos)
+				fail(n, "unclosed '{' in identity template '" + t + "'");
+			check_selector(n, t.substr(pos + 1, end - pos - 1));
+			pos = end + 1;
+		}
+	}
+
+	// identities: a list of rules, or {trust_domain: ..., rules: [...]}.
+	void identities(const YAML::Node &n, Config *c) const
+	{
+		YAML::Node rules = n;
+		if (n.IsMap()) {
+			only_keys(n, "identities", {"trust_domain", "rules"});
+			if (n["trust_domain"]) {
+				c->trust_domain = str(n["trust_domain"], "identities.trust_domain");
+				if (c->trust_domain.empty() || c->trust_domain.find('/') != std::string::npos)
+					fail(n["trust_domain"], "identities.trust_domain must be a bare name");
+			}
+			rules = n["rules"];
+			if (!rules)
+				return;
+		}
+		if (!rules.IsSequence())
+			fail(rules, "identity rules must be a list");
+		for (const auto &r : rules) {
+			only_keys(r, "an identity rule", {"id", "match"});
+			if (!r["id"])
+				fail(r, "an identity rule needs an id template");
+			IdentityRule rule{str(r["id"], "identity id"), {}};
+			check_template(r["id"], rule.id);
+			if (r["match"])
+				rule.match = selector_match(r["match"], "match");
+			c->identities.push_back(std::move(rule));
+		}
+	}
+
+	void environments(const YAML::Node &n, Config *c) const
+	{
+		if (!n.IsSequence())
+			fail(n, "environments must be a list");
+		for (const auto &r : n) {
+			only_keys(r, "an environment rule", {"name", "match"});
+			if (!r["name"] || !r["match"])
+				fail(r, "an environment rule needs a name and a match");
+			c->environments.push_back(
+			    EnvironmentRule{str(r["name"], "environment name"), selector_match(r["match"], "match")});
+		}
+	}
+
+	void clients(const YAML::Node &n, Config *c) const
+	{
+		if (!n.IsSequence())
+			fail(n, "tracking.clients must be a list");
+		for (const auto &r : n) {
+			only_keys(r, "a client rule", {"name", "exe", "comm", "argv"});
+			if (!r["name"])
+				fail(r, "a client rule needs a name");
+			ClientRule rule;
+			rule.name = str(r["name"], "client name");
+			if (r["exe"])
+				rule.exe = str(r["exe"], "client exe");
+			if (r["comm"])
+				rule.comm = regex(r["comm"], "client comm");
+			if (r["argv"])
+				rule.argv = regex(r["argv"], "client argv");
+			if (!rule.exe && !rule.comm && !rule.argv)
+				fail(r, "client rule '" + rule.name + "' has no condition (exe, comm or argv)");
+			c->clients.push_back(std::move(rule));
+		}
+	}
+
 	std::regex regex(const YAML::Node &n, const std::string &what) const
 	{
 		std::string s = str(n, what);
@@ -78,7 +193,16 @@ class Parser {
 	void agent(const YAML::Node &n, Config *c) const
 	{
 		only_keys(n, "agent",
-			  {"state_dir", "ring_buffer_size", "health_interval", "connect_hold", "events"});
+			  {"state_dir", "ring_buffer_size", "health_interval", "connect_hold", "events",
+			   "process_grace", "max_exited_processes", "ancestry_depth"});
+		if (n["process_grace"])
+			c->process_grace = convert(n["process_grace"], "agent.process_grace", parse_duration);
+		if (n["max_exited_processes"])
+			c->max_exited = number(n["max_exited_processes"], "agent.max_exited_processes", 16,
+					       10000000);
+		if (n["ancestry_depth"])
+			c->ancestry_depth = static_cast<uint32_t>(
+			    number(n["ancestry_depth"], "agent.ancestry_depth", 0, 64));
 		if (n["state_dir"]) {
 			c->state_dir = str(n["state_dir"], "agent.state_dir");
 			if (c->state_dir.empty() || c->state_dir[0] != '/')
@@ -104,7 +228,9 @@ class Parser {
 
 	void tracking(const YAML::Node &n, Config *c) const
 	{
-		only_keys(n, "tracking", {"builtin_rules", "rules", "watch_paths"});
+		only_keys(n, "tracking", {"builtin_rules", "rules", "watch_paths", "clients"});
+		if (n["clients"])
+			clients(n["clients"], c);
 		if (n["builtin_rules"])
 			c->builtin_rules = boolean(n["builtin_rules"], "tracking.builtin_rules");
 		if (n["watch_paths"]) {
@@ -191,16 +317,19 @@ class Parser {
 		if (root.IsNull())
 			return c;  // an empty file means defaults
 		only_keys(root, "the top level",
-			  {"agent", "tracking", "outputs", "identities", "inventory"});
+			  {"agent", "tracking", "outputs", "identities", "environments", "inventory"});
 		if (root["agent"])
 			agent(root["agent"], &c);
 		if (root["tracking"])
 			tracking(root["tracking"], &c);
 		if (root["outputs"])
 			outputs(root["outputs"], &c);
-		for (const char *later : {"identities", "inventory"})
-			if (root[later] && !root[later].IsSequence() && !root[later].IsNull())
-				fail(root[later], std::string(later) + " must be a list");
+		if (root["identities"] && !root["identities"].IsNull())
+			identities(root["identities"], &c);
+		if (root["environments"] && !root["environments"].IsNull())
+			environments(root["environments"], &c);
+		if (root["inventory"] && !root["inventory"].IsSequence() && !root["inventory"].IsNull())
+			fail(root["inventory"], "inventory must be a list");
 		return c;
 	}
 
@@ -209,6 +338,16 @@ class Parser {
 };
 
 }  // namespace
+
+const std::vector<std::string> &known_selectors()
+{
+	static const std::vector<std::string> k = {
+	    "host",         "env",          "unix.uid",      "unix.user",     "unix.gid",
+	    "unix.group",   "unix.exe",     "unix.sha256",   "cgroup.path",   "cgroup.runtime",
+	    "cgroup.container_id", "k8s.pod_uid", "k8s.qos", "systemd.unit",  "systemd.slice",
+	    "mcp.server",   "mcp.client",   "mcp.transport", "mcp.cwd"};
+	return k;
+}
 
 Config parse_config(const std::string &text, const std::string &name)
 {

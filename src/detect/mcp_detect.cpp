@@ -188,6 +188,45 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 	return found(package_ref(argv[0]), "builtin:binary");
 }
 
+std::optional<std::string> match_client(const std::string &comm, const std::string &exe,
+					const std::vector<std::string> &argv,
+					const std::vector<ClientRule> &rules)
+{
+	std::string joined;
+	for (const auto &a : argv)
+		joined += (joined.empty() ? "" : " ") + a;
+	for (const auto &r : rules) {
+		if (r.exe && !glob_match(*r.exe, exe))
+			continue;
+		if (r.comm && !std::regex_search(comm, *r.comm))
+			continue;
+		if (r.argv && !std::regex_search(joined, *r.argv))
+			continue;
+		return r.name;
+	}
+	std::string base(basename_of(exe));
+	std::string lexe = exe;
+	std::transform(lexe.begin(), lexe.end(), lexe.begin(), ::tolower);
+	auto has = [&](const char *needle) { return joined.find(needle) != std::string::npos; };
+	if (has("@modelcontextprotocol/inspector"))
+		return "mcp-inspector";
+	if (comm == "claude" || base == "claude" || has("@anthropic-ai/claude-code"))
+		return "claude-code";
+	if (base == "claude-desktop" || base == "Claude" || lexe.find("claude-desktop") != std::string::npos ||
+	    lexe.find("/claude.app/") != std::string::npos)
+		return "claude-desktop";
+	if (comm == "gemini" || has("@google/gemini-cli"))
+		return "gemini-cli";
+	if (base == "cursor" || base == "Cursor" || lexe.find("/cursor/") != std::string::npos)
+		return "cursor";
+	if (base == "windsurf" || base == "Windsurf" || lexe.find("/windsurf/") != std::string::npos)
+		return "windsurf";
+	if (base == "code" || base == "code-insiders" || base == "codium" || base == "Code" ||
+	    lexe.find("/usr/share/code/") != std::string::npos)
+		return "vscode";
+	return std::nullopt;
+}
+
 McpDetector::McpDetector(bool builtin_rules, std::vector<TrackingRule> rules)
     : builtin_(builtin_rules), rules_(std::move(rules))
 {

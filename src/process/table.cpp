@@ -115,17 +115,26 @@ ProcessTable::ProcessTable(std::string boot_id, int64_t exit_grace_ns, size_t ma
 {
 }
 
+void ProcessTable::retire(std::unordered_map<uint32_t, ProcessInfo>::iterator it)
+{
+	exited_.push_back(std::move(it->second));
+	by_exec_[exited_.back().exec_id] = &exited_.back();
+	live_.erase(it);
+}
+
 ProcessInfo &ProcessTable::upsert(ProcessInfo info)
 {
 	info.exec_id = make_exec_id(boot_id_, info.start_ticks, info.pid);
 	auto it = live_.find(info.pid);
-	if (it != live_.end() && it->second.start_ticks != info.start_ticks) {
-		// pid reuse whose exit we missed: retire the old instance.
-		exited_.push_back(std::move(it->second));
-		live_.erase(it);
-	}
+	if (it != live_.end() && it->second.start_ticks != info.start_ticks)
+		retire(it);  // pid reuse whose exit we missed
+	if (info.parent_exec_id.empty())
+		if (const ProcessInfo *parent = find(info.ppid);
+		    parent && parent->start_ticks <= info.start_ticks)
+			info.parent_exec_id = parent->exec_id;
 	auto &slot = live_[info.pid];
 	slot = std::move(info);
+	by_exec_[slot.exec_id] = &slot;
 	return slot;
 }
 
@@ -147,14 +156,43 @@ ProcessInfo *ProcessTable::find_instance(uint32_t pid, uint64_t start_ticks)
 	return p && p->start_ticks == start_ticks ? p : nullptr;
 }
 
+ProcessInfo *ProcessTable::find_exec(const std::string &exec_id)
+{
+	auto it = by_exec_.find(exec_id);
+	return it == by_exec_.end() ? nullptr : it->second;
+}
+
+ProcessInfo *ProcessTable::parent_of(ProcessInfo &p)
+{
+	if (p.parent_exec_id.empty()) {
+		// Seen before its parent (start-up scan order): link it now.
+		ProcessInfo *parent = find(p.ppid);
+		if (!parent || parent->start_ticks > p.start_ticks || parent == &p)
+			return nullptr;
+		p.parent_exec_id = parent->exec_id;
+	}
+	return find_exec(p.parent_exec_id);
+}
+
+std::vector<ProcessInfo *> ProcessTable::ancestry(ProcessInfo &p, size_t depth)
+{
+	std::vector<ProcessInfo *> chain;
+	ProcessInfo *cur = &p;
+	while ((depth == 0 || chain.size() < depth) && (cur = parent_of(*cur))) {
+		if (std::find(chain.begin(), chain.end(), cur) != chain.end() || cur == &p)
+			break;  // a cycle can only come from corrupt input; stop
+		chain.push_back(cur);
+	}
+	return chain;
+}
+
 void ProcessTable::mark_exited(uint32_t pid, int64_t when_ns)
 {
 	auto it = live_.find(pid);
 	if (it == live_.end())
 		return;
 	it->second.exit_time_ns = when_ns;
-	exited_.push_back(std::move(it->second));
-	live_.erase(it);
+	retire(it);
 }
 
 size_t ProcessTable::evict(int64_t now_ns)
@@ -162,6 +200,9 @@ size_t ProcessTable::evict(int64_t now_ns)
 	size_t n = 0;
 	while (!exited_.empty() &&
 	       (exited_.size() > max_exited_ || exited_.front().exit_time_ns + grace_ns_ < now_ns)) {
+		auto it = by_exec_.find(exited_.front().exec_id);
+		if (it != by_exec_.end() && it->second == &exited_.front())
+			by_exec_.erase(it);
 		exited_.pop_front();
 		n++;
 	}

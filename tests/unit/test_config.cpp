@@ -62,8 +62,9 @@ inventory: []
 TEST(Config, ErrorsNameFileLineAndReason)
 {
 	EXPECT_EQ(error_of("agent:\n  statedir: /x\n"),
-		  "cfg.yaml:2:3: unknown key 'statedir' in agent (expected one of: connect_hold, events, "
-		  "health_interval, ring_buffer_size, state_dir)");
+		  "cfg.yaml:2:3: unknown key 'statedir' in agent (expected one of: ancestry_depth, "
+		  "connect_hold, events, health_interval, max_exited_processes, process_grace, "
+		  "ring_buffer_size, state_dir)");
 	EXPECT_NE(error_of("agent:\n  health_interval: soon\n").find("cfg.yaml:2:20: agent.health_interval"),
 		  std::string::npos);
 	EXPECT_NE(error_of("tracking:\n  rules:\n    - name: x\n").find("cfg.yaml:3:7: tracking rule 'x' has no condition"),

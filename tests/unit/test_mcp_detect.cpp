@@ -78,3 +78,20 @@ tracking:
 	McpDetector no_builtin(false, {});
 	EXPECT_FALSE(no_builtin.match(ProcessFacts{1, 0, "/usr/bin/npx", {"npx", "@modelcontextprotocol/server-gitlab"}, "", ""}));
 }
+
+TEST(McpClient, BuiltinClientsAndRules)
+{
+	std::vector<ClientRule> none;
+	EXPECT_EQ(match_client("claude", "/usr/bin/node", {"node", "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js"}, none),
+		  "claude-code");
+	EXPECT_EQ(match_client("code", "/usr/share/code/code", {"/usr/share/code/code"}, none), "vscode");
+	EXPECT_EQ(match_client("cursor", "/opt/cursor/cursor", {"cursor"}, none), "cursor");
+	EXPECT_EQ(match_client("node", "/usr/bin/node", {"node", "/x/node_modules/@google/gemini-cli/dist/index.js"}, none),
+		  "gemini-cli");
+	EXPECT_EQ(match_client("npm exec", "/usr/bin/node", {"npm", "exec", "@modelcontextprotocol/inspector"}, none),
+		  "mcp-inspector");
+	EXPECT_FALSE(match_client("bash", "/usr/bin/bash", {"bash"}, none));
+	EXPECT_FALSE(match_client("node", "/usr/bin/node", {"node", "/srv/code.js"}, none));
+	Config c = parse_config("tracking:\n  clients:\n    - name: our-agent\n      comm: '^agentd$'\n", "t");
+	EXPECT_EQ(match_client("agentd", "/opt/agentd", {"agentd"}, c.clients), "our-agent");
+}

@@ -56,3 +56,42 @@ TEST(ProcessTable, ChildrenAndProcRead)
 	EXPECT_FALSE(read_proc(0x7FFFFFF0u));
 	EXPECT_EQ(read_boot_id().size(), 8u);
 }
+
+TEST(ProcessTable, AncestryReachesExitedParents)
+{
+	ProcessTable t("b", 1000000);
+	t.upsert(proc(1, 1, 0));
+	t.upsert(proc(50, 10, 1));   // the MCP client
+	t.upsert(proc(60, 20, 50));  // npx
+	t.upsert(proc(70, 30, 60));  // node server
+	t.mark_exited(60, 5);        // npx exits; node lives on
+	ProcessInfo *node = t.find(70);
+	ASSERT_NE(node, nullptr);
+	auto chain = t.ancestry(*node, 0);
+	ASSERT_EQ(chain.size(), 3u);
+	EXPECT_EQ(chain[0]->pid, 60u);
+	EXPECT_EQ(chain[0]->exit_time_ns, 5);
+	EXPECT_EQ(chain[1]->pid, 50u);
+	EXPECT_EQ(chain[2]->pid, 1u);
+	EXPECT_EQ(t.ancestry(*node, 2).size(), 2u);
+	// A new process reusing pid 60 is not node's parent.
+	t.upsert(proc(60, 99, 1));
+	EXPECT_EQ(t.ancestry(*node, 1)[0]->start_ticks, 20u);
+	// Once evicted, the chain stops there, without dangling.
+	t.evict(2000000);
+	EXPECT_EQ(t.ancestry(*node, 0).size(), 0u);
+}
+
+TEST(ProcessTable, ChurnStaysBounded)
+{
+	ProcessTable t("b", 1000, 1000);
+	for (uint32_t i = 0; i < 100000; i++) {
+		t.upsert(proc(1000 + (i % 5000), i, 1));  // pids wrap: reuse
+		t.mark_exited(1000 + (i % 5000), i);
+		if (i % 100 == 0)
+			t.evict(i);
+	}
+	t.evict(100000);
+	EXPECT_LE(t.exited(), 1000u);
+	EXPECT_EQ(t.live(), 0u);
+}

@@ -38,6 +38,29 @@ struct TrackingRule {
 	std::optional<uid_t> uid;
 };
 
+// A launcher of MCP servers (an agent/IDE); the nearest one among a
+// process's ancestors is its mcp.client. Every condition given must match.
+struct ClientRule {
+	std::string name;
+	std::optional<std::string> exe;  // glob on the executable path
+	std::optional<std::regex> comm;
+	std::optional<std::regex> argv;
+};
+
+// selector -> glob; every pair must match. A selector the process lacks
+// matches only the pattern "" ("*" means present with any value).
+using SelectorMatch = std::vector<std::pair<std::string, std::string>>;
+
+struct IdentityRule {
+	std::string id;  // template: "spiffe://example.org/mcp/{mcp.server}/{unix.user}"
+	SelectorMatch match;
+};
+
+struct EnvironmentRule {
+	std::string name;  // prod, staging, dev, ...
+	SelectorMatch match;
+};
+
 struct OutputSpec {
 	std::string type;  // "stdout" | "file"
 	std::string path;  // for "file"
@@ -52,11 +75,20 @@ struct Config {
 	std::chrono::milliseconds health_interval{60000};
 	std::chrono::milliseconds connect_hold{1500};  // wait for SNI before emitting a connect
 	bool events = false;                           // write raw observations too
+	std::chrono::milliseconds process_grace{300000};  // exited processes kept for traces
+	size_t max_exited = 65536;                     // and at most this many of them
+	uint32_t ancestry_depth = 8;                   // ancestors carried in records
 
 	// tracking:
 	bool builtin_rules = true;
 	std::vector<TrackingRule> rules;
 	std::vector<std::string> watch_paths;  // globs: files whose opens are reported host-wide
+	std::vector<ClientRule> clients;       // more MCP clients, checked before the built-in ones
+
+	// identities: and environments:
+	std::string trust_domain = "keytrail.local";  // of default identity ids
+	std::vector<IdentityRule> identities;
+	std::vector<EnvironmentRule> environments;
 
 	std::vector<OutputSpec> outputs;  // empty = stdout
 };
@@ -67,6 +99,9 @@ inline constexpr const char *kDefaultConfigPath = "/etc/keytrail/keytrail.yaml";
 Config load_config(const std::string &path);
 // Same, from text (tests, fuzzing); name is used in messages.
 Config parse_config(const std::string &text, const std::string &name);
+
+// Selector names rules and templates may use.
+const std::vector<std::string> &known_selectors();
 
 // "90d", "12h", "30m", "15s", "250ms" -> milliseconds. Throws Error.
 std::chrono::milliseconds parse_duration(const std::string &s);

@@ -38,6 +38,13 @@ class McpDetector {
 	std::vector<TrackingRule> rules_;
 };
 
+// The MCP client (agent or IDE) a process is, if any: config rules first,
+// then the built-in ones (claude-code, claude-desktop, cursor, vscode,
+// windsurf, gemini-cli, mcp-inspector).
+std::optional<std::string> match_client(const std::string &comm, const std::string &exe,
+					const std::vector<std::string> &argv,
+					const std::vector<ClientRule> &rules);
+
 // Built-in rules alone (exposed for tests).
 // exe: the executed file, which differs from argv[0] for shebang scripts.
 std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv,

@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "keytrail/identity/identity.h"
+
 namespace keytrail {
 
 struct ProcessInfo {
@@ -19,6 +21,7 @@ struct ProcessInfo {
 	uint32_t uid = 0, gid = 0;
 	uint64_t start_ticks = 0;  // /proc/PID/stat starttime
 	std::string exec_id;
+	std::string parent_exec_id;  // "" until the parent is known
 	std::string comm, exe;
 	std::vector<std::string> argv;  // masked: safe to write
 	uint64_t cgroup_id = 0;
@@ -26,6 +29,7 @@ struct ProcessInfo {
 	bool tracked = false;
 	std::string mcp_server;  // set when a rule matched this process or an ancestor
 	std::string mcp_rule;
+	std::optional<Identity> identity;  // resolved once, at exec or first need
 	int64_t exec_time_ns = 0;  // wall clock; 0 if only seen in /proc
 	int64_t exit_time_ns = 0;  // 0 while alive
 };
@@ -58,6 +62,13 @@ class ProcessTable {
 	// The entry for pid only if it is that process instance.
 	ProcessInfo *find_instance(uint32_t pid, uint64_t start_ticks);
 
+	// Any instance, live or exited, by its exec_id.
+	ProcessInfo *find_exec(const std::string &exec_id);
+	// The parent instance of p (live or exited), when the table knows it.
+	ProcessInfo *parent_of(ProcessInfo &p);
+	// p's ancestors, nearest first, up to depth (0 = all the table knows).
+	std::vector<ProcessInfo *> ancestry(ProcessInfo &p, size_t depth);
+
 	void mark_exited(uint32_t pid, int64_t when_ns);
 	// Drops exited entries older than the grace period (and the oldest
 	// beyond max_exited). Returns how many were dropped.
@@ -70,11 +81,14 @@ class ProcessTable {
 	const std::string &boot_id() const { return boot_id_; }
 
       private:
+	void retire(std::unordered_map<uint32_t, ProcessInfo>::iterator it);
+
 	std::string boot_id_;
 	int64_t grace_ns_;
 	size_t max_exited_;
 	std::unordered_map<uint32_t, ProcessInfo> live_;
-	std::deque<ProcessInfo> exited_;  // in exit order
+	std::deque<ProcessInfo> exited_;  // in exit order (deque: references stay valid)
+	std::unordered_map<std::string, ProcessInfo *> by_exec_;
 };
 
 }  // namespace keytrail
