@@ -105,7 +105,9 @@ Agent::Agent(Config cfg, AgentOptions opts)
       host_(hostname()),
       loader_(LoaderOptions{cfg_.ring_buffer_bytes, 0}),
       detector_(cfg_.builtin_rules, cfg_.rules),
-      table_(read_boot_id(), 300LL * 1000000000LL)
+      table_(read_boot_id(), static_cast<int64_t>(cfg_.process_grace.count()) * 1000000LL,
+	     cfg_.max_exited),
+      resolver_(host_, cfg_.trust_domain, cfg_.identities, cfg_.environments)
 {
 	if (!opts_.state_dir.empty())
 		cfg_.state_dir = opts_.state_dir;
@@ -130,7 +132,53 @@ nlohmann::json Agent::base(const char *type, const EventContext &ctx)
 			 : make_exec_id(table_.boot_id(), ns_to_clock_ticks(ctx.start_time_ns), ctx.pid);
 	if (p && !p->mcp_server.empty())
 		r["mcp_server"] = p->mcp_server;
+	if (p && (p->tracked || (ctx.flags & KT_F_TRACKED)))
+		r["identity"] = identity_of(*p).id;
 	return r;
+}
+
+const Identity &Agent::identity_of(ProcessInfo &p)
+{
+	if (p.identity)
+		return *p.identity;
+	// /proc is read only if it still shows this instance of the pid.
+	auto snap = p.exit_time_ns ? std::nullopt : read_proc(p.pid);
+	bool alive = snap && snap->start_ticks == p.start_ticks;
+	WorkloadFacts f = alive ? gather_facts(p.pid, p.ppid) : WorkloadFacts{};
+	f.pid = p.pid;
+	f.uid = p.uid;
+	f.gid = p.gid;
+	if (f.exe.empty())
+		f.exe = p.exe;
+	if (!f.cgroup_path && p.cgroup_id)
+		f.cgroup_path = cgroup_paths_.path_of(p.cgroup_id);
+	if (alive)
+		f.exe_sha256 = resolver_.exe_sha256(p.pid);
+	f.mcp_server = p.mcp_server;
+	for (ProcessInfo *a : table_.ancestry(p, 0)) {
+		if (auto c = match_client(a->comm, a->exe, a->argv, cfg_.clients)) {
+			f.mcp_client = *c;
+			break;
+		}
+	}
+	p.identity = resolver_.resolve(f);
+	if (!alive)
+		p.identity->unresolved.push_back("proc");
+	identities_resolved_++;
+	if (!p.identity->resolved())
+		identities_degraded_++;
+	return *p.identity;
+}
+
+nlohmann::json Agent::ancestry_json(ProcessInfo &p)
+{
+	nlohmann::json a = nlohmann::json::array();
+	for (ProcessInfo *anc : table_.ancestry(p, cfg_.ancestry_depth))
+		a.push_back({{"pid", anc->pid},
+			     {"exec_id", anc->exec_id},
+			     {"comm", sanitize_utf8(anc->comm)},
+			     {"exe", sanitize_utf8(anc->exe)}});
+	return a;
 }
 
 // The table entry for the process that made the event; read from /proc the
@@ -389,9 +437,12 @@ void Agent::handle(ExecEvent &e)
 		info.mcp_rule = parent->mcp_rule;
 	}
 	bool was_tracked = info.tracked;
-	table_.upsert(std::move(info));
+	ProcessInfo &entry = table_.upsert(std::move(info));
 	if (match && !was_tracked)
 		track(pid, *match);
+	// Resolve now, while /proc still shows this exec.
+	if (entry.tracked || match)
+		identity_of(*table_.find(pid));
 
 	// An exec closes the O_CLOEXEC fds without close(): report them now.
 	if (was_tracked)
@@ -399,9 +450,12 @@ void Agent::handle(ExecEvent &e)
 
 	if (!events_ || !(was_tracked || match))
 		return;
+	ProcessInfo *self = table_.find(pid);
 	auto r = base("exec", e.ctx);
 	r["filename"] = sanitize_utf8(e.filename);
-	r["argv"] = argv_json(table_.find(pid)->argv);
+	r["argv"] = argv_json(self->argv);
+	r["identity"] = identity_of(*self).to_json();
+	r["ancestry"] = ancestry_json(*self);
 	r["cgroup_id"] = e.ctx.cgroup_id;
 	r["tty"] = static_cast<bool>(e.ctx.flags & KT_F_TTY);
 	if (e.ctx.flags & KT_F_TRUNCATED)
@@ -677,6 +731,8 @@ nlohmann::json Agent::health_record(bool final)
 		      {"records_by_type", by_type},
 		      {"decode_errors", decode_errors_},
 		      {"attribution_failures", unattributed_},
+		      {"identities_resolved", identities_resolved_},
+		      {"identities_degraded", identities_degraded_},
 		      {"late_payloads", late_payloads_},
 		      {"fd_states_swept", fd_states_swept_},
 		      {"output_written", out_.written()},

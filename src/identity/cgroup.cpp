@@ -155,3 +155,66 @@ std::string cgroup_path_from_proc(std::string_view content)
 }
 
 }  // namespace keytrail
+
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+#include <filesystem>
+
+namespace keytrail {
+
+namespace {
+constexpr long kCgroup2Magic = 0x63677270;
+bool is_cgroup2(const std::string &dir)
+{
+	struct statfs s;
+	return statfs(dir.c_str(), &s) == 0 && s.f_type == kCgroup2Magic;
+}
+}  // namespace
+
+CgroupPaths::CgroupPaths(std::string root) : root_(std::move(root))
+{
+	if (root_.empty()) {
+		for (const char *d : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"})
+			if (is_cgroup2(d)) {
+				root_ = d;
+				break;
+			}
+	}
+}
+
+void CgroupPaths::rescan()
+{
+	last_scan_ = std::chrono::steady_clock::now();
+	if (root_.empty())
+		return;
+	std::error_code ec;
+	struct stat st;
+	if (stat(root_.c_str(), &st) == 0)
+		paths_[st.st_ino] = "/";
+	namespace fs = std::filesystem;
+	for (auto it = fs::recursive_directory_iterator(root_, fs::directory_options::skip_permission_denied, ec);
+	     !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+		if (!it->is_directory(ec))
+			continue;
+		if (stat(it->path().c_str(), &st) == 0)
+			paths_[st.st_ino] = it->path().string().substr(root_.size());
+	}
+}
+
+std::optional<std::string> CgroupPaths::path_of(uint64_t id)
+{
+	auto it = paths_.find(id);
+	if (it != paths_.end())
+		return it->second;
+	// New cgroups appear all the time; rescan at most once a second.
+	if (std::chrono::steady_clock::now() - last_scan_ > std::chrono::seconds(1)) {
+		rescan();
+		it = paths_.find(id);
+		if (it != paths_.end())
+			return it->second;
+	}
+	return std::nullopt;
+}
+
+}  // namespace keytrail

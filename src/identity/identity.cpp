@@ -1,5 +1,6 @@
 #include "keytrail/identity/identity.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <openssl/evp.h>
@@ -74,14 +75,21 @@ std::string stdio_transport(uint32_t pid, uint32_t ppid, const std::string &proc
 	// parent that holds sockets, since the peer inode is not in /proc).
 	std::string dir = proc_root + "/" + std::to_string(ppid) + "/fd";
 	bool sockets = fd0.rfind("socket:[", 0) == 0;
-	for (int fd = 0; fd < 4096; fd++) {
-		std::string l = read_link(dir + "/" + std::to_string(fd));
-		if (l.empty())
+	DIR *d = opendir(dir.c_str());
+	if (!d)
+		return "unknown";
+	std::string found = "unknown";
+	while (dirent *e = readdir(d)) {
+		if (e->d_name[0] == '.')
 			continue;
-		if (l == fd0 || l == fd1 || (sockets && l.rfind("socket:[", 0) == 0))
-			return "stdio";
+		std::string l = read_link(dir + "/" + e->d_name);
+		if (l == fd0 || l == fd1 || (sockets && l.rfind("socket:[", 0) == 0)) {
+			found = "stdio";
+			break;
+		}
 	}
-	return "unknown";
+	closedir(d);
+	return found;
 }
 
 WorkloadFacts gather_facts(uint32_t pid, uint32_t ppid, const std::string &proc_root)

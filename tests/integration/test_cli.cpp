@@ -16,99 +16,9 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "support/agent_process.h"
 
-std::string slurp(const std::string &path)
-{
-	std::ifstream in(path);
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return ss.str();
-}
-
-std::vector<nlohmann::json> records(const std::string &path)
-{
-	std::vector<nlohmann::json> out;
-	std::istringstream in(slurp(path));
-	std::string line;
-	while (std::getline(in, line)) {
-		auto j = nlohmann::json::parse(line, nullptr, false);
-		EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line;
-		if (!j.is_discarded())
-			out.push_back(j);
-	}
-	return out;
-}
-
-class Agent {
-      public:
-	Agent(std::vector<std::string> args, const std::string &dir) : dir_(dir)
-	{
-		out_ = dir + "/out.jsonl";
-		err_ = dir + "/stderr.log";
-		pid_ = fork();
-		if (pid_ == 0) {
-			int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-			dup2(e, 2);
-			std::vector<char *> argv{const_cast<char *>(KEYTRAIL_BINARY)};
-			for (auto &a : args)
-				argv.push_back(const_cast<char *>(a.c_str()));
-			argv.push_back(nullptr);
-			execv(KEYTRAIL_BINARY, argv.data());
-			_exit(127);
-		}
-	}
-	~Agent()
-	{
-		if (pid_ > 0 && !done_) {
-			kill(pid_, SIGKILL);
-			waitpid(pid_, nullptr, 0);
-		}
-	}
-	bool wait_ready(int ms = 15000)
-	{
-		return wait_until([&] { return slurp(out_).find("\"type\":\"ready\"") != std::string::npos; }, ms);
-	}
-	template <typename F>
-	bool wait_until(F f, int ms)
-	{
-		for (int i = 0; i < ms / 50; i++) {
-			if (f())
-				return true;
-			std::this_thread::sleep_for(std::chrono::milliseconds(50));
-		}
-		return false;
-	}
-	int stop(int sig = SIGTERM)
-	{
-		kill(pid_, sig);
-		return wait();
-	}
-	int wait()
-	{
-		int status = 0;
-		waitpid(pid_, &status, 0);
-		done_ = true;
-		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	}
-	const std::string &out() const { return out_; }
-	const std::string &err() const { return err_; }
-
-      private:
-	std::string dir_, out_, err_;
-	pid_t pid_ = -1;
-	bool done_ = false;
-};
-
-std::string temp_dir()
-{
-	char t[] = "/tmp/kt-cli-XXXXXX";
-	return mkdtemp(t);
-}
-
-int run_cmd(const std::string &cmd) { return WEXITSTATUS(std::system(cmd.c_str())); }
-
-}  // namespace
+using namespace keytrail::test;
 
 TEST(Cli, CheckSaysTheAgentCanRunHere)
 {
@@ -124,11 +34,11 @@ TEST(Cli, BadConfigExitsTwoWithFileAndLine)
 {
 	std::string dir = temp_dir();
 	std::ofstream(dir + "/bad.yaml") << "agent:\n  state_dir: /tmp/x\n  ring_buffer_size: huge\n";
-	Agent a({"run", "--config", dir + "/bad.yaml", "-o", dir + "/out.jsonl"}, dir);
+	AgentProcess a({"run", "--config", dir + "/bad.yaml", "-o", dir + "/out.jsonl"}, dir);
 	EXPECT_EQ(a.wait(), 2);
 	std::string err = slurp(a.err());
 	EXPECT_NE(err.find(dir + "/bad.yaml:3:21: agent.ring_buffer_size"), std::string::npos) << err;
-	Agent missing({"run", "--config", dir + "/nope.yaml"}, dir);
+	AgentProcess missing({"run", "--config", dir + "/nope.yaml"}, dir);
 	EXPECT_EQ(missing.wait(), 2);
 }
 
@@ -144,7 +54,7 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 	std::ofstream(dir + "/creds.txt") << "token=" << token << "\n";
 	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
 					 << "/state\n  health_interval: 500ms\n  connect_hold: 100ms\n";
-	Agent a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd(server + " --token " + token), 0);
 	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("creds.txt") != std::string::npos; }, 5000));
@@ -196,7 +106,7 @@ TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
 	std::ofstream(dir + "/vault-token") << "hvs.fakefakefakefakefake\n";
 	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
 					 << "/state\ntracking:\n  watch_paths: [" << dir << "/vault-*]\n";
-	Agent a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd("cat " + dir + "/vault-token > /dev/null"), 0);
 	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"watched\":true") != std::string::npos; }, 5000));
@@ -217,7 +127,7 @@ TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
 TEST(Cli, DurationStopsCleanly)
 {
 	std::string dir = temp_dir();
-	Agent a({"run", "--duration", "1", "--state-dir", dir + "/s", "-o", dir + "/out.jsonl"}, dir);
+	AgentProcess a({"run", "--duration", "1", "--state-dir", dir + "/s", "-o", dir + "/out.jsonl"}, dir);
 	EXPECT_EQ(a.wait(), 0);
 	auto recs = records(a.out());
 	ASSERT_GE(recs.size(), 2u);

@@ -14,6 +14,8 @@
 
 #include "keytrail/config/config.h"
 #include "keytrail/detect/mcp_detect.h"
+#include "keytrail/identity/cgroup.h"
+#include "keytrail/identity/identity.h"
 #include "keytrail/output/sink.h"
 #include "keytrail/probe/events.h"
 #include "keytrail/probe/loader.h"
@@ -73,6 +75,9 @@ class Agent {
 	void write_status(const nlohmann::json &health, bool running);
 	nlohmann::json base(const char *type, const EventContext &ctx);
 	ProcessInfo *process_for(const EventContext &ctx);
+	// The process's identity, resolved on first need (per exec, not per event).
+	const Identity &identity_of(ProcessInfo &p);
+	nlohmann::json ancestry_json(ProcessInfo &p);
 	size_t tracked_live() const;
 
 	Config cfg_;
@@ -84,6 +89,8 @@ class Agent {
 	Output out_;
 	McpDetector detector_;
 	ProcessTable table_;
+	IdentityResolver resolver_;
+	CgroupPaths cgroup_paths_;
 	std::map<std::pair<uint64_t, uint64_t>, std::string> watched_paths_;
 	std::unordered_map<uint32_t, std::map<int, OpenFd>> open_fds_;
 	std::map<std::pair<uint32_t, int>, HeldConnect> held_;
@@ -93,6 +100,7 @@ class Agent {
 	uint64_t records_ = 0, decode_errors_ = 0, late_payloads_ = 0, unattributed_ = 0;
 	uint64_t by_type_[8] = {};
 	uint64_t fd_states_swept_ = 0;
+	uint64_t identities_resolved_ = 0, identities_degraded_ = 0;
 };
 
 }  // namespace keytrail

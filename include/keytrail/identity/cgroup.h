@@ -3,8 +3,12 @@
 // of the shapes each runtime writes (cgroupfs and systemd drivers alike).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace keytrail {
 
@@ -24,5 +28,25 @@ CgroupInfo parse_cgroup_path(std::string_view path);
 // else the v1 hierarchy that names a container, else name=systemd, else the
 // first line. Empty when there is none.
 std::string cgroup_path_from_proc(std::string_view content);
+
+}  // namespace keytrail
+
+namespace keytrail {
+
+// cgroup v2 id (what bpf_get_current_cgroup_id() returns: the kernfs inode
+// of the cgroup's directory) -> path, by walking the v2 mount. Lets a process
+// that exited before /proc could be read still be placed in its cgroup.
+class CgroupPaths {
+      public:
+	explicit CgroupPaths(std::string root = "");  // "" = find the v2 mount
+	std::optional<std::string> path_of(uint64_t id);
+	const std::string &root() const { return root_; }
+
+      private:
+	void rescan();
+	std::string root_;
+	std::unordered_map<uint64_t, std::string> paths_;
+	std::chrono::steady_clock::time_point last_scan_{};
+};
 
 }  // namespace keytrail

@@ -1,0 +1,114 @@
+// Runs the keytrail binary as an operator would, for integration tests.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace keytrail::test {
+
+
+inline std::string slurp(const std::string &path)
+{
+	std::ifstream in(path);
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return ss.str();
+}
+
+inline std::vector<nlohmann::json> records(const std::string &path)
+{
+	std::vector<nlohmann::json> out;
+	std::istringstream in(slurp(path));
+	std::string line;
+	while (std::getline(in, line)) {
+		auto j = nlohmann::json::parse(line, nullptr, false);
+		EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line;
+		if (!j.is_discarded())
+			out.push_back(j);
+	}
+	return out;
+}
+
+class AgentProcess {
+      public:
+	AgentProcess(std::vector<std::string> args, const std::string &dir) : dir_(dir)
+	{
+		out_ = dir + "/out.jsonl";
+		err_ = dir + "/stderr.log";
+		pid_ = fork();
+		if (pid_ == 0) {
+			int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			dup2(e, 2);
+			std::vector<char *> argv{const_cast<char *>(KEYTRAIL_BINARY)};
+			for (auto &a : args)
+				argv.push_back(const_cast<char *>(a.c_str()));
+			argv.push_back(nullptr);
+			execv(KEYTRAIL_BINARY, argv.data());
+			_exit(127);
+		}
+	}
+	~AgentProcess()
+	{
+		if (pid_ > 0 && !done_) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, nullptr, 0);
+		}
+	}
+	bool wait_ready(int ms = 15000)
+	{
+		return wait_until([&] { return slurp(out_).find("\"type\":\"ready\"") != std::string::npos; }, ms);
+	}
+	template <typename F>
+	bool wait_until(F f, int ms)
+	{
+		for (int i = 0; i < ms / 50; i++) {
+			if (f())
+				return true;
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		}
+		return false;
+	}
+	int stop(int sig = SIGTERM)
+	{
+		kill(pid_, sig);
+		return wait();
+	}
+	int wait()
+	{
+		int status = 0;
+		waitpid(pid_, &status, 0);
+		done_ = true;
+		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	}
+	const std::string &out() const { return out_; }
+	const std::string &err() const { return err_; }
+
+      private:
+	std::string dir_, out_, err_;
+	pid_t pid_ = -1;
+	bool done_ = false;
+};
+
+inline std::string temp_dir()
+{
+	char t[] = "/tmp/kt-cli-XXXXXX";
+	return mkdtemp(t);
+}
+
+inline int run_cmd(const std::string &cmd) { return WEXITSTATUS(std::system(cmd.c_str())); }
+
+
+}  // namespace keytrail::test
