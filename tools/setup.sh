@@ -72,6 +72,7 @@ test)
 bench)
 	install_packages
 	build
+	"$BUILD_DIR/bench/keytrail-bench-identity"
 	exec "$BUILD_DIR/bench/keytrail-bench" "$@"
 	;;
 *)
