@@ -1,0 +1,194 @@
+// Every detector, with fake values built here (never real credentials, and
+// never a whole token literal in the source).
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <random>
+
+#include "keytrail/secrets/catalog.h"
+#include "keytrail/secrets/fingerprint.h"
+#include "keytrail/util/error.h"
+
+using namespace keytrail;
+
+namespace {
+
+std::string rnd(size_t n, const std::string &alphabet, unsigned seed = 7)
+{
+	std::mt19937 g(seed);
+	std::string s;
+	for (size_t i = 0; i < n; i++)
+		s += alphabet[g() % alphabet.size()];
+	return s;
+}
+const std::string kAlnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const std::string kHex = "0123456789abcdef";
+const std::string kUpper32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const std::string kB64 = kAlnum + "+/";
+
+std::string only_type(const std::string &text)
+{
+	auto f = scan_text(text);
+	if (f.size() != 1)
+		return "count=" + std::to_string(f.size());
+	return f[0].type;
+}
+
+struct Case {
+	const char *type;
+	std::string value;
+};
+
+}  // namespace
+
+TEST(Catalog, EachDetectorFindsItsFormat)
+{
+	std::vector<Case> cases = {
+	    {"github_pat_fine_grained", "github_pat_" + rnd(22, kAlnum) + "_" + rnd(59, kAlnum)},
+	    {"github_token", "ghp_" + rnd(36, kAlnum)},
+	    {"github_token", "ghs_" + rnd(36, kAlnum, 8)},
+	    {"gitlab_pat", "glpat-" + rnd(20, kAlnum)},
+	    {"gitlab_runner_token", "glrt-" + rnd(20, kAlnum)},
+	    {"gitlab_ci_job_token", "glcbt-" + rnd(24, kAlnum)},
+	    {"gitlab_deploy_token", "gldt-" + rnd(20, kAlnum)},
+	    {"aws_access_key_id", "AKIA" + rnd(16, kUpper32)},
+	    {"aws_access_key_id", "ASIA" + rnd(16, kUpper32, 9)},
+	    {"slack_token", "xoxb-" + rnd(12, "0123456789") + "-" + rnd(24, kAlnum)},
+	    {"slack_webhook", "https://hooks.slack.com/services/T" + rnd(8, kUpper32) + "/B" + rnd(8, kUpper32) + "/" +
+				  rnd(24, kAlnum)},
+	    {"anthropic_api_key", "sk-ant-api03-" + rnd(93, kAlnum) + "AA"},
+	    {"openai_api_key", "sk-proj-" + rnd(48, kAlnum)},
+	    {"openai_api_key", "sk-" + rnd(48, kAlnum, 3)},
+	    {"google_api_key", "AIza" + rnd(35, kAlnum)},
+	    {"stripe_key", "sk_live_" + rnd(24, kAlnum)},
+	    {"huggingface_token", "hf_" + rnd(34, kAlnum)},
+	    {"npm_token", "npm_" + rnd(36, kAlnum)},
+	    {"pypi_token", "pypi-AgEIcHlwaS5vcmc" + rnd(60, kAlnum)},
+	    {"dockerhub_pat", "dckr_pat_" + rnd(27, kAlnum)},
+	    {"notion_token", "ntn_" + rnd(46, kAlnum)},
+	    {"linear_api_key", "lin_api_" + rnd(40, kAlnum)},
+	    {"azure_client_secret", rnd(3, kAlnum) + "8Q~" + rnd(34, kAlnum)},
+	    {"vault_token", "hvs." + rnd(90, kAlnum)},
+	    {"sendgrid_api_key", "SG." + rnd(22, kAlnum) + "." + rnd(43, kAlnum)},
+	    {"twilio_api_key", "SK" + rnd(32, kHex)},
+	    {"databricks_token", "dapi" + rnd(32, kHex)},
+	    {"digitalocean_token", "dop_v1_" + rnd(64, kHex)},
+	    {"jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIx" + rnd(20, kAlnum) + "." + rnd(43, kAlnum)},
+	};
+	for (auto &c : cases) {
+		EXPECT_EQ(only_type("token: " + c.value + "\n"), c.type) << c.value;
+		auto f = scan_text(c.value);
+		ASSERT_FALSE(f.empty()) << c.value;
+		EXPECT_EQ(f[0].secret.view(), c.value) << c.type;
+	}
+}
+
+TEST(Catalog, KeyedFormats)
+{
+	std::string secret = rnd(40, kB64);
+	auto f = scan_text("[default]\naws_access_key_id = AKIA" + rnd(16, kUpper32) + "\naws_secret_access_key = " + secret + "\n");
+	ASSERT_EQ(f.size(), 2u);
+	EXPECT_EQ(f[1].type, "aws_secret_access_key");
+	EXPECT_EQ(f[1].secret.view(), secret);
+	EXPECT_EQ(f[1].line, 3u);
+	EXPECT_EQ(f[0].prefix.size(), 20u);  // the key id is public
+
+	std::string key = rnd(86, kB64) + "==";
+	auto az = scan_text("DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + key + ";EndpointSuffix=core");
+	ASSERT_EQ(az.size(), 1u);
+	EXPECT_EQ(az[0].type, "azure_storage_key");
+	EXPECT_EQ(az[0].secret.view(), key);
+
+	auto db = scan_text("postgresql://app:" + rnd(16, kAlnum) + "@db.internal:5432/prod");
+	ASSERT_EQ(db.size(), 1u);
+	EXPECT_EQ(db[0].type, "database_url");
+	EXPECT_EQ(db[0].prefix, "postgresql://app:");
+}
+
+TEST(Catalog, PrivateKeysInPemAndJson)
+{
+	std::string body = rnd(64, kB64) + "\n" + rnd(64, kB64) + "\n";
+	std::string pem = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + body + "-----END OPENSSH PRIVATE KEY-----";
+	auto f = scan_text("junk\n" + pem + "\n");
+	ASSERT_EQ(f.size(), 1u);
+	EXPECT_EQ(f[0].type, "private_key");
+	// The same key JSON-escaped (GCP service account) fingerprints the same.
+	std::string escaped = "-----BEGIN PRIVATE KEY-----\\n" + rnd(64, kB64) + "\\n-----END PRIVATE KEY-----\\n";
+	std::string json = "{\"type\": \"service_account\", \"private_key\": \"" + escaped + "\"}";
+	auto j = scan_text(json);
+	ASSERT_EQ(j.size(), 1u);
+	Fingerprinter fp(SecretBytes(std::string(32, 'k')));
+	std::string plain = escaped;
+	for (size_t p; (p = plain.find("\\n")) != std::string::npos;)
+		plain.replace(p, 2, "\n");
+	EXPECT_EQ(fp(j[0].secret.view()), fp(normalize_secret(plain).view()));
+}
+
+TEST(Catalog, Negatives)
+{
+	EXPECT_TRUE(scan_text("ghp_short").empty());
+	EXPECT_TRUE(scan_text("ghp_" + std::string(36, 'a')).empty());  // no entropy
+	EXPECT_TRUE(scan_text("xghp_" + rnd(36, kAlnum)).empty());       // inside a word
+	EXPECT_TRUE(scan_text("task-runner sk-learn").empty());
+	EXPECT_TRUE(scan_text("AKIAIOSFODNN7EXAMPLE").empty());  // lower entropy / docs example
+	EXPECT_TRUE(scan_text("https://user@example.com/path").empty());
+	EXPECT_TRUE(scan_text("postgresql://app:${DB_PASSWORD}@db/prod").empty());
+	EXPECT_TRUE(scan_text("-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----").empty());
+	EXPECT_TRUE(scan_text("SK" + std::string(32, '0')).empty());
+	EXPECT_TRUE(scan_text("").empty());
+}
+
+TEST(Catalog, EnvironAndGenericRule)
+{
+	std::string tok = "glpat-" + rnd(20, kAlnum);
+	auto f = scan_environ({"PATH=/usr/bin", "GITLAB_PERSONAL_ACCESS_TOKEN=" + tok, "DB_PASSWORD=" + rnd(16, kAlnum),
+			       "API_TOKEN=changeme", "SECRET_FILE=/run/secrets/x", "MY_PAT=" + rnd(24, kAlnum, 4),
+			       "HOME=/root", "COLOR=" + rnd(16, kAlnum)});
+	ASSERT_EQ(f.size(), 3u);
+	EXPECT_EQ(f[0].type, "gitlab_pat");
+	EXPECT_EQ(f[0].name, "GITLAB_PERSONAL_ACCESS_TOKEN");
+	EXPECT_EQ(f[1].type, "generic_secret");
+	EXPECT_EQ(f[1].name, "DB_PASSWORD");
+	EXPECT_EQ(f[2].name, "MY_PAT");
+}
+
+TEST(Catalog, Argv)
+{
+	std::string pw = rnd(14, kAlnum);
+	auto f = scan_argv({"node", "index.js", "postgresql://app:" + pw + "@127.0.0.1/db", "--token", rnd(30, kAlnum),
+			    "--api-key=" + rnd(30, kAlnum, 2), "--path", "/srv/data"});
+	ASSERT_EQ(f.size(), 3u);
+	EXPECT_EQ(f[0].type, "database_url");
+	EXPECT_EQ(f[0].secret.view(), pw);
+	EXPECT_EQ(f[0].name, "argv[2]");
+	EXPECT_EQ(f[1].name, "--token");
+	EXPECT_EQ(f[2].name, "--api-key");
+}
+
+TEST(Fingerprint, KeyedStableAndTruncated)
+{
+	Fingerprinter a(SecretBytes(std::string(32, 'a'))), b(SecretBytes(std::string(32, 'b')));
+	std::string fa = a("ghp_x"), fb = b("ghp_x");
+	EXPECT_EQ(fa.size(), kFingerprintHexLength);
+	EXPECT_EQ(fa, a("ghp_x"));
+	EXPECT_NE(fa, fb);  // a different key, a different fingerprint
+	EXPECT_NE(fa, a("ghp_y"));
+	EXPECT_EQ(a(normalize_secret("  'tok'\n").view()), a("tok"));
+}
+
+TEST(Fingerprint, KeyFileCreatedPrivateAndReloaded)
+{
+	char d[] = "/tmp/kt-key-XXXXXX";
+	std::string path = std::string(mkdtemp(d)) + "/fingerprint.key";
+	SecretBytes k1 = load_or_create_key(path, true);
+	EXPECT_EQ(k1.size(), 32u);
+	struct stat st;
+	ASSERT_EQ(stat(path.c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0600u);
+	SecretBytes k2 = load_or_create_key(path, false);
+	EXPECT_EQ(k1.view(), k2.view());
+	chmod(path.c_str(), 0644);
+	EXPECT_THROW(load_or_create_key(path, false), Error);
+	EXPECT_THROW(load_or_create_key(path + ".missing", false), Error);
+}
