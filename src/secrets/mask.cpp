@@ -86,7 +86,7 @@ bool credential_like_name(std::string_view name)
 	static constexpr std::string_view words[] = {
 	    "token", "secret", "password", "passwd", "pwd", "apikey", "api_key", "api-key",
 	    "private_key", "private-key", "access_key", "access-key", "credential", "auth", "pat",
-	    "bearer", "session_key", "client_secret", "webhook"};
+	    "bearer", "session_key", "client_secret", "webhook", "authorization", "cookie", "dsn"};
 	for (auto w : words) {
 		size_t pos = n.find(w);
 		if (pos == std::string::npos)
