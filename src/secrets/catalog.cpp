@@ -181,6 +181,80 @@ bool generic_secret(std::string_view name, std::string_view value)
 	return shannon_entropy(value) >= 3.0;
 }
 
+namespace {
+
+// name and value of an assignment line, or false.
+bool assignment(std::string_view line, std::string_view *name, std::string_view *value)
+{
+	auto trim = [](std::string_view v) {
+		while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+			v.remove_prefix(1);
+		while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == ',' || v.back() == '\r'))
+			v.remove_suffix(1);
+		return v;
+	};
+	line = trim(line);
+	if (line.substr(0, 7) == "export ")
+		line = trim(line.substr(7));
+	if (line.empty() || line[0] == '#')
+		return false;
+	// netrc: "machine h login u password p"
+	size_t pw = line.find("password ");
+	if (pw != std::string_view::npos && (pw == 0 || line[pw - 1] == ' ')) {
+		*name = "password";
+		std::string_view rest = trim(line.substr(pw + 9));
+		*value = rest.substr(0, rest.find(' '));
+		return true;
+	}
+	size_t sep = line.find_first_of("=:");
+	if (sep == std::string_view::npos || sep == 0)
+		return false;
+	*name = trim(line.substr(0, sep));
+	*value = trim(line.substr(sep + 1));
+	auto unquote = [](std::string_view v) {
+		if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
+			return v.substr(1, v.size() - 2);
+		return v;
+	};
+	*name = unquote(*name);
+	*value = unquote(*value);
+	return !name->empty() && name->find(' ') == std::string_view::npos;
+}
+
+}  // namespace
+
+std::vector<Finding> scan_file(std::string_view text)
+{
+	std::vector<Finding> out = scan_text(text);
+	size_t line_no = 0, start = 0;
+	while (start < text.size()) {
+		size_t end = text.find('\n', start);
+		if (end == std::string_view::npos)
+			end = text.size();
+		std::string_view line = text.substr(start, end - start);
+		start = end + 1;
+		line_no++;
+		std::string_view name, value;
+		if (!assignment(line, &name, &value))
+			continue;
+		bool named = false;
+		for (auto &f : out)
+			if (f.line == line_no && f.name.empty()) {
+				f.name = name;
+				named = true;
+			}
+		if (!named && generic_secret(name, value)) {
+			Finding f;
+			f.type = "generic_secret";
+			f.secret = normalize_secret(value);
+			f.name = name;
+			f.line = line_no;
+			add(out, std::move(f));
+		}
+	}
+	return out;
+}
+
 std::vector<Finding> scan_environ(const std::vector<std::string> &env)
 {
 	std::vector<Finding> out;

@@ -192,3 +192,21 @@ TEST(Fingerprint, KeyFileCreatedPrivateAndReloaded)
 	EXPECT_THROW(load_or_create_key(path, false), Error);
 	EXPECT_THROW(load_or_create_key(path + ".missing", false), Error);
 }
+
+TEST(Catalog, FilesGetNamesAndTheGenericRule)
+{
+	std::string pw = rnd(18, kAlnum, 11), key = "sk-proj-" + rnd(48, kAlnum, 12);
+	std::string env = "# app\nexport DATABASE_PASSWORD=\"" + pw + "\"\nOPENAI_API_KEY=" + key + "\nDEBUG=true\nPORT=8080\n";
+	auto f = scan_file(env);
+	ASSERT_EQ(f.size(), 2u);
+	EXPECT_EQ(f[0].type, "openai_api_key");
+	EXPECT_EQ(f[0].name, "OPENAI_API_KEY");
+	EXPECT_EQ(f[0].line, 3u);
+	EXPECT_EQ(f[1].type, "generic_secret");
+	EXPECT_EQ(f[1].name, "DATABASE_PASSWORD");
+	EXPECT_EQ(f[1].secret.view(), pw);
+	auto netrc = scan_file("machine api.example.test login bot password " + pw + "\n");
+	ASSERT_EQ(netrc.size(), 1u);
+	EXPECT_EQ(netrc[0].name, "password");
+	EXPECT_TRUE(scan_file("HOSTNAME=web-1\nLOG_LEVEL=debug\n").empty());
+}

@@ -40,6 +40,11 @@ double shannon_entropy(std::string_view s);
 // Every credential in a text (file content, a config value).
 std::vector<Finding> scan_text(std::string_view text);
 
+// A credential file's content: scan_text, plus assignments line by line
+// (KEY=VALUE, export KEY=VALUE, key: value, "key": "value", netrc's
+// "password X") so findings carry their names and the generic rule applies.
+std::vector<Finding> scan_file(std::string_view text);
+
 // NAME=VALUE strings (environ): a value in a known format, or any value of
 // a credential-like name that is long and random enough.
 std::vector<Finding> scan_environ(const std::vector<std::string> &env);

@@ -1,0 +1,87 @@
+// The ledger: a durable local record (SQLite, WAL, file 0600) of each
+// credential's life by fingerprint: type, first/last seen, last used, where
+// it was seen, which identities held or used it, toward which upstreams, and
+// its rotations. It never holds a secret value: only fingerprints and public
+// prefixes. Writes are batched into one transaction per poll cycle (commit());
+// a committed record survives kill -9 (WAL, synchronous=NORMAL).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace keytrail {
+
+struct Sighting {
+	std::string fingerprint, type, prefix;
+	std::string source;    // file, env, argv, mcp_config
+	std::string location;  // path, env var name, argv[i], config path + field
+	std::string name;      // variable / key name inside the location ("" if none)
+	std::string identity;  // identity id
+	int64_t time_ns = 0;
+};
+
+struct SecretRecord {
+	std::string fingerprint, type, prefix;
+	int64_t first_seen = 0, last_seen = 0, last_used = 0;  // ns; last_used 0 = never
+};
+
+struct SightingRecord {
+	std::string source, location, name, identity;
+	int64_t first_seen = 0, last_seen = 0;
+	uint64_t count = 0;
+};
+
+struct UseRecord {
+	std::string identity, upstream;
+	int64_t first_used = 0, last_used = 0;
+	uint64_t count = 0;
+};
+
+struct Rotation {
+	std::string source, location, name, identity, old_fingerprint, new_fingerprint;
+	int64_t time_ns = 0;
+};
+
+class Ledger {
+      public:
+	// Opens or creates the database (0600). Throws Error.
+	explicit Ledger(const std::string &path, bool read_only = false);
+	~Ledger();
+	Ledger(const Ledger &) = delete;
+	Ledger &operator=(const Ledger &) = delete;
+
+	// Records a sighting. Returns the fingerprint this one replaced in the
+	// same slot (source, location, name, identity, type): a rotation.
+	std::optional<std::string> record_sighting(const Sighting &s);
+	void record_use(const std::string &fingerprint, const std::string &identity,
+			const std::string &upstream, int64_t time_ns);
+	// Commits the open batch. Returns false (and logs) on failure.
+	bool commit();
+
+	std::optional<SecretRecord> secret(const std::string &fingerprint);
+	std::vector<SecretRecord> secrets();
+	std::vector<SightingRecord> sightings(const std::string &fingerprint);
+	std::vector<UseRecord> uses(const std::string &fingerprint);
+	std::vector<Rotation> rotations(const std::string &fingerprint = "");
+	const std::string &path() const { return path_; }
+
+      private:
+	void exec(const char *sql);
+	sqlite3_stmt *prepare(const char *sql);
+	void begin();
+
+	std::string path_;
+	sqlite3 *db_ = nullptr;
+	bool in_tx_ = false;
+	std::vector<sqlite3_stmt *> stmts_;
+	sqlite3_stmt *upsert_secret_ = nullptr, *upsert_sighting_ = nullptr, *get_slot_ = nullptr,
+		     *put_slot_ = nullptr, *add_rotation_ = nullptr, *upsert_use_ = nullptr,
+		     *touch_used_ = nullptr;
+};
+
+}  // namespace keytrail
