@@ -3,6 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+
+#include "keytrail/util/clock.h"
+#include "keytrail/util/text.h"
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -155,6 +158,111 @@ class Parser {
 				fail(r, "an environment rule needs a name and a match");
 			c->environments.push_back(
 			    EnvironmentRule{str(r["name"], "environment name"), selector_match(r["match"], "match")});
+		}
+	}
+
+	void secrets(const YAML::Node &n, Config *c) const
+	{
+		only_keys(n, "secrets", {"fingerprint_key_file", "paths", "max_file_size", "scan_mcp_configs"});
+		if (n["fingerprint_key_file"]) {
+			c->fingerprint_key_file = str(n["fingerprint_key_file"], "secrets.fingerprint_key_file");
+			if (c->fingerprint_key_file.empty() || c->fingerprint_key_file[0] != '/')
+				fail(n["fingerprint_key_file"], "secrets.fingerprint_key_file must be an absolute path");
+		}
+		if (n["paths"]) {
+			if (!n["paths"].IsSequence())
+				fail(n["paths"], "secrets.paths must be a list of globs");
+			for (const auto &p : n["paths"])
+				c->secret_paths.push_back(str(p, "a secrets path"));
+		}
+		if (n["max_file_size"]) {
+			c->max_file_size = convert(n["max_file_size"], "secrets.max_file_size", parse_size);
+			if (c->max_file_size < 1024 || c->max_file_size > (64u << 20))
+				fail(n["max_file_size"], "secrets.max_file_size must be 1KiB..64MiB");
+		}
+		if (n["scan_mcp_configs"])
+			c->scan_mcp_configs = boolean(n["scan_mcp_configs"], "secrets.scan_mcp_configs");
+	}
+
+	std::vector<std::string> str_list(const YAML::Node &n, const std::string &what) const
+	{
+		std::vector<std::string> out;
+		if (n.IsScalar()) {
+			out.push_back(str(n, what));
+			return out;
+		}
+		if (!n.IsSequence())
+			fail(n, what + " must be a string or a list of strings");
+		for (const auto &x : n)
+			out.push_back(str(x, what));
+		return out;
+	}
+
+	void inventory(const YAML::Node &n, Config *c) const
+	{
+		if (!n.IsSequence())
+			fail(n, "inventory must be a list");
+		std::set<std::string> ids;
+		for (const auto &e : n) {
+			only_keys(e, "an inventory entry",
+				  {"id", "owner", "purpose", "match", "expires", "rotate_every", "max_unused",
+				   "allowed_identities", "allowed_upstreams", "environment", "status"});
+			InventoryEntry entry;
+			entry.line = e.Mark().line + 1;
+			if (!e["id"])
+				fail(e, "an inventory entry needs an id");
+			entry.id = str(e["id"], "inventory id");
+			if (!ids.insert(entry.id).second)
+				fail(e["id"], "inventory id '" + entry.id + "' is defined twice");
+			const std::string where = "inventory '" + entry.id + "'";
+			if (e["owner"])
+				entry.owner = str(e["owner"], where + ".owner");
+			if (e["purpose"])
+				entry.purpose = str(e["purpose"], where + ".purpose");
+			if (!e["match"])
+				fail(e, where + " needs a match (fingerprint, path or env)");
+			const YAML::Node m = e["match"];
+			only_keys(m, where + ".match", {"fingerprint", "path", "env", "identity"});
+			if (m["fingerprint"]) {
+				entry.fingerprints = str_list(m["fingerprint"], where + ".match.fingerprint");
+				for (auto &fp : entry.fingerprints) {
+					bool hex = !fp.empty() && fp.find_first_not_of("0123456789abcdef") == std::string::npos;
+					if (!hex || fp.size() != 32)
+						fail(m["fingerprint"], where + ".match.fingerprint '" + fp +
+									   "' is not a 32-digit lowercase hex fingerprint "
+									   "(see keytrail fingerprint)");
+				}
+			}
+			if (m["path"])
+				entry.path = str(m["path"], where + ".match.path");
+			if (m["env"])
+				entry.env = str(m["env"], where + ".match.env");
+			if (m["identity"])
+				entry.identity = str(m["identity"], where + ".match.identity");
+			if (entry.fingerprints.empty() && !entry.path && !entry.env)
+				fail(m, where + ".match needs a fingerprint, path or env");
+			if (e["expires"]) {
+				int64_t t;
+				if (!parse_rfc3339(str(e["expires"], where + ".expires"), &t))
+					fail(e["expires"], where + ".expires must be a date (2027-01-31) or an RFC 3339 time");
+				entry.expires_ns = t;
+			}
+			if (e["rotate_every"])
+				entry.rotate_every = convert(e["rotate_every"], where + ".rotate_every", parse_duration);
+			if (e["max_unused"])
+				entry.max_unused = convert(e["max_unused"], where + ".max_unused", parse_duration);
+			if (e["allowed_identities"])
+				entry.allowed_identities = str_list(e["allowed_identities"], where + ".allowed_identities");
+			if (e["allowed_upstreams"])
+				entry.allowed_upstreams = str_list(e["allowed_upstreams"], where + ".allowed_upstreams");
+			if (e["environment"])
+				entry.environment = str(e["environment"], where + ".environment");
+			if (e["status"]) {
+				entry.status = str(e["status"], where + ".status");
+				if (entry.status != "active" && entry.status != "revoked" && entry.status != "decommissioned")
+					fail(e["status"], where + ".status must be active, revoked or decommissioned");
+			}
+			c->inventory.push_back(std::move(entry));
 		}
 	}
 
@@ -317,7 +425,7 @@ class Parser {
 		if (root.IsNull())
 			return c;  // an empty file means defaults
 		only_keys(root, "the top level",
-			  {"agent", "tracking", "outputs", "identities", "environments", "inventory"});
+			  {"agent", "tracking", "outputs", "identities", "environments", "secrets", "inventory"});
 		if (root["agent"])
 			agent(root["agent"], &c);
 		if (root["tracking"])
@@ -328,8 +436,10 @@ class Parser {
 			identities(root["identities"], &c);
 		if (root["environments"] && !root["environments"].IsNull())
 			environments(root["environments"], &c);
-		if (root["inventory"] && !root["inventory"].IsSequence() && !root["inventory"].IsNull())
-			fail(root["inventory"], "inventory must be a list");
+		if (root["secrets"])
+			secrets(root["secrets"], &c);
+		if (root["inventory"] && !root["inventory"].IsNull())
+			inventory(root["inventory"], &c);
 		return c;
 	}
 
@@ -338,6 +448,26 @@ class Parser {
 };
 
 }  // namespace
+
+const InventoryEntry *match_inventory(const std::vector<InventoryEntry> &inv,
+				      const std::string &fingerprint, const std::string &source,
+				      const std::string &location, const std::string &name,
+				      const std::string &identity)
+{
+	for (const auto &e : inv) {
+		if (!e.fingerprints.empty() &&
+		    std::find(e.fingerprints.begin(), e.fingerprints.end(), fingerprint) == e.fingerprints.end())
+			continue;
+		if (e.path && !((source == "file" || source == "mcp_config") && glob_match(*e.path, location)))
+			continue;
+		if (e.env && !(source == "env" && glob_match(*e.env, name)))
+			continue;
+		if (e.identity && !glob_match(*e.identity, identity))
+			continue;
+		return &e;
+	}
+	return nullptr;
+}
 
 const std::vector<std::string> &known_selectors()
 {

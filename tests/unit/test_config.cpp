@@ -88,3 +88,66 @@ TEST(Config, DurationsAndSizes)
 	EXPECT_EQ(parse_size("4096"), 4096u);
 	EXPECT_THROW(parse_size("8MB"), Error);
 }
+
+TEST(Inventory, ParsesAndMatches)
+{
+	Config c = parse_config(R"(
+inventory:
+  - id: gitlab-bot
+    owner: platform-team
+    purpose: GitLab API for the MCP server
+    match: { env: GITLAB_PERSONAL_ACCESS_TOKEN, identity: "spiffe://*/server-gitlab/*" }
+    expires: 2027-01-31
+    rotate_every: 90d
+    max_unused: 30d
+    allowed_identities: ["spiffe://*/server-gitlab/*"]
+    allowed_upstreams: [gitlab.example.com, 10.0.0.0/8]
+    environment: prod
+  - id: aws-prod
+    owner: cloud
+    match: { path: "/home/*/.aws/credentials" }
+    status: revoked
+  - id: by-fp
+    match: { fingerprint: [0123456789abcdef0123456789abcdef] }
+)",
+				"inv.yaml");
+	ASSERT_EQ(c.inventory.size(), 3u);
+	auto &g = c.inventory[0];
+	EXPECT_EQ(g.owner, "platform-team");
+	EXPECT_EQ(g.rotate_every->count(), 90LL * 86400000);
+	EXPECT_TRUE(g.expires_ns);
+	EXPECT_EQ(g.allowed_upstreams.size(), 2u);
+	EXPECT_EQ(g.line, 3u);
+	auto *m = match_inventory(c.inventory, "ff", "env", "GITLAB_PERSONAL_ACCESS_TOKEN", "GITLAB_PERSONAL_ACCESS_TOKEN",
+				  "spiffe://keytrail.local/h/server-gitlab/root");
+	ASSERT_NE(m, nullptr);
+	EXPECT_EQ(m->id, "gitlab-bot");
+	EXPECT_EQ(match_inventory(c.inventory, "ff", "env", "X", "GITLAB_PERSONAL_ACCESS_TOKEN", "spiffe://other"), nullptr);
+	auto *aws = match_inventory(c.inventory, "ee", "file", "/home/al/.aws/credentials", "aws_secret_access_key", "");
+	ASSERT_NE(aws, nullptr);
+	EXPECT_EQ(aws->status, "revoked");
+	EXPECT_EQ(match_inventory(c.inventory, "0123456789abcdef0123456789abcdef", "argv", "argv[2]", "", "")->id, "by-fp");
+}
+
+TEST(Inventory, ValidationNamesFileLineAndField)
+{
+	auto err = [](const std::string &y) {
+		try {
+			parse_config(y, "inv.yaml");
+		} catch (const ConfigError &e) {
+			return std::string(e.what());
+		}
+		return std::string();
+	};
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    expires: someday\n").find("inv.yaml:4:14: inventory 'a'.expires"),
+		  std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    status: retired\n").find("status must be"), std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {fingerprint: XYZ}\n").find("not a 32-digit"), std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {owner: x}\n").find("unknown key 'owner' in inventory 'a'.match"),
+		  std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n  - id: a\n    match: {env: Y}\n").find("defined twice"),
+		  std::string::npos);
+	EXPECT_NE(err("inventory:\n  - owner: x\n").find("needs an id"), std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    rotate_every: 3 months\n").find("rotate_every"),
+		  std::string::npos);
+}

@@ -61,6 +61,23 @@ struct EnvironmentRule {
 	SelectorMatch match;
 };
 
+// A known secret: who owns it and the policy it must follow.
+struct InventoryEntry {
+	std::string id, owner, purpose;
+	// match: every condition given must hold.
+	std::vector<std::string> fingerprints;  // exact, hex
+	std::optional<std::string> path;        // glob on the file the secret was read from
+	std::optional<std::string> env;         // env var name (glob)
+	std::optional<std::string> identity;    // narrows to holders with this identity (glob)
+	std::optional<int64_t> expires_ns;      // wall clock
+	std::optional<std::chrono::milliseconds> rotate_every, max_unused;
+	std::vector<std::string> allowed_identities;  // globs
+	std::vector<std::string> allowed_upstreams;   // host globs or CIDRs
+	std::string environment;
+	std::string status = "active";  // active, revoked, decommissioned
+	size_t line = 0;                // where it is defined, for messages
+};
+
 struct OutputSpec {
 	std::string type;  // "stdout" | "file"
 	std::string path;  // for "file"
@@ -91,7 +108,21 @@ struct Config {
 	std::vector<EnvironmentRule> environments;
 
 	std::vector<OutputSpec> outputs;  // empty = stdout
+
+	// secrets:
+	std::string fingerprint_key_file;        // "" = <state_dir>/fingerprint.key, created at first run
+	std::vector<std::string> secret_paths;   // extra credential file globs
+	uint64_t max_file_size = 1 << 20;        // bytes of a credential file read for detection
+	bool scan_mcp_configs = true;            // every user's MCP client configs, at start
+
+	std::vector<InventoryEntry> inventory;
 };
+
+// The first inventory entry whose match holds for this sighting, or null.
+const InventoryEntry *match_inventory(const std::vector<InventoryEntry> &inv,
+				      const std::string &fingerprint, const std::string &source,
+				      const std::string &location, const std::string &name,
+				      const std::string &identity);
 
 inline constexpr const char *kDefaultConfigPath = "/etc/keytrail/keytrail.yaml";
 
