@@ -12,12 +12,16 @@
 #include "keytrail/agent/agent.h"
 #include "keytrail/config/config.h"
 #include "keytrail/probe/features.h"
+#include "keytrail/secrets/fingerprint.h"
+#include <openssl/crypto.h>
 
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 
 void on_signal(int) { g_stop.store(true); }
+void on_hup(int) { g_reload.store(true); }
 
 void setup_logging(int verbosity)
 {
@@ -57,6 +61,38 @@ int cmd_check()
 	return 1;
 }
 
+// Reads one secret from stdin (a trailing newline is not part of it) and
+// prints only its fingerprint; the bytes are wiped.
+int cmd_fingerprint(const std::string &config_path, bool explicit_config, const std::string &state_dir,
+		    std::string key_file)
+{
+	try {
+		if (key_file.empty()) {
+			keytrail::Config cfg = resolve_config(config_path, explicit_config);
+			key_file = !cfg.fingerprint_key_file.empty() ? cfg.fingerprint_key_file
+								     : state_dir + "/fingerprint.key";
+		}
+		keytrail::Fingerprinter fp(keytrail::load_or_create_key(key_file, false));
+		keytrail::SecretBytes in;
+		std::string &buf = in.mutable_str();
+		char chunk[4096];
+		size_t n;
+		while ((n = std::fread(chunk, 1, sizeof(chunk), stdin)) > 0 && buf.size() < (1u << 20))
+			buf.append(chunk, n);
+		OPENSSL_cleanse(chunk, sizeof(chunk));
+		keytrail::SecretBytes secret = keytrail::normalize_secret(in.view());
+		if (secret.empty()) {
+			std::fprintf(stderr, "keytrail fingerprint: no secret on stdin\n");
+			return 2;
+		}
+		std::printf("%s\n", fp(secret.view()).c_str());
+		return 0;
+	} catch (const keytrail::Error &e) {
+		std::fprintf(stderr, "keytrail fingerprint: %s\n", e.what());
+		return 1;
+	}
+}
+
 }  // namespace
 
 int main(int argc, char **argv)
@@ -83,11 +119,20 @@ int main(int argc, char **argv)
 
 	auto *check = app.add_subcommand("check", "Report which kernel hooks work here and whether the agent can run");
 
+	std::string fp_state_dir = "/var/lib/keytrail", fp_key_file, fp_config = keytrail::kDefaultConfigPath;
+	auto *fingerprint = app.add_subcommand(
+	    "fingerprint", "Read a secret on stdin and print its fingerprint (to match an alert to a vault entry)");
+	auto *fp_config_opt = fingerprint->add_option("-c,--config", fp_config, "YAML config (for secrets.fingerprint_key_file)");
+	fingerprint->add_option("--state-dir", fp_state_dir, "Where the agent keeps its key")->capture_default_str();
+	fingerprint->add_option("--key-file", fp_key_file, "Use this key file instead");
+
 	CLI11_PARSE(app, argc, argv);
 	setup_logging(verbosity);
 
 	if (*check)
 		return cmd_check();
+	if (*fingerprint)
+		return cmd_fingerprint(fp_config, fp_config_opt->count() > 0, fp_state_dir, fp_key_file);
 
 	if (*run) {
 		keytrail::Config cfg;
@@ -103,10 +148,13 @@ int main(int argc, char **argv)
 		sa.sa_handler = on_signal;
 		sigaction(SIGINT, &sa, nullptr);
 		sigaction(SIGTERM, &sa, nullptr);
+		struct sigaction hup {};
+		hup.sa_handler = on_hup;
+		sigaction(SIGHUP, &hup, nullptr);
 		signal(SIGPIPE, SIG_IGN);
 		try {
 			keytrail::Agent agent(std::move(cfg), run_opts);
-			return agent.run(g_stop);
+			return agent.run(g_stop, &g_reload);
 		} catch (const keytrail::Error &e) {
 			std::fprintf(stderr, "keytrail: %s\n", e.what());
 			return 1;

@@ -16,6 +16,9 @@
 
 #include "keytrail/abi.h"
 #include "keytrail/secrets/mask.h"
+#include "keytrail/secrets/mcp_config.h"
+#include "keytrail/secrets/paths.h"
+#include <openssl/crypto.h>
 #include "keytrail/util/text.h"
 
 namespace keytrail {
@@ -248,6 +251,8 @@ void Agent::track(uint32_t pid, const McpMatch &why)
 				info->mcp_server = why.server;
 				info->mcp_rule = why.rule;
 			}
+			if (!info->secrets_collected && sources_)
+				collect_process_secrets(*info, nullptr);
 		}
 		for (uint32_t c : table_.children_of(p))
 			todo.push_back(c);
@@ -320,6 +325,13 @@ void Agent::start()
 			out_.add(make_sink(o));
 	}
 
+	std::string key_file = cfg_.fingerprint_key_file.empty() ? cfg_.state_dir + "/fingerprint.key"
+								  : cfg_.fingerprint_key_file;
+	sources_ = std::make_unique<SecretSources>(
+	    Fingerprinter(load_or_create_key(key_file, cfg_.fingerprint_key_file.empty())), cfg_.secret_paths,
+	    cfg_.max_file_size);
+	ledger_ = std::make_unique<Ledger>(cfg_.state_dir + "/ledger.db");
+
 	loader_.start([this](const void *data, size_t size) { on_record(data, size); });
 	for (const auto &pattern : cfg_.watch_paths) {
 		glob_t g{};
@@ -331,6 +343,7 @@ void Agent::start()
 	}
 	scan_proc();
 	started_ = std::chrono::steady_clock::now();
+	scan_mcp_configs();
 
 	nlohmann::json ready;
 	ready["type"] = "ready";
@@ -349,7 +362,7 @@ void Agent::start()
 	write_status(health_record(false), true);
 }
 
-int Agent::run(const std::atomic<bool> &stop)
+int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 {
 	start();
 	auto next_health = std::chrono::steady_clock::now() + cfg_.health_interval;
@@ -365,6 +378,10 @@ int Agent::run(const std::atomic<bool> &stop)
 		}
 		auto now = std::chrono::steady_clock::now();
 		expire_connects(false);
+		if (!ledger_->commit())
+			ledger_errors_++;
+		if (reload && reload->exchange(false))
+			reload_config();
 		if (now >= next_health) {
 			clock_.resync();
 			table_.evict(clock_.now_ns());
@@ -379,6 +396,8 @@ int Agent::run(const std::atomic<bool> &stop)
 	while (loader_.poll(0) > 0) {
 	}
 	expire_connects(true);
+	if (!ledger_->commit())
+		ledger_errors_++;
 	emit_health(true);
 	loader_.stop();
 	return 0;
@@ -419,12 +438,11 @@ void Agent::handle(ExecEvent &e)
 	// mark on it: a process we tracked keeps being tracked.
 	if (const ProcessInfo *before = table_.find(pid); before && before->tracked && !info.tracked)
 		info.tracked = loader_.track(static_cast<pid_t>(pid));
-	if (!info.exe.empty() && info.exe[0] != '/') {
-		char buf[4096];
-		ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof(buf));
-		if (n > 0)
-			info.exe.assign(buf, n);
-	}
+	// A relative exec path is relative to the cwd. Not /proc/PID/exe: for a
+	// script that is the interpreter, and the script's name is what matters.
+	if (!info.exe.empty() && info.exe[0] != '/')
+		if (auto r = resolve_process_path(static_cast<pid_t>(pid), -100, info.exe))
+			info.exe = r->logical;
 	ProcessFacts facts{static_cast<pid_t>(pid), e.ctx.uid, info.exe, e.argv,
 			   parent ? parent->comm : "", parent ? parent->exe : ""};
 	std::optional<McpMatch> match = detector_.match(facts);
@@ -441,8 +459,10 @@ void Agent::handle(ExecEvent &e)
 	if (match && !was_tracked)
 		track(pid, *match);
 	// Resolve now, while /proc still shows this exec.
-	if (entry.tracked || match)
+	if (entry.tracked || match) {
 		identity_of(*table_.find(pid));
+		collect_process_secrets(*table_.find(pid), &e.argv);
+	}
 
 	// An exec closes the O_CLOEXEC fds without close(): report them now.
 	if (was_tracked)
@@ -468,6 +488,18 @@ void Agent::handle(ExecEvent &e)
 void Agent::handle(ForkEvent &e)
 {
 	const ProcessInfo *parent = process_for(e.ctx);
+	// track() may have found the child in /proc first, or its exec may have
+	// been read first: never replace what we know about this instance.
+	if (ProcessInfo *known = table_.find_instance(e.child_pid, ns_to_clock_ticks(e.child_start_time_ns))) {
+		known->tracked = true;
+		if (events_) {
+			auto r = base("fork", e.ctx);
+			r["child_pid"] = e.child_pid;
+			r["child_exec_id"] = known->exec_id;
+			out_.emit(r);
+		}
+		return;
+	}
 	ProcessInfo child;
 	child.pid = e.child_pid;
 	child.ppid = e.ctx.pid;
@@ -528,8 +560,10 @@ void Agent::handle(OpenEvent &e)
 		if (it != watched_paths_.end())
 			path = it->second;
 	}
-	if (e.fd >= 0)
+	if (e.fd >= 0) {
 		open_fds_[e.ctx.pid][e.fd] = OpenFd{path, e.dev, e.ino};
+		file_secrets(process_for(e.ctx), e, path);
+	}
 	if (!events_)
 		return;
 	auto r = base("open", e.ctx);
@@ -548,6 +582,180 @@ void Agent::handle(OpenEvent &e)
 		r["truncated"] = true;
 	if (e.ctx.flags & KT_F_READ_FAIL)
 		r["path_unreadable"] = true;
+	out_.emit(r);
+}
+
+void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv)
+{
+	p.secrets_collected = true;
+	int64_t now = p.exec_time_ns ? p.exec_time_ns : clock_.now_ns();
+	std::vector<std::string> argv;
+	if (raw_argv) {
+		argv = *raw_argv;
+	} else if (auto snap = read_proc(p.pid); snap && snap->start_ticks == p.start_ticks) {
+		argv = std::move(snap->argv);
+	}
+	for (const auto &o : sources_->from_argv(argv))
+		obtained(&p, o, now);
+	for (auto &a : argv)
+		OPENSSL_cleanse(a.data(), a.size());
+	auto env = sources_->from_proc_environ(static_cast<pid_t>(p.pid));
+	if (!env) {
+		environ_unreadable_++;
+		return;
+	}
+	for (const auto &o : *env)
+		obtained(&p, o, now);
+}
+
+void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path)
+{
+	bool watched = e.ctx.flags & KT_F_WATCHED;
+	auto scan = watched && e.path.empty() ? sources_->cached_inode(e.dev, e.ino)
+					      : sources_->from_open(static_cast<pid_t>(e.ctx.pid), e.fd,
+								    e.dirfd, path, e.dev, e.ino);
+	if (!scan)
+		return;
+	int64_t when = clock_.boot_to_wall_ns(e.ctx.ts_ns);
+	if (scan->secrets.empty() && !scan->cached) {
+		// Listed in the catalog, but nothing credential-like inside.
+		auto r = base("credential_file", e.ctx);
+		r["path"] = sanitize_utf8(scan->path);
+		r["kind"] = scan->kind;
+		r["credentials"] = 0;
+		r["summary"] = "credential file " + sanitize_utf8(scan->path) + " (" + scan->kind +
+			       ") holds nothing credential-like";
+		out_.emit(r);
+		return;
+	}
+	for (const auto &o : scan->secrets) {
+		Obtained here = o;
+		here.location = scan->path;
+		obtained(p, here, when);
+	}
+	// Any process that opens it from now on is reported, tracked or not.
+	if (!scan->secrets.empty() && !watched_paths_.count({e.dev, e.ino}) && loader_.watch(e.dev, e.ino, 0))
+		watched_paths_[{e.dev, e.ino}] = scan->path;
+}
+
+void Agent::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
+{
+	if (p) {
+		for (const auto &h : p->secrets)
+			if (h.fingerprint == o.fingerprint && h.source == o.source && h.location == o.location)
+				return;  // already known to hold it this way
+		p->secrets.push_back({o.fingerprint, o.type, o.source, o.location, o.name, time_ns});
+	}
+	secrets_obtained_++;
+	std::string identity = p ? identity_of(*p).id : "";
+	const InventoryEntry *inv =
+	    match_inventory(cfg_.inventory, o.fingerprint, o.source, o.location, o.source == "env" ? o.location : o.name,
+			    identity);
+	Sighting s{o.fingerprint, o.type, o.prefix, o.source, o.location, o.name, identity, time_ns};
+	auto rotated_from = ledger_->record_sighting(s);
+
+	nlohmann::json r;
+	r["type"] = "secret";
+	r["time"] = rfc3339(time_ns);
+	r["host"] = host_;
+	if (p) {
+		r["pid"] = p->pid;
+		r["ppid"] = p->ppid;
+		r["comm"] = sanitize_utf8(p->comm);
+		r["uid"] = p->uid;
+		r["gid"] = p->gid;
+		r["exec_id"] = p->exec_id;
+		if (!p->mcp_server.empty())
+			r["mcp_server"] = p->mcp_server;
+		r["identity"] = identity_of(*p).to_json();
+	}
+	nlohmann::json sec = {{"fingerprint", o.fingerprint}, {"type", o.type}, {"source", o.source}};
+	if (!o.prefix.empty())
+		sec["prefix"] = sanitize_utf8(o.prefix);
+	const char *loc_key = o.source == "env" ? "env" : o.source == "argv" ? "arg" : "path";
+	sec[loc_key] = sanitize_utf8(o.location);
+	if (!o.name.empty())
+		sec["name"] = sanitize_utf8(o.name);
+	if (o.line)
+		sec["line"] = o.line;
+	if (!o.server.empty())
+		sec["server"] = sanitize_utf8(o.server);
+	if (inv) {
+		sec["inventory_id"] = inv->id;
+		if (!inv->owner.empty())
+			sec["owner"] = inv->owner;
+	}
+	r["secret"] = sec;
+	if (rotated_from) {
+		rotations_++;
+		r["rotated_from"] = *rotated_from;
+	}
+	if (o.source == "mcp_config" || o.source == "argv")
+		r["hardcoded"] = true;
+	std::string who = p ? sanitize_utf8(p->comm) + " (pid " + std::to_string(p->pid) +
+				  (p->mcp_server.empty() ? "" : ", " + p->mcp_server) + ")"
+			    : "MCP client config";
+	r["summary"] = who + (p ? " obtained " : " hard-codes ") + o.type + " " + o.fingerprint.substr(0, 12) +
+		       " from " + o.source + " " + sanitize_utf8(o.location) +
+		       (inv ? " (inventory " + inv->id + ")" : "");
+	out_.emit(r);
+}
+
+void Agent::scan_mcp_configs()
+{
+	std::vector<std::string> paths;
+	if (cfg_.scan_mcp_configs)
+		for (const auto &home : user_homes())
+			for (auto &p : mcp_config_locations(home))
+				paths.push_back(std::move(p));
+	for (const auto &pattern : cfg_.mcp_configs) {
+		glob_t g{};
+		if (::glob(pattern.c_str(), 0, nullptr, &g) == 0)
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				paths.push_back(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	int64_t now = clock_.now_ns();
+	for (const auto &path : paths) {
+		ConfigScanResult r = sources_->from_mcp_config(path);
+		if (r.error) {
+			spdlog::warn("MCP client config {}", sanitize_utf8(*r.error));
+			continue;
+		}
+		for (const auto &o : r.secrets)
+			obtained(nullptr, o, now);
+	}
+}
+
+void Agent::reload_config()
+{
+	if (cfg_.source.empty()) {
+		spdlog::info("SIGHUP: running on built-in defaults, nothing to reload");
+		return;
+	}
+	nlohmann::json r;
+	r["type"] = "reload";
+	r["time"] = rfc3339(clock_.now_ns());
+	r["host"] = host_;
+	r["config"] = cfg_.source;
+	try {
+		Config fresh = load_config(cfg_.source);
+		cfg_.inventory = std::move(fresh.inventory);
+		cfg_.identities = fresh.identities;
+		cfg_.environments = fresh.environments;
+		cfg_.trust_domain = fresh.trust_domain;
+		cfg_.clients = std::move(fresh.clients);
+		resolver_ = IdentityResolver(host_, cfg_.trust_domain, cfg_.identities, cfg_.environments);
+		reloads_++;
+		r["ok"] = true;
+		r["inventory_entries"] = cfg_.inventory.size();
+		spdlog::info("reloaded {}: {} inventory entries", cfg_.source, cfg_.inventory.size());
+	} catch (const Error &e) {
+		reload_errors_++;
+		r["ok"] = false;
+		r["error"] = sanitize_utf8(e.what());
+		spdlog::error("reload failed, keeping the running config: {}", e.what());
+	}
 	out_.emit(r);
 }
 
@@ -740,6 +948,12 @@ nlohmann::json Agent::health_record(bool final)
 	r["processes"] = {{"live", table_.live()},
 			  {"exited_kept", table_.exited()},
 			  {"tracked", tracked_live()}};
+	r["secrets"] = {{"obtained", secrets_obtained_},
+			{"files_read", sources_ ? sources_->files_read() : 0},
+			{"environ_unreadable", environ_unreadable_},
+			{"rotations", rotations_},
+			{"ledger_errors", ledger_errors_}};
+	r["config"] = {{"reloads", reloads_}, {"reload_errors", reload_errors_}};
 	r["watched_inodes"] = loader_.watched_count();
 	r["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
 	return r;

@@ -163,7 +163,10 @@ class Parser {
 
 	void secrets(const YAML::Node &n, Config *c) const
 	{
-		only_keys(n, "secrets", {"fingerprint_key_file", "paths", "max_file_size", "scan_mcp_configs"});
+		only_keys(n, "secrets",
+			  {"fingerprint_key_file", "paths", "max_file_size", "scan_mcp_configs", "mcp_configs"});
+		if (n["mcp_configs"])
+			c->mcp_configs = str_list(n["mcp_configs"], "secrets.mcp_configs");
 		if (n["fingerprint_key_file"]) {
 			c->fingerprint_key_file = str(n["fingerprint_key_file"], "secrets.fingerprint_key_file");
 			if (c->fingerprint_key_file.empty() || c->fingerprint_key_file[0] != '/')

@@ -128,6 +128,8 @@ ProcessInfo &ProcessTable::upsert(ProcessInfo info)
 	auto it = live_.find(info.pid);
 	if (it != live_.end() && it->second.start_ticks != info.start_ticks)
 		retire(it);  // pid reuse whose exit we missed
+	else if (it != live_.end() && info.secrets.empty())
+		info.secrets = std::move(it->second.secrets);  // same process: what it held, it still holds
 	if (info.parent_exec_id.empty())
 		if (const ProcessInfo *parent = find(info.ppid);
 		    parent && parent->start_ticks <= info.start_ticks)

@@ -16,6 +16,8 @@
 #include "keytrail/detect/mcp_detect.h"
 #include "keytrail/identity/cgroup.h"
 #include "keytrail/identity/identity.h"
+#include "keytrail/ledger/ledger.h"
+#include "keytrail/secrets/sources.h"
 #include "keytrail/output/sink.h"
 #include "keytrail/probe/events.h"
 #include "keytrail/probe/loader.h"
@@ -37,8 +39,9 @@ class Agent {
 	Agent(Config cfg, AgentOptions opts);
 	~Agent();
 
-	// Runs until *stop is set or the duration elapses. Returns the exit code.
-	int run(const std::atomic<bool> &stop);
+	// Runs until *stop is set or the duration elapses; reloads the config
+	// (inventory, identity rules) whenever *reload is set. Returns the exit code.
+	int run(const std::atomic<bool> &stop, std::atomic<bool> *reload = nullptr);
 
 	// Marks a process and its descendants as tracked (the MCP server rule
 	// that matched, or "manual").
@@ -78,6 +81,12 @@ class Agent {
 	// The process's identity, resolved on first need (per exec, not per event).
 	const Identity &identity_of(ProcessInfo &p);
 	nlohmann::json ancestry_json(ProcessInfo &p);
+	// Secrets: argv and environ of a process (once per exec), files it opens.
+	void collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv);
+	void file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path);
+	void obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns);
+	void scan_mcp_configs();
+	void reload_config();
 	size_t tracked_live() const;
 
 	Config cfg_;
@@ -91,6 +100,8 @@ class Agent {
 	ProcessTable table_;
 	IdentityResolver resolver_;
 	CgroupPaths cgroup_paths_;
+	std::unique_ptr<SecretSources> sources_;
+	std::unique_ptr<Ledger> ledger_;
 	std::map<std::pair<uint64_t, uint64_t>, std::string> watched_paths_;
 	std::unordered_map<uint32_t, std::map<int, OpenFd>> open_fds_;
 	std::map<std::pair<uint32_t, int>, HeldConnect> held_;
@@ -101,6 +112,8 @@ class Agent {
 	uint64_t by_type_[8] = {};
 	uint64_t fd_states_swept_ = 0;
 	uint64_t identities_resolved_ = 0, identities_degraded_ = 0;
+	uint64_t secrets_obtained_ = 0, environ_unreadable_ = 0, rotations_ = 0, ledger_errors_ = 0;
+	uint64_t reloads_ = 0, reload_errors_ = 0;
 };
 
 }  // namespace keytrail

@@ -114,6 +114,7 @@ struct Config {
 	std::vector<std::string> secret_paths;   // extra credential file globs
 	uint64_t max_file_size = 1 << 20;        // bytes of a credential file read for detection
 	bool scan_mcp_configs = true;            // every user's MCP client configs, at start
+	std::vector<std::string> mcp_configs;    // more MCP client config files (globs), at start
 
 	std::vector<InventoryEntry> inventory;
 };

@@ -16,6 +16,12 @@
 
 namespace keytrail {
 
+// A credential a process obtained: only its fingerprint and where from.
+struct HeldSecret {
+	std::string fingerprint, type, source, location, name;
+	int64_t time_ns = 0;
+};
+
 struct ProcessInfo {
 	uint32_t pid = 0, ppid = 0;
 	uint32_t uid = 0, gid = 0;
@@ -30,6 +36,8 @@ struct ProcessInfo {
 	std::string mcp_server;  // set when a rule matched this process or an ancestor
 	std::string mcp_rule;
 	std::optional<Identity> identity;  // resolved once, at exec or first need
+	std::vector<HeldSecret> secrets;    // obtained from argv, env, files
+	bool secrets_collected = false;     // argv and environ scanned for this exec
 	int64_t exec_time_ns = 0;  // wall clock; 0 if only seen in /proc
 	int64_t exit_time_ns = 0;  // 0 while alive
 };

@@ -1,0 +1,78 @@
+// Where a process gets its credentials: argv, environment, files it opens,
+// and MCP client configs on disk. Each source yields Obtained records that
+// hold only the fingerprint and what is safe to show; the secret bytes are
+// fingerprinted and wiped inside.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "keytrail/secrets/catalog.h"
+#include "keytrail/secrets/fingerprint.h"
+
+namespace keytrail {
+
+struct Obtained {
+	std::string fingerprint, type, prefix;
+	std::string source;    // argv, env, file, mcp_config
+	std::string location;  // argv[i] / option, env var name, file path
+	std::string name;      // key inside the location (file assignments, config field)
+	size_t line = 0;
+	std::string server;  // mcp_config: the server entry
+};
+
+struct FileScan {
+	std::string path;  // as the process saw it
+	std::string kind;  // catalog kind
+	std::vector<Obtained> secrets;
+	bool cached = false;  // content unchanged since last read: not read again
+};
+
+struct ConfigScanResult {
+	std::string path;
+	std::vector<Obtained> secrets;
+	std::vector<std::string> secret_files;  // credential files the config points at
+	std::optional<std::string> error;       // malformed: "path:line:col: reason"
+};
+
+class SecretSources {
+      public:
+	SecretSources(Fingerprinter fp, std::vector<std::string> extra_globs, uint64_t max_file_size);
+
+	std::vector<Obtained> from_argv(const std::vector<std::string> &argv);
+	std::vector<Obtained> from_environ(const std::vector<std::string> &env);
+	// /proc/PID/environ; nullopt when unreadable (the process is gone).
+	std::optional<std::vector<Obtained>> from_proc_environ(pid_t pid);
+
+	// A file a process opened: nullopt unless it is a credential file.
+	// Read through /proc/PID/fd/FD (the very file it opened), else the path
+	// in its mount namespace; read once per (dev, inode, mtime, size).
+	std::optional<FileScan> from_open(pid_t pid, int fd, int dirfd, const std::string &path,
+					  uint64_t kdev, uint64_t ino);
+	// The cached scan of an inode seen before (watched opens).
+	std::optional<FileScan> cached_inode(uint64_t kdev, uint64_t ino) const;
+
+	ConfigScanResult from_mcp_config(const std::string &path);
+
+	const Fingerprinter &fingerprinter() const { return fp_; }
+	uint64_t files_read() const { return files_read_; }
+
+      private:
+	std::vector<Obtained> fingerprint_all(std::vector<Finding> found, const std::string &source,
+					      const std::string &location);
+
+	Fingerprinter fp_;
+	std::vector<std::string> globs_;
+	uint64_t max_file_size_;
+	uint64_t files_read_ = 0;
+	// (dev, ino) -> (mtime, size, scan)
+	std::map<std::pair<uint64_t, uint64_t>, std::tuple<int64_t, uint64_t, FileScan>> files_;
+};
+
+}  // namespace keytrail

@@ -1,0 +1,174 @@
+#include "keytrail/secrets/sources.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "keytrail/probe/events.h"
+#include "keytrail/secrets/mcp_config.h"
+#include "keytrail/secrets/paths.h"
+#include "keytrail/util/text.h"
+
+namespace keytrail {
+
+SecretSources::SecretSources(Fingerprinter fp, std::vector<std::string> extra_globs,
+			     uint64_t max_file_size)
+    : fp_(std::move(fp)), globs_(std::move(extra_globs)), max_file_size_(max_file_size)
+{
+}
+
+std::vector<Obtained> SecretSources::fingerprint_all(std::vector<Finding> found,
+						     const std::string &source,
+						     const std::string &location)
+{
+	std::vector<Obtained> out;
+	for (auto &f : found) {
+		Obtained o;
+		o.fingerprint = fp_(f.secret.view());
+		o.type = f.type;
+		o.prefix = f.prefix;
+		o.source = source;
+		o.location = location.empty() ? f.name : location;
+		o.name = location.empty() ? "" : f.name;
+		o.line = f.line;
+		f.secret.wipe();
+		out.push_back(std::move(o));
+	}
+	return out;
+}
+
+std::vector<Obtained> SecretSources::from_argv(const std::vector<std::string> &argv)
+{
+	return fingerprint_all(scan_argv(argv), "argv", "");
+}
+
+std::vector<Obtained> SecretSources::from_environ(const std::vector<std::string> &env)
+{
+	return fingerprint_all(scan_environ(env), "env", "");
+}
+
+std::optional<std::vector<Obtained>> SecretSources::from_proc_environ(pid_t pid)
+{
+	std::string path = "/proc/" + std::to_string(pid) + "/environ";
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return std::nullopt;
+	SecretBytes block;
+	std::string &buf = block.mutable_str();
+	char chunk[8192];
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && buf.size() < (1u << 20))
+		buf.append(chunk, n);
+	OPENSSL_cleanse(chunk, sizeof(chunk));
+	close(fd);
+	if (n < 0)
+		return std::nullopt;
+	std::vector<std::string> vars = split_nul(block.view());
+	auto out = from_environ(vars);
+	for (auto &v : vars)
+		OPENSSL_cleanse(v.data(), v.size());
+	return out;
+}
+
+std::optional<FileScan> SecretSources::cached_inode(uint64_t kdev, uint64_t ino) const
+{
+	auto it = files_.find({kdev, ino});
+	if (it == files_.end())
+		return std::nullopt;
+	FileScan s = std::get<2>(it->second);
+	s.cached = true;
+	return s;
+}
+
+std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, const std::string &path,
+						 uint64_t kdev, uint64_t ino)
+{
+	std::string logical = path;
+	std::string access;
+	if (!path.empty()) {
+		if (auto r = resolve_process_path(pid, dirfd, path)) {
+			logical = r->logical;
+			access = r->access;
+		}
+	}
+	auto kind = credential_file_kind(logical, globs_);
+	if (!kind)
+		return std::nullopt;
+
+	SecretBytes content;
+	int64_t mtime = 0;
+	uint64_t size = 0;
+	std::string via_fd = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+	bool ok = fd >= 0 && read_file_checked(via_fd, kdev, ino, max_file_size_, &content, &mtime, &size);
+	if (!ok && !access.empty())
+		ok = read_file_checked(access, kdev, ino, max_file_size_, &content, &mtime, &size);
+	if (!ok) {
+		// Unreadable now (closed and gone): a previous scan still names it.
+		auto cached = cached_inode(kdev, ino);
+		if (cached)
+			return cached;
+		return FileScan{logical, *kind, {}, false};
+	}
+	auto key = std::make_pair(kdev, ino);
+	auto it = files_.find(key);
+	if (it != files_.end() && std::get<0>(it->second) == mtime && std::get<1>(it->second) == size) {
+		FileScan s = std::get<2>(it->second);
+		s.path = logical;
+		s.cached = true;
+		return s;
+	}
+	files_read_++;
+	FileScan scan{logical, *kind, {}, false};
+	if (*kind == "mcp_client_config") {
+		McpConfigScan m = scan_mcp_config(content.view());
+		for (auto &cs : m.secrets) {
+			std::vector<Finding> one;
+			one.push_back(std::move(cs.finding));
+			for (auto &o : fingerprint_all(std::move(one), "file", logical)) {
+				o.name = cs.server + "." + cs.field;
+				o.line = cs.line;
+				scan.secrets.push_back(std::move(o));
+			}
+		}
+	} else {
+		scan.secrets = fingerprint_all(scan_file(content.view()), "file", logical);
+	}
+	files_[key] = {mtime, size, scan};
+	return scan;
+}
+
+ConfigScanResult SecretSources::from_mcp_config(const std::string &path)
+{
+	ConfigScanResult r;
+	r.path = path;
+	struct stat st;
+	if (stat(path.c_str(), &st) != 0)
+		return r;
+	SecretBytes content;
+	int64_t mtime;
+	uint64_t size;
+	if (!read_file_checked(path, 0, st.st_ino, max_file_size_, &content, &mtime, &size)) {
+		r.error = path + ": cannot read";
+		return r;
+	}
+	McpConfigScan m = scan_mcp_config(content.view());
+	if (m.error) {
+		r.error = path + ":" + *m.error;
+		return r;
+	}
+	for (auto &cs : m.secrets) {
+		std::vector<Finding> one;
+		one.push_back(std::move(cs.finding));
+		for (auto &o : fingerprint_all(std::move(one), "mcp_config", path)) {
+			o.name = cs.field;
+			o.server = cs.server;
+			o.line = cs.line;
+			r.secrets.push_back(std::move(o));
+		}
+	}
+	for (auto &f : m.secret_files)
+		r.secret_files.push_back(f.path);
+	return r;
+}
+
+}  // namespace keytrail

@@ -1,0 +1,157 @@
+// A tracked MCP server gets credentials by all four routes; the ledger shows
+// each with the right type, source and fingerprint; no secret byte reaches
+// any output.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "keytrail/ledger/ledger.h"
+#include "support/agent_process.h"
+
+using namespace keytrail;
+using namespace keytrail::test;
+
+namespace {
+
+// Fake credentials in valid formats, built at run time.
+std::string token(const std::string &prefix, size_t n, unsigned seed)
+{
+	const std::string a = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+	std::string s = prefix;
+	for (size_t i = 0; i < n; i++)
+		s += a[(seed * 2654435761u + i * 40503u + (i * i) * 7u) % a.size()];
+	return s;
+}
+
+std::string fingerprint_of(const std::string &secret, const std::string &state_dir)
+{
+	std::string dir = temp_dir();
+	std::ofstream(dir + "/s", std::ios::binary) << secret;
+	EXPECT_EQ(run_cmd(std::string(KEYTRAIL_BINARY) + " fingerprint --state-dir " + state_dir + " < " + dir + "/s > " +
+			  dir + "/fp"),
+		  0);
+	std::string fp = slurp(dir + "/fp");
+	unlink((dir + "/s").c_str());
+	return fp.substr(0, fp.find('\n'));
+}
+
+}  // namespace
+
+TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	const std::string gitlab = token("glpat-", 20, 1);          // env
+	const std::string db_pw = token("", 18, 2);                 // argv, in a URL
+	const std::string openai = token("sk-proj-", 48, 3);        // file (.env)
+	const std::string aws_secret = token("", 40, 4);            // file (.aws/credentials)
+	const std::string hard = token("ghp_", 36, 5);              // MCP client config
+	const std::vector<std::string> planted = {gitlab, db_pw, openai, aws_secret, hard};
+
+	ASSERT_EQ(system(("mkdir -p " + dir + "/home/.aws " + dir + "/proj").c_str()), 0);
+	std::ofstream(dir + "/proj/.env") << "PORT=8080\nOPENAI_API_KEY=" << openai << "\n";
+	std::ofstream(dir + "/home/.aws/credentials") << "[default]\naws_access_key_id = AKIAQ3EGT5LMNOPRSTUV\n"
+						      << "aws_secret_access_key = " << aws_secret << "\n";
+	std::ofstream(dir + "/mcp.json") << "{\"mcpServers\": {\"github\": {\"command\": \"github-mcp-server\", "
+					    "\"env\": {\"GITHUB_PERSONAL_ACCESS_TOKEN\": \"" << hard << "\"}}}}";
+	std::string server = dir + "/mcp-server-kt-secrets";
+	std::ofstream(server) << "#!/bin/sh\ncd " << dir << "/proj && cat .env > /dev/null\ncat " << dir
+			      << "/home/.aws/credentials > /dev/null\nsleep 0.3\n";
+	chmod(server.c_str(), 0755);
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n"
+					 << "secrets:\n  scan_mcp_configs: false\n  mcp_configs: [" << dir << "/mcp.json]\n"
+					 << "inventory:\n  - id: gitlab-bot\n    owner: platform\n"
+					 << "    match: { env: GITLAB_PERSONAL_ACCESS_TOKEN }\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd("GITLAB_PERSONAL_ACCESS_TOKEN=" + gitlab + " " + server + " postgresql://app:" + db_pw +
+			  "@127.0.0.1:5432/app"),
+		  0);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("aws_secret_access_key") != std::string::npos; }, 5000));
+	EXPECT_EQ(a.stop(), 0);
+
+	std::string state = dir + "/state";
+	struct Expect {
+		std::string secret, type, source, location;
+	};
+	std::vector<Expect> expected = {
+	    {gitlab, "gitlab_pat", "env", "GITLAB_PERSONAL_ACCESS_TOKEN"},
+	    {db_pw, "database_url", "argv", "argv[2]"},
+	    {openai, "openai_api_key", "file", dir + "/proj/.env"},
+	    {aws_secret, "aws_secret_access_key", "file", dir + "/home/.aws/credentials"},
+	    {hard, "github_token", "mcp_config", dir + "/mcp.json"},
+	};
+	Ledger ledger(state + "/ledger.db", true);
+	for (const auto &e : expected) {
+		std::string fp = fingerprint_of(e.secret, state);
+		ASSERT_EQ(fp.size(), 32u);
+		auto rec = ledger.secret(fp);
+		ASSERT_TRUE(rec) << e.type << " not in the ledger";
+		EXPECT_EQ(rec->type, e.type);
+		auto sightings = ledger.sightings(fp);
+		ASSERT_FALSE(sightings.empty());
+		EXPECT_EQ(sightings[0].source, e.source) << e.type;
+		EXPECT_EQ(sightings[0].location, e.location) << e.type;
+		if (e.source != "mcp_config") {
+			EXPECT_NE(sightings[0].identity.find("/mcp-server-kt-secrets/root"), std::string::npos);
+		}
+	}
+	// The records say the same, and the inventory names the GitLab token's owner.
+	bool inv = false, hardcoded = false;
+	for (auto &r : records(a.out())) {
+		if (r["type"] != "secret")
+			continue;
+		if (r["secret"].value("inventory_id", "") == "gitlab-bot") {
+			inv = true;
+			EXPECT_EQ(r["secret"]["owner"], "platform");
+		}
+		if (r["secret"]["source"] == "mcp_config") {
+			hardcoded = true;
+			EXPECT_EQ(r["secret"]["server"], "github");
+			EXPECT_EQ(r["secret"]["name"], "env.GITHUB_PERSONAL_ACCESS_TOKEN");
+			EXPECT_EQ(r["hardcoded"], true);
+		}
+	}
+	EXPECT_TRUE(inv);
+	EXPECT_TRUE(hardcoded);
+
+	// The leak test: every byte the agent wrote, searched for every secret.
+	std::vector<std::string> outputs = {a.out(), a.err(), state + "/status.json", state + "/ledger.db",
+					    state + "/ledger.db-wal", state + "/ledger.db-shm"};
+	for (const auto &f : outputs) {
+		std::string content = slurp(f);
+		for (const auto &s : planted)
+			EXPECT_EQ(content.find(s), std::string::npos) << "secret found in " << f;
+	}
+	struct stat st;
+	for (const char *f : {"/ledger.db", "/fingerprint.key", "/status.json"}) {
+		ASSERT_EQ(stat((state + f).c_str(), &st), 0) << f;
+		EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+	}
+}
+
+TEST(Secrets, RotationIsRecorded)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::string server = dir + "/mcp-server-kt-rotate";
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\n";
+	chmod(server.c_str(), 0755);
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	std::string old_tok = token("glpat-", 20, 10), new_tok = token("glpat-", 20, 11);
+	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + old_tok + " " + server), 0);
+	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + new_tok + " " + server), 0);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("rotated_from") != std::string::npos; }, 5000));
+	EXPECT_EQ(a.stop(), 0);
+	Ledger l(dir + "/state/ledger.db", true);
+	std::string new_fp = fingerprint_of(new_tok, dir + "/state");
+	auto rot = l.rotations(new_fp);
+	ASSERT_EQ(rot.size(), 1u);
+	EXPECT_EQ(rot[0].old_fingerprint, fingerprint_of(old_tok, dir + "/state"));
+	EXPECT_EQ(rot[0].location, "GITLAB_TOKEN");
+}
