@@ -73,6 +73,7 @@ bench)
 	install_packages
 	build
 	"$BUILD_DIR/bench/keytrail-bench-identity"
+	"$BUILD_DIR/bench/keytrail-bench-secrets"
 	exec "$BUILD_DIR/bench/keytrail-bench" "$@"
 	;;
 *)
