@@ -272,7 +272,27 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		len = 0;
 	}
 	e->args_len = len;
-	__u32 size = offsetof(struct kt_exec_event, data) + n + len;
+	e->env_len = 0;
+	e->pad = 0;
+	__u32 off = (n + len) & (KT_PATH_MAX + KT_ARGS_MAX - 1);
+	__u32 env = 0;
+	if (e->hdr.flags & KT_F_TRACKED) {
+		__u64 env_start = BPF_CORE_READ(task, mm, env_start);
+		__u64 env_end = BPF_CORE_READ(task, mm, env_end);
+		env = env_end > env_start ? env_end - env_start : 0;
+		if (env > KT_ENV_MAX) {
+			env = KT_ENV_MAX;
+			e->hdr.flags |= KT_F_TRUNCATED;
+			stat_inc(KT_STAT_PATH_TRUNCATED);
+		}
+		if (env && bpf_probe_read_user(&e->data[off], env, (void *)env_start)) {
+			e->hdr.flags |= KT_F_READ_FAIL;
+			stat_inc(KT_STAT_READ_FAIL);
+			env = 0;
+		}
+		e->env_len = env;
+	}
+	__u32 size = offsetof(struct kt_exec_event, data) + off + env;
 	if (size > sizeof(*e))
 		return 0;  // unreachable; bounds the size for the verifier
 	e->hdr.size = size;

@@ -25,6 +25,7 @@ static inline __u64 kt_bloom_bit(__u64 dev, __u64 ino)
 #define KT_COMM_LEN 16
 #define KT_PATH_MAX 4096    // PATH_MAX: a path longer than this is truncated and flagged
 #define KT_ARGS_MAX 4096    // argv bytes kept per exec
+#define KT_ENV_MAX 8192     // environment bytes kept per exec of a tracked process
 #define KT_PAYLOAD_MAX 512  // first bytes written on a new TCP connection
 
 enum kt_event_type {
@@ -72,11 +73,16 @@ struct kt_event_hdr {
 #define KT_F_TRUNCATED (1u << 3)  // a path/argv/payload was cut at its bound
 #define KT_F_READ_FAIL (1u << 4)  // some field could not be read
 
+// The environment is captured only for processes tracked at exec (children
+// of MCP servers): they may exit before userspace can read /proc/PID/environ.
+// It carries secrets: userspace scans it into fingerprints and writes none of it.
 struct kt_exec_event {
 	struct kt_event_hdr hdr;
 	__u32 filename_len;  // bytes at data[0], no NUL
 	__u32 args_len;      // NUL-separated argv at data[filename_len]
-	char data[KT_PATH_MAX + KT_ARGS_MAX];
+	__u32 env_len;       // NUL-separated environ at data[filename_len + args_len]
+	__u32 pad;
+	char data[KT_PATH_MAX + KT_ARGS_MAX + KT_ENV_MAX];
 };
 
 struct kt_fork_event {

@@ -252,7 +252,7 @@ void Agent::track(uint32_t pid, const McpMatch &why)
 				info->mcp_rule = why.rule;
 			}
 			if (!info->secrets_collected && sources_)
-				collect_process_secrets(*info, nullptr);
+				collect_process_secrets(*info, nullptr, nullptr);
 		}
 		for (uint32_t c : table_.children_of(p))
 			todo.push_back(c);
@@ -461,7 +461,7 @@ void Agent::handle(ExecEvent &e)
 	// Resolve now, while /proc still shows this exec.
 	if (entry.tracked || match) {
 		identity_of(*table_.find(pid));
-		collect_process_secrets(*table_.find(pid), &e.argv);
+		collect_process_secrets(*table_.find(pid), &e.argv, e.env.get());
 	}
 
 	// An exec closes the O_CLOEXEC fds without close(): report them now.
@@ -585,7 +585,8 @@ void Agent::handle(OpenEvent &e)
 	out_.emit(r);
 }
 
-void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv)
+void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv,
+				    const SecretBytes *env_block)
 {
 	p.secrets_collected = true;
 	int64_t now = p.exec_time_ns ? p.exec_time_ns : clock_.now_ns();
@@ -599,7 +600,16 @@ void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::strin
 		obtained(&p, o, now);
 	for (auto &a : argv)
 		OPENSSL_cleanse(a.data(), a.size());
-	auto env = sources_->from_proc_environ(static_cast<pid_t>(p.pid));
+	// The environment the kernel captured at exec, else /proc/PID/environ.
+	std::optional<std::vector<Obtained>> env;
+	if (env_block) {
+		std::vector<std::string> vars = split_nul(env_block->view());
+		env = sources_->from_environ(vars);
+		for (auto &v : vars)
+			OPENSSL_cleanse(v.data(), v.size());
+	} else {
+		env = sources_->from_proc_environ(static_cast<pid_t>(p.pid));
+	}
 	if (!env) {
 		environ_unreadable_++;
 		return;
@@ -611,11 +621,17 @@ void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::strin
 void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path)
 {
 	bool watched = e.ctx.flags & KT_F_WATCHED;
+	std::string cwd;
+	if (p && p->identity) {
+		auto it = p->identity->selectors.find("mcp.cwd");
+		if (it != p->identity->selectors.end())
+			cwd = it->second;
+	}
 	auto scan = watched && e.path.empty() ? sources_->cached_inode(e.dev, e.ino)
 					      : sources_->from_open(static_cast<pid_t>(e.ctx.pid), e.fd,
-								    e.dirfd, path, e.dev, e.ino);
-	if (!scan)
-		return;
+								    e.dirfd, path, e.dev, e.ino, cwd);
+	if (!scan || scan->unreadable)
+		return;  // counted in health: secrets.files_unreadable
 	int64_t when = clock_.boot_to_wall_ns(e.ctx.ts_ns);
 	if (scan->secrets.empty() && !scan->cached) {
 		// Listed in the catalog, but nothing credential-like inside.
@@ -950,6 +966,7 @@ nlohmann::json Agent::health_record(bool final)
 			  {"tracked", tracked_live()}};
 	r["secrets"] = {{"obtained", secrets_obtained_},
 			{"files_read", sources_ ? sources_->files_read() : 0},
+			{"files_unreadable", sources_ ? sources_->files_unreadable() : 0},
 			{"environ_unreadable", environ_unreadable_},
 			{"rotations", rotations_},
 			{"ledger_errors", ledger_errors_}};

@@ -14,7 +14,7 @@
 // compiler). A change here is an ABI change: bump both sides together.
 static_assert(sizeof(kt_event_hdr) == 72);
 static_assert(offsetof(kt_event_hdr, comm) == 56);
-static_assert(offsetof(kt_exec_event, data) == 80);
+static_assert(offsetof(kt_exec_event, data) == 88);
 static_assert(sizeof(kt_fork_event) == 88);
 static_assert(sizeof(kt_exit_event) == 80);
 static_assert(offsetof(kt_open_event, path) == 112);
@@ -80,10 +80,12 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 			*error = "exec record too short";
 			return std::nullopt;
 		}
-		uint32_t fn_len, args_len;
+		uint32_t fn_len, args_len, env_len;
 		std::memcpy(&fn_len, base + offsetof(kt_exec_event, filename_len), 4);
 		std::memcpy(&args_len, base + offsetof(kt_exec_event, args_len), 4);
-		if (fn_len > KT_PATH_MAX || args_len > KT_ARGS_MAX || off + fn_len + args_len > h.size) {
+		std::memcpy(&env_len, base + offsetof(kt_exec_event, env_len), 4);
+		if (fn_len > KT_PATH_MAX || args_len > KT_ARGS_MAX || env_len > KT_ENV_MAX ||
+		    off + fn_len + args_len + env_len > h.size) {
 			*error = "exec record lengths inconsistent";
 			return std::nullopt;
 		}
@@ -91,6 +93,8 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 		e.ctx = context_from(h);
 		e.filename.assign(base + off, fn_len);
 		e.argv = split_nul(std::string_view(base + off + fn_len, args_len));
+		if (env_len)
+			e.env = std::make_shared<SecretBytes>(std::string_view(base + off + fn_len + args_len, env_len));
 		return e;
 	}
 	case KT_EV_FORK: {

@@ -1,6 +1,8 @@
 #include "keytrail/secrets/sources.h"
 
 #include <fcntl.h>
+
+#include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,7 +83,7 @@ std::optional<FileScan> SecretSources::cached_inode(uint64_t kdev, uint64_t ino)
 }
 
 std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, const std::string &path,
-						 uint64_t kdev, uint64_t ino)
+						 uint64_t kdev, uint64_t ino, const std::string &cwd_hint)
 {
 	std::string logical = path;
 	std::string access;
@@ -89,6 +91,8 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, c
 		if (auto r = resolve_process_path(pid, dirfd, path)) {
 			logical = r->logical;
 			access = r->access;
+		} else if (path[0] != '/' && !cwd_hint.empty() && dirfd == -100) {
+			logical = std::filesystem::path(cwd_hint + "/" + path).lexically_normal().string();
 		}
 	}
 	auto kind = credential_file_kind(logical, globs_);
@@ -99,15 +103,21 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, c
 	int64_t mtime = 0;
 	uint64_t size = 0;
 	std::string via_fd = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+	// The very file it opened (its fd), else the path in its mount
+	// namespace, else -- the process is gone -- the path in ours. The inode
+	// check keeps every fallback honest.
 	bool ok = fd >= 0 && read_file_checked(via_fd, kdev, ino, max_file_size_, &content, &mtime, &size);
 	if (!ok && !access.empty())
 		ok = read_file_checked(access, kdev, ino, max_file_size_, &content, &mtime, &size);
+	if (!ok && !logical.empty() && logical[0] == '/')
+		ok = read_file_checked(logical, kdev, ino, max_file_size_, &content, &mtime, &size);
 	if (!ok) {
 		// Unreadable now (closed and gone): a previous scan still names it.
 		auto cached = cached_inode(kdev, ino);
 		if (cached)
 			return cached;
-		return FileScan{logical, *kind, {}, false};
+		files_unreadable_++;
+		return FileScan{logical, *kind, {}, false, true};
 	}
 	auto key = std::make_pair(kdev, ino);
 	auto it = files_.find(key);

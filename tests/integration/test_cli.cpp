@@ -49,7 +49,9 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 	// A shebang script named like an MCP server binary: detected from the
 	// executed file; it reads a file and connects out.
 	std::string server = dir + "/mcp-server-kttest";
-	std::ofstream(server) << "#!/bin/sh\ncat " << dir << "/creds.txt > /dev/null\nsleep 0.3\n";
+	// Like a real server, it takes a moment before it reads anything: the
+	// agent tracks it from its exec record (docs/architecture.md, limits).
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncat " << dir << "/creds.txt > /dev/null\nsleep 0.3\n";
 	chmod(server.c_str(), 0755);
 	std::ofstream(dir + "/creds.txt") << "token=" << token << "\n";
 	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir

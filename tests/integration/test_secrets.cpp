@@ -58,7 +58,10 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	std::ofstream(dir + "/mcp.json") << "{\"mcpServers\": {\"github\": {\"command\": \"github-mcp-server\", "
 					    "\"env\": {\"GITHUB_PERSONAL_ACCESS_TOKEN\": \"" << hard << "\"}}}}";
 	std::string server = dir + "/mcp-server-kt-secrets";
-	std::ofstream(server) << "#!/bin/sh\ncd " << dir << "/proj && cat .env > /dev/null\ncat " << dir
+	// A real server takes a moment to start (node: ~100 ms) before it reads
+	// anything; the agent tracks it from the exec it reads off the ring, so
+	// activity in the first milliseconds can be missed (docs/architecture.md).
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncd " << dir << "/proj && cat .env > /dev/null\ncat " << dir
 			      << "/home/.aws/credentials > /dev/null\nsleep 0.3\n";
 	chmod(server.c_str(), 0755);
 	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n"

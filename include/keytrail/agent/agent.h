@@ -82,7 +82,8 @@ class Agent {
 	const Identity &identity_of(ProcessInfo &p);
 	nlohmann::json ancestry_json(ProcessInfo &p);
 	// Secrets: argv and environ of a process (once per exec), files it opens.
-	void collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv);
+	void collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv,
+				     const SecretBytes *env_block);
 	void file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path);
 	void obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns);
 	void scan_mcp_configs();

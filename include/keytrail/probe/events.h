@@ -4,11 +4,14 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "keytrail/secrets/secret_bytes.h"
 
 namespace keytrail {
 
@@ -25,6 +28,9 @@ struct ExecEvent {
 	EventContext ctx;
 	std::string filename;
 	std::vector<std::string> argv;
+	// NUL-separated environ, captured for processes tracked at exec; wiped
+	// when the last copy goes. Null when not captured.
+	std::shared_ptr<const SecretBytes> env;
 };
 
 struct ForkEvent {

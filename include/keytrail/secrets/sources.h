@@ -31,7 +31,8 @@ struct FileScan {
 	std::string path;  // as the process saw it
 	std::string kind;  // catalog kind
 	std::vector<Obtained> secrets;
-	bool cached = false;  // content unchanged since last read: not read again
+	bool cached = false;      // content unchanged since last read: not read again
+	bool unreadable = false;  // gone before it could be read: nothing is known of it
 };
 
 struct ConfigScanResult {
@@ -53,8 +54,10 @@ class SecretSources {
 	// A file a process opened: nullopt unless it is a credential file.
 	// Read through /proc/PID/fd/FD (the very file it opened), else the path
 	// in its mount namespace; read once per (dev, inode, mtime, size).
+	// cwd_hint: the process's cwd as last known, for a relative path once
+	// the process is gone.
 	std::optional<FileScan> from_open(pid_t pid, int fd, int dirfd, const std::string &path,
-					  uint64_t kdev, uint64_t ino);
+					  uint64_t kdev, uint64_t ino, const std::string &cwd_hint = "");
 	// The cached scan of an inode seen before (watched opens).
 	std::optional<FileScan> cached_inode(uint64_t kdev, uint64_t ino) const;
 
@@ -62,6 +65,7 @@ class SecretSources {
 
 	const Fingerprinter &fingerprinter() const { return fp_; }
 	uint64_t files_read() const { return files_read_; }
+	uint64_t files_unreadable() const { return files_unreadable_; }
 
       private:
 	std::vector<Obtained> fingerprint_all(std::vector<Finding> found, const std::string &source,
@@ -70,7 +74,7 @@ class SecretSources {
 	Fingerprinter fp_;
 	std::vector<std::string> globs_;
 	uint64_t max_file_size_;
-	uint64_t files_read_ = 0;
+	uint64_t files_read_ = 0, files_unreadable_ = 0;
 	// (dev, ino) -> (mtime, size, scan)
 	std::map<std::pair<uint64_t, uint64_t>, std::tuple<int64_t, uint64_t, FileScan>> files_;
 };
