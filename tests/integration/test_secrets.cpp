@@ -158,3 +158,67 @@ TEST(Secrets, RotationIsRecorded)
 	EXPECT_EQ(rot[0].old_fingerprint, fingerprint_of(old_tok, dir + "/state"));
 	EXPECT_EQ(rot[0].location, "GITLAB_TOKEN");
 }
+
+TEST(Secrets, ShortLivedChildEnvironmentComesFromTheProbe)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::string tok = token("glpat-", 20, 21);
+	std::string server = dir + "/mcp-server-kt-short";
+	// The child lives for microseconds: /proc/PID/environ is gone before the
+	// agent reads the exec record; the kernel's copy is what it scans.
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\nSHORT_LIVED_TOKEN=" << tok << " /bin/true\nsleep 0.2\n";
+	chmod(server.c_str(), 0755);
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd(server), 0);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("SHORT_LIVED_TOKEN") != std::string::npos; }, 5000));
+	EXPECT_EQ(a.stop(), 0);
+	bool found = false;
+	for (auto &r : records(a.out()))
+		if (r["type"] == "secret" && r["secret"].value("env", "") == "SHORT_LIVED_TOKEN") {
+			found = true;
+			EXPECT_EQ(r["comm"], "true");
+			EXPECT_EQ(r["secret"]["type"], "gitlab_pat");
+			EXPECT_EQ(r["secret"]["fingerprint"], fingerprint_of(tok, dir + "/state"));
+		}
+	EXPECT_TRUE(found);
+	EXPECT_EQ(slurp(a.out()).find(tok), std::string::npos);
+}
+
+TEST(Secrets, SighupReloadsTheInventoryWithoutLosingState)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::string server = dir + "/mcp-server-kt-hup";
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\n";
+	chmod(server.c_str(), 0755);
+	auto write_cfg = [&](const std::string &inventory) {
+		std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
+						 << "/state\nsecrets:\n  scan_mcp_configs: false\n" << inventory;
+	};
+	write_cfg("");
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	std::string tok = token("glpat-", 20, 31);
+	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + tok + " " + server), 0);
+	write_cfg("inventory:\n  - id: reloaded-entry\n    owner: sre\n    match: { env: GITLAB_TOKEN }\n");
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"type\":\"secret\"") != std::string::npos; }, 5000));
+	a.signal(SIGHUP);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"type\":\"reload\"") != std::string::npos; }, 5000));
+	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + tok + " " + server), 0);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("reloaded-entry") != std::string::npos; }, 5000));
+	// A broken edit is refused and the running config kept.
+	std::ofstream(dir + "/cfg.yaml") << "inventory: [ {id: x\n";
+	a.signal(SIGHUP);
+	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"ok\":false") != std::string::npos; }, 5000));
+	EXPECT_EQ(a.stop(), 0);
+	Ledger l(dir + "/state/ledger.db", true);
+	auto fp = fingerprint_of(tok, dir + "/state");
+	ASSERT_TRUE(l.secret(fp));
+	// Both runs (the server and its sleep child each) in one row: the
+	// ledger's state carried across the reload.
+	ASSERT_EQ(l.sightings(fp).size(), 1u);
+	EXPECT_EQ(l.sightings(fp)[0].count, 4u);
+}

@@ -81,6 +81,7 @@ class AgentProcess {
 		}
 		return false;
 	}
+	void signal(int sig) { kill(pid_, sig); }
 	int stop(int sig = SIGTERM)
 	{
 		kill(pid_, sig);
