@@ -17,11 +17,15 @@ else()
   set(BPF_TARGET_ARCH ${CMAKE_SYSTEM_PROCESSOR})
 endif()
 
+# One rule, one target: an OUTPUT used by targets in several directories
+# would be generated once per directory, concurrently, under make -j.
 add_custom_command(
   OUTPUT ${BPF_GEN_DIR}/vmlinux.h
-  COMMAND ${BPFTOOL} btf dump file ${KEYTRAIL_VMLINUX_BTF} format c > ${BPF_GEN_DIR}/vmlinux.h
+  COMMAND sh -c "${BPFTOOL} btf dump file ${KEYTRAIL_VMLINUX_BTF} format c > ${BPF_GEN_DIR}/vmlinux.h.tmp"
+  COMMAND ${CMAKE_COMMAND} -E rename ${BPF_GEN_DIR}/vmlinux.h.tmp ${BPF_GEN_DIR}/vmlinux.h
   COMMENT "Generating vmlinux.h from ${KEYTRAIL_VMLINUX_BTF}"
   VERBATIM)
+add_custom_target(vmlinux_h DEPENDS ${BPF_GEN_DIR}/vmlinux.h)
 
 function(keytrail_bpf_skeleton name)
   set(dir ${CMAKE_SOURCE_DIR}/bpf)
@@ -47,4 +51,5 @@ function(keytrail_bpf_skeleton name)
     COMMENT "Skeleton ${name}.skel.h"
     VERBATIM)
   add_custom_target(${name}_skel DEPENDS ${skel})
+  add_dependencies(${name}_skel vmlinux_h)
 endfunction()

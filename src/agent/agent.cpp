@@ -99,6 +99,22 @@ nlohmann::json argv_json(const std::vector<std::string> &argv)
 	return a;
 }
 
+// A table entry for a process first seen in /proc; its argv masked.
+ProcessInfo from_snapshot(const ProcSnapshot &snap)
+{
+	ProcessInfo info;
+	info.pid = snap.pid;
+	info.ppid = snap.ppid;
+	info.uid = snap.uid;
+	info.gid = snap.gid;
+	info.start_ticks = snap.start_ticks;
+	info.comm = snap.comm;
+	info.exe = snap.exe;
+	info.argv = mask_argv(snap.argv);
+	info.tty = snap.tty;
+	return info;
+}
+
 }  // namespace
 
 Agent::Agent(Config cfg, AgentOptions opts)
@@ -196,16 +212,7 @@ ProcessInfo *Agent::process_for(const EventContext &ctx)
 		unattributed_++;
 		return nullptr;
 	}
-	ProcessInfo info;
-	info.pid = snap->pid;
-	info.ppid = snap->ppid;
-	info.uid = snap->uid;
-	info.gid = snap->gid;
-	info.start_ticks = snap->start_ticks;
-	info.comm = snap->comm;
-	info.exe = snap->exe;
-	info.argv = mask_argv(snap->argv);
-	info.tty = snap->tty;
+	ProcessInfo info = from_snapshot(*snap);
 	info.cgroup_id = ctx.cgroup_id;
 	info.tracked = ctx.flags & KT_F_TRACKED;
 	if (const ProcessInfo *parent = table_.find(info.ppid)) {
@@ -231,19 +238,8 @@ void Agent::track(uint32_t pid, const McpMatch &why)
 		loader_.track(p);
 		ProcessInfo *info = table_.find(p);
 		if (!info) {
-			if (auto snap = read_proc(p)) {
-				ProcessInfo ni;
-				ni.pid = snap->pid;
-				ni.ppid = snap->ppid;
-				ni.uid = snap->uid;
-				ni.gid = snap->gid;
-				ni.start_ticks = snap->start_ticks;
-				ni.comm = snap->comm;
-				ni.exe = snap->exe;
-				ni.argv = mask_argv(snap->argv);
-				ni.tty = snap->tty;
-				info = &table_.upsert(std::move(ni));
-			}
+			if (auto snap = read_proc(p))
+				info = &table_.upsert(from_snapshot(*snap));
 		}
 		if (info) {
 			info->tracked = true;
@@ -288,16 +284,7 @@ void Agent::scan_proc()
 		auto snap = read_proc(pid);
 		if (!snap)
 			continue;  // exited while we looked
-		ProcessInfo info;
-		info.pid = snap->pid;
-		info.ppid = snap->ppid;
-		info.uid = snap->uid;
-		info.gid = snap->gid;
-		info.start_ticks = snap->start_ticks;
-		info.comm = snap->comm;
-		info.exe = snap->exe;
-		info.argv = mask_argv(snap->argv);
-		info.tty = snap->tty;
+		ProcessInfo info = from_snapshot(*snap);
 		ProcessFacts facts{static_cast<pid_t>(pid), snap->uid, snap->exe, snap->argv, "", ""};
 		table_.upsert(std::move(info));
 		if (pid == static_cast<uint32_t>(getpid()))
@@ -305,7 +292,7 @@ void Agent::scan_proc()
 		if (auto m = detector_.match(facts))
 			track(pid, *m);
 	}
-	// Parents' labels flow to children that were not matched themselves.
+X
 	for (pid_t p : opts_.track)
 		track(static_cast<uint32_t>(p), McpMatch{"", "manual"});
 }
