@@ -292,7 +292,7 @@ void Agent::scan_proc()
 		if (auto m = detector_.match(facts))
 			track(pid, *m);
 	}
-X
+	// Pids given with --track, and their descendants.
 	for (pid_t p : opts_.track)
 		track(static_cast<uint32_t>(p), McpMatch{"", "manual"});
 }
