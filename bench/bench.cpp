@@ -10,17 +10,17 @@
 // noise that only ever adds time, so the minimum is reported beside the
 // median. A last pass reads the kernel's own accounting of each program's
 // run time (kernel.bpf_stats_enabled), which isolates the probes' cost.
-#include <CLI/CLI.hpp>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <sched.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,10 +32,12 @@
 #include <thread>
 #include <vector>
 
-#include "keytrail/probe/features.h"
 #include "noop.skel.h"
 
-namespace {
+#include "keytrail/probe/features.h"
+
+namespace
+{
 
 constexpr const char *kMarker = "kt-bench-tracked";
 
@@ -61,8 +63,8 @@ double run_workload(long iterations, bool tracked)
 		pin_to_cpu(1);
 		std::string n = std::to_string(iterations);
 		if (tracked)
-			execl(WORKLOAD_BINARY, WORKLOAD_BINARY, n.c_str(), "/etc/hostname", "400", kMarker,
-			      nullptr);
+			execl(WORKLOAD_BINARY, WORKLOAD_BINARY, n.c_str(), "/etc/hostname", "400",
+			      kMarker, nullptr);
 		else
 			execl(WORKLOAD_BINARY, WORKLOAD_BINARY, n.c_str(), nullptr);
 		_exit(127);
@@ -118,11 +120,11 @@ AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked)
 		dup2(devnull, 2);
 		std::string cfg = dir + "/bench.yaml";
 		if (tracked)
-			execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "--config", cfg.c_str(), "--events",
-			      "-o", "/dev/null", nullptr);
+			execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "--config", cfg.c_str(),
+			      "--events", "-o", "/dev/null", nullptr);
 		else
-			execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "--config", cfg.c_str(), "-o",
-			      out.c_str(), nullptr);
+			execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "--config", cfg.c_str(),
+			      "-o", out.c_str(), nullptr);
 		_exit(127);
 	}
 	std::string status = dir + "/state/status.json";
@@ -137,7 +139,7 @@ AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked)
 	}
 	double a0 = proc_cpu(agent);
 	r.workload_cpu = run_workload(iterations, tracked);
-	std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let it drain
+	std::this_thread::sleep_for(std::chrono::milliseconds(300)); // let it drain
 	r.agent_cpu = proc_cpu(agent) - a0;
 	kill(agent, SIGTERM);
 	waitpid(agent, nullptr, 0);
@@ -178,7 +180,8 @@ double minimum(const std::vector<double> &v)
 }
 
 // run_time_ns / run_cnt of every loaded program with one of these names.
-std::map<std::string, std::pair<uint64_t, uint64_t>> prog_stats(const std::vector<std::string> &names)
+std::map<std::string, std::pair<uint64_t, uint64_t>>
+prog_stats(const std::vector<std::string> &names)
 {
 	std::map<std::string, std::pair<uint64_t, uint64_t>> out;
 	uint32_t id = 0;
@@ -205,8 +208,10 @@ void kernel_pass(const std::string &dir, long iterations)
 		return;
 	}
 	const std::vector<std::pair<std::string, std::string>> hooks = {
-	    {"f_openat_in", "enter_openat"}, {"f_openat_out", "exit_openat"},
-	    {"f_read_in", "enter_read"},     {"f_read_out", "exit_read"},
+	    {"f_openat_in", "enter_openat"},
+	    {"f_openat_out", "exit_openat"},
+	    {"f_read_in", "enter_read"},
+	    {"f_read_out", "exit_read"},
 	    {"f_close_in", "enter_close"}};
 	std::vector<std::string> names;
 	for (auto &[f, k] : hooks) {
@@ -222,7 +227,8 @@ void kernel_pass(const std::string &dir, long iterations)
 	auto after = prog_stats(names);
 	noop_bpf__destroy(skel);
 	auto per_call = [&](const std::string &n) {
-		uint64_t t = after[n].first - before[n].first, c = after[n].second - before[n].second;
+		uint64_t t = after[n].first - before[n].first,
+		         c = after[n].second - before[n].second;
 		return c ? static_cast<double>(t) / c : 0.0;
 	};
 	std::map<std::string, double> ns;
@@ -235,8 +241,8 @@ void kernel_pass(const std::string &dir, long iterations)
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 2);
 		std::string cfg = dir + "/bench.yaml";
-		execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "--config", cfg.c_str(), "-o", "/dev/null",
-		      nullptr);
+		execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "--config", cfg.c_str(), "-o",
+		      "/dev/null", nullptr);
 		_exit(127);
 	}
 	for (int i = 0; i < 300 && prog_stats({"enter_openat"}).empty(); i++)
@@ -247,8 +253,9 @@ void kernel_pass(const std::string &dir, long iterations)
 	kill(agent, SIGTERM);
 	waitpid(agent, nullptr, 0);
 	close(stats_fd);
-	std::printf("\nkernel-side cost per call, untracked (bpf_stats run_time_ns/run_cnt; includes the "
-		    "stats' own clock reads):\n");
+	std::printf(
+	    "\nkernel-side cost per call, untracked (bpf_stats run_time_ns/run_cnt; includes the "
+	    "stats' own clock reads):\n");
 	std::printf("  %-14s %10s %10s %8s\n", "hook", "no-op ns", "keytrail", "extra");
 	double sum_f = 0, sum_k = 0;
 	for (auto &[f, k] : hooks) {
@@ -260,15 +267,17 @@ void kernel_pass(const std::string &dir, long iterations)
 	std::printf("  %-14s %10.1f %10.1f %+8.1f\n", "all five", sum_f, sum_k, sum_k - sum_f);
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv)
 {
 	CLI::App app{"KeyTrail overhead benchmark (run as root)"};
 	long iterations = 500000;
 	int rounds = 5;
-	app.add_option("-n,--iterations", iterations, "Workload iterations per run")->capture_default_str();
-	app.add_option("-r,--rounds", rounds, "Paired rounds (median is reported)")->capture_default_str();
+	app.add_option("-n,--iterations", iterations, "Workload iterations per run")
+	    ->capture_default_str();
+	app.add_option("-r,--rounds", rounds, "Paired rounds (median is reported)")
+	    ->capture_default_str();
 	CLI11_PARSE(app, argc, argv);
 	if (geteuid() != 0) {
 		std::fprintf(stderr, "keytrail-bench loads BPF programs: run it as root\n");
@@ -279,10 +288,10 @@ int main(int argc, char **argv)
 
 	char tmpl[] = "/tmp/kt-bench-XXXXXX";
 	std::string dir = mkdtemp(tmpl);
-	std::ofstream(dir + "/bench.yaml") << "agent:\n  state_dir: " << dir
-					   << "/state\n  health_interval: 1s\n  ring_buffer_size: 16MiB\n"
-					   << "tracking:\n  rules:\n    - name: bench\n      argv: \"" << kMarker
-					   << "\"\n";
+	std::ofstream(dir + "/bench.yaml")
+	    << "agent:\n  state_dir: " << dir
+	    << "/state\n  health_interval: 1s\n  ring_buffer_size: 16MiB\n"
+	    << "tracking:\n  rules:\n    - name: bench\n      argv: \"" << kMarker << "\"\n";
 
 	std::map<std::string, std::vector<double>> cpu;
 	std::vector<double> agent_cpu_per_kevent, events_per_s, attach;
@@ -308,28 +317,31 @@ int main(int argc, char **argv)
 		}
 	}
 	double base = median(cpu["unprobed"]), base_min = minimum(cpu["unprobed"]);
-	std::printf("\nKeyTrail overhead: syscall mix (open+read+close, connect every 16), %ld iterations, "
-		    "%d rounds\n\n",
-		    iterations, rounds);
+	std::printf(
+	    "\nKeyTrail overhead: syscall mix (open+read+close, connect every 16), %ld iterations, "
+	    "%d rounds\n\n",
+	    iterations, rounds);
 	std::printf("%-18s %10s %12s %11s %10s %12s\n", "mode", "median_s", "vs_unprobed", "added",
-		    "min_s", "min_added");
+	            "min_s", "min_added");
 	for (const char *m : {"unprobed", "floor", "hooks", "keytrail", "keytrail-tracked"}) {
 		double c = median(cpu[m]), mn = minimum(cpu[m]);
 		std::printf("%-18s %10.3f %11.3fx %10.1f%% %10.3f %11.1f%%\n", m, c, c / base,
-			    (c - base) / base * 100, mn, (mn - base_min) / base_min * 100);
+		            (c - base) / base * 100, mn, (mn - base_min) / base_min * 100);
 	}
 	auto ratio = [&](double (*f)(const std::vector<double> &), double b) {
 		double floor_added = f(cpu["floor"]) - b, kt_added = f(cpu["keytrail"]) - b;
 		return floor_added > 0 ? kt_added / floor_added : 0.0;
 	};
-	std::printf("\nuntracked: keytrail's added CPU / floor's added CPU = %.2f by median, %.2f by "
-		    "minimum (goal <= 1.10)\n",
-		    ratio([](const std::vector<double> &v) { return median(v); }, base),
-		    ratio(minimum, base_min));
-	std::printf("tracked:   %llu kernel events, %llu dropped; agent CPU %.3f ms per 1000 events; "
-		    "workload produced %.0f events per CPU second\n",
-		    static_cast<unsigned long long>(events), static_cast<unsigned long long>(drops),
-		    median(agent_cpu_per_kevent) * 1000, median(events_per_s));
+	std::printf(
+	    "\nuntracked: keytrail's added CPU / floor's added CPU = %.2f by median, %.2f by "
+	    "minimum (goal <= 1.10)\n",
+	    ratio([](const std::vector<double> &v) { return median(v); }, base),
+	    ratio(minimum, base_min));
+	std::printf(
+	    "tracked:   %llu kernel events, %llu dropped; agent CPU %.3f ms per 1000 events; "
+	    "workload produced %.0f events per CPU second\n",
+	    static_cast<unsigned long long>(events), static_cast<unsigned long long>(drops),
+	    median(agent_cpu_per_kevent) * 1000, median(events_per_s));
 	std::printf("attach:    %.3f s (median; goal <= 1 s)\n", median(attach));
 	kernel_pass(dir, iterations);
 	std::system(("rm -rf '" + dir + "'").c_str());

@@ -19,12 +19,13 @@
 using namespace keytrail;
 using Clock = std::chrono::steady_clock;
 
-namespace {
+namespace
+{
 double ns_since(Clock::time_point t0, size_t n)
 {
 	return std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / n;
 }
-}  // namespace
+} // namespace
 
 int main()
 {
@@ -39,7 +40,7 @@ environments:
   - name: prod
     match: { systemd.slice: "prod*.slice" }
 )",
-				  "bench");
+	                          "bench");
 	IdentityResolver resolver("bench-host", "example.org", cfg.identities, cfg.environments);
 	pid_t self = getpid();
 
@@ -73,8 +74,10 @@ environments:
 		p.start_ticks = pid * 7;
 		p.comm = "node";
 		p.exe = "/usr/bin/node";
-		p.argv = {"node", "/root/.npm/_npx/9c1d4a/node_modules/@modelcontextprotocol/server-gitlab/dist/index.js",
-			  "--stdio"};
+		p.argv = {"node",
+		          "/root/.npm/_npx/9c1d4a/node_modules/@modelcontextprotocol/server-gitlab/"
+		          "dist/index.js",
+		          "--stdio"};
 		p.mcp_server = "server-gitlab";
 		f.pid = pid;
 		p.identity = resolver.resolve(f);
@@ -96,13 +99,17 @@ environments:
 	}
 	double per_lookup = ns_since(t0, kLookups);
 
-	std::printf("identity resolution, per exec:   %8.1f us  (/proc facts + selectors + rules; exe hash cached)\n",
-		    per_exec / 1000);
-	std::printf("first exe hash (this binary):    %8.1f ms  (once per binary: dev+inode+size+mtime cache)\n",
-		    first_hash_ms);
-	std::printf("per-event lookup:                %8.1f ns  (process instance + cached identity; %zu hits)\n",
-		    per_lookup, hits);
-	std::printf("table memory, %zu live:       %8.1f MiB (%.0f bytes per process with identity)\n", kLive,
-		    (after - before) / 1048576.0, static_cast<double>(after - before) / kLive);
+	std::printf("identity resolution, per exec:   %8.1f us  (/proc facts + selectors + rules; "
+	            "exe hash cached)\n",
+	            per_exec / 1000);
+	std::printf("first exe hash (this binary):    %8.1f ms  (once per binary: "
+	            "dev+inode+size+mtime cache)\n",
+	            first_hash_ms);
+	std::printf("per-event lookup:                %8.1f ns  (process instance + cached "
+	            "identity; %zu hits)\n",
+	            per_lookup, hits);
+	std::printf(
+	    "table memory, %zu live:       %8.1f MiB (%.0f bytes per process with identity)\n",
+	    kLive, (after - before) / 1048576.0, static_cast<double>(after - before) / kLive);
 	return 0;
 }

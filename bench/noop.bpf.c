@@ -4,12 +4,16 @@
 // read, close, connect, write); "hooks" is every tracepoint keytrail
 // attaches, so the cost of our hook choice and of our code read apart.
 #include "vmlinux.h"
+
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define NOOP(sec, name) \
-	SEC(sec) int name(void *ctx) { return 0; }
+#define NOOP(sec, name)                                                                            \
+	SEC(sec) int name(void *ctx)                                                               \
+	{                                                                                          \
+		return 0;                                                                          \
+	}
 
 // The shared floor's eleven.
 NOOP("tp/sched/sched_process_exec", f_exec)

@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <random>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -17,7 +17,8 @@
 using namespace keytrail;
 using Clock = std::chrono::steady_clock;
 
-namespace {
+namespace
+{
 std::string filler(size_t n, unsigned seed)
 {
 	const std::string a = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -27,21 +28,21 @@ std::string filler(size_t n, unsigned seed)
 		s += a[g() % a.size()];
 	return s;
 }
-template <typename F>
-double ns_per(size_t n, F f)
+template <typename F> double ns_per(size_t n, F f)
 {
 	auto t0 = Clock::now();
 	for (size_t i = 0; i < n; i++)
 		f();
 	return std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / n;
 }
-}  // namespace
+} // namespace
 
 int main()
 {
 	std::vector<std::string> env;
 	for (int i = 0; i < 58; i++)
-		env.push_back("VAR_" + std::to_string(i) + "=" + filler(30, i));  // not credential-named
+		env.push_back("VAR_" + std::to_string(i) + "=" +
+		              filler(30, i)); // not credential-named
 	env.push_back("GITLAB_PERSONAL_ACCESS_TOKEN=glpat-" + filler(20, 99));
 	env.push_back("DB_PASSWORD=" + filler(18, 98));
 	size_t found = 0;
@@ -49,8 +50,10 @@ int main()
 
 	std::string file;
 	while (file.size() < 65536)
-		file += "setting_" + std::to_string(file.size()) + " = " + filler(40, file.size()) + "\n";
-	file += "api_token = ghp_" + filler(36, 7) + "\naws_secret_access_key = " + filler(40, 8) + "\n";
+		file += "setting_" + std::to_string(file.size()) + " = " + filler(40, file.size()) +
+		        "\n";
+	file += "api_token = ghp_" + filler(36, 7) + "\naws_secret_access_key = " + filler(40, 8) +
+	        "\n";
 	size_t found_file = 0;
 	double file_ns = ns_per(50, [&] { found_file = scan_file(file).size(); });
 
@@ -65,18 +68,22 @@ int main()
 		Ledger l(path);
 		size_t i = 0;
 		write_ns = ns_per(kWrites, [&] {
-			l.record_sighting(Sighting{fp("secret" + std::to_string(i % 1000)), "generic_secret", "", "env",
-						   "VAR_" + std::to_string(i % 50), "", "spiffe://b/x/" + std::to_string(i % 20),
-						   static_cast<int64_t>(i)});
+			l.record_sighting(Sighting{
+			    fp("secret" + std::to_string(i % 1000)), "generic_secret", "", "env",
+			    "VAR_" + std::to_string(i % 50), "",
+			    "spiffe://b/x/" + std::to_string(i % 20), static_cast<int64_t>(i)});
 			if (++i % 500 == 0)
-				l.commit();  // the agent commits once per poll cycle
+				l.commit(); // the agent commits once per poll cycle
 		});
 		l.commit();
 	}
-	std::printf("scan environ (60 vars):          %8.1f us  (%zu credentials)\n", env_ns / 1000, found);
-	std::printf("scan 64 KiB file:                %8.1f us  (%zu credentials)\n", file_ns / 1000, found_file);
+	std::printf("scan environ (60 vars):          %8.1f us  (%zu credentials)\n", env_ns / 1000,
+	            found);
+	std::printf("scan 64 KiB file:                %8.1f us  (%zu credentials)\n",
+	            file_ns / 1000, found_file);
 	std::printf("fingerprint (HMAC-SHA256):       %8.1f ns\n", fp_ns);
-	std::printf("ledger sightings:                %8.0f per second (batches of 500, WAL, synchronous=NORMAL)\n",
-		    1e9 / write_ns);
+	std::printf("ledger sightings:                %8.0f per second (batches of 500, WAL, "
+	            "synchronous=NORMAL)\n",
+	            1e9 / write_ns);
 	return found == 2 && found_file == 2 ? 0 : 1;
 }

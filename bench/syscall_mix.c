@@ -26,7 +26,7 @@ int main(int argc, char **argv)
 		perror("listen");
 		return 1;
 	}
-	if (delay_ms > 0) {  // lets an agent decide to track us before the loop
+	if (delay_ms > 0) { // lets an agent decide to track us before the loop
 		struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 	}

@@ -3,6 +3,7 @@
 #define KEYTRAIL_CORE_FIXES_BPF_H
 
 #include "vmlinux.h"
+
 #include <bpf/bpf_core_read.h>
 
 // v5.5 (commit cf25e24db61c) renamed task_struct::real_start_time to

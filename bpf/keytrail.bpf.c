@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 // KeyTrail's kernel side: process lifecycle for every process, file and
-// network activity for tracked processes only. Untracked processes pay one
-// array load per syscall (the tracked bitmap) and, on a successful open, an
-// inode lookup when any inode is watched. Classification, identity and policy
-// live in userspace.
+// network activity for tracked processes only. An untracked process pays a
+// look at its own task_struct per hooked syscall (is there any task storage?)
+// and, on a successful open while inodes are watched, an inode lookup.
+// Classification, identity and policy live in userspace.
 #include "vmlinux.h"
+
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -56,7 +57,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);  // resized by the loader before load
+	__uint(max_entries, 8 << 20); // resized by the loader before load
 } events SEC(".maps");
 
 // @brief per-CPU counters, enum kt_stat.
@@ -105,7 +106,7 @@ struct {
 } pending_open SEC(".maps");
 
 struct pending_io {
-	__u32 kind;  // PENDING_*
+	__u32 kind; // PENDING_*
 	__s32 fd;
 	__u16 family;
 	__u16 port;
@@ -147,7 +148,7 @@ static __always_inline void stat_inc(__u32 idx)
 static __always_inline bool leader_tracked(struct task_struct *leader)
 {
 	if (!leader || !leader->bpf_storage)
-		return false;  // the common case: no BPF task storage at all
+		return false; // the common case: no BPF task storage at all
 	return bpf_task_storage_get(&tracked, leader, 0, 0) != NULL;
 }
 
@@ -187,7 +188,7 @@ static __always_inline void submit(void *rec)
 }
 
 static __always_inline void fill_hdr(struct kt_event_hdr *h, __u32 type, __u32 size,
-				     struct task_struct *task)
+                                     struct task_struct *task)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
@@ -254,7 +255,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	fill_hdr(&e->hdr, KT_EV_EXEC, 0, task);
 	fn_off = ctx->__data_loc_filename & 0xFFFF;
 	r = bpf_probe_read_kernel_str(e->data, KT_PATH_MAX, (void *)ctx + fn_off);
-	n = r > 0 ? r - 1 : 0;  // without the NUL
+	n = r > 0 ? r - 1 : 0; // without the NUL
 	e->filename_len = n;
 
 	__u64 arg_start = BPF_CORE_READ(task, mm, arg_start);
@@ -294,7 +295,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	}
 	__u32 size = offsetof(struct kt_exec_event, data) + off + env;
 	if (size > sizeof(*e))
-		return 0;  // unreachable; bounds the size for the verifier
+		return 0; // unreachable; bounds the size for the verifier
 	e->hdr.size = size;
 	output(e, size, KT_EV_EXEC);
 	return 0;
@@ -308,8 +309,8 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	struct kt_fork_event *e;
 
 	if (child->tgid == parent->tgid || !leader_tracked(parent->group_leader))
-		return 0;  // a new thread, or an untracked parent
-	track_leader(child, KT_TRACK_FORK);  // inherited with no userspace round trip
+		return 0;                   // a new thread, or an untracked parent
+	track_leader(child, KT_TRACK_FORK); // inherited with no userspace round trip
 	e = reserve(sizeof(*e), KT_EV_FORK);
 	if (!e)
 		return 0;
@@ -339,13 +340,13 @@ int handle_exit(void *ctx)
 		e->pad = 0;
 		submit(e);
 	}
-	return 0;  // the task storage goes away with the task
+	return 0; // the task storage goes away with the task
 }
 
 /* ---------------------------------------------------------------- files */
 
 static __always_inline int open_enter(__u32 syscall, int dirfd, const char *path, __u32 flags,
-				      __u32 mode)
+                                      __u32 mode)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 zero = 0;
@@ -381,21 +382,21 @@ SEC("tp/syscalls/sys_enter_openat")
 int enter_openat(struct trace_event_raw_sys_enter *ctx)
 {
 	return open_enter(KT_SYS_OPENAT, ctx->args[0], (const char *)ctx->args[1], ctx->args[2],
-			  ctx->args[3]);
+	                  ctx->args[3]);
 }
 
 SEC("tp/syscalls/sys_enter_open")
 int enter_open(struct trace_event_raw_sys_enter *ctx)
 {
 	return open_enter(KT_SYS_OPEN, -100 /* AT_FDCWD */, (const char *)ctx->args[0],
-			  ctx->args[1], ctx->args[2]);
+	                  ctx->args[1], ctx->args[2]);
 }
 
 SEC("tp/syscalls/sys_enter_creat")
 int enter_creat(struct trace_event_raw_sys_enter *ctx)
 {
 	return open_enter(KT_SYS_CREAT, -100, (const char *)ctx->args[0],
-			  O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1]);
+	                  O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1]);
 }
 
 SEC("tp/syscalls/sys_enter_openat2")
@@ -406,7 +407,7 @@ int enter_openat2(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
 	return open_enter(KT_SYS_OPENAT2, ctx->args[0], (const char *)ctx->args[1], how.flags,
-			  how.mode);
+	                  how.mode);
 }
 
 // Records the fd of a regular file so its reads are summed.
@@ -435,7 +436,7 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	filter = fd >= 0 ? watching() : NULL;
 	if (!e && !filter)
-		return 0;  // the common case for every untracked process
+		return 0; // the common case for every untracked process
 
 	task = (struct task_struct *)bpf_get_current_task();
 	if (fd >= 0) {
@@ -462,7 +463,7 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 		e->dirfd = -1;
 		e->flags = 0;
 		e->mode = 0;
-		e->path_len = 0;  // userspace names it from the watched table
+		e->path_len = 0; // userspace names it from the watched table
 	}
 	__u32 extra = e->hdr.flags;
 	fill_hdr(&e->hdr, KT_EV_OPEN, 0, task);
@@ -481,13 +482,25 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 }
 
 SEC("tp/syscalls/sys_exit_openat")
-int exit_openat(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+int exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx);
+}
 SEC("tp/syscalls/sys_exit_open")
-int exit_open(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+int exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx);
+}
 SEC("tp/syscalls/sys_exit_creat")
-int exit_creat(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+int exit_creat(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx);
+}
 SEC("tp/syscalls/sys_exit_openat2")
-int exit_openat2(struct trace_event_raw_sys_exit *ctx) { return open_exit(ctx); }
+int exit_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx);
+}
 
 static __always_inline int read_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -526,21 +539,45 @@ static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx)
 }
 
 SEC("tp/syscalls/sys_enter_read")
-int enter_read(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+int enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return read_enter(ctx);
+}
 SEC("tp/syscalls/sys_exit_read")
-int exit_read(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+int exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	return read_exit(ctx);
+}
 SEC("tp/syscalls/sys_enter_readv")
-int enter_readv(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return read_enter(ctx);
+}
 SEC("tp/syscalls/sys_exit_readv")
-int exit_readv(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+int exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return read_exit(ctx);
+}
 SEC("tp/syscalls/sys_enter_pread64")
-int enter_pread64(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+int enter_pread64(struct trace_event_raw_sys_enter *ctx)
+{
+	return read_enter(ctx);
+}
 SEC("tp/syscalls/sys_exit_pread64")
-int exit_pread64(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+int exit_pread64(struct trace_event_raw_sys_exit *ctx)
+{
+	return read_exit(ctx);
+}
 SEC("tp/syscalls/sys_enter_preadv")
-int enter_preadv(struct trace_event_raw_sys_enter *ctx) { return read_enter(ctx); }
+int enter_preadv(struct trace_event_raw_sys_enter *ctx)
+{
+	return read_enter(ctx);
+}
 SEC("tp/syscalls/sys_exit_preadv")
-int exit_preadv(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx); }
+int exit_preadv(struct trace_event_raw_sys_exit *ctx)
+{
+	return read_exit(ctx);
+}
 
 SEC("tp/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
@@ -558,7 +595,8 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	e = reserve(sizeof(*e), KT_EV_CLOSE);
 	if (e) {
-		fill_hdr(&e->hdr, KT_EV_CLOSE, sizeof(*e), (struct task_struct *)bpf_get_current_task());
+		fill_hdr(&e->hdr, KT_EV_CLOSE, sizeof(*e),
+		         (struct task_struct *)bpf_get_current_task());
 		e->fd = k.fd;
 		e->reason = KT_CLOSE_CLOSE;
 		e->dev = st->dev;

@@ -1,9 +1,10 @@
 // keytrail: one binary, one subcommand per job.
-#include <CLI/CLI.hpp>
+#include <openssl/crypto.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -13,24 +14,30 @@
 #include "keytrail/config/config.h"
 #include "keytrail/probe/features.h"
 #include "keytrail/secrets/fingerprint.h"
-#include <openssl/crypto.h>
 
-namespace {
+namespace
+{
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 
-void on_signal(int) { g_stop.store(true); }
-void on_hup(int) { g_reload.store(true); }
+void on_signal(int)
+{
+	g_stop.store(true);
+}
+void on_hup(int)
+{
+	g_reload.store(true);
+}
 
 void setup_logging(int verbosity)
 {
 	auto logger = spdlog::stderr_color_mt("keytrail");
 	spdlog::set_default_logger(logger);
 	spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z keytrail %^%l%$: %v");
-	spdlog::set_level(verbosity >= 2 ? spdlog::level::trace
-			  : verbosity == 1 ? spdlog::level::debug
-					   : spdlog::level::info);
+	spdlog::set_level(verbosity >= 2   ? spdlog::level::trace
+	                  : verbosity == 1 ? spdlog::level::debug
+	                                   : spdlog::level::info);
 }
 
 // The config to use: an explicit --config must exist; the default path is
@@ -51,10 +58,11 @@ int cmd_check()
 	std::printf("%-16s %-10s %s\n", "FEATURE", "STATUS", "DETAIL");
 	for (const auto &f : features)
 		std::printf("%-16s %-10s %s\n", f.name.c_str(),
-			    f.available ? "ok" : (f.required ? "MISSING" : "no"), f.detail.c_str());
+		            f.available ? "ok" : (f.required ? "MISSING" : "no"), f.detail.c_str());
 	std::string reason;
 	if (keytrail::agent_can_run(features, &reason)) {
-		std::printf("\nagent can run: yes (tracepoints, raw_tp and ring buffer are usable)\n");
+		std::printf(
+		    "\nagent can run: yes (tracepoints, raw_tp and ring buffer are usable)\n");
 		return 0;
 	}
 	std::printf("\nagent can run: no (%s)\n", reason.c_str());
@@ -63,21 +71,23 @@ int cmd_check()
 
 // Reads one secret from stdin (a trailing newline is not part of it) and
 // prints only its fingerprint; the bytes are wiped.
-int cmd_fingerprint(const std::string &config_path, bool explicit_config, const std::string &state_dir,
-		    std::string key_file)
+int cmd_fingerprint(const std::string &config_path, bool explicit_config,
+                    const std::string &state_dir, std::string key_file)
 {
 	try {
 		if (key_file.empty()) {
 			keytrail::Config cfg = resolve_config(config_path, explicit_config);
-			key_file = !cfg.fingerprint_key_file.empty() ? cfg.fingerprint_key_file
-								     : state_dir + "/fingerprint.key";
+			key_file = !cfg.fingerprint_key_file.empty()
+			               ? cfg.fingerprint_key_file
+			               : state_dir + "/fingerprint.key";
 		}
 		keytrail::Fingerprinter fp(keytrail::load_or_create_key(key_file, false));
 		keytrail::SecretBytes in;
 		std::string &buf = in.mutable_str();
 		char chunk[4096];
 		size_t n;
-		while ((n = std::fread(chunk, 1, sizeof(chunk), stdin)) > 0 && buf.size() < (1u << 20))
+		while ((n = std::fread(chunk, 1, sizeof(chunk), stdin)) > 0 &&
+		       buf.size() < (1u << 20))
 			buf.append(chunk, n);
 		OPENSSL_cleanse(chunk, sizeof(chunk));
 		keytrail::SecretBytes secret = keytrail::normalize_secret(in.view());
@@ -93,37 +103,46 @@ int cmd_fingerprint(const std::string &config_path, bool explicit_config, const 
 	}
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv)
 {
-	CLI::App app{"KeyTrail: who used which secret, from where, to reach what.\n"
-		     "Watches MCP servers from the kernel with eBPF and attributes every secret use."};
+	CLI::App app{
+	    "KeyTrail: who used which secret, from where, to reach what.\n"
+	    "Watches MCP servers from the kernel with eBPF and attributes every secret use."};
 	app.require_subcommand(1);
 	int verbosity = 0;
-	app.add_flag("-v,--verbose", verbosity, "More logging on stderr (-vv: libbpf and verifier)");
+	app.add_flag("-v,--verbose", verbosity,
+	             "More logging on stderr (-vv: libbpf and verifier)");
 	app.set_version_flag("--version", KEYTRAIL_VERSION);
 
 	std::string config_path = keytrail::kDefaultConfigPath;
 	keytrail::AgentOptions run_opts;
 	std::vector<int> track_pids;
 	auto *run = app.add_subcommand("run", "Load the probes and write JSON lines until stopped");
-	auto *config_opt = run->add_option("-c,--config", config_path, "YAML config file")
-			       ->capture_default_str();
+	auto *config_opt =
+	    run->add_option("-c,--config", config_path, "YAML config file")->capture_default_str();
 	run->add_option("--state-dir", run_opts.state_dir,
-			"Where keys, ledger and journal are kept (default /var/lib/keytrail)");
+	                "Where keys, ledger and journal are kept (default /var/lib/keytrail)");
 	run->add_option("-o,--output", run_opts.output, "Write records to FILE, or - for stdout");
-	run->add_flag("--events", run_opts.events, "Also write raw observations (exec, open, connect, ...)");
-	run->add_option("--duration", run_opts.duration_s, "Stop after SECONDS")->check(CLI::NonNegativeNumber);
+	run->add_flag("--events", run_opts.events,
+	              "Also write raw observations (exec, open, connect, ...)");
+	run->add_option("--duration", run_opts.duration_s, "Stop after SECONDS")
+	    ->check(CLI::NonNegativeNumber);
 	run->add_option("--track", track_pids, "Also track these pids and their descendants");
 
-	auto *check = app.add_subcommand("check", "Report which kernel hooks work here and whether the agent can run");
+	auto *check = app.add_subcommand(
+	    "check", "Report which kernel hooks work here and whether the agent can run");
 
-	std::string fp_state_dir = "/var/lib/keytrail", fp_key_file, fp_config = keytrail::kDefaultConfigPath;
-	auto *fingerprint = app.add_subcommand(
-	    "fingerprint", "Read a secret on stdin and print its fingerprint (to match an alert to a vault entry)");
-	auto *fp_config_opt = fingerprint->add_option("-c,--config", fp_config, "YAML config (for secrets.fingerprint_key_file)");
-	fingerprint->add_option("--state-dir", fp_state_dir, "Where the agent keeps its key")->capture_default_str();
+	std::string fp_state_dir = "/var/lib/keytrail", fp_key_file,
+	            fp_config = keytrail::kDefaultConfigPath;
+	auto *fingerprint =
+	    app.add_subcommand("fingerprint", "Read a secret on stdin and print its fingerprint "
+	                                      "(to match an alert to a vault entry)");
+	auto *fp_config_opt = fingerprint->add_option(
+	    "-c,--config", fp_config, "YAML config (for secrets.fingerprint_key_file)");
+	fingerprint->add_option("--state-dir", fp_state_dir, "Where the agent keeps its key")
+	    ->capture_default_str();
 	fingerprint->add_option("--key-file", fp_key_file, "Use this key file instead");
 
 	CLI11_PARSE(app, argc, argv);
@@ -132,7 +151,8 @@ int main(int argc, char **argv)
 	if (*check)
 		return cmd_check();
 	if (*fingerprint)
-		return cmd_fingerprint(fp_config, fp_config_opt->count() > 0, fp_state_dir, fp_key_file);
+		return cmd_fingerprint(fp_config, fp_config_opt->count() > 0, fp_state_dir,
+		                       fp_key_file);
 
 	if (*run) {
 		keytrail::Config cfg;
@@ -144,11 +164,13 @@ int main(int argc, char **argv)
 		}
 		for (int p : track_pids)
 			run_opts.track.push_back(p);
-		struct sigaction sa {};
+		struct sigaction sa {
+		};
 		sa.sa_handler = on_signal;
 		sigaction(SIGINT, &sa, nullptr);
 		sigaction(SIGTERM, &sa, nullptr);
-		struct sigaction hup {};
+		struct sigaction hup {
+		};
 		hup.sa_handler = on_hup;
 		sigaction(SIGHUP, &hup, nullptr);
 		signal(SIGPIPE, SIG_IGN);

@@ -23,10 +23,10 @@ static inline __u64 kt_bloom_bit(__u64 dev, __u64 ino)
 }
 
 #define KT_COMM_LEN 16
-#define KT_PATH_MAX 4096    // PATH_MAX: a path longer than this is truncated and flagged
-#define KT_ARGS_MAX 4096    // argv bytes kept per exec
-#define KT_ENV_MAX 8192     // environment bytes kept per exec of a tracked process
-#define KT_PAYLOAD_MAX 512  // first bytes written on a new TCP connection
+#define KT_PATH_MAX 4096   // PATH_MAX: a path longer than this is truncated and flagged
+#define KT_ARGS_MAX 4096   // argv bytes kept per exec
+#define KT_ENV_MAX 8192    // environment bytes kept per exec of a tracked process
+#define KT_PAYLOAD_MAX 512 // first bytes written on a new TCP connection
 
 enum kt_event_type {
 	KT_EV_EXEC = 1,
@@ -42,51 +42,51 @@ enum kt_event_type {
 // Per-CPU counters in the kt_stats map. Drops are counted per event type at
 // KT_STAT_DROP_BASE + type, so a lost exec and a lost close read differently.
 enum kt_stat {
-	KT_STAT_EVENTS = 0,          // records successfully submitted
-	KT_STAT_READ_FAIL = 1,       // bpf_probe_read_* failed (record still sent, degraded)
-	KT_STAT_PENDING_FULL = 2,    // per-thread or per-fd map full: event not tracked
-	KT_STAT_PATH_TRUNCATED = 3,  // path or argv longer than the copy bound
-	KT_STAT_TRACK_FAIL = 4,      // task storage could not be created: process not tracked
-	KT_STAT_DROP_BASE = 8,       // + enum kt_event_type: ring buffer full
+	KT_STAT_EVENTS = 0,         // records successfully submitted
+	KT_STAT_READ_FAIL = 1,      // bpf_probe_read_* failed (record still sent, degraded)
+	KT_STAT_PENDING_FULL = 2,   // per-thread or per-fd map full: event not tracked
+	KT_STAT_PATH_TRUNCATED = 3, // path or argv longer than the copy bound
+	KT_STAT_TRACK_FAIL = 4,     // task storage could not be created: process not tracked
+	KT_STAT_DROP_BASE = 8,      // + enum kt_event_type: ring buffer full
 	KT_STAT_MAX = KT_STAT_DROP_BASE + KT_EV_MAX,
 };
 
 // Header of every record. Process context is the task that made the call.
 struct kt_event_hdr {
-	__u32 type;         // enum kt_event_type
-	__u32 size;         // bytes of the whole record
-	__u64 ts_ns;        // bpf_ktime_get_boot_ns(): CLOCK_BOOTTIME
-	__u64 start_time;   // group leader's start_boottime (ns): half of the exec_id
-	__u64 cgroup_id;    // cgroup v2 id of the task
-	__u32 pid;          // tgid
-	__u32 tid;          // thread id
-	__u32 ppid;         // real parent's tgid
+	__u32 type;       // enum kt_event_type
+	__u32 size;       // bytes of the whole record
+	__u64 ts_ns;      // bpf_ktime_get_boot_ns(): CLOCK_BOOTTIME
+	__u64 start_time; // group leader's start_boottime (ns): half of the exec_id
+	__u64 cgroup_id;  // cgroup v2 id of the task
+	__u32 pid;        // tgid
+	__u32 tid;        // thread id
+	__u32 ppid;       // real parent's tgid
 	__u32 uid;
 	__u32 gid;
-	__u32 flags;        // KT_F_*
+	__u32 flags; // KT_F_*
 	char comm[KT_COMM_LEN];
 };
 
-#define KT_F_TRACKED (1u << 0)    // the process is in the tracked set
-#define KT_F_TTY (1u << 1)        // has a controlling terminal
-#define KT_F_WATCHED (1u << 2)    // open of a watched inode
-#define KT_F_TRUNCATED (1u << 3)  // a path/argv/payload was cut at its bound
-#define KT_F_READ_FAIL (1u << 4)  // some field could not be read
+#define KT_F_TRACKED (1u << 0)   // the process is in the tracked set
+#define KT_F_TTY (1u << 1)       // has a controlling terminal
+#define KT_F_WATCHED (1u << 2)   // open of a watched inode
+#define KT_F_TRUNCATED (1u << 3) // a path/argv/payload was cut at its bound
+#define KT_F_READ_FAIL (1u << 4) // some field could not be read
 
 // The environment is captured only for processes tracked at exec (children
 // of MCP servers): they may exit before userspace can read /proc/PID/environ.
 // It carries secrets: userspace scans it into fingerprints and writes none of it.
 struct kt_exec_event {
 	struct kt_event_hdr hdr;
-	__u32 filename_len;  // bytes at data[0], no NUL
-	__u32 args_len;      // NUL-separated argv at data[filename_len]
-	__u32 env_len;       // NUL-separated environ at data[filename_len + args_len]
+	__u32 filename_len; // bytes at data[0], no NUL
+	__u32 args_len;     // NUL-separated argv at data[filename_len]
+	__u32 env_len;      // NUL-separated environ at data[filename_len + args_len]
 	__u32 pad;
 	char data[KT_PATH_MAX + KT_ARGS_MAX + KT_ENV_MAX];
 };
 
 struct kt_fork_event {
-	struct kt_event_hdr hdr;  // the parent
+	struct kt_event_hdr hdr; // the parent
 	__u32 child_pid;
 	__u32 pad;
 	__u64 child_start_time;
@@ -94,20 +94,20 @@ struct kt_fork_event {
 
 struct kt_exit_event {
 	struct kt_event_hdr hdr;
-	__s32 exit_code;  // wait status as the kernel keeps it
+	__s32 exit_code; // wait status as the kernel keeps it
 	__u32 pad;
 };
 
 struct kt_open_event {
 	struct kt_event_hdr hdr;
 	__s32 dirfd;
-	__s32 fd;  // result: fd or -errno
+	__s32 fd; // result: fd or -errno
 	__u32 flags;
 	__u32 mode;
-	__u64 dev;  // kernel dev_t of the inode's superblock (MAJOR << 20 | MINOR)
+	__u64 dev; // kernel dev_t of the inode's superblock (MAJOR << 20 | MINOR)
 	__u64 ino;
-	__u32 syscall;   // enum kt_open_syscall
-	__u32 path_len;  // bytes in path, no NUL; 0 for a watched open by an untracked process
+	__u32 syscall;  // enum kt_open_syscall
+	__u32 path_len; // bytes in path, no NUL; 0 for a watched open by an untracked process
 	char path[KT_PATH_MAX];
 };
 
@@ -118,7 +118,7 @@ enum kt_close_reason { KT_CLOSE_CLOSE = 1, KT_CLOSE_EXIT = 2, KT_CLOSE_EXEC = 3 
 struct kt_close_event {
 	struct kt_event_hdr hdr;
 	__s32 fd;
-	__u32 reason;  // enum kt_close_reason
+	__u32 reason; // enum kt_close_reason
 	__u64 dev;
 	__u64 ino;
 	__u64 bytes_read;
@@ -128,21 +128,26 @@ struct kt_close_event {
 struct kt_connect_event {
 	struct kt_event_hdr hdr;
 	__s32 fd;
-	__s32 ret;        // 0, -EINPROGRESS (an attempt), or another -errno
-	__u16 family;     // AF_INET, AF_INET6, AF_UNIX, ...
-	__u16 port;       // host byte order
-	__u16 sock_type;  // SOCK_STREAM, SOCK_DGRAM, ...
+	__s32 ret;       // 0, -EINPROGRESS (an attempt), or another -errno
+	__u16 family;    // AF_INET, AF_INET6, AF_UNIX, ...
+	__u16 port;      // host byte order
+	__u16 sock_type; // SOCK_STREAM, SOCK_DGRAM, ...
 	__u16 pad;
-	__u8 addr[16];    // IPv4 in the first 4 bytes
+	__u8 addr[16]; // IPv4 in the first 4 bytes
 };
 
-enum kt_write_syscall { KT_SYS_WRITE = 1, KT_SYS_WRITEV = 2, KT_SYS_SENDTO = 3, KT_SYS_SENDMSG = 4 };
+enum kt_write_syscall {
+	KT_SYS_WRITE = 1,
+	KT_SYS_WRITEV = 2,
+	KT_SYS_SENDTO = 3,
+	KT_SYS_SENDMSG = 4
+};
 
 struct kt_payload_event {
 	struct kt_event_hdr hdr;
 	__s32 fd;
-	__u32 syscall;  // enum kt_write_syscall
-	__u32 len;      // bytes in data
+	__u32 syscall; // enum kt_write_syscall
+	__u32 len;     // bytes in data
 	__u32 pad;
 	char data[KT_PAYLOAD_MAX];
 };
@@ -161,7 +166,7 @@ struct kt_fd_state {
 };
 
 struct kt_watch_filter {
-	__u32 count;  // entries in the watched map; 0 = nothing to check
+	__u32 count; // entries in the watched map; 0 = nothing to check
 	__u32 pad;
 	__u64 bloom[KT_WATCH_BLOOM_WORDS];
 };
@@ -169,7 +174,7 @@ struct kt_watch_filter {
 // Value of the tracked task-storage map: why the process is tracked.
 enum kt_track_reason { KT_TRACK_USER = 1, KT_TRACK_FORK = 2, KT_TRACK_WATCHED = 3 };
 struct kt_task_mark {
-	__u32 reason;  // enum kt_track_reason
+	__u32 reason; // enum kt_track_reason
 	__u32 pad;
 };
 

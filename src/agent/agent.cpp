@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <glob.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -18,12 +19,13 @@
 #include "keytrail/secrets/mask.h"
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/secrets/paths.h"
-#include <openssl/crypto.h>
 #include "keytrail/util/text.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 constexpr const char *kSchemaVersion = "1";
 
@@ -51,9 +53,9 @@ std::string open_flags_string(uint32_t f)
 	default: s = "O_RDWR"; break;
 	}
 	static const std::pair<uint32_t, const char *> names[] = {
-	    {O_CREAT, "O_CREAT"},   {O_EXCL, "O_EXCL"},         {O_TRUNC, "O_TRUNC"},
-	    {O_APPEND, "O_APPEND"}, {O_NONBLOCK, "O_NONBLOCK"}, {O_DIRECTORY, "O_DIRECTORY"},
-	    {O_NOFOLLOW, "O_NOFOLLOW"}, {O_CLOEXEC, "O_CLOEXEC"}, {O_PATH, "O_PATH"}};
+	    {O_CREAT, "O_CREAT"},       {O_EXCL, "O_EXCL"},         {O_TRUNC, "O_TRUNC"},
+	    {O_APPEND, "O_APPEND"},     {O_NONBLOCK, "O_NONBLOCK"}, {O_DIRECTORY, "O_DIRECTORY"},
+	    {O_NOFOLLOW, "O_NOFOLLOW"}, {O_CLOEXEC, "O_CLOEXEC"},   {O_PATH, "O_PATH"}};
 	for (auto &[bit, name] : names)
 		if ((f & bit) == bit)
 			s += std::string("|") + name;
@@ -115,17 +117,14 @@ ProcessInfo from_snapshot(const ProcSnapshot &snap)
 	return info;
 }
 
-}  // namespace
+} // namespace
 
 Agent::Agent(Config cfg, AgentOptions opts)
-    : cfg_(std::move(cfg)),
-      opts_(std::move(opts)),
-      events_(opts_.events || cfg_.events),
-      host_(hostname()),
-      loader_(LoaderOptions{cfg_.ring_buffer_bytes, 0}),
+    : cfg_(std::move(cfg)), opts_(std::move(opts)), events_(opts_.events || cfg_.events),
+      host_(hostname()), loader_(LoaderOptions{cfg_.ring_buffer_bytes, 0}),
       detector_(cfg_.builtin_rules, cfg_.rules),
       table_(read_boot_id(), static_cast<int64_t>(cfg_.process_grace.count()) * 1000000LL,
-	     cfg_.max_exited),
+             cfg_.max_exited),
       resolver_(host_, cfg_.trust_domain, cfg_.identities, cfg_.environments)
 {
 	if (!opts_.state_dir.empty())
@@ -147,8 +146,9 @@ nlohmann::json Agent::base(const char *type, const EventContext &ctx)
 	r["uid"] = ctx.uid;
 	r["gid"] = ctx.gid;
 	ProcessInfo *p = process_for(ctx);
-	r["exec_id"] = p ? p->exec_id
-			 : make_exec_id(table_.boot_id(), ns_to_clock_ticks(ctx.start_time_ns), ctx.pid);
+	r["exec_id"] =
+	    p ? p->exec_id
+	      : make_exec_id(table_.boot_id(), ns_to_clock_ticks(ctx.start_time_ns), ctx.pid);
 	if (p && !p->mcp_server.empty())
 		r["mcp_server"] = p->mcp_server;
 	if (p && (p->tracked || (ctx.flags & KT_F_TRACKED)))
@@ -194,9 +194,9 @@ nlohmann::json Agent::ancestry_json(ProcessInfo &p)
 	nlohmann::json a = nlohmann::json::array();
 	for (ProcessInfo *anc : table_.ancestry(p, cfg_.ancestry_depth))
 		a.push_back({{"pid", anc->pid},
-			     {"exec_id", anc->exec_id},
-			     {"comm", sanitize_utf8(anc->comm)},
-			     {"exe", sanitize_utf8(anc->exe)}});
+		             {"exec_id", anc->exec_id},
+		             {"comm", sanitize_utf8(anc->comm)},
+		             {"exe", sanitize_utf8(anc->exe)}});
 	return a;
 }
 
@@ -222,7 +222,10 @@ ProcessInfo *Agent::process_for(const EventContext &ctx)
 	return &table_.upsert(std::move(info));
 }
 
-size_t Agent::tracked_live() const { return table_.count_tracked(); }
+size_t Agent::tracked_live() const
+{
+	return table_.count_tracked();
+}
 
 void Agent::track(uint32_t pid, const McpMatch &why)
 {
@@ -283,9 +286,10 @@ void Agent::scan_proc()
 	for (uint32_t pid : list_pids()) {
 		auto snap = read_proc(pid);
 		if (!snap)
-			continue;  // exited while we looked
+			continue; // exited while we looked
 		ProcessInfo info = from_snapshot(*snap);
-		ProcessFacts facts{static_cast<pid_t>(pid), snap->uid, snap->exe, snap->argv, "", ""};
+		ProcessFacts facts{
+		    static_cast<pid_t>(pid), snap->uid, snap->exe, snap->argv, "", ""};
 		table_.upsert(std::move(info));
 		if (pid == static_cast<uint32_t>(getpid()))
 			continue;
@@ -304,7 +308,8 @@ void Agent::start()
 	chmod(cfg_.state_dir.c_str(), 0700);
 
 	if (!opts_.output.empty()) {
-		out_.add(make_sink(OutputSpec{opts_.output == "-" ? "stdout" : "file", opts_.output}));
+		out_.add(
+		    make_sink(OutputSpec{opts_.output == "-" ? "stdout" : "file", opts_.output}));
 	} else if (cfg_.outputs.empty()) {
 		out_.add(make_sink(OutputSpec{"stdout", ""}));
 	} else {
@@ -312,11 +317,12 @@ void Agent::start()
 			out_.add(make_sink(o));
 	}
 
-	std::string key_file = cfg_.fingerprint_key_file.empty() ? cfg_.state_dir + "/fingerprint.key"
-								  : cfg_.fingerprint_key_file;
+	std::string key_file = cfg_.fingerprint_key_file.empty()
+	                           ? cfg_.state_dir + "/fingerprint.key"
+	                           : cfg_.fingerprint_key_file;
 	sources_ = std::make_unique<SecretSources>(
-	    Fingerprinter(load_or_create_key(key_file, cfg_.fingerprint_key_file.empty())), cfg_.secret_paths,
-	    cfg_.max_file_size);
+	    Fingerprinter(load_or_create_key(key_file, cfg_.fingerprint_key_file.empty())),
+	    cfg_.secret_paths, cfg_.max_file_size);
 	ledger_ = std::make_unique<Ledger>(cfg_.state_dir + "/ledger.db");
 
 	loader_.start([this](const void *data, size_t size) { on_record(data, size); });
@@ -325,7 +331,8 @@ void Agent::start()
 		if (::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g) == 0)
 			for (size_t i = 0; i < g.gl_pathc; i++)
 				if (!watch_path(g.gl_pathv[i]))
-					spdlog::warn("cannot watch {}", sanitize_utf8(g.gl_pathv[i]));
+					spdlog::warn("cannot watch {}",
+					             sanitize_utf8(g.gl_pathv[i]));
 		globfree(&g);
 	}
 	scan_proc();
@@ -354,9 +361,9 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 	start();
 	auto next_health = std::chrono::steady_clock::now() + cfg_.health_interval;
 	auto deadline = opts_.duration_s > 0
-			    ? started_ + std::chrono::milliseconds(
-					     static_cast<int64_t>(opts_.duration_s * 1000))
-			    : std::chrono::steady_clock::time_point::max();
+	                    ? started_ + std::chrono::milliseconds(
+	                                     static_cast<int64_t>(opts_.duration_s * 1000))
+	                    : std::chrono::steady_clock::time_point::max();
 	while (!stop.load()) {
 		int n = loader_.poll(100);
 		if (n < 0) {
@@ -423,15 +430,17 @@ void Agent::handle(ExecEvent &e)
 	const ProcessInfo *parent = table_.find(e.ctx.ppid);
 	// An exec from a non-leader thread replaces the group leader, and the
 	// mark on it: a process we tracked keeps being tracked.
-	if (const ProcessInfo *before = table_.find(pid); before && before->tracked && !info.tracked)
+	if (const ProcessInfo *before = table_.find(pid);
+	    before && before->tracked && !info.tracked)
 		info.tracked = loader_.track(static_cast<pid_t>(pid));
 	// A relative exec path is relative to the cwd. Not /proc/PID/exe: for a
 	// script that is the interpreter, and the script's name is what matters.
 	if (!info.exe.empty() && info.exe[0] != '/')
 		if (auto r = resolve_process_path(static_cast<pid_t>(pid), -100, info.exe))
 			info.exe = r->logical;
-	ProcessFacts facts{static_cast<pid_t>(pid), e.ctx.uid, info.exe, e.argv,
-			   parent ? parent->comm : "", parent ? parent->exe : ""};
+	ProcessFacts facts{
+	    static_cast<pid_t>(pid),  e.ctx.uid, info.exe, e.argv, parent ? parent->comm : "",
+	    parent ? parent->exe : ""};
 	std::optional<McpMatch> match = detector_.match(facts);
 	// A tracked child keeps its server's label unless it is a server itself.
 	if (match) {
@@ -477,7 +486,8 @@ void Agent::handle(ForkEvent &e)
 	const ProcessInfo *parent = process_for(e.ctx);
 	// track() may have found the child in /proc first, or its exec may have
 	// been read first: never replace what we know about this instance.
-	if (ProcessInfo *known = table_.find_instance(e.child_pid, ns_to_clock_ticks(e.child_start_time_ns))) {
+	if (ProcessInfo *known =
+	        table_.find_instance(e.child_pid, ns_to_clock_ticks(e.child_start_time_ns))) {
 		known->tracked = true;
 		if (events_) {
 			auto r = base("fork", e.ctx);
@@ -573,7 +583,7 @@ void Agent::handle(OpenEvent &e)
 }
 
 void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv,
-				    const SecretBytes *env_block)
+                                    const SecretBytes *env_block)
 {
 	p.secrets_collected = true;
 	int64_t now = p.exec_time_ns ? p.exec_time_ns : clock_.now_ns();
@@ -614,11 +624,12 @@ void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &
 		if (it != p->identity->selectors.end())
 			cwd = it->second;
 	}
-	auto scan = watched && e.path.empty() ? sources_->cached_inode(e.dev, e.ino)
-					      : sources_->from_open(static_cast<pid_t>(e.ctx.pid), e.fd,
-								    e.dirfd, path, e.dev, e.ino, cwd);
+	auto scan = watched && e.path.empty()
+	                ? sources_->cached_inode(e.dev, e.ino)
+	                : sources_->from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,
+	                                      e.dev, e.ino, cwd);
 	if (!scan || scan->unreadable)
-		return;  // counted in health: secrets.files_unreadable
+		return; // counted in health: secrets.files_unreadable
 	int64_t when = clock_.boot_to_wall_ns(e.ctx.ts_ns);
 	if (scan->secrets.empty() && !scan->cached) {
 		// Listed in the catalog, but nothing credential-like inside.
@@ -627,7 +638,7 @@ void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &
 		r["kind"] = scan->kind;
 		r["credentials"] = 0;
 		r["summary"] = "credential file " + sanitize_utf8(scan->path) + " (" + scan->kind +
-			       ") holds nothing credential-like";
+		               ") holds nothing credential-like";
 		out_.emit(r);
 		return;
 	}
@@ -637,7 +648,8 @@ void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &
 		obtained(p, here, when);
 	}
 	// Any process that opens it from now on is reported, tracked or not.
-	if (!scan->secrets.empty() && !watched_paths_.count({e.dev, e.ino}) && loader_.watch(e.dev, e.ino, 0))
+	if (!scan->secrets.empty() && !watched_paths_.count({e.dev, e.ino}) &&
+	    loader_.watch(e.dev, e.ino, 0))
 		watched_paths_[{e.dev, e.ino}] = scan->path;
 }
 
@@ -645,16 +657,19 @@ void Agent::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
 {
 	if (p) {
 		for (const auto &h : p->secrets)
-			if (h.fingerprint == o.fingerprint && h.source == o.source && h.location == o.location)
-				return;  // already known to hold it this way
-		p->secrets.push_back({o.fingerprint, o.type, o.source, o.location, o.name, time_ns});
+			if (h.fingerprint == o.fingerprint && h.source == o.source &&
+			    h.location == o.location)
+				return; // already known to hold it this way
+		p->secrets.push_back(
+		    {o.fingerprint, o.type, o.source, o.location, o.name, time_ns});
 	}
 	secrets_obtained_++;
 	std::string identity = p ? identity_of(*p).id : "";
 	const InventoryEntry *inv =
-	    match_inventory(cfg_.inventory, o.fingerprint, o.source, o.location, o.source == "env" ? o.location : o.name,
-			    identity);
-	Sighting s{o.fingerprint, o.type, o.prefix, o.source, o.location, o.name, identity, time_ns};
+	    match_inventory(cfg_.inventory, o.fingerprint, o.source, o.location,
+	                    o.source == "env" ? o.location : o.name, identity);
+	Sighting s{o.fingerprint, o.type, o.prefix, o.source,
+	           o.location,    o.name, identity, time_ns};
 	auto rotated_from = ledger_->record_sighting(s);
 
 	nlohmann::json r;
@@ -672,7 +687,8 @@ void Agent::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
 			r["mcp_server"] = p->mcp_server;
 		r["identity"] = identity_of(*p).to_json();
 	}
-	nlohmann::json sec = {{"fingerprint", o.fingerprint}, {"type", o.type}, {"source", o.source}};
+	nlohmann::json sec = {
+	    {"fingerprint", o.fingerprint}, {"type", o.type}, {"source", o.source}};
 	if (!o.prefix.empty())
 		sec["prefix"] = sanitize_utf8(o.prefix);
 	const char *loc_key = o.source == "env" ? "env" : o.source == "argv" ? "arg" : "path";
@@ -696,11 +712,11 @@ void Agent::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
 	if (o.source == "mcp_config" || o.source == "argv")
 		r["hardcoded"] = true;
 	std::string who = p ? sanitize_utf8(p->comm) + " (pid " + std::to_string(p->pid) +
-				  (p->mcp_server.empty() ? "" : ", " + p->mcp_server) + ")"
-			    : "MCP client config";
-	r["summary"] = who + (p ? " obtained " : " hard-codes ") + o.type + " " + o.fingerprint.substr(0, 12) +
-		       " from " + o.source + " " + sanitize_utf8(o.location) +
-		       (inv ? " (inventory " + inv->id + ")" : "");
+	                          (p->mcp_server.empty() ? "" : ", " + p->mcp_server) + ")"
+	                    : "MCP client config";
+	r["summary"] = who + (p ? " obtained " : " hard-codes ") + o.type + " " +
+	               o.fingerprint.substr(0, 12) + " from " + o.source + " " +
+	               sanitize_utf8(o.location) + (inv ? " (inventory " + inv->id + ")" : "");
 	out_.emit(r);
 }
 
@@ -748,11 +764,13 @@ void Agent::reload_config()
 		cfg_.environments = fresh.environments;
 		cfg_.trust_domain = fresh.trust_domain;
 		cfg_.clients = std::move(fresh.clients);
-		resolver_ = IdentityResolver(host_, cfg_.trust_domain, cfg_.identities, cfg_.environments);
+		resolver_ =
+		    IdentityResolver(host_, cfg_.trust_domain, cfg_.identities, cfg_.environments);
 		reloads_++;
 		r["ok"] = true;
 		r["inventory_entries"] = cfg_.inventory.size();
-		spdlog::info("reloaded {}: {} inventory entries", cfg_.source, cfg_.inventory.size());
+		spdlog::info("reloaded {}: {} inventory entries", cfg_.source,
+		             cfg_.inventory.size());
 	} catch (const Error &e) {
 		reload_errors_++;
 		r["ok"] = false;
@@ -797,16 +815,17 @@ void Agent::flush_fds(uint32_t pid, uint32_t reason, const EventContext &ctx)
 		int fd = it->first;
 		if (reason == KT_CLOSE_EXEC) {
 			struct stat st;
-			std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+			std::string link =
+			    "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
 			if (stat(link.c_str(), &st) == 0 && st.st_ino == it->second.ino) {
-				++it;  // survived the exec (no O_CLOEXEC)
+				++it; // survived the exec (no O_CLOEXEC)
 				continue;
 			}
 		}
 		auto st = loader_.take_fd_state(pid, fd);
 		if (st) {
 			CloseEvent c{ctx, fd, reason, st->dev, st->ino, st->bytes_read, st->reads};
-			handle(c);  // erases the entry from open_fds_
+			handle(c); // erases the entry from open_fds_
 			it = pit->second.lower_bound(fd);
 		} else {
 			it = pit->second.erase(it);
@@ -888,8 +907,8 @@ void Agent::emit_health(bool final)
 	write_status(r, !final);
 	if (final)
 		spdlog::info("stopped: {} kernel events, {} dropped, {} attribution failures",
-			     r["kernel"]["events"].get<uint64_t>(), r["kernel"]["drops"].get<uint64_t>(),
-			     unattributed_);
+		             r["kernel"]["events"].get<uint64_t>(),
+		             r["kernel"]["drops"].get<uint64_t>(), unattributed_);
 }
 
 // <state_dir>/status.json: the latest health plus what `keytrail status` and
@@ -924,43 +943,42 @@ nlohmann::json Agent::health_record(bool final)
 	r["uptime_seconds"] =
 	    std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
 	nlohmann::json drops_by_type = nlohmann::json::object();
-	static const char *names[KT_EV_MAX] = {"",      "exec",    "fork",   "exit",
-					       "open",  "close",   "connect", "payload"};
+	static const char *names[KT_EV_MAX] = {"",     "exec",  "fork",    "exit",
+	                                       "open", "close", "connect", "payload"};
 	for (uint32_t t = 1; t < KT_EV_MAX; t++)
 		drops_by_type[names[t]] = ks.drops_of(t);
 	r["kernel"] = {{"events", ks.events()},
-		       {"drops", ks.drops()},
-		       {"drops_by_type", drops_by_type},
-		       {"read_failures", ks.v[KT_STAT_READ_FAIL]},
-		       {"pending_map_full", ks.v[KT_STAT_PENDING_FULL]},
-		       {"truncated", ks.v[KT_STAT_PATH_TRUNCATED]},
-		       {"track_failures", ks.v[KT_STAT_TRACK_FAIL]}};
+	               {"drops", ks.drops()},
+	               {"drops_by_type", drops_by_type},
+	               {"read_failures", ks.v[KT_STAT_READ_FAIL]},
+	               {"pending_map_full", ks.v[KT_STAT_PENDING_FULL]},
+	               {"truncated", ks.v[KT_STAT_PATH_TRUNCATED]},
+	               {"track_failures", ks.v[KT_STAT_TRACK_FAIL]}};
 	nlohmann::json by_type = nlohmann::json::object();
 	for (size_t i = 0; i < 7; i++)
 		by_type[names[i + 1]] = by_type_[i];
 	r["agent"] = {{"records", records_},
-		      {"records_by_type", by_type},
-		      {"decode_errors", decode_errors_},
-		      {"attribution_failures", unattributed_},
-		      {"identities_resolved", identities_resolved_},
-		      {"identities_degraded", identities_degraded_},
-		      {"late_payloads", late_payloads_},
-		      {"fd_states_swept", fd_states_swept_},
-		      {"output_written", out_.written()},
-		      {"output_errors", out_.errors()}};
-	r["processes"] = {{"live", table_.live()},
-			  {"exited_kept", table_.exited()},
-			  {"tracked", tracked_live()}};
+	              {"records_by_type", by_type},
+	              {"decode_errors", decode_errors_},
+	              {"attribution_failures", unattributed_},
+	              {"identities_resolved", identities_resolved_},
+	              {"identities_degraded", identities_degraded_},
+	              {"late_payloads", late_payloads_},
+	              {"fd_states_swept", fd_states_swept_},
+	              {"output_written", out_.written()},
+	              {"output_errors", out_.errors()}};
+	r["processes"] = {
+	    {"live", table_.live()}, {"exited_kept", table_.exited()}, {"tracked", tracked_live()}};
 	r["secrets"] = {{"obtained", secrets_obtained_},
-			{"files_read", sources_ ? sources_->files_read() : 0},
-			{"files_unreadable", sources_ ? sources_->files_unreadable() : 0},
-			{"environ_unreadable", environ_unreadable_},
-			{"rotations", rotations_},
-			{"ledger_errors", ledger_errors_}};
+	                {"files_read", sources_ ? sources_->files_read() : 0},
+	                {"files_unreadable", sources_ ? sources_->files_unreadable() : 0},
+	                {"environ_unreadable", environ_unreadable_},
+	                {"rotations", rotations_},
+	                {"ledger_errors", ledger_errors_}};
 	r["config"] = {{"reloads", reloads_}, {"reload_errors", reload_errors_}};
 	r["watched_inodes"] = loader_.watched_count();
 	r["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
 	return r;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -3,18 +3,21 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-
-#include "keytrail/util/clock.h"
-#include "keytrail/util/text.h"
 #include <fstream>
 #include <set>
 #include <sstream>
 
-namespace keytrail {
+#include "keytrail/util/clock.h"
+#include "keytrail/util/text.h"
 
-namespace {
+namespace keytrail
+{
 
-class Parser {
+namespace
+{
+
+class Parser
+{
       public:
 	explicit Parser(std::string name) : name_(std::move(name)) {}
 
@@ -22,11 +25,11 @@ class Parser {
 	{
 		const YAML::Mark m = n.Mark();
 		throw ConfigError(name_ + ":" + std::to_string(m.line + 1) + ":" +
-				  std::to_string(m.column + 1) + ": " + why);
+		                  std::to_string(m.column + 1) + ": " + why);
 	}
 
 	void only_keys(const YAML::Node &map, const std::string &where,
-		       const std::set<std::string> &allowed) const
+	               const std::set<std::string> &allowed) const
 	{
 		if (!map.IsMap())
 			fail(map, where + " must be a mapping");
@@ -36,8 +39,8 @@ class Parser {
 				std::string list;
 				for (const auto &a : allowed)
 					list += (list.empty() ? "" : ", ") + a;
-				fail(kv.first, "unknown key '" + key + "' in " + where + " (expected one of: " +
-						   list + ")");
+				fail(kv.first, "unknown key '" + key + "' in " + where +
+				                   " (expected one of: " + list + ")");
 			}
 		}
 	}
@@ -58,8 +61,7 @@ class Parser {
 		}
 	}
 
-	template <typename F>
-	auto convert(const YAML::Node &n, const std::string &what, F f) const
+	template <typename F> auto convert(const YAML::Node &n, const std::string &what, F f) const
 	{
 		std::string s = str(n, what);
 		try {
@@ -69,7 +71,8 @@ class Parser {
 		}
 	}
 
-	uint64_t number(const YAML::Node &n, const std::string &what, uint64_t lo, uint64_t hi) const
+	uint64_t number(const YAML::Node &n, const std::string &what, uint64_t lo,
+	                uint64_t hi) const
 	{
 		uint64_t v;
 		try {
@@ -78,7 +81,8 @@ class Parser {
 			fail(n, what + " must be a whole number");
 		}
 		if (v < lo || v > hi)
-			fail(n, what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+			fail(n, what + " must be between " + std::to_string(lo) + " and " +
+			            std::to_string(hi));
 		return v;
 	}
 
@@ -127,8 +131,10 @@ class Parser {
 			only_keys(n, "identities", {"trust_domain", "rules"});
 			if (n["trust_domain"]) {
 				c->trust_domain = str(n["trust_domain"], "identities.trust_domain");
-				if (c->trust_domain.empty() || c->trust_domain.find('/') != std::string::npos)
-					fail(n["trust_domain"], "identities.trust_domain must be a bare name");
+				if (c->trust_domain.empty() ||
+				    c->trust_domain.find('/') != std::string::npos)
+					fail(n["trust_domain"],
+					     "identities.trust_domain must be a bare name");
 			}
 			rules = n["rules"];
 			if (!rules)
@@ -157,20 +163,24 @@ class Parser {
 			if (!r["name"] || !r["match"])
 				fail(r, "an environment rule needs a name and a match");
 			c->environments.push_back(
-			    EnvironmentRule{str(r["name"], "environment name"), selector_match(r["match"], "match")});
+			    EnvironmentRule{str(r["name"], "environment name"),
+			                    selector_match(r["match"], "match")});
 		}
 	}
 
 	void secrets(const YAML::Node &n, Config *c) const
 	{
 		only_keys(n, "secrets",
-			  {"fingerprint_key_file", "paths", "max_file_size", "scan_mcp_configs", "mcp_configs"});
+		          {"fingerprint_key_file", "paths", "max_file_size", "scan_mcp_configs",
+		           "mcp_configs"});
 		if (n["mcp_configs"])
 			c->mcp_configs = str_list(n["mcp_configs"], "secrets.mcp_configs");
 		if (n["fingerprint_key_file"]) {
-			c->fingerprint_key_file = str(n["fingerprint_key_file"], "secrets.fingerprint_key_file");
+			c->fingerprint_key_file =
+			    str(n["fingerprint_key_file"], "secrets.fingerprint_key_file");
 			if (c->fingerprint_key_file.empty() || c->fingerprint_key_file[0] != '/')
-				fail(n["fingerprint_key_file"], "secrets.fingerprint_key_file must be an absolute path");
+				fail(n["fingerprint_key_file"],
+				     "secrets.fingerprint_key_file must be an absolute path");
 		}
 		if (n["paths"]) {
 			if (!n["paths"].IsSequence())
@@ -179,12 +189,15 @@ class Parser {
 				c->secret_paths.push_back(str(p, "a secrets path"));
 		}
 		if (n["max_file_size"]) {
-			c->max_file_size = convert(n["max_file_size"], "secrets.max_file_size", parse_size);
+			c->max_file_size =
+			    convert(n["max_file_size"], "secrets.max_file_size", parse_size);
 			if (c->max_file_size < 1024 || c->max_file_size > (64u << 20))
-				fail(n["max_file_size"], "secrets.max_file_size must be 1KiB..64MiB");
+				fail(n["max_file_size"],
+				     "secrets.max_file_size must be 1KiB..64MiB");
 		}
 		if (n["scan_mcp_configs"])
-			c->scan_mcp_configs = boolean(n["scan_mcp_configs"], "secrets.scan_mcp_configs");
+			c->scan_mcp_configs =
+			    boolean(n["scan_mcp_configs"], "secrets.scan_mcp_configs");
 	}
 
 	std::vector<std::string> str_list(const YAML::Node &n, const std::string &what) const
@@ -208,8 +221,9 @@ class Parser {
 		std::set<std::string> ids;
 		for (const auto &e : n) {
 			only_keys(e, "an inventory entry",
-				  {"id", "owner", "purpose", "match", "expires", "rotate_every", "max_unused",
-				   "allowed_identities", "allowed_upstreams", "environment", "status"});
+			          {"id", "owner", "purpose", "match", "expires", "rotate_every",
+			           "max_unused", "allowed_identities", "allowed_upstreams",
+			           "environment", "status"});
 			InventoryEntry entry;
 			entry.line = e.Mark().line + 1;
 			if (!e["id"])
@@ -227,13 +241,18 @@ class Parser {
 			const YAML::Node m = e["match"];
 			only_keys(m, where + ".match", {"fingerprint", "path", "env", "identity"});
 			if (m["fingerprint"]) {
-				entry.fingerprints = str_list(m["fingerprint"], where + ".match.fingerprint");
+				entry.fingerprints =
+				    str_list(m["fingerprint"], where + ".match.fingerprint");
 				for (auto &fp : entry.fingerprints) {
-					bool hex = !fp.empty() && fp.find_first_not_of("0123456789abcdef") == std::string::npos;
+					bool hex = !fp.empty() &&
+					           fp.find_first_not_of("0123456789abcdef") ==
+					               std::string::npos;
 					if (!hex || fp.size() != 32)
-						fail(m["fingerprint"], where + ".match.fingerprint '" + fp +
-									   "' is not a 32-digit lowercase hex fingerprint "
-									   "(see keytrail fingerprint)");
+						fail(m["fingerprint"],
+						     where + ".match.fingerprint '" + fp +
+						         "' is not a 32-digit lowercase hex "
+						         "fingerprint "
+						         "(see keytrail fingerprint)");
 				}
 			}
 			if (m["path"])
@@ -247,23 +266,31 @@ class Parser {
 			if (e["expires"]) {
 				int64_t t;
 				if (!parse_rfc3339(str(e["expires"], where + ".expires"), &t))
-					fail(e["expires"], where + ".expires must be a date (2027-01-31) or an RFC 3339 time");
+					fail(e["expires"],
+					     where + ".expires must be a date (2027-01-31) or an "
+					             "RFC 3339 time");
 				entry.expires_ns = t;
 			}
 			if (e["rotate_every"])
-				entry.rotate_every = convert(e["rotate_every"], where + ".rotate_every", parse_duration);
+				entry.rotate_every = convert(
+				    e["rotate_every"], where + ".rotate_every", parse_duration);
 			if (e["max_unused"])
-				entry.max_unused = convert(e["max_unused"], where + ".max_unused", parse_duration);
+				entry.max_unused =
+				    convert(e["max_unused"], where + ".max_unused", parse_duration);
 			if (e["allowed_identities"])
-				entry.allowed_identities = str_list(e["allowed_identities"], where + ".allowed_identities");
+				entry.allowed_identities = str_list(e["allowed_identities"],
+				                                    where + ".allowed_identities");
 			if (e["allowed_upstreams"])
-				entry.allowed_upstreams = str_list(e["allowed_upstreams"], where + ".allowed_upstreams");
+				entry.allowed_upstreams =
+				    str_list(e["allowed_upstreams"], where + ".allowed_upstreams");
 			if (e["environment"])
 				entry.environment = str(e["environment"], where + ".environment");
 			if (e["status"]) {
 				entry.status = str(e["status"], where + ".status");
-				if (entry.status != "active" && entry.status != "revoked" && entry.status != "decommissioned")
-					fail(e["status"], where + ".status must be active, revoked or decommissioned");
+				if (entry.status != "active" && entry.status != "revoked" &&
+				    entry.status != "decommissioned")
+					fail(e["status"], where + ".status must be active, revoked "
+					                          "or decommissioned");
 			}
 			c->inventory.push_back(std::move(entry));
 		}
@@ -286,7 +313,8 @@ class Parser {
 			if (r["argv"])
 				rule.argv = regex(r["argv"], "client argv");
 			if (!rule.exe && !rule.comm && !rule.argv)
-				fail(r, "client rule '" + rule.name + "' has no condition (exe, comm or argv)");
+				fail(r, "client rule '" + rule.name +
+				            "' has no condition (exe, comm or argv)");
 			c->clients.push_back(std::move(rule));
 		}
 	}
@@ -304,13 +332,14 @@ class Parser {
 	void agent(const YAML::Node &n, Config *c) const
 	{
 		only_keys(n, "agent",
-			  {"state_dir", "ring_buffer_size", "health_interval", "connect_hold", "events",
-			   "process_grace", "max_exited_processes", "ancestry_depth"});
+		          {"state_dir", "ring_buffer_size", "health_interval", "connect_hold",
+		           "events", "process_grace", "max_exited_processes", "ancestry_depth"});
 		if (n["process_grace"])
-			c->process_grace = convert(n["process_grace"], "agent.process_grace", parse_duration);
+			c->process_grace =
+			    convert(n["process_grace"], "agent.process_grace", parse_duration);
 		if (n["max_exited_processes"])
-			c->max_exited = number(n["max_exited_processes"], "agent.max_exited_processes", 16,
-					       10000000);
+			c->max_exited = number(n["max_exited_processes"],
+			                       "agent.max_exited_processes", 16, 10000000);
 		if (n["ancestry_depth"])
 			c->ancestry_depth = static_cast<uint32_t>(
 			    number(n["ancestry_depth"], "agent.ancestry_depth", 0, 64));
@@ -320,19 +349,23 @@ class Parser {
 				fail(n["state_dir"], "agent.state_dir must be an absolute path");
 		}
 		if (n["ring_buffer_size"]) {
-			uint64_t b = convert(n["ring_buffer_size"], "agent.ring_buffer_size", parse_size);
+			uint64_t b =
+			    convert(n["ring_buffer_size"], "agent.ring_buffer_size", parse_size);
 			if (b < 4096 || b > (1ULL << 30))
-				fail(n["ring_buffer_size"], "agent.ring_buffer_size must be 4KiB..1GiB");
+				fail(n["ring_buffer_size"],
+				     "agent.ring_buffer_size must be 4KiB..1GiB");
 			c->ring_buffer_bytes = static_cast<uint32_t>(b);
 		}
 		if (n["health_interval"]) {
 			c->health_interval =
 			    convert(n["health_interval"], "agent.health_interval", parse_duration);
 			if (c->health_interval.count() < 100)
-				fail(n["health_interval"], "agent.health_interval must be at least 100ms");
+				fail(n["health_interval"],
+				     "agent.health_interval must be at least 100ms");
 		}
 		if (n["connect_hold"])
-			c->connect_hold = convert(n["connect_hold"], "agent.connect_hold", parse_duration);
+			c->connect_hold =
+			    convert(n["connect_hold"], "agent.connect_hold", parse_duration);
 		if (n["events"])
 			c->events = boolean(n["events"], "agent.events");
 	}
@@ -346,7 +379,8 @@ class Parser {
 			c->builtin_rules = boolean(n["builtin_rules"], "tracking.builtin_rules");
 		if (n["watch_paths"]) {
 			if (!n["watch_paths"].IsSequence())
-				fail(n["watch_paths"], "tracking.watch_paths must be a list of paths or globs");
+				fail(n["watch_paths"],
+				     "tracking.watch_paths must be a list of paths or globs");
 			for (const auto &w : n["watch_paths"]) {
 				std::string path = str(w, "a watch path");
 				if (path.empty() || path[0] != '/')
@@ -386,7 +420,7 @@ class Parser {
 			}
 			if (!rule.exe && !rule.argv && !rule.parent && !rule.uid)
 				fail(r, "tracking rule '" + rule.name +
-					    "' has no condition (exe, argv, parent or uid)");
+				            "' has no condition (exe, argv, parent or uid)");
 			c->rules.push_back(std::move(rule));
 		}
 	}
@@ -408,7 +442,8 @@ class Parser {
 				if (o["path"])
 					fail(o["path"], "a stdout output takes no path");
 			} else {
-				fail(o["type"], "unknown output type '" + spec.type + "' (stdout or file)");
+				fail(o["type"],
+				     "unknown output type '" + spec.type + "' (stdout or file)");
 			}
 			c->outputs.push_back(spec);
 		}
@@ -421,14 +456,15 @@ class Parser {
 			root = YAML::Load(text);
 		} catch (const YAML::ParserException &e) {
 			throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
-					  std::to_string(e.mark.column + 1) + ": " + e.msg);
+			                  std::to_string(e.mark.column + 1) + ": " + e.msg);
 		}
 		Config c;
 		c.source = name_;
 		if (root.IsNull())
-			return c;  // an empty file means defaults
+			return c; // an empty file means defaults
 		only_keys(root, "the top level",
-			  {"agent", "tracking", "outputs", "identities", "environments", "secrets", "inventory"});
+		          {"agent", "tracking", "outputs", "identities", "environments", "secrets",
+		           "inventory"});
 		if (root["agent"])
 			agent(root["agent"], &c);
 		if (root["tracking"])
@@ -450,18 +486,20 @@ class Parser {
 	std::string name_;
 };
 
-}  // namespace
+} // namespace
 
 const InventoryEntry *match_inventory(const std::vector<InventoryEntry> &inv,
-				      const std::string &fingerprint, const std::string &source,
-				      const std::string &location, const std::string &name,
-				      const std::string &identity)
+                                      const std::string &fingerprint, const std::string &source,
+                                      const std::string &location, const std::string &name,
+                                      const std::string &identity)
 {
 	for (const auto &e : inv) {
 		if (!e.fingerprints.empty() &&
-		    std::find(e.fingerprints.begin(), e.fingerprints.end(), fingerprint) == e.fingerprints.end())
+		    std::find(e.fingerprints.begin(), e.fingerprints.end(), fingerprint) ==
+		        e.fingerprints.end())
 			continue;
-		if (e.path && !((source == "file" || source == "mcp_config") && glob_match(*e.path, location)))
+		if (e.path && !((source == "file" || source == "mcp_config") &&
+		                glob_match(*e.path, location)))
 			continue;
 		if (e.env && !(source == "env" && glob_match(*e.env, name)))
 			continue;
@@ -474,11 +512,25 @@ const InventoryEntry *match_inventory(const std::vector<InventoryEntry> &inv,
 
 const std::vector<std::string> &known_selectors()
 {
-	static const std::vector<std::string> k = {
-	    "host",         "env",          "unix.uid",      "unix.user",     "unix.gid",
-	    "unix.group",   "unix.exe",     "unix.sha256",   "cgroup.path",   "cgroup.runtime",
-	    "cgroup.container_id", "k8s.pod_uid", "k8s.qos", "systemd.unit",  "systemd.slice",
-	    "mcp.server",   "mcp.client",   "mcp.transport", "mcp.cwd"};
+	static const std::vector<std::string> k = {"host",
+	                                           "env",
+	                                           "unix.uid",
+	                                           "unix.user",
+	                                           "unix.gid",
+	                                           "unix.group",
+	                                           "unix.exe",
+	                                           "unix.sha256",
+	                                           "cgroup.path",
+	                                           "cgroup.runtime",
+	                                           "cgroup.container_id",
+	                                           "k8s.pod_uid",
+	                                           "k8s.qos",
+	                                           "systemd.unit",
+	                                           "systemd.slice",
+	                                           "mcp.server",
+	                                           "mcp.client",
+	                                           "mcp.transport",
+	                                           "mcp.cwd"};
 	return k;
 }
 
@@ -507,7 +559,8 @@ std::chrono::milliseconds parse_duration(const std::string &s)
 	uint64_t n = std::stoull(s.substr(0, i));
 	std::string unit = s.substr(i);
 	static const std::pair<const char *, uint64_t> units[] = {
-	    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
+	    {"ms", 1},      {"s", 1000},     {"m", 60000},
+	    {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
 	for (auto &[u, mult] : units)
 		if (unit == u)
 			return std::chrono::milliseconds(n * mult);
@@ -531,4 +584,4 @@ uint64_t parse_size(const std::string &s)
 	throw Error("'" + s + "' has no known unit (B, KiB, MiB, GiB)");
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -6,11 +6,16 @@
 
 #include "keytrail/util/text.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p)
+{
+	return s.substr(0, p.size()) == p;
+}
 bool ends_with(std::string_view s, std::string_view p)
 {
 	return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
@@ -49,7 +54,7 @@ PackageRef package_ref(std::string_view arg)
 	} else {
 		arg = basename_of(arg);
 	}
-	ref.name = arg.substr(0, arg.find('@'));  // drop "@version"
+	ref.name = arg.substr(0, arg.find('@')); // drop "@version"
 	for (std::string_view ext : {".js", ".mjs", ".cjs", ".ts", ".py"})
 		if (ends_with(ref.name, ext))
 			ref.name.resize(ref.name.size() - ext.size());
@@ -60,8 +65,9 @@ bool mcp_name(const PackageRef &r)
 {
 	const std::string &n = r.name;
 	if (r.scope == "@modelcontextprotocol")
-		return starts_with(n, "server-");  // not the sdk or the inspector
-	return n.find("mcp-server") != std::string::npos || n.find("mcp_server") != std::string::npos ||
+		return starts_with(n, "server-"); // not the sdk or the inspector
+	return n.find("mcp-server") != std::string::npos ||
+	       n.find("mcp_server") != std::string::npos ||
 	       n.find("server-mcp") != std::string::npos || starts_with(n, "mcp-") ||
 	       starts_with(n, "mcp_") || ends_with(n, "-mcp") || ends_with(n, "_mcp");
 }
@@ -76,11 +82,11 @@ const std::set<std::string_view> kValueOptions = {
     // python / uv / pipx
     "-W", "-X", "--python", "--from", "--with", "--index-url", "--spec",
     // docker / podman run
-    "-e", "--env", "-v", "--volume", "--name", "--publish", "--workdir", "--network", "--net",
-    "-u", "--user", "--mount", "--entrypoint", "-l", "--label", "--platform", "--pull",
-    "--cidfile", "-h", "--hostname", "--add-host", "--memory", "-m", "--cpus", "--restart",
-    "--log-driver", "--security-opt", "--cap-add", "--cap-drop", "--device", "--tmpfs",
-    "--ulimit", "--dns", "-a", "--attach", "--init-path", "--runtime", "--gpus"};
+    "-e", "--env", "-v", "--volume", "--name", "--publish", "--workdir", "--network", "--net", "-u",
+    "--user", "--mount", "--entrypoint", "-l", "--label", "--platform", "--pull", "--cidfile", "-h",
+    "--hostname", "--add-host", "--memory", "-m", "--cpus", "--restart", "--log-driver",
+    "--security-opt", "--cap-add", "--cap-drop", "--device", "--tmpfs", "--ulimit", "--dns", "-a",
+    "--attach", "--init-path", "--runtime", "--gpus"};
 
 // The first operand after argv[from], skipping options and their values.
 std::optional<size_t> first_operand(const std::vector<std::string> &argv, size_t from)
@@ -112,7 +118,7 @@ std::optional<McpMatch> found(const PackageRef &r, const char *rule)
 	return McpMatch{r.name, rule};
 }
 
-}  // namespace
+} // namespace
 
 std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, const std::string &exe)
 {
@@ -134,13 +140,14 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 		if (!img)
 			return std::nullopt;
 		std::string image = argv[*img];
-		image = image.substr(0, image.find('@'));  // digest
+		image = image.substr(0, image.find('@')); // digest
 		auto colon = image.rfind(':');
 		if (colon != std::string::npos && image.find('/', colon) == std::string::npos)
-			image.resize(colon);  // tag
+			image.resize(colon); // tag
 		if (starts_with(image, "mcp/") || image.find("/mcp/") != std::string::npos)
 			return McpMatch{image.substr(image.rfind("mcp/")), "builtin:docker-image"};
-		if (auto m = found(PackageRef{"", std::string(basename_of(image))}, "builtin:docker-image"))
+		if (auto m = found(PackageRef{"", std::string(basename_of(image))},
+		                   "builtin:docker-image"))
 			return m;
 		return std::nullopt;
 	}
@@ -156,14 +163,13 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 	}
 
 	// Runners whose first operand is the package or script.
-	static const std::set<std::string_view> runners = {"node",  "nodejs", "npx",  "bun",
-							   "bunx",  "deno",   "uvx",  "tsx",
-							   "ts-node"};
+	static const std::set<std::string_view> runners = {
+	    "node", "nodejs", "npx", "bun", "bunx", "deno", "uvx", "tsx", "ts-node"};
 	size_t from = 0;
 	if (runners.count(prog) || is_python(prog))
 		from = 1;
 	else if ((prog == "npm" || prog == "pnpm" || prog == "yarn") && argv.size() > 1 &&
-		 (argv[1] == "exec" || argv[1] == "x" || argv[1] == "dlx"))
+	         (argv[1] == "exec" || argv[1] == "x" || argv[1] == "dlx"))
 		from = 2;
 	else if ((prog == "uv" && argv.size() > 2 && argv[1] == "tool" && argv[2] == "run"))
 		from = 3;
@@ -189,8 +195,8 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 }
 
 std::optional<std::string> match_client(const std::string &comm, const std::string &exe,
-					const std::vector<std::string> &argv,
-					const std::vector<ClientRule> &rules)
+                                        const std::vector<std::string> &argv,
+                                        const std::vector<ClientRule> &rules)
 {
 	std::string joined;
 	for (const auto &a : argv)
@@ -212,14 +218,16 @@ std::optional<std::string> match_client(const std::string &comm, const std::stri
 		return "mcp-inspector";
 	if (comm == "claude" || base == "claude" || has("@anthropic-ai/claude-code"))
 		return "claude-code";
-	if (base == "claude-desktop" || base == "Claude" || lexe.find("claude-desktop") != std::string::npos ||
+	if (base == "claude-desktop" || base == "Claude" ||
+	    lexe.find("claude-desktop") != std::string::npos ||
 	    lexe.find("/claude.app/") != std::string::npos)
 		return "claude-desktop";
 	if (comm == "gemini" || has("@google/gemini-cli"))
 		return "gemini-cli";
 	if (base == "cursor" || base == "Cursor" || lexe.find("/cursor/") != std::string::npos)
 		return "cursor";
-	if (base == "windsurf" || base == "Windsurf" || lexe.find("/windsurf/") != std::string::npos)
+	if (base == "windsurf" || base == "Windsurf" ||
+	    lexe.find("/windsurf/") != std::string::npos)
 		return "windsurf";
 	if (base == "code" || base == "code-insiders" || base == "codium" || base == "Code" ||
 	    lexe.find("/usr/share/code/") != std::string::npos)
@@ -257,4 +265,4 @@ std::optional<McpMatch> McpDetector::match(const ProcessFacts &p) const
 	return std::nullopt;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -4,11 +4,16 @@
 #include <cctype>
 #include <vector>
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p)
+{
+	return s.substr(0, p.size()) == p;
+}
 bool ends_with(std::string_view s, std::string_view p)
 {
 	return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
@@ -17,7 +22,8 @@ bool ends_with(std::string_view s, std::string_view p)
 bool is_hex_id(std::string_view s)
 {
 	return s.size() >= 12 && std::all_of(s.begin(), s.end(), [](char c) {
-		       return std::isxdigit(static_cast<unsigned char>(c)) && !std::isupper((unsigned char)c);
+		       return std::isxdigit(static_cast<unsigned char>(c)) &&
+		              !std::isupper((unsigned char)c);
 	       });
 }
 
@@ -48,7 +54,7 @@ bool scoped_id(std::string_view c, std::string_view prefix, std::string *id)
 	return true;
 }
 
-}  // namespace
+} // namespace
 
 CgroupInfo parse_cgroup_path(std::string_view path)
 {
@@ -70,7 +76,8 @@ CgroupInfo parse_cgroup_path(std::string_view path)
 			kube = true;
 		if (kube) {
 			for (std::string_view q : {"burstable", "besteffort"})
-				if (c == q || c.find("-" + std::string(q)) != std::string_view::npos)
+				if (c == q ||
+				    c.find("-" + std::string(q)) != std::string_view::npos)
 					info.qos = q;
 			size_t pod = c.rfind("pod");
 			if (pod != std::string_view::npos && (pod == 0 || c[pod - 1] == '-')) {
@@ -79,7 +86,8 @@ CgroupInfo parse_cgroup_path(std::string_view path)
 					uid.remove_suffix(6);
 				if (uid.size() >= 32) {
 					info.pod_uid = uid;
-					std::replace(info.pod_uid.begin(), info.pod_uid.end(), '_', '-');
+					std::replace(info.pod_uid.begin(), info.pod_uid.end(), '_',
+					             '-');
 				}
 			}
 		}
@@ -154,23 +162,25 @@ std::string cgroup_path_from_proc(std::string_view content)
 	return !v2.empty() ? v2 : first;
 }
 
-}  // namespace keytrail
+} // namespace keytrail
 
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
 #include <filesystem>
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 constexpr long kCgroup2Magic = 0x63677270;
 bool is_cgroup2(const std::string &dir)
 {
 	struct statfs s;
 	return statfs(dir.c_str(), &s) == 0 && s.f_type == kCgroup2Magic;
 }
-}  // namespace
+} // namespace
 
 CgroupPaths::CgroupPaths(std::string root) : root_(std::move(root))
 {
@@ -193,7 +203,8 @@ void CgroupPaths::rescan()
 	if (stat(root_.c_str(), &st) == 0)
 		paths_[st.st_ino] = "/";
 	namespace fs = std::filesystem;
-	for (auto it = fs::recursive_directory_iterator(root_, fs::directory_options::skip_permission_denied, ec);
+	for (auto it = fs::recursive_directory_iterator(
+	         root_, fs::directory_options::skip_permission_denied, ec);
 	     !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
 		if (!it->is_directory(ec))
 			continue;
@@ -217,4 +228,4 @@ std::optional<std::string> CgroupPaths::path_of(uint64_t id)
 	return std::nullopt;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -16,9 +16,11 @@
 #include "keytrail/identity/cgroup.h"
 #include "keytrail/util/text.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 std::string read_link(const std::string &path)
 {
@@ -42,11 +44,14 @@ std::string id_segment(const std::string &s)
 {
 	std::string out;
 	for (char c : s)
-		out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+		out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+		        c == '.')
+		           ? c
+		           : '_';
 	return out.empty() ? "unknown" : out;
 }
 
-}  // namespace
+} // namespace
 
 nlohmann::json Identity::to_json() const
 {
@@ -106,11 +111,9 @@ WorkloadFacts gather_facts(uint32_t pid, uint32_t ppid, const std::string &proc_
 }
 
 IdentityResolver::IdentityResolver(std::string host, std::string trust_domain,
-				   std::vector<IdentityRule> rules,
-				   std::vector<EnvironmentRule> environments)
-    : host_(std::move(host)),
-      trust_domain_(std::move(trust_domain)),
-      rules_(std::move(rules)),
+                                   std::vector<IdentityRule> rules,
+                                   std::vector<EnvironmentRule> environments)
+    : host_(std::move(host)), trust_domain_(std::move(trust_domain)), rules_(std::move(rules)),
       environments_(std::move(environments))
 {
 }
@@ -122,8 +125,9 @@ std::string IdentityResolver::user_name(uint32_t uid)
 		return it->second;
 	passwd pw{}, *res = nullptr;
 	char buf[4096];
-	std::string name = getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res ? pw.pw_name
-										     : std::to_string(uid);
+	std::string name = getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res
+	                       ? pw.pw_name
+	                       : std::to_string(uid);
 	return users_[uid] = name;
 }
 
@@ -134,14 +138,16 @@ std::string IdentityResolver::group_name(uint32_t gid)
 		return it->second;
 	group gr{}, *res = nullptr;
 	char buf[4096];
-	std::string name = getgrgid_r(gid, &gr, buf, sizeof(buf), &res) == 0 && res ? gr.gr_name
-										    : std::to_string(gid);
+	std::string name = getgrgid_r(gid, &gr, buf, sizeof(buf), &res) == 0 && res
+	                       ? gr.gr_name
+	                       : std::to_string(gid);
 	return groups_[gid] = name;
 }
 
 std::optional<std::string> IdentityResolver::exe_sha256(uint32_t pid, const std::string &proc_root)
 {
-	int fd = open((proc_root + "/" + std::to_string(pid) + "/exe").c_str(), O_RDONLY | O_CLOEXEC);
+	int fd =
+	    open((proc_root + "/" + std::to_string(pid) + "/exe").c_str(), O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return std::nullopt;
 	struct stat st;
@@ -149,9 +155,10 @@ std::optional<std::string> IdentityResolver::exe_sha256(uint32_t pid, const std:
 		close(fd);
 		return std::nullopt;
 	}
-	auto key = std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-				   static_cast<int64_t>(st.st_size),
-				   static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+	auto key = std::make_tuple(
+	    static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+	    static_cast<int64_t>(st.st_size),
+	    static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
 	auto it = hashes_.find(key);
 	if (it != hashes_.end()) {
 		close(fd);
@@ -208,7 +215,8 @@ bool IdentityResolver::matches(const SelectorMatch &m, const Selectors &s)
 	// "*" means "present, any value").
 	for (const auto &[key, pattern] : m) {
 		auto it = s.find(key);
-		if (it == s.end() || it->second.empty() ? !pattern.empty() : !glob_match(pattern, it->second))
+		if (it == s.end() || it->second.empty() ? !pattern.empty()
+		                                        : !glob_match(pattern, it->second))
 			return false;
 	}
 	return true;
@@ -266,11 +274,11 @@ Identity IdentityResolver::resolve(const WorkloadFacts &f)
 	// Default: stable across restarts of one workload (no pid, no time),
 	// different for a different server, user or container.
 	std::string who = !f.mcp_server.empty() ? f.mcp_server : std::string(basename_of(f.exe));
-	id.id = "spiffe://" + trust_domain_ + "/" + id_segment(host_) + "/" + id_segment(who) + "/" +
-		id_segment(s["unix.user"]);
+	id.id = "spiffe://" + trust_domain_ + "/" + id_segment(host_) + "/" + id_segment(who) +
+	        "/" + id_segment(s["unix.user"]);
 	if (s.count("cgroup.container_id"))
 		id.id += "/" + s["cgroup.container_id"].substr(0, 12);
 	return id;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -3,12 +3,15 @@
 #include <cctype>
 #include <cstdint>
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 // Bounds-checked big-endian reader over a byte string.
-class Reader {
+class Reader
+{
       public:
 	explicit Reader(std::string_view d) : d_(d) {}
 	bool u8(uint32_t *v) { return read(1, v); }
@@ -52,12 +55,13 @@ bool valid_hostname(std::string_view h)
 	if (h.empty() || h.size() > 253)
 		return false;
 	for (char c : h)
-		if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'))
+		if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+		      c == '_'))
 			return false;
 	return true;
 }
 
-}  // namespace
+} // namespace
 
 std::optional<std::string> parse_tls_sni(std::string_view data)
 {
@@ -88,7 +92,7 @@ std::optional<std::string> parse_tls_sni(std::string_view data)
 		Reader ext(std::string_view{});
 		if (!exts.sub(ext_len, &ext))
 			return std::nullopt;
-		if (ext_type != 0)  // server_name
+		if (ext_type != 0) // server_name
 			continue;
 		uint32_t list_len;
 		Reader list(std::string_view{});
@@ -114,9 +118,8 @@ std::optional<std::string> parse_tls_sni(std::string_view data)
 std::optional<std::string> parse_http_host(std::string_view data)
 {
 	// Request line: METHOD SP target SP HTTP/1.x CRLF
-	static constexpr std::string_view methods[] = {"GET ",     "POST ",  "PUT ",
-						       "DELETE ",  "PATCH ", "HEAD ",
-						       "OPTIONS ", "CONNECT "};
+	static constexpr std::string_view methods[] = {"GET ",   "POST ", "PUT ",     "DELETE ",
+	                                               "PATCH ", "HEAD ", "OPTIONS ", "CONNECT "};
 	bool is_http = false;
 	for (auto m : methods)
 		if (data.substr(0, m.size()) == m)
@@ -124,13 +127,14 @@ std::optional<std::string> parse_http_host(std::string_view data)
 	if (!is_http)
 		return std::nullopt;
 	size_t eol = data.find("\r\n");
-	if (eol == std::string_view::npos || data.substr(0, eol).find(" HTTP/1.") == std::string_view::npos)
+	if (eol == std::string_view::npos ||
+	    data.substr(0, eol).find(" HTTP/1.") == std::string_view::npos)
 		return std::nullopt;
 	size_t pos = eol + 2;
 	while (pos < data.size()) {
 		size_t end = data.find("\r\n", pos);
 		if (end == std::string_view::npos || end == pos)
-			return std::nullopt;  // cut short, or end of headers
+			return std::nullopt; // cut short, or end of headers
 		std::string_view line = data.substr(pos, end - pos);
 		pos = end + 2;
 		size_t colon = line.find(':');
@@ -170,4 +174,4 @@ std::optional<std::string> parse_http_host(std::string_view data)
 	return std::nullopt;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -10,9 +10,11 @@
 
 #include "keytrail/util/error.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 bool write_line(int fd, std::string_view line)
 {
@@ -39,9 +41,12 @@ bool write_line(int fd, std::string_view line)
 	return true;
 }
 
-}  // namespace
+} // namespace
 
-bool FdSink::write(std::string_view line) { return write_line(fd_, line); }
+bool FdSink::write(std::string_view line)
+{
+	return write_line(fd_, line);
+}
 
 void make_private_dirs(const std::string &dir)
 {
@@ -75,7 +80,10 @@ FileSink::~FileSink()
 		close(fd_);
 }
 
-bool FileSink::write(std::string_view line) { return write_line(fd_, line); }
+bool FileSink::write(std::string_view line)
+{
+	return write_line(fd_, line);
+}
 
 std::unique_ptr<Sink> make_sink(const OutputSpec &spec)
 {
@@ -93,9 +101,9 @@ void Output::emit(const nlohmann::json &record)
 		} else {
 			if (errors_++ % 1000 == 0)
 				spdlog::warn("output {} failed: {} ({} failures so far)", s->name(),
-					     std::strerror(errno), errors_);
+				             std::strerror(errno), errors_);
 		}
 	}
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -23,9 +23,11 @@ static_assert(sizeof(kt_connect_event) == 104);
 static_assert(offsetof(kt_payload_event, data) == 88);
 static_assert(sizeof(kt_fd_state) == 32 && sizeof(kt_fd_key) == 8 && sizeof(kt_inode_key) == 16);
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 std::string bounded_string(const char *p, size_t max)
 {
@@ -48,8 +50,7 @@ EventContext context_from(const kt_event_hdr &h)
 	return c;
 }
 
-template <typename T>
-bool fixed_size_ok(size_t size, std::string *error)
+template <typename T> bool fixed_size_ok(size_t size, std::string *error)
 {
 	if (size < sizeof(T)) {
 		*error = "record shorter than its type";
@@ -58,7 +59,7 @@ bool fixed_size_ok(size_t size, std::string *error)
 	return true;
 }
 
-}  // namespace
+} // namespace
 
 std::optional<Event> decode_event(const void *data, size_t size, std::string *error)
 {
@@ -94,7 +95,8 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 		e.filename.assign(base + off, fn_len);
 		e.argv = split_nul(std::string_view(base + off + fn_len, args_len));
 		if (env_len)
-			e.env = std::make_shared<SecretBytes>(std::string_view(base + off + fn_len + args_len, env_len));
+			e.env = std::make_shared<SecretBytes>(
+			    std::string_view(base + off + fn_len + args_len, env_len));
 		return e;
 	}
 	case KT_EV_FORK: {
@@ -140,7 +142,8 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 			return std::nullopt;
 		kt_close_event r;
 		std::memcpy(&r, data, sizeof(r));
-		return CloseEvent{context_from(h), r.fd, r.reason, r.dev, r.ino, r.bytes_read, r.reads};
+		return CloseEvent{context_from(h), r.fd,         r.reason, r.dev,
+		                  r.ino,           r.bytes_read, r.reads};
 	}
 	case KT_EV_CONNECT: {
 		if (!fixed_size_ok<kt_connect_event>(h.size, error))
@@ -186,9 +189,7 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 		OPENSSL_cleanse(bytes, sizeof(bytes));
 		return e;
 	}
-	default:
-		*error = "unknown record type " + std::to_string(h.type);
-		return std::nullopt;
+	default: *error = "unknown record type " + std::to_string(h.type); return std::nullopt;
 	}
 }
 
@@ -200,7 +201,7 @@ const EventContext &context_of(const Event &ev)
 const char *event_type_name(const Event &ev)
 {
 	static constexpr const char *names[] = {"exec",  "fork",    "exit",   "open",
-						"close", "connect", "payload"};
+	                                        "close", "connect", "payload"};
 	return names[ev.index()];
 }
 
@@ -229,4 +230,4 @@ std::string address_string(uint16_t family, const std::array<uint8_t, 16> &addr)
 	return buf;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

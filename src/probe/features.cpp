@@ -18,9 +18,11 @@
 
 #include "keytrail/util/error.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 constexpr long kTracefsMagic = 0x74726163;
 constexpr const char *kTracefs = "/sys/kernel/tracing";
@@ -71,8 +73,8 @@ bool has_bpf_privileges(std::string *detail)
 
 // Loads "r0 = 0; exit" as a tracing program bound to a BTF id and attaches
 // it, which is where kernels without fentry/LSM say no (EPERM, ENOTSUPP).
-bool try_btf_program(bpf_prog_type type, bpf_attach_type attach, const char *target,
-		     __u32 kind, std::string *detail)
+bool try_btf_program(bpf_prog_type type, bpf_attach_type attach, const char *target, __u32 kind,
+                     std::string *detail)
 {
 	btf *vmlinux = btf__load_vmlinux_btf();
 	if (!vmlinux) {
@@ -90,14 +92,14 @@ bool try_btf_program(bpf_prog_type type, bpf_attach_type attach, const char *tar
 	    {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
 	};
 	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = attach,
-		    .attach_btf_id = static_cast<__u32>(id));
+	            .attach_btf_id = static_cast<__u32>(id));
 	int fd = bpf_prog_load(type, "kt_probe", "GPL", insns, 2, &opts);
 	if (fd < 0) {
 		*detail = std::string("load: ") + std::strerror(errno);
 		return false;
 	}
 	int link = type == BPF_PROG_TYPE_LSM ? bpf_link_create(fd, 0, attach, nullptr)
-					      : bpf_raw_tracepoint_open(nullptr, fd);
+	                                     : bpf_raw_tracepoint_open(nullptr, fd);
 	int err = errno;
 	close(fd);
 	if (link < 0) {
@@ -116,7 +118,7 @@ Feature prog_type(const char *name, bpf_prog_type t, bool required)
 	return f;
 }
 
-}  // namespace
+} // namespace
 
 std::string ensure_tracefs()
 {
@@ -128,7 +130,7 @@ std::string ensure_tracefs()
 		return kTracefs;
 	int err = errno;
 	throw Error(std::string("tracefs is not mounted and mounting it failed (") +
-		    std::strerror(err) + "); as root run: mount -t tracefs tracefs " + kTracefs);
+	            std::strerror(err) + "); as root run: mount -t tracefs tracefs " + kTracefs);
 }
 
 std::vector<Feature> probe_features()
@@ -140,17 +142,19 @@ std::vector<Feature> probe_features()
 	fs.push_back(priv);
 
 	Feature btf{"btf", exists("/sys/kernel/btf/vmlinux"), true, ""};
-	btf.detail = btf.available ? "/sys/kernel/btf/vmlinux"
-				   : "no /sys/kernel/btf/vmlinux: kernel needs CONFIG_DEBUG_INFO_BTF=y";
+	btf.detail = btf.available
+	                 ? "/sys/kernel/btf/vmlinux"
+	                 : "no /sys/kernel/btf/vmlinux: kernel needs CONFIG_DEBUG_INFO_BTF=y";
 	fs.push_back(btf);
 
 	Feature lockdown{"lockdown", true, true, "no lockdown LSM"};
 	std::string ld = read_file("/sys/kernel/security/lockdown");
 	if (!ld.empty()) {
 		lockdown.available = ld.find("[confidentiality]") == std::string::npos;
-		lockdown.detail = lockdown.available
-				      ? "mode " + ld.substr(0, ld.find('\n'))
-				      : "lockdown=confidentiality forbids BPF reads of kernel memory";
+		lockdown.detail =
+		    lockdown.available
+		        ? "mode " + ld.substr(0, ld.find('\n'))
+		        : "lockdown=confidentiality forbids BPF reads of kernel memory";
 	}
 	fs.push_back(lockdown);
 
@@ -170,34 +174,36 @@ std::vector<Feature> probe_features()
 		if (tp.available && tracefs.available) {
 			std::string dir = is_tracefs(kTracefs) ? kTracefs : kDebugTracefs;
 			tp.available = exists(dir + "/events/syscalls/sys_enter_openat");
-			tp.detail = tp.available ? "syscall tracepoints present"
-						 : "no syscalls:* tracepoints (CONFIG_FTRACE_SYSCALLS=n)";
+			tp.detail = tp.available
+			                ? "syscall tracepoints present"
+			                : "no syscalls:* tracepoints (CONFIG_FTRACE_SYSCALLS=n)";
 		}
 		fs.push_back(tp);
 		fs.push_back(prog_type("raw_tracepoint", BPF_PROG_TYPE_RAW_TRACEPOINT, true));
 
-		Feature rb{"ring_buffer", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1,
-			   true, ""};
+		Feature rb{"ring_buffer",
+		           libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1, true, ""};
 		rb.detail = rb.available ? "BPF_MAP_TYPE_RINGBUF" : "needs Linux 5.8+";
 		fs.push_back(rb);
 
 		Feature ts{"task_storage",
-			   libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1, true, ""};
+		           libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1, true,
+		           ""};
 		ts.detail = ts.available ? "BPF_MAP_TYPE_TASK_STORAGE (the tracked set)"
-					 : "needs Linux 5.11+ with CONFIG_BPF_SYSCALL";
+		                         : "needs Linux 5.11+ with CONFIG_BPF_SYSCALL";
 		fs.push_back(ts);
 
 		Feature tpbtf{"tp_btf", false, true, ""};
-		tpbtf.available = btf.available &&
-				  try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP,
-						  "btf_trace_sched_process_exec", BTF_KIND_TYPEDEF,
-						  &tpbtf.detail);
+		tpbtf.available =
+		    btf.available && try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP,
+		                                     "btf_trace_sched_process_exec",
+		                                     BTF_KIND_TYPEDEF, &tpbtf.detail);
 		fs.push_back(tpbtf);
 
 		Feature fentry{"fentry", false, false, ""};
-		fentry.available = btf.available &&
-				   try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, "vfs_read",
-						   BTF_KIND_FUNC, &fentry.detail);
+		fentry.available =
+		    btf.available && try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY,
+		                                     "vfs_read", BTF_KIND_FUNC, &fentry.detail);
 		fs.push_back(fentry);
 
 		Feature lsm{"lsm", false, false, ""};
@@ -205,13 +211,15 @@ std::vector<Feature> probe_features()
 		if (lsms.find("bpf") == std::string::npos)
 			lsm.detail = "bpf not in /sys/kernel/security/lsm (boot with lsm=...,bpf)";
 		else
-			lsm.available = try_btf_program(BPF_PROG_TYPE_LSM, BPF_LSM_MAC,
-							"bpf_lsm_file_open", BTF_KIND_FUNC, &lsm.detail);
+			lsm.available =
+			    try_btf_program(BPF_PROG_TYPE_LSM, BPF_LSM_MAC, "bpf_lsm_file_open",
+			                    BTF_KIND_FUNC, &lsm.detail);
 		fs.push_back(lsm);
 	}
 
 	Feature kprobe{"kprobes", exists("/sys/bus/event_source/devices/kprobe/type"), false, ""};
-	kprobe.detail = kprobe.available ? "kprobe PMU present" : "no kprobe PMU (CONFIG_KPROBES=n)";
+	kprobe.detail =
+	    kprobe.available ? "kprobe PMU present" : "no kprobe PMU (CONFIG_KPROBES=n)";
 	fs.push_back(kprobe);
 
 	Feature cg{"cgroup_v2", false, false, ""};
@@ -241,4 +249,4 @@ bool agent_can_run(const std::vector<Feature> &features, std::string *reason)
 	return true;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -15,12 +15,15 @@
 #include <string>
 
 #include "keytrail.skel.h"
+
 #include "keytrail/probe/features.h"
 #include "keytrail/util/error.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args)
 {
@@ -51,8 +54,9 @@ int on_record(void *ctx, void *data, size_t size)
 bool optional_tracepoint(const std::string &name)
 {
 	return name == "sys_enter_open" || name == "sys_exit_open" || name == "sys_enter_creat" ||
-	       name == "sys_exit_creat" || name == "sys_enter_openat2" || name == "sys_exit_openat2" ||
-	       name == "sys_enter_preadv" || name == "sys_exit_preadv";
+	       name == "sys_exit_creat" || name == "sys_enter_openat2" ||
+	       name == "sys_exit_openat2" || name == "sys_enter_preadv" ||
+	       name == "sys_exit_preadv";
 }
 
 uint32_t ring_size(uint32_t want)
@@ -61,7 +65,7 @@ uint32_t ring_size(uint32_t want)
 	return std::bit_ceil(std::max(want, page));
 }
 
-}  // namespace
+} // namespace
 
 uint64_t KernelStats::drops() const
 {
@@ -73,7 +77,10 @@ uint64_t KernelStats::drops() const
 
 Loader::Loader(LoaderOptions opts) : opts_(opts) {}
 
-Loader::~Loader() { stop(); }
+Loader::~Loader()
+{
+	stop();
+}
 
 void Loader::start(RecordHandler handler)
 {
@@ -101,8 +108,9 @@ void Loader::start(RecordHandler handler)
 		struct stat st;
 		if (stat((tracefs + "/events/syscalls/" + tp).c_str(), &st) != 0) {
 			if (!optional_tracepoint(tp))
-				throw Error("tracepoint syscalls:" + tp + " is missing from " + tracefs +
-					    "/events (kernel built without CONFIG_FTRACE_SYSCALLS?)");
+				throw Error(
+				    "tracepoint syscalls:" + tp + " is missing from " + tracefs +
+				    "/events (kernel built without CONFIG_FTRACE_SYSCALLS?)");
 			spdlog::info("tracepoint syscalls:{} not on this kernel; skipping it", tp);
 			bpf_program__set_autoload(prog, false);
 		}
@@ -110,8 +118,9 @@ void Loader::start(RecordHandler handler)
 
 	auto t0 = std::chrono::steady_clock::now();
 	if (int err = keytrail_bpf__load(skel_))
-		throw sys_error("load BPF programs (run `keytrail check`; with -v the verifier log is shown)",
-				-err);
+		throw sys_error(
+		    "load BPF programs (run `keytrail check`; with -v the verifier log is shown)",
+		    -err);
 	bpf_object__for_each_program(prog, skel_->obj)
 	{
 		if (!bpf_program__autoload(prog))
@@ -119,8 +128,8 @@ void Loader::start(RecordHandler handler)
 		bpf_link *link = bpf_program__attach(prog);
 		if (!link)
 			throw sys_error(std::string("attach ") + bpf_program__name(prog) + " (" +
-					    bpf_program__section_name(prog) + ")",
-					errno);
+			                    bpf_program__section_name(prog) + ")",
+			                errno);
 		// The skeleton's destroy frees links it knows; keep ours in its slots.
 		for (int i = 0; i < skel_->skeleton->prog_cnt; i++)
 			if (*skel_->skeleton->progs[i].prog == prog)
@@ -133,8 +142,8 @@ void Loader::start(RecordHandler handler)
 	rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), on_record, &handler_, nullptr);
 	if (!rb_)
 		throw sys_error("create ring buffer reader", errno);
-	spdlog::debug("attached {} programs in {:.3f}s, ring buffer {} KiB", links_, attach_seconds_,
-		      ring_bytes_ / 1024);
+	spdlog::debug("attached {} programs in {:.3f}s, ring buffer {} KiB", links_,
+	              attach_seconds_, ring_bytes_ / 1024);
 }
 
 void Loader::stop()
@@ -160,11 +169,15 @@ int Loader::poll(int timeout_ms)
 	return n;
 }
 
-namespace {
+namespace
+{
 // A pidfd names the process instance, not the number: tracking can never
 // land on a process that reused the pid.
-int open_pidfd(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
-}  // namespace
+int open_pidfd(pid_t pid)
+{
+	return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
+} // namespace
 
 bool Loader::track(pid_t tgid)
 {
@@ -172,10 +185,10 @@ bool Loader::track(pid_t tgid)
 		return false;
 	int pidfd = open_pidfd(tgid);
 	if (pidfd < 0)
-		return false;  // gone already
+		return false; // gone already
 	kt_task_mark mark{KT_TRACK_USER, 0};
-	int err = bpf_map__update_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark, sizeof(mark),
-				       BPF_ANY);
+	int err = bpf_map__update_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark,
+	                               sizeof(mark), BPF_ANY);
 	close(pidfd);
 	return err == 0;
 }
@@ -196,7 +209,7 @@ bool Loader::is_tracked(pid_t tgid) const
 		return false;
 	kt_task_mark mark{};
 	bool yes = bpf_map__lookup_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark,
-					sizeof(mark), 0) == 0;
+	                                sizeof(mark), 0) == 0;
 	close(pidfd);
 	return yes;
 }
@@ -227,7 +240,10 @@ void Loader::unwatch(uint64_t kdev, uint64_t ino)
 	rebuild_bloom();
 }
 
-size_t Loader::watched_count() const { return watched_.size(); }
+size_t Loader::watched_count() const
+{
+	return watched_.size();
+}
 
 void Loader::rebuild_bloom()
 {
@@ -281,7 +297,7 @@ KernelStats Loader::stats() const
 	std::vector<uint64_t> per_cpu(ncpu);
 	for (uint32_t i = 0; i < KT_STAT_MAX; i++) {
 		if (bpf_map__lookup_elem(skel_->maps.kt_stats, &i, sizeof(i), per_cpu.data(),
-					 per_cpu.size() * sizeof(uint64_t), 0))
+		                         per_cpu.size() * sizeof(uint64_t), 0))
 			continue;
 		for (uint64_t c : per_cpu)
 			s.v[i] += c;
@@ -289,4 +305,4 @@ KernelStats Loader::stats() const
 	return s;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

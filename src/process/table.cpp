@@ -13,9 +13,11 @@
 
 #include "keytrail/util/text.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 bool read_small_file(const std::string &path, std::string *out, size_t max = 1 << 20)
 {
@@ -31,7 +33,7 @@ bool read_small_file(const std::string &path, std::string *out, size_t max = 1 <
 	return n >= 0;
 }
 
-}  // namespace
+} // namespace
 
 std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root)
 {
@@ -66,9 +68,11 @@ std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root
 		std::string line;
 		while (std::getline(in, line)) {
 			if (line.rfind("Uid:", 0) == 0)
-				s.uid = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
+				s.uid = static_cast<uint32_t>(
+				    std::strtoul(line.c_str() + 4, nullptr, 10));
 			else if (line.rfind("Gid:", 0) == 0)
-				s.gid = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
+				s.gid = static_cast<uint32_t>(
+				    std::strtoul(line.c_str() + 4, nullptr, 10));
 		}
 	}
 	std::string cmdline;
@@ -127,9 +131,10 @@ ProcessInfo &ProcessTable::upsert(ProcessInfo info)
 	info.exec_id = make_exec_id(boot_id_, info.start_ticks, info.pid);
 	auto it = live_.find(info.pid);
 	if (it != live_.end() && it->second.start_ticks != info.start_ticks)
-		retire(it);  // pid reuse whose exit we missed
+		retire(it); // pid reuse whose exit we missed
 	else if (it != live_.end() && info.secrets.empty())
-		info.secrets = std::move(it->second.secrets);  // same process: what it held, it still holds
+		info.secrets =
+		    std::move(it->second.secrets); // same process: what it held, it still holds
 	if (info.parent_exec_id.empty())
 		if (const ProcessInfo *parent = find(info.ppid);
 		    parent && parent->start_ticks <= info.start_ticks)
@@ -182,7 +187,7 @@ std::vector<ProcessInfo *> ProcessTable::ancestry(ProcessInfo &p, size_t depth)
 	ProcessInfo *cur = &p;
 	while ((depth == 0 || chain.size() < depth) && (cur = parent_of(*cur))) {
 		if (std::find(chain.begin(), chain.end(), cur) != chain.end() || cur == &p)
-			break;  // a cycle can only come from corrupt input; stop
+			break; // a cycle can only come from corrupt input; stop
 		chain.push_back(cur);
 	}
 	return chain;
@@ -200,8 +205,8 @@ void ProcessTable::mark_exited(uint32_t pid, int64_t when_ns)
 size_t ProcessTable::evict(int64_t now_ns)
 {
 	size_t n = 0;
-	while (!exited_.empty() &&
-	       (exited_.size() > max_exited_ || exited_.front().exit_time_ns + grace_ns_ < now_ns)) {
+	while (!exited_.empty() && (exited_.size() > max_exited_ ||
+	                            exited_.front().exit_time_ns + grace_ns_ < now_ns)) {
 		auto it = by_exec_.find(exited_.front().exec_id);
 		if (it != by_exec_.end() && it->second == &exited_.front())
 			by_exec_.erase(it);
@@ -228,4 +233,4 @@ std::vector<uint32_t> ProcessTable::children_of(uint32_t pid) const
 	return kids;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -7,18 +7,21 @@
 #include "keytrail/secrets/fingerprint.h"
 #include "keytrail/secrets/mask.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 Detector det(std::string id, std::vector<std::string> kw, const std::string &re, size_t show,
-	     double entropy = 0, int group = 0, size_t window = 256, bool icase = false,
-	     size_t back = 0)
+             double entropy = 0, int group = 0, size_t window = 256, bool icase = false,
+             size_t back = 0)
 {
 	auto flags = std::regex::ECMAScript | std::regex::optimize;
 	if (icase)
 		flags |= std::regex::icase;
-	return Detector{std::move(id), std::move(kw), std::regex(re, flags), window, group, entropy, show, back};
+	return Detector{std::move(id), std::move(kw), std::regex(re, flags), window, group, entropy,
+	                show,          back};
 }
 
 bool token_char(char c)
@@ -26,55 +29,73 @@ bool token_char(char c)
 	return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
 }
 
-}  // namespace
+} // namespace
 
 const std::vector<Detector> &detectors()
 {
 	// Order matters where prefixes nest: sk-ant- before sk-.
 	static const std::vector<Detector> all = {
-	    det("github_pat_fine_grained", {"github_pat_"}, "github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}", 11),
-	    det("github_token", {"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}, "gh[pousr]_[A-Za-z0-9]{36}", 4, 3.0),
+	    det("github_pat_fine_grained", {"github_pat_"},
+	        "github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}", 11),
+	    det("github_token", {"ghp_", "gho_", "ghu_", "ghs_", "ghr_"},
+	        "gh[pousr]_[A-Za-z0-9]{36}", 4, 3.0),
 	    det("gitlab_pat", {"glpat-"}, "glpat-[A-Za-z0-9_\\-]{20}[A-Za-z0-9_.\\-]*", 6, 3.0),
-	    det("gitlab_runner_token", {"glrt-", "GR1348941"}, "(glrt-|GR1348941)[A-Za-z0-9_\\-]{20,}", 5, 3.0),
+	    det("gitlab_runner_token", {"glrt-", "GR1348941"},
+	        "(glrt-|GR1348941)[A-Za-z0-9_\\-]{20,}", 5, 3.0),
 	    det("gitlab_ci_job_token", {"glcbt-"}, "glcbt-[A-Za-z0-9_\\-]{20,}", 6, 3.0),
 	    det("gitlab_deploy_token", {"gldt-"}, "gldt-[A-Za-z0-9_\\-]{20,}", 5, 3.0),
-	    det("aws_access_key_id", {"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA"},
-		"(AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z2-7]{16}", 20, 2.5),
-	    det("aws_secret_access_key", {"aws_secret_access_key", "secret_access_key", "secretaccesskey"},
-		"(aws_)?secret_?access_?key[\"']?\\s*[:=]\\s*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])", 0, 3.5, 2,
-		128, true, 4),
+	    det("aws_access_key_id",
+	        {"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA",
+	         "APKA"},
+	        "(AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z2-7]{16}", 20, 2.5),
+	    det("aws_secret_access_key",
+	        {"aws_secret_access_key", "secret_access_key", "secretaccesskey"},
+	        "(aws_)?secret_?access_?key[\"']?\\s*[:=]\\s*[\"']?([A-Za-z0-9/"
+	        "+]{40})(?![A-Za-z0-9/+])",
+	        0, 3.5, 2, 128, true, 4),
 	    det("slack_webhook", {"hooks.slack.com/"},
-		"(https://)?hooks\\.slack\\.com/(services|workflows)/[A-Za-z0-9]+/[A-Za-z0-9]+/[A-Za-z0-9]{16,}", 25,
-		0, 0, 256, false, 8),
+	        "(https://)?hooks\\.slack\\.com/(services|workflows)/[A-Za-z0-9]+/[A-Za-z0-9]+/"
+	        "[A-Za-z0-9]{16,}",
+	        25, 0, 0, 256, false, 8),
 	    det("slack_token", {"xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-", "xapp-"},
-		"(xox[baprse]|xapp)-[0-9A-Za-z\\-]{10,}", 5, 3.0),
+	        "(xox[baprse]|xapp)-[0-9A-Za-z\\-]{10,}", 5, 3.0),
 	    det("anthropic_api_key", {"sk-ant-"}, "sk-ant-[a-z0-9]+-[A-Za-z0-9_\\-]{40,}", 7, 3.5),
-	    det("openai_api_key", {"sk-"}, "sk-(?!ant-)(proj-|svcacct-|admin-)?[A-Za-z0-9_\\-]{20,}", 3, 3.5),
+	    det("openai_api_key", {"sk-"},
+	        "sk-(?!ant-)(proj-|svcacct-|admin-)?[A-Za-z0-9_\\-]{20,}", 3, 3.5),
 	    det("google_api_key", {"AIza"}, "AIza[0-9A-Za-z_\\-]{35}", 4, 3.0),
-	    det("stripe_key", {"sk_live_", "sk_test_", "rk_live_", "rk_test_"}, "[sr]k_(live|test)_[A-Za-z0-9]{24,}", 8, 3.0),
+	    det("stripe_key", {"sk_live_", "sk_test_", "rk_live_", "rk_test_"},
+	        "[sr]k_(live|test)_[A-Za-z0-9]{24,}", 8, 3.0),
 	    det("huggingface_token", {"hf_"}, "hf_[A-Za-z0-9]{34,}", 3, 3.0),
 	    det("npm_token", {"npm_"}, "npm_[A-Za-z0-9]{36}", 4, 3.0),
 	    det("pypi_token", {"pypi-AgE"}, "pypi-AgE[A-Za-z0-9_\\-]{50,}", 5, 3.0),
 	    det("dockerhub_pat", {"dckr_pat_"}, "dckr_pat_[A-Za-z0-9_\\-]{27,}", 9, 3.0),
-	    det("notion_token", {"secret_", "ntn_"}, "(secret_[A-Za-z0-9]{43}|ntn_[A-Za-z0-9]{46})", 4, 3.5),
+	    det("notion_token", {"secret_", "ntn_"}, "(secret_[A-Za-z0-9]{43}|ntn_[A-Za-z0-9]{46})",
+	        4, 3.5),
 	    det("linear_api_key", {"lin_api_"}, "lin_api_[A-Za-z0-9]{40}", 8, 3.0),
-	    det("azure_client_secret", {"8Q~"}, "[A-Za-z0-9_~.\\-]{3}8Q~[A-Za-z0-9_~.\\-]{31,34}", 0, 3.0, 0, 48,
-		false, 3),
-	    det("azure_storage_key", {"AccountKey="}, "AccountKey=([A-Za-z0-9+/]{86}==)", 0, 4.0, 1, 110),
+	    det("azure_client_secret", {"8Q~"}, "[A-Za-z0-9_~.\\-]{3}8Q~[A-Za-z0-9_~.\\-]{31,34}",
+	        0, 3.0, 0, 48, false, 3),
+	    det("azure_storage_key", {"AccountKey="}, "AccountKey=([A-Za-z0-9+/]{86}==)", 0, 4.0, 1,
+	        110),
 	    det("vault_token", {"hvs.", "hvb.", "hvr."}, "hv[sbr]\\.[A-Za-z0-9_\\-]{24,}", 4, 3.0),
-	    det("sendgrid_api_key", {"SG."}, "SG\\.[A-Za-z0-9_\\-]{22}\\.[A-Za-z0-9_\\-]{43}", 3, 3.5),
+	    det("sendgrid_api_key", {"SG."}, "SG\\.[A-Za-z0-9_\\-]{22}\\.[A-Za-z0-9_\\-]{43}", 3,
+	        3.5),
 	    det("twilio_api_key", {"SK"}, "SK[0-9a-f]{32}(?![0-9a-fA-F])", 2, 3.0),
 	    det("databricks_token", {"dapi"}, "dapi[a-f0-9]{32}(-[0-9]+)?", 4, 3.0),
-	    det("digitalocean_token", {"dop_v1_", "doo_v1_", "dor_v1_"}, "do[por]_v1_[a-f0-9]{64}", 7, 3.0),
-	    det("jwt", {"eyJ"}, "eyJ[A-Za-z0-9_\\-]{10,}\\.eyJ[A-Za-z0-9_\\-]{10,}\\.[A-Za-z0-9_\\-]{10,}", 0, 0, 0, 8192),
+	    det("digitalocean_token", {"dop_v1_", "doo_v1_", "dor_v1_"}, "do[por]_v1_[a-f0-9]{64}",
+	        7, 3.0),
+	    det("jwt", {"eyJ"},
+	        "eyJ[A-Za-z0-9_\\-]{10,}\\.eyJ[A-Za-z0-9_\\-]{10,}\\.[A-Za-z0-9_\\-]{10,}", 0, 0, 0,
+	        8192),
 	    det("private_key", {"-----BEGIN"},
-		"-----BEGIN ((RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY( BLOCK)?-----[\\s\\S]*?-----END "
-		"((RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY( BLOCK)?-----",
-		0, 0, 0, 16384),
+	        "-----BEGIN ((RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY( "
+	        "BLOCK)?-----[\\s\\S]*?-----END "
+	        "((RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY( BLOCK)?-----",
+	        0, 0, 0, 16384),
 	    det("database_url", {"://"},
-		"(postgres|postgresql|mysql|mariadb|mongodb|mongodb\\+srv|redis|rediss|amqp|amqps|mssql|sqlserver|"
-		"clickhouse|cockroachdb)://[^:/@\\s\"']*:([^@\\s/\"']+)@",
-		0, 0, 2, 512, false, 16),
+	        "(postgres|postgresql|mysql|mariadb|mongodb|mongodb\\+srv|redis|rediss|amqp|amqps|"
+	        "mssql|sqlserver|"
+	        "clickhouse|cockroachdb)://[^:/@\\s\"']*:([^@\\s/\"']+)@",
+	        0, 0, 2, 512, false, 16),
 	};
 	return all;
 }
@@ -96,7 +117,8 @@ double shannon_entropy(std::string_view s)
 	return h;
 }
 
-namespace {
+namespace
+{
 
 // Adds a finding unless the same (type, secret) is already there.
 void add(std::vector<Finding> &out, Finding f)
@@ -127,7 +149,7 @@ bool placeholder(std::string_view v)
 	return false;
 }
 
-}  // namespace
+} // namespace
 
 std::vector<Finding> scan_text(std::string_view text)
 {
@@ -135,7 +157,8 @@ std::vector<Finding> scan_text(std::string_view text)
 	for (const auto &d : detectors()) {
 		std::set<size_t> tried;
 		for (const auto &kw : d.keywords) {
-			for (size_t pos = text.find(kw); pos != std::string_view::npos; pos = text.find(kw, pos + 1)) {
+			for (size_t pos = text.find(kw); pos != std::string_view::npos;
+			     pos = text.find(kw, pos + 1)) {
 				size_t start = pos >= d.keyword_back ? pos - d.keyword_back : 0;
 				if (!tried.insert(start).second)
 					continue;
@@ -146,9 +169,9 @@ std::vector<Finding> scan_text(std::string_view text)
 					continue;
 				size_t abs = start + m.position(0);
 				if (abs > pos)
-					continue;  // the match must cover this keyword occurrence
+					continue; // the match must cover this keyword occurrence
 				if (abs > 0 && d.keyword_back == 0 && token_char(text[abs - 1]))
-					continue;  // inside a longer word
+					continue; // inside a longer word
 				std::string_view secret(&*m[d.group].first, m[d.group].length());
 				if (d.min_entropy > 0 && shannon_entropy(secret) < d.min_entropy)
 					continue;
@@ -157,10 +180,12 @@ std::vector<Finding> scan_text(std::string_view text)
 				Finding f;
 				f.type = d.id;
 				f.secret = normalize_secret(secret);
-				f.prefix = std::string(secret.substr(0, std::min(d.show_prefix, secret.size())));
+				f.prefix = std::string(
+				    secret.substr(0, std::min(d.show_prefix, secret.size())));
 				f.line = line_of(text, abs);
-				if (d.id == "database_url")  // scheme://user: is public
-					f.prefix = std::string(text.substr(abs, &*m[d.group].first - &text[abs]));
+				if (d.id == "database_url") // scheme://user: is public
+					f.prefix = std::string(
+					    text.substr(abs, &*m[d.group].first - &text[abs]));
 				add(out, std::move(f));
 			}
 		}
@@ -175,13 +200,14 @@ bool generic_secret(std::string_view name, std::string_view value)
 	if (value.size() < 8 || value.size() > 4096)
 		return false;
 	if (value.front() == '/' || value.substr(0, 2) == "./")
-		return false;  // a path to a secret is not the secret
+		return false; // a path to a secret is not the secret
 	if (value == "true" || value == "false" || value == "null")
 		return false;
 	return shannon_entropy(value) >= 3.0;
 }
 
-namespace {
+namespace
+{
 
 // name and value of an assignment line, or false.
 bool assignment(std::string_view line, std::string_view *name, std::string_view *value)
@@ -189,7 +215,8 @@ bool assignment(std::string_view line, std::string_view *name, std::string_view 
 	auto trim = [](std::string_view v) {
 		while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
 			v.remove_prefix(1);
-		while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == ',' || v.back() == '\r'))
+		while (!v.empty() &&
+		       (v.back() == ' ' || v.back() == '\t' || v.back() == ',' || v.back() == '\r'))
 			v.remove_suffix(1);
 		return v;
 	};
@@ -212,7 +239,8 @@ bool assignment(std::string_view line, std::string_view *name, std::string_view 
 	*name = trim(line.substr(0, sep));
 	*value = trim(line.substr(sep + 1));
 	auto unquote = [](std::string_view v) {
-		if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
+		if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') &&
+		    v.back() == v.front())
 			return v.substr(1, v.size() - 2);
 		return v;
 	};
@@ -221,7 +249,7 @@ bool assignment(std::string_view line, std::string_view *name, std::string_view 
 	return !name->empty() && name->find(' ') == std::string_view::npos;
 }
 
-}  // namespace
+} // namespace
 
 std::vector<Finding> scan_file(std::string_view text)
 {
@@ -299,7 +327,8 @@ std::vector<Finding> scan_argv(const std::vector<std::string> &argv)
 		if (eq != std::string::npos && eq > 0) {
 			name = std::string_view(a).substr(0, eq);
 			value = std::string_view(a).substr(eq + 1);
-		} else if (a.size() > 1 && a[0] == '-' && i + 1 < argv.size() && argv[i + 1][0] != '-') {
+		} else if (a.size() > 1 && a[0] == '-' && i + 1 < argv.size() &&
+		           argv[i + 1][0] != '-') {
 			name = a;
 			value = argv[i + 1];
 		}
@@ -314,4 +343,4 @@ std::vector<Finding> scan_argv(const std::vector<std::string> &argv)
 	return out;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

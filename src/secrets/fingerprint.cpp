@@ -12,7 +12,8 @@
 
 #include "keytrail/util/error.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 Fingerprinter::Fingerprinter(SecretBytes key) : key_(std::move(key)) {}
 
@@ -38,7 +39,8 @@ SecretBytes load_or_create_key(const std::string &path, bool create)
 	if (fd < 0 && errno == ENOENT && create) {
 		SecretBytes key;
 		key.mutable_str().resize(32);
-		if (RAND_bytes(reinterpret_cast<unsigned char *>(key.mutable_str().data()), 32) != 1)
+		if (RAND_bytes(reinterpret_cast<unsigned char *>(key.mutable_str().data()), 32) !=
+		    1)
 			throw Error("cannot generate a fingerprint key: no randomness");
 		int out = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (out < 0)
@@ -111,4 +113,4 @@ SecretBytes normalize_secret(std::string_view raw)
 	return out;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

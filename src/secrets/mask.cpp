@@ -3,25 +3,28 @@
 #include <algorithm>
 #include <cctype>
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 std::string lower(std::string_view s)
 {
 	std::string out(s);
 	std::transform(out.begin(), out.end(), out.begin(),
-		       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+	               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
 	return out;
 }
 
 // Token prefixes from the issuers' published formats. The prefix stays
 // visible; the rest of the token is masked.
 constexpr std::string_view kTokenPrefixes[] = {
-    "github_pat_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "glpat-", "gldt-", "glrt-", "glcbt-",
-    "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-", "sk-ant-", "sk-proj-", "sk-",
-    "AKIA", "ASIA", "AIza", "hf_", "npm_", "pypi-", "dckr_pat_", "secret_", "ntn_", "lin_api_",
-    "hvs.", "SG.", "dapi", "dop_v1_", "sk_live_", "sk_test_", "rk_live_", "rk_test_"};
+    "github_pat_", "ghp_",      "gho_",     "ghu_",     "ghs_",     "ghr_",  "glpat-", "gldt-",
+    "glrt-",       "glcbt-",    "xoxb-",    "xoxp-",    "xoxa-",    "xoxr-", "xoxs-",  "xapp-",
+    "sk-ant-",     "sk-proj-",  "sk-",      "AKIA",     "ASIA",     "AIza",  "hf_",    "npm_",
+    "pypi-",       "dckr_pat_", "secret_",  "ntn_",     "lin_api_", "hvs.",  "SG.",    "dapi",
+    "dop_v1_",     "sk_live_",  "sk_test_", "rk_live_", "rk_test_"};
 
 bool token_char(char c)
 {
@@ -62,8 +65,8 @@ std::string mask_url_password(std::string s)
 		size_t auth_start = scheme + 3;
 		size_t auth_end = s.find_first_of("/?#", auth_start);
 		std::string_view authority(s.data() + auth_start,
-					   (auth_end == std::string::npos ? s.size() : auth_end) -
-					       auth_start);
+		                           (auth_end == std::string::npos ? s.size() : auth_end) -
+		                               auth_start);
 		size_t at = authority.rfind('@');
 		size_t colon = authority.find(':');
 		if (at != std::string_view::npos && colon != std::string_view::npos && colon < at &&
@@ -76,7 +79,7 @@ std::string mask_url_password(std::string s)
 	}
 }
 
-}  // namespace
+} // namespace
 
 bool credential_like_name(std::string_view name)
 {
@@ -84,17 +87,22 @@ bool credential_like_name(std::string_view name)
 	while (!n.empty() && n.front() == '-')
 		n.erase(0, 1);
 	static constexpr std::string_view words[] = {
-	    "token", "secret", "password", "passwd", "pwd", "apikey", "api_key", "api-key",
-	    "private_key", "private-key", "access_key", "access-key", "credential", "auth", "pat",
-	    "bearer", "session_key", "client_secret", "webhook", "authorization", "cookie", "dsn"};
+	    "token",      "secret",      "password",      "passwd",      "pwd",
+	    "apikey",     "api_key",     "api-key",       "private_key", "private-key",
+	    "access_key", "access-key",  "credential",    "auth",        "pat",
+	    "bearer",     "session_key", "client_secret", "webhook",     "authorization",
+	    "cookie",     "dsn"};
 	for (auto w : words) {
 		size_t pos = n.find(w);
 		if (pos == std::string::npos)
 			continue;
 		if (w == "pat" || w == "pwd" || w == "auth") {
 			// Whole words only: "path", "pattern" and "author" are not credentials.
-			auto edge = [&](size_t k) { return k >= n.size() || !std::isalpha((unsigned char)n[k]); };
-			if (!(pos == 0 || !std::isalpha((unsigned char)n[pos - 1])) || !edge(pos + w.size()))
+			auto edge = [&](size_t k) {
+				return k >= n.size() || !std::isalpha((unsigned char)n[k]);
+			};
+			if (!(pos == 0 || !std::isalpha((unsigned char)n[pos - 1])) ||
+			    !edge(pos + w.size()))
 				continue;
 		}
 		return true;
@@ -126,9 +134,9 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv)
 		}
 		out.push_back(mask_arg(a));
 		mask_next = a.size() > 1 && a[0] == '-' && a.find('=') == std::string::npos &&
-			    credential_like_name(a);
+		            credential_like_name(a);
 	}
 	return out;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -9,9 +9,11 @@
 
 #include "keytrail/secrets/paths.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 size_t line_at(std::string_view text, size_t pos)
 {
@@ -26,7 +28,8 @@ size_t line_of_value(std::string_view text, const std::string &value)
 	return pos == std::string_view::npos ? 0 : line_at(text, pos);
 }
 
-class Scanner {
+class Scanner
+{
       public:
 	Scanner(std::string_view text, McpConfigScan *out) : text_(text), out_(out) {}
 
@@ -40,10 +43,12 @@ class Scanner {
 		}
 		for (auto it = j.begin(); it != j.end(); ++it) {
 			const std::string &k = it.key();
-			if ((k == "mcpServers" || k == "servers" || k == "context_servers") && it->is_object()) {
+			if ((k == "mcpServers" || k == "servers" || k == "context_servers") &&
+			    it->is_object()) {
 				for (auto s = it->begin(); s != it->end(); ++s)
-					if (s->is_object() && (s->contains("command") || s->contains("url") ||
-							       s->contains("serverUrl") || s->contains("httpUrl")))
+					if (s->is_object() &&
+					    (s->contains("command") || s->contains("url") ||
+					     s->contains("serverUrl") || s->contains("httpUrl")))
 						server(s.key(), *s);
 			} else {
 				walk(*it);
@@ -53,7 +58,7 @@ class Scanner {
 
       private:
 	void record(const std::string &server, const std::string &field, std::vector<Finding> found,
-		    const std::string &raw)
+	            const std::string &raw)
 	{
 		for (auto &f : found) {
 			ConfigSecret cs;
@@ -65,8 +70,8 @@ class Scanner {
 		}
 	}
 
-	void named_value(const std::string &server, const std::string &field, const std::string &name,
-			 const std::string &value)
+	void named_value(const std::string &server, const std::string &field,
+	                 const std::string &name, const std::string &value)
 	{
 		std::vector<Finding> found = scan_text(value);
 		if (found.empty()) {
@@ -91,13 +96,14 @@ class Scanner {
 		for (const char *block : {"env", "headers", "requestInit"}) {
 			if (!s.contains(block) || !s[block].is_object())
 				continue;
-			const nlohmann::json &b = std::string(block) == "requestInit" && s[block].contains("headers")
-						      ? s[block]["headers"]
-						      : s[block];
+			const nlohmann::json &b =
+			    std::string(block) == "requestInit" && s[block].contains("headers")
+			        ? s[block]["headers"]
+			        : s[block];
 			for (auto it = b.begin(); it != b.end(); ++it)
 				if (it->is_string())
-					named_value(name, std::string(block) + "." + it.key(), it.key(),
-						    it->get<std::string>());
+					named_value(name, std::string(block) + "." + it.key(),
+					            it.key(), it->get<std::string>());
 		}
 		if (s.contains("args") && s["args"].is_array()) {
 			std::vector<std::string> args;
@@ -119,7 +125,8 @@ class Scanner {
 			for (size_t i = 0; i < args.size(); i++)
 				if (auto kind = credential_file_kind(args[i]))
 					out_->secret_files.push_back(
-					    {name, "args[" + std::to_string(i) + "]", args[i], *kind});
+					    {name, "args[" + std::to_string(i) + "]", args[i],
+					     *kind});
 		}
 		for (const char *u : {"url", "serverUrl", "httpUrl"}) {
 			if (!s.contains(u) || !s[u].is_string())
@@ -130,9 +137,12 @@ class Scanner {
 			size_t q = url.find('?');
 			while (found.empty() && q != std::string::npos) {
 				size_t amp = url.find('&', q + 1);
-				std::string pair = url.substr(q + 1, amp == std::string::npos ? std::string::npos : amp - q - 1);
+				std::string pair =
+				    url.substr(q + 1, amp == std::string::npos ? std::string::npos
+				                                               : amp - q - 1);
 				size_t eq = pair.find('=');
-				if (eq != std::string::npos && generic_secret(pair.substr(0, eq), pair.substr(eq + 1))) {
+				if (eq != std::string::npos &&
+				    generic_secret(pair.substr(0, eq), pair.substr(eq + 1))) {
 					Finding f;
 					f.type = "generic_secret";
 					f.secret = SecretBytes(pair.substr(eq + 1));
@@ -149,13 +159,13 @@ class Scanner {
 	McpConfigScan *out_;
 };
 
-}  // namespace
+} // namespace
 
 std::string jsonc_to_json(std::string_view t)
 {
 	std::string out;
 	out.reserve(t.size());
-	size_t pending_comma = std::string::npos;  // index in out of a comma that may trail
+	size_t pending_comma = std::string::npos; // index in out of a comma that may trail
 	for (size_t i = 0; i < t.size(); i++) {
 		char c = t[i];
 		if (c == '"') {
@@ -204,13 +214,16 @@ McpConfigScan scan_mcp_config(std::string_view text)
 	} catch (const nlohmann::json::parse_error &e) {
 		size_t pos = std::min<size_t>(e.byte ? e.byte - 1 : 0, json.size());
 		size_t line = line_at(json, pos);
-		size_t col = pos - (json.rfind('\n', pos ? pos - 1 : 0) == std::string::npos
-					? 0
-					: json.rfind('\n', pos ? pos - 1 : 0) + 1) + 1;
+		size_t col = pos -
+		             (json.rfind('\n', pos ? pos - 1 : 0) == std::string::npos
+		                  ? 0
+		                  : json.rfind('\n', pos ? pos - 1 : 0) + 1) +
+		             1;
 		std::string what = e.what();
 		auto colon = what.find(": ", what.find("parse error"));
-		out.error = std::to_string(line) + ":" + std::to_string(col) + ": not valid JSON/JSONC" +
-			    (colon != std::string::npos ? " (" + what.substr(colon + 2) + ")" : "");
+		out.error = std::to_string(line) + ":" + std::to_string(col) +
+		            ": not valid JSON/JSONC" +
+		            (colon != std::string::npos ? " (" + what.substr(colon + 2) + ")" : "");
 		return out;
 	}
 	Scanner(json, &out).walk(j);
@@ -220,15 +233,15 @@ McpConfigScan scan_mcp_config(std::string_view text)
 std::vector<std::string> mcp_config_locations(const std::string &home)
 {
 	return {home + "/.cursor/mcp.json",
-		home + "/.vscode/mcp.json",
-		home + "/.config/Code/User/settings.json",
-		home + "/.config/Code/User/mcp.json",
-		home + "/.codeium/windsurf/mcp_config.json",
-		home + "/.claude.json",
-		home + "/.gemini/settings.json",
-		home + "/.config/Claude/claude_desktop_config.json",
-		home + "/Library/Application Support/Claude/claude_desktop_config.json",
-		home + "/.config/zed/settings.json"};
+	        home + "/.vscode/mcp.json",
+	        home + "/.config/Code/User/settings.json",
+	        home + "/.config/Code/User/mcp.json",
+	        home + "/.codeium/windsurf/mcp_config.json",
+	        home + "/.claude.json",
+	        home + "/.gemini/settings.json",
+	        home + "/.config/Claude/claude_desktop_config.json",
+	        home + "/Library/Application Support/Claude/claude_desktop_config.json",
+	        home + "/.config/zed/settings.json"};
 }
 
 std::vector<std::string> user_homes()
@@ -238,7 +251,8 @@ std::vector<std::string> user_homes()
 	while (passwd *pw = getpwent()) {
 		struct stat st;
 		std::string h = pw->pw_dir ? pw->pw_dir : "";
-		if (h.size() > 1 && h != "/nonexistent" && stat(h.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+		if (h.size() > 1 && h != "/nonexistent" && stat(h.c_str(), &st) == 0 &&
+		    S_ISDIR(st.st_mode) &&
 		    (h.rfind("/home/", 0) == 0 || h == "/root" || pw->pw_uid >= 1000))
 			homes.insert(h);
 	}
@@ -246,4 +260,4 @@ std::vector<std::string> user_homes()
 	return {homes.begin(), homes.end()};
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -10,16 +10,21 @@
 #include "keytrail/secrets/secret_bytes.h"
 #include "keytrail/util/text.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 bool ends_with(std::string_view s, std::string_view p)
 {
 	return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
 
-bool contains(std::string_view s, std::string_view p) { return s.find(p) != std::string_view::npos; }
+bool contains(std::string_view s, std::string_view p)
+{
+	return s.find(p) != std::string_view::npos;
+}
 
 std::string read_link(const std::string &p)
 {
@@ -28,10 +33,10 @@ std::string read_link(const std::string &p)
 	return n > 0 ? std::string(buf, n) : "";
 }
 
-}  // namespace
+} // namespace
 
 std::optional<std::string> credential_file_kind(std::string_view path,
-						const std::vector<std::string> &extra_globs)
+                                                const std::vector<std::string> &extra_globs)
 {
 	std::string_view base = basename_of(path);
 	struct Rule {
@@ -71,14 +76,16 @@ std::optional<std::string> credential_file_kind(std::string_view path,
 		return "ssh_private_key";
 	if (path.substr(0, 13) == "/run/secrets/" || path.substr(0, 17) == "/var/run/secrets/")
 		return "container_secret";
-	if (base.substr(0, 4) == ".env" && base != ".envrc.sample" && !ends_with(base, ".example") &&
-	    !ends_with(base, ".sample") && !ends_with(base, ".template"))
+	if (base.substr(0, 4) == ".env" && base != ".envrc.sample" &&
+	    !ends_with(base, ".example") && !ends_with(base, ".sample") &&
+	    !ends_with(base, ".template"))
 		return "dotenv";
 	for (std::string_view ext : {".pem", ".key", ".p12", ".pfx"})
 		if (ends_with(base, ext))
 			return "key_file";
-	if (ends_with(base, ".json") && (contains(base, "service-account") || contains(base, "service_account") ||
-					 contains(base, "credentials")))
+	if (ends_with(base, ".json") &&
+	    (contains(base, "service-account") || contains(base, "service_account") ||
+	     contains(base, "credentials")))
 		return "gcp_credentials";
 	if (contains(base, "kubeconfig"))
 		return "kubeconfig";
@@ -90,7 +97,7 @@ std::optional<std::string> credential_file_kind(std::string_view path,
 }
 
 std::optional<ResolvedPath> resolve_process_path(pid_t pid, int dirfd, const std::string &path,
-						 const std::string &proc_root)
+                                                 const std::string &proc_root)
 {
 	std::string proc = proc_root + "/" + std::to_string(pid);
 	std::string logical;
@@ -98,8 +105,9 @@ std::optional<ResolvedPath> resolve_process_path(pid_t pid, int dirfd, const std
 		logical = path;
 	} else {
 		constexpr int kAtFdcwd = -100;
-		std::string base = dirfd == kAtFdcwd ? read_link(proc + "/cwd")
-						     : read_link(proc + "/fd/" + std::to_string(dirfd));
+		std::string base = dirfd == kAtFdcwd
+		                       ? read_link(proc + "/cwd")
+		                       : read_link(proc + "/fd/" + std::to_string(dirfd));
 		if (base.empty() || base[0] != '/')
 			return std::nullopt;
 		logical = base + "/" + path;
@@ -109,7 +117,7 @@ std::optional<ResolvedPath> resolve_process_path(pid_t pid, int dirfd, const std
 }
 
 bool read_file_checked(const std::string &path, uint64_t kdev, uint64_t ino, size_t max,
-		       SecretBytes *out, int64_t *mtime_ns, uint64_t *size)
+                       SecretBytes *out, int64_t *mtime_ns, uint64_t *size)
 {
 	out->wipe();
 	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -137,4 +145,4 @@ bool read_file_checked(const std::string &path, uint64_t kdev, uint64_t ino, siz
 	return true;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

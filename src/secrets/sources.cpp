@@ -1,27 +1,28 @@
 #include "keytrail/secrets/sources.h"
 
 #include <fcntl.h>
-
-#include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include "keytrail/probe/events.h"
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/secrets/paths.h"
 #include "keytrail/util/text.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 SecretSources::SecretSources(Fingerprinter fp, std::vector<std::string> extra_globs,
-			     uint64_t max_file_size)
+                             uint64_t max_file_size)
     : fp_(std::move(fp)), globs_(std::move(extra_globs)), max_file_size_(max_file_size)
 {
 }
 
 std::vector<Obtained> SecretSources::fingerprint_all(std::vector<Finding> found,
-						     const std::string &source,
-						     const std::string &location)
+                                                     const std::string &source,
+                                                     const std::string &location)
 {
 	std::vector<Obtained> out;
 	for (auto &f : found) {
@@ -82,8 +83,9 @@ std::optional<FileScan> SecretSources::cached_inode(uint64_t kdev, uint64_t ino)
 	return s;
 }
 
-std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, const std::string &path,
-						 uint64_t kdev, uint64_t ino, const std::string &cwd_hint)
+std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
+                                                 const std::string &path, uint64_t kdev,
+                                                 uint64_t ino, const std::string &cwd_hint)
 {
 	std::string logical = path;
 	std::string access;
@@ -92,7 +94,9 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, c
 			logical = r->logical;
 			access = r->access;
 		} else if (path[0] != '/' && !cwd_hint.empty() && dirfd == -100) {
-			logical = std::filesystem::path(cwd_hint + "/" + path).lexically_normal().string();
+			logical = std::filesystem::path(cwd_hint + "/" + path)
+			              .lexically_normal()
+			              .string();
 		}
 	}
 	auto kind = credential_file_kind(logical, globs_);
@@ -106,7 +110,8 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, c
 	// The very file it opened (its fd), else the path in its mount
 	// namespace, else -- the process is gone -- the path in ours. The inode
 	// check keeps every fallback honest.
-	bool ok = fd >= 0 && read_file_checked(via_fd, kdev, ino, max_file_size_, &content, &mtime, &size);
+	bool ok = fd >= 0 &&
+	          read_file_checked(via_fd, kdev, ino, max_file_size_, &content, &mtime, &size);
 	if (!ok && !access.empty())
 		ok = read_file_checked(access, kdev, ino, max_file_size_, &content, &mtime, &size);
 	if (!ok && !logical.empty() && logical[0] == '/')
@@ -121,7 +126,8 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd, c
 	}
 	auto key = std::make_pair(kdev, ino);
 	auto it = files_.find(key);
-	if (it != files_.end() && std::get<0>(it->second) == mtime && std::get<1>(it->second) == size) {
+	if (it != files_.end() && std::get<0>(it->second) == mtime &&
+	    std::get<1>(it->second) == size) {
 		FileScan s = std::get<2>(it->second);
 		s.path = logical;
 		s.cached = true;
@@ -181,4 +187,4 @@ ConfigScanResult SecretSources::from_mcp_config(const std::string &path)
 	return r;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -5,18 +5,23 @@
 #include <cstdio>
 #include <ctime>
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 int64_t read_ns(clockid_t id)
 {
 	timespec ts{};
 	clock_gettime(id, &ts);
 	return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
-}  // namespace
+} // namespace
 
-SystemClock::SystemClock() { resync(); }
+SystemClock::SystemClock()
+{
+	resync();
+}
 
 void SystemClock::resync()
 {
@@ -28,7 +33,10 @@ void SystemClock::resync()
 	offset_ns_ = r - (b1 + (b2 - b1) / 2);
 }
 
-int64_t SystemClock::now_ns() const { return read_ns(CLOCK_REALTIME); }
+int64_t SystemClock::now_ns() const
+{
+	return read_ns(CLOCK_REALTIME);
+}
 
 int64_t SystemClock::boot_to_wall_ns(uint64_t boot_ns) const
 {
@@ -47,7 +55,7 @@ std::string rfc3339(int64_t wall_ns)
 	gmtime_r(&secs, &t);
 	char buf[96];
 	std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", t.tm_year + 1900,
-		      t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, usec);
+	              t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, usec);
 	return buf;
 }
 
@@ -61,7 +69,8 @@ bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
 	if (i < s.size()) {
 		if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
 			return false;
-		if (std::sscanf(s.c_str() + i + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &consumed) != 3 ||
+		if (std::sscanf(s.c_str() + i + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &consumed) !=
+		        3 ||
 		    consumed != 8)
 			return false;
 		i += 9;
@@ -76,7 +85,7 @@ bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
 				return false;
 		}
 		if (i >= s.size())
-			return false;  // a time needs a zone
+			return false; // a time needs a zone
 		if (s[i] == 'Z' || s[i] == 'z') {
 			i++;
 		} else if (s[i] == '+' || s[i] == '-') {
@@ -112,4 +121,4 @@ uint64_t ns_to_clock_ticks(uint64_t ns)
 	return ns / (1000000000ULL / hz);
 }
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -2,11 +2,12 @@
 
 #include <cstring>
 
-namespace keytrail {
+namespace keytrail
+{
 
 Error sys_error(const std::string &what, int err)
 {
 	return Error(what + ": " + std::strerror(err));
 }
 
-}  // namespace keytrail
+} // namespace keytrail

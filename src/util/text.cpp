@@ -4,9 +4,11 @@
 
 #include <cstdio>
 
-namespace keytrail {
+namespace keytrail
+{
 
-namespace {
+namespace
+{
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
 size_t utf8_seq_len(std::string_view s, size_t i)
@@ -43,7 +45,7 @@ size_t utf8_seq_len(std::string_view s, size_t i)
 	return n;
 }
 
-}  // namespace
+} // namespace
 
 std::string sanitize_utf8(std::string_view s)
 {
@@ -53,7 +55,8 @@ std::string sanitize_utf8(std::string_view s)
 		size_t n = utf8_seq_len(s, i);
 		if (n == 0) {
 			char esc[5];
-			std::snprintf(esc, sizeof(esc), "\\x%02X", static_cast<unsigned char>(s[i]));
+			std::snprintf(esc, sizeof(esc), "\\x%02X",
+			              static_cast<unsigned char>(s[i]));
 			out += esc;
 			i++;
 		} else {
@@ -89,4 +92,4 @@ bool glob_match(const std::string &pattern, const std::string &s)
 	return fnmatch(pattern.c_str(), s.c_str(), 0) == 0;
 }
 
-}  // namespace keytrail
+} // namespace keytrail

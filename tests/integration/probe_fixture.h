@@ -13,9 +13,11 @@
 #include "keytrail/probe/events.h"
 #include "keytrail/probe/loader.h"
 
-namespace keytrail::test {
+namespace keytrail::test
+{
 
-class ProbeTest : public ::testing::Test {
+class ProbeTest : public ::testing::Test
+{
       protected:
 	void start(LoaderOptions opts = {})
 	{
@@ -41,7 +43,8 @@ class ProbeTest : public ::testing::Test {
 	template <typename T>
 	std::optional<T> wait_for(std::function<bool(const T &)> pred, int timeout_ms = 5000)
 	{
-		auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+		auto deadline =
+		    std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 		size_t seen = 0;
 		while (true) {
 			for (; seen < events_.size(); seen++)
@@ -53,8 +56,7 @@ class ProbeTest : public ::testing::Test {
 		}
 	}
 
-	template <typename T>
-	size_t count(std::function<bool(const T &)> pred)
+	template <typename T> size_t count(std::function<bool(const T &)> pred)
 	{
 		loader_->poll(0);
 		size_t n = 0;
@@ -69,4 +71,4 @@ class ProbeTest : public ::testing::Test {
 	size_t decode_errors_ = 0;
 };
 
-}  // namespace keytrail::test
+} // namespace keytrail::test

@@ -27,17 +27,19 @@ TEST(Cli, CheckSaysTheAgentCanRunHere)
 	std::string out = slurp(dir + "/check.txt");
 	EXPECT_NE(out.find("agent can run: yes"), std::string::npos) << out;
 	EXPECT_NE(out.find("tracefs"), std::string::npos);
-	EXPECT_NE(out.find("fentry"), std::string::npos);  // reported, never required
+	EXPECT_NE(out.find("fentry"), std::string::npos); // reported, never required
 }
 
 TEST(Cli, BadConfigExitsTwoWithFileAndLine)
 {
 	std::string dir = temp_dir();
-	std::ofstream(dir + "/bad.yaml") << "agent:\n  state_dir: /tmp/x\n  ring_buffer_size: huge\n";
+	std::ofstream(dir + "/bad.yaml")
+	    << "agent:\n  state_dir: /tmp/x\n  ring_buffer_size: huge\n";
 	AgentProcess a({"run", "--config", dir + "/bad.yaml", "-o", dir + "/out.jsonl"}, dir);
 	EXPECT_EQ(a.wait(), 2);
 	std::string err = slurp(a.err());
-	EXPECT_NE(err.find(dir + "/bad.yaml:3:21: agent.ring_buffer_size"), std::string::npos) << err;
+	EXPECT_NE(err.find(dir + "/bad.yaml:3:21: agent.ring_buffer_size"), std::string::npos)
+	    << err;
 	AgentProcess missing({"run", "--config", dir + "/nope.yaml"}, dir);
 	EXPECT_EQ(missing.wait(), 2);
 }
@@ -51,15 +53,19 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 	std::string server = dir + "/mcp-server-kttest";
 	// Like a real server, it takes a moment before it reads anything: the
 	// agent tracks it from its exec record (docs/architecture.md, limits).
-	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncat " << dir << "/creds.txt > /dev/null\nsleep 0.3\n";
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncat " << dir
+	                      << "/creds.txt > /dev/null\nsleep 0.3\n";
 	chmod(server.c_str(), 0755);
 	std::ofstream(dir + "/creds.txt") << "token=" << token << "\n";
-	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
-					 << "/state\n  health_interval: 500ms\n  connect_hold: 100ms\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir
+	    << "/state\n  health_interval: 500ms\n  connect_hold: 100ms\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd(server + " --token " + token), 0);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("creds.txt") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("creds.txt") != std::string::npos; }, 5000));
 	EXPECT_EQ(a.stop(SIGTERM), 0);
 
 	auto recs = records(a.out());
@@ -79,7 +85,8 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 			close_seen = true;
 			EXPECT_EQ(r["bytes_read"], 6 + token.size() + 1);
 			EXPECT_EQ(r["comm"], "cat");
-			EXPECT_EQ(r["mcp_server"], "mcp-server-kttest");  // inherited from the server
+			EXPECT_EQ(r["mcp_server"],
+			          "mcp-server-kttest"); // inherited from the server
 		}
 		if (r["type"] == "health" && r["final"] == true)
 			health_final = true;
@@ -106,12 +113,15 @@ TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
 {
 	std::string dir = temp_dir();
 	std::ofstream(dir + "/vault-token") << "hvs.fakefakefakefakefake\n";
-	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
-					 << "/state\ntracking:\n  watch_paths: [" << dir << "/vault-*]\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\ntracking:\n  watch_paths: [" << dir
+	    << "/vault-*]\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd("cat " + dir + "/vault-token > /dev/null"), 0);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"watched\":true") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("\"watched\":true") != std::string::npos; }, 5000));
 	EXPECT_EQ(a.stop(SIGINT), 0);
 	bool found = false;
 	for (auto &r : records(a.out()))
@@ -129,7 +139,8 @@ TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
 TEST(Cli, DurationStopsCleanly)
 {
 	std::string dir = temp_dir();
-	AgentProcess a({"run", "--duration", "1", "--state-dir", dir + "/s", "-o", dir + "/out.jsonl"}, dir);
+	AgentProcess a(
+	    {"run", "--duration", "1", "--state-dir", dir + "/s", "-o", dir + "/out.jsonl"}, dir);
 	EXPECT_EQ(a.wait(), 0);
 	auto recs = records(a.out());
 	ASSERT_GE(recs.size(), 2u);

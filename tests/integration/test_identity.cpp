@@ -14,7 +14,8 @@
 using namespace keytrail;
 using namespace keytrail::test;
 
-namespace {
+namespace
+{
 
 const std::string kContainer = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
@@ -43,7 +44,7 @@ nlohmann::json exec_record(const std::string &out, const std::string &filename)
 	return nullptr;
 }
 
-}  // namespace
+} // namespace
 
 TEST(IdentityIntegration, DockerShapedCgroupAndNonRootUser)
 {
@@ -53,14 +54,18 @@ TEST(IdentityIntegration, DockerShapedCgroupAndNonRootUser)
 	ASSERT_EQ(system(("mkdir -p " + cgdir).c_str()), 0);
 
 	std::string dir = temp_dir();
-	std::string server = make_server(dir, "mcp-server-ktid", "cat /etc/hostname >/dev/null; sleep 0.2");
+	std::string server =
+	    make_server(dir, "mcp-server-ktid", "cat /etc/hostname >/dev/null; sleep 0.2");
 	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 
 	// Into the container-shaped cgroup, then drop to nobody, then exec.
-	std::string cmd = "sh -c 'echo $$ > " + cgdir + "/cgroup.procs && exec setpriv --reuid=65534 --regid=65534 --clear-groups " +
-			  server + "'";
+	std::string cmd =
+	    "sh -c 'echo $$ > " + cgdir +
+	    "/cgroup.procs && exec setpriv --reuid=65534 --regid=65534 --clear-groups " + server +
+	    "'";
 	ASSERT_EQ(run_cmd(cmd), 0);
 	ASSERT_TRUE(a.wait_until([&] { return !exec_record(a.out(), server).is_null(); }, 5000));
 	EXPECT_EQ(a.stop(), 0);
@@ -77,8 +82,8 @@ TEST(IdentityIntegration, DockerShapedCgroupAndNonRootUser)
 	EXPECT_EQ(sel["unix.user"], "nobody");
 	EXPECT_EQ(sel["mcp.server"], "mcp-server-ktid");
 	EXPECT_EQ(sel["unix.sha256"].get<std::string>().size(), 64u);
-	EXPECT_EQ(r["identity"]["id"],
-		  "spiffe://keytrail.local/" + hostname_str() + "/mcp-server-ktid/nobody/" + kContainer.substr(0, 12));
+	EXPECT_EQ(r["identity"]["id"], "spiffe://keytrail.local/" + hostname_str() +
+	                                   "/mcp-server-ktid/nobody/" + kContainer.substr(0, 12));
 	EXPECT_FALSE(r["identity"].contains("unresolved")) << r.dump();
 	// The child (cat) carries the same server and its own exec_id.
 	bool cat_seen = false;
@@ -97,7 +102,8 @@ TEST(IdentityIntegration, ServerLaunchedByAClientNamedLikeClaude)
 	std::string server = make_server(dir, "mcp-server-ktclient", "sleep 0.2");
 	symlink("/bin/bash", (dir + "/claude").c_str());
 	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	// "; true" keeps bash from exec'ing the server in place of itself.
 	ASSERT_EQ(run_cmd(dir + "/claude -c '" + server + "; true'"), 0);
@@ -116,17 +122,19 @@ TEST(IdentityIntegration, ChurnStaysBoundedAndNothingIsMisattributed)
 	const int kChildren = 2000;
 	// The server forks kChildren short-lived processes; each opens a path
 	// that names its own pid, so attribution can be checked record by record.
-	std::string server = make_server(
-	    dir, "mcp-server-churn",
-	    "i=0; while [ $i -lt " + std::to_string(kChildren) + " ]; do sh -c 'exec cat " + dir +
-		"/p$$ 2>/dev/null'; i=$((i+1)); done; true");
-	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
-					 << "/state\n  health_interval: 300ms\n  max_exited_processes: 500\n"
-					 << "  process_grace: 1s\n  ring_buffer_size: 64MiB\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	std::string server = make_server(dir, "mcp-server-churn",
+	                                 "i=0; while [ $i -lt " + std::to_string(kChildren) +
+	                                     " ]; do sh -c 'exec cat " + dir +
+	                                     "/p$$ 2>/dev/null'; i=$((i+1)); done; true");
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir
+	    << "/state\n  health_interval: 300ms\n  max_exited_processes: 500\n"
+	    << "  process_grace: 1s\n  ring_buffer_size: 64MiB\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd(server), 0);
-	std::this_thread::sleep_for(std::chrono::seconds(2));  // two health ticks: eviction runs
+	std::this_thread::sleep_for(std::chrono::seconds(2)); // two health ticks: eviction runs
 	auto status = nlohmann::json::parse(slurp(dir + "/state/status.json"));
 	EXPECT_EQ(a.stop(), 0);
 
@@ -148,8 +156,9 @@ TEST(IdentityIntegration, ChurnStaysBoundedAndNothingIsMisattributed)
 			drops = r["kernel"]["drops"];
 	}
 	EXPECT_EQ(wrong, 0u);
-	EXPECT_EQ(exec_ids.size(), opens);  // one process instance per open, even as pids wrap
-	EXPECT_EQ(opens + drops >= static_cast<size_t>(kChildren), true) << opens << " opens, " << drops << " drops";
+	EXPECT_EQ(exec_ids.size(), opens); // one process instance per open, even as pids wrap
+	EXPECT_EQ(opens + drops >= static_cast<size_t>(kChildren), true)
+	    << opens << " opens, " << drops << " drops";
 	EXPECT_GT(opens, kChildren * 9 / 10u);
 	// Bounded: exited entries never exceed the configured cap (plus one tick of churn).
 	EXPECT_LE(status["processes"]["exited_kept"].get<int>(), 500 + 2 * kChildren / 3);

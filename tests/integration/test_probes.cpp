@@ -20,11 +20,13 @@
 using namespace keytrail;
 using namespace keytrail::test;
 
-namespace {
+namespace
+{
 
 struct TempFile {
 	std::string path;
-	struct stat st {};
+	struct stat st {
+	};
 	explicit TempFile(size_t bytes, const std::string &name = "secret")
 	{
 		char dir[] = "/tmp/kt-it-XXXXXX";
@@ -104,9 +106,11 @@ int connect_and_send(uint16_t port, const std::string &bytes, WriteCall how)
 	return n == static_cast<ssize_t>(bytes.size()) ? 0 : 3;
 }
 
-}  // namespace
+} // namespace
 
-class Probes : public ProbeTest {};
+class Probes : public ProbeTest
+{
+};
 
 TEST_F(Probes, TrackedChildOpenAndReadAreReportedOnceAtClose)
 {
@@ -132,10 +136,11 @@ TEST_F(Probes, TrackedChildOpenAndReadAreReportedOnceAtClose)
 	});
 	ASSERT_TRUE(close_ev);
 	EXPECT_EQ(close_ev->bytes_read, 1000u);
-	EXPECT_EQ(close_ev->reads, 4u);  // 300+300+300+100; the 0-byte EOF read is not counted
+	EXPECT_EQ(close_ev->reads, 4u); // 300+300+300+100; the 0-byte EOF read is not counted
 	EXPECT_EQ(close_ev->fd, open_ev->fd);
 	EXPECT_EQ(close_ev->reason, static_cast<uint32_t>(KT_CLOSE_CLOSE));
-	EXPECT_TRUE(wait_for<ExitEvent>([&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(pid); }));
+	EXPECT_TRUE(wait_for<ExitEvent>(
+	    [&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(pid); }));
 }
 
 TEST_F(Probes, OpenOnOneThreadReadOnAnotherIsSummedPerProcess)
@@ -158,7 +163,7 @@ TEST_F(Probes, OpenOnOneThreadReadOnAnotherIsSummedPerProcess)
 		return e.ctx.pid == static_cast<uint32_t>(child.pid()) && e.ino == f.st.st_ino;
 	});
 	ASSERT_TRUE(open_ev);
-	EXPECT_NE(open_ev->ctx.tid, open_ev->ctx.pid);  // opened on the helper thread
+	EXPECT_NE(open_ev->ctx.tid, open_ev->ctx.pid); // opened on the helper thread
 	auto close_ev = wait_for<CloseEvent>([&](const CloseEvent &e) {
 		return e.ctx.pid == static_cast<uint32_t>(child.pid()) && e.ino == f.st.st_ino;
 	});
@@ -172,7 +177,7 @@ TEST_F(Probes, UnclosedFdCountersSurviveUntilUserspaceTakesThemAtExit)
 	Child child([&] {
 		int fd = open(f.path.c_str(), O_RDONLY);
 		char buf[1000];
-		return read(fd, buf, sizeof(buf)) == 777 ? 0 : 1;  // exits without close()
+		return read(fd, buf, sizeof(buf)) == 777 ? 0 : 1; // exits without close()
 	});
 	loader_->track(child.pid());
 	child.go();
@@ -181,15 +186,18 @@ TEST_F(Probes, UnclosedFdCountersSurviveUntilUserspaceTakesThemAtExit)
 		return e.ctx.pid == static_cast<uint32_t>(child.pid()) && e.ino == f.st.st_ino;
 	});
 	ASSERT_TRUE(open_ev);
-	ASSERT_TRUE(wait_for<ExitEvent>([&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); }));
+	ASSERT_TRUE(wait_for<ExitEvent>(
+	    [&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); }));
 	auto st = loader_->take_fd_state(child.pid(), open_ev->fd);
 	ASSERT_TRUE(st);
 	EXPECT_EQ(st->bytes_read, 777u);
-	EXPECT_FALSE(loader_->take_fd_state(child.pid(), open_ev->fd));  // taken once
-	EXPECT_FALSE(loader_->is_tracked(child.pid()));                  // cleared at exit
+	EXPECT_FALSE(loader_->take_fd_state(child.pid(), open_ev->fd)); // taken once
+	EXPECT_FALSE(loader_->is_tracked(child.pid()));                 // cleared at exit
 }
 
-class ProbesWrite : public ProbeTest, public ::testing::WithParamInterface<WriteCall> {};
+class ProbesWrite : public ProbeTest, public ::testing::WithParamInterface<WriteCall>
+{
+};
 
 TEST_P(ProbesWrite, NonBlockingConnectAndClientHelloSni)
 {
@@ -215,21 +223,21 @@ TEST_P(ProbesWrite, NonBlockingConnectAndClientHelloSni)
 }
 
 INSTANTIATE_TEST_SUITE_P(AllWriteCalls, ProbesWrite,
-			 ::testing::Values(WriteCall::Write, WriteCall::Writev, WriteCall::Sendto,
-					   WriteCall::Sendmsg));
+                         ::testing::Values(WriteCall::Write, WriteCall::Writev, WriteCall::Sendto,
+                                           WriteCall::Sendmsg));
 
 TEST_F(Probes, HttpHostFromPlainRequest)
 {
 	Listener l;
-	std::string req = "GET /api/v4/user HTTP/1.1\r\nHost: gitlab.local:" + std::to_string(l.port) +
-			  "\r\nPRIVATE-TOKEN: glpat-notarealtokenvalue00\r\n\r\n";
+	std::string req =
+	    "GET /api/v4/user HTTP/1.1\r\nHost: gitlab.local:" + std::to_string(l.port) +
+	    "\r\nPRIVATE-TOKEN: glpat-notarealtokenvalue00\r\n\r\n";
 	Child child([&] { return connect_and_send(l.port, req, WriteCall::Write); });
 	loader_->track(child.pid());
 	child.go();
 	ASSERT_EQ(child.wait(), 0);
-	auto p = wait_for<PayloadEvent>([&](const PayloadEvent &e) {
-		return e.ctx.pid == static_cast<uint32_t>(child.pid());
-	});
+	auto p = wait_for<PayloadEvent>(
+	    [&](const PayloadEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); });
 	ASSERT_TRUE(p);
 	EXPECT_EQ(p->http_host, "gitlab.local:" + std::to_string(l.port));
 }
@@ -238,11 +246,14 @@ TEST_F(Probes, UntrackedProcessesEmitNoFileOrNetworkEvents)
 {
 	TempFile f(100);
 	Listener l;
-	Child child([&] { return read_all(f.path, 100) + connect_and_send(l.port, "x", WriteCall::Write); });
+	Child child([&] {
+		return read_all(f.path, 100) + connect_and_send(l.port, "x", WriteCall::Write);
+	});
 	child.go();
 	ASSERT_EQ(child.wait(), 0);
 	// The exit is reported for every process: use it as the barrier.
-	ASSERT_TRUE(wait_for<ExitEvent>([&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); }));
+	ASSERT_TRUE(wait_for<ExitEvent>(
+	    [&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); }));
 	auto mine = [&](const auto &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); };
 	EXPECT_EQ(count<OpenEvent>(mine), 0u);
 	EXPECT_EQ(count<ConnectEvent>(mine), 0u);
@@ -256,9 +267,10 @@ TEST_F(Probes, UntrackedOpenOfWatchedInodeIsReportedAndTracked)
 	ASSERT_TRUE(loader_->watch(secret.kdev(), secret.st.st_ino, 7));
 	Listener l;
 	Child child([&] {
-		read_all(other.path, 64);   // not watched: silent
-		read_all(secret.path, 64);  // watched: reported, and tracked from now on
-		return connect_and_send(l.port, "GET / HTTP/1.1\r\nHost: exfil.test\r\n\r\n", WriteCall::Write);
+		read_all(other.path, 64);  // not watched: silent
+		read_all(secret.path, 64); // watched: reported, and tracked from now on
+		return connect_and_send(l.port, "GET / HTTP/1.1\r\nHost: exfil.test\r\n\r\n",
+		                        WriteCall::Write);
 	});
 	child.go();
 	ASSERT_EQ(child.wait(), 0);
@@ -267,14 +279,16 @@ TEST_F(Probes, UntrackedOpenOfWatchedInodeIsReportedAndTracked)
 	ASSERT_TRUE(o);
 	EXPECT_TRUE(o->ctx.flags & KT_F_WATCHED);
 	EXPECT_EQ(o->ino, secret.st.st_ino);
-	EXPECT_TRUE(o->path.empty());  // userspace names it from its watch table
+	EXPECT_TRUE(o->path.empty()); // userspace names it from its watch table
 	auto c = wait_for<CloseEvent>([&](const CloseEvent &e) { return mine(e); });
 	ASSERT_TRUE(c);
 	EXPECT_EQ(c->bytes_read, 64u);
 	auto conn = wait_for<ConnectEvent>([&](const ConnectEvent &e) { return mine(e); });
 	ASSERT_TRUE(conn) << "the process should be tracked after opening a watched inode";
 	EXPECT_EQ(conn->port, l.port);
-	EXPECT_EQ(count<OpenEvent>([&](const OpenEvent &e) { return mine(e) && e.ino == other.st.st_ino; }), 0u);
+	EXPECT_EQ(count<OpenEvent>(
+	              [&](const OpenEvent &e) { return mine(e) && e.ino == other.st.st_ino; }),
+	          0u);
 }
 
 TEST_F(Probes, ForkInheritsTrackingAndExecCarriesArgv)
@@ -295,7 +309,8 @@ TEST_F(Probes, ForkInheritsTrackingAndExecCarriesArgv)
 	loader_->track(child.pid());
 	child.go();
 	ASSERT_EQ(child.wait(), 0);
-	auto fk = wait_for<ForkEvent>([&](const ForkEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); });
+	auto fk = wait_for<ForkEvent>(
+	    [&](const ForkEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); });
 	ASSERT_TRUE(fk);
 	uint32_t gc = fk->child_pid;
 	auto ex = wait_for<ExecEvent>([&](const ExecEvent &e) { return e.ctx.pid == gc; });
@@ -307,9 +322,11 @@ TEST_F(Probes, ForkInheritsTrackingAndExecCarriesArgv)
 	EXPECT_TRUE(ex->ctx.flags & KT_F_TRACKED);
 	EXPECT_NE(ex->ctx.start_time_ns, 0u);
 	EXPECT_EQ(ex->ctx.start_time_ns, fk->child_start_time_ns);
-	auto op = wait_for<OpenEvent>([&](const OpenEvent &e) { return e.ctx.pid == gc && e.path == f.path; });
+	auto op = wait_for<OpenEvent>(
+	    [&](const OpenEvent &e) { return e.ctx.pid == gc && e.path == f.path; });
 	ASSERT_TRUE(op);
-	auto cl = wait_for<CloseEvent>([&](const CloseEvent &e) { return e.ctx.pid == gc && e.ino == f.st.st_ino; });
+	auto cl = wait_for<CloseEvent>(
+	    [&](const CloseEvent &e) { return e.ctx.pid == gc && e.ino == f.st.st_ino; });
 	ASSERT_TRUE(cl);
 	EXPECT_EQ(cl->bytes_read, 10u);
 }
@@ -328,7 +345,7 @@ TEST_F(Probes, LongAndHostilePathsArriveIntact)
 		mkdirat(dfd, rel.c_str(), 0700);
 	}
 	std::string file = rel + "/f\"q";
-	file += std::string(4050 - file.size(), 'n');  // past 4,000 bytes, under PATH_MAX
+	file += std::string(4050 - file.size(), 'n'); // past 4,000 bytes, under PATH_MAX
 	close(openat(dfd, file.c_str(), O_CREAT | O_WRONLY, 0600));
 	Child child([&] {
 		int fd = openat(dfd, file.c_str(), O_RDONLY);
@@ -348,7 +365,8 @@ TEST_F(Probes, LongAndHostilePathsArriveIntact)
 	std::system(("rm -rf '" + root + "'").c_str());
 }
 
-class TinyRing : public ProbeTest {
+class TinyRing : public ProbeTest
+{
       protected:
 	void SetUp() override { start(LoaderOptions{4096, 0}); }
 };
@@ -362,14 +380,13 @@ TEST_F(TinyRing, DropsAreCountedNotSilent)
 		return 0;
 	});
 	loader_->track(child.pid());
-	child.go();  // we do not poll while it runs: the 4 KiB ring overflows
+	child.go(); // we do not poll while it runs: the 4 KiB ring overflows
 	ASSERT_EQ(child.wait(), 0);
 	KernelStats s = loader_->stats();
 	EXPECT_GT(s.drops_of(KT_EV_OPEN), 0u);
 	EXPECT_GT(s.drops(), 1000u);
-	uint64_t delivered = count<OpenEvent>([&](const OpenEvent &e) {
-		return e.ctx.pid == static_cast<uint32_t>(child.pid());
-	});
+	uint64_t delivered = count<OpenEvent>(
+	    [&](const OpenEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); });
 	EXPECT_LT(delivered, 3000u);
 	// Every open is either delivered or counted as dropped.
 	EXPECT_GE(delivered + s.drops_of(KT_EV_OPEN), 3000u);

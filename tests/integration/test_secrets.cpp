@@ -14,7 +14,8 @@
 using namespace keytrail;
 using namespace keytrail::test;
 
-namespace {
+namespace
+{
 
 // Fake credentials in valid formats, built at run time.
 std::string token(const std::string &prefix, size_t n, unsigned seed)
@@ -30,50 +31,58 @@ std::string fingerprint_of(const std::string &secret, const std::string &state_d
 {
 	std::string dir = temp_dir();
 	std::ofstream(dir + "/s", std::ios::binary) << secret;
-	EXPECT_EQ(run_cmd(std::string(KEYTRAIL_BINARY) + " fingerprint --state-dir " + state_dir + " < " + dir + "/s > " +
-			  dir + "/fp"),
-		  0);
+	EXPECT_EQ(run_cmd(std::string(KEYTRAIL_BINARY) + " fingerprint --state-dir " + state_dir +
+	                  " < " + dir + "/s > " + dir + "/fp"),
+	          0);
 	std::string fp = slurp(dir + "/fp");
 	unlink((dir + "/s").c_str());
 	return fp.substr(0, fp.find('\n'));
 }
 
-}  // namespace
+} // namespace
 
 TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 {
 	std::string dir = temp_dir();
 	chmod(dir.c_str(), 0755);
-	const std::string gitlab = token("glpat-", 20, 1);          // env
-	const std::string db_pw = token("", 18, 2);                 // argv, in a URL
-	const std::string openai = token("sk-proj-", 48, 3);        // file (.env)
-	const std::string aws_secret = token("", 40, 4);            // file (.aws/credentials)
-	const std::string hard = token("ghp_", 36, 5);              // MCP client config
+	const std::string gitlab = token("glpat-", 20, 1);   // env
+	const std::string db_pw = token("", 18, 2);          // argv, in a URL
+	const std::string openai = token("sk-proj-", 48, 3); // file (.env)
+	const std::string aws_secret = token("", 40, 4);     // file (.aws/credentials)
+	const std::string hard = token("ghp_", 36, 5);       // MCP client config
 	const std::vector<std::string> planted = {gitlab, db_pw, openai, aws_secret, hard};
 
 	ASSERT_EQ(system(("mkdir -p " + dir + "/home/.aws " + dir + "/proj").c_str()), 0);
 	std::ofstream(dir + "/proj/.env") << "PORT=8080\nOPENAI_API_KEY=" << openai << "\n";
-	std::ofstream(dir + "/home/.aws/credentials") << "[default]\naws_access_key_id = AKIAQ3EGT5LMNOPRSTUV\n"
-						      << "aws_secret_access_key = " << aws_secret << "\n";
-	std::ofstream(dir + "/mcp.json") << "{\"mcpServers\": {\"github\": {\"command\": \"github-mcp-server\", "
-					    "\"env\": {\"GITHUB_PERSONAL_ACCESS_TOKEN\": \"" << hard << "\"}}}}";
+	std::ofstream(dir + "/home/.aws/credentials")
+	    << "[default]\naws_access_key_id = AKIAQ3EGT5LMNOPRSTUV\n"
+	    << "aws_secret_access_key = " << aws_secret << "\n";
+	std::ofstream(dir + "/mcp.json")
+	    << "{\"mcpServers\": {\"github\": {\"command\": \"github-mcp-server\", "
+	       "\"env\": {\"GITHUB_PERSONAL_ACCESS_TOKEN\": \""
+	    << hard << "\"}}}}";
 	std::string server = dir + "/mcp-server-kt-secrets";
 	// A real server takes a moment to start (node: ~100 ms) before it reads
 	// anything; the agent tracks it from the exec it reads off the ring, so
 	// activity in the first milliseconds can be missed (docs/architecture.md).
-	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncd " << dir << "/proj && cat .env > /dev/null\ncat " << dir
-			      << "/home/.aws/credentials > /dev/null\nsleep 0.3\n";
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncd " << dir
+	                      << "/proj && cat .env > /dev/null\ncat " << dir
+	                      << "/home/.aws/credentials > /dev/null\nsleep 0.3\n";
 	chmod(server.c_str(), 0755);
-	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n"
-					 << "secrets:\n  scan_mcp_configs: false\n  mcp_configs: [" << dir << "/mcp.json]\n"
-					 << "inventory:\n  - id: gitlab-bot\n    owner: platform\n"
-					 << "    match: { env: GITLAB_PERSONAL_ACCESS_TOKEN }\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\n"
+	    << "secrets:\n  scan_mcp_configs: false\n  mcp_configs: [" << dir << "/mcp.json]\n"
+	    << "inventory:\n  - id: gitlab-bot\n    owner: platform\n"
+	    << "    match: { env: GITLAB_PERSONAL_ACCESS_TOKEN }\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
-	ASSERT_EQ(run_cmd("GITLAB_PERSONAL_ACCESS_TOKEN=" + gitlab + " " + server + " postgresql://app:" + db_pw +
-			  "@127.0.0.1:5432/app"),
-		  0);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("aws_secret_access_key") != std::string::npos; }, 5000));
+	ASSERT_EQ(run_cmd("GITLAB_PERSONAL_ACCESS_TOKEN=" + gitlab + " " + server +
+	                  " postgresql://app:" + db_pw + "@127.0.0.1:5432/app"),
+	          0);
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("aws_secret_access_key") != std::string::npos; },
+	    5000));
 	EXPECT_EQ(a.stop(), 0);
 
 	std::string state = dir + "/state";
@@ -99,7 +108,8 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 		EXPECT_EQ(sightings[0].source, e.source) << e.type;
 		EXPECT_EQ(sightings[0].location, e.location) << e.type;
 		if (e.source != "mcp_config") {
-			EXPECT_NE(sightings[0].identity.find("/mcp-server-kt-secrets/root"), std::string::npos);
+			EXPECT_NE(sightings[0].identity.find("/mcp-server-kt-secrets/root"),
+			          std::string::npos);
 		}
 	}
 	// The records say the same, and the inventory names the GitLab token's owner.
@@ -122,8 +132,12 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	EXPECT_TRUE(hardcoded);
 
 	// The leak test: every byte the agent wrote, searched for every secret.
-	std::vector<std::string> outputs = {a.out(), a.err(), state + "/status.json", state + "/ledger.db",
-					    state + "/ledger.db-wal", state + "/ledger.db-shm"};
+	std::vector<std::string> outputs = {a.out(),
+	                                    a.err(),
+	                                    state + "/status.json",
+	                                    state + "/ledger.db",
+	                                    state + "/ledger.db-wal",
+	                                    state + "/ledger.db-shm"};
 	for (const auto &f : outputs) {
 		std::string content = slurp(f);
 		for (const auto &s : planted)
@@ -143,13 +157,15 @@ TEST(Secrets, RotationIsRecorded)
 	std::string server = dir + "/mcp-server-kt-rotate";
 	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\n";
 	chmod(server.c_str(), 0755);
-	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
 	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	std::string old_tok = token("glpat-", 20, 10), new_tok = token("glpat-", 20, 11);
 	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + old_tok + " " + server), 0);
 	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + new_tok + " " + server), 0);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("rotated_from") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("rotated_from") != std::string::npos; }, 5000));
 	EXPECT_EQ(a.stop(), 0);
 	Ledger l(dir + "/state/ledger.db", true);
 	std::string new_fp = fingerprint_of(new_tok, dir + "/state");
@@ -167,13 +183,16 @@ TEST(Secrets, ShortLivedChildEnvironmentComesFromTheProbe)
 	std::string server = dir + "/mcp-server-kt-short";
 	// The child lives for microseconds: /proc/PID/environ is gone before the
 	// agent reads the exec record; the kernel's copy is what it scans.
-	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\nSHORT_LIVED_TOKEN=" << tok << " /bin/true\nsleep 0.2\n";
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\nSHORT_LIVED_TOKEN=" << tok
+	                      << " /bin/true\nsleep 0.2\n";
 	chmod(server.c_str(), 0755);
-	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
 	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd(server), 0);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("SHORT_LIVED_TOKEN") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("SHORT_LIVED_TOKEN") != std::string::npos; }, 5000));
 	EXPECT_EQ(a.stop(), 0);
 	bool found = false;
 	for (auto &r : records(a.out()))
@@ -196,23 +215,29 @@ TEST(Secrets, SighupReloadsTheInventoryWithoutLosingState)
 	chmod(server.c_str(), 0755);
 	auto write_cfg = [&](const std::string &inventory) {
 		std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
-						 << "/state\nsecrets:\n  scan_mcp_configs: false\n" << inventory;
+		                                 << "/state\nsecrets:\n  scan_mcp_configs: false\n"
+		                                 << inventory;
 	};
 	write_cfg("");
 	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	std::string tok = token("glpat-", 20, 31);
 	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + tok + " " + server), 0);
-	write_cfg("inventory:\n  - id: reloaded-entry\n    owner: sre\n    match: { env: GITLAB_TOKEN }\n");
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"type\":\"secret\"") != std::string::npos; }, 5000));
+	write_cfg("inventory:\n  - id: reloaded-entry\n    owner: sre\n    match: { env: "
+	          "GITLAB_TOKEN }\n");
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("\"type\":\"secret\"") != std::string::npos; }, 5000));
 	a.signal(SIGHUP);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"type\":\"reload\"") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("\"type\":\"reload\"") != std::string::npos; }, 5000));
 	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + tok + " " + server), 0);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("reloaded-entry") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("reloaded-entry") != std::string::npos; }, 5000));
 	// A broken edit is refused and the running config kept.
 	std::ofstream(dir + "/cfg.yaml") << "inventory: [ {id: x\n";
 	a.signal(SIGHUP);
-	ASSERT_TRUE(a.wait_until([&] { return slurp(a.out()).find("\"ok\":false") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("\"ok\":false") != std::string::npos; }, 5000));
 	EXPECT_EQ(a.stop(), 0);
 	Ledger l(dir + "/state/ledger.db", true);
 	auto fp = fingerprint_of(tok, dir + "/state");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,10 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-namespace keytrail::test {
-
+namespace keytrail::test
+{
 
 inline std::string slurp(const std::string &path)
 {
@@ -42,7 +41,8 @@ inline std::vector<nlohmann::json> records(const std::string &path)
 	return out;
 }
 
-class AgentProcess {
+class AgentProcess
+{
       public:
 	AgentProcess(std::vector<std::string> args, const std::string &dir) : dir_(dir)
 	{
@@ -69,10 +69,11 @@ class AgentProcess {
 	}
 	bool wait_ready(int ms = 15000)
 	{
-		return wait_until([&] { return slurp(out_).find("\"type\":\"ready\"") != std::string::npos; }, ms);
+		return wait_until(
+		    [&] { return slurp(out_).find("\"type\":\"ready\"") != std::string::npos; },
+		    ms);
 	}
-	template <typename F>
-	bool wait_until(F f, int ms)
+	template <typename F> bool wait_until(F f, int ms)
 	{
 		for (int i = 0; i < ms / 50; i++) {
 			if (f())
@@ -109,7 +110,9 @@ inline std::string temp_dir()
 	return mkdtemp(t);
 }
 
-inline int run_cmd(const std::string &cmd) { return WEXITSTATUS(std::system(cmd.c_str())); }
+inline int run_cmd(const std::string &cmd)
+{
+	return WEXITSTATUS(std::system(cmd.c_str()));
+}
 
-
-}  // namespace keytrail::test
+} // namespace keytrail::test

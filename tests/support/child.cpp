@@ -4,7 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace keytrail::test {
+namespace keytrail::test
+{
 
 Child::Child(std::function<int()> body)
 {
@@ -48,4 +49,4 @@ int Child::wait()
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-}  // namespace keytrail::test
+} // namespace keytrail::test

@@ -6,9 +6,11 @@
 
 #include <functional>
 
-namespace keytrail::test {
+namespace keytrail::test
+{
 
-class Child {
+class Child
+{
       public:
 	explicit Child(std::function<int()> body);
 	~Child();
@@ -23,4 +25,4 @@ class Child {
 	bool reaped_ = false;
 };
 
-}  // namespace keytrail::test
+} // namespace keytrail::test

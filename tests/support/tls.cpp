@@ -2,10 +2,15 @@
 
 #include <cstdint>
 
-namespace keytrail::test {
+namespace keytrail::test
+{
 
-namespace {
-void u8(std::string &s, unsigned v) { s.push_back(static_cast<char>(v & 0xFF)); }
+namespace
+{
+void u8(std::string &s, unsigned v)
+{
+	s.push_back(static_cast<char>(v & 0xFF));
+}
 void u16(std::string &s, unsigned v)
 {
 	u8(s, v >> 8);
@@ -16,7 +21,7 @@ void u24(std::string &s, unsigned v)
 	u8(s, v >> 16);
 	u16(s, v);
 }
-}  // namespace
+} // namespace
 
 std::string client_hello(const std::string &sni)
 {
@@ -38,18 +43,18 @@ std::string client_hello(const std::string &sni)
 
 	std::string body;
 	u16(body, 0x0303);
-	body.append(32, '\x11');  // random
-	u8(body, 0);              // session id
-	u16(body, 4);             // cipher suites
+	body.append(32, '\x11'); // random
+	u8(body, 0);             // session id
+	u16(body, 4);            // cipher suites
 	u16(body, 0x1301);
 	u16(body, 0xC02F);
-	u8(body, 1);  // compression: null
+	u8(body, 1); // compression: null
 	u8(body, 0);
 	u16(body, ext.size());
 	body += ext;
 
 	std::string hs;
-	u8(hs, 1);  // ClientHello
+	u8(hs, 1); // ClientHello
 	u24(hs, body.size());
 	hs += body;
 
@@ -61,4 +66,4 @@ std::string client_hello(const std::string &sni)
 	return rec;
 }
 
-}  // namespace keytrail::test
+} // namespace keytrail::test

@@ -4,8 +4,9 @@
 
 #include <string>
 
-namespace keytrail::test {
+namespace keytrail::test
+{
 
 std::string client_hello(const std::string &sni);
 
-}  // namespace keytrail::test
+} // namespace keytrail::test

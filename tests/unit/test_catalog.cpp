@@ -1,7 +1,6 @@
 // Every detector, with fake values built here (never real credentials, and
 // never a whole token literal in the source).
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 
 #include <random>
@@ -12,7 +11,8 @@
 
 using namespace keytrail;
 
-namespace {
+namespace
+{
 
 std::string rnd(size_t n, const std::string &alphabet, unsigned seed = 7)
 {
@@ -40,7 +40,7 @@ struct Case {
 	std::string value;
 };
 
-}  // namespace
+} // namespace
 
 TEST(Catalog, EachDetectorFindsItsFormat)
 {
@@ -55,8 +55,8 @@ TEST(Catalog, EachDetectorFindsItsFormat)
 	    {"aws_access_key_id", "AKIA" + rnd(16, kUpper32)},
 	    {"aws_access_key_id", "ASIA" + rnd(16, kUpper32, 9)},
 	    {"slack_token", "xoxb-" + rnd(12, "0123456789") + "-" + rnd(24, kAlnum)},
-	    {"slack_webhook", "https://hooks.slack.com/services/T" + rnd(8, kUpper32) + "/B" + rnd(8, kUpper32) + "/" +
-				  rnd(24, kAlnum)},
+	    {"slack_webhook", "https://hooks.slack.com/services/T" + rnd(8, kUpper32) + "/B" +
+	                          rnd(8, kUpper32) + "/" + rnd(24, kAlnum)},
 	    {"anthropic_api_key", "sk-ant-api03-" + rnd(93, kAlnum) + "AA"},
 	    {"openai_api_key", "sk-proj-" + rnd(48, kAlnum)},
 	    {"openai_api_key", "sk-" + rnd(48, kAlnum, 3)},
@@ -87,15 +87,17 @@ TEST(Catalog, EachDetectorFindsItsFormat)
 TEST(Catalog, KeyedFormats)
 {
 	std::string secret = rnd(40, kB64);
-	auto f = scan_text("[default]\naws_access_key_id = AKIA" + rnd(16, kUpper32) + "\naws_secret_access_key = " + secret + "\n");
+	auto f = scan_text("[default]\naws_access_key_id = AKIA" + rnd(16, kUpper32) +
+	                   "\naws_secret_access_key = " + secret + "\n");
 	ASSERT_EQ(f.size(), 2u);
 	EXPECT_EQ(f[1].type, "aws_secret_access_key");
 	EXPECT_EQ(f[1].secret.view(), secret);
 	EXPECT_EQ(f[1].line, 3u);
-	EXPECT_EQ(f[0].prefix.size(), 20u);  // the key id is public
+	EXPECT_EQ(f[0].prefix.size(), 20u); // the key id is public
 
 	std::string key = rnd(86, kB64) + "==";
-	auto az = scan_text("DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + key + ";EndpointSuffix=core");
+	auto az = scan_text("DefaultEndpointsProtocol=https;AccountName=x;AccountKey=" + key +
+	                    ";EndpointSuffix=core");
 	ASSERT_EQ(az.size(), 1u);
 	EXPECT_EQ(az[0].type, "azure_storage_key");
 	EXPECT_EQ(az[0].secret.view(), key);
@@ -109,12 +111,14 @@ TEST(Catalog, KeyedFormats)
 TEST(Catalog, PrivateKeysInPemAndJson)
 {
 	std::string body = rnd(64, kB64) + "\n" + rnd(64, kB64) + "\n";
-	std::string pem = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + body + "-----END OPENSSH PRIVATE KEY-----";
+	std::string pem =
+	    "-----BEGIN OPENSSH PRIVATE KEY-----\n" + body + "-----END OPENSSH PRIVATE KEY-----";
 	auto f = scan_text("junk\n" + pem + "\n");
 	ASSERT_EQ(f.size(), 1u);
 	EXPECT_EQ(f[0].type, "private_key");
 	// The same key JSON-escaped (GCP service account) fingerprints the same.
-	std::string escaped = "-----BEGIN PRIVATE KEY-----\\n" + rnd(64, kB64) + "\\n-----END PRIVATE KEY-----\\n";
+	std::string escaped =
+	    "-----BEGIN PRIVATE KEY-----\\n" + rnd(64, kB64) + "\\n-----END PRIVATE KEY-----\\n";
 	std::string json = "{\"type\": \"service_account\", \"private_key\": \"" + escaped + "\"}";
 	auto j = scan_text(json);
 	ASSERT_EQ(j.size(), 1u);
@@ -128,10 +132,10 @@ TEST(Catalog, PrivateKeysInPemAndJson)
 TEST(Catalog, Negatives)
 {
 	EXPECT_TRUE(scan_text("ghp_short").empty());
-	EXPECT_TRUE(scan_text("ghp_" + std::string(36, 'a')).empty());  // no entropy
-	EXPECT_TRUE(scan_text("xghp_" + rnd(36, kAlnum)).empty());       // inside a word
+	EXPECT_TRUE(scan_text("ghp_" + std::string(36, 'a')).empty()); // no entropy
+	EXPECT_TRUE(scan_text("xghp_" + rnd(36, kAlnum)).empty());     // inside a word
 	EXPECT_TRUE(scan_text("task-runner sk-learn").empty());
-	EXPECT_TRUE(scan_text("AKIAIOSFODNN7EXAMPLE").empty());  // lower entropy / docs example
+	EXPECT_TRUE(scan_text("AKIAIOSFODNN7EXAMPLE").empty()); // lower entropy / docs example
 	EXPECT_TRUE(scan_text("https://user@example.com/path").empty());
 	EXPECT_TRUE(scan_text("postgresql://app:${DB_PASSWORD}@db/prod").empty());
 	EXPECT_TRUE(scan_text("-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----").empty());
@@ -142,9 +146,10 @@ TEST(Catalog, Negatives)
 TEST(Catalog, EnvironAndGenericRule)
 {
 	std::string tok = "glpat-" + rnd(20, kAlnum);
-	auto f = scan_environ({"PATH=/usr/bin", "GITLAB_PERSONAL_ACCESS_TOKEN=" + tok, "DB_PASSWORD=" + rnd(16, kAlnum),
-			       "API_TOKEN=changeme", "SECRET_FILE=/run/secrets/x", "MY_PAT=" + rnd(24, kAlnum, 4),
-			       "HOME=/root", "COLOR=" + rnd(16, kAlnum)});
+	auto f = scan_environ({"PATH=/usr/bin", "GITLAB_PERSONAL_ACCESS_TOKEN=" + tok,
+	                       "DB_PASSWORD=" + rnd(16, kAlnum), "API_TOKEN=changeme",
+	                       "SECRET_FILE=/run/secrets/x", "MY_PAT=" + rnd(24, kAlnum, 4),
+	                       "HOME=/root", "COLOR=" + rnd(16, kAlnum)});
 	ASSERT_EQ(f.size(), 3u);
 	EXPECT_EQ(f[0].type, "gitlab_pat");
 	EXPECT_EQ(f[0].name, "GITLAB_PERSONAL_ACCESS_TOKEN");
@@ -156,8 +161,9 @@ TEST(Catalog, EnvironAndGenericRule)
 TEST(Catalog, Argv)
 {
 	std::string pw = rnd(14, kAlnum);
-	auto f = scan_argv({"node", "index.js", "postgresql://app:" + pw + "@127.0.0.1/db", "--token", rnd(30, kAlnum),
-			    "--api-key=" + rnd(30, kAlnum, 2), "--path", "/srv/data"});
+	auto f =
+	    scan_argv({"node", "index.js", "postgresql://app:" + pw + "@127.0.0.1/db", "--token",
+	               rnd(30, kAlnum), "--api-key=" + rnd(30, kAlnum, 2), "--path", "/srv/data"});
 	ASSERT_EQ(f.size(), 3u);
 	EXPECT_EQ(f[0].type, "database_url");
 	EXPECT_EQ(f[0].secret.view(), pw);
@@ -172,7 +178,7 @@ TEST(Fingerprint, KeyedStableAndTruncated)
 	std::string fa = a("ghp_x"), fb = b("ghp_x");
 	EXPECT_EQ(fa.size(), kFingerprintHexLength);
 	EXPECT_EQ(fa, a("ghp_x"));
-	EXPECT_NE(fa, fb);  // a different key, a different fingerprint
+	EXPECT_NE(fa, fb); // a different key, a different fingerprint
 	EXPECT_NE(fa, a("ghp_y"));
 	EXPECT_EQ(a(normalize_secret("  'tok'\n").view()), a("tok"));
 }
@@ -196,7 +202,8 @@ TEST(Fingerprint, KeyFileCreatedPrivateAndReloaded)
 TEST(Catalog, FilesGetNamesAndTheGenericRule)
 {
 	std::string pw = rnd(18, kAlnum, 11), key = "sk-proj-" + rnd(48, kAlnum, 12);
-	std::string env = "# app\nexport DATABASE_PASSWORD=\"" + pw + "\"\nOPENAI_API_KEY=" + key + "\nDEBUG=true\nPORT=8080\n";
+	std::string env = "# app\nexport DATABASE_PASSWORD=\"" + pw + "\"\nOPENAI_API_KEY=" + key +
+	                  "\nDEBUG=true\nPORT=8080\n";
 	auto f = scan_file(env);
 	ASSERT_EQ(f.size(), 2u);
 	EXPECT_EQ(f[0].type, "openai_api_key");

@@ -4,7 +4,8 @@
 
 using namespace keytrail;
 
-namespace {
+namespace
+{
 std::string error_of(const std::string &yaml)
 {
 	try {
@@ -14,7 +15,7 @@ std::string error_of(const std::string &yaml)
 	}
 	return "";
 }
-}  // namespace
+} // namespace
 
 TEST(Config, EmptyMeansDefaults)
 {
@@ -46,7 +47,7 @@ outputs:
 identities: []
 inventory: []
 )",
-				"x");
+	                        "x");
 	EXPECT_EQ(c.state_dir, "/tmp/kt");
 	EXPECT_EQ(c.ring_buffer_bytes, 16u << 20);
 	EXPECT_EQ(c.health_interval.count(), 5000);
@@ -62,17 +63,21 @@ inventory: []
 TEST(Config, ErrorsNameFileLineAndReason)
 {
 	EXPECT_EQ(error_of("agent:\n  statedir: /x\n"),
-		  "cfg.yaml:2:3: unknown key 'statedir' in agent (expected one of: ancestry_depth, "
-		  "connect_hold, events, health_interval, max_exited_processes, process_grace, "
-		  "ring_buffer_size, state_dir)");
-	EXPECT_NE(error_of("agent:\n  health_interval: soon\n").find("cfg.yaml:2:20: agent.health_interval"),
-		  std::string::npos);
-	EXPECT_NE(error_of("tracking:\n  rules:\n    - name: x\n").find("cfg.yaml:3:7: tracking rule 'x' has no condition"),
-		  std::string::npos);
-	EXPECT_NE(error_of("tracking:\n  rules:\n    - name: x\n      argv: \"([\"\n").find("not a valid regular expression"),
-		  std::string::npos);
-	EXPECT_NE(error_of("outputs:\n  - type: kafka\n").find("unknown output type 'kafka'"), std::string::npos);
-	EXPECT_NE(error_of("agent: [1, 2\n").find("cfg.yaml:"), std::string::npos);  // YAML syntax
+	          "cfg.yaml:2:3: unknown key 'statedir' in agent (expected one of: ancestry_depth, "
+	          "connect_hold, events, health_interval, max_exited_processes, process_grace, "
+	          "ring_buffer_size, state_dir)");
+	EXPECT_NE(error_of("agent:\n  health_interval: soon\n")
+	              .find("cfg.yaml:2:20: agent.health_interval"),
+	          std::string::npos);
+	EXPECT_NE(error_of("tracking:\n  rules:\n    - name: x\n")
+	              .find("cfg.yaml:3:7: tracking rule 'x' has no condition"),
+	          std::string::npos);
+	EXPECT_NE(error_of("tracking:\n  rules:\n    - name: x\n      argv: \"([\"\n")
+	              .find("not a valid regular expression"),
+	          std::string::npos);
+	EXPECT_NE(error_of("outputs:\n  - type: kafka\n").find("unknown output type 'kafka'"),
+	          std::string::npos);
+	EXPECT_NE(error_of("agent: [1, 2\n").find("cfg.yaml:"), std::string::npos); // YAML syntax
 	EXPECT_NE(error_of("agent:\n  state_dir: relative\n").find("absolute"), std::string::npos);
 	EXPECT_NE(error_of("bogus: 1\n").find("unknown key 'bogus'"), std::string::npos);
 }
@@ -110,7 +115,7 @@ inventory:
   - id: by-fp
     match: { fingerprint: [0123456789abcdef0123456789abcdef] }
 )",
-				"inv.yaml");
+	                        "inv.yaml");
 	ASSERT_EQ(c.inventory.size(), 3u);
 	auto &g = c.inventory[0];
 	EXPECT_EQ(g.owner, "platform-team");
@@ -118,15 +123,22 @@ inventory:
 	EXPECT_TRUE(g.expires_ns);
 	EXPECT_EQ(g.allowed_upstreams.size(), 2u);
 	EXPECT_EQ(g.line, 3u);
-	auto *m = match_inventory(c.inventory, "ff", "env", "GITLAB_PERSONAL_ACCESS_TOKEN", "GITLAB_PERSONAL_ACCESS_TOKEN",
-				  "spiffe://keytrail.local/h/server-gitlab/root");
+	auto *m = match_inventory(c.inventory, "ff", "env", "GITLAB_PERSONAL_ACCESS_TOKEN",
+	                          "GITLAB_PERSONAL_ACCESS_TOKEN",
+	                          "spiffe://keytrail.local/h/server-gitlab/root");
 	ASSERT_NE(m, nullptr);
 	EXPECT_EQ(m->id, "gitlab-bot");
-	EXPECT_EQ(match_inventory(c.inventory, "ff", "env", "X", "GITLAB_PERSONAL_ACCESS_TOKEN", "spiffe://other"), nullptr);
-	auto *aws = match_inventory(c.inventory, "ee", "file", "/home/al/.aws/credentials", "aws_secret_access_key", "");
+	EXPECT_EQ(match_inventory(c.inventory, "ff", "env", "X", "GITLAB_PERSONAL_ACCESS_TOKEN",
+	                          "spiffe://other"),
+	          nullptr);
+	auto *aws = match_inventory(c.inventory, "ee", "file", "/home/al/.aws/credentials",
+	                            "aws_secret_access_key", "");
 	ASSERT_NE(aws, nullptr);
 	EXPECT_EQ(aws->status, "revoked");
-	EXPECT_EQ(match_inventory(c.inventory, "0123456789abcdef0123456789abcdef", "argv", "argv[2]", "", "")->id, "by-fp");
+	EXPECT_EQ(match_inventory(c.inventory, "0123456789abcdef0123456789abcdef", "argv",
+	                          "argv[2]", "", "")
+	              ->id,
+	          "by-fp");
 }
 
 TEST(Inventory, ValidationNamesFileLineAndField)
@@ -139,15 +151,24 @@ TEST(Inventory, ValidationNamesFileLineAndField)
 		}
 		return std::string();
 	};
-	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    expires: someday\n").find("inv.yaml:4:14: inventory 'a'.expires"),
-		  std::string::npos);
-	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    status: retired\n").find("status must be"), std::string::npos);
-	EXPECT_NE(err("inventory:\n  - id: a\n    match: {fingerprint: XYZ}\n").find("not a 32-digit"), std::string::npos);
-	EXPECT_NE(err("inventory:\n  - id: a\n    match: {owner: x}\n").find("unknown key 'owner' in inventory 'a'.match"),
-		  std::string::npos);
-	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n  - id: a\n    match: {env: Y}\n").find("defined twice"),
-		  std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    expires: someday\n")
+	              .find("inv.yaml:4:14: inventory 'a'.expires"),
+	          std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    status: retired\n")
+	              .find("status must be"),
+	          std::string::npos);
+	EXPECT_NE(
+	    err("inventory:\n  - id: a\n    match: {fingerprint: XYZ}\n").find("not a 32-digit"),
+	    std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {owner: x}\n")
+	              .find("unknown key 'owner' in inventory 'a'.match"),
+	          std::string::npos);
+	EXPECT_NE(
+	    err("inventory:\n  - id: a\n    match: {env: X}\n  - id: a\n    match: {env: Y}\n")
+	        .find("defined twice"),
+	    std::string::npos);
 	EXPECT_NE(err("inventory:\n  - owner: x\n").find("needs an id"), std::string::npos);
-	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    rotate_every: 3 months\n").find("rotate_every"),
-		  std::string::npos);
+	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    rotate_every: 3 months\n")
+	              .find("rotate_every"),
+	          std::string::npos);
 }

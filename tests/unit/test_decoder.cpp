@@ -14,7 +14,8 @@
 
 using namespace keytrail;
 
-namespace {
+namespace
+{
 kt_event_hdr header(uint32_t type, uint32_t size)
 {
 	kt_event_hdr h{};
@@ -28,7 +29,7 @@ kt_event_hdr header(uint32_t type, uint32_t size)
 	std::memcpy(h.comm, "node", 5);
 	return h;
 }
-}  // namespace
+} // namespace
 
 TEST(Decoder, Exec)
 {
@@ -57,7 +58,7 @@ TEST(Decoder, RejectsInconsistentLengths)
 	std::vector<char> buf(sizeof(kt_exec_event));
 	auto *e = reinterpret_cast<kt_exec_event *>(buf.data());
 	e->hdr = header(KT_EV_EXEC, offsetof(kt_exec_event, data) + 10);
-	e->filename_len = 4000;  // claims more than the record holds
+	e->filename_len = 4000; // claims more than the record holds
 	e->args_len = 0;
 	std::string err;
 	EXPECT_FALSE(decode_event(buf.data(), e->hdr.size, &err));
@@ -68,7 +69,7 @@ TEST(Decoder, RejectsInconsistentLengths)
 	EXPECT_NE(err.find("unknown"), std::string::npos);
 	EXPECT_FALSE(decode_event(&h, 10, &err));
 	h = header(KT_EV_CLOSE, sizeof(kt_event_hdr));
-	EXPECT_FALSE(decode_event(&h, sizeof(h), &err));  // close needs its body
+	EXPECT_FALSE(decode_event(&h, sizeof(h), &err)); // close needs its body
 }
 
 TEST(Decoder, OpenWithHostilePath)

@@ -6,7 +6,8 @@
 
 using namespace keytrail;
 
-namespace {
+namespace
+{
 WorkloadFacts facts(const std::string &server, uint32_t uid, const std::string &cgroup)
 {
 	WorkloadFacts f;
@@ -20,14 +21,15 @@ WorkloadFacts facts(const std::string &server, uint32_t uid, const std::string &
 	f.transport = "stdio";
 	return f;
 }
-const std::string kDocker = "/docker/4b825dc642cb6eb9a060e54bf8d69288fbee4904e1f0b3e6b4c9e2f8a6d3c201";
-}  // namespace
+const std::string kDocker =
+    "/docker/4b825dc642cb6eb9a060e54bf8d69288fbee4904e1f0b3e6b4c9e2f8a6d3c201";
+} // namespace
 
 TEST(Identity, DefaultIdIsStablePerWorkloadAndDistinctAcrossWorkloads)
 {
 	IdentityResolver r("host1", "keytrail.local", {}, {});
 	Identity a = r.resolve(facts("server-gitlab", 0, "/"));
-	Identity a2 = r.resolve(facts("server-gitlab", 0, "/"));  // a restart: same id
+	Identity a2 = r.resolve(facts("server-gitlab", 0, "/")); // a restart: same id
 	EXPECT_EQ(a.id, "spiffe://keytrail.local/host1/server-gitlab/root");
 	EXPECT_EQ(a.id, a2.id);
 	EXPECT_NE(a.id, r.resolve(facts("mcp-gitlab", 0, "/")).id);
@@ -56,7 +58,7 @@ environments:
   - name: dev
     match: { unix.user: "*" }
 )",
-				  "t.yaml");
+	                          "t.yaml");
 	IdentityResolver r("h", cfg.trust_domain, cfg.identities, cfg.environments);
 	Identity d = r.resolve(facts("server-gitlab", 0, kDocker));
 	EXPECT_EQ(d.id, "spiffe://example.org/containers/" + kDocker.substr(8));
@@ -72,7 +74,8 @@ environments:
 TEST(Identity, TemplateValuesAreSanitized)
 {
 	Selectors s{{"mcp.server", "evil/../x y"}, {"unix.user", ""}};
-	EXPECT_EQ(IdentityResolver::expand("spiffe://d/{mcp.server}/{unix.user}", s), "spiffe://d/evil_.._x_y/unknown");
+	EXPECT_EQ(IdentityResolver::expand("spiffe://d/{mcp.server}/{unix.user}", s),
+	          "spiffe://d/evil_.._x_y/unknown");
 }
 
 TEST(Identity, UnreadableCgroupIsDegradedNotEmpty)
@@ -93,10 +96,13 @@ TEST(Identity, ConfigRejectsUnknownSelectors)
 		parse_config("identities:\n  - id: 'spiffe://x/{mcp.servr}'\n", "t.yaml");
 		FAIL() << "should have thrown";
 	} catch (const ConfigError &e) {
-		EXPECT_NE(std::string(e.what()).find("t.yaml:2:9: unknown selector 'mcp.servr'"), std::string::npos)
+		EXPECT_NE(std::string(e.what()).find("t.yaml:2:9: unknown selector 'mcp.servr'"),
+		          std::string::npos)
 		    << e.what();
 	}
-	EXPECT_THROW(parse_config("environments:\n  - name: prod\n    match: {cgroup.id: x}\n", "t"), ConfigError);
+	EXPECT_THROW(
+	    parse_config("environments:\n  - name: prod\n    match: {cgroup.id: x}\n", "t"),
+	    ConfigError);
 }
 
 TEST(Identity, ExeHashIsCachedAndCorrectForSelf)

@@ -7,17 +7,19 @@
 
 using namespace keytrail;
 
-namespace {
+namespace
+{
 std::string temp_db()
 {
 	char d[] = "/tmp/kt-ledger-XXXXXX";
 	return std::string(mkdtemp(d)) + "/ledger.db";
 }
-Sighting s(const std::string &fp, const std::string &loc, int64_t t, const std::string &id = "spiffe://x/a")
+Sighting s(const std::string &fp, const std::string &loc, int64_t t,
+           const std::string &id = "spiffe://x/a")
 {
 	return Sighting{fp, "gitlab_pat", "glpat-", "env", loc, "", id, t};
 }
-}  // namespace
+} // namespace
 
 TEST(Ledger, SightingsUsesAndFirstLastSeen)
 {
@@ -25,7 +27,7 @@ TEST(Ledger, SightingsUsesAndFirstLastSeen)
 	{
 		Ledger l(path);
 		EXPECT_FALSE(l.record_sighting(s("fp1", "GITLAB_TOKEN", 200)));
-		EXPECT_FALSE(l.record_sighting(s("fp1", "GITLAB_TOKEN", 100)));  // out of order
+		EXPECT_FALSE(l.record_sighting(s("fp1", "GITLAB_TOKEN", 100))); // out of order
 		EXPECT_FALSE(l.record_sighting(s("fp1", "GITLAB_TOKEN", 300, "spiffe://x/b")));
 		l.record_use("fp1", "spiffe://x/a", "127.0.0.1:443 gitlab.test", 400);
 		ASSERT_TRUE(l.commit());
@@ -38,7 +40,7 @@ TEST(Ledger, SightingsUsesAndFirstLastSeen)
 	EXPECT_EQ(r->last_used, 400);
 	EXPECT_EQ(r->prefix, "glpat-");
 	auto sg = l.sightings("fp1");
-	ASSERT_EQ(sg.size(), 2u);  // two identities held it
+	ASSERT_EQ(sg.size(), 2u); // two identities held it
 	EXPECT_EQ(sg[0].count, 2u);
 	ASSERT_EQ(l.uses("fp1").size(), 1u);
 	EXPECT_EQ(l.uses("fp1")[0].upstream, "127.0.0.1:443 gitlab.test");
@@ -54,8 +56,9 @@ TEST(Ledger, NewFingerprintInTheSameSlotIsARotation)
 	auto r = l.record_sighting(s("new", "GITLAB_TOKEN", 2));
 	ASSERT_TRUE(r);
 	EXPECT_EQ(*r, "old");
-	EXPECT_FALSE(l.record_sighting(s("other", "GITLAB_TOKEN", 3, "spiffe://x/other")));  // another identity
-	EXPECT_FALSE(l.record_sighting(s("x", "OTHER_VAR", 4)));                              // another slot
+	EXPECT_FALSE(l.record_sighting(
+	    s("other", "GITLAB_TOKEN", 3, "spiffe://x/other"))); // another identity
+	EXPECT_FALSE(l.record_sighting(s("x", "OTHER_VAR", 4))); // another slot
 	l.commit();
 	auto rot = l.rotations("new");
 	ASSERT_EQ(rot.size(), 1u);
@@ -71,14 +74,14 @@ TEST(Ledger, CommittedRecordsSurviveKill9)
 		Ledger l(path);
 		l.record_sighting(s("committed", "A", 1));
 		l.commit();
-		l.record_sighting(s("uncommitted", "B", 2));  // open transaction at the kill
+		l.record_sighting(s("uncommitted", "B", 2)); // open transaction at the kill
 		kill(getpid(), SIGKILL);
 		_exit(0);
 	}
 	int status;
 	waitpid(child, &status, 0);
 	ASSERT_TRUE(WIFSIGNALED(status));
-	Ledger l(path);  // recovers the WAL
+	Ledger l(path); // recovers the WAL
 	EXPECT_TRUE(l.secret("committed"));
 	EXPECT_FALSE(l.secret("uncommitted"));
 	l.record_sighting(s("after", "C", 3));

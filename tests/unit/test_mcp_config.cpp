@@ -4,9 +4,13 @@
 
 using namespace keytrail;
 
-namespace {
-std::string gl() { return "glpat-" + std::string("Ab3dEf6hIj9kLm2nOp5q"); }
-}  // namespace
+namespace
+{
+std::string gl()
+{
+	return "glpat-" + std::string("Ab3dEf6hIj9kLm2nOp5q");
+}
+} // namespace
 
 TEST(McpConfig, ClaudeDesktopEnvArgsAndHeaders)
 {
@@ -15,7 +19,8 @@ TEST(McpConfig, ClaudeDesktopEnvArgsAndHeaders)
     "gitlab": {
       "command": "npx",
       "args": ["-y", "@modelcontextprotocol/server-gitlab"],
-      "env": { "GITLAB_PERSONAL_ACCESS_TOKEN": ")" + gl() + R"(", "GITLAB_API_URL": "https://gitlab.example" }
+      "env": { "GITLAB_PERSONAL_ACCESS_TOKEN": ")" +
+	                   gl() + R"(", "GITLAB_API_URL": "https://gitlab.example" }
     },
     "postgres": {
       "command": "npx",
@@ -56,10 +61,14 @@ TEST(McpConfig, ClaudeDesktopEnvArgsAndHeaders)
 
 TEST(McpConfig, VsCodeJsoncWithCommentsAndTrailingCommas)
 {
-	std::string text = "// user settings\n{\n  \"editor.fontSize\": 13,\n  /* mcp */\n  \"mcp\": {\n    \"servers\": {\n"
-			   "      \"gh\": { \"type\": \"stdio\", \"command\": \"github-mcp-server\",\n"
-			   "        \"env\": { \"GITHUB_TOKEN\": \"ghp_" + std::string("aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2") + "\", },\n"
-			   "      },\n    },\n  },\n}\n";
+	std::string text =
+	    "// user settings\n{\n  \"editor.fontSize\": 13,\n  /* mcp */\n  \"mcp\": {\n    "
+	    "\"servers\": {\n"
+	    "      \"gh\": { \"type\": \"stdio\", \"command\": \"github-mcp-server\",\n"
+	    "        \"env\": { \"GITHUB_TOKEN\": \"ghp_" +
+	    std::string("aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2") +
+	    "\", },\n"
+	    "      },\n    },\n  },\n}\n";
 	auto s = scan_mcp_config(text);
 	ASSERT_FALSE(s.error) << *s.error;
 	ASSERT_EQ(s.secrets.size(), 1u);
@@ -74,7 +83,10 @@ TEST(McpConfig, MalformedIsReportedWithLineNeverThrown)
 	ASSERT_TRUE(s.error);
 	EXPECT_NE(s.error->find("not valid JSON"), std::string::npos);
 	EXPECT_EQ(s.error->substr(0, 2), "5:");
-	for (std::string bad : std::vector<std::string>{"", "{", "[", "\"", "{\"a\":", "/*", "{\"mcpServers\": [1,2,]}", std::string("\xff\xfe{", 3)})
+	for (std::string bad :
+	     std::vector<std::string>{"", "{", "[", "\"", "{\"a\":", "/*",
+	                              "{\"mcpServers\": [1,2,]}", std::string("\xff\xfe{", 3)})
 		EXPECT_NO_THROW(scan_mcp_config(bad));
-	EXPECT_EQ(jsonc_to_json("{\"a\": \"x // not a comment\",}"), "{\"a\": \"x // not a comment\" }");
+	EXPECT_EQ(jsonc_to_json("{\"a\": \"x // not a comment\",}"),
+	          "{\"a\": \"x // not a comment\" }");
 }

@@ -14,7 +14,8 @@ using namespace keytrail;
 TEST(CredentialPaths, WellKnownLocations)
 {
 	EXPECT_EQ(credential_file_kind("/home/a/.aws/credentials"), "aws_credentials");
-	EXPECT_EQ(credential_file_kind("/root/.config/gcloud/application_default_credentials.json"), "gcp_credentials");
+	EXPECT_EQ(credential_file_kind("/root/.config/gcloud/application_default_credentials.json"),
+	          "gcp_credentials");
 	EXPECT_EQ(credential_file_kind("/home/a/.kube/config"), "kubeconfig");
 	EXPECT_EQ(credential_file_kind("/home/a/.docker/config.json"), "docker_config");
 	EXPECT_EQ(credential_file_kind("/home/a/.netrc"), "netrc");
@@ -25,12 +26,16 @@ TEST(CredentialPaths, WellKnownLocations)
 	EXPECT_EQ(credential_file_kind("/srv/tls/server.key"), "key_file");
 	EXPECT_EQ(credential_file_kind("/srv/app/.env.production"), "dotenv");
 	EXPECT_EQ(credential_file_kind("/root/.vault-token"), "vault_token");
-	EXPECT_EQ(credential_file_kind("/var/run/secrets/kubernetes.io/serviceaccount/token"), "kubernetes_token");
+	EXPECT_EQ(credential_file_kind("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+	          "kubernetes_token");
 	EXPECT_EQ(credential_file_kind("/run/secrets/db_password"), "container_secret");
 	EXPECT_EQ(credential_file_kind("/home/a/.cursor/mcp.json"), "mcp_client_config");
-	EXPECT_EQ(credential_file_kind("/home/a/.config/Claude/claude_desktop_config.json"), "mcp_client_config");
-	EXPECT_EQ(credential_file_kind("/home/a/.azure/msal_token_cache.json"), "azure_credentials");
-	EXPECT_EQ(credential_file_kind("/opt/app/conf/db.secret", {"/opt/app/conf/*.secret"}), "configured");
+	EXPECT_EQ(credential_file_kind("/home/a/.config/Claude/claude_desktop_config.json"),
+	          "mcp_client_config");
+	EXPECT_EQ(credential_file_kind("/home/a/.azure/msal_token_cache.json"),
+	          "azure_credentials");
+	EXPECT_EQ(credential_file_kind("/opt/app/conf/db.secret", {"/opt/app/conf/*.secret"}),
+	          "configured");
 }
 
 TEST(CredentialPaths, NotCredentials)
@@ -73,9 +78,11 @@ TEST(ProcessPaths, ReadChecksTheInode)
 	SecretBytes out;
 	int64_t mtime;
 	uint64_t size;
-	ASSERT_TRUE(read_file_checked(f, user_dev_to_kernel(st.st_dev), st.st_ino, 4, &out, &mtime, &size));
+	ASSERT_TRUE(
+	    read_file_checked(f, user_dev_to_kernel(st.st_dev), st.st_ino, 4, &out, &mtime, &size));
 	EXPECT_EQ(out.view(), "0123");
 	EXPECT_EQ(size, 10u);
-	EXPECT_FALSE(read_file_checked(f, 0, st.st_ino + 1, 100, &out, &mtime, &size));  // replaced file
+	EXPECT_FALSE(
+	    read_file_checked(f, 0, st.st_ino + 1, 100, &out, &mtime, &size)); // replaced file
 	EXPECT_TRUE(out.empty());
 }

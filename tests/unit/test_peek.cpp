@@ -33,7 +33,8 @@ TEST(TlsSni, RejectsNonHandshakeAndBadNames)
 
 TEST(HttpHost, ReadsHostHeaderCaseInsensitively)
 {
-	auto h = parse_http_host("POST /api/v4/projects HTTP/1.1\r\nUser-Agent: x\r\nhOsT: gitlab.local:8080\r\n\r\n");
+	auto h = parse_http_host(
+	    "POST /api/v4/projects HTTP/1.1\r\nUser-Agent: x\r\nhOsT: gitlab.local:8080\r\n\r\n");
 	ASSERT_TRUE(h);
 	EXPECT_EQ(*h, "gitlab.local:8080");
 	auto v6 = parse_http_host("GET / HTTP/1.1\r\nHost: [::1]:9000\r\n\r\n");

@@ -5,7 +5,8 @@
 
 using namespace keytrail;
 
-namespace {
+namespace
+{
 ProcessInfo proc(uint32_t pid, uint64_t start, uint32_t ppid = 1)
 {
 	ProcessInfo p;
@@ -14,17 +15,17 @@ ProcessInfo proc(uint32_t pid, uint64_t start, uint32_t ppid = 1)
 	p.start_ticks = start;
 	return p;
 }
-}  // namespace
+} // namespace
 
 TEST(ProcessTable, PidReuseGetsNewExecId)
 {
 	ProcessTable t("deadbeef", 1000);
 	std::string first = t.upsert(proc(100, 5000)).exec_id;
-	std::string second = t.upsert(proc(100, 9000)).exec_id;  // same pid, later start
+	std::string second = t.upsert(proc(100, 9000)).exec_id; // same pid, later start
 	EXPECT_NE(first, second);
 	EXPECT_EQ(first, "deadbeef:5000:100");
 	EXPECT_EQ(t.live(), 1u);
-	EXPECT_EQ(t.exited(), 1u);  // the old instance is retired, not merged
+	EXPECT_EQ(t.exited(), 1u); // the old instance is retired, not merged
 	EXPECT_EQ(t.find_instance(100, 5000), nullptr);
 	EXPECT_NE(t.find_instance(100, 9000), nullptr);
 }
@@ -36,9 +37,9 @@ TEST(ProcessTable, ExitedKeptForGraceThenEvictedAndBounded)
 		t.upsert(proc(i, i));
 		t.mark_exited(i, 100);
 	}
-	EXPECT_EQ(t.evict(500), 2u);  // over the bound
+	EXPECT_EQ(t.evict(500), 2u); // over the bound
 	EXPECT_EQ(t.exited(), 3u);
-	EXPECT_EQ(t.evict(2000), 3u);  // past the grace period
+	EXPECT_EQ(t.evict(2000), 3u); // past the grace period
 	EXPECT_EQ(t.exited(), 0u);
 }
 
@@ -61,10 +62,10 @@ TEST(ProcessTable, AncestryReachesExitedParents)
 {
 	ProcessTable t("b", 1000000);
 	t.upsert(proc(1, 1, 0));
-	t.upsert(proc(50, 10, 1));   // the MCP client
-	t.upsert(proc(60, 20, 50));  // npx
-	t.upsert(proc(70, 30, 60));  // node server
-	t.mark_exited(60, 5);        // npx exits; node lives on
+	t.upsert(proc(50, 10, 1));  // the MCP client
+	t.upsert(proc(60, 20, 50)); // npx
+	t.upsert(proc(70, 30, 60)); // node server
+	t.mark_exited(60, 5);       // npx exits; node lives on
 	ProcessInfo *node = t.find(70);
 	ASSERT_NE(node, nullptr);
 	auto chain = t.ancestry(*node, 0);
@@ -86,7 +87,7 @@ TEST(ProcessTable, ChurnStaysBounded)
 {
 	ProcessTable t("b", 1000, 1000);
 	for (uint32_t i = 0; i < 100000; i++) {
-		t.upsert(proc(1000 + (i % 5000), i, 1));  // pids wrap: reuse
+		t.upsert(proc(1000 + (i % 5000), i, 1)); // pids wrap: reuse
 		t.mark_exited(1000 + (i % 5000), i);
 		if (i % 100 == 0)
 			t.evict(i);

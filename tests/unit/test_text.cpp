@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "keytrail/util/clock.h"
@@ -14,12 +15,13 @@ TEST(Utf8, ValidTextIsUnchanged)
 
 TEST(Utf8, InvalidBytesAreEscapedAndResultIsValidJson)
 {
-	std::string hostile = std::string("a\xFF" "b\xC3") + "\n\"q\"" + std::string("\xED\xA0\x80", 3) +
-			      std::string("\0z", 2);
+	std::string hostile = std::string("a\xFF"
+	                                  "b\xC3") +
+	                      "\n\"q\"" + std::string("\xED\xA0\x80", 3) + std::string("\0z", 2);
 	std::string clean = sanitize_utf8(hostile);
 	EXPECT_EQ(clean.find('\xFF'), std::string::npos);
 	EXPECT_NE(clean.find("\\xFF"), std::string::npos);
-	EXPECT_NE(clean.find("\\xED\\xA0\\x80"), std::string::npos);  // surrogate
+	EXPECT_NE(clean.find("\\xED\\xA0\\x80"), std::string::npos); // surrogate
 	nlohmann::json j = {{"path", clean}};
 	auto round = nlohmann::json::parse(j.dump());
 	EXPECT_EQ(round["path"], clean);
@@ -43,6 +45,6 @@ TEST(Clock, Rfc3339RoundTrip)
 	ASSERT_TRUE(parse_rfc3339("2027-01-01", &t));
 	EXPECT_EQ(rfc3339(t), "2027-01-01T00:00:00.000000Z");
 	EXPECT_FALSE(parse_rfc3339("2026-13-01", &t));
-	EXPECT_FALSE(parse_rfc3339("2026-11-26T12:35:51", &t));  // no zone
+	EXPECT_FALSE(parse_rfc3339("2026-11-26T12:35:51", &t)); // no zone
 	EXPECT_FALSE(parse_rfc3339("yesterday", &t));
 }

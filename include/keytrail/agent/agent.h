@@ -7,34 +7,35 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
-
-#include <nlohmann/json.hpp>
 
 #include "keytrail/config/config.h"
 #include "keytrail/detect/mcp_detect.h"
 #include "keytrail/identity/cgroup.h"
 #include "keytrail/identity/identity.h"
 #include "keytrail/ledger/ledger.h"
-#include "keytrail/secrets/sources.h"
 #include "keytrail/output/sink.h"
 #include "keytrail/probe/events.h"
 #include "keytrail/probe/loader.h"
 #include "keytrail/process/table.h"
+#include "keytrail/secrets/sources.h"
 #include "keytrail/util/clock.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct AgentOptions {
-	std::string output;          // "" = the config's outputs; "-" = stdout; else a file
-	bool events = false;         // OR'ed with agent.events
-	double duration_s = 0;       // stop after this long; 0 = until signalled
-	std::string state_dir;       // overrides agent.state_dir
-	std::vector<pid_t> track;    // extra pids to track from the start (tests, --track)
+	std::string output;       // "" = the config's outputs; "-" = stdout; else a file
+	bool events = false;      // OR'ed with agent.events
+	double duration_s = 0;    // stop after this long; 0 = until signalled
+	std::string state_dir;    // overrides agent.state_dir
+	std::vector<pid_t> track; // extra pids to track from the start (tests, --track)
 };
 
-class Agent {
+class Agent
+{
       public:
 	Agent(Config cfg, AgentOptions opts);
 	~Agent();
@@ -83,7 +84,7 @@ class Agent {
 	nlohmann::json ancestry_json(ProcessInfo &p);
 	// Secrets: argv and environ of a process (once per exec), files it opens.
 	void collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv,
-				     const SecretBytes *env_block);
+	                             const SecretBytes *env_block);
 	void file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path);
 	void obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns);
 	void scan_mcp_configs();
@@ -117,4 +118,4 @@ class Agent {
 	uint64_t reloads_ = 0, reload_errors_ = 0;
 };
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -14,14 +14,17 @@
 
 #include "keytrail/util/error.h"
 
-namespace YAML {
+namespace YAML
+{
 class Node;
 }
 
-namespace keytrail {
+namespace keytrail
+{
 
 // "FILE:LINE:COL: reason"
-class ConfigError : public Error {
+class ConfigError : public Error
+{
       public:
 	using Error::Error;
 };
@@ -29,11 +32,11 @@ class ConfigError : public Error {
 // A user rule that marks processes as MCP servers. Every condition given must
 // match; a rule with none is rejected.
 struct TrackingRule {
-	std::string name;  // the MCP server name given to matching processes
-	std::optional<std::string> exe;                 // glob on the executable path
-	std::optional<std::string> argv_source;         // regex on the joined argv
+	std::string name;                       // the MCP server name given to matching processes
+	std::optional<std::string> exe;         // glob on the executable path
+	std::optional<std::string> argv_source; // regex on the joined argv
 	std::optional<std::regex> argv;
-	std::optional<std::string> parent_source;       // regex on the parent's comm or exe
+	std::optional<std::string> parent_source; // regex on the parent's comm or exe
 	std::optional<std::regex> parent;
 	std::optional<uid_t> uid;
 };
@@ -42,7 +45,7 @@ struct TrackingRule {
 // process's ancestors is its mcp.client. Every condition given must match.
 struct ClientRule {
 	std::string name;
-	std::optional<std::string> exe;  // glob on the executable path
+	std::optional<std::string> exe; // glob on the executable path
 	std::optional<std::regex> comm;
 	std::optional<std::regex> argv;
 };
@@ -52,12 +55,12 @@ struct ClientRule {
 using SelectorMatch = std::vector<std::pair<std::string, std::string>>;
 
 struct IdentityRule {
-	std::string id;  // template: "spiffe://example.org/mcp/{mcp.server}/{unix.user}"
+	std::string id; // template: "spiffe://example.org/mcp/{mcp.server}/{unix.user}"
 	SelectorMatch match;
 };
 
 struct EnvironmentRule {
-	std::string name;  // prod, staging, dev, ...
+	std::string name; // prod, staging, dev, ...
 	SelectorMatch match;
 };
 
@@ -65,65 +68,65 @@ struct EnvironmentRule {
 struct InventoryEntry {
 	std::string id, owner, purpose;
 	// match: every condition given must hold.
-	std::vector<std::string> fingerprints;  // exact, hex
-	std::optional<std::string> path;        // glob on the file the secret was read from
-	std::optional<std::string> env;         // env var name (glob)
-	std::optional<std::string> identity;    // narrows to holders with this identity (glob)
-	std::optional<int64_t> expires_ns;      // wall clock
+	std::vector<std::string> fingerprints; // exact, hex
+	std::optional<std::string> path;       // glob on the file the secret was read from
+	std::optional<std::string> env;        // env var name (glob)
+	std::optional<std::string> identity;   // narrows to holders with this identity (glob)
+	std::optional<int64_t> expires_ns;     // wall clock
 	std::optional<std::chrono::milliseconds> rotate_every, max_unused;
-	std::vector<std::string> allowed_identities;  // globs
-	std::vector<std::string> allowed_upstreams;   // host globs or CIDRs
+	std::vector<std::string> allowed_identities; // globs
+	std::vector<std::string> allowed_upstreams;  // host globs or CIDRs
 	std::string environment;
-	std::string status = "active";  // active, revoked, decommissioned
-	size_t line = 0;                // where it is defined, for messages
+	std::string status = "active"; // active, revoked, decommissioned
+	size_t line = 0;               // where it is defined, for messages
 };
 
 struct OutputSpec {
-	std::string type;  // "stdout" | "file"
-	std::string path;  // for "file"
+	std::string type; // "stdout" | "file"
+	std::string path; // for "file"
 };
 
 struct Config {
-	std::string source;  // file it came from ("" = built-in defaults)
+	std::string source; // file it came from ("" = built-in defaults)
 
 	// agent:
 	std::string state_dir = "/var/lib/keytrail";
 	uint32_t ring_buffer_bytes = 8u << 20;
 	std::chrono::milliseconds health_interval{60000};
-	std::chrono::milliseconds connect_hold{1500};  // wait for SNI before emitting a connect
-	bool events = false;                           // write raw observations too
-	std::chrono::milliseconds process_grace{300000};  // exited processes kept for traces
-	size_t max_exited = 65536;                     // and at most this many of them
-	uint32_t ancestry_depth = 8;                   // ancestors carried in records
+	std::chrono::milliseconds connect_hold{1500};    // wait for SNI before emitting a connect
+	bool events = false;                             // write raw observations too
+	std::chrono::milliseconds process_grace{300000}; // exited processes kept for traces
+	size_t max_exited = 65536;                       // and at most this many of them
+	uint32_t ancestry_depth = 8;                     // ancestors carried in records
 
 	// tracking:
 	bool builtin_rules = true;
 	std::vector<TrackingRule> rules;
-	std::vector<std::string> watch_paths;  // globs: files whose opens are reported host-wide
-	std::vector<ClientRule> clients;       // more MCP clients, checked before the built-in ones
+	std::vector<std::string> watch_paths; // globs: files whose opens are reported host-wide
+	std::vector<ClientRule> clients;      // more MCP clients, checked before the built-in ones
 
 	// identities: and environments:
-	std::string trust_domain = "keytrail.local";  // of default identity ids
+	std::string trust_domain = "keytrail.local"; // of default identity ids
 	std::vector<IdentityRule> identities;
 	std::vector<EnvironmentRule> environments;
 
-	std::vector<OutputSpec> outputs;  // empty = stdout
+	std::vector<OutputSpec> outputs; // empty = stdout
 
 	// secrets:
-	std::string fingerprint_key_file;        // "" = <state_dir>/fingerprint.key, created at first run
-	std::vector<std::string> secret_paths;   // extra credential file globs
-	uint64_t max_file_size = 1 << 20;        // bytes of a credential file read for detection
-	bool scan_mcp_configs = true;            // every user's MCP client configs, at start
-	std::vector<std::string> mcp_configs;    // more MCP client config files (globs), at start
+	std::string fingerprint_key_file; // "" = <state_dir>/fingerprint.key, created at first run
+	std::vector<std::string> secret_paths; // extra credential file globs
+	uint64_t max_file_size = 1 << 20;      // bytes of a credential file read for detection
+	bool scan_mcp_configs = true;          // every user's MCP client configs, at start
+	std::vector<std::string> mcp_configs;  // more MCP client config files (globs), at start
 
 	std::vector<InventoryEntry> inventory;
 };
 
 // The first inventory entry whose match holds for this sighting, or null.
 const InventoryEntry *match_inventory(const std::vector<InventoryEntry> &inv,
-				      const std::string &fingerprint, const std::string &source,
-				      const std::string &location, const std::string &name,
-				      const std::string &identity);
+                                      const std::string &fingerprint, const std::string &source,
+                                      const std::string &location, const std::string &name,
+                                      const std::string &identity);
 
 inline constexpr const char *kDefaultConfigPath = "/etc/keytrail/keytrail.yaml";
 
@@ -140,4 +143,4 @@ std::chrono::milliseconds parse_duration(const std::string &s);
 // "8MiB", "512KiB", "1GiB", "4096" -> bytes. Throws Error.
 uint64_t parse_size(const std::string &s);
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -9,23 +9,23 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "keytrail/config/config.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 using Selectors = std::map<std::string, std::string>;
 
 struct Identity {
 	std::string id;
 	Selectors selectors;
-	std::vector<std::string> unresolved;  // selector groups that could not be read
+	std::vector<std::string> unresolved; // selector groups that could not be read
 	bool resolved() const { return unresolved.empty(); }
 	nlohmann::json to_json() const;
 };
@@ -35,9 +35,9 @@ struct Identity {
 struct WorkloadFacts {
 	uint32_t pid = 0, uid = 0, gid = 0;
 	std::string exe;
-	std::optional<std::string> cgroup_path;  // nullopt: unreadable
+	std::optional<std::string> cgroup_path; // nullopt: unreadable
 	std::string cwd;
-	std::string transport = "unknown";  // "stdio" when the parent holds our stdin/stdout pipes
+	std::string transport = "unknown"; // "stdio" when the parent holds our stdin/stdout pipes
 	std::string mcp_server, mcp_client;
 	std::optional<std::string> exe_sha256;
 };
@@ -49,10 +49,12 @@ WorkloadFacts gather_facts(uint32_t pid, uint32_t ppid, const std::string &proc_
 // parent holds, else "unknown".
 std::string stdio_transport(uint32_t pid, uint32_t ppid, const std::string &proc_root = "/proc");
 
-class IdentityResolver {
+class IdentityResolver
+{
       public:
-	IdentityResolver(std::string host, std::string trust_domain, std::vector<IdentityRule> rules,
-			 std::vector<EnvironmentRule> environments);
+	IdentityResolver(std::string host, std::string trust_domain,
+	                 std::vector<IdentityRule> rules,
+	                 std::vector<EnvironmentRule> environments);
 
 	Identity resolve(const WorkloadFacts &f);
 
@@ -75,4 +77,4 @@ class IdentityResolver {
 	std::map<std::tuple<uint64_t, uint64_t, int64_t, int64_t>, std::string> hashes_;
 };
 
-}  // namespace keytrail
+} // namespace keytrail

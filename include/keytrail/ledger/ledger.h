@@ -14,20 +14,21 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct Sighting {
 	std::string fingerprint, type, prefix;
-	std::string source;    // file, env, argv, mcp_config
-	std::string location;  // path, env var name, argv[i], config path + field
-	std::string name;      // variable / key name inside the location ("" if none)
-	std::string identity;  // identity id
+	std::string source;   // file, env, argv, mcp_config
+	std::string location; // path, env var name, argv[i], config path + field
+	std::string name;     // variable / key name inside the location ("" if none)
+	std::string identity; // identity id
 	int64_t time_ns = 0;
 };
 
 struct SecretRecord {
 	std::string fingerprint, type, prefix;
-	int64_t first_seen = 0, last_seen = 0, last_used = 0;  // ns; last_used 0 = never
+	int64_t first_seen = 0, last_seen = 0, last_used = 0; // ns; last_used 0 = never
 };
 
 struct SightingRecord {
@@ -47,7 +48,8 @@ struct Rotation {
 	int64_t time_ns = 0;
 };
 
-class Ledger {
+class Ledger
+{
       public:
 	// Opens or creates the database (0600). Throws Error.
 	explicit Ledger(const std::string &path, bool read_only = false);
@@ -59,7 +61,7 @@ class Ledger {
 	// same slot (source, location, name, identity, type): a rotation.
 	std::optional<std::string> record_sighting(const Sighting &s);
 	void record_use(const std::string &fingerprint, const std::string &identity,
-			const std::string &upstream, int64_t time_ns);
+	                const std::string &upstream, int64_t time_ns);
 	// Commits the open batch. Returns false (and logs) on failure.
 	bool commit();
 
@@ -80,8 +82,8 @@ class Ledger {
 	bool in_tx_ = false;
 	std::vector<sqlite3_stmt *> stmts_;
 	sqlite3_stmt *upsert_secret_ = nullptr, *upsert_sighting_ = nullptr, *get_slot_ = nullptr,
-		     *put_slot_ = nullptr, *add_rotation_ = nullptr, *upsert_use_ = nullptr,
-		     *touch_used_ = nullptr;
+	             *put_slot_ = nullptr, *add_rotation_ = nullptr, *upsert_use_ = nullptr,
+	             *touch_used_ = nullptr;
 };
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -7,7 +7,8 @@
 #include <string>
 #include <string_view>
 
-namespace keytrail {
+namespace keytrail
+{
 
 // server_name (host_name type) from a TLS ClientHello record, or nullopt.
 std::optional<std::string> parse_tls_sni(std::string_view data);
@@ -15,4 +16,4 @@ std::optional<std::string> parse_tls_sni(std::string_view data);
 // Host header value of an HTTP/1.x request (port kept), or nullopt.
 std::optional<std::string> parse_http_host(std::string_view data);
 
-}  // namespace keytrail
+} // namespace keytrail

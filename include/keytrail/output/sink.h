@@ -5,17 +5,18 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "keytrail/config/config.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
-class Sink {
+class Sink
+{
       public:
 	virtual ~Sink() = default;
 	// Writes one line (without its newline). Returns false on failure.
@@ -24,7 +25,8 @@ class Sink {
 };
 
 // Writes to a file descriptor it does not own (stdout).
-class FdSink : public Sink {
+class FdSink : public Sink
+{
       public:
 	FdSink(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
 	bool write(std::string_view line) override;
@@ -36,9 +38,10 @@ class FdSink : public Sink {
 };
 
 // Appends to a file created 0600 (its directory 0700 when created).
-class FileSink : public Sink {
+class FileSink : public Sink
+{
       public:
-	explicit FileSink(std::string path);  // throws Error
+	explicit FileSink(std::string path); // throws Error
 	~FileSink() override;
 	bool write(std::string_view line) override;
 	std::string name() const override { return "file:" + path_; }
@@ -53,7 +56,8 @@ std::unique_ptr<Sink> make_sink(const OutputSpec &spec);
 // Serializes a record once and writes it to every sink. Invalid UTF-8 cannot
 // reach it (strings are sanitized when records are built), but dump() still
 // replaces rather than throws, so a bug there costs a character, not a crash.
-class Output {
+class Output
+{
       public:
 	void add(std::unique_ptr<Sink> sink) { sinks_.push_back(std::move(sink)); }
 	void emit(const nlohmann::json &record);
@@ -69,4 +73,4 @@ class Output {
 // mkdir -p with mode 0700 for every directory created. Throws Error.
 void make_private_dirs(const std::string &dir);
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -13,14 +13,15 @@
 
 #include "keytrail/secrets/secret_bytes.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct EventContext {
-	uint64_t ts_ns = 0;          // CLOCK_BOOTTIME
-	uint64_t start_time_ns = 0;  // the process's start_boottime
+	uint64_t ts_ns = 0;         // CLOCK_BOOTTIME
+	uint64_t start_time_ns = 0; // the process's start_boottime
 	uint64_t cgroup_id = 0;
 	uint32_t pid = 0, tid = 0, ppid = 0, uid = 0, gid = 0;
-	uint32_t flags = 0;  // KT_F_*
+	uint32_t flags = 0; // KT_F_*
 	std::string comm;
 };
 
@@ -34,7 +35,7 @@ struct ExecEvent {
 };
 
 struct ForkEvent {
-	EventContext ctx;  // the parent
+	EventContext ctx; // the parent
 	uint32_t child_pid = 0;
 	uint64_t child_start_time_ns = 0;
 };
@@ -49,16 +50,16 @@ struct OpenEvent {
 	int32_t dirfd = 0;
 	int32_t fd = -1;
 	uint32_t flags = 0, mode = 0;
-	uint64_t dev = 0;  // kernel dev_t encoding
+	uint64_t dev = 0; // kernel dev_t encoding
 	uint64_t ino = 0;
 	uint32_t syscall = 0;
-	std::string path;  // as passed; empty for a watched open by an untracked process
+	std::string path; // as passed; empty for a watched open by an untracked process
 };
 
 struct CloseEvent {
 	EventContext ctx;
 	int32_t fd = -1;
-	uint32_t reason = 0;  // kt_close_reason
+	uint32_t reason = 0; // kt_close_reason
 	uint64_t dev = 0, ino = 0;
 	uint64_t bytes_read = 0, reads = 0;
 };
@@ -78,13 +79,13 @@ struct PayloadEvent {
 	EventContext ctx;
 	int32_t fd = -1;
 	uint32_t syscall = 0;
-	uint32_t captured = 0;  // bytes the kernel captured
-	std::string sni;        // TLS ClientHello server_name
-	std::string http_host;  // HTTP/1.x Host header
+	uint32_t captured = 0; // bytes the kernel captured
+	std::string sni;       // TLS ClientHello server_name
+	std::string http_host; // HTTP/1.x Host header
 };
 
-using Event =
-    std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent, PayloadEvent>;
+using Event = std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent,
+                           PayloadEvent>;
 
 const EventContext &context_of(const Event &ev);
 const char *event_type_name(const Event &ev);
@@ -103,4 +104,4 @@ std::string dev_string(uint64_t kdev);
 // Address text for a connect event ("127.0.0.1", "::1", "" for others).
 std::string address_string(uint16_t family, const std::array<uint8_t, 16> &addr);
 
-}  // namespace keytrail
+} // namespace keytrail

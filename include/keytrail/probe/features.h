@@ -6,13 +6,14 @@
 #include <string>
 #include <vector>
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct Feature {
 	std::string name;
 	bool available = false;
-	bool required = false;  // the agent cannot run without it
-	std::string detail;     // why not, or what was found
+	bool required = false; // the agent cannot run without it
+	std::string detail;    // why not, or what was found
 };
 
 // Mounts tracefs at /sys/kernel/tracing when no tracefs is mounted. Returns
@@ -25,4 +26,4 @@ std::vector<Feature> probe_features();
 // one that is not.
 bool agent_can_run(const std::vector<Feature> &features, std::string *reason);
 
-}  // namespace keytrail
+} // namespace keytrail

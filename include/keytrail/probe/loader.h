@@ -17,11 +17,12 @@
 struct keytrail_bpf;
 struct ring_buffer;
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct LoaderOptions {
-	uint32_t ring_buffer_bytes = 8u << 20;  // rounded up to a power of two >= page size
-	pid_t agent_pid = 0;                    // never tracked; 0 = this process
+	uint32_t ring_buffer_bytes = 8u << 20; // rounded up to a power of two >= page size
+	pid_t agent_pid = 0;                   // never tracked; 0 = this process
 };
 
 // Sums of the kernel's per-CPU counters (enum kt_stat).
@@ -32,7 +33,8 @@ struct KernelStats {
 	uint64_t drops_of(uint32_t event_type) const { return v[KT_STAT_DROP_BASE + event_type]; }
 };
 
-class Loader {
+class Loader
+{
       public:
 	// Raw record handler; the bytes (read-only ring memory) are valid only
 	// during the call.
@@ -84,7 +86,7 @@ class Loader {
 	size_t links_ = 0;
 	double attach_seconds_ = 0;
 	uint32_t ring_bytes_ = 0;
-	std::vector<std::pair<uint64_t, uint64_t>> watched_;  // mirror, for the bloom filter
+	std::vector<std::pair<uint64_t, uint64_t>> watched_; // mirror, for the bloom filter
 };
 
-}  // namespace keytrail
+} // namespace keytrail

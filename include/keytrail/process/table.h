@@ -14,7 +14,8 @@
 
 #include "keytrail/identity/identity.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 // A credential a process obtained: only its fingerprint and where from.
 struct HeldSecret {
@@ -25,21 +26,21 @@ struct HeldSecret {
 struct ProcessInfo {
 	uint32_t pid = 0, ppid = 0;
 	uint32_t uid = 0, gid = 0;
-	uint64_t start_ticks = 0;  // /proc/PID/stat starttime
+	uint64_t start_ticks = 0; // /proc/PID/stat starttime
 	std::string exec_id;
-	std::string parent_exec_id;  // "" until the parent is known
+	std::string parent_exec_id; // "" until the parent is known
 	std::string comm, exe;
-	std::vector<std::string> argv;  // masked: safe to write
+	std::vector<std::string> argv; // masked: safe to write
 	uint64_t cgroup_id = 0;
 	bool tty = false;
 	bool tracked = false;
-	std::string mcp_server;  // set when a rule matched this process or an ancestor
+	std::string mcp_server; // set when a rule matched this process or an ancestor
 	std::string mcp_rule;
-	std::optional<Identity> identity;  // resolved once, at exec or first need
-	std::vector<HeldSecret> secrets;    // obtained from argv, env, files
-	bool secrets_collected = false;     // argv and environ scanned for this exec
-	int64_t exec_time_ns = 0;  // wall clock; 0 if only seen in /proc
-	int64_t exit_time_ns = 0;  // 0 while alive
+	std::optional<Identity> identity; // resolved once, at exec or first need
+	std::vector<HeldSecret> secrets;  // obtained from argv, env, files
+	bool secrets_collected = false;   // argv and environ scanned for this exec
+	int64_t exec_time_ns = 0;         // wall clock; 0 if only seen in /proc
+	int64_t exit_time_ns = 0;         // 0 while alive
 };
 
 // Facts read from /proc/PID; nullopt when the process is gone or unreadable.
@@ -48,7 +49,7 @@ struct ProcSnapshot {
 	uint64_t start_ticks = 0;
 	bool tty = false;
 	std::string comm, exe;
-	std::vector<std::string> argv;  // raw: mask before keeping
+	std::vector<std::string> argv; // raw: mask before keeping
 };
 std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root = "/proc");
 std::vector<uint32_t> list_pids(const std::string &proc_root = "/proc");
@@ -58,7 +59,8 @@ std::string read_boot_id();
 // "<boot>:<start_ticks>:<pid>": unique across pid reuse and reboots.
 std::string make_exec_id(const std::string &boot_id, uint64_t start_ticks, uint32_t pid);
 
-class ProcessTable {
+class ProcessTable
+{
       public:
 	ProcessTable(std::string boot_id, int64_t exit_grace_ns, size_t max_exited = 65536);
 
@@ -95,8 +97,8 @@ class ProcessTable {
 	int64_t grace_ns_;
 	size_t max_exited_;
 	std::unordered_map<uint32_t, ProcessInfo> live_;
-	std::deque<ProcessInfo> exited_;  // in exit order (deque: references stay valid)
+	std::deque<ProcessInfo> exited_; // in exit order (deque: references stay valid)
 	std::unordered_map<std::string, ProcessInfo *> by_exec_;
 };
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -12,25 +12,26 @@
 
 #include "keytrail/secrets/secret_bytes.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct Detector {
-	std::string id;                     // "github_pat", "aws_secret_access_key", ...
-	std::vector<std::string> keywords;  // at least one must occur; the match starts there
-	std::regex pattern;                 // matched from a keyword occurrence (ECMAScript)
-	size_t window = 256;                // bytes after the keyword the match may span
-	int group = 0;                      // capture group that is the secret (0 = all)
-	double min_entropy = 0;             // Shannon bits/char of the secret
-	size_t show_prefix = 0;             // leading chars that are public ("ghp_", "AKIA")
-	size_t keyword_back = 0;            // bytes before the keyword the match may start at
+	std::string id;                    // "github_pat", "aws_secret_access_key", ...
+	std::vector<std::string> keywords; // at least one must occur; the match starts there
+	std::regex pattern;                // matched from a keyword occurrence (ECMAScript)
+	size_t window = 256;               // bytes after the keyword the match may span
+	int group = 0;                     // capture group that is the secret (0 = all)
+	double min_entropy = 0;            // Shannon bits/char of the secret
+	size_t show_prefix = 0;            // leading chars that are public ("ghp_", "AKIA")
+	size_t keyword_back = 0;           // bytes before the keyword the match may start at
 };
 
 struct Finding {
-	std::string type;    // detector id, or "generic_secret"
-	SecretBytes secret;  // normalized; wiped when the Finding goes
-	std::string prefix;  // public part, safe to write
-	std::string name;    // env var / option / key name it was under, when known
-	size_t line = 0;     // 1-based line in a file, when known
+	std::string type;   // detector id, or "generic_secret"
+	SecretBytes secret; // normalized; wiped when the Finding goes
+	std::string prefix; // public part, safe to write
+	std::string name;   // env var / option / key name it was under, when known
+	size_t line = 0;    // 1-based line in a file, when known
 };
 
 const std::vector<Detector> &detectors();
@@ -56,4 +57,4 @@ std::vector<Finding> scan_argv(const std::vector<std::string> &argv);
 // The generic rule on its own: is this value of this name a secret?
 bool generic_secret(std::string_view name, std::string_view value);
 
-}  // namespace keytrail
+} // namespace keytrail

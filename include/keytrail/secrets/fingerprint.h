@@ -9,11 +9,13 @@
 
 #include "keytrail/secrets/secret_bytes.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 inline constexpr size_t kFingerprintHexLength = 32;
 
-class Fingerprinter {
+class Fingerprinter
+{
       public:
 	explicit Fingerprinter(SecretBytes key);
 	std::string operator()(std::string_view normalized_secret) const;
@@ -32,4 +34,4 @@ SecretBytes load_or_create_key(const std::string &path, bool create);
 // fingerprints the same wherever it was found.
 SecretBytes normalize_secret(std::string_view raw);
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -8,7 +8,8 @@
 #include <string_view>
 #include <vector>
 
-namespace keytrail {
+namespace keytrail
+{
 
 inline constexpr std::string_view kMask = "****";
 
@@ -22,4 +23,4 @@ std::string mask_arg(std::string_view arg);
 // option given as two arguments ("--token", "ghp_...").
 std::vector<std::string> mask_argv(const std::vector<std::string> &argv);
 
-}  // namespace keytrail
+} // namespace keytrail

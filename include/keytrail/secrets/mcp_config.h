@@ -11,12 +11,13 @@
 
 #include "keytrail/secrets/catalog.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct ConfigSecret {
-	std::string server;  // the server's key in the config
-	std::string field;   // "env.GITLAB_TOKEN", "args[3]", "headers.Authorization", "url"
-	size_t line = 0;     // 1-based, where the value is
+	std::string server; // the server's key in the config
+	std::string field;  // "env.GITLAB_TOKEN", "args[3]", "headers.Authorization", "url"
+	size_t line = 0;    // 1-based, where the value is
 	Finding finding;
 };
 
@@ -28,7 +29,7 @@ struct McpConfigScan {
 	std::vector<ConfigSecret> secrets;
 	std::vector<ConfigFileRef> secret_files;
 	size_t servers = 0;
-	std::optional<std::string> error;  // "LINE:COL: reason" for a file that is not JSON/JSONC
+	std::optional<std::string> error; // "LINE:COL: reason" for a file that is not JSON/JSONC
 };
 
 McpConfigScan scan_mcp_config(std::string_view text);
@@ -41,4 +42,4 @@ std::vector<std::string> mcp_config_locations(const std::string &home);
 // Every user's home on this host (passwd entries with a real directory, /root).
 std::vector<std::string> user_homes();
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -7,9 +7,11 @@
 #include <string>
 #include <string_view>
 
-namespace keytrail {
+namespace keytrail
+{
 
-class SecretBytes {
+class SecretBytes
+{
       public:
 	SecretBytes() = default;
 	explicit SecretBytes(std::string_view s) : s_(s) {}
@@ -43,4 +45,4 @@ class SecretBytes {
 	std::string s_;
 };
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -16,35 +16,38 @@
 #include "keytrail/secrets/catalog.h"
 #include "keytrail/secrets/fingerprint.h"
 
-namespace keytrail {
+namespace keytrail
+{
 
 struct Obtained {
 	std::string fingerprint, type, prefix;
-	std::string source;    // argv, env, file, mcp_config
-	std::string location;  // argv[i] / option, env var name, file path
-	std::string name;      // key inside the location (file assignments, config field)
+	std::string source;   // argv, env, file, mcp_config
+	std::string location; // argv[i] / option, env var name, file path
+	std::string name;     // key inside the location (file assignments, config field)
 	size_t line = 0;
-	std::string server;  // mcp_config: the server entry
+	std::string server; // mcp_config: the server entry
 };
 
 struct FileScan {
-	std::string path;  // as the process saw it
-	std::string kind;  // catalog kind
+	std::string path; // as the process saw it
+	std::string kind; // catalog kind
 	std::vector<Obtained> secrets;
-	bool cached = false;      // content unchanged since last read: not read again
-	bool unreadable = false;  // gone before it could be read: nothing is known of it
+	bool cached = false;     // content unchanged since last read: not read again
+	bool unreadable = false; // gone before it could be read: nothing is known of it
 };
 
 struct ConfigScanResult {
 	std::string path;
 	std::vector<Obtained> secrets;
-	std::vector<std::string> secret_files;  // credential files the config points at
-	std::optional<std::string> error;       // malformed: "path:line:col: reason"
+	std::vector<std::string> secret_files; // credential files the config points at
+	std::optional<std::string> error;      // malformed: "path:line:col: reason"
 };
 
-class SecretSources {
+class SecretSources
+{
       public:
-	SecretSources(Fingerprinter fp, std::vector<std::string> extra_globs, uint64_t max_file_size);
+	SecretSources(Fingerprinter fp, std::vector<std::string> extra_globs,
+	              uint64_t max_file_size);
 
 	std::vector<Obtained> from_argv(const std::vector<std::string> &argv);
 	std::vector<Obtained> from_environ(const std::vector<std::string> &env);
@@ -57,7 +60,8 @@ class SecretSources {
 	// cwd_hint: the process's cwd as last known, for a relative path once
 	// the process is gone.
 	std::optional<FileScan> from_open(pid_t pid, int fd, int dirfd, const std::string &path,
-					  uint64_t kdev, uint64_t ino, const std::string &cwd_hint = "");
+	                                  uint64_t kdev, uint64_t ino,
+	                                  const std::string &cwd_hint = "");
 	// The cached scan of an inode seen before (watched opens).
 	std::optional<FileScan> cached_inode(uint64_t kdev, uint64_t ino) const;
 
@@ -69,7 +73,7 @@ class SecretSources {
 
       private:
 	std::vector<Obtained> fingerprint_all(std::vector<Finding> found, const std::string &source,
-					      const std::string &location);
+	                                      const std::string &location);
 
 	Fingerprinter fp_;
 	std::vector<std::string> globs_;
@@ -79,4 +83,4 @@ class SecretSources {
 	std::map<std::pair<uint64_t, uint64_t>, std::tuple<int64_t, uint64_t, FileScan>> files_;
 };
 
-}  // namespace keytrail
+} // namespace keytrail

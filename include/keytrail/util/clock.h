@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <string>
 
-namespace keytrail {
+namespace keytrail
+{
 
-class Clock {
+class Clock
+{
       public:
 	virtual ~Clock() = default;
 	// Wall-clock now, ns since the epoch.
@@ -19,7 +21,8 @@ class Clock {
 
 // The real clocks. The boot->wall offset is sampled at construction and on
 // resync(), so a stepped wall clock is followed within one health interval.
-class SystemClock : public Clock {
+class SystemClock : public Clock
+{
       public:
 	SystemClock();
 	int64_t now_ns() const override;
@@ -40,4 +43,4 @@ bool parse_rfc3339(const std::string &s, int64_t *wall_ns);
 // /proc/PID/stat's starttime, so kernel and /proc stamps compare equal.
 uint64_t ns_to_clock_ticks(uint64_t ns);
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -6,9 +6,11 @@
 #include <stdexcept>
 #include <string>
 
-namespace keytrail {
+namespace keytrail
+{
 
-class Error : public std::runtime_error {
+class Error : public std::runtime_error
+{
       public:
 	explicit Error(const std::string &what) : std::runtime_error(what) {}
 };
@@ -16,4 +18,4 @@ class Error : public std::runtime_error {
 // Error for a failed system call: "<what>: <strerror(err)>".
 Error sys_error(const std::string &what, int err);
 
-}  // namespace keytrail
+} // namespace keytrail

@@ -7,7 +7,8 @@
 #include <string_view>
 #include <vector>
 
-namespace keytrail {
+namespace keytrail
+{
 
 // Returns s with valid UTF-8 kept and every byte of an invalid sequence
 // written as the text "\xNN", so any byte string becomes valid UTF-8 and a
@@ -24,4 +25,4 @@ std::string_view basename_of(std::string_view path);
 // Shell-style glob (fnmatch, no FNM_PATHNAME): '*' also crosses '/'.
 bool glob_match(const std::string &pattern, const std::string &s);
 
-}  // namespace keytrail
+} // namespace keytrail
