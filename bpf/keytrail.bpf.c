@@ -240,6 +240,51 @@ static __always_inline bool inode_watched(struct kt_watch_filter *f, struct kt_i
 
 /* ---------------------------------------------------------------- process lifecycle */
 
+// Does filename+argv (data[0..len)) look like an MCP server launch? One
+// pass over at most KT_HINT_SCAN bytes for "mcp" or "xtpro" (from
+// "contextprotocol"). It closes the window between an MCP server's exec and
+// userspace marking it, in which the server could read a secret unseen.
+// Userspace confirms with the real rules.
+struct hint_scan {
+	const char *data; // the exec record's data: filename, then argv
+	__u32 len;
+	bool found;
+};
+
+static long hint_step(__u32 i, struct hint_scan *h)
+{
+	const char *d = h->data;
+	if (i + 2 >= h->len)
+		return 1;
+	char x = d[i & (KT_HINT_SCAN - 1)];
+	char y = d[(i + 1) & (KT_HINT_SCAN - 1)];
+	char z = d[(i + 2) & (KT_HINT_SCAN - 1)];
+	if (x == 'm' && y == 'c' && z == 'p') {
+		h->found = true;
+		return 1;
+	}
+	// "...contextprotocol": 'x' 't' 'p' is rare enough to confirm.
+	if (x == 'x' && y == 't' && z == 'p' && i + 5 < h->len &&
+	    d[(i + 3) & (KT_HINT_SCAN - 1)] == 'r' && d[(i + 4) & (KT_HINT_SCAN - 1)] == 'o') {
+		h->found = true;
+		return 1;
+	}
+	return 0;
+}
+
+// bpf_loop (5.17+) keeps the verifier's work constant; where it is missing
+// the loader clears use_exec_hint and this code is dead.
+const volatile bool use_exec_hint = true;
+
+static __always_inline bool exec_hint(const char *data, __u32 len)
+{
+	struct hint_scan h = {.data = data, .len = len > KT_HINT_SCAN ? KT_HINT_SCAN : len};
+	if (!use_exec_hint)
+		return false;
+	bpf_loop(KT_HINT_SCAN, hint_step, &h, 0);
+	return h.found;
+}
+
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -275,6 +320,11 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	e->args_len = len;
 	e->env_len = 0;
 	e->pad = 0;
+	if (!(e->hdr.flags & KT_F_TRACKED) && exec_hint(e->data, n + len)) {
+		// After exec the task leads its thread group.
+		track_leader(bpf_get_current_task_btf(), KT_TRACK_EXEC_HINT);
+		e->hdr.flags |= KT_F_TRACKED | KT_F_PROVISIONAL;
+	}
 	__u32 off = (n + len) & (KT_PATH_MAX + KT_ARGS_MAX - 1);
 	__u32 env = 0;
 	if (e->hdr.flags & KT_F_TRACKED) {

@@ -67,11 +67,18 @@ struct kt_event_hdr {
 	char comm[KT_COMM_LEN];
 };
 
-#define KT_F_TRACKED (1u << 0)   // the process is in the tracked set
-#define KT_F_TTY (1u << 1)       // has a controlling terminal
-#define KT_F_WATCHED (1u << 2)   // open of a watched inode
-#define KT_F_TRUNCATED (1u << 3) // a path/argv/payload was cut at its bound
-#define KT_F_READ_FAIL (1u << 4) // some field could not be read
+#define KT_F_TRACKED (1u << 0)     // the process is in the tracked set
+#define KT_F_TTY (1u << 1)         // has a controlling terminal
+#define KT_F_WATCHED (1u << 2)     // open of a watched inode
+#define KT_F_TRUNCATED (1u << 3)   // a path/argv/payload was cut at its bound
+#define KT_F_READ_FAIL (1u << 4)   // some field could not be read
+#define KT_F_PROVISIONAL (1u << 5) // exec: tracked by the kernel's name hint, to be confirmed
+
+// Exec hint: the kernel tracks a process at exec, before userspace has read
+// the record, when its filename or the first KT_HINT_SCAN bytes of argv hold
+// "mcp" or "contextprotocol" (@modelcontextprotocol/...). Userspace then
+// applies the real rules and untracks it if none match.
+#define KT_HINT_SCAN 1024
 
 // The environment is captured only for processes tracked at exec (children
 // of MCP servers): they may exit before userspace can read /proc/PID/environ.
@@ -172,7 +179,12 @@ struct kt_watch_filter {
 };
 
 // Value of the tracked task-storage map: why the process is tracked.
-enum kt_track_reason { KT_TRACK_USER = 1, KT_TRACK_FORK = 2, KT_TRACK_WATCHED = 3 };
+enum kt_track_reason {
+	KT_TRACK_USER = 1,
+	KT_TRACK_FORK = 2,
+	KT_TRACK_WATCHED = 3,
+	KT_TRACK_EXEC_HINT = 4,
+};
 struct kt_task_mark {
 	__u32 reason; // enum kt_track_reason
 	__u32 pad;

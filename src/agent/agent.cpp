@@ -450,10 +450,19 @@ void Agent::handle(ExecEvent &e)
 		info.mcp_server = parent->mcp_server;
 		info.mcp_rule = parent->mcp_rule;
 	}
-	bool was_tracked = info.tracked;
+	// The kernel's exec hint tracked it provisionally: the real rules decide.
+	bool provisional = e.ctx.flags & KT_F_PROVISIONAL;
+	if (provisional && !match) {
+		loader_.untrack(static_cast<pid_t>(pid));
+		info.tracked = false;
+		hint_misses_++;
+	} else if (provisional) {
+		hint_hits_++;
+	}
+	bool was_tracked = info.tracked && !provisional;
 	ProcessInfo &entry = table_.upsert(std::move(info));
 	if (match && !was_tracked)
-		track(pid, *match);
+		track(pid, *match); // also its children forked before we got here
 	// Resolve now, while /proc still shows this exec.
 	if (entry.tracked || match) {
 		identity_of(*table_.find(pid));
@@ -961,6 +970,8 @@ nlohmann::json Agent::health_record(bool final)
 	              {"records_by_type", by_type},
 	              {"decode_errors", decode_errors_},
 	              {"attribution_failures", unattributed_},
+	              {"exec_hint_hits", hint_hits_},
+	              {"exec_hint_misses", hint_misses_},
 	              {"identities_resolved", identities_resolved_},
 	              {"identities_degraded", identities_degraded_},
 	              {"late_payloads", late_payloads_},

@@ -193,6 +193,16 @@ std::vector<Feature> probe_features()
 		                         : "needs Linux 5.11+ with CONFIG_BPF_SYSCALL";
 		fs.push_back(ts);
 
+		Feature loop{
+		    "bpf_loop",
+		    libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1,
+		    false, ""};
+		loop.detail =
+		    loop.available
+		        ? "MCP servers are tracked in the kernel at exec"
+		        : "needs 5.17+: MCP servers tracked once userspace reads their exec";
+		fs.push_back(loop);
+
 		Feature tpbtf{"tp_btf", false, true, ""};
 		tpbtf.available =
 		    btf.available && try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP,

@@ -93,6 +93,10 @@ void Loader::start(RecordHandler handler)
 		throw sys_error("open BPF object", errno);
 
 	skel_->rodata->agent_tgid = opts_.agent_pid ? opts_.agent_pid : getpid();
+	// The exec hint needs bpf_loop (5.17+); without it the hint is off and
+	// MCP servers are tracked once userspace reads their exec.
+	skel_->rodata->use_exec_hint =
+	    libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1;
 	ring_bytes_ = ring_size(opts_.ring_buffer_bytes);
 	if (int err = bpf_map__set_max_entries(skel_->maps.events, ring_bytes_))
 		throw sys_error("size ring buffer", -err);

@@ -51,10 +51,9 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 	// A shebang script named like an MCP server binary: detected from the
 	// executed file; it reads a file and connects out.
 	std::string server = dir + "/mcp-server-kttest";
-	// Like a real server, it takes a moment before it reads anything: the
-	// agent tracks it from its exec record (docs/architecture.md, limits).
-	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncat " << dir
-	                      << "/creds.txt > /dev/null\nsleep 0.3\n";
+	// It reads the file at once: the kernel's exec hint ("mcp" in the name)
+	// has it tracked before userspace reads its exec record.
+	std::ofstream(server) << "#!/bin/sh\ncat " << dir << "/creds.txt > /dev/null\nsleep 0.3\n";
 	chmod(server.c_str(), 0755);
 	std::ofstream(dir + "/creds.txt") << "token=" << token << "\n";
 	std::ofstream(dir + "/cfg.yaml")
@@ -147,4 +146,34 @@ TEST(Cli, DurationStopsCleanly)
 	EXPECT_EQ(recs.front()["type"], "ready");
 	EXPECT_EQ(recs.back()["type"], "health");
 	EXPECT_EQ(recs.back()["kernel"]["drops"], 0);
+}
+
+TEST(Cli, ExecHintThatTheRulesRejectIsUntracked)
+{
+	std::string dir = temp_dir();
+	// "mcp" in the name trips the kernel's hint; no detection rule matches.
+	ASSERT_EQ(run_cmd("cp /bin/cat " + dir + "/xmcpx"), 0);
+	std::ofstream(dir + "/f") << "data\n";
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd("sleep 0.3; " + dir + "/xmcpx " + dir + "/f > /dev/null; sleep 0.3; " +
+	                  dir + "/xmcpx " + dir + "/f > /dev/null"),
+	          0);
+	std::this_thread::sleep_for(std::chrono::milliseconds(500));
+	EXPECT_EQ(a.stop(), 0);
+	size_t opens_of_f = 0;
+	uint64_t misses = 0;
+	for (auto &r : records(a.out())) {
+		if (r["type"] == "open" && r["path"] == dir + "/f")
+			opens_of_f++;
+		if (r["type"] == "health" && r["final"] == true)
+			misses = r["agent"]["exec_hint_misses"];
+	}
+	EXPECT_GE(misses, 2u); // both runs (and the shell whose command line names it)
+	// Untracked once userspace decided; at most the first run's open can
+	// slip through before that decision.
+	EXPECT_LE(opens_of_f, 2u);
 }

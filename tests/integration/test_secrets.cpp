@@ -62,12 +62,9 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	       "\"env\": {\"GITHUB_PERSONAL_ACCESS_TOKEN\": \""
 	    << hard << "\"}}}}";
 	std::string server = dir + "/mcp-server-kt-secrets";
-	// A real server takes a moment to start (node: ~100 ms) before it reads
-	// anything; the agent tracks it from the exec it reads off the ring, so
-	// activity in the first milliseconds can be missed (docs/architecture.md).
-	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncd " << dir
-	                      << "/proj && cat .env > /dev/null\ncat " << dir
-	                      << "/home/.aws/credentials > /dev/null\nsleep 0.3\n";
+	// It reads its files at once; the kernel's exec hint tracks it from exec.
+	std::ofstream(server) << "#!/bin/sh\ncd " << dir << "/proj && cat .env > /dev/null\ncat "
+	                      << dir << "/home/.aws/credentials > /dev/null\nsleep 0.3\n";
 	chmod(server.c_str(), 0755);
 	std::ofstream(dir + "/cfg.yaml")
 	    << "agent:\n  state_dir: " << dir << "/state\n"

@@ -116,6 +116,7 @@ class Agent
 	uint64_t identities_resolved_ = 0, identities_degraded_ = 0;
 	uint64_t secrets_obtained_ = 0, environ_unreadable_ = 0, rotations_ = 0, ledger_errors_ = 0;
 	uint64_t reloads_ = 0, reload_errors_ = 0;
+	uint64_t hint_hits_ = 0, hint_misses_ = 0;
 };
 
 } // namespace keytrail
