@@ -365,7 +365,9 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 	                                     static_cast<int64_t>(opts_.duration_s * 1000))
 	                    : std::chrono::steady_clock::time_point::max();
 	while (!stop.load()) {
-		int n = loader_.poll(100);
+		// The poll timeout bounds event latency: the kernel wakes us only
+		// for a backlog.
+		int n = loader_.poll(25);
 		if (n < 0) {
 			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
 			break;

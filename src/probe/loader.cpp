@@ -100,6 +100,7 @@ void Loader::start(RecordHandler handler)
 	ring_bytes_ = ring_size(opts_.ring_buffer_bytes);
 	if (int err = bpf_map__set_max_entries(skel_->maps.events, ring_bytes_))
 		throw sys_error("size ring buffer", -err);
+	skel_->rodata->wakeup_bytes = ring_bytes_ / 8;
 
 	bpf_program *prog;
 	bpf_object__for_each_program(prog, skel_->obj)
@@ -167,10 +168,17 @@ int Loader::poll(int timeout_ms)
 {
 	if (!rb_)
 		return -EINVAL;
+	// The kernel wakes us only for a backlog (wakeup_bytes); otherwise the
+	// timeout is the clock: consume whatever arrived meanwhile.
 	int n = ring_buffer__poll(rb_, timeout_ms);
 	if (n == -EINTR)
-		return 0;
-	return n;
+		n = 0;
+	if (n < 0)
+		return n;
+	int more = ring_buffer__consume(rb_);
+	if (more == -EINTR)
+		more = 0;
+	return more < 0 ? more : n + more;
 }
 
 namespace
