@@ -172,7 +172,7 @@ const volatile __u64 wakeup_bytes = 0;
 static __always_inline __u64 wakeup_flag(void)
 {
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
+	                                                                     : BPF_RB_NO_WAKEUP;
 }
 
 // Sends a record built in a map value; counts it either way.

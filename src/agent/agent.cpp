@@ -629,11 +629,21 @@ void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::strin
 void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path)
 {
 	bool watched = e.ctx.flags & KT_F_WATCHED;
+	// Where a relative path started, should the process be gone by now: its
+	// cwd as resolved at exec, else its parent's (a shell's `cd dir && cat
+	// .env` child inherits it). A wrong guess fails the inode check.
 	std::string cwd;
 	if (p && p->identity) {
 		auto it = p->identity->selectors.find("mcp.cwd");
 		if (it != p->identity->selectors.end())
 			cwd = it->second;
+	}
+	if (cwd.empty() && e.ctx.ppid) {
+		char buf[4096];
+		ssize_t n = readlink(("/proc/" + std::to_string(e.ctx.ppid) + "/cwd").c_str(), buf,
+		                     sizeof(buf));
+		if (n > 0)
+			cwd.assign(buf, n);
 	}
 	auto scan = watched && e.path.empty()
 	                ? sources_->cached_inode(e.dev, e.ino)
