@@ -12,15 +12,6 @@ namespace keytrail
 namespace
 {
 
-bool starts_with(std::string_view s, std::string_view p)
-{
-	return s.substr(0, p.size()) == p;
-}
-bool ends_with(std::string_view s, std::string_view p)
-{
-	return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
 // A package or binary reference, split into scope and name, version dropped:
 // "@modelcontextprotocol/server-gitlab@1.0" -> {"@modelcontextprotocol", "server-gitlab"};
 // "/x/node_modules/@zereight/mcp-gitlab/build/index.js" -> {"@zereight", "mcp-gitlab"};
@@ -35,17 +26,17 @@ PackageRef package_ref(std::string_view arg)
 	auto nm = arg.rfind("node_modules/");
 	if (nm != std::string_view::npos) {
 		std::string_view rest = arg.substr(nm + 13);
-		if (starts_with(rest, ".bin/"))
+		if (rest.starts_with(".bin/"))
 			return package_ref(rest.substr(5));
 		auto slash = rest.find('/');
-		if (starts_with(rest, "@") && slash != std::string_view::npos) {
+		if (rest.starts_with("@") && slash != std::string_view::npos) {
 			ref.scope = rest.substr(0, slash);
 			rest = rest.substr(slash + 1);
 		}
 		ref.name = rest.substr(0, rest.find('/'));
 		return ref;
 	}
-	if (starts_with(arg, "@")) {
+	if (arg.starts_with("@")) {
 		auto slash = arg.find('/');
 		if (slash != std::string_view::npos) {
 			ref.scope = arg.substr(0, slash);
@@ -56,7 +47,7 @@ PackageRef package_ref(std::string_view arg)
 	}
 	ref.name = arg.substr(0, arg.find('@')); // drop "@version"
 	for (std::string_view ext : {".js", ".mjs", ".cjs", ".ts", ".py"})
-		if (ends_with(ref.name, ext))
+		if (ref.name.ends_with(ext))
 			ref.name.resize(ref.name.size() - ext.size());
 	return ref;
 }
@@ -65,11 +56,11 @@ bool mcp_name(const PackageRef &r)
 {
 	const std::string &n = r.name;
 	if (r.scope == "@modelcontextprotocol")
-		return starts_with(n, "server-"); // not the sdk or the inspector
+		return n.starts_with("server-"); // not the sdk or the inspector
 	return n.find("mcp-server") != std::string::npos ||
 	       n.find("mcp_server") != std::string::npos ||
-	       n.find("server-mcp") != std::string::npos || starts_with(n, "mcp-") ||
-	       starts_with(n, "mcp_") || ends_with(n, "-mcp") || ends_with(n, "_mcp");
+	       n.find("server-mcp") != std::string::npos || n.starts_with("mcp-") ||
+	       n.starts_with("mcp_") || n.ends_with("-mcp") || n.ends_with("_mcp");
 }
 
 // Options of launchers that take a value as the next argument.
@@ -95,7 +86,7 @@ std::optional<size_t> first_operand(const std::vector<std::string> &argv, size_t
 		const std::string &a = argv[i];
 		if (a == "--")
 			return i + 1 < argv.size() ? std::optional<size_t>(i + 1) : std::nullopt;
-		if (starts_with(a, "-")) {
+		if (a.starts_with("-")) {
 			if (a.find('=') == std::string::npos && kValueOptions.count(a))
 				i++;
 			continue;
@@ -107,7 +98,7 @@ std::optional<size_t> first_operand(const std::vector<std::string> &argv, size_t
 
 bool is_python(std::string_view b)
 {
-	return b == "python" || starts_with(b, "python2") || starts_with(b, "python3") ||
+	return b == "python" || b.starts_with("python2") || b.starts_with("python3") ||
 	       b == "pypy3";
 }
 
@@ -144,7 +135,7 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 		auto colon = image.rfind(':');
 		if (colon != std::string::npos && image.find('/', colon) == std::string::npos)
 			image.resize(colon); // tag
-		if (starts_with(image, "mcp/") || image.find("/mcp/") != std::string::npos)
+		if (image.starts_with("mcp/") || image.find("/mcp/") != std::string::npos)
 			return McpMatch{image.substr(image.rfind("mcp/")), "builtin:docker-image"};
 		if (auto m = found(PackageRef{"", std::string(basename_of(image))},
 		                   "builtin:docker-image"))
@@ -157,7 +148,7 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 		for (size_t i = 1; i + 1 < argv.size(); i++) {
 			if (argv[i] == "-m")
 				return found(PackageRef{"", argv[i + 1]}, "builtin:python-module");
-			if (!starts_with(argv[i], "-"))
+			if (!std::string_view(argv[i]).starts_with("-"))
 				break;
 		}
 	}

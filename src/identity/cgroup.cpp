@@ -10,15 +10,6 @@ namespace keytrail
 namespace
 {
 
-bool starts_with(std::string_view s, std::string_view p)
-{
-	return s.substr(0, p.size()) == p;
-}
-bool ends_with(std::string_view s, std::string_view p)
-{
-	return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
 bool is_hex_id(std::string_view s)
 {
 	return s.size() >= 12 && std::all_of(s.begin(), s.end(), [](char c) {
@@ -45,7 +36,7 @@ std::vector<std::string_view> components(std::string_view path)
 // "<prefix><id>.scope" -> id, for the systemd driver's scope names.
 bool scoped_id(std::string_view c, std::string_view prefix, std::string *id)
 {
-	if (!starts_with(c, prefix) || !ends_with(c, ".scope"))
+	if (!c.starts_with(prefix) || !c.ends_with(".scope"))
 		return false;
 	std::string_view rest = c.substr(prefix.size(), c.size() - prefix.size() - 6);
 	if (!is_hex_id(rest))
@@ -65,14 +56,14 @@ CgroupInfo parse_cgroup_path(std::string_view path)
 	for (size_t i = 0; i < parts.size(); i++) {
 		std::string_view c = parts[i];
 		std::string id;
-		if (ends_with(c, ".slice"))
+		if (c.ends_with(".slice"))
 			info.slice = c;
-		if (ends_with(c, ".service") || ends_with(c, ".scope"))
+		if (c.ends_with(".service") || c.ends_with(".scope"))
 			info.unit = c;
 
 		// Kubernetes: "kubepods", "kubepods.slice", "kubepods-burstable.slice",
 		// "burstable", "pod<uid>", "kubepods-besteffort-pod<uid_underscored>.slice".
-		if (starts_with(c, "kubepods"))
+		if (c.starts_with("kubepods"))
 			kube = true;
 		if (kube) {
 			for (std::string_view q : {"burstable", "besteffort"})
@@ -82,7 +73,7 @@ CgroupInfo parse_cgroup_path(std::string_view path)
 			size_t pod = c.rfind("pod");
 			if (pod != std::string_view::npos && (pod == 0 || c[pod - 1] == '-')) {
 				std::string_view uid = c.substr(pod + 3);
-				if (ends_with(uid, ".slice"))
+				if (uid.ends_with(".slice"))
 					uid.remove_suffix(6);
 				if (uid.size() >= 32) {
 					info.pod_uid = uid;
@@ -110,13 +101,13 @@ CgroupInfo parse_cgroup_path(std::string_view path)
 			info.container_id = c;
 			if (parent == "docker")
 				info.runtime = "docker";
-			else if (starts_with(parent, "libpod"))
+			else if (parent.starts_with("libpod"))
 				info.runtime = "podman";
 			else if (kube)
 				info.runtime = "cri";
 			else
 				info.runtime = "unknown";
-		} else if (starts_with(c, "libpod-") && is_hex_id(c.substr(7))) {
+		} else if (c.starts_with("libpod-") && is_hex_id(c.substr(7))) {
 			info.runtime = "podman";
 			info.container_id = c.substr(7);
 		}

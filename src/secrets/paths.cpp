@@ -16,16 +16,6 @@ namespace keytrail
 namespace
 {
 
-bool ends_with(std::string_view s, std::string_view p)
-{
-	return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
-bool contains(std::string_view s, std::string_view p)
-{
-	return s.find(p) != std::string_view::npos;
-}
-
 std::string read_link(const std::string &p)
 {
 	char buf[4096];
@@ -68,22 +58,21 @@ std::optional<std::string> credential_file_kind(std::string_view path,
 	    {"/claude_desktop_config.json", "mcp_client_config"},
 	};
 	for (const auto &r : rules)
-		if (ends_with(path, r.suffix))
+		if (path.ends_with(r.suffix))
 			return r.kind;
 	if (contains(path, "/.azure/"))
 		return "azure_credentials";
-	if (contains(path, "/.ssh/") && base.substr(0, 3) == "id_" && !ends_with(base, ".pub"))
+	if (contains(path, "/.ssh/") && base.substr(0, 3) == "id_" && !base.ends_with(".pub"))
 		return "ssh_private_key";
 	if (path.substr(0, 13) == "/run/secrets/" || path.substr(0, 17) == "/var/run/secrets/")
 		return "container_secret";
-	if (base.substr(0, 4) == ".env" && base != ".envrc.sample" &&
-	    !ends_with(base, ".example") && !ends_with(base, ".sample") &&
-	    !ends_with(base, ".template"))
+	if (base.substr(0, 4) == ".env" && base != ".envrc.sample" && !base.ends_with(".example") &&
+	    !base.ends_with(".sample") && !base.ends_with(".template"))
 		return "dotenv";
 	for (std::string_view ext : {".pem", ".key", ".p12", ".pfx"})
-		if (ends_with(base, ext))
+		if (base.ends_with(ext))
 			return "key_file";
-	if (ends_with(base, ".json") &&
+	if (base.ends_with(".json") &&
 	    (contains(base, "service-account") || contains(base, "service_account") ||
 	     contains(base, "credentials")))
 		return "gcp_credentials";

@@ -19,6 +19,11 @@ std::string sanitize_utf8(std::string_view s);
 // string without NUL (cut at a bound) is kept.
 std::vector<std::string> split_nul(std::string_view block);
 
+inline bool contains(std::string_view s, std::string_view part)
+{
+	return s.find(part) != std::string_view::npos;
+}
+
 // Last path component ("/usr/bin/node" -> "node").
 std::string_view basename_of(std::string_view path);
 
