@@ -638,13 +638,8 @@ void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &
 		if (it != p->identity->selectors.end())
 			cwd = it->second;
 	}
-	if (cwd.empty() && e.ctx.ppid) {
-		char buf[4096];
-		ssize_t n = readlink(("/proc/" + std::to_string(e.ctx.ppid) + "/cwd").c_str(), buf,
-		                     sizeof(buf));
-		if (n > 0)
-			cwd.assign(buf, n);
-	}
+	if (cwd.empty() && e.ctx.ppid)
+		cwd = read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd");
 	auto scan = watched && e.path.empty()
 	                ? sources_->cached_inode(e.dev, e.ino)
 	                : sources_->from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,

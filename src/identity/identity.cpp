@@ -22,13 +22,6 @@ namespace keytrail
 namespace
 {
 
-std::string read_link(const std::string &path)
-{
-	char buf[4096];
-	ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
-	return n > 0 ? std::string(buf, n) : "";
-}
-
 std::optional<std::string> read_text(const std::string &path)
 {
 	std::ifstream in(path);

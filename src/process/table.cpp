@@ -78,10 +78,7 @@ std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root
 	std::string cmdline;
 	if (read_small_file(dir + "/cmdline", &cmdline, 64 << 10))
 		s.argv = split_nul(cmdline);
-	char exe[4096];
-	ssize_t n = readlink((dir + "/exe").c_str(), exe, sizeof(exe) - 1);
-	if (n > 0)
-		s.exe.assign(exe, n);
+	s.exe = read_link(dir + "/exe");
 	return s;
 }
 

@@ -13,18 +13,6 @@
 namespace keytrail
 {
 
-namespace
-{
-
-std::string read_link(const std::string &p)
-{
-	char buf[4096];
-	ssize_t n = readlink(p.c_str(), buf, sizeof(buf));
-	return n > 0 ? std::string(buf, n) : "";
-}
-
-} // namespace
-
 std::optional<std::string> credential_file_kind(std::string_view path,
                                                 const std::vector<std::string> &extra_globs)
 {

@@ -1,6 +1,7 @@
 #include "keytrail/util/text.h"
 
 #include <fnmatch.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -85,6 +86,13 @@ std::string_view basename_of(std::string_view path)
 {
 	auto slash = path.rfind('/');
 	return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+std::string read_link(const std::string &path)
+{
+	char buf[4096];
+	ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+	return n > 0 ? std::string(buf, n) : "";
 }
 
 bool glob_match(const std::string &pattern, const std::string &s)

@@ -27,6 +27,9 @@ inline bool contains(std::string_view s, std::string_view part)
 // Last path component ("/usr/bin/node" -> "node").
 std::string_view basename_of(std::string_view path);
 
+// The target of a symlink (/proc/PID/exe, /proc/PID/fd/N), "" if unreadable.
+std::string read_link(const std::string &path);
+
 // Shell-style glob (fnmatch, no FNM_PATHNAME): '*' also crosses '/'.
 bool glob_match(const std::string &pattern, const std::string &s);
 
