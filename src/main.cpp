@@ -2,6 +2,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +13,8 @@
 
 #include "keytrail/agent/agent.h"
 #include "keytrail/config/config.h"
+#include "keytrail/correlate/correlator.h"
+#include "keytrail/output/ocsf.h"
 #include "keytrail/probe/features.h"
 #include "keytrail/secrets/fingerprint.h"
 
@@ -103,6 +106,85 @@ int cmd_fingerprint(const std::string &config_path, bool explicit_config,
 	}
 }
 
+// Time as the recording tells it: alerts carry the times they would have had.
+class ReplayClock : public keytrail::Clock
+{
+      public:
+	int64_t now_ns() const override { return now_; }
+	int64_t boot_to_wall_ns(uint64_t boot_ns) const override
+	{
+		return static_cast<int64_t>(boot_ns);
+	}
+	void set(int64_t t) { now_ = std::max(now_, t); }
+
+      private:
+	int64_t now_ = 0;
+};
+
+// Feeds a recording through the correlator as fast as it can, on this
+// thread, and writes what it raises. Statistics go to stderr as JSON.
+int cmd_replay(const std::string &file, keytrail::Config cfg, const std::string &out_path,
+               const std::string &format)
+{
+	try {
+		keytrail::RecordingReader reader(file);
+		FILE *out = nullptr;
+		if (out_path == "-")
+			out = stdout;
+		else if (out_path != "none" && !(out = std::fopen(out_path.c_str(), "we")))
+			throw keytrail::sys_error("cannot write " + out_path, errno);
+		ReplayClock clock;
+		uint64_t written = 0;
+		keytrail::Correlator corr("replay", cfg, clock, [&](nlohmann::json &&r) {
+			if (!out)
+				return;
+			const nlohmann::json &line =
+			    format == "ocsf" && r["type"] == "alert" ? keytrail::to_ocsf(r) : r;
+			if (format == "ocsf" && r["type"] != "alert")
+				return;
+			std::string s =
+			    line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+			s.push_back('\n');
+			std::fwrite(s.data(), 1, s.size(), out);
+			written++;
+		});
+		auto t0 = std::chrono::steady_clock::now();
+		while (auto in = reader.next()) {
+			clock.set(keytrail::input_time(*in));
+			corr.feed(*in);
+		}
+		double secs =
+		    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+		if (out && out != stdout)
+			std::fclose(out);
+		else if (out)
+			std::fflush(out);
+		struct rusage ru {
+		};
+		getrusage(RUSAGE_SELF, &ru);
+		const auto &c = corr.counters();
+		nlohmann::json stats = {
+		    {"inputs", c.inputs},
+		    {"seconds", secs},
+		    {"inputs_per_second", secs > 0 ? static_cast<double>(c.inputs) / secs : 0.0},
+		    {"peak_rss_mib", static_cast<double>(ru.ru_maxrss) / 1024.0},
+		    {"records_written", written},
+		    {"correlator", corr.counters_json()}};
+		if (!reader.error().empty())
+			stats["error"] = reader.error();
+		std::fprintf(stderr, "%s\n", stats.dump().c_str());
+		if (!reader.error().empty()) {
+			std::fprintf(stderr, "keytrail replay: %s: %s\n", file.c_str(),
+			             reader.error().c_str());
+			return 1;
+		}
+		return 0;
+	} catch (const keytrail::Error &e) {
+		std::fprintf(stderr, "keytrail replay: %s\n", e.what());
+		return 1;
+	}
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -130,6 +212,25 @@ int main(int argc, char **argv)
 	run->add_option("--duration", run_opts.duration_s, "Stop after SECONDS")
 	    ->check(CLI::NonNegativeNumber);
 	run->add_option("--track", track_pids, "Also track these pids and their descendants");
+	run->add_option("--format", run_opts.format,
+	                "json (default), or ocsf: alerts as OCSF Detection Findings")
+	    ->check(CLI::IsMember({"json", "ocsf"}));
+	run->add_option("--record", run_opts.record,
+	                "Also write the correlator's inputs to FILE (for keytrail replay)");
+
+	std::string replay_file, replay_out = "-", replay_format = "json",
+	                         replay_config = keytrail::kDefaultConfigPath;
+	auto *replay = app.add_subcommand(
+	    "replay", "Feed a recording (run --record) through the correlator as fast as it can");
+	replay->add_option("FILE", replay_file, "The recording")->required();
+	auto *replay_config_opt = replay->add_option(
+	    "-c,--config", replay_config, "YAML config (inventory, identities, correlate)");
+	replay->add_option("-o,--output", replay_out,
+	                   "Where alerts and secret uses go: FILE, - (stdout) or none")
+	    ->capture_default_str();
+	replay->add_option("--format", replay_format, "json or ocsf")
+	    ->check(CLI::IsMember({"json", "ocsf"}))
+	    ->capture_default_str();
 
 	auto *check = app.add_subcommand(
 	    "check", "Report which kernel hooks work here and whether the agent can run");
@@ -154,6 +255,16 @@ int main(int argc, char **argv)
 		return cmd_fingerprint(fp_config, fp_config_opt->count() > 0, fp_state_dir,
 		                       fp_key_file);
 
+	if (*replay) {
+		keytrail::Config cfg;
+		try {
+			cfg = resolve_config(replay_config, replay_config_opt->count() > 0);
+		} catch (const keytrail::Error &e) {
+			std::fprintf(stderr, "keytrail: bad config: %s\n", e.what());
+			return 2;
+		}
+		return cmd_replay(replay_file, std::move(cfg), replay_out, replay_format);
+	}
 	if (*run) {
 		keytrail::Config cfg;
 		try {

@@ -11,11 +11,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "keytrail/abi.h"
+#include "keytrail/output/journal.h"
 #include "keytrail/secrets/mask.h"
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/secrets/paths.h"
@@ -307,15 +309,7 @@ void Agent::start()
 	make_private_dirs(cfg_.state_dir);
 	chmod(cfg_.state_dir.c_str(), 0700);
 
-	if (!opts_.output.empty()) {
-		out_.add(
-		    make_sink(OutputSpec{opts_.output == "-" ? "stdout" : "file", opts_.output}));
-	} else if (cfg_.outputs.empty()) {
-		out_.add(make_sink(OutputSpec{"stdout", ""}));
-	} else {
-		for (const auto &o : cfg_.outputs)
-			out_.add(make_sink(o));
-	}
+	open_outputs();
 
 	std::string key_file = cfg_.fingerprint_key_file.empty()
 	                           ? cfg_.state_dir + "/fingerprint.key"
@@ -324,6 +318,14 @@ void Agent::start()
 	    Fingerprinter(load_or_create_key(key_file, cfg_.fingerprint_key_file.empty())),
 	    cfg_.secret_paths, cfg_.max_file_size);
 	ledger_ = std::make_unique<Ledger>(cfg_.state_dir + "/ledger.db");
+	if (!opts_.record.empty())
+		recording_ = std::make_unique<RecordingWriter>(opts_.record);
+	corr_ = std::make_unique<Correlator>(host_, cfg_, clock_, [this](nlohmann::json &&r) {
+		on_correlated(std::move(r));
+	});
+	corr_->set_on_use([this](const std::string &fp, const std::string &identity,
+	                         const std::string &upstream,
+	                         int64_t t) { ledger_->record_use(fp, identity, upstream, t); });
 
 	loader_.start([this](const void *data, size_t size) { on_record(data, size); });
 	for (const auto &pattern : cfg_.watch_paths) {
@@ -374,8 +376,11 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 		}
 		auto now = std::chrono::steady_clock::now();
 		expire_connects(false);
+		corr_->tick();
 		if (!ledger_->commit())
 			ledger_errors_++;
+		if (recording_)
+			recording_->flush();
 		if (reload && reload->exchange(false))
 			reload_config();
 		if (now >= next_health) {
@@ -396,6 +401,9 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 		ledger_errors_++;
 	emit_health(true);
 	loader_.stop();
+	if (recording_ && !recording_->flush())
+		spdlog::error("cannot write the recording {}: {}", opts_.record, std::strerror(errno));
+	out_.close();
 	return 0;
 }
 
@@ -475,7 +483,7 @@ void Agent::handle(ExecEvent &e)
 	if (was_tracked)
 		flush_fds(pid, KT_CLOSE_EXEC, e.ctx);
 
-	if (!events_ || !(was_tracked || match))
+	if (!want_events_ || !(was_tracked || match))
 		return;
 	ProcessInfo *self = table_.find(pid);
 	auto r = base("exec", e.ctx);
@@ -500,7 +508,9 @@ void Agent::handle(ForkEvent &e)
 	if (ProcessInfo *known =
 	        table_.find_instance(e.child_pid, ns_to_clock_ticks(e.child_start_time_ns))) {
 		known->tracked = true;
-		if (events_) {
+		if (!known->correlated)
+			feed_start(*known, true, false);
+		if (want_events_) {
 			auto r = base("fork", e.ctx);
 			r["child_pid"] = e.child_pid;
 			r["child_exec_id"] = known->exec_id;
@@ -524,8 +534,11 @@ void Agent::handle(ForkEvent &e)
 		child.mcp_server = parent->mcp_server;
 		child.mcp_rule = parent->mcp_rule;
 	}
-	const ProcessInfo &c = table_.upsert(std::move(child));
-	if (!events_)
+	ProcessInfo &c = table_.upsert(std::move(child));
+	c.exec_time_ns = clock_.boot_to_wall_ns(e.ctx.ts_ns);
+	if (parent && parent->correlated)
+		feed_start(c, true, false);
+	if (!want_events_)
 		return;
 	auto r = base("fork", e.ctx);
 	r["child_pid"] = e.child_pid;
@@ -546,7 +559,7 @@ void Agent::handle(ExitEvent &e)
 				++it;
 			}
 		}
-		if (events_) {
+		if (want_events_) {
 			auto r = base("exit", e.ctx);
 			int status = e.exit_code;
 			if (status & 0x7f)
@@ -557,7 +570,11 @@ void Agent::handle(ExitEvent &e)
 		}
 	}
 	open_fds_.erase(e.ctx.pid);
-	table_.mark_exited(e.ctx.pid, clock_.boot_to_wall_ns(e.ctx.ts_ns));
+	int64_t when = clock_.boot_to_wall_ns(e.ctx.ts_ns);
+	if (ProcessInfo *p = table_.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns));
+	    p && p->correlated)
+		feed(ProcExit{when, p->exec_id});
+	table_.mark_exited(e.ctx.pid, when);
 }
 
 void Agent::handle(OpenEvent &e)
@@ -572,7 +589,7 @@ void Agent::handle(OpenEvent &e)
 		open_fds_[e.ctx.pid][e.fd] = OpenFd{path, e.dev, e.ino};
 		file_secrets(process_for(e.ctx), e, path);
 	}
-	if (!events_)
+	if (!want_events_)
 		return;
 	auto r = base("open", e.ctx);
 	r["path"] = sanitize_utf8(path);
@@ -604,8 +621,7 @@ void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::strin
 	} else if (auto snap = read_proc(p.pid); snap && snap->start_ticks == p.start_ticks) {
 		argv = std::move(snap->argv);
 	}
-	for (const auto &o : sources_->from_argv(argv))
-		obtained(&p, o, now);
+	std::vector<Obtained> from_argv = sources_->from_argv(argv);
 	for (auto &a : argv)
 		OPENSSL_cleanse(a.data(), a.size());
 	// The environment the kernel captured at exec, else /proc/PID/environ.
@@ -618,12 +634,114 @@ void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::strin
 	} else {
 		env = sources_->from_proc_environ(static_cast<pid_t>(p.pid));
 	}
-	if (!env) {
+	if (!env)
 		environ_unreadable_++;
-		return;
-	}
-	for (const auto &o : *env)
+	feed_start(p, false, env.has_value());
+	for (const auto &o : from_argv)
 		obtained(&p, o, now);
+	if (env)
+		for (const auto &o : *env)
+			obtained(&p, o, now);
+}
+
+void Agent::feed_start(ProcessInfo &p, bool forked, bool env_observed)
+{
+	p.correlated = true;
+	ProcStart st;
+	st.time_ns = p.exec_time_ns ? p.exec_time_ns : clock_.now_ns();
+	st.exec_id = p.exec_id;
+	if (ProcessInfo *parent = table_.parent_of(p))
+		st.parent_exec_id = parent->exec_id;
+	st.pid = p.pid;
+	st.ppid = p.ppid;
+	st.uid = p.uid;
+	st.tty = p.tty;
+	st.tracked = p.tracked;
+	st.forked = forked;
+	st.env_observed = env_observed;
+	st.comm = p.comm;
+	st.exe = p.exe;
+	st.mcp_server = p.mcp_server;
+	st.cmdline = p.argv; // masked
+	const Identity &id = identity_of(p);
+	st.identity = id.id;
+	st.selectors = id.selectors;
+	// Ancestors first, so the correlator can walk up to them.
+	if (ProcessInfo *parent = table_.parent_of(p); parent && !parent->correlated)
+		feed_start(*parent, false, false);
+	feed(st);
+}
+
+void Agent::feed(const Input &in)
+{
+	if (recording_)
+		recording_->write(in);
+	feeding_ns_ = input_time(in);
+	corr_->feed(in);
+}
+
+// A secret_use or alert from the correlator: measured (kernel event to now),
+// then written.
+void Agent::on_correlated(nlohmann::json &&r)
+{
+	int64_t lat = clock_.now_ns() - feeding_ns_;
+	if (lat >= 0) {
+		latency_seen_++;
+		if (latency_ns_.size() < 8192)
+			latency_ns_.push_back(lat);
+		else
+			latency_ns_[latency_seen_ % latency_ns_.size()] = lat;
+	}
+	out_.emit(r);
+}
+
+nlohmann::json Agent::latency_json() const
+{
+	if (latency_ns_.empty())
+		return {{"samples", 0}};
+	std::vector<int64_t> v = latency_ns_;
+	std::sort(v.begin(), v.end());
+	auto at = [&](double q) {
+		return static_cast<double>(v[static_cast<size_t>(q * (v.size() - 1))]) / 1e6;
+	};
+	return {{"samples", latency_seen_}, {"p50", at(0.5)}, {"p99", at(0.99)}, {"max", at(1.0)}};
+}
+
+void Agent::open_outputs()
+{
+	// Raw observations go to the configured outputs only with agent.events;
+	// the journal takes everything.
+	std::set<std::string> findings = {"ready",  "health",          "reload", "secret",
+	                                  "secret_use", "credential_file", "alert"};
+	auto route = [&](const OutputSpec &spec) {
+		RouteOptions o;
+		o.format = opts_.format.empty() ? spec.format : opts_.format;
+		if (!spec.records.empty())
+			o.records = {spec.records.begin(), spec.records.end()};
+		else if (!events_)
+			o.records = findings;
+		out_.add(make_sink(spec), o);
+	};
+	if (!opts_.output.empty()) {
+		OutputSpec spec;
+		spec.type = opts_.output == "-" ? "stdout" : "file";
+		spec.path = opts_.output;
+		route(spec);
+	} else if (cfg_.outputs.empty()) {
+		OutputSpec spec;
+		spec.type = "stdout";
+		route(spec);
+	} else {
+		for (const auto &o : cfg_.outputs)
+			route(o);
+	}
+	if (cfg_.journal.enabled) {
+		JournalConfig j = cfg_.journal;
+		if (j.dir.empty())
+			j.dir = cfg_.state_dir + "/journal";
+		out_.add(std::make_unique<JournalSink>(j));
+	}
+	want_events_ = events_ || cfg_.journal.enabled;
 }
 
 void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path)
@@ -658,9 +776,12 @@ void Agent::file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &
 		out_.emit(r);
 		return;
 	}
+	if (p && !p->correlated && !scan->secrets.empty())
+		feed_start(*p, false, false);
 	for (const auto &o : scan->secrets) {
 		Obtained here = o;
 		here.location = scan->path;
+		here.mtime_ns = scan->mtime_ns;
 		obtained(p, here, when);
 	}
 	// Any process that opens it from now on is reported, tracked or not.
@@ -687,6 +808,30 @@ void Agent::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
 	Sighting s{o.fingerprint, o.type, o.prefix, o.source,
 	           o.location,    o.name, identity, time_ns};
 	auto rotated_from = ledger_->record_sighting(s);
+	{
+		SecretSeen in;
+		in.time_ns = time_ns;
+		if (p) {
+			if (!p->correlated)
+				feed_start(*p, false, false);
+			in.exec_id = p->exec_id;
+		}
+		in.fingerprint = o.fingerprint;
+		in.type = o.type;
+		in.source = o.source;
+		in.location = o.location;
+		in.name = o.name;
+		in.server = o.server;
+		in.line = static_cast<uint32_t>(o.line);
+		in.file_mtime_ns = o.mtime_ns;
+		if (auto rec = ledger_->secret(o.fingerprint)) {
+			in.first_seen_ns = rec->first_seen;
+			in.last_used_ns = rec->last_used;
+		}
+		if (rotated_from)
+			in.rotated_from = *rotated_from;
+		feed(in);
+	}
 
 	nlohmann::json r;
 	r["type"] = "secret";
@@ -782,6 +927,7 @@ void Agent::reload_config()
 		cfg_.clients = std::move(fresh.clients);
 		resolver_ =
 		    IdentityResolver(host_, cfg_.trust_domain, cfg_.identities, cfg_.environments);
+		corr_->set_inventory(cfg_.inventory);
 		reloads_++;
 		r["ok"] = true;
 		r["inventory_entries"] = cfg_.inventory.size();
@@ -807,7 +953,7 @@ void Agent::handle(CloseEvent &e)
 			pit->second.erase(fit);
 		}
 	}
-	if (!events_)
+	if (!want_events_)
 		return;
 	auto r = base("close", e.ctx);
 	r["fd"] = e.fd;
@@ -875,7 +1021,22 @@ void Agent::handle(PayloadEvent &e)
 
 void Agent::emit_connect(const ConnectEvent &c, const std::string &sni, const std::string &host)
 {
-	if (!events_)
+	if (ProcessInfo *p = process_for(c.ctx)) {
+		if (!p->correlated)
+			feed_start(*p, false, false);
+		ConnectSeen in;
+		in.time_ns = clock_.boot_to_wall_ns(c.ctx.ts_ns);
+		in.exec_id = p->exec_id;
+		in.family = c.family;
+		in.sock_type = c.sock_type;
+		in.result = c.ret;
+		in.port = c.port;
+		in.addr = address_string(c.family, c.addr);
+		in.sni = sni;
+		in.http_host = host;
+		feed(in);
+	}
+	if (!want_events_)
 		return;
 	auto r = base("connect", c.ctx);
 	r["fd"] = c.fd;
@@ -919,6 +1080,9 @@ void Agent::sweep_fd_states()
 void Agent::emit_health(bool final)
 {
 	nlohmann::json r = health_record(final);
+	feed(HealthSeen{clock_.now_ns(), r["kernel"]["events"].get<uint64_t>(),
+	                r["kernel"]["drops"].get<uint64_t>(), unattributed_, identities_degraded_});
+	r["correlator"] = corr_->counters_json();
 	out_.emit(r);
 	write_status(r, !final);
 	if (final)
@@ -984,7 +1148,8 @@ nlohmann::json Agent::health_record(bool final)
 	              {"late_payloads", late_payloads_},
 	              {"fd_states_swept", fd_states_swept_},
 	              {"output_written", out_.written()},
-	              {"output_errors", out_.errors()}};
+	              {"output_errors", out_.errors()},
+	              {"output_dropped", out_.dropped()}};
 	r["processes"] = {
 	    {"live", table_.live()}, {"exited_kept", table_.exited()}, {"tracked", tracked_live()}};
 	r["secrets"] = {{"obtained", secrets_obtained_},
@@ -994,6 +1159,10 @@ nlohmann::json Agent::health_record(bool final)
 	                {"rotations", rotations_},
 	                {"ledger_errors", ledger_errors_}};
 	r["config"] = {{"reloads", reloads_}, {"reload_errors", reload_errors_}};
+	r["outputs"] = out_.health();
+	r["latency_ms"] = latency_json();
+	if (corr_)
+		r["correlator"] = corr_->counters_json();
 	r["watched_inodes"] = loader_.watched_count();
 	r["ring_buffer_bytes"] = loader_.ring_buffer_bytes();
 	return r;

@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "keytrail/correlate/rules.h"
+#include "keytrail/output/sink.h"
 #include "keytrail/util/clock.h"
 #include "keytrail/util/text.h"
 
@@ -425,27 +427,141 @@ class Parser
 		}
 	}
 
+	std::vector<std::string> records_list(const YAML::Node &n, const std::string &what) const
+	{
+		static const std::set<std::string> known = {
+		    "alert",  "secret_use", "secret", "credential_file", "health", "ready",
+		    "reload", "exec",       "fork",   "exit",            "open",   "close",
+		    "connect"};
+		std::vector<std::string> out = str_list(n, what);
+		for (size_t i = 0; i < out.size(); i++)
+			if (!known.count(out[i]))
+				fail(n[i], "unknown record type '" + out[i] + "' in " + what);
+		return out;
+	}
+
 	void outputs(const YAML::Node &n, Config *c) const
 	{
 		if (!n.IsSequence())
 			fail(n, "outputs must be a list");
 		for (const auto &o : n) {
-			only_keys(o, "an output", {"type", "path"});
+			only_keys(o, "an output",
+			          {"type", "path", "format", "records", "max_size", "keep", "facility",
+			           "app_name"});
 			if (!o["type"])
-				fail(o, "an output needs a type (stdout or file)");
-			OutputSpec spec{str(o["type"], "output type"), ""};
+				fail(o, "an output needs a type (stdout, file or syslog)");
+			OutputSpec spec;
+			spec.type = str(o["type"], "output type");
 			if (spec.type == "file") {
 				if (!o["path"])
 					fail(o, "a file output needs a path");
 				spec.path = str(o["path"], "output path");
+				if (spec.path.empty() || spec.path[0] != '/')
+					fail(o["path"], "a file output's path must be absolute");
 			} else if (spec.type == "stdout") {
 				if (o["path"])
 					fail(o["path"], "a stdout output takes no path");
+			} else if (spec.type == "syslog") {
+				if (o["path"])
+					spec.path = str(o["path"], "syslog socket path");
 			} else {
-				fail(o["type"],
-				     "unknown output type '" + spec.type + "' (stdout or file)");
+				fail(o["type"], "unknown output type '" + spec.type +
+				                    "' (stdout, file or syslog)");
 			}
+			if (spec.type != "file" && (o["max_size"] || o["keep"]))
+				fail(o, "max_size and keep apply to file outputs only");
+			if (spec.type != "syslog" && (o["facility"] || o["app_name"]))
+				fail(o, "facility and app_name apply to syslog outputs only");
+			if (o["format"]) {
+				spec.format = str(o["format"], "output format");
+				if (spec.format != "json" && spec.format != "ocsf")
+					fail(o["format"], "output format must be json or ocsf");
+			}
+			if (o["records"])
+				spec.records = records_list(o["records"], "output records");
+			if (o["max_size"]) {
+				spec.max_size = convert(o["max_size"], "output max_size", parse_size);
+				if (spec.max_size < 4096)
+					fail(o["max_size"], "output max_size must be at least 4KiB");
+			}
+			if (o["keep"])
+				spec.keep = static_cast<uint32_t>(number(o["keep"], "output keep", 0, 1000));
+			if (o["facility"]) {
+				spec.facility = str(o["facility"], "syslog facility");
+				if (syslog_facility_code(spec.facility) < 0)
+					fail(o["facility"], "unknown syslog facility '" + spec.facility +
+					                        "' (daemon, user, auth, authpriv, local0..local7)");
+			}
+			if (o["app_name"])
+				spec.app_name = str(o["app_name"], "syslog app_name");
 			c->outputs.push_back(spec);
+		}
+	}
+
+	void journal(const YAML::Node &n, Config *c) const
+	{
+		only_keys(n, "journal",
+		          {"enabled", "dir", "segment_size", "segment_age", "max_size", "max_age"});
+		JournalConfig &j = c->journal;
+		if (n["enabled"])
+			j.enabled = boolean(n["enabled"], "journal.enabled");
+		if (n["dir"]) {
+			j.dir = str(n["dir"], "journal.dir");
+			if (j.dir.empty() || j.dir[0] != '/')
+				fail(n["dir"], "journal.dir must be an absolute path");
+		}
+		if (n["segment_size"]) {
+			j.segment_size = convert(n["segment_size"], "journal.segment_size", parse_size);
+			if (j.segment_size < 4096)
+				fail(n["segment_size"], "journal.segment_size must be at least 4KiB");
+		}
+		if (n["segment_age"])
+			j.segment_age = convert(n["segment_age"], "journal.segment_age", parse_duration);
+		if (n["max_size"])
+			j.max_bytes = convert(n["max_size"], "journal.max_size", parse_size);
+		if (n["max_age"])
+			j.max_age = convert(n["max_age"], "journal.max_age", parse_duration);
+	}
+
+	void correlate(const YAML::Node &n, Config *c) const
+	{
+		only_keys(n, "correlate",
+		          {"use_window", "loopback_upstreams", "dedupe_window", "max_alerts_per_minute",
+		           "stale_check_interval", "degraded_drops",
+		           "degraded_attribution_failures", "disabled_rules"});
+		CorrelateConfig &k = c->correlate;
+		if (n["use_window"])
+			k.use_window = convert(n["use_window"], "correlate.use_window", parse_duration);
+		if (n["loopback_upstreams"])
+			k.loopback_upstreams =
+			    boolean(n["loopback_upstreams"], "correlate.loopback_upstreams");
+		if (n["dedupe_window"])
+			k.dedupe_window =
+			    convert(n["dedupe_window"], "correlate.dedupe_window", parse_duration);
+		if (n["max_alerts_per_minute"])
+			k.max_alerts_per_minute = static_cast<uint32_t>(number(
+			    n["max_alerts_per_minute"], "correlate.max_alerts_per_minute", 0, 1000000));
+		if (n["stale_check_interval"]) {
+			k.stale_check_interval = convert(n["stale_check_interval"],
+			                                 "correlate.stale_check_interval", parse_duration);
+			if (k.stale_check_interval.count() < 1000)
+				fail(n["stale_check_interval"],
+				     "correlate.stale_check_interval must be at least 1s");
+		}
+		if (n["degraded_drops"])
+			k.degraded_drops =
+			    number(n["degraded_drops"], "correlate.degraded_drops", 0, UINT64_MAX);
+		if (n["degraded_attribution_failures"])
+			k.degraded_attribution_failures =
+			    number(n["degraded_attribution_failures"],
+			           "correlate.degraded_attribution_failures", 0, UINT64_MAX);
+		if (n["disabled_rules"]) {
+			auto known_rule = [](const std::string &id) { return find_rule(id) != nullptr; };
+			k.disabled_rules = str_list(n["disabled_rules"], "correlate.disabled_rules");
+			for (size_t i = 0; i < k.disabled_rules.size(); i++)
+				if (!known_rule(k.disabled_rules[i]))
+					fail(n["disabled_rules"][i],
+					     "unknown rule '" + k.disabled_rules[i] + "'");
 		}
 	}
 
@@ -463,14 +579,18 @@ class Parser
 		if (root.IsNull())
 			return c; // an empty file means defaults
 		only_keys(root, "the top level",
-		          {"agent", "tracking", "outputs", "identities", "environments", "secrets",
-		           "inventory"});
+		          {"agent", "tracking", "outputs", "journal", "correlate", "identities",
+		           "environments", "secrets", "inventory"});
 		if (root["agent"])
 			agent(root["agent"], &c);
 		if (root["tracking"])
 			tracking(root["tracking"], &c);
 		if (root["outputs"])
 			outputs(root["outputs"], &c);
+		if (root["journal"])
+			journal(root["journal"], &c);
+		if (root["correlate"])
+			correlate(root["correlate"], &c);
 		if (root["identities"] && !root["identities"].IsNull())
 			identities(root["identities"], &c);
 		if (root["environments"] && !root["environments"].IsNull())

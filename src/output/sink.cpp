@@ -1,13 +1,20 @@
 #include "keytrail/output/sink.h"
 
+#include <dirent.h>
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <ctime>
 
+#include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
 
 namespace keytrail
@@ -16,36 +23,48 @@ namespace keytrail
 namespace
 {
 
-bool write_line(int fd, std::string_view line)
+bool write_all(int fd, std::string_view data)
 {
-	char nl = '\n';
-	iovec iov[2] = {{const_cast<char *>(line.data()), line.size()}, {&nl, 1}};
-	size_t total = line.size() + 1, done = 0;
-	while (done < total) {
-		ssize_t n = writev(fd, iov, 2);
+	size_t done = 0;
+	while (done < data.size()) {
+		ssize_t n = ::write(fd, data.data() + done, data.size() - done);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return false;
 		}
-		done += n;
-		// Advance the iovecs past what was written.
-		size_t k = n;
-		for (auto &v : iov) {
-			size_t take = std::min(k, v.iov_len);
-			v.iov_base = static_cast<char *>(v.iov_base) + take;
-			v.iov_len -= take;
-			k -= take;
-		}
+		done += static_cast<size_t>(n);
 	}
 	return true;
 }
 
+std::string dir_of(const std::string &path)
+{
+	auto slash = path.rfind('/');
+	return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string local_hostname()
+{
+	char buf[256] = "";
+	gethostname(buf, sizeof(buf) - 1);
+	return buf[0] ? buf : "-";
+}
+
+constexpr size_t kBufferBytes = 64 * 1024;
+
 } // namespace
 
-bool FdSink::write(std::string_view line)
+std::string compact_utc(int64_t wall_ns)
 {
-	return write_line(fd_, line);
+	time_t secs = static_cast<time_t>(wall_ns / 1000000000LL);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	char buf[64];
+	size_t n = strftime(buf, sizeof(buf), "%Y%m%dT%H%M%S", &tm);
+	snprintf(buf + n, sizeof(buf) - n, ".%06lldZ",
+	         static_cast<long long>((wall_ns % 1000000000LL) / 1000));
+	return buf;
 }
 
 void make_private_dirs(const std::string &dir)
@@ -64,46 +83,228 @@ void make_private_dirs(const std::string &dir)
 		throw Error(dir + " is not a directory");
 }
 
-FileSink::FileSink(std::string path) : path_(std::move(path))
+bool gzip_file(const std::string &src, const std::string &dst)
 {
-	auto slash = path_.rfind('/');
-	if (slash != std::string::npos && slash > 0)
-		make_private_dirs(path_.substr(0, slash));
-	fd_ = open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd_ < 0)
+	int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return false;
+	std::string tmp = dst + ".tmp";
+	int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		::close(in);
+		return false;
+	}
+	gzFile gz = gzdopen(out, "wb6");
+	if (!gz) {
+		::close(in);
+		::close(out);
+		unlink(tmp.c_str());
+		return false;
+	}
+	bool ok = true;
+	char buf[64 * 1024];
+	for (;;) {
+		ssize_t n = ::read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ok = n == 0;
+			break;
+		}
+		if (gzwrite(gz, buf, static_cast<unsigned>(n)) != n) {
+			ok = false;
+			break;
+		}
+	}
+	int saved = errno;
+	ok = (gzclose(gz) == Z_OK) && ok;
+	::close(in);
+	if (!ok || rename(tmp.c_str(), dst.c_str()) != 0) {
+		unlink(tmp.c_str());
+		errno = saved ? saved : EIO;
+		return false;
+	}
+	unlink(src.c_str());
+	return true;
+}
+
+bool FdSink::write(std::string_view line, const LineMeta &)
+{
+	std::string s;
+	s.reserve(line.size() + 1);
+	s.append(line);
+	s.push_back('\n');
+	return write_all(fd_, s);
+}
+
+FileSink::FileSink(std::string path, uint64_t max_size, uint32_t keep)
+    : path_(std::move(path)), max_size_(max_size), keep_(keep)
+{
+	make_private_dirs(dir_of(path_));
+	if (!open_file())
 		throw sys_error("open output file " + path_, errno);
 }
 
 FileSink::~FileSink()
 {
+	flush();
 	if (fd_ >= 0)
-		close(fd_);
+		::close(fd_);
 }
 
-bool FileSink::write(std::string_view line)
+bool FileSink::open_file()
 {
-	return write_line(fd_, line);
+	if (fd_ >= 0)
+		::close(fd_);
+	fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd_ < 0)
+		return false;
+	struct stat st;
+	size_ = fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+	return true;
+}
+
+bool FileSink::write(std::string_view line, const LineMeta &)
+{
+	if (fd_ < 0)
+		return (errno = EBADF, false);
+	if (max_size_ && size_ + buf_.size() + line.size() + 1 > max_size_ &&
+	    size_ + buf_.size() > 0) {
+		if (!flush() || !rotate())
+			return false;
+	}
+	// A line appended is accepted: flush() keeps what it could not write.
+	if (buf_.size() >= kBufferBytes && !flush() && buf_.size() >= 64 * kBufferBytes)
+		return false;
+	buf_.append(line);
+	buf_.push_back('\n');
+	return true;
+}
+
+bool FileSink::flush()
+{
+	if (buf_.empty())
+		return true;
+	if (fd_ < 0 || !write_all(fd_, buf_))
+		return false; // kept: retried after reopen()
+	size_ += buf_.size();
+	buf_.clear();
+	return true;
+}
+
+bool FileSink::reopen()
+{
+	return open_file();
+}
+
+std::vector<std::string> FileSink::segments() const
+{
+	std::vector<std::string> out;
+	std::string dir = dir_of(path_), base = path_.substr(path_.rfind('/') + 1) + ".";
+	DIR *d = opendir(dir.c_str());
+	if (!d)
+		return out;
+	while (dirent *e = readdir(d)) {
+		std::string n = e->d_name;
+		if (n.starts_with(base) && n.ends_with(".gz"))
+			out.push_back(dir + "/" + n);
+	}
+	closedir(d);
+	std::sort(out.begin(), out.end());
+	return out;
+}
+
+bool FileSink::rotate()
+{
+	std::string rotated = path_ + "." + compact_utc(SystemClock().now_ns());
+	if (rename(path_.c_str(), rotated.c_str()) != 0)
+		return false;
+	if (!open_file())
+		return false;
+	// A failed compression keeps the plain segment rather than lose it.
+	gzip_file(rotated, rotated + ".gz");
+	auto segs = segments();
+	for (size_t i = 0; i + keep_ < segs.size(); i++)
+		unlink(segs[i].c_str());
+	return true;
+}
+
+int syslog_facility_code(const std::string &name)
+{
+	static const std::pair<const char *, int> names[] = {
+	    {"kern", 0},    {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
+	    {"syslog", 5},  {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
+	    {"authpriv", 10}, {"ftp", 11},  {"local0", 16}, {"local1", 17}, {"local2", 18},
+	    {"local3", 19}, {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23}};
+	for (auto &[n, code] : names)
+		if (name == n)
+			return code;
+	return -1;
+}
+
+SyslogSink::SyslogSink(std::string socket_path, int facility, std::string app_name)
+    : path_(socket_path.empty() ? "/dev/log" : std::move(socket_path)),
+      app_(std::move(app_name)), host_(local_hostname()), facility_(facility)
+{
+	// A syslog daemon that is not there yet is a sink failure, retried later.
+	reopen();
+}
+
+SyslogSink::~SyslogSink()
+{
+	if (fd_ >= 0)
+		::close(fd_);
+}
+
+bool SyslogSink::reopen()
+{
+	if (fd_ >= 0)
+		::close(fd_);
+	fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd_ < 0)
+		return false;
+	sockaddr_un sa{};
+	sa.sun_family = AF_UNIX;
+	if (path_.size() >= sizeof(sa.sun_path))
+		return (errno = ENAMETOOLONG, false);
+	std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
+	if (connect(fd_, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) != 0) {
+		int saved = errno;
+		::close(fd_);
+		fd_ = -1;
+		errno = saved;
+		return false;
+	}
+	return true;
+}
+
+bool SyslogSink::write(std::string_view line, const LineMeta &meta)
+{
+	if (fd_ < 0)
+		return (errno = ENOTCONN, false);
+	// <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG
+	std::string ts = rfc3339(meta.time_ns ? meta.time_ns : SystemClock().now_ns());
+	msg_ = "<" + std::to_string(facility_ * 8 + meta.severity) + ">1 " + ts + " " + host_ +
+	       " " + app_ + " " + std::to_string(getpid()) + " " +
+	       std::string(meta.type.empty() ? "-" : meta.type) + " - ";
+	msg_.append(line);
+	for (;;) {
+		ssize_t n = send(fd_, msg_.data(), msg_.size(), MSG_NOSIGNAL);
+		if (n >= 0)
+			return true;
+		if (errno != EINTR)
+			return false;
+	}
 }
 
 std::unique_ptr<Sink> make_sink(const OutputSpec &spec)
 {
 	if (spec.type == "file" && spec.path != "-")
-		return std::make_unique<FileSink>(spec.path);
+		return std::make_unique<FileSink>(spec.path, spec.max_size, spec.keep);
+	if (spec.type == "syslog")
+		return std::make_unique<SyslogSink>(spec.path, syslog_facility_code(spec.facility),
+		                                    spec.app_name);
 	return std::make_unique<FdSink>(STDOUT_FILENO, "stdout");
-}
-
-void Output::emit(const nlohmann::json &record)
-{
-	std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-	for (auto &s : sinks_) {
-		if (s->write(line)) {
-			written_++;
-		} else {
-			if (errors_++ % 1000 == 0)
-				spdlog::warn("output {} failed: {} ({} failures so far)", s->name(),
-				             std::strerror(errno), errors_);
-		}
-	}
 }
 
 } // namespace keytrail

@@ -135,6 +135,7 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 	}
 	files_read_++;
 	FileScan scan{logical, *kind, {}, false};
+	scan.mtime_ns = mtime;
 	if (*kind == "mcp_client_config") {
 		McpConfigScan m = scan_mcp_config(content.view());
 		for (auto &cs : m.secrets) {

@@ -68,7 +68,7 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 	EXPECT_EQ(a.stop(SIGTERM), 0);
 
 	auto recs = records(a.out());
-	bool exec_seen = false, close_seen = false, health_final = false;
+	bool exec_seen = false, close_seen = false, health_final = false, hardcoded_seen = false;
 	for (auto &r : recs) {
 		ASSERT_TRUE(r.contains("type"));
 		if (r["type"] == "exec" && r["filename"] == server) {
@@ -89,13 +89,27 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 		}
 		if (r["type"] == "health" && r["final"] == true)
 			health_final = true;
+		if (r["type"] == "alert" && r["rule"] == "hardcoded_secret") {
+			hardcoded_seen = true;
+			EXPECT_EQ(r["process"]["cmdline"][3], "****");
+			EXPECT_EQ(r["secret"]["arg"], "--token");
+		}
 		if (r["type"] == "ready" || r["type"] == "health")
 			continue;
+		if (r["type"] == "alert" || r["type"] == "secret_use") {
+			if (r["type"] == "alert") {
+				for (const char *k :
+				     {"time", "event_time", "rule", "severity", "tags", "summary"})
+					EXPECT_TRUE(r.contains(k)) << k << " missing in " << r.dump();
+			}
+			continue;
+		}
 		for (const char *k : {"time", "pid", "exec_id", "comm", "uid", "ppid"})
 			EXPECT_TRUE(r.contains(k)) << k << " missing in " << r.dump();
 	}
 	EXPECT_TRUE(exec_seen);
 	EXPECT_TRUE(close_seen);
+	EXPECT_TRUE(hardcoded_seen);
 	EXPECT_TRUE(health_final);
 	// The planted secret is nowhere in what the agent wrote.
 	EXPECT_EQ(slurp(a.out()).find(token), std::string::npos);

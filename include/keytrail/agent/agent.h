@@ -12,11 +12,12 @@
 #include <unordered_map>
 
 #include "keytrail/config/config.h"
+#include "keytrail/correlate/correlator.h"
 #include "keytrail/detect/mcp_detect.h"
 #include "keytrail/identity/cgroup.h"
 #include "keytrail/identity/identity.h"
 #include "keytrail/ledger/ledger.h"
-#include "keytrail/output/sink.h"
+#include "keytrail/output/output.h"
 #include "keytrail/probe/events.h"
 #include "keytrail/probe/loader.h"
 #include "keytrail/process/table.h"
@@ -32,6 +33,8 @@ struct AgentOptions {
 	double duration_s = 0;    // stop after this long; 0 = until signalled
 	std::string state_dir;    // overrides agent.state_dir
 	std::vector<pid_t> track; // extra pids to track from the start (tests, --track)
+	std::string format;       // "" = as configured; "ocsf": alerts as OCSF findings
+	std::string record;       // write the correlator's inputs here (keytrail replay)
 };
 
 class Agent
@@ -88,6 +91,12 @@ class Agent
 	void file_secrets(ProcessInfo *p, const OpenEvent &e, const std::string &path);
 	void obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns);
 	void scan_mcp_configs();
+	void open_outputs();
+	// The correlator's inputs: every one also goes to the recording.
+	void feed(const Input &in);
+	void feed_start(ProcessInfo &p, bool forked, bool env_observed);
+	void on_correlated(nlohmann::json &&record);
+	nlohmann::json latency_json() const;
 	void reload_config();
 	size_t tracked_live() const;
 
@@ -98,6 +107,12 @@ class Agent
 	SystemClock clock_;
 	Loader loader_;
 	Output out_;
+	std::unique_ptr<Correlator> corr_;
+	std::unique_ptr<RecordingWriter> recording_;
+	int64_t feeding_ns_ = 0;              // time of the input being fed
+	std::vector<int64_t> latency_ns_;     // event -> alert/secret_use, a sample
+	uint64_t latency_seen_ = 0;
+	bool want_events_ = false;            // build raw event records (journal or events)
 	McpDetector detector_;
 	ProcessTable table_;
 	IdentityResolver resolver_;

@@ -1,11 +1,10 @@
-// Where records go. A Sink takes one finished JSON line at a time; Output
-// fans a record out to every configured sink and counts what failed, so a
-// broken sink is reported in `health` instead of stopping the agent.
+// Where records go. A Sink writes one finished JSON line at a time, on its
+// own writer thread (see output.h), so a slow or broken sink never blocks
+// the probes. A failed write is retried after reopen().
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,12 +14,24 @@
 namespace keytrail
 {
 
+// What a sink may need to know about a line besides its text.
+struct LineMeta {
+	std::string_view type; // record type: alert, secret_use, health, ...
+	int severity = 6;      // syslog severity: 2 crit .. 6 info
+	int64_t time_ns = 0;   // wall clock
+};
+
 class Sink
 {
       public:
 	virtual ~Sink() = default;
-	// Writes one line (without its newline). Returns false on failure.
-	virtual bool write(std::string_view line) = 0;
+	// Writes one line (without its newline). Returns false on failure;
+	// errno tells why.
+	virtual bool write(std::string_view line, const LineMeta &meta) = 0;
+	// Pushes buffered lines out (called when the queue runs dry).
+	virtual bool flush() { return true; }
+	// Called before a retry after a failure.
+	virtual bool reopen() { return true; }
 	virtual std::string name() const = 0;
 };
 
@@ -29,7 +40,7 @@ class FdSink : public Sink
 {
       public:
 	FdSink(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
-	bool write(std::string_view line) override;
+	bool write(std::string_view line, const LineMeta &meta) override;
 	std::string name() const override { return name_; }
 
       private:
@@ -37,40 +48,64 @@ class FdSink : public Sink
 	std::string name_;
 };
 
-// Appends to a file created 0600 (its directory 0700 when created).
+// A size-rotated file of JSON lines, created 0600 (directories 0700). When
+// the file would pass max_size it is renamed to <path>.<UTC time> and
+// compressed to <path>.<UTC time>.gz; the newest `keep` of those are kept.
 class FileSink : public Sink
 {
       public:
-	explicit FileSink(std::string path); // throws Error
+	FileSink(std::string path, uint64_t max_size = 64ull << 20, uint32_t keep = 5);
 	~FileSink() override;
-	bool write(std::string_view line) override;
+	bool write(std::string_view line, const LineMeta &meta) override;
+	bool flush() override;
+	bool reopen() override;
 	std::string name() const override { return "file:" + path_; }
+	// Rotated segments, oldest first.
+	std::vector<std::string> segments() const;
 
       private:
+	bool open_file();
+	bool rotate();
+
 	std::string path_;
+	uint64_t max_size_;
+	uint32_t keep_;
 	int fd_ = -1;
+	uint64_t size_ = 0;
+	std::string buf_;
 };
 
-std::unique_ptr<Sink> make_sink(const OutputSpec &spec);
-
-// Serializes a record once and writes it to every sink. Invalid UTF-8 cannot
-// reach it (strings are sanitized when records are built), but dump() still
-// replaces rather than throws, so a bug there costs a character, not a crash.
-class Output
+// RFC 5424 messages over a local datagram socket (default /dev/log); the
+// message is the JSON line, MSGID the record type.
+class SyslogSink : public Sink
 {
       public:
-	void add(std::unique_ptr<Sink> sink) { sinks_.push_back(std::move(sink)); }
-	void emit(const nlohmann::json &record);
-	uint64_t written() const { return written_; }
-	uint64_t errors() const { return errors_; }
-	size_t sinks() const { return sinks_.size(); }
+	SyslogSink(std::string socket_path, int facility, std::string app_name);
+	~SyslogSink() override;
+	bool write(std::string_view line, const LineMeta &meta) override;
+	bool reopen() override;
+	std::string name() const override { return "syslog:" + path_; }
 
       private:
-	std::vector<std::unique_ptr<Sink>> sinks_;
-	uint64_t written_ = 0, errors_ = 0;
+	std::string path_, app_, host_;
+	int facility_;
+	int fd_ = -1;
+	std::string msg_;
 };
+
+// "daemon" -> 3, "local0" -> 16, ...; -1 if unknown.
+int syslog_facility_code(const std::string &name);
+
+std::unique_ptr<Sink> make_sink(const OutputSpec &spec); // throws Error
+
+// Compresses src into dst (0600) with zlib and removes src. Returns false
+// (errno set) on failure, leaving src in place.
+bool gzip_file(const std::string &src, const std::string &dst);
 
 // mkdir -p with mode 0700 for every directory created. Throws Error.
 void make_private_dirs(const std::string &dir);
+
+// "20261126T151600.123456Z": sorts in time order.
+std::string compact_utc(int64_t wall_ns);
 
 } // namespace keytrail

@@ -39,6 +39,7 @@ struct ProcessInfo {
 	std::optional<Identity> identity; // resolved once, at exec or first need
 	std::vector<HeldSecret> secrets;  // obtained from argv, env, files
 	bool secrets_collected = false;   // argv and environ scanned for this exec
+	bool correlated = false;          // the correlator knows this exec
 	int64_t exec_time_ns = 0;         // wall clock; 0 if only seen in /proc
 	int64_t exit_time_ns = 0;         // 0 while alive
 };

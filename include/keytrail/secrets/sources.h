@@ -26,6 +26,7 @@ struct Obtained {
 	std::string name;     // key inside the location (file assignments, config field)
 	size_t line = 0;
 	std::string server; // mcp_config: the server entry
+	int64_t mtime_ns = 0; // file: modification time of the content read
 };
 
 struct FileScan {
@@ -34,6 +35,7 @@ struct FileScan {
 	std::vector<Obtained> secrets;
 	bool cached = false;     // content unchanged since last read: not read again
 	bool unreadable = false; // gone before it could be read: nothing is known of it
+	int64_t mtime_ns = 0;    // of the content read
 };
 
 struct ConfigScanResult {

@@ -1,0 +1,125 @@
+// What the correlator is told: processes starting and exiting, secrets they
+// obtain, connections they open, the agent's health, and the passing of
+// time. The agent derives these from kernel events, /proc and the ledger;
+// `keytrail replay` and the tests read them from a recording. None of them
+// can carry a secret value: secrets are fingerprints, command lines are
+// masked.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "keytrail/identity/identity.h"
+
+namespace keytrail
+{
+
+struct ProcStart {
+	int64_t time_ns = 0; // exec (or first sight), wall clock
+	std::string exec_id, parent_exec_id;
+	uint32_t pid = 0, ppid = 0, uid = 0;
+	bool tty = false;          // has a controlling terminal
+	bool tracked = false;      // an MCP server or one of its descendants
+	bool forked = false;       // a fork without exec: shares its parent's memory
+	bool env_observed = false; // its own environment was scanned
+	std::string comm, exe, mcp_server;
+	std::vector<std::string> cmdline; // masked
+	std::string identity;             // id
+	Selectors selectors;
+};
+
+struct ProcExit {
+	int64_t time_ns = 0;
+	std::string exec_id;
+};
+
+// A credential obtained by a process (or found in an MCP client config when
+// exec_id is empty).
+struct SecretSeen {
+	int64_t time_ns = 0;
+	std::string exec_id;
+	std::string fingerprint, type;
+	std::string source;   // file, env, argv, mcp_config
+	std::string location; // path, variable name, argv[i], config path + field
+	std::string name;     // key inside the location, "" if none
+	std::string server;   // MCP server name in a client config
+	uint32_t line = 0;
+	int64_t first_seen_ns = 0; // the ledger's first sighting of this fingerprint
+	int64_t last_used_ns = 0;  // the ledger's last use, 0 = never
+	int64_t file_mtime_ns = 0; // file sources
+	std::string rotated_from;  // the fingerprint this one replaced in its slot
+};
+
+struct ConnectSeen {
+	int64_t time_ns = 0;
+	std::string exec_id;
+	uint16_t family = 0;     // AF_INET, AF_INET6, AF_UNIX, ...
+	uint16_t sock_type = 0;  // SOCK_STREAM, SOCK_DGRAM
+	int32_t result = 0;      // 0 or -errno (-EINPROGRESS is an attempt)
+	uint16_t port = 0;
+	std::string addr, sni, http_host;
+};
+
+struct HealthSeen {
+	int64_t time_ns = 0;
+	uint64_t kernel_events = 0, kernel_drops = 0; // totals since start
+	uint64_t attribution_failures = 0, identities_degraded = 0;
+};
+
+struct Tick {
+	int64_t time_ns = 0;
+};
+
+using Input = std::variant<ProcStart, ProcExit, SecretSeen, ConnectSeen, HealthSeen, Tick>;
+
+// Time of any input.
+int64_t input_time(const Input &in);
+
+// A recording: a stream of inputs, each framed as
+//   u32 length (little endian) | u8 kind | fields
+// after an 8-byte magic "KTREC01\n". Written by `keytrail run --record`,
+// read by `keytrail replay`.
+class RecordingWriter
+{
+      public:
+	explicit RecordingWriter(const std::string &path); // creates 0600; throws Error
+	~RecordingWriter();
+	RecordingWriter(const RecordingWriter &) = delete;
+	RecordingWriter &operator=(const RecordingWriter &) = delete;
+	void write(const Input &in);
+	bool flush();
+
+      private:
+	FILE *f_ = nullptr;
+	std::string buf_;
+};
+
+class RecordingReader
+{
+      public:
+	explicit RecordingReader(const std::string &path); // throws Error
+	~RecordingReader();
+	RecordingReader(const RecordingReader &) = delete;
+	RecordingReader &operator=(const RecordingReader &) = delete;
+	// The next input; nullopt at the end. A truncated or malformed frame
+	// ends the stream and sets error().
+	std::optional<Input> next();
+	const std::string &error() const { return error_; }
+	uint64_t offset() const { return offset_; }
+
+      private:
+	FILE *f_ = nullptr;
+	std::string buf_, error_;
+	uint64_t offset_ = 0;
+};
+
+// Decodes one frame body (kind + fields); nullopt when malformed. Exposed
+// for the fuzzer.
+std::optional<Input> decode_input(const unsigned char *p, size_t n);
+std::string encode_input(const Input &in);
+
+} // namespace keytrail

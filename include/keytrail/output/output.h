@@ -1,0 +1,74 @@
+// Output: fans each record out to every route whose filter takes it. A route
+// is a sink, a format (JSON, or OCSF for alerts) and a bounded queue drained
+// by the route's own thread: emit() never blocks on a sink. A sink that
+// fails is retried with backoff; lines that do not fit in its queue meanwhile
+// are dropped and counted. health() reports all of it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "keytrail/output/sink.h"
+
+namespace keytrail
+{
+
+struct RouteOptions {
+	std::string format = "json";   // json | ocsf
+	std::set<std::string> records; // empty = every record type
+	size_t max_queue_bytes = 32u << 20;
+};
+
+class Output
+{
+      public:
+	Output() = default;
+	~Output();
+	Output(const Output &) = delete;
+	Output &operator=(const Output &) = delete;
+
+	void add(std::unique_ptr<Sink> sink, RouteOptions opts = {});
+	void emit(const nlohmann::json &record);
+	// Waits up to `timeout_ms` for the queues to drain, then stops the
+	// writer threads. Idempotent.
+	void close(int timeout_ms = 3000);
+
+	uint64_t written() const;
+	uint64_t errors() const;
+	uint64_t dropped() const;
+	size_t sinks() const { return routes_.size(); }
+	nlohmann::json health() const;
+
+      private:
+	struct Route {
+		std::unique_ptr<Sink> sink;
+		RouteOptions opts;
+		struct Item {
+			std::string line, type;
+			int severity;
+			int64_t time_ns;
+		};
+		mutable std::mutex mu;
+		std::condition_variable cv;
+		std::deque<Item> queue;
+		size_t queued_bytes = 0;
+		bool stop = false;
+		std::atomic<uint64_t> written{0}, errors{0}, dropped{0}, retries{0};
+		std::atomic<bool> healthy{true};
+		std::string last_error; // under mu
+		std::thread thread;
+		void run();
+	};
+	std::vector<std::unique_ptr<Route>> routes_;
+	bool closed_ = false;
+};
+
+} // namespace keytrail

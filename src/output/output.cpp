@@ -1,0 +1,209 @@
+#include "keytrail/output/output.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "keytrail/output/ocsf.h"
+#include "keytrail/util/clock.h"
+
+namespace keytrail
+{
+
+namespace
+{
+
+int syslog_severity(const nlohmann::json &r)
+{
+	auto it = r.find("severity");
+	if (it == r.end() || !it->is_string())
+		return 6; // informational
+	const std::string &s = it->get_ref<const std::string &>();
+	return s == "critical" ? 2 : s == "high" ? 3 : s == "medium" ? 4 : s == "low" ? 5 : 6;
+}
+
+std::string dump(const nlohmann::json &r)
+{
+	return r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+} // namespace
+
+Output::~Output()
+{
+	close();
+}
+
+void Output::add(std::unique_ptr<Sink> sink, RouteOptions opts)
+{
+	auto r = std::make_unique<Route>();
+	r->sink = std::move(sink);
+	r->opts = std::move(opts);
+	Route *raw = r.get();
+	r->thread = std::thread([raw] { raw->run(); });
+	routes_.push_back(std::move(r));
+}
+
+void Output::emit(const nlohmann::json &record)
+{
+	std::string type = record.value("type", "");
+	std::string json; // serialized once, on first need
+	int severity = syslog_severity(record);
+	int64_t now = SystemClock().now_ns();
+	for (auto &r : routes_) {
+		if (!r->opts.records.empty() && !r->opts.records.count(type))
+			continue;
+		std::string line;
+		if (r->opts.format == "ocsf") {
+			if (type != "alert")
+				continue;
+			line = dump(to_ocsf(record));
+		} else {
+			if (json.empty())
+				json = dump(record);
+			line = json;
+		}
+		std::lock_guard lock(r->mu);
+		if (r->queued_bytes + line.size() > r->opts.max_queue_bytes || r->stop) {
+			r->dropped++;
+			continue;
+		}
+		r->queued_bytes += line.size();
+		r->queue.push_back({std::move(line), type, severity, now});
+		r->cv.notify_one();
+	}
+}
+
+void Output::Route::run()
+{
+	using namespace std::chrono;
+	milliseconds backoff{100};
+	bool unflushed = false; // the sink buffers lines it accepted
+	std::unique_lock lock(mu);
+	for (;;) {
+		cv.wait(lock, [&] { return stop || !queue.empty() || unflushed; });
+		if (queue.empty() && stop)
+			break;
+		bool ok = true;
+		int err = 0;
+		if (!queue.empty()) {
+			Item item = std::move(queue.front());
+			queue.pop_front();
+			lock.unlock();
+			ok = sink->write(item.line, LineMeta{item.type, item.severity, item.time_ns});
+			err = errno;
+			lock.lock();
+			if (ok) {
+				queued_bytes -= item.line.size();
+				written++;
+				unflushed = true;
+			} else {
+				queue.push_front(std::move(item));
+			}
+		}
+		if (ok && queue.empty() && unflushed) {
+			lock.unlock();
+			ok = sink->flush();
+			err = errno;
+			lock.lock();
+			unflushed = !ok;
+		}
+		if (ok) {
+			if (!healthy.exchange(true))
+				spdlog::info("output {} recovered after {} retries", sink->name(),
+				             retries.load());
+			backoff = milliseconds{100};
+			continue;
+		}
+		// Failed: the line stays queued (or buffered in the sink). Report,
+		// wait, reopen and retry; a stop request ends the retries and what
+		// is left is counted as dropped.
+		errors++;
+		last_error = std::strerror(err);
+		if (healthy.exchange(false))
+			spdlog::warn("output {} failed: {}; retrying", sink->name(), last_error);
+		if (cv.wait_for(lock, backoff, [&] { return stop; })) {
+			dropped += queue.size();
+			queued_bytes = 0;
+			queue.clear();
+			return;
+		}
+		backoff = std::min(backoff * 2, milliseconds{5000});
+		retries++;
+		lock.unlock();
+		sink->reopen();
+		lock.lock();
+	}
+}
+
+void Output::close(int timeout_ms)
+{
+	if (closed_)
+		return;
+	closed_ = true;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	for (auto &r : routes_) {
+		// Let a healthy sink drain before stopping it.
+		std::unique_lock lock(r->mu);
+		while (!r->queue.empty() && r->healthy && std::chrono::steady_clock::now() < deadline) {
+			lock.unlock();
+			std::this_thread::sleep_for(std::chrono::milliseconds(5));
+			lock.lock();
+		}
+		r->stop = true;
+		r->cv.notify_one();
+	}
+	for (auto &r : routes_) {
+		if (r->thread.joinable())
+			r->thread.join();
+		r->sink->flush();
+	}
+}
+
+uint64_t Output::written() const
+{
+	uint64_t n = 0;
+	for (const auto &r : routes_)
+		n += r->written;
+	return n;
+}
+
+uint64_t Output::errors() const
+{
+	uint64_t n = 0;
+	for (const auto &r : routes_)
+		n += r->errors;
+	return n;
+}
+
+uint64_t Output::dropped() const
+{
+	uint64_t n = 0;
+	for (const auto &r : routes_)
+		n += r->dropped;
+	return n;
+}
+
+nlohmann::json Output::health() const
+{
+	nlohmann::json a = nlohmann::json::array();
+	for (const auto &r : routes_) {
+		std::lock_guard lock(r->mu);
+		nlohmann::json j = {{"name", r->sink->name()},
+		                    {"format", r->opts.format},
+		                    {"healthy", r->healthy.load()},
+		                    {"written", r->written.load()},
+		                    {"errors", r->errors.load()},
+		                    {"retries", r->retries.load()},
+		                    {"dropped", r->dropped.load()},
+		                    {"queued", r->queue.size()}};
+		if (!r->last_error.empty())
+			j["last_error"] = r->last_error;
+		a.push_back(std::move(j));
+	}
+	return a;
+}
+
+} // namespace keytrail
