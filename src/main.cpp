@@ -225,8 +225,9 @@ int main(int argc, char **argv)
 	replay->add_option("FILE", replay_file, "The recording")->required();
 	auto *replay_config_opt = replay->add_option(
 	    "-c,--config", replay_config, "YAML config (inventory, identities, correlate)");
-	replay->add_option("-o,--output", replay_out,
-	                   "Where alerts and secret uses go: FILE, - (stdout) or none")
+	replay
+	    ->add_option("-o,--output", replay_out,
+	                 "Where alerts and secret uses go: FILE, - (stdout) or none")
 	    ->capture_default_str();
 	replay->add_option("--format", replay_format, "json or ocsf")
 	    ->check(CLI::IsMember({"json", "ocsf"}))

@@ -9,9 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -320,9 +320,8 @@ void Agent::start()
 	ledger_ = std::make_unique<Ledger>(cfg_.state_dir + "/ledger.db");
 	if (!opts_.record.empty())
 		recording_ = std::make_unique<RecordingWriter>(opts_.record);
-	corr_ = std::make_unique<Correlator>(host_, cfg_, clock_, [this](nlohmann::json &&r) {
-		on_correlated(std::move(r));
-	});
+	corr_ = std::make_unique<Correlator>(
+	    host_, cfg_, clock_, [this](nlohmann::json &&r) { on_correlated(std::move(r)); });
 	corr_->set_on_use([this](const std::string &fp, const std::string &identity,
 	                         const std::string &upstream,
 	                         int64_t t) { ledger_->record_use(fp, identity, upstream, t); });
@@ -402,7 +401,8 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 	emit_health(true);
 	loader_.stop();
 	if (recording_ && !recording_->flush())
-		spdlog::error("cannot write the recording {}: {}", opts_.record, std::strerror(errno));
+		spdlog::error("cannot write the recording {}: {}", opts_.record,
+		              std::strerror(errno));
 	out_.close();
 	return 0;
 }
@@ -571,7 +571,8 @@ void Agent::handle(ExitEvent &e)
 	}
 	open_fds_.erase(e.ctx.pid);
 	int64_t when = clock_.boot_to_wall_ns(e.ctx.ts_ns);
-	if (ProcessInfo *p = table_.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns));
+	if (ProcessInfo *p =
+	        table_.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns));
 	    p && p->correlated)
 		feed(ProcExit{when, p->exec_id});
 	table_.mark_exited(e.ctx.pid, when);
@@ -711,7 +712,7 @@ void Agent::open_outputs()
 {
 	// Raw observations go to the configured outputs only with agent.events;
 	// the journal takes everything.
-	std::set<std::string> findings = {"ready",  "health",          "reload", "secret",
+	std::set<std::string> findings = {"ready",      "health",          "reload", "secret",
 	                                  "secret_use", "credential_file", "alert"};
 	auto route = [&](const OutputSpec &spec) {
 		RouteOptions o;

@@ -430,8 +430,9 @@ class Parser
 	std::vector<std::string> records_list(const YAML::Node &n, const std::string &what) const
 	{
 		static const std::set<std::string> known = {
-		    "alert",  "secret_use", "secret", "credential_file", "health", "ready",
-		    "reload", "exec",       "fork",   "exit",            "open",   "close",
+		    "alert",  "secret_use", "secret", "credential_file",
+		    "health", "ready",      "reload", "exec",
+		    "fork",   "exit",       "open",   "close",
 		    "connect"};
 		std::vector<std::string> out = str_list(n, what);
 		for (size_t i = 0; i < out.size(); i++)
@@ -446,8 +447,8 @@ class Parser
 			fail(n, "outputs must be a list");
 		for (const auto &o : n) {
 			only_keys(o, "an output",
-			          {"type", "path", "format", "records", "max_size", "keep", "facility",
-			           "app_name"});
+			          {"type", "path", "format", "records", "max_size", "keep",
+			           "facility", "app_name"});
 			if (!o["type"])
 				fail(o, "an output needs a type (stdout, file or syslog)");
 			OutputSpec spec;
@@ -480,17 +481,22 @@ class Parser
 			if (o["records"])
 				spec.records = records_list(o["records"], "output records");
 			if (o["max_size"]) {
-				spec.max_size = convert(o["max_size"], "output max_size", parse_size);
+				spec.max_size =
+				    convert(o["max_size"], "output max_size", parse_size);
 				if (spec.max_size < 4096)
-					fail(o["max_size"], "output max_size must be at least 4KiB");
+					fail(o["max_size"],
+					     "output max_size must be at least 4KiB");
 			}
 			if (o["keep"])
-				spec.keep = static_cast<uint32_t>(number(o["keep"], "output keep", 0, 1000));
+				spec.keep = static_cast<uint32_t>(
+				    number(o["keep"], "output keep", 0, 1000));
 			if (o["facility"]) {
 				spec.facility = str(o["facility"], "syslog facility");
 				if (syslog_facility_code(spec.facility) < 0)
-					fail(o["facility"], "unknown syslog facility '" + spec.facility +
-					                        "' (daemon, user, auth, authpriv, local0..local7)");
+					fail(
+					    o["facility"],
+					    "unknown syslog facility '" + spec.facility +
+					        "' (daemon, user, auth, authpriv, local0..local7)");
 			}
 			if (o["app_name"])
 				spec.app_name = str(o["app_name"], "syslog app_name");
@@ -511,12 +517,15 @@ class Parser
 				fail(n["dir"], "journal.dir must be an absolute path");
 		}
 		if (n["segment_size"]) {
-			j.segment_size = convert(n["segment_size"], "journal.segment_size", parse_size);
+			j.segment_size =
+			    convert(n["segment_size"], "journal.segment_size", parse_size);
 			if (j.segment_size < 4096)
-				fail(n["segment_size"], "journal.segment_size must be at least 4KiB");
+				fail(n["segment_size"],
+				     "journal.segment_size must be at least 4KiB");
 		}
 		if (n["segment_age"])
-			j.segment_age = convert(n["segment_age"], "journal.segment_age", parse_duration);
+			j.segment_age =
+			    convert(n["segment_age"], "journal.segment_age", parse_duration);
 		if (n["max_size"])
 			j.max_bytes = convert(n["max_size"], "journal.max_size", parse_size);
 		if (n["max_age"])
@@ -526,12 +535,13 @@ class Parser
 	void correlate(const YAML::Node &n, Config *c) const
 	{
 		only_keys(n, "correlate",
-		          {"use_window", "loopback_upstreams", "dedupe_window", "max_alerts_per_minute",
-		           "stale_check_interval", "degraded_drops",
+		          {"use_window", "loopback_upstreams", "dedupe_window",
+		           "max_alerts_per_minute", "stale_check_interval", "degraded_drops",
 		           "degraded_attribution_failures", "disabled_rules"});
 		CorrelateConfig &k = c->correlate;
 		if (n["use_window"])
-			k.use_window = convert(n["use_window"], "correlate.use_window", parse_duration);
+			k.use_window =
+			    convert(n["use_window"], "correlate.use_window", parse_duration);
 		if (n["loopback_upstreams"])
 			k.loopback_upstreams =
 			    boolean(n["loopback_upstreams"], "correlate.loopback_upstreams");
@@ -539,11 +549,13 @@ class Parser
 			k.dedupe_window =
 			    convert(n["dedupe_window"], "correlate.dedupe_window", parse_duration);
 		if (n["max_alerts_per_minute"])
-			k.max_alerts_per_minute = static_cast<uint32_t>(number(
-			    n["max_alerts_per_minute"], "correlate.max_alerts_per_minute", 0, 1000000));
+			k.max_alerts_per_minute = static_cast<uint32_t>(
+			    number(n["max_alerts_per_minute"], "correlate.max_alerts_per_minute", 0,
+			           1000000));
 		if (n["stale_check_interval"]) {
-			k.stale_check_interval = convert(n["stale_check_interval"],
-			                                 "correlate.stale_check_interval", parse_duration);
+			k.stale_check_interval =
+			    convert(n["stale_check_interval"], "correlate.stale_check_interval",
+			            parse_duration);
 			if (k.stale_check_interval.count() < 1000)
 				fail(n["stale_check_interval"],
 				     "correlate.stale_check_interval must be at least 1s");
@@ -556,8 +568,11 @@ class Parser
 			    number(n["degraded_attribution_failures"],
 			           "correlate.degraded_attribution_failures", 0, UINT64_MAX);
 		if (n["disabled_rules"]) {
-			auto known_rule = [](const std::string &id) { return find_rule(id) != nullptr; };
-			k.disabled_rules = str_list(n["disabled_rules"], "correlate.disabled_rules");
+			auto known_rule = [](const std::string &id) {
+				return find_rule(id) != nullptr;
+			};
+			k.disabled_rules =
+			    str_list(n["disabled_rules"], "correlate.disabled_rules");
 			for (size_t i = 0; i < k.disabled_rules.size(); i++)
 				if (!known_rule(k.disabled_rules[i]))
 					fail(n["disabled_rules"][i],

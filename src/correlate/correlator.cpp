@@ -47,7 +47,8 @@ bool cidr_match(const std::string &pattern, const std::string &addr, bool *is_ci
 	if (bits < 0 || bits > len * 8)
 		return false;
 	for (int i = 0; i < len && bits > 0; i++, bits -= 8) {
-		unsigned char mask = bits >= 8 ? 0xff : static_cast<unsigned char>(0xff << (8 - bits));
+		unsigned char mask =
+		    bits >= 8 ? 0xff : static_cast<unsigned char>(0xff << (8 - bits));
 		if ((a[i] & mask) != (n[i] & mask))
 			return false;
 	}
@@ -248,7 +249,8 @@ void Correlator::on(const SecretSeen &e)
 		r["summary"] = "MCP client config " + sanitize_utf8(e.location) + " hard-codes " +
 		               s.type + " " + short_fp(s.fingerprint) +
 		               (e.server.empty() ? "" : " for server " + sanitize_utf8(e.server));
-		alert("hardcoded_secret", s.fingerprint + "|" + e.location, std::move(r), e.time_ns);
+		alert("hardcoded_secret", s.fingerprint + "|" + e.location, std::move(r),
+		      e.time_ns);
 		check_stale(s, e.time_ns, nullptr);
 		return;
 	}
@@ -312,7 +314,8 @@ void Correlator::check_shared(Secret &s, const Proc &p, const std::string &ident
 		return;
 	auto env_it = p.start.selectors.find("env");
 	std::string env = env_it == p.start.selectors.end() ? "" : env_it->second;
-	auto [it, fresh] = s.holders.try_emplace(identity, Holder{env, p.start.time_ns, p.start.exec_id});
+	auto [it, fresh] =
+	    s.holders.try_emplace(identity, Holder{env, p.start.time_ns, p.start.exec_id});
 	bool new_env = !env.empty() && s.environments.insert(env).second;
 	if (!fresh && !new_env)
 		return;
@@ -324,8 +327,9 @@ void Correlator::check_shared(Secret &s, const Proc &p, const std::string &ident
 		const auto &allowed = inv_[s.inv].allowed_identities;
 		bool all = !allowed.empty();
 		for (const auto &[id, h] : s.holders)
-			all = all && std::any_of(allowed.begin(), allowed.end(),
-			                         [&](const std::string &g) { return glob_match(g, id); });
+			all = all &&
+			      std::any_of(allowed.begin(), allowed.end(),
+			                  [&](const std::string &g) { return glob_match(g, id); });
 		if (all)
 			return;
 	}
@@ -335,7 +339,8 @@ void Correlator::check_shared(Secret &s, const Proc &p, const std::string &ident
 	r["process"] = process_json(p);
 	nlohmann::json ids = nlohmann::json::array();
 	for (const auto &[id, h] : s.holders) {
-		nlohmann::json j = {{"id", id}, {"exec_id", h.exec_id}, {"first_seen", rfc3339(h.first_ns)}};
+		nlohmann::json j = {
+		    {"id", id}, {"exec_id", h.exec_id}, {"first_seen", rfc3339(h.first_ns)}};
 		if (!h.environment.empty())
 			j["env"] = h.environment;
 		ids.push_back(std::move(j));
@@ -347,12 +352,12 @@ void Correlator::check_shared(Secret &s, const Proc &p, const std::string &ident
 	} else {
 		r["reason"] = "identities";
 	}
-	r["summary"] = s.type + " " + short_fp(s.fingerprint) + " is shared by " +
-	               std::to_string(s.holders.size()) + " identities" +
-	               (across_envs ? " across " + std::to_string(s.environments.size()) +
-	                                  " environments"
-	                            : "") +
-	               "; newest: " + identity;
+	r["summary"] =
+	    s.type + " " + short_fp(s.fingerprint) + " is shared by " +
+	    std::to_string(s.holders.size()) + " identities" +
+	    (across_envs ? " across " + std::to_string(s.environments.size()) + " environments"
+	                 : "") +
+	    "; newest: " + identity;
 	// One alert per identity joining (or environment), not per sighting.
 	alert("shared_credential", s.fingerprint + "|" + identity + "|" + env, std::move(r),
 	      p.start.time_ns);
@@ -379,7 +384,8 @@ void Correlator::check_stale(Secret &s, int64_t now, const Proc *p)
 	};
 	std::string what = s.type + " " + short_fp(s.fingerprint) + " (" + inv.id + ")";
 	if (inv.expires_ns && now > *inv.expires_ns)
-		raise("expired", what + " expired on " + rfc3339(*inv.expires_ns) + " and is still in use");
+		raise("expired",
+		      what + " expired on " + rfc3339(*inv.expires_ns) + " and is still in use");
 	int64_t born = s.first_seen_ns;
 	if (s.oldest_mtime_ns && s.oldest_mtime_ns < born)
 		born = s.oldest_mtime_ns;
@@ -452,8 +458,9 @@ void Correlator::on(const ConnectSeen &e)
 	// One candidate per credential (a token in env and in a file is one).
 	std::vector<std::pair<const Proc *, const Holding *>> distinct;
 	for (const auto &c : cands)
-		if (std::none_of(distinct.begin(), distinct.end(),
-		                 [&](const auto &d) { return d.second->secret == c.second->secret; }))
+		if (std::none_of(distinct.begin(), distinct.end(), [&](const auto &d) {
+			    return d.second->secret == c.second->secret;
+		    }))
 			distinct.push_back(c);
 	std::vector<std::pair<const Proc *, const Holding *>> bound;
 	for (const auto &c : distinct)
@@ -481,10 +488,12 @@ void Correlator::on(const ConnectSeen &e)
 		nlohmann::json list = nlohmann::json::array();
 		for (const auto &c : distinct) {
 			list.push_back(secret_json(secrets_[c.second->secret], c.second));
-			const InventoryEntry *inv = c.second->inv >= 0 ? &inv_[c.second->inv] : nullptr;
+			const InventoryEntry *inv =
+			    c.second->inv >= 0 ? &inv_[c.second->inv] : nullptr;
 			all_restricted = all_restricted && inv && !inv->allowed_upstreams.empty();
-			any_allowed = any_allowed || (inv && upstream_allowed(inv->allowed_upstreams,
-			                                                      e.addr, e.sni, e.http_host));
+			any_allowed =
+			    any_allowed || (inv && upstream_allowed(inv->allowed_upstreams, e.addr,
+			                                            e.sni, e.http_host));
 		}
 		if (all_restricted && !any_allowed) {
 			nlohmann::json r = base("alert", e.time_ns);
@@ -498,7 +507,8 @@ void Correlator::on(const ConnectSeen &e)
 			alert("unexpected_upstream", p.start.exec_id + "|*|" + up_key, std::move(r),
 			      e.time_ns);
 		}
-		if (d.last_ns && e.time_ns - d.last_ns < static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL) {
+		if (d.last_ns && e.time_ns - d.last_ns <
+		                     static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL) {
 			d.suppressed++;
 			counters_.uses_deduplicated++;
 			return;
@@ -546,7 +556,8 @@ void Correlator::on(const ConnectSeen &e)
 		if (inv && inv->status != "active")
 			alert("revoked_credential_used", s.fingerprint + "|" + identity + "|use",
 			      make(who + " used " + what + " toward " + up_key +
-			           ", which the inventory marks " + inv->status + " (" + inv->id + ")"),
+			           ", which the inventory marks " + inv->status + " (" + inv->id +
+			           ")"),
 			      e.time_ns);
 		if (inv && !inv->allowed_upstreams.empty() &&
 		    !upstream_allowed(inv->allowed_upstreams, e.addr, e.sni, e.http_host))
@@ -565,7 +576,8 @@ void Correlator::on(const ConnectSeen &e)
 
 		std::string key = p.start.exec_id + "|" + s.fingerprint + "|" + up_key;
 		auto &d = use_seen_[key];
-		if (d.last_ns && e.time_ns - d.last_ns < static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL) {
+		if (d.last_ns && e.time_ns - d.last_ns <
+		                     static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL) {
 			d.suppressed++;
 			counters_.uses_deduplicated++;
 			continue;
@@ -595,8 +607,8 @@ void Correlator::on(const HealthSeen &e)
 	last_health_ = e;
 	have_health_ = true;
 	uint64_t drops = e.kernel_drops - std::min(prev.kernel_drops, e.kernel_drops);
-	uint64_t failures = e.attribution_failures -
-	                    std::min(prev.attribution_failures, e.attribution_failures);
+	uint64_t failures =
+	    e.attribution_failures - std::min(prev.attribution_failures, e.attribution_failures);
 	bool by_drops = cfg_.degraded_drops && drops >= cfg_.degraded_drops;
 	bool by_failures =
 	    cfg_.degraded_attribution_failures && failures >= cfg_.degraded_attribution_failures;
@@ -607,8 +619,8 @@ void Correlator::on(const HealthSeen &e)
 	r["kernel_drops"] = drops;
 	r["attribution_failures"] = failures;
 	r["kernel_events"] = e.kernel_events - std::min(prev.kernel_events, e.kernel_events);
-	r["summary"] = "monitor degraded: " + std::to_string(drops) + " kernel events dropped and " +
-	               std::to_string(failures) +
+	r["summary"] = "monitor degraded: " + std::to_string(drops) +
+	               " kernel events dropped and " + std::to_string(failures) +
 	               " events not attributed since the last health report";
 	alert("monitor_degraded", r["reason"].get<std::string>(), std::move(r), e.time_ns);
 }
@@ -617,7 +629,8 @@ void Correlator::on(const Tick &e)
 {
 	int64_t now = e.time_ns;
 	if (now >= next_stale_check_) {
-		next_stale_check_ = now + static_cast<int64_t>(cfg_.stale_check_interval.count()) * 1000000LL;
+		next_stale_check_ =
+		    now + static_cast<int64_t>(cfg_.stale_check_interval.count()) * 1000000LL;
 		for (auto &s : secrets_)
 			check_stale(s, now, nullptr);
 	}
@@ -634,7 +647,8 @@ void Correlator::expire(int64_t now)
 		auto it = procs_.find(id);
 		if (it != procs_.end()) {
 			std::string prefix = id + "|";
-			std::erase_if(use_seen_, [&](const auto &kv) { return kv.first.starts_with(prefix); });
+			std::erase_if(use_seen_,
+			              [&](const auto &kv) { return kv.first.starts_with(prefix); });
 			procs_.erase(it);
 		}
 		exited_.pop_front();

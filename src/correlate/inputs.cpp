@@ -26,7 +26,8 @@ class Enc
 	{
 		static_assert(std::is_integral_v<T>);
 		for (size_t i = 0; i < sizeof(T); i++)
-			out_->push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff));
+			out_->push_back(
+			    static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff));
 	}
 	void str(const std::string &s)
 	{
@@ -145,8 +146,8 @@ std::string encode_input(const Input &in)
 			    e.num<uint8_t>(kSecret);
 			    e.num(v.time_ns);
 			    for (const std::string *s :
-			         {&v.exec_id, &v.fingerprint, &v.type, &v.source, &v.location, &v.name,
-			          &v.server, &v.rotated_from})
+			         {&v.exec_id, &v.fingerprint, &v.type, &v.source, &v.location,
+			          &v.name, &v.server, &v.rotated_from})
 				    e.str(*s);
 			    e.num(v.line);
 			    e.num(v.first_seen_ns);

@@ -154,8 +154,9 @@ void JournalSink::retain(int64_t now_ns)
 	int64_t max_age = static_cast<int64_t>(cfg_.max_age.count()) * 1000000LL;
 	for (const auto &[p, sz] : sized) {
 		struct stat st;
-		bool too_old = max_age > 0 && stat(p.c_str(), &st) == 0 &&
-		               now_ns - static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL > max_age;
+		bool too_old =
+		    max_age > 0 && stat(p.c_str(), &st) == 0 &&
+		    now_ns - static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL > max_age;
 		if (!too_old && (cfg_.max_bytes == 0 || total <= cfg_.max_bytes))
 			break; // oldest first: the rest are newer and fit
 		unlink(p.c_str());

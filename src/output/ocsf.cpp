@@ -50,20 +50,21 @@ nlohmann::json to_ocsf(const nlohmann::json &a)
 	f["type_uid"] = 200401;
 	f["type_name"] = "Detection Finding: Create";
 	f["severity_id"] = severity_id(severity);
-	f["severity"] = severity == "info" ? "Informational"
-	                                   : std::string(1, static_cast<char>(std::toupper(
-	                                                        severity[0]))) +
-	                                         severity.substr(1);
+	f["severity"] =
+	    severity == "info"
+	        ? "Informational"
+	        : std::string(1, static_cast<char>(std::toupper(severity[0]))) + severity.substr(1);
 	f["status_id"] = 1;
 	f["status"] = "New";
 	f["time"] = time_ms;
 	f["message"] = a.value("summary", "");
-	f["metadata"] = {{"version", "1.1.0"},
-	                 {"product", {{"name", "KeyTrail"}, {"vendor_name", "KeyTrail"},
-	                              {"version", KEYTRAIL_VERSION}}},
-	                 {"log_name", "alert"},
-	                 {"original_time", a.value("event_time", "")},
-	                 {"uid", a.value("alert_id", "")}};
+	f["metadata"] = {
+	    {"version", "1.1.0"},
+	    {"product",
+	     {{"name", "KeyTrail"}, {"vendor_name", "KeyTrail"}, {"version", KEYTRAIL_VERSION}}},
+	    {"log_name", "alert"},
+	    {"original_time", a.value("event_time", "")},
+	    {"uid", a.value("alert_id", "")}};
 	nlohmann::json attacks = nlohmann::json::array();
 	nlohmann::json tags = a.value("tags", nlohmann::json::array());
 	for (const auto &t : tags) {
@@ -76,13 +77,13 @@ nlohmann::json to_ocsf(const nlohmann::json &a)
 		attacks.push_back({{"technique", {{"uid", id}, {"name", technique_name(id)}}},
 		                   {"version", "14"}});
 	}
-	nlohmann::json info = {{"uid", a.value("alert_id", "")},
-	                       {"title", rule},
-	                       {"desc", a.value("summary", "")},
-	                       {"types", {rule}},
-	                       {"created_time", ms_of(a, "time")},
-	                       {"analytic", {{"uid", rule}, {"name", rule}, {"type_id", 1},
-	                                     {"type", "Rule"}}}};
+	nlohmann::json info = {
+	    {"uid", a.value("alert_id", "")},
+	    {"title", rule},
+	    {"desc", a.value("summary", "")},
+	    {"types", {rule}},
+	    {"created_time", ms_of(a, "time")},
+	    {"analytic", {{"uid", rule}, {"name", rule}, {"type_id", 1}, {"type", "Rule"}}}};
 	if (!attacks.empty())
 		info["attacks"] = attacks;
 	f["finding_info"] = info;
@@ -104,7 +105,8 @@ nlohmann::json to_ocsf(const nlohmann::json &a)
 	}
 	if (a.contains("upstream")) {
 		const auto &u = a["upstream"];
-		evidence["dst_endpoint"] = {{"ip", u.value("addr", "")}, {"port", u.value("port", 0)}};
+		evidence["dst_endpoint"] = {{"ip", u.value("addr", "")},
+		                            {"port", u.value("port", 0)}};
 		std::string host = u.value("sni", u.value("http_host", ""));
 		if (!host.empty())
 			evidence["dst_endpoint"]["hostname"] = host;

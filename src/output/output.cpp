@@ -92,7 +92,8 @@ void Output::Route::run()
 			Item item = std::move(queue.front());
 			queue.pop_front();
 			lock.unlock();
-			ok = sink->write(item.line, LineMeta{item.type, item.severity, item.time_ns});
+			ok = sink->write(item.line,
+			                 LineMeta{item.type, item.severity, item.time_ns});
 			err = errno;
 			lock.lock();
 			if (ok) {
@@ -147,7 +148,8 @@ void Output::close(int timeout_ms)
 	for (auto &r : routes_) {
 		// Let a healthy sink drain before stopping it.
 		std::unique_lock lock(r->mu);
-		while (!r->queue.empty() && r->healthy && std::chrono::steady_clock::now() < deadline) {
+		while (!r->queue.empty() && r->healthy &&
+		       std::chrono::steady_clock::now() < deadline) {
 			lock.unlock();
 			std::this_thread::sleep_for(std::chrono::milliseconds(5));
 			lock.lock();
@@ -191,14 +193,10 @@ nlohmann::json Output::health() const
 	nlohmann::json a = nlohmann::json::array();
 	for (const auto &r : routes_) {
 		std::lock_guard lock(r->mu);
-		nlohmann::json j = {{"name", r->sink->name()},
-		                    {"format", r->opts.format},
-		                    {"healthy", r->healthy.load()},
-		                    {"written", r->written.load()},
-		                    {"errors", r->errors.load()},
-		                    {"retries", r->retries.load()},
-		                    {"dropped", r->dropped.load()},
-		                    {"queued", r->queue.size()}};
+		nlohmann::json j = {{"name", r->sink->name()},      {"format", r->opts.format},
+		                    {"healthy", r->healthy.load()}, {"written", r->written.load()},
+		                    {"errors", r->errors.load()},   {"retries", r->retries.load()},
+		                    {"dropped", r->dropped.load()}, {"queued", r->queue.size()}};
 		if (!r->last_error.empty())
 			j["last_error"] = r->last_error;
 		a.push_back(std::move(j));

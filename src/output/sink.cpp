@@ -232,10 +232,10 @@ bool FileSink::rotate()
 int syslog_facility_code(const std::string &name)
 {
 	static const std::pair<const char *, int> names[] = {
-	    {"kern", 0},    {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
-	    {"syslog", 5},  {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
-	    {"authpriv", 10}, {"ftp", 11},  {"local0", 16}, {"local1", 17}, {"local2", 18},
-	    {"local3", 19}, {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23}};
+	    {"kern", 0},      {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
+	    {"syslog", 5},    {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
+	    {"authpriv", 10}, {"ftp", 11},    {"local0", 16}, {"local1", 17}, {"local2", 18},
+	    {"local3", 19},   {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23}};
 	for (auto &[n, code] : names)
 		if (name == n)
 			return code;
@@ -243,8 +243,8 @@ int syslog_facility_code(const std::string &name)
 }
 
 SyslogSink::SyslogSink(std::string socket_path, int facility, std::string app_name)
-    : path_(socket_path.empty() ? "/dev/log" : std::move(socket_path)),
-      app_(std::move(app_name)), host_(local_hostname()), facility_(facility)
+    : path_(socket_path.empty() ? "/dev/log" : std::move(socket_path)), app_(std::move(app_name)),
+      host_(local_hostname()), facility_(facility)
 {
 	// A syslog daemon that is not there yet is a sink failure, retried later.
 	reopen();

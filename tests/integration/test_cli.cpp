@@ -100,7 +100,8 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 			if (r["type"] == "alert") {
 				for (const char *k :
 				     {"time", "event_time", "rule", "severity", "tags", "summary"})
-					EXPECT_TRUE(r.contains(k)) << k << " missing in " << r.dump();
+					EXPECT_TRUE(r.contains(k))
+					    << k << " missing in " << r.dump();
 			}
 			continue;
 		}

@@ -109,10 +109,10 @@ class Agent
 	Output out_;
 	std::unique_ptr<Correlator> corr_;
 	std::unique_ptr<RecordingWriter> recording_;
-	int64_t feeding_ns_ = 0;              // time of the input being fed
-	std::vector<int64_t> latency_ns_;     // event -> alert/secret_use, a sample
+	int64_t feeding_ns_ = 0;          // time of the input being fed
+	std::vector<int64_t> latency_ns_; // event -> alert/secret_use, a sample
 	uint64_t latency_seen_ = 0;
-	bool want_events_ = false;            // build raw event records (journal or events)
+	bool want_events_ = false; // build raw event records (journal or events)
 	McpDetector detector_;
 	ProcessTable table_;
 	IdentityResolver resolver_;

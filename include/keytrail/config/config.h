@@ -83,10 +83,11 @@ struct InventoryEntry {
 
 // How the correlator pairs secrets with connections and raises alerts.
 struct CorrelateConfig {
-	std::chrono::milliseconds use_window{3600000}; // a file secret counts this long after its read
-	bool loopback_upstreams = false;                 // count 127.0.0.0/8 and ::1 as upstreams
-	std::chrono::milliseconds dedupe_window{3600000};  // same rule+secret+identity: one alert
-	uint32_t max_alerts_per_minute = 600;              // beyond: suppressed and counted
+	std::chrono::milliseconds use_window{
+	    3600000};                    // a file secret counts this long after its read
+	bool loopback_upstreams = false; // count 127.0.0.0/8 and ::1 as upstreams
+	std::chrono::milliseconds dedupe_window{3600000}; // same rule+secret+identity: one alert
+	uint32_t max_alerts_per_minute = 600;             // beyond: suppressed and counted
 	std::chrono::milliseconds stale_check_interval{3600000};
 	uint64_t degraded_drops = 1;                  // kernel drops per health interval
 	uint64_t degraded_attribution_failures = 100; // per health interval
@@ -94,23 +95,23 @@ struct CorrelateConfig {
 };
 
 struct OutputSpec {
-	std::string type;            // "stdout" | "file" | "syslog"
-	std::string path;            // file: the file; syslog: the socket ("" = /dev/log)
-	std::string format = "json"; // "json" | "ocsf" (alerts only)
+	std::string type;                 // "stdout" | "file" | "syslog"
+	std::string path;                 // file: the file; syslog: the socket ("" = /dev/log)
+	std::string format = "json";      // "json" | "ocsf" (alerts only)
 	std::vector<std::string> records; // record types it takes; empty = all
 	uint64_t max_size = 64ull << 20;  // file: rotate at this size
 	uint32_t keep = 5;                // file: rotated segments kept (gzip)
-	std::string facility = "daemon"; // syslog
+	std::string facility = "daemon";  // syslog
 	std::string app_name = "keytrail";
 };
 
 // The journal the responder tools read: every record, gzip JSONL segments.
 struct JournalConfig {
 	bool enabled = true;
-	std::string dir;                             // "" = <state_dir>/journal
-	uint64_t segment_size = 64ull << 20;         // uncompressed bytes per segment
+	std::string dir;                                // "" = <state_dir>/journal
+	uint64_t segment_size = 64ull << 20;            // uncompressed bytes per segment
 	std::chrono::milliseconds segment_age{3600000}; // and at most this old
-	uint64_t max_bytes = 1ull << 30;             // retention: total compressed size
+	uint64_t max_bytes = 1ull << 30;                // retention: total compressed size
 	std::chrono::milliseconds max_age{7 * 86400000LL};
 };
 

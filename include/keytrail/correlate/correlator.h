@@ -41,8 +41,9 @@ class Correlator
       public:
 	using Emit = std::function<void(nlohmann::json &&record)>;
 	// Called for each use bound to a credential (the agent's ledger).
-	using OnUse = std::function<void(const std::string &fingerprint, const std::string &identity,
-	                                 const std::string &upstream, int64_t time_ns)>;
+	using OnUse =
+	    std::function<void(const std::string &fingerprint, const std::string &identity,
+	                       const std::string &upstream, int64_t time_ns)>;
 
 	Correlator(std::string host, const Config &cfg, const Clock &clock, Emit emit);
 
@@ -60,10 +61,10 @@ class Correlator
 
       private:
 	struct Holding {
-		uint32_t secret;      // index into secrets_
+		uint32_t secret; // index into secrets_
 		std::string source, location, name;
 		int64_t time_ns = 0;
-		int inv = -1;         // inventory entry index
+		int inv = -1; // inventory entry index
 	};
 	struct Proc {
 		ProcStart start;
@@ -79,10 +80,10 @@ class Correlator
 	struct Secret {
 		std::string fingerprint, type;
 		int64_t first_seen_ns = 0, last_used_ns = 0, oldest_mtime_ns = 0;
-		bool retired = false;        // rotated out of every slot it was in
-		bool in_config = false;      // hard-coded in an MCP client config
-		bool mcp_held = false;       // held by a tracked (MCP) workload
-		int inv = -1;                // the entry of its latest holding
+		bool retired = false;   // rotated out of every slot it was in
+		bool in_config = false; // hard-coded in an MCP client config
+		bool mcp_held = false;  // held by a tracked (MCP) workload
+		int inv = -1;           // the entry of its latest holding
 		std::string last_source, last_location;
 		std::map<std::string, Holder> holders; // identity id -> where
 		std::set<std::string> environments;
@@ -104,7 +105,7 @@ class Correlator
 	// Secrets a process can use at time t: its own and, when its own
 	// environment was not seen, what its ancestors passed in env/argv.
 	std::vector<std::pair<const Proc *, const Holding *>> usable(const Proc &p,
-	                                                               int64_t t) const;
+	                                                             int64_t t) const;
 	void check_stale(Secret &s, int64_t now, const Proc *p);
 	void check_shared(Secret &s, const Proc &p, const std::string &identity);
 

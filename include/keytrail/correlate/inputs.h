@@ -57,9 +57,9 @@ struct SecretSeen {
 struct ConnectSeen {
 	int64_t time_ns = 0;
 	std::string exec_id;
-	uint16_t family = 0;     // AF_INET, AF_INET6, AF_UNIX, ...
-	uint16_t sock_type = 0;  // SOCK_STREAM, SOCK_DGRAM
-	int32_t result = 0;      // 0 or -errno (-EINPROGRESS is an attempt)
+	uint16_t family = 0;    // AF_INET, AF_INET6, AF_UNIX, ...
+	uint16_t sock_type = 0; // SOCK_STREAM, SOCK_DGRAM
+	int32_t result = 0;     // 0 or -errno (-EINPROGRESS is an attempt)
 	uint16_t port = 0;
 	std::string addr, sni, http_host;
 };

@@ -25,7 +25,7 @@ struct Obtained {
 	std::string location; // argv[i] / option, env var name, file path
 	std::string name;     // key inside the location (file assignments, config field)
 	size_t line = 0;
-	std::string server; // mcp_config: the server entry
+	std::string server;   // mcp_config: the server entry
 	int64_t mtime_ns = 0; // file: modification time of the content read
 };
 
