@@ -146,10 +146,9 @@ void Output::close(int timeout_ms)
 	closed_ = true;
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 	for (auto &r : routes_) {
-		// Let a healthy sink drain before stopping it.
+		// Give every sink, failing ones too, until the deadline to drain.
 		std::unique_lock lock(r->mu);
-		while (!r->queue.empty() && r->healthy &&
-		       std::chrono::steady_clock::now() < deadline) {
+		while (!r->queue.empty() && std::chrono::steady_clock::now() < deadline) {
 			lock.unlock();
 			std::this_thread::sleep_for(std::chrono::milliseconds(5));
 			lock.lock();

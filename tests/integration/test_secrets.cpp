@@ -10,36 +10,10 @@
 
 #include "keytrail/ledger/ledger.h"
 #include "support/agent_process.h"
+#include "support/fake_secrets.h"
 
 using namespace keytrail;
 using namespace keytrail::test;
-
-namespace
-{
-
-// Fake credentials in valid formats, built at run time.
-std::string token(const std::string &prefix, size_t n, unsigned seed)
-{
-	const std::string a = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-	std::string s = prefix;
-	for (size_t i = 0; i < n; i++)
-		s += a[(seed * 2654435761u + i * 40503u + (i * i) * 7u) % a.size()];
-	return s;
-}
-
-std::string fingerprint_of(const std::string &secret, const std::string &state_dir)
-{
-	std::string dir = temp_dir();
-	std::ofstream(dir + "/s", std::ios::binary) << secret;
-	EXPECT_EQ(run_cmd(std::string(KEYTRAIL_BINARY) + " fingerprint --state-dir " + state_dir +
-	                  " < " + dir + "/s > " + dir + "/fp"),
-	          0);
-	std::string fp = slurp(dir + "/fp");
-	unlink((dir + "/s").c_str());
-	return fp.substr(0, fp.find('\n'));
-}
-
-} // namespace
 
 TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 {

@@ -1,0 +1,393 @@
+// Sinks, the async Output, the journal and OCSF, without a kernel.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "keytrail/correlate/rules.h"
+#include "keytrail/output/journal.h"
+#include "keytrail/output/ocsf.h"
+#include "keytrail/output/output.h"
+#include "keytrail/util/clock.h"
+
+using namespace keytrail;
+using nlohmann::json;
+
+namespace
+{
+
+std::string temp_dir()
+{
+	std::string t = ::testing::TempDir() + "/kt-out-XXXXXX";
+	char *d = mkdtemp(t.data());
+	return d ? d : "";
+}
+
+std::string gunzip(const std::string &path)
+{
+	gzFile gz = gzopen(path.c_str(), "rb");
+	std::string out;
+	if (!gz)
+		return out;
+	char buf[4096];
+	int n;
+	while ((n = gzread(gz, buf, sizeof(buf))) > 0)
+		out.append(buf, n);
+	gzclose(gz);
+	return out;
+}
+
+mode_t mode_of(const std::string &p)
+{
+	struct stat st {
+	};
+	stat(p.c_str(), &st);
+	return st.st_mode & 0777;
+}
+
+// Fails its first `failures` writes, then records lines.
+class FlakySink : public Sink
+{
+      public:
+	explicit FlakySink(int failures) : failures_(failures) {}
+	bool write(std::string_view line, const LineMeta &) override
+	{
+		if (failures_ > 0) {
+			failures_--;
+			errno = ENOSPC;
+			return false;
+		}
+		std::lock_guard lock(mu);
+		lines.emplace_back(line);
+		return true;
+	}
+	bool reopen() override
+	{
+		reopens++;
+		return true;
+	}
+	std::string name() const override { return "flaky"; }
+	std::mutex mu;
+	std::vector<std::string> lines;
+	std::atomic<int> reopens{0};
+
+      private:
+	std::atomic<int> failures_;
+};
+
+// Blocks every write until released.
+class StuckSink : public Sink
+{
+      public:
+	bool write(std::string_view, const LineMeta &) override
+	{
+		while (!release)
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+		return true;
+	}
+	std::string name() const override { return "stuck"; }
+	std::atomic<bool> release{false};
+};
+
+} // namespace
+
+TEST(FileSink, RotatesBySizeAndKeepsGzipSegments)
+{
+	std::string dir = temp_dir();
+	std::string path = dir + "/sub/alerts.jsonl";
+	{
+		FileSink s(path, 4096, 3);
+		std::string line(300, 'x');
+		for (int i = 0; i < 100; i++) {
+			std::string l = std::to_string(i) + line;
+			ASSERT_TRUE(s.write(l, {}));
+			ASSERT_TRUE(s.flush());
+		}
+		auto segs = s.segments();
+		EXPECT_EQ(segs.size(), 3u);
+		for (const auto &g : segs) {
+			EXPECT_EQ(mode_of(g), 0600u);
+			std::string content = gunzip(g);
+			EXPECT_GT(content.size(), 3000u);
+			EXPECT_LE(content.size(), 4096u);
+			EXPECT_EQ(content.back(), '\n');
+		}
+		// The newest line is in the live file.
+		std::ifstream in(path);
+		std::string all((std::istreambuf_iterator<char>(in)), {});
+		EXPECT_NE(all.find("99xxx"), std::string::npos);
+	}
+	EXPECT_EQ(mode_of(path), 0600u);
+	EXPECT_EQ(mode_of(dir + "/sub"), 0700u);
+}
+
+TEST(SyslogSink, WritesRfc5424AndRecoversWhenTheDaemonReturns)
+{
+	std::string dir = temp_dir();
+	std::string sock = dir + "/log";
+	SyslogSink s(sock, syslog_facility_code("local3"), "keytrail");
+	// No daemon yet: a failure, not a crash.
+	EXPECT_FALSE(s.write("{}", {}));
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	sockaddr_un sa{};
+	sa.sun_family = AF_UNIX;
+	std::strcpy(sa.sun_path, sock.c_str());
+	ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
+	ASSERT_TRUE(s.reopen());
+	int64_t t = 1795000000LL * 1000000000LL;
+	ASSERT_TRUE(s.write(R"({"type":"alert"})", LineMeta{"alert", 3, t}));
+	char buf[2048];
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	ASSERT_GT(n, 0);
+	std::string msg(buf, n);
+	// local3 (19) * 8 + err (3) = 155
+	EXPECT_EQ(msg.rfind("<155>1 " + rfc3339(t) + " ", 0), 0u) << msg;
+	EXPECT_NE(
+	    msg.find(" keytrail " + std::to_string(getpid()) + " alert - {\"type\":\"alert\"}"),
+	    std::string::npos)
+	    << msg;
+	close(fd);
+}
+
+TEST(Output, RetriesAFailingSinkAndCountsTheFailures)
+{
+	auto flaky = std::make_unique<FlakySink>(3);
+	FlakySink *f = flaky.get();
+	Output out;
+	out.add(std::move(flaky));
+	out.emit(json{{"type", "alert"}, {"n", 1}});
+	out.emit(json{{"type", "alert"}, {"n", 2}});
+	out.close(5000);
+	ASSERT_EQ(f->lines.size(), 2u);
+	EXPECT_NE(f->lines[0].find("\"n\":1"), std::string::npos); // order kept, none lost
+	EXPECT_EQ(out.errors(), 3u);
+	EXPECT_EQ(out.written(), 2u);
+	EXPECT_GE(f->reopens.load(), 3);
+	auto h = out.health();
+	EXPECT_EQ(h[0]["healthy"], true);
+	EXPECT_EQ(h[0]["last_error"], std::strerror(ENOSPC));
+}
+
+TEST(Output, AStuckSinkNeverBlocksEmitAndDropsAreCounted)
+{
+	auto stuck = std::make_unique<StuckSink>();
+	StuckSink *s = stuck.get();
+	auto flaky = std::make_unique<FlakySink>(0);
+	FlakySink *ok = flaky.get();
+	Output out;
+	RouteOptions small;
+	small.max_queue_bytes = 1000;
+	out.add(std::move(stuck), small);
+	out.add(std::move(flaky));
+	auto t0 = std::chrono::steady_clock::now();
+	for (int i = 0; i < 1000; i++)
+		out.emit(json{{"type", "health"}, {"i", i}});
+	double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	EXPECT_LT(secs, 2.0); // generous: the point is it returns at all
+	EXPECT_GT(out.dropped(), 900u);
+	s->release = true;
+	out.close(5000);
+	EXPECT_EQ(ok->lines.size(), 1000u); // the healthy sink got everything
+}
+
+TEST(Output, RecordFiltersAndOcsfRoutes)
+{
+	auto all = std::make_unique<FlakySink>(0);
+	auto alerts = std::make_unique<FlakySink>(0);
+	auto ocsf = std::make_unique<FlakySink>(0);
+	FlakySink *a = all.get(), *b = alerts.get(), *c = ocsf.get();
+	Output out;
+	out.add(std::move(all));
+	RouteOptions only;
+	only.records = {"alert"};
+	out.add(std::move(alerts), only);
+	RouteOptions o;
+	o.format = "ocsf";
+	out.add(std::move(ocsf), o);
+	out.emit(json{{"type", "open"}});
+	out.emit(json{{"type", "alert"},
+	              {"rule", "shared_credential"},
+	              {"severity", "high"},
+	              {"tags", {"attack.t1078"}},
+	              {"time", "2026-11-26T10:00:00Z"},
+	              {"event_time", "2026-11-26T10:00:00Z"},
+	              {"summary", "s"}});
+	out.close();
+	EXPECT_EQ(a->lines.size(), 2u);
+	EXPECT_EQ(b->lines.size(), 1u);
+	ASSERT_EQ(c->lines.size(), 1u);
+	json f = json::parse(c->lines[0]);
+	EXPECT_EQ(f["class_uid"], 2004);
+}
+
+TEST(Ocsf, DetectionFindingCarriesTheRequiredFields)
+{
+	json alert = {
+	    {"type", "alert"},
+	    {"schema", "2"},
+	    {"alert_id", "00ff"},
+	    {"rule", "unexpected_upstream"},
+	    {"severity", "high"},
+	    {"tags", {"attack.t1550.001", "owasp-nhi.nhi5"}},
+	    {"time", "2026-11-26T10:00:01Z"},
+	    {"event_time", "2026-11-26T10:00:00.5Z"},
+	    {"host", "h1"},
+	    {"secret", {{"fingerprint", "ab"}, {"type", "github_pat"}, {"path", "/x"}}},
+	    {"identity", {{"id", "spiffe://t/x"}}},
+	    {"process",
+	     {{"pid", 42},
+	      {"comm", "node"},
+	      {"exe", "/usr/bin/node"},
+	      {"exec_id", "b:1:42"},
+	      {"uid", 1000},
+	      {"cmdline", {"node", "srv.js"}}}},
+	    {"upstream", {{"addr", "203.0.113.1"}, {"port", 443}, {"sni", "evil.example"}}},
+	    {"summary", "sent a token somewhere"}};
+	json f = to_ocsf(alert);
+	for (const char *k : {"activity_id", "category_uid", "class_uid", "finding_info",
+	                      "metadata", "severity_id", "time", "type_uid"})
+		EXPECT_TRUE(f.contains(k)) << k;
+	EXPECT_EQ(f["type_uid"], 200401);
+	EXPECT_EQ(f["severity_id"], 4);
+	EXPECT_EQ(f["severity"], "High");
+	int64_t event_ns = 0;
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:00:00.5Z", &event_ns));
+	EXPECT_EQ(f["time"], event_ns / 1000000); // the event's time, in ms
+	EXPECT_EQ(f["finding_info"]["uid"], "00ff");
+	EXPECT_EQ(f["finding_info"]["analytic"]["name"], "unexpected_upstream");
+	EXPECT_EQ(f["finding_info"]["attacks"][0]["technique"]["uid"], "T1550.001");
+	EXPECT_EQ(f["finding_info"]["attacks"][0]["technique"]["name"], "Application Access Token");
+	EXPECT_EQ(f["evidences"][0]["process"]["cmd_line"], "node srv.js");
+	EXPECT_EQ(f["evidences"][0]["dst_endpoint"]["hostname"], "evil.example");
+	EXPECT_EQ(f["unmapped"]["secret"]["fingerprint"], "ab");
+	EXPECT_EQ(f["metadata"]["product"]["name"], "KeyTrail");
+	EXPECT_EQ(severity_id("critical"), 5);
+}
+
+TEST(Journal, SegmentsRotateCompressAndReadBackInOrder)
+{
+	std::string dir = temp_dir() + "/journal";
+	JournalConfig cfg;
+	cfg.dir = dir;
+	cfg.segment_size = 4096;
+	{
+		JournalSink j(cfg);
+		for (int i = 0; i < 200; i++) {
+			std::string line =
+			    json{{"type", "exec"}, {"i", i}, {"pad", std::string(50, 'p')}}.dump();
+			ASSERT_TRUE(j.write(line, LineMeta{"exec", 6, SystemClock().now_ns()}));
+			ASSERT_TRUE(j.flush());
+		}
+	}
+	EXPECT_EQ(mode_of(dir), 0700u);
+	auto segs = journal_segments(dir);
+	EXPECT_GT(segs.size(), 3u);
+	for (const auto &s : segs) {
+		EXPECT_TRUE(s.ends_with(".jsonl.gz")) << s;
+		EXPECT_EQ(mode_of(s), 0600u);
+	}
+	std::vector<int> seen;
+	JournalReadStats st;
+	read_journal(
+	    dir,
+	    [&](json &&r) {
+		    seen.push_back(r["i"]);
+		    return true;
+	    },
+	    &st);
+	ASSERT_EQ(seen.size(), 200u);
+	for (int i = 0; i < 200; i++)
+		EXPECT_EQ(seen[i], i);
+	EXPECT_EQ(st.bad_lines, 0u);
+}
+
+TEST(Journal, RetentionDropsTheOldestPastTheSizeLimit)
+{
+	std::string dir = temp_dir() + "/journal";
+	JournalConfig cfg;
+	cfg.dir = dir;
+	cfg.segment_size = 4096;
+	cfg.max_bytes = 3000; // compressed: a few segments at most
+	JournalSink j(cfg);
+	for (int i = 0; i < 2000; i++) {
+		// Incompressible-ish content so segments have real size.
+		std::string pad;
+		for (int k = 0; k < 40; k++)
+			pad.push_back(static_cast<char>('a' + (i * 7 + k * 13) % 26));
+		ASSERT_TRUE(j.write(json{{"i", i}, {"p", pad}}.dump(),
+		                    LineMeta{"x", 6, SystemClock().now_ns()}));
+		j.flush();
+	}
+	uint64_t total = 0;
+	for (const auto &s : journal_segments(dir)) {
+		if (!s.ends_with(".gz"))
+			continue;
+		struct stat st {
+		};
+		stat(s.c_str(), &st);
+		total += st.st_size;
+	}
+	EXPECT_LE(total, 3000u + 4096u); // the limit, plus at most the newest segment
+}
+
+TEST(Journal, ReaderSurvivesTruncatedSegmentsCutLinesAndGarbage)
+{
+	std::string dir = temp_dir();
+	// A closed segment cut short mid-stream.
+	{
+		std::string tmp = dir + "/full.jsonl";
+		std::ofstream o(tmp);
+		for (int i = 0; i < 2000; i++)
+			o << json{{"i", i}, {"x", std::to_string(i * 7919)}}.dump() << "\n";
+		o.close();
+		ASSERT_TRUE(gzip_file(tmp, dir + "/journal-20260101T000000.000000Z.jsonl.gz"));
+		std::string gz = dir + "/journal-20260101T000000.000000Z.jsonl.gz";
+		struct stat st {
+		};
+		stat(gz.c_str(), &st);
+		ASSERT_EQ(truncate(gz.c_str(), st.st_size / 2), 0);
+	}
+	// An open segment whose last line was cut by a crash, plus garbage.
+	{
+		std::ofstream o(dir + "/journal-20260102T000000.000000Z.jsonl");
+		o << "{\"i\":-1}\nnot json\n[1,2]\n{\"i\":-2}\n{\"i\":-3, \"cut";
+	}
+	std::vector<int> seen;
+	JournalReadStats st;
+	read_journal(
+	    dir,
+	    [&](json &&r) {
+		    seen.push_back(r.value("i", 0));
+		    return true;
+	    },
+	    &st);
+	EXPECT_EQ(st.segments, 2u);
+	EXPECT_EQ(st.truncated_segments, 1u);
+	EXPECT_GT(seen.size(), 100u);
+	EXPECT_EQ(seen[0], 0);
+	EXPECT_EQ(seen.back(), -2);
+	EXPECT_EQ(st.bad_lines, 4u); // garbage, an array, the cut line, the cut gzip line
+}
+
+TEST(Journal, ASegmentLeftOpenByACrashIsClosedAtStart)
+{
+	std::string dir = temp_dir();
+	{
+		std::ofstream o(dir + "/journal-20260102T000000.000000Z.jsonl");
+		o << "{\"i\":1}\n";
+	}
+	JournalConfig cfg;
+	cfg.dir = dir;
+	JournalSink j(cfg);
+	auto segs = journal_segments(dir);
+	ASSERT_FALSE(segs.empty());
+	EXPECT_EQ(segs[0], dir + "/journal-20260102T000000.000000Z.jsonl.gz");
+	EXPECT_EQ(gunzip(segs[0]), "{\"i\":1}\n");
+}
