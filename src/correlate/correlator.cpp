@@ -109,6 +109,13 @@ uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull)
 	return h;
 }
 
+// Processes are keyed by a 64-bit hash of their exec_id: no string compare
+// per event; a collision among live processes is a 1-in-10^10 event at 100k.
+uint64_t proc_key(const std::string &exec_id)
+{
+	return fnv1a(exec_id);
+}
+
 } // namespace
 
 bool upstream_allowed(const std::vector<std::string> &patterns, const std::string &addr,
@@ -182,6 +189,7 @@ uint32_t Correlator::secret_index(const std::string &fp, const std::string &type
 		secrets_.emplace_back();
 		secrets_.back().fingerprint = fp;
 		secrets_.back().type = type;
+		secrets_.back().fp_hash = fnv1a(fp);
 	}
 	return it->second;
 }
@@ -196,19 +204,19 @@ int Correlator::match_inv(const Secret &s, const Holding &h, const std::string &
 
 void Correlator::on(const ProcStart &e)
 {
-	auto [it, fresh] = procs_.try_emplace(e.exec_id);
+	auto [it, fresh] = procs_.try_emplace(proc_key(e.exec_id));
 	Proc &p = it->second;
 	p.start = e;
 	p.interactive = e.tty && !e.tracked;
 	if (!p.interactive && !e.tracked) {
-		auto parent = procs_.find(e.parent_exec_id);
+		auto parent = procs_.find(proc_key(e.parent_exec_id));
 		p.interactive = parent != procs_.end() && parent->second.interactive;
 	}
 }
 
 void Correlator::on(const ProcExit &e)
 {
-	auto it = procs_.find(e.exec_id);
+	auto it = procs_.find(proc_key(e.exec_id));
 	if (it == procs_.end() || it->second.exit_ns)
 		return;
 	it->second.exit_ns = e.time_ns;
@@ -249,12 +257,12 @@ void Correlator::on(const SecretSeen &e)
 		r["summary"] = "MCP client config " + sanitize_utf8(e.location) + " hard-codes " +
 		               s.type + " " + short_fp(s.fingerprint) +
 		               (e.server.empty() ? "" : " for server " + sanitize_utf8(e.server));
-		alert("hardcoded_secret", s.fingerprint + "|" + e.location, std::move(r),
-		      e.time_ns);
+		alert("hardcoded_secret", s.fingerprint + "|" + e.location, e.time_ns,
+		      [&] { return std::move(r); });
 		check_stale(s, e.time_ns, nullptr);
 		return;
 	}
-	auto pit = procs_.find(e.exec_id);
+	auto pit = procs_.find(proc_key(e.exec_id));
 	if (pit == procs_.end()) {
 		counters_.unknown_process++;
 		return;
@@ -283,27 +291,28 @@ void Correlator::on(const SecretSeen &e)
 		return r;
 	};
 	if (e.source == "argv")
-		alert("hardcoded_secret", s.fingerprint + "|" + identity,
-		      make(who + " has " + what + " hard-coded in its command line (" +
-		           sanitize_utf8(e.location) + ")"),
-		      e.time_ns);
+		alert("hardcoded_secret", s.fingerprint + "|" + identity, e.time_ns, [&] {
+			return make(who + " has " + what + " hard-coded in its command line (" +
+			            sanitize_utf8(e.location) + ")");
+		});
 	if (inv && inv->status != "active")
-		alert("revoked_credential_used", s.fingerprint + "|" + identity,
-		      make(who + " read " + what + ", which the inventory marks " + inv->status +
-		           " (" + inv->id + ")"),
-		      e.time_ns);
+		alert("revoked_credential_used", s.fingerprint + "|" + identity, e.time_ns, [&] {
+			return make(who + " read " + what + ", which the inventory marks " +
+			            inv->status + " (" + inv->id + ")");
+		});
 	if (inv && !inv->allowed_identities.empty() &&
 	    std::none_of(inv->allowed_identities.begin(), inv->allowed_identities.end(),
 	                 [&](const std::string &g) { return glob_match(g, identity); }))
-		alert("out_of_scope_identity", s.fingerprint + "|" + identity,
-		      make(who + " obtained " + what + " (" + inv->id +
-		           "), which its identity is not allowed to hold"),
-		      e.time_ns);
+		alert("out_of_scope_identity", s.fingerprint + "|" + identity, e.time_ns, [&] {
+			return make(who + " obtained " + what + " (" + inv->id +
+			            "), which its identity is not allowed to hold");
+		});
 	if (p.interactive && s.mcp_held)
-		alert("human_use", s.fingerprint + "|" + identity,
-		      make(who + ", an interactive session, read " + what +
-		           " which belongs to an MCP workload, from " + sanitize_utf8(e.location)),
-		      e.time_ns);
+		alert("human_use", s.fingerprint + "|" + identity, e.time_ns, [&] {
+			return make(who + ", an interactive session, read " + what +
+			            " which belongs to an MCP workload, from " +
+			            sanitize_utf8(e.location));
+		});
 	check_shared(s, p, identity);
 	check_stale(s, e.time_ns, &p);
 }
@@ -359,8 +368,8 @@ void Correlator::check_shared(Secret &s, const Proc &p, const std::string &ident
 	                 : "") +
 	    "; newest: " + identity;
 	// One alert per identity joining (or environment), not per sighting.
-	alert("shared_credential", s.fingerprint + "|" + identity + "|" + env, std::move(r),
-	      p.start.time_ns);
+	alert("shared_credential", s.fingerprint + "|" + identity + "|" + env, p.start.time_ns,
+	      [&] { return std::move(r); });
 }
 
 void Correlator::check_stale(Secret &s, int64_t now, const Proc *p)
@@ -368,44 +377,50 @@ void Correlator::check_stale(Secret &s, int64_t now, const Proc *p)
 	if (s.retired || s.inv < 0)
 		return;
 	const InventoryEntry &inv = inv_[s.inv];
-	auto raise = [&](const char *reason, const std::string &summary) {
-		nlohmann::json r = base("alert", now);
-		r["secret"] = secret_json(s, nullptr);
-		if (p) {
-			r["identity"] = identity_json(*p);
-			r["process"] = process_json(*p);
-		}
-		r["reason"] = reason;
-		r["first_seen"] = rfc3339(s.first_seen_ns);
-		if (s.last_used_ns)
-			r["last_used"] = rfc3339(s.last_used_ns);
-		r["summary"] = summary;
-		alert("stale_credential", s.fingerprint + "|" + reason, std::move(r), now);
+	auto raise = [&](const char *reason, const std::function<std::string()> &summary) {
+		alert("stale_credential", s.fingerprint + "|" + reason, now, [&] {
+			nlohmann::json r = base("alert", now);
+			r["secret"] = secret_json(s, nullptr);
+			if (p) {
+				r["identity"] = identity_json(*p);
+				r["process"] = process_json(*p);
+			}
+			r["reason"] = reason;
+			r["first_seen"] = rfc3339(s.first_seen_ns);
+			if (s.last_used_ns)
+				r["last_used"] = rfc3339(s.last_used_ns);
+			r["summary"] = summary();
+			return r;
+		});
 	};
-	std::string what = s.type + " " + short_fp(s.fingerprint) + " (" + inv.id + ")";
+	auto what = [&] { return s.type + " " + short_fp(s.fingerprint) + " (" + inv.id + ")"; };
+	auto days = [](int64_t ns) { return std::to_string(ns / 86400000000000LL); };
 	if (inv.expires_ns && now > *inv.expires_ns)
-		raise("expired",
-		      what + " expired on " + rfc3339(*inv.expires_ns) + " and is still in use");
+		raise("expired", [&] {
+			return what() + " expired on " + rfc3339(*inv.expires_ns) +
+			       " and is still in use";
+		});
 	int64_t born = s.first_seen_ns;
 	if (s.oldest_mtime_ns && s.oldest_mtime_ns < born)
 		born = s.oldest_mtime_ns;
 	if (inv.rotate_every && born &&
 	    now - born > static_cast<int64_t>(inv.rotate_every->count()) * 1000000LL)
-		raise("rotation_overdue", what + " was last rotated " +
-		                              std::to_string((now - born) / 86400000000000LL) +
-		                              " days ago, past its rotate_every");
+		raise("rotation_overdue", [&] {
+			return what() + " was last rotated " + days(now - born) +
+			       " days ago, past its rotate_every";
+		});
 	int64_t last = s.last_used_ns ? s.last_used_ns : s.first_seen_ns;
 	if (inv.max_unused && last &&
 	    now - last > static_cast<int64_t>(inv.max_unused->count()) * 1000000LL)
-		raise("unused", what + " has not been used for " +
-		                    std::to_string((now - last) / 86400000000000LL) +
-		                    " days, past its max_unused");
+		raise("unused", [&] {
+			return what() + " has not been used for " + days(now - last) +
+			       " days, past its max_unused";
+		});
 }
 
-std::vector<std::pair<const Correlator::Proc *, const Correlator::Holding *>>
-Correlator::usable(const Proc &p, int64_t t) const
+void Correlator::usable(const Proc &p, int64_t t, Candidates &out) const
 {
-	std::vector<std::pair<const Proc *, const Holding *>> out;
+	out.clear();
 	int64_t window = static_cast<int64_t>(cfg_.use_window.count()) * 1000000LL;
 	auto in_time = [&](const Holding &h) {
 		if (h.time_ns > t)
@@ -423,7 +438,7 @@ Correlator::usable(const Proc &p, int64_t t) const
 		bool forked = cur->start.forked;
 		if (!forked && cur->start.env_observed)
 			break;
-		auto it = procs_.find(cur->start.parent_exec_id);
+		auto it = procs_.find(proc_key(cur->start.parent_exec_id));
 		if (it == procs_.end())
 			break;
 		const Proc *parent = &it->second;
@@ -432,7 +447,6 @@ Correlator::usable(const Proc &p, int64_t t) const
 				out.emplace_back(parent, &h);
 		cur = parent;
 	}
-	return out;
 }
 
 void Correlator::on(const ConnectSeen &e)
@@ -446,85 +460,126 @@ void Correlator::on(const ConnectSeen &e)
 		counters_.not_upstream++;
 		return;
 	}
-	auto pit = procs_.find(e.exec_id);
+	auto pit = procs_.find(proc_key(e.exec_id));
 	if (pit == procs_.end()) {
 		counters_.unknown_process++;
 		return;
 	}
-	const Proc &p = pit->second;
-	auto cands = usable(p, e.time_ns);
-	if (cands.empty())
+	Proc &p = pit->second;
+	usable(p, e.time_ns, cands_);
+	if (cands_.empty())
 		return;
 	// One candidate per credential (a token in env and in a file is one).
-	std::vector<std::pair<const Proc *, const Holding *>> distinct;
-	for (const auto &c : cands)
+	Candidates &distinct = distinct_, &bound = bound_;
+	distinct.clear();
+	bound.clear();
+	for (const auto &c : cands_)
 		if (std::none_of(distinct.begin(), distinct.end(), [&](const auto &d) {
 			    return d.second->secret == c.second->secret;
 		    }))
 			distinct.push_back(c);
-	std::vector<std::pair<const Proc *, const Holding *>> bound;
+	auto allows = [&](const Holding *h) {
+		return h->inv >= 0 && !inv_[h->inv].allowed_upstreams.empty() &&
+		       upstream_allowed(inv_[h->inv].allowed_upstreams, e.addr, e.sni, e.http_host);
+	};
 	for (const auto &c : distinct)
-		if (c.second->inv >= 0 && !inv_[c.second->inv].allowed_upstreams.empty() &&
-		    upstream_allowed(inv_[c.second->inv].allowed_upstreams, e.addr, e.sni,
-		                     e.http_host))
+		if (allows(c.second))
 			bound.push_back(c);
 	const char *pairing = "allowed_upstream";
 	if (bound.empty() && distinct.size() == 1) {
 		bound = distinct;
 		pairing = "sole_secret";
 	}
-	std::string up = upstream_name(e);
-	std::string up_key = up + ":" + std::to_string(e.port);
+	// The upstream as named in records; hashed without building it.
+	const std::string &up_name_raw = !e.sni.empty()         ? e.sni
+	                                 : !e.http_host.empty() ? e.http_host
+	                                                        : e.addr;
+	uint64_t up_hash =
+	    fnv1a(up_name_raw) ^ (static_cast<uint64_t>(e.port) * 0x9e3779b97f4a7c15ull);
+	std::string up_key_buf;
+	auto up_key_of = [&]() -> const std::string & {
+		if (up_key_buf.empty())
+			up_key_buf = upstream_name(e) + ":" + std::to_string(e.port);
+		return up_key_buf;
+	};
 	const std::string &identity = p.start.identity;
-	std::string who = sanitize_utf8(p.start.comm) + " (pid " + std::to_string(p.start.pid) +
-	                  ", " + identity + ")";
+	auto who = [&] {
+		return sanitize_utf8(p.start.comm) + " (pid " + std::to_string(p.start.pid) + ", " +
+		       identity + ")";
+	};
+	int64_t window = static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL;
+	// Once per (process, credential, upstream) and window; repeats counted.
+	auto first_use = [&](uint64_t key, uint64_t *repeats) {
+		// A few upstreams per process: a flat list beats a hash map here.
+		auto it = std::find_if(p.uses.begin(), p.uses.end(),
+		                       [&](const auto &u) { return u.first == key; });
+		if (it == p.uses.end()) {
+			if (p.uses.size() >= 1024) // forget the oldest
+				p.uses.erase(std::min_element(
+				    p.uses.begin(), p.uses.end(), [](const auto &a, const auto &b) {
+					    return a.second.last_ns < b.second.last_ns;
+				    }));
+			p.uses.emplace_back(key, Dedupe{});
+			it = p.uses.end() - 1;
+		}
+		Dedupe &d = it->second;
+		if (d.last_ns && e.time_ns - d.last_ns < window) {
+			d.suppressed++;
+			counters_.uses_deduplicated++;
+			return false;
+		}
+		*repeats = d.suppressed;
+		d = Dedupe{e.time_ns, 0};
+		return true;
+	};
+	auto use_record = [&](const char *pair, uint64_t repeats) {
+		nlohmann::json r = base("secret_use", e.time_ns);
+		r["pairing"] = pair;
+		r["identity"] = identity_json(p);
+		r["process"] = process_json(p);
+		r["upstream"] = upstream_json(e);
+		if (repeats)
+			r["repeats"] = repeats;
+		return r;
+	};
 
 	if (bound.empty()) {
 		// Several credentials, none bound to this upstream: report them
 		// all as candidates rather than guess.
-		std::string key = p.start.exec_id + "|*|" + up_key;
-		auto &d = use_seen_[key];
-		bool all_restricted = true, any_allowed = false;
-		nlohmann::json list = nlohmann::json::array();
-		for (const auto &c : distinct) {
-			list.push_back(secret_json(secrets_[c.second->secret], c.second));
-			const InventoryEntry *inv =
-			    c.second->inv >= 0 ? &inv_[c.second->inv] : nullptr;
-			all_restricted = all_restricted && inv && !inv->allowed_upstreams.empty();
-			any_allowed =
-			    any_allowed || (inv && upstream_allowed(inv->allowed_upstreams, e.addr,
-			                                            e.sni, e.http_host));
-		}
-		if (all_restricted && !any_allowed) {
-			nlohmann::json r = base("alert", e.time_ns);
-			r["candidates"] = list;
-			r["identity"] = identity_json(p);
-			r["process"] = process_json(p);
-			r["upstream"] = upstream_json(e);
-			r["summary"] = who + " connected to " + up_key + ", which none of the " +
-			               std::to_string(distinct.size()) +
-			               " credentials it holds is allowed to reach";
-			alert("unexpected_upstream", p.start.exec_id + "|*|" + up_key, std::move(r),
-			      e.time_ns);
-		}
-		if (d.last_ns && e.time_ns - d.last_ns <
-		                     static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL) {
-			d.suppressed++;
-			counters_.uses_deduplicated++;
+		auto candidates = [&] {
+			nlohmann::json list = nlohmann::json::array();
+			for (const auto &c : distinct)
+				list.push_back(secret_json(secrets_[c.second->secret], c.second));
+			return list;
+		};
+		// Whichever was sent, none may go there.
+		bool all_restricted =
+		    std::all_of(distinct.begin(), distinct.end(), [&](const auto &c) {
+			    return c.second->inv >= 0 &&
+			           !inv_[c.second->inv].allowed_upstreams.empty();
+		    });
+		if (all_restricted)
+			alert("unexpected_upstream", p.start.exec_id + "|*|" + up_key_of(),
+			      e.time_ns, [&] {
+				      nlohmann::json r = base("alert", e.time_ns);
+				      r["candidates"] = candidates();
+				      r["identity"] = identity_json(p);
+				      r["process"] = process_json(p);
+				      r["upstream"] = upstream_json(e);
+				      r["summary"] = who() + " connected to " + up_key_of() +
+				                     ", which none of the " +
+				                     std::to_string(distinct.size()) +
+				                     " credentials it holds is allowed to reach";
+				      return r;
+			      });
+		uint64_t repeats = 0;
+		if (!first_use(up_hash ^ 0x2a, &repeats))
 			return;
-		}
-		nlohmann::json r = base("secret_use", e.time_ns);
-		r["pairing"] = "ambiguous";
-		r["candidates"] = std::move(list);
-		r["identity"] = identity_json(p);
-		r["process"] = process_json(p);
-		r["upstream"] = upstream_json(e);
-		if (d.suppressed)
-			r["repeats"] = d.suppressed;
-		r["summary"] = who + " connected to " + up_key + " holding " +
+		nlohmann::json r = use_record("ambiguous", repeats);
+		r["candidates"] = candidates();
+		r["summary"] = who() + " connected to " + up_key_of() + " holding " +
 		               std::to_string(distinct.size()) +
 		               " credentials; which one it used cannot be told";
-		d = Dedupe{e.time_ns, 0};
 		counters_.ambiguous_uses++;
 		counters_.secret_uses++;
 		emit_(std::move(r));
@@ -534,10 +589,15 @@ void Correlator::on(const ConnectSeen &e)
 	for (const auto &[holder, h] : bound) {
 		Secret &s = secrets_[h->secret];
 		s.last_used_ns = std::max(s.last_used_ns, e.time_ns);
+		// A repeat within the window changes nothing an alert would say
+		// (same identity, credential and upstream): counted, no more.
+		uint64_t repeats = 0;
+		if (!first_use(up_hash ^ s.fp_hash, &repeats))
+			continue;
 		if (on_use_)
-			on_use_(s.fingerprint, identity, up_key, e.time_ns);
+			on_use_(s.fingerprint, identity, up_key_of(), e.time_ns);
 		const InventoryEntry *inv = h->inv >= 0 ? &inv_[h->inv] : nullptr;
-		std::string what = s.type + " " + short_fp(s.fingerprint);
+		auto what = [&] { return s.type + " " + short_fp(s.fingerprint); };
 		auto make = [&](const std::string &summary) {
 			nlohmann::json r = base("alert", e.time_ns);
 			r["secret"] = secret_json(s, h);
@@ -548,54 +608,44 @@ void Correlator::on(const ConnectSeen &e)
 			return r;
 		};
 		if (!inv || inv->owner.empty())
-			alert("unowned_secret", s.fingerprint + "|" + identity,
-			      make(who + " used " + what + " toward " + up_key + "; " +
-			           (inv ? "inventory entry " + inv->id + " names no owner"
-			                : "no inventory entry owns it")),
-			      e.time_ns);
+			alert("unowned_secret", s.fingerprint + "|" + identity, e.time_ns, [&] {
+				return make(who() + " used " + what() + " toward " + up_key_of() +
+				            "; " +
+				            (inv ? "inventory entry " + inv->id + " names no owner"
+				                 : "no inventory entry owns it"));
+			});
 		if (inv && inv->status != "active")
 			alert("revoked_credential_used", s.fingerprint + "|" + identity + "|use",
-			      make(who + " used " + what + " toward " + up_key +
-			           ", which the inventory marks " + inv->status + " (" + inv->id +
-			           ")"),
-			      e.time_ns);
-		if (inv && !inv->allowed_upstreams.empty() &&
-		    !upstream_allowed(inv->allowed_upstreams, e.addr, e.sni, e.http_host))
-			alert("unexpected_upstream", s.fingerprint + "|" + identity + "|" + up_key,
-			      make(who + " sent " + what + " (" + inv->id + ") toward " + up_key +
-			           ", which is not among its allowed upstreams"),
-			      e.time_ns);
+			      e.time_ns, [&] {
+				      return make(who() + " used " + what() + " toward " +
+				                  up_key_of() + ", which the inventory marks " +
+				                  inv->status + " (" + inv->id + ")");
+			      });
+		if (inv && !inv->allowed_upstreams.empty() && !allows(h))
+			alert("unexpected_upstream",
+			      s.fingerprint + "|" + identity + "|" + up_key_of(), e.time_ns, [&] {
+				      return make(who() + " sent " + what() + " (" + inv->id +
+				                  ") toward " + up_key_of() +
+				                  ", which is not among its allowed upstreams");
+			      });
 		if (inv && !inv->allowed_identities.empty() &&
 		    std::none_of(inv->allowed_identities.begin(), inv->allowed_identities.end(),
 		                 [&](const std::string &g) { return glob_match(g, identity); }))
-			alert("out_of_scope_identity", s.fingerprint + "|" + identity,
-			      make(who + " used " + what + " (" + inv->id + ") toward " + up_key +
-			           ", which its identity is not allowed to use"),
-			      e.time_ns);
+			alert("out_of_scope_identity", s.fingerprint + "|" + identity, e.time_ns,
+			      [&] {
+				      return make(who() + " used " + what() + " (" + inv->id +
+				                  ") toward " + up_key_of() +
+				                  ", which its identity is not allowed to use");
+			      });
 		check_stale(s, e.time_ns, &p);
 
-		std::string key = p.start.exec_id + "|" + s.fingerprint + "|" + up_key;
-		auto &d = use_seen_[key];
-		if (d.last_ns && e.time_ns - d.last_ns <
-		                     static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL) {
-			d.suppressed++;
-			counters_.uses_deduplicated++;
-			continue;
-		}
-		nlohmann::json r = base("secret_use", e.time_ns);
-		r["pairing"] = pairing;
+		nlohmann::json r = use_record(pairing, repeats);
 		r["secret"] = secret_json(s, h);
 		if (holder != &p)
 			r["secret"]["holder_exec_id"] = holder->start.exec_id; // inherited
-		r["identity"] = identity_json(p);
-		r["process"] = process_json(p);
-		r["upstream"] = upstream_json(e);
-		if (d.suppressed)
-			r["repeats"] = d.suppressed;
-		r["summary"] = who + " used " + what + " from " + h->source + " " +
-		               sanitize_utf8(h->location) + " toward " + up_key +
+		r["summary"] = who() + " used " + what() + " from " + h->source + " " +
+		               sanitize_utf8(h->location) + " toward " + up_key_of() +
 		               (inv ? " (inventory " + inv->id + ")" : "");
-		d = Dedupe{e.time_ns, 0};
 		counters_.secret_uses++;
 		emit_(std::move(r));
 	}
@@ -622,7 +672,8 @@ void Correlator::on(const HealthSeen &e)
 	r["summary"] = "monitor degraded: " + std::to_string(drops) +
 	               " kernel events dropped and " + std::to_string(failures) +
 	               " events not attributed since the last health report";
-	alert("monitor_degraded", r["reason"].get<std::string>(), std::move(r), e.time_ns);
+	alert("monitor_degraded", r["reason"].get<std::string>(), e.time_ns,
+	      [&] { return std::move(r); });
 }
 
 void Correlator::on(const Tick &e)
@@ -644,11 +695,8 @@ void Correlator::expire(int64_t now)
 {
 	while (!exited_.empty() && now - exited_.front().first > grace_ns_) {
 		const std::string &id = exited_.front().second;
-		auto it = procs_.find(id);
+		auto it = procs_.find(proc_key(id));
 		if (it != procs_.end()) {
-			std::string prefix = id + "|";
-			std::erase_if(use_seen_,
-			              [&](const auto &kv) { return kv.first.starts_with(prefix); });
 			procs_.erase(it);
 		}
 		exited_.pop_front();
@@ -706,7 +754,7 @@ nlohmann::json Correlator::process_json(const Proc &p) const
 	nlohmann::json anc = nlohmann::json::array();
 	std::string parent = p.start.parent_exec_id;
 	for (uint32_t i = 0; i < ancestry_depth_ && !parent.empty(); i++) {
-		auto it = procs_.find(parent);
+		auto it = procs_.find(proc_key(parent));
 		if (it == procs_.end())
 			break;
 		const ProcStart &a = it->second.start;
@@ -731,7 +779,8 @@ nlohmann::json Correlator::base(const char *type, int64_t event_ns) const
 	return r;
 }
 
-void Correlator::alert(const char *rule, const std::string &key, nlohmann::json &&r, int64_t now)
+void Correlator::alert(const char *rule, const std::string &key, int64_t now,
+                       const std::function<nlohmann::json()> &build)
 {
 	if (disabled_.count(rule))
 		return;
@@ -748,11 +797,16 @@ void Correlator::alert(const char *rule, const std::string &key, nlohmann::json 
 		rate_count_ = 0;
 	}
 	if (cfg_.max_alerts_per_minute && ++rate_count_ > cfg_.max_alerts_per_minute) {
+		// Marked seen, so a flood does not retry it on every event; it is
+		// raised again after the window, with this one counted.
 		counters_.alerts_rate_limited++;
-		return; // not marked seen: it may be raised once the rate allows
+		d = Dedupe{now, d.suppressed + 1};
+		return;
 	}
 	uint64_t suppressed = d.suppressed;
 	d = Dedupe{now, 0};
+	// Built only when it is written.
+	nlohmann::json r = build();
 	r["rule"] = rule;
 	r["severity"] = info->severity;
 	r["tags"] = info->tags;

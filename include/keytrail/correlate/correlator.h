@@ -66,8 +66,13 @@ class Correlator
 		int64_t time_ns = 0;
 		int inv = -1; // inventory entry index
 	};
+	struct Dedupe {
+		int64_t last_ns = 0;
+		uint64_t suppressed = 0;
+	};
 	struct Proc {
 		ProcStart start;
+		std::vector<std::pair<uint64_t, Dedupe>> uses; // hash of credential+upstream
 		int64_t exit_ns = 0;
 		bool interactive = false; // it or an ancestor has a tty and is not tracked
 		std::vector<Holding> held;
@@ -79,6 +84,7 @@ class Correlator
 	};
 	struct Secret {
 		std::string fingerprint, type;
+		uint64_t fp_hash = 0;
 		int64_t first_seen_ns = 0, last_used_ns = 0, oldest_mtime_ns = 0;
 		bool retired = false;   // rotated out of every slot it was in
 		bool in_config = false; // hard-coded in an MCP client config
@@ -87,10 +93,6 @@ class Correlator
 		std::string last_source, last_location;
 		std::map<std::string, Holder> holders; // identity id -> where
 		std::set<std::string> environments;
-	};
-	struct Dedupe {
-		int64_t last_ns = 0;
-		uint64_t suppressed = 0;
 	};
 
 	void on(const ProcStart &e);
@@ -104,8 +106,8 @@ class Correlator
 	int match_inv(const Secret &s, const Holding &h, const std::string &identity) const;
 	// Secrets a process can use at time t: its own and, when its own
 	// environment was not seen, what its ancestors passed in env/argv.
-	std::vector<std::pair<const Proc *, const Holding *>> usable(const Proc &p,
-	                                                             int64_t t) const;
+	using Candidates = std::vector<std::pair<const Proc *, const Holding *>>;
+	void usable(const Proc &p, int64_t t, Candidates &out) const;
 	void check_stale(Secret &s, int64_t now, const Proc *p);
 	void check_shared(Secret &s, const Proc &p, const std::string &identity);
 
@@ -113,8 +115,10 @@ class Correlator
 	nlohmann::json process_json(const Proc &p) const;
 	nlohmann::json identity_json(const Proc &p) const;
 	nlohmann::json base(const char *type, int64_t event_ns) const;
-	// Dedupe and rate limit; fills rule, severity, tags and emits.
-	void alert(const char *rule, const std::string &key, nlohmann::json &&r, int64_t now);
+	// Dedupe and rate limit, then build (only then), fill rule, severity
+	// and tags, and emit.
+	void alert(const char *rule, const std::string &key, int64_t now,
+	           const std::function<nlohmann::json()> &build);
 	void expire(int64_t now);
 
 	std::string host_;
@@ -126,18 +130,19 @@ class Correlator
 	uint32_t ancestry_depth_;
 	std::set<std::string> disabled_;
 
-	std::unordered_map<std::string, Proc> procs_;
+	std::unordered_map<uint64_t, Proc> procs_;           // by hash of exec_id
 	std::deque<std::pair<int64_t, std::string>> exited_; // exit time, exec_id
 	int64_t grace_ns_;
 	std::vector<Secret> secrets_;
 	std::unordered_map<std::string, uint32_t> secret_ids_;
-	std::unordered_map<std::string, Dedupe> alert_seen_, use_seen_;
+	std::unordered_map<std::string, Dedupe> alert_seen_;
 	int64_t next_stale_check_ = 0, next_expire_ = 0;
 	int64_t rate_window_start_ = 0;
 	uint32_t rate_count_ = 0;
 	HealthSeen last_health_{};
 	bool have_health_ = false;
 	CorrelatorCounters counters_;
+	Candidates cands_, distinct_, bound_; // scratch, reused per connect
 };
 
 } // namespace keytrail
