@@ -207,6 +207,13 @@ void Correlator::on(const ProcStart &e)
 	auto [it, fresh] = procs_.try_emplace(proc_key(e.exec_id));
 	Proc &p = it->second;
 	p.start = e;
+	// Made valid UTF-8 once here, not in every record that names it.
+	for (std::string *f : {&p.start.comm, &p.start.exe, &p.start.mcp_server, &p.start.identity})
+		*f = sanitize_utf8(*f);
+	for (auto &a : p.start.cmdline)
+		a = sanitize_utf8(a);
+	for (auto &[k, v] : p.start.selectors)
+		v = sanitize_utf8(v);
 	p.interactive = e.tty && !e.tracked;
 	if (!p.interactive && !e.tracked) {
 		auto parent = procs_.find(proc_key(e.parent_exec_id));
@@ -731,40 +738,47 @@ nlohmann::json Correlator::secret_json(const Secret &s, const Holding *h) const
 	return j;
 }
 
+// Records are built field by field: nlohmann's initializer lists copy every
+// value once more. Strings were made valid UTF-8 when the process arrived.
 nlohmann::json Correlator::identity_json(const Proc &p) const
 {
-	return {{"id", p.start.identity}, {"selectors", p.start.selectors}};
+	nlohmann::json j = nlohmann::json::object();
+	j["id"] = p.start.identity;
+	nlohmann::json &sel = j["selectors"] = nlohmann::json::object();
+	for (const auto &[k, v] : p.start.selectors)
+		sel[k] = v;
+	return j;
 }
 
 nlohmann::json Correlator::process_json(const Proc &p) const
 {
-	nlohmann::json cmd = nlohmann::json::array();
+	nlohmann::json j = nlohmann::json::object();
+	j["pid"] = p.start.pid;
+	j["ppid"] = p.start.ppid;
+	j["uid"] = p.start.uid;
+	j["exec_id"] = p.start.exec_id;
+	j["comm"] = p.start.comm;
+	j["exe"] = p.start.exe;
+	nlohmann::json &cmd = j["cmdline"] = nlohmann::json::array();
 	for (const auto &a : p.start.cmdline)
-		cmd.push_back(sanitize_utf8(a));
-	nlohmann::json j = {{"pid", p.start.pid},
-	                    {"ppid", p.start.ppid},
-	                    {"uid", p.start.uid},
-	                    {"exec_id", p.start.exec_id},
-	                    {"comm", sanitize_utf8(p.start.comm)},
-	                    {"exe", sanitize_utf8(p.start.exe)},
-	                    {"cmdline", std::move(cmd)},
-	                    {"tty", p.start.tty}};
+		cmd.push_back(a);
+	j["tty"] = p.start.tty;
 	if (!p.start.mcp_server.empty())
 		j["mcp_server"] = p.start.mcp_server;
-	nlohmann::json anc = nlohmann::json::array();
-	std::string parent = p.start.parent_exec_id;
-	for (uint32_t i = 0; i < ancestry_depth_ && !parent.empty(); i++) {
-		auto it = procs_.find(proc_key(parent));
+	nlohmann::json &anc = j["ancestry"] = nlohmann::json::array();
+	const std::string *parent = &p.start.parent_exec_id;
+	for (uint32_t i = 0; i < ancestry_depth_ && !parent->empty(); i++) {
+		auto it = procs_.find(proc_key(*parent));
 		if (it == procs_.end())
 			break;
 		const ProcStart &a = it->second.start;
-		anc.push_back({{"pid", a.pid},
-		               {"exec_id", a.exec_id},
-		               {"comm", sanitize_utf8(a.comm)},
-		               {"exe", sanitize_utf8(a.exe)}});
-		parent = a.parent_exec_id;
+		nlohmann::json &e = anc.emplace_back(nlohmann::json::object());
+		e["pid"] = a.pid;
+		e["exec_id"] = a.exec_id;
+		e["comm"] = a.comm;
+		e["exe"] = a.exe;
+		parent = &a.parent_exec_id;
 	}
-	j["ancestry"] = std::move(anc);
 	return j;
 }
 

@@ -308,6 +308,7 @@ RecordingReader::RecordingReader(const std::string &path)
 		throw Error(path + " is not a KeyTrail recording (bad magic)");
 	}
 	offset_ = sizeof(kMagic);
+	setvbuf(f_, nullptr, _IOFBF, 1 << 20);
 }
 
 RecordingReader::~RecordingReader()
@@ -321,7 +322,7 @@ std::optional<Input> RecordingReader::next()
 	if (!error_.empty())
 		return std::nullopt;
 	unsigned char len[4];
-	size_t got = fread(len, 1, 4, f_);
+	size_t got = fread_unlocked(len, 1, 4, f_);
 	if (got == 0)
 		return std::nullopt;
 	uint32_t n = len[0] | len[1] << 8 | len[2] << 16 | static_cast<uint32_t>(len[3]) << 24;
@@ -330,7 +331,7 @@ std::optional<Input> RecordingReader::next()
 		return std::nullopt;
 	}
 	buf_.resize(n);
-	if (fread(buf_.data(), 1, n, f_) != n) {
+	if (fread_unlocked(buf_.data(), 1, n, f_) != n) {
 		error_ = "truncated frame at offset " + std::to_string(offset_);
 		return std::nullopt;
 	}

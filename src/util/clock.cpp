@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 
@@ -45,18 +46,30 @@ int64_t SystemClock::boot_to_wall_ns(uint64_t boot_ns) const
 
 std::string rfc3339(int64_t wall_ns)
 {
-	time_t secs = static_cast<time_t>(wall_ns / 1000000000LL);
-	long usec = static_cast<long>((wall_ns % 1000000000LL) / 1000);
-	if (usec < 0) {
-		secs -= 1;
-		usec += 1000000;
-	}
-	tm t{};
-	gmtime_r(&secs, &t);
-	char buf[96];
-	std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", t.tm_year + 1900,
-	              t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, usec);
-	return buf;
+	// Called for every record: std::chrono's calendar instead of gmtime_r
+	// and snprintf (no locale, no tz lock), digits written in place.
+	using namespace std::chrono;
+	sys_time<nanoseconds> tp{nanoseconds{wall_ns}};
+	auto day = floor<days>(tp);
+	year_month_day ymd{day};
+	auto us = duration_cast<microseconds>(tp - day).count();
+	char buf[32] = "0000-00-00T00:00:00.000000Z";
+	auto put = [&](int pos, long long v, int width) {
+		for (int i = width - 1; i >= 0; i--, v /= 10)
+			buf[pos + i] = static_cast<char>('0' + v % 10);
+	};
+	int y = static_cast<int>(ymd.year());
+	if (y < 0 || y > 9999)
+		y = 0;
+	put(0, y, 4);
+	put(5, static_cast<unsigned>(ymd.month()), 2);
+	put(8, static_cast<unsigned>(ymd.day()), 2);
+	long long secs = us / 1000000;
+	put(11, secs / 3600, 2);
+	put(14, secs / 60 % 60, 2);
+	put(17, secs % 60, 2);
+	put(20, us % 1000000, 6);
+	return std::string(buf, 27);
 }
 
 bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
