@@ -29,7 +29,7 @@ namespace keytrail
 namespace
 {
 
-constexpr const char *kSchemaVersion = "1";
+constexpr const char *kSchemaVersion = "2";
 
 std::string hostname()
 {
@@ -222,6 +222,15 @@ ProcessInfo *Agent::process_for(const EventContext &ctx)
 		info.mcp_rule = parent->mcp_rule;
 	}
 	return &table_.upsert(std::move(info));
+}
+
+int64_t Agent::started_ns(const ProcessInfo &p) const
+{
+	if (p.exec_time_ns)
+		return p.exec_time_ns;
+	if (p.start_ticks)
+		return clock_.boot_to_wall_ns(clock_ticks_to_ns(p.start_ticks));
+	return clock_.now_ns();
 }
 
 size_t Agent::tracked_live() const
@@ -615,7 +624,9 @@ void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::strin
                                     const SecretBytes *env_block)
 {
 	p.secrets_collected = true;
-	int64_t now = p.exec_time_ns ? p.exec_time_ns : clock_.now_ns();
+	// argv and environ were there from the exec: for a process first seen
+	// in /proc, its start time (never "now", which may be after its connects).
+	int64_t now = started_ns(p);
 	std::vector<std::string> argv;
 	if (raw_argv) {
 		argv = *raw_argv;
@@ -649,7 +660,7 @@ void Agent::feed_start(ProcessInfo &p, bool forked, bool env_observed)
 {
 	p.correlated = true;
 	ProcStart st;
-	st.time_ns = p.exec_time_ns ? p.exec_time_ns : clock_.now_ns();
+	st.time_ns = started_ns(p);
 	st.exec_id = p.exec_id;
 	if (ProcessInfo *parent = table_.parent_of(p))
 		st.parent_exec_id = parent->exec_id;

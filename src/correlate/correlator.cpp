@@ -275,9 +275,13 @@ void Correlator::on(const SecretSeen &e)
 		return;
 	}
 	Proc &p = pit->second;
-	for (const auto &known : p.held)
-		if (known.secret == idx && known.source == h.source && known.location == h.location)
-			return; // already held this way
+	for (auto &known : p.held)
+		if (known.secret == idx && known.source == h.source &&
+		    known.location == h.location) {
+			// Already held this way; a second report may know it earlier.
+			known.time_ns = std::min(known.time_ns, h.time_ns);
+			return;
+		}
 	const std::string &identity = p.start.identity;
 	h.inv = match_inv(s, h, identity);
 	s.inv = h.inv;

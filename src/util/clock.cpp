@@ -134,4 +134,10 @@ uint64_t ns_to_clock_ticks(uint64_t ns)
 	return ns / (1000000000ULL / hz);
 }
 
+uint64_t clock_ticks_to_ns(uint64_t ticks)
+{
+	static const uint64_t hz = static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
+	return ticks * (1000000000ULL / hz);
+}
+
 } // namespace keytrail

@@ -735,3 +735,17 @@ TEST_F(CorrelatorTest, DecoderRejectsGarbage)
 	EXPECT_FALSE(
 	    decode_input(reinterpret_cast<const unsigned char *>(longer.data()), longer.size()));
 }
+
+TEST_F(CorrelatorTest, ASecondReportOfAHoldingWithAnEarlierTimeWins)
+{
+	// The agent can learn of a child in /proc before its exec record: the
+	// first report has a late time, the exec record the real one.
+	make();
+	feed(proc("e1", "id1", kT0));
+	feed(secret("e1", kFp1, kT0 + 10 * kSec));
+	feed(connect("e1", kT0 + 5 * kSec)); // before the late time: not a use yet
+	EXPECT_TRUE(of("secret_use").empty());
+	feed(secret("e1", kFp1, kT0));
+	feed(connect("e1", kT0 + 5 * kSec + 1));
+	EXPECT_EQ(of("secret_use").size(), 1u);
+}

@@ -99,6 +99,8 @@ class Agent
 	nlohmann::json latency_json() const;
 	void reload_config();
 	size_t tracked_live() const;
+	// Wall time a process started (its exec, else /proc's start time).
+	int64_t started_ns(const ProcessInfo &p) const;
 
 	Config cfg_;
 	AgentOptions opts_;

@@ -42,5 +42,6 @@ bool parse_rfc3339(const std::string &s, int64_t *wall_ns);
 // Ticks (1/sysconf(_SC_CLK_TCK) s) of a ns duration: the unit of
 // /proc/PID/stat's starttime, so kernel and /proc stamps compare equal.
 uint64_t ns_to_clock_ticks(uint64_t ns);
+uint64_t clock_ticks_to_ns(uint64_t ticks);
 
 } // namespace keytrail
