@@ -74,6 +74,7 @@ bench)
 	build
 	"$BUILD_DIR/bench/keytrail-bench-identity"
 	"$BUILD_DIR/bench/keytrail-bench-secrets"
+	"$BUILD_DIR/bench/keytrail-bench-replay"
 	exec "$BUILD_DIR/bench/keytrail-bench" "$@"
 	;;
 *)
