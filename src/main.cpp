@@ -135,15 +135,17 @@ int cmd_replay(const std::string &file, keytrail::Config cfg, const std::string 
 			throw keytrail::sys_error("cannot write " + out_path, errno);
 		ReplayClock clock;
 		uint64_t written = 0;
-		keytrail::Correlator corr("replay", cfg, clock, [&](nlohmann::json &&r) {
+		keytrail::Correlator corr("replay", cfg, clock, [&](keytrail::Record &&r) {
 			if (!out)
 				return;
-			const nlohmann::json &line =
-			    format == "ocsf" && r["type"] == "alert" ? keytrail::to_ocsf(r) : r;
-			if (format == "ocsf" && r["type"] != "alert")
+			bool alert = r.fields["type"] == "alert";
+			if (format == "ocsf" && !alert)
 				return;
-			std::string s =
-			    line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+			std::string s = format == "ocsf"
+			                    ? keytrail::to_ocsf(keytrail::to_json(r))
+			                          .dump(-1, ' ', false,
+			                                nlohmann::json::error_handler_t::replace)
+			                    : keytrail::serialize(r);
 			s.push_back('\n');
 			std::fwrite(s.data(), 1, s.size(), out);
 			written++;

@@ -330,7 +330,7 @@ void Agent::start()
 	if (!opts_.record.empty())
 		recording_ = std::make_unique<RecordingWriter>(opts_.record);
 	corr_ = std::make_unique<Correlator>(
-	    host_, cfg_, clock_, [this](nlohmann::json &&r) { on_correlated(std::move(r)); });
+	    host_, cfg_, clock_, [this](Record &&r) { on_correlated(std::move(r)); });
 	corr_->set_on_use([this](const std::string &fp, const std::string &identity,
 	                         const std::string &upstream,
 	                         int64_t t) { ledger_->record_use(fp, identity, upstream, t); });
@@ -694,7 +694,7 @@ void Agent::feed(const Input &in)
 
 // A secret_use or alert from the correlator: measured (kernel event to now),
 // then written.
-void Agent::on_correlated(nlohmann::json &&r)
+void Agent::on_correlated(Record &&r)
 {
 	int64_t lat = clock_.now_ns() - feeding_ns_;
 	if (lat >= 0) {

@@ -544,14 +544,14 @@ void Correlator::on(const ConnectSeen &e)
 		return true;
 	};
 	auto use_record = [&](const char *pair, uint64_t repeats) {
-		nlohmann::json r = base("secret_use", e.time_ns);
+		Record rec{base("secret_use", e.time_ns), {}};
+		nlohmann::json &r = rec.fields;
 		r["pairing"] = pair;
-		r["identity"] = identity_json(p);
-		r["process"] = process_json(p);
 		r["upstream"] = upstream_json(e);
 		if (repeats)
 			r["repeats"] = repeats;
-		return r;
+		add_process_raw(p, rec);
+		return rec;
 	};
 
 	if (bound.empty()) {
@@ -586,14 +586,15 @@ void Correlator::on(const ConnectSeen &e)
 		uint64_t repeats = 0;
 		if (!first_use(up_hash ^ 0x2a, &repeats))
 			return;
-		nlohmann::json r = use_record("ambiguous", repeats);
+		Record rec = use_record("ambiguous", repeats);
+		nlohmann::json &r = rec.fields;
 		r["candidates"] = candidates();
 		r["summary"] = who() + " connected to " + up_key_of() + " holding " +
 		               std::to_string(distinct.size()) +
 		               " credentials; which one it used cannot be told";
 		counters_.ambiguous_uses++;
 		counters_.secret_uses++;
-		emit_(std::move(r));
+		emit_(std::move(rec));
 		return;
 	}
 
@@ -650,7 +651,8 @@ void Correlator::on(const ConnectSeen &e)
 			      });
 		check_stale(s, e.time_ns, &p);
 
-		nlohmann::json r = use_record(pairing, repeats);
+		Record rec = use_record(pairing, repeats);
+		nlohmann::json &r = rec.fields;
 		r["secret"] = secret_json(s, h);
 		if (holder != &p)
 			r["secret"]["holder_exec_id"] = holder->start.exec_id; // inherited
@@ -658,7 +660,7 @@ void Correlator::on(const ConnectSeen &e)
 		               sanitize_utf8(h->location) + " toward " + up_key_of() +
 		               (inv ? " (inventory " + inv->id + ")" : "");
 		counters_.secret_uses++;
-		emit_(std::move(r));
+		emit_(std::move(rec));
 	}
 }
 
@@ -786,6 +788,20 @@ nlohmann::json Correlator::process_json(const Proc &p) const
 	return j;
 }
 
+void Correlator::add_process_raw(const Proc &p, Record &r) const
+{
+	auto dump = [](const nlohmann::json &j) {
+		return std::make_shared<const std::string>(
+		    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+	};
+	if (!p.identity_raw)
+		p.identity_raw = dump(identity_json(p));
+	if (!p.process_raw)
+		p.process_raw = dump(process_json(p));
+	r.raw.push_back({"identity", p.identity_raw});
+	r.raw.push_back({"process", p.process_raw});
+}
+
 nlohmann::json Correlator::base(const char *type, int64_t event_ns) const
 {
 	nlohmann::json r;
@@ -833,7 +849,7 @@ void Correlator::alert(const char *rule, const std::string &key, int64_t now,
 		r["suppressed_since_last"] = suppressed;
 	counters_.alerts++;
 	counters_.alerts_by_rule[rule]++;
-	emit_(std::move(r));
+	emit_(Record{std::move(r), {}});
 }
 
 } // namespace keytrail

@@ -82,6 +82,18 @@ class Dec
 		p_ += n;
 		return s;
 	}
+	// Into an existing string: its buffer is reused (the replay hot path).
+	void str(std::string &dst)
+	{
+		uint32_t n = num<uint32_t>();
+		if (!ok_ || static_cast<size_t>(end_ - p_) < n) {
+			ok_ = false;
+			dst.clear();
+			return;
+		}
+		dst.assign(reinterpret_cast<const char *>(p_), n);
+		p_ += n;
+	}
 	std::vector<std::string> strs()
 	{
 		uint32_t n = num<uint32_t>();
@@ -180,16 +192,28 @@ std::string encode_input(const Input &in)
 	return out;
 }
 
-std::optional<Input> decode_input(const unsigned char *p, size_t n)
+namespace
+{
+
+// The alternative T of `in`, default-constructed only if it held another.
+template <typename T> T &as(Input &in)
+{
+	if (!std::holds_alternative<T>(in))
+		in.emplace<T>();
+	return std::get<T>(in);
+}
+
+} // namespace
+
+bool decode_input(const unsigned char *p, size_t n, Input &out)
 {
 	Dec d(p, n);
-	Input out;
 	switch (d.num<uint8_t>()) {
 	case kProcStart: {
-		ProcStart v;
+		ProcStart &v = as<ProcStart>(out);
 		v.time_ns = d.num<int64_t>();
-		v.exec_id = d.str();
-		v.parent_exec_id = d.str();
+		d.str(v.exec_id);
+		d.str(v.parent_exec_id);
 		v.pid = d.num<uint32_t>();
 		v.ppid = d.num<uint32_t>();
 		v.uid = d.num<uint32_t>();
@@ -198,65 +222,66 @@ std::optional<Input> decode_input(const unsigned char *p, size_t n)
 		v.tracked = flags & 2;
 		v.forked = flags & 4;
 		v.env_observed = flags & 8;
-		v.comm = d.str();
-		v.exe = d.str();
-		v.mcp_server = d.str();
+		d.str(v.comm);
+		d.str(v.exe);
+		d.str(v.mcp_server);
 		v.cmdline = d.strs();
-		v.identity = d.str();
+		d.str(v.identity);
 		v.selectors = d.sels();
-		out = std::move(v);
 		break;
 	}
 	case kProcExit: {
-		ProcExit v;
+		ProcExit &v = as<ProcExit>(out);
 		v.time_ns = d.num<int64_t>();
-		v.exec_id = d.str();
-		out = std::move(v);
+		d.str(v.exec_id);
 		break;
 	}
 	case kSecret: {
-		SecretSeen v;
+		SecretSeen &v = as<SecretSeen>(out);
 		v.time_ns = d.num<int64_t>();
 		for (std::string *s : {&v.exec_id, &v.fingerprint, &v.type, &v.source, &v.location,
 		                       &v.name, &v.server, &v.rotated_from})
-			*s = d.str();
+			d.str(*s);
 		v.line = d.num<uint32_t>();
 		v.first_seen_ns = d.num<int64_t>();
 		v.last_used_ns = d.num<int64_t>();
 		v.file_mtime_ns = d.num<int64_t>();
-		out = std::move(v);
 		break;
 	}
 	case kConnect: {
-		ConnectSeen v;
+		ConnectSeen &v = as<ConnectSeen>(out);
 		v.time_ns = d.num<int64_t>();
-		v.exec_id = d.str();
+		d.str(v.exec_id);
 		v.family = d.num<uint16_t>();
 		v.sock_type = d.num<uint16_t>();
 		v.result = d.num<int32_t>();
 		v.port = d.num<uint16_t>();
-		v.addr = d.str();
-		v.sni = d.str();
-		v.http_host = d.str();
-		out = std::move(v);
+		d.str(v.addr);
+		d.str(v.sni);
+		d.str(v.http_host);
 		break;
 	}
 	case kHealth: {
-		HealthSeen v;
+		HealthSeen &v = as<HealthSeen>(out);
 		v.time_ns = d.num<int64_t>();
 		v.kernel_events = d.num<uint64_t>();
 		v.kernel_drops = d.num<uint64_t>();
 		v.attribution_failures = d.num<uint64_t>();
 		v.identities_degraded = d.num<uint64_t>();
-		out = v;
 		break;
 	}
-	case kTick: out = Tick{d.num<int64_t>()}; break;
-	default: return std::nullopt;
+	case kTick: as<Tick>(out).time_ns = d.num<int64_t>(); break;
+	default: return false;
 	}
-	if (!d.ok() || !d.done())
+	return d.ok() && d.done();
+}
+
+std::optional<Input> decode_input(const unsigned char *p, size_t n)
+{
+	Input in;
+	if (!decode_input(p, n, in))
 		return std::nullopt;
-	return out;
+	return in;
 }
 
 RecordingWriter::RecordingWriter(const std::string &path)
@@ -317,31 +342,30 @@ RecordingReader::~RecordingReader()
 		fclose(f_);
 }
 
-std::optional<Input> RecordingReader::next()
+const Input *RecordingReader::next()
 {
 	if (!error_.empty())
-		return std::nullopt;
+		return nullptr;
 	unsigned char len[4];
 	size_t got = fread_unlocked(len, 1, 4, f_);
 	if (got == 0)
-		return std::nullopt;
+		return nullptr;
 	uint32_t n = len[0] | len[1] << 8 | len[2] << 16 | static_cast<uint32_t>(len[3]) << 24;
 	if (got != 4 || n == 0 || n > kMaxFrame) {
 		error_ = "bad frame length at offset " + std::to_string(offset_);
-		return std::nullopt;
+		return nullptr;
 	}
 	buf_.resize(n);
 	if (fread_unlocked(buf_.data(), 1, n, f_) != n) {
 		error_ = "truncated frame at offset " + std::to_string(offset_);
-		return std::nullopt;
+		return nullptr;
 	}
-	auto in = decode_input(reinterpret_cast<const unsigned char *>(buf_.data()), n);
-	if (!in) {
+	if (!decode_input(reinterpret_cast<const unsigned char *>(buf_.data()), n, cur_)) {
 		error_ = "malformed frame at offset " + std::to_string(offset_);
-		return std::nullopt;
+		return nullptr;
 	}
 	offset_ += 4 + n;
-	return in;
+	return &cur_;
 }
 
 } // namespace keytrail

@@ -48,9 +48,23 @@ void Output::add(std::unique_ptr<Sink> sink, RouteOptions opts)
 
 void Output::emit(const nlohmann::json &record)
 {
-	std::string type = record.value("type", "");
+	emit(
+	    record, [&] { return dump(record); }, [&] { return to_ocsf(record); });
+}
+
+void Output::emit(const Record &record)
+{
+	emit(
+	    record.fields, [&] { return serialize(record); },
+	    [&] { return to_ocsf(to_json(record)); });
+}
+
+void Output::emit(const nlohmann::json &fields, const std::function<std::string()> &json_line,
+                  const std::function<nlohmann::json()> &ocsf)
+{
+	std::string type = fields.value("type", "");
 	std::string json; // serialized once, on first need
-	int severity = syslog_severity(record);
+	int severity = syslog_severity(fields);
 	int64_t now = SystemClock().now_ns();
 	for (auto &r : routes_) {
 		if (!r->opts.records.empty() && !r->opts.records.count(type))
@@ -59,10 +73,10 @@ void Output::emit(const nlohmann::json &record)
 		if (r->opts.format == "ocsf") {
 			if (type != "alert")
 				continue;
-			line = dump(to_ocsf(record));
+			line = dump(ocsf());
 		} else {
 			if (json.empty())
-				json = dump(record);
+				json = json_line();
 			line = json;
 		}
 		std::lock_guard lock(r->mu);

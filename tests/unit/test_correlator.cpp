@@ -36,7 +36,7 @@ class CorrelatorTest : public ::testing::Test
 	{
 		cfg = yaml.empty() ? Config{} : parse_config(yaml, "test.yaml");
 		corr = std::make_unique<Correlator>(
-		    "host1", cfg, clock, [this](json &&r) { out.push_back(std::move(r)); });
+		    "host1", cfg, clock, [this](Record &&r) { out.push_back(to_json(r)); });
 	}
 	void feed(Input in)
 	{

@@ -95,7 +95,7 @@ class Agent
 	// The correlator's inputs: every one also goes to the recording.
 	void feed(const Input &in);
 	void feed_start(ProcessInfo &p, bool forked, bool env_observed);
-	void on_correlated(nlohmann::json &&record);
+	void on_correlated(Record &&record);
 	nlohmann::json latency_json() const;
 	void reload_config();
 	size_t tracked_live() const;

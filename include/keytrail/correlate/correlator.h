@@ -18,6 +18,7 @@
 #include "keytrail/config/config.h"
 #include "keytrail/correlate/inputs.h"
 #include "keytrail/correlate/rules.h"
+#include "keytrail/output/record.h"
 #include "keytrail/util/clock.h"
 
 namespace keytrail
@@ -39,7 +40,7 @@ struct CorrelatorCounters {
 class Correlator
 {
       public:
-	using Emit = std::function<void(nlohmann::json &&record)>;
+	using Emit = std::function<void(Record &&record)>;
 	// Called for each use bound to a credential (the agent's ledger).
 	using OnUse =
 	    std::function<void(const std::string &fingerprint, const std::string &identity,
@@ -76,6 +77,8 @@ class Correlator
 		int64_t exit_ns = 0;
 		bool interactive = false; // it or an ancestor has a tty and is not tracked
 		std::vector<Holding> held;
+		// "process" and "identity" serialized once, for its secret_use records.
+		mutable std::shared_ptr<const std::string> process_raw, identity_raw;
 	};
 	struct Holder {
 		std::string environment;
@@ -114,6 +117,7 @@ class Correlator
 	nlohmann::json secret_json(const Secret &s, const Holding *h) const;
 	nlohmann::json process_json(const Proc &p) const;
 	nlohmann::json identity_json(const Proc &p) const;
+	void add_process_raw(const Proc &p, Record &r) const;
 	nlohmann::json base(const char *type, int64_t event_ns) const;
 	// Dedupe and rate limit, then build (only then), fill rule, severity
 	// and tags, and emit.

@@ -105,9 +105,9 @@ class RecordingReader
 	~RecordingReader();
 	RecordingReader(const RecordingReader &) = delete;
 	RecordingReader &operator=(const RecordingReader &) = delete;
-	// The next input; nullopt at the end. A truncated or malformed frame
-	// ends the stream and sets error().
-	std::optional<Input> next();
+	// The next input, valid until the next call; null at the end. A
+	// truncated or malformed frame ends the stream and sets error().
+	const Input *next();
 	const std::string &error() const { return error_; }
 	uint64_t offset() const { return offset_; }
 
@@ -115,11 +115,14 @@ class RecordingReader
 	FILE *f_ = nullptr;
 	std::string buf_, error_;
 	uint64_t offset_ = 0;
+	Input cur_; // reused: its strings keep their buffers
 };
 
 // Decodes one frame body (kind + fields); nullopt when malformed. Exposed
 // for the fuzzer.
 std::optional<Input> decode_input(const unsigned char *p, size_t n);
+// Same, into `out`, reusing its storage when it holds the same kind.
+bool decode_input(const unsigned char *p, size_t n, Input &out);
 std::string encode_input(const Input &in);
 
 } // namespace keytrail

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "keytrail/output/record.h"
 #include "keytrail/output/sink.h"
 
 namespace keytrail
@@ -37,6 +39,7 @@ class Output
 
 	void add(std::unique_ptr<Sink> sink, RouteOptions opts = {});
 	void emit(const nlohmann::json &record);
+	void emit(const Record &record);
 	// Waits up to `timeout_ms` for the queues to drain, then stops the
 	// writer threads. Idempotent.
 	void close(int timeout_ms = 3000);
@@ -48,6 +51,9 @@ class Output
 	nlohmann::json health() const;
 
       private:
+	void emit(const nlohmann::json &fields, const std::function<std::string()> &json_line,
+	          const std::function<nlohmann::json()> &ocsf);
+
 	struct Route {
 		std::unique_ptr<Sink> sink;
 		RouteOptions opts;
