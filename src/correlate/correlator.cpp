@@ -88,6 +88,11 @@ nlohmann::json upstream_json(const ConnectSeen &c)
 	return u;
 }
 
+std::string dump_json(const nlohmann::json &j)
+{
+	return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string short_fp(const std::string &fp)
 {
 	return fp.substr(0, 12);
@@ -756,8 +761,12 @@ nlohmann::json Correlator::identity_json(const Proc &p) const
 	return j;
 }
 
-nlohmann::json Correlator::process_json(const Proc &p) const
+// The process as records show it: built once per process as a string. Its
+// ancestry is the ancestors' own cached one-line summaries, joined.
+const std::string &Correlator::process_raw(const Proc &p) const
 {
+	if (p.process_raw)
+		return *p.process_raw;
 	nlohmann::json j = nlohmann::json::object();
 	j["pid"] = p.start.pid;
 	j["ppid"] = p.start.ppid;
@@ -771,34 +780,44 @@ nlohmann::json Correlator::process_json(const Proc &p) const
 	j["tty"] = p.start.tty;
 	if (!p.start.mcp_server.empty())
 		j["mcp_server"] = p.start.mcp_server;
-	nlohmann::json &anc = j["ancestry"] = nlohmann::json::array();
+	std::string s = dump_json(j);
+	s.pop_back(); // '}'
+	s += ",\"ancestry\":[";
 	const std::string *parent = &p.start.parent_exec_id;
 	for (uint32_t i = 0; i < ancestry_depth_ && !parent->empty(); i++) {
 		auto it = procs_.find(proc_key(*parent));
 		if (it == procs_.end())
 			break;
-		const ProcStart &a = it->second.start;
-		nlohmann::json &e = anc.emplace_back(nlohmann::json::object());
-		e["pid"] = a.pid;
-		e["exec_id"] = a.exec_id;
-		e["comm"] = a.comm;
-		e["exe"] = a.exe;
-		parent = &a.parent_exec_id;
+		const Proc &a = it->second;
+		if (a.ancestor_raw.empty()) {
+			nlohmann::json e = nlohmann::json::object();
+			e["pid"] = a.start.pid;
+			e["exec_id"] = a.start.exec_id;
+			e["comm"] = a.start.comm;
+			e["exe"] = a.start.exe;
+			a.ancestor_raw = dump_json(e);
+		}
+		if (i)
+			s.push_back(',');
+		s += a.ancestor_raw;
+		parent = &a.start.parent_exec_id;
 	}
-	return j;
+	s += "]}";
+	p.process_raw = std::make_shared<const std::string>(std::move(s));
+	return *p.process_raw;
+}
+
+nlohmann::json Correlator::process_json(const Proc &p) const
+{
+	return nlohmann::json::parse(process_raw(p));
 }
 
 void Correlator::add_process_raw(const Proc &p, Record &r) const
 {
-	auto dump = [](const nlohmann::json &j) {
-		return std::make_shared<const std::string>(
-		    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-	};
 	if (!p.identity_raw)
-		p.identity_raw = dump(identity_json(p));
-	if (!p.process_raw)
-		p.process_raw = dump(process_json(p));
+		p.identity_raw = std::make_shared<const std::string>(dump_json(identity_json(p)));
 	r.raw.push_back({"identity", p.identity_raw});
+	process_raw(p);
 	r.raw.push_back({"process", p.process_raw});
 }
 

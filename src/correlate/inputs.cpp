@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -53,6 +54,17 @@ class Enc
 	std::string *out_;
 };
 
+template <typename T> T byteswap(T v)
+{
+	T out;
+	auto *a = reinterpret_cast<unsigned char *>(&v),
+	     *b = reinterpret_cast<unsigned char *>(&out);
+	for (size_t i = 0; i < sizeof(T); i++)
+		b[i] = a[sizeof(T) - 1 - i];
+	return out;
+}
+
+// Little-endian fields (the recording's byte order).
 class Dec
 {
       public:
@@ -65,11 +77,12 @@ class Dec
 			ok_ = false;
 			return 0;
 		}
-		uint64_t v = 0;
-		for (size_t i = 0; i < sizeof(T); i++)
-			v |= static_cast<uint64_t>(p_[i]) << (8 * i);
+		T v;
+		std::memcpy(&v, p_, sizeof(T));
 		p_ += sizeof(T);
-		return static_cast<T>(v);
+		if constexpr (std::endian::native == std::endian::big)
+			v = byteswap(v);
+		return v;
 	}
 	std::string str()
 	{

@@ -79,6 +79,7 @@ class Correlator
 		std::vector<Holding> held;
 		// "process" and "identity" serialized once, for its secret_use records.
 		mutable std::shared_ptr<const std::string> process_raw, identity_raw;
+		mutable std::string ancestor_raw; // as an entry of others' ancestry
 	};
 	struct Holder {
 		std::string environment;
@@ -118,6 +119,7 @@ class Correlator
 	nlohmann::json process_json(const Proc &p) const;
 	nlohmann::json identity_json(const Proc &p) const;
 	void add_process_raw(const Proc &p, Record &r) const;
+	const std::string &process_raw(const Proc &p) const;
 	nlohmann::json base(const char *type, int64_t event_ns) const;
 	// Dedupe and rate limit, then build (only then), fill rule, severity
 	// and tags, and emit.
