@@ -4,12 +4,16 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <optional>
 
 #include "keytrail/agent/agent.h"
 #include "keytrail/config/config.h"
@@ -17,6 +21,8 @@
 #include "keytrail/output/ocsf.h"
 #include "keytrail/probe/features.h"
 #include "keytrail/secrets/fingerprint.h"
+#include "keytrail/tools/scan.h"
+#include "keytrail/tools/status.h"
 
 namespace
 {
@@ -190,6 +196,82 @@ int cmd_replay(const std::string &file, keytrail::Config cfg, const std::string 
 	}
 }
 
+// A progress line on a terminal (stderr), nothing when piped.
+class Progress
+{
+      public:
+	Progress() : tty_(isatty(STDERR_FILENO)) {}
+	~Progress() { done(); }
+	void update(size_t i, size_t n, const std::string &what)
+	{
+		if (!tty_)
+			return;
+		std::string w = what.size() > 60 ? "..." + what.substr(what.size() - 57) : what;
+		std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", i + 1, n, w.c_str());
+		shown_ = true;
+	}
+	void done()
+	{
+		if (shown_)
+			std::fprintf(stderr, "\r\033[K");
+		shown_ = false;
+	}
+
+      private:
+	bool tty_, shown_ = false;
+};
+
+int cmd_scan(const std::vector<std::string> &paths, const std::string &format,
+             const std::string &out_path, const std::string &state_dir, const std::string &key_file)
+{
+	std::optional<keytrail::Fingerprinter> fp;
+	std::string key = key_file.empty() ? state_dir + "/fingerprint.key" : key_file;
+	try {
+		fp.emplace(keytrail::load_or_create_key(key, false));
+	} catch (const keytrail::Error &e) {
+		if (!key_file.empty()) {
+			std::fprintf(stderr, "keytrail scan: %s\n", e.what());
+			return 2;
+		}
+		spdlog::info("no fingerprint key at {}: findings carry no fingerprints", key);
+	}
+	Progress progress;
+	auto report = keytrail::run_scan(
+	    paths, fp, [&](size_t i, size_t n, const std::string &p) { progress.update(i, n, p); });
+	progress.done();
+	std::string text = format == "text"   ? keytrail::scan_text(report)
+	                   : format == "json" ? keytrail::scan_json(report).dump(2) + "\n"
+	                                      : keytrail::scan_sarif(report).dump(2) + "\n";
+	if (out_path.empty() || out_path == "-") {
+		std::fwrite(text.data(), 1, text.size(), stdout);
+	} else {
+		FILE *f = std::fopen(out_path.c_str(), "we");
+		if (!f) {
+			std::fprintf(stderr, "keytrail scan: cannot write %s: %s\n",
+			             out_path.c_str(), std::strerror(errno));
+			return 2;
+		}
+		std::fwrite(text.data(), 1, text.size(), f);
+		std::fclose(f);
+	}
+	return keytrail::scan_exit_code(report);
+}
+
+int cmd_status(const std::string &state_dir, bool json)
+{
+	try {
+		auto st = keytrail::read_status(state_dir);
+		if (json)
+			std::printf("%s\n", st.dump(2).c_str());
+		else
+			std::fputs(keytrail::status_text(st).c_str(), stdout);
+		return st.value("running", false) ? 0 : 3;
+	} catch (const keytrail::Error &e) {
+		std::fprintf(stderr, "keytrail status: %s\n", e.what());
+		return 4;
+	}
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -255,11 +337,39 @@ int main(int argc, char **argv)
 	    ->capture_default_str();
 	fingerprint->add_option("--key-file", fp_key_file, "Use this key file instead");
 
+	std::vector<std::string> scan_paths;
+	std::string scan_format = "text", scan_out, scan_state = "/var/lib/keytrail", scan_key;
+	auto *scan = app.add_subcommand(
+	    "scan", "Check MCP client configs for hard-coded credentials and credential files "
+	            "(exit 1 when there are findings)");
+	scan->add_option("PATHS", scan_paths,
+	                 "Config files (default: every user's well-known MCP client configs)");
+	scan->add_option("-f,--format", scan_format, "text, json or sarif")
+	    ->check(CLI::IsMember({"text", "json", "sarif"}))
+	    ->capture_default_str();
+	scan->add_option("-o,--output", scan_out, "Write the report to FILE (default stdout)");
+	scan->add_option("--state-dir", scan_state,
+	                 "Where the agent's fingerprint key is (fingerprints match its alerts)")
+	    ->capture_default_str();
+	scan->add_option("--key-file", scan_key, "Use this fingerprint key instead");
+
+	std::string status_state = "/var/lib/keytrail";
+	bool status_json = false;
+	auto *status = app.add_subcommand(
+	    "status", "Is the agent running, and how is it doing (exit 3 when it is not running)");
+	status->add_option("--state-dir", status_state, "The agent's state dir")
+	    ->capture_default_str();
+	status->add_flag("--json", status_json, "The full status as JSON");
+
 	CLI11_PARSE(app, argc, argv);
 	setup_logging(verbosity);
 
 	if (*check)
 		return cmd_check();
+	if (*scan)
+		return cmd_scan(scan_paths, scan_format, scan_out, scan_state, scan_key);
+	if (*status)
+		return cmd_status(status_state, status_json);
 	if (*fingerprint)
 		return cmd_fingerprint(fp_config, fp_config_opt->count() > 0, fp_state_dir,
 		                       fp_key_file);

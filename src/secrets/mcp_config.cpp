@@ -100,10 +100,16 @@ class Scanner
 			    std::string(block) == "requestInit" && s[block].contains("headers")
 			        ? s[block]["headers"]
 			        : s[block];
-			for (auto it = b.begin(); it != b.end(); ++it)
-				if (it->is_string())
-					named_value(name, std::string(block) + "." + it.key(),
-					            it.key(), it->get<std::string>());
+			for (auto it = b.begin(); it != b.end(); ++it) {
+				if (!it->is_string())
+					continue;
+				std::string field = std::string(block) + "." + it.key();
+				const std::string &value = it->get_ref<const std::string &>();
+				named_value(name, field, it.key(), value);
+				// AWS_SHARED_CREDENTIALS_FILE=~/.aws/credentials, KUBECONFIG=...
+				if (auto kind = credential_file_kind(value))
+					out_->secret_files.push_back({name, field, value, *kind});
+			}
 		}
 		if (s.contains("args") && s["args"].is_array()) {
 			std::vector<std::string> args;
@@ -122,11 +128,20 @@ class Scanner
 				one.push_back(std::move(f));
 				record(name, field, std::move(one), raw);
 			}
-			for (size_t i = 0; i < args.size(); i++)
-				if (auto kind = credential_file_kind(args[i]))
+			for (size_t i = 0; i < args.size(); i++) {
+				// An option names no file ("--kubeconfig"); its value may
+				// ("--kubeconfig=/x/config").
+				std::string path = args[i];
+				if (path.starts_with("-")) {
+					size_t eq = path.find('=');
+					if (eq == std::string::npos)
+						continue;
+					path = path.substr(eq + 1);
+				}
+				if (auto kind = credential_file_kind(path))
 					out_->secret_files.push_back(
-					    {name, "args[" + std::to_string(i) + "]", args[i],
-					     *kind});
+					    {name, "args[" + std::to_string(i) + "]", path, *kind});
+			}
 		}
 		for (const char *u : {"url", "serverUrl", "httpUrl"}) {
 			if (!s.contains(u) || !s[u].is_string())
