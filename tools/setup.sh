@@ -65,8 +65,10 @@ test)
 	install_packages
 	build
 	cd "$BUILD_DIR"
-	# Unit tier first (seconds, no kernel), then the root tier (real probes).
+	# Unit tier first (seconds, no kernel), then the tools checked with outside
+	# validators (npm), then the root tier (real probes).
 	ctest --output-on-failure -L unit -j "$JOBS"
+	ctest --output-on-failure -L tools
 	ctest --output-on-failure -L root
 	;;
 bench)
