@@ -61,8 +61,20 @@ keytrail::Config resolve_config(const std::string &path, bool explicit_path)
 	return keytrail::load_config(path);
 }
 
-int cmd_check()
+int cmd_check(const std::string &config)
 {
+	if (!config.empty()) {
+		try {
+			keytrail::Config cfg = keytrail::load_config(config);
+			std::printf("config %s: ok (%zu inventory entries, %zu tracking rules, %zu "
+			            "outputs)\n\n",
+			            config.c_str(), cfg.inventory.size(), cfg.rules.size(),
+			            cfg.outputs.size());
+		} catch (const keytrail::Error &e) {
+			std::printf("config %s: %s\n", config.c_str(), e.what());
+			return 2;
+		}
+	}
 	auto features = keytrail::probe_features();
 	std::printf("%-16s %-10s %s\n", "FEATURE", "STATUS", "DETAIL");
 	for (const auto &f : features)
@@ -323,8 +335,11 @@ int main(int argc, char **argv)
 	replay->add_flag("--decode-only", replay_decode_only,
 	                 "Only read and decode (the benchmark's baseline)");
 
+	std::string check_config;
 	auto *check = app.add_subcommand(
 	    "check", "Report which kernel hooks work here and whether the agent can run");
+	check->add_option("-c,--config", check_config,
+	                  "Also validate this config file (exit 2 if bad)");
 
 	std::string fp_state_dir = "/var/lib/keytrail", fp_key_file,
 	            fp_config = keytrail::kDefaultConfigPath;
@@ -365,7 +380,7 @@ int main(int argc, char **argv)
 	setup_logging(verbosity);
 
 	if (*check)
-		return cmd_check();
+		return cmd_check(check_config);
 	if (*scan)
 		return cmd_scan(scan_paths, scan_format, scan_out, scan_state, scan_key);
 	if (*status)

@@ -23,7 +23,7 @@ PACKAGES=(
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
 	libssl-dev libsqlite3-dev
 	libgtest-dev libgmock-dev
-	iproute2 procps curl
+	iproute2 procps curl systemd
 )
 
 die() { echo "setup: $*" >&2; exit 1; }
