@@ -23,6 +23,7 @@
 #include "keytrail/secrets/fingerprint.h"
 #include "keytrail/tools/scan.h"
 #include "keytrail/tools/status.h"
+#include "keytrail/tools/trace.h"
 
 namespace
 {
@@ -233,6 +234,22 @@ class Progress
 	bool tty_, shown_ = false;
 };
 
+bool write_output(const std::string &out_path, const std::string &text, const char *cmd)
+{
+	if (out_path.empty() || out_path == "-") {
+		std::fwrite(text.data(), 1, text.size(), stdout);
+		return true;
+	}
+	FILE *f = std::fopen(out_path.c_str(), "we");
+	if (!f) {
+		std::fprintf(stderr, "keytrail %s: cannot write %s: %s\n", cmd, out_path.c_str(),
+		             std::strerror(errno));
+		return false;
+	}
+	std::fwrite(text.data(), 1, text.size(), f);
+	return std::fclose(f) == 0;
+}
+
 int cmd_scan(const std::vector<std::string> &paths, const std::string &format,
              const std::string &out_path, const std::string &state_dir, const std::string &key_file)
 {
@@ -254,19 +271,46 @@ int cmd_scan(const std::vector<std::string> &paths, const std::string &format,
 	std::string text = format == "text"   ? keytrail::scan_text(report)
 	                   : format == "json" ? keytrail::scan_json(report).dump(2) + "\n"
 	                                      : keytrail::scan_sarif(report).dump(2) + "\n";
-	if (out_path.empty() || out_path == "-") {
-		std::fwrite(text.data(), 1, text.size(), stdout);
-	} else {
-		FILE *f = std::fopen(out_path.c_str(), "we");
-		if (!f) {
-			std::fprintf(stderr, "keytrail scan: cannot write %s: %s\n",
-			             out_path.c_str(), std::strerror(errno));
-			return 2;
-		}
-		std::fwrite(text.data(), 1, text.size(), f);
-		std::fclose(f);
-	}
+	if (!write_output(out_path, text, "scan"))
+		return 2;
 	return keytrail::scan_exit_code(report);
+}
+
+// "2026-11-26T10:00:00Z" or a date; "" = open.
+bool parse_time_opt(const std::string &s, int64_t *t, const char *what)
+{
+	if (s.empty())
+		return true;
+	if (keytrail::parse_rfc3339(s, t))
+		return true;
+	std::fprintf(stderr, "keytrail: %s must be an RFC 3339 time or a date, not '%s'\n", what,
+	             s.c_str());
+	return false;
+}
+
+int cmd_trace(keytrail::TraceQuery q, const std::string &journal, const std::string &format,
+              const std::string &out_path, const std::string &since, const std::string &until,
+              const std::string &at)
+{
+	int64_t at_ns = 0;
+	if (!parse_time_opt(since, &q.since, "--since") ||
+	    !parse_time_opt(until, &q.until, "--until") || !parse_time_opt(at, &at_ns, "--at"))
+		return 2;
+	if (!at.empty())
+		q.at = at_ns;
+	auto r = keytrail::run_trace(journal, q);
+	if (r.stats.truncated_segments || r.stats.bad_lines)
+		spdlog::warn("journal: {} truncated segment(s), {} unreadable line(s) skipped",
+		             r.stats.truncated_segments, r.stats.bad_lines);
+	if (!r.error.empty()) {
+		std::fprintf(stderr, "keytrail trace: %s (%llu records read)\n", r.error.c_str(),
+		             static_cast<unsigned long long>(r.stats.records));
+		return 1;
+	}
+	std::string text = format == "json"  ? keytrail::trace_json(r).dump(2) + "\n"
+	                   : format == "dot" ? keytrail::trace_dot(r)
+	                                     : keytrail::trace_tree(r);
+	return write_output(out_path, text, "trace") ? 0 : 2;
 }
 
 int cmd_status(const std::string &state_dir, bool json)
@@ -368,6 +412,31 @@ int main(int argc, char **argv)
 	    ->capture_default_str();
 	scan->add_option("--key-file", scan_key, "Use this fingerprint key instead");
 
+	keytrail::TraceQuery tq;
+	std::string trace_state = "/var/lib/keytrail", trace_journal, trace_format = "tree",
+	            trace_out, trace_since, trace_until, trace_at;
+	uint32_t trace_pid = 0;
+	auto *trace = app.add_subcommand(
+	    "trace",
+	    "Rebuild the pivot chain around a secret, process or identity from the journal");
+	trace->add_option("--secret", tq.secret,
+	                  "A credential's fingerprint (or its first digits)");
+	trace->add_option("--inventory", tq.inventory, "A credential's inventory id");
+	auto *trace_pid_opt = trace->add_option("--pid", trace_pid, "A process id");
+	trace->add_option("--at", trace_at, "With --pid: the process alive at this time");
+	trace->add_option("--exec-id", tq.exec_id, "A process instance (exec_id)");
+	trace->add_option("--identity", tq.identity, "A workload identity id");
+	trace->add_option("--since", trace_since, "Only records at or after this time");
+	trace->add_option("--until", trace_until, "Only records at or before this time");
+	trace->add_option("-f,--format", trace_format, "tree, json or dot (Graphviz)")
+	    ->check(CLI::IsMember({"tree", "json", "dot"}))
+	    ->capture_default_str();
+	trace->add_option("-o,--output", trace_out, "Write to FILE (default stdout)");
+	trace->add_option("--state-dir", trace_state, "The agent's state dir")
+	    ->capture_default_str();
+	trace->add_option("--journal", trace_journal,
+	                  "The journal directory (default <state-dir>/journal)");
+
 	std::string status_state = "/var/lib/keytrail";
 	bool status_json = false;
 	auto *status = app.add_subcommand(
@@ -385,6 +454,19 @@ int main(int argc, char **argv)
 		return cmd_scan(scan_paths, scan_format, scan_out, scan_state, scan_key);
 	if (*status)
 		return cmd_status(status_state, status_json);
+	if (*trace) {
+		if (trace_pid_opt->count())
+			tq.pid = trace_pid;
+		if (tq.secret.empty() && tq.inventory.empty() && !tq.pid && tq.exec_id.empty() &&
+		    tq.identity.empty()) {
+			std::fprintf(stderr, "keytrail trace: give --secret, --inventory, --pid, "
+			                     "--exec-id or --identity\n");
+			return 2;
+		}
+		return cmd_trace(tq,
+		                 trace_journal.empty() ? trace_state + "/journal" : trace_journal,
+		                 trace_format, trace_out, trace_since, trace_until, trace_at);
+	}
 	if (*fingerprint)
 		return cmd_fingerprint(fp_config, fp_config_opt->count() > 0, fp_state_dir,
 		                       fp_key_file);

@@ -329,8 +329,8 @@ void Agent::start()
 	ledger_ = std::make_unique<Ledger>(cfg_.state_dir + "/ledger.db");
 	if (!opts_.record.empty())
 		recording_ = std::make_unique<RecordingWriter>(opts_.record);
-	corr_ = std::make_unique<Correlator>(
-	    host_, cfg_, clock_, [this](Record &&r) { on_correlated(std::move(r)); });
+	corr_ = std::make_unique<Correlator>(host_, cfg_, clock_,
+	                                     [this](Record &&r) { on_correlated(std::move(r)); });
 	corr_->set_on_use([this](const std::string &fp, const std::string &identity,
 	                         const std::string &upstream,
 	                         int64_t t) { ledger_->record_use(fp, identity, upstream, t); });

@@ -1,0 +1,66 @@
+// `keytrail trace`: the pivot chain around a secret, a process or an
+// identity, rebuilt from the journal (not /proc: exited processes appear).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "keytrail/output/journal.h"
+
+namespace keytrail
+{
+
+struct TraceQuery {
+	std::string secret;    // fingerprint (or a unique prefix of one)
+	std::string inventory; // inventory id
+	std::optional<uint32_t> pid;
+	std::optional<int64_t> at; // with pid: the process alive then
+	std::string exec_id;
+	std::string identity;
+	int64_t since = 0, until = 0; // 0 = open
+};
+
+struct TraceSecret {
+	std::string fingerprint, type, source, location, inventory_id;
+	int64_t time = 0;
+};
+
+struct TraceConnect {
+	std::string addr, name; // name: SNI or Host, "" if none
+	uint32_t port = 0;
+	int64_t time = 0;
+	std::vector<std::string> used; // fingerprints a secret_use bound to it
+};
+
+struct TraceProcess {
+	std::string exec_id, parent; // parent's exec_id
+	uint32_t pid = 0, ppid = 0;
+	std::string comm, exe, identity, mcp_server;
+	std::vector<std::string> argv; // masked by the agent
+	int64_t start = 0, exit = 0;
+	std::vector<TraceSecret> secrets;
+	std::vector<TraceConnect> connects;
+	std::set<std::string> children;
+};
+
+struct TraceResult {
+	std::map<std::string, TraceProcess> processes; // the tree(s): seeds, ancestors, descendants
+	std::vector<std::string> roots, seeds;
+	// fingerprint -> identities outside the tree that hold it too
+	std::map<std::string, std::set<std::string>> shared;
+	JournalReadStats stats;
+	std::string error; // the query matched nothing, or the journal is missing
+};
+
+TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q);
+
+std::string trace_tree(const TraceResult &r);
+nlohmann::json trace_json(const TraceResult &r);
+std::string trace_dot(const TraceResult &r);
+
+} // namespace keytrail

@@ -1,0 +1,215 @@
+// keytrail trace on hand-made journals: the pivot chain, exited processes,
+// records out of order, unknown record types, truncated and empty journals.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "keytrail/output/sink.h"
+#include "keytrail/tools/trace.h"
+#include "keytrail/util/clock.h"
+
+using namespace keytrail;
+using nlohmann::json;
+
+namespace
+{
+
+std::string temp_dir()
+{
+	std::string t = ::testing::TempDir() + "/kt-trace-XXXXXX";
+	char *d = mkdtemp(t.data());
+	return d ? d : "";
+}
+
+const std::string kFp = "afdfa8235ec3fad3bf8430f7017ddb18";
+
+json exec(const std::string &id, int pid, const std::string &parent_id, const std::string &t,
+          const std::string &comm, const std::string &identity)
+{
+	json r = {{"type", "exec"},
+	          {"time", t},
+	          {"exec_id", id},
+	          {"pid", pid},
+	          {"ppid", 1},
+	          {"comm", comm},
+	          {"filename", "/usr/bin/" + comm},
+	          {"argv", {comm, "--token", "****"}},
+	          {"identity", {{"id", identity}}}};
+	r["ancestry"] =
+	    parent_id.empty()
+	        ? json::array()
+	        : json::array({{{"exec_id", parent_id}, {"pid", 1}, {"comm", "parent"}}});
+	return r;
+}
+
+// A journal: the server (s1) reads a token from env, forks a worker (w1)
+// that connects out with it; an unrelated server (s2) holds the same token;
+// records arrive out of order; a record type from a newer version; noise.
+std::string make_journal()
+{
+	std::string dir = temp_dir() + "/journal";
+	make_private_dirs(dir);
+	std::vector<json> recs = {
+	    {{"type", "connect"},
+	     {"time", "2026-11-26T10:00:05Z"},
+	     {"exec_id", "b:2:101"},
+	     {"pid", 101},
+	     {"comm", "worker"},
+	     {"addr", "203.0.113.7"},
+	     {"port", 443},
+	     {"sni", "api.github.com"}},
+	    exec("b:1:100", 100, "b:0:50", "2026-11-26T10:00:00Z", "server", "spiffe://t/gh"),
+	    {{"type", "secret"},
+	     {"time", "2026-11-26T10:00:00.5Z"},
+	     {"exec_id", "b:1:100"},
+	     {"pid", 100},
+	     {"identity", {{"id", "spiffe://t/gh"}}},
+	     {"secret",
+	      {{"fingerprint", kFp}, {"type", "github_token"}, {"source", "env"}, {"env", "GH"}}}},
+	    {{"type", "fork"},
+	     {"time", "2026-11-26T10:00:01Z"},
+	     {"exec_id", "b:1:100"},
+	     {"pid", 100},
+	     {"child_pid", 101},
+	     {"child_exec_id", "b:2:101"}},
+	    {{"type", "secret_use"},
+	     {"time", "2026-11-26T10:00:05.1Z"},
+	     {"event_time", "2026-11-26T10:00:05Z"},
+	     {"process", {{"exec_id", "b:2:101"}, {"pid", 101}}},
+	     {"secret", {{"fingerprint", kFp}}},
+	     {"upstream", {{"addr", "203.0.113.7"}, {"port", 443}, {"sni", "api.github.com"}}}},
+	    {{"type", "exit"},
+	     {"time", "2026-11-26T10:00:09Z"},
+	     {"exec_id", "b:2:101"},
+	     {"pid", 101}},
+	    {{"type", "quantum_entanglement"},
+	     {"time", "2026-11-26T10:00:06Z"},
+	     {"exec_id", "b:1:100"}},
+	    exec("b:3:200", 200, "", "2026-11-26T10:00:02Z", "other", "spiffe://t/other"),
+	    {{"type", "secret"},
+	     {"time", "2026-11-26T10:00:02Z"},
+	     {"exec_id", "b:3:200"},
+	     {"identity", {{"id", "spiffe://t/other"}}},
+	     {"secret",
+	      {{"fingerprint", kFp}, {"type", "github_token"}, {"source", "env"}, {"env", "GH"}}}},
+	    // A pid reused later by another process.
+	    exec("b:9:100", 100, "", "2026-11-26T11:00:00Z", "later", "spiffe://t/later"),
+	};
+	std::ofstream o(dir + "/journal-20261126T100000.000000Z.jsonl");
+	for (const auto &r : recs)
+		o << r.dump() << "\n";
+	o << "{\"type\": \"exec\", \"cut mid-li";
+	return dir;
+}
+
+} // namespace
+
+TEST(Trace, SecretShowsHoldersTheirChildrenUpstreamsAndWhoElseHoldsIt)
+{
+	std::string dir = make_journal();
+	TraceQuery q;
+	q.secret = kFp.substr(0, 12);
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	ASSERT_TRUE(r.processes.count("b:1:100"));
+	ASSERT_TRUE(r.processes.count("b:2:101")); // exited, still there
+	const auto &w = r.processes.at("b:2:101");
+	EXPECT_EQ(w.parent, "b:1:100");
+	EXPECT_EQ(w.comm, "worker"); // what its own records say, though they came first
+	EXPECT_NE(w.exit, 0);
+	ASSERT_EQ(w.connects.size(), 1u);
+	EXPECT_EQ(w.connects[0].name, "api.github.com");
+	ASSERT_EQ(w.connects[0].used.size(), 1u);
+	EXPECT_EQ(w.connects[0].used[0], kFp);
+	EXPECT_EQ(r.processes.at("b:1:100").secrets.size(), 1u);
+	// The ancestor named in the exec record's ancestry is the root.
+	ASSERT_FALSE(r.roots.empty());
+	EXPECT_EQ(r.roots[0], "b:0:50");
+	// "other" holds it too: in the tree (it is a seed), so not "shared with".
+	EXPECT_TRUE(r.processes.count("b:3:200"));
+	EXPECT_EQ(r.stats.bad_lines, 1u);
+
+	std::string tree = trace_tree(r);
+	EXPECT_NE(tree.find("connect api.github.com:443 (203.0.113.7) using afdfa8235ec3"),
+	          std::string::npos)
+	    << tree;
+	EXPECT_NE(tree.find("secret github_token afdfa8235ec3 from env GH"), std::string::npos);
+	EXPECT_NE(tree.find("exited 2026-11-26T10:00:09"), std::string::npos);
+	std::string dot = trace_dot(r);
+	EXPECT_NE(dot.find("shape=box"), std::string::npos);
+	EXPECT_NE(dot.find("shape=hexagon"), std::string::npos);
+	EXPECT_NE(dot.find("shape=cylinder"), std::string::npos);
+	EXPECT_NE(dot.find("label=\"used\""), std::string::npos);
+	auto j = trace_json(r);
+	EXPECT_EQ(j["journal"]["bad_lines"], 1);
+}
+
+TEST(Trace, IdentityQueryNamesOtherHoldersOfItsCredentials)
+{
+	TraceQuery q;
+	q.identity = "spiffe://t/gh";
+	auto r = run_trace(make_journal(), q);
+	ASSERT_TRUE(r.error.empty());
+	EXPECT_FALSE(r.processes.count("b:3:200"));
+	ASSERT_EQ(r.shared.count(kFp), 1u);
+	EXPECT_EQ(*r.shared.at(kFp).begin(), "spiffe://t/other");
+	EXPECT_NE(trace_tree(r).find("is also held by:\n  spiffe://t/other"), std::string::npos);
+}
+
+TEST(Trace, PidAtATimePicksThatInstance)
+{
+	std::string dir = make_journal();
+	TraceQuery q;
+	q.pid = 100;
+	int64_t at;
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:00:03Z", &at));
+	q.at = at;
+	auto r = run_trace(dir, q);
+	ASSERT_EQ(r.seeds.size(), 1u);
+	EXPECT_EQ(r.seeds[0], "b:1:100");
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T11:30:00Z", &at));
+	q.at = at;
+	r = run_trace(dir, q);
+	ASSERT_EQ(r.seeds.size(), 1u);
+	EXPECT_EQ(r.seeds[0], "b:9:100");
+	// Without --at, both instances of the pid.
+	q.at.reset();
+	EXPECT_EQ(run_trace(dir, q).seeds.size(), 2u);
+}
+
+TEST(Trace, TimeRangeAndNoMatchAndMissingOrEmptyJournal)
+{
+	std::string dir = make_journal();
+	TraceQuery q;
+	q.secret = kFp;
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:30:00Z", &q.since));
+	EXPECT_FALSE(run_trace(dir, q).error.empty()); // all of it was earlier
+	TraceQuery none;
+	none.exec_id = "b:404:1";
+	EXPECT_EQ(run_trace(dir, none).error, "nothing in the journal matches the query");
+	EXPECT_NE(run_trace("/nonexistent/journal", none).error.find("no journal"),
+	          std::string::npos);
+	std::string empty = temp_dir();
+	auto r = run_trace(empty, none);
+	EXPECT_FALSE(r.error.empty());
+	EXPECT_EQ(r.stats.records, 0u);
+}
+
+TEST(Trace, TruncatedGzipSegmentYieldsWhatItHolds)
+{
+	std::string dir = make_journal();
+	std::string plain = dir + "/journal-20261126T100000.000000Z.jsonl";
+	std::string gz = plain + ".gz";
+	ASSERT_TRUE(gzip_file(plain, gz));
+	struct stat st;
+	ASSERT_EQ(stat(gz.c_str(), &st), 0);
+	ASSERT_EQ(truncate(gz.c_str(), st.st_size - 8), 0); // the gzip trailer is gone
+	TraceQuery q;
+	q.secret = kFp;
+	auto r = run_trace(dir, q);
+	EXPECT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.stats.truncated_segments, 1u);
+	EXPECT_TRUE(r.processes.count("b:2:101"));
+}
