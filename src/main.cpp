@@ -2,6 +2,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "keytrail/output/ocsf.h"
 #include "keytrail/probe/features.h"
 #include "keytrail/secrets/fingerprint.h"
+#include "keytrail/tools/report.h"
 #include "keytrail/tools/scan.h"
 #include "keytrail/tools/status.h"
 #include "keytrail/tools/trace.h"
@@ -223,6 +225,13 @@ class Progress
 		std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", i + 1, n, w.c_str());
 		shown_ = true;
 	}
+	void note(const std::string &what)
+	{
+		if (!tty_)
+			return;
+		std::fprintf(stderr, "\r\033[K%s", what.c_str());
+		shown_ = true;
+	}
 	void done()
 	{
 		if (shown_)
@@ -311,6 +320,34 @@ int cmd_trace(keytrail::TraceQuery q, const std::string &journal, const std::str
 	                   : format == "dot" ? keytrail::trace_dot(r)
 	                                     : keytrail::trace_tree(r);
 	return write_output(out_path, text, "trace") ? 0 : 2;
+}
+
+int cmd_report(const std::string &state_dir, const std::string &journal, const std::string &config,
+               bool explicit_config, const std::string &format, const std::string &out_path,
+               size_t width)
+{
+	try {
+		keytrail::Config cfg = resolve_config(config, explicit_config);
+		Progress progress;
+		auto r = keytrail::build_report(state_dir, journal, cfg.inventory,
+		                                keytrail::SystemClock().now_ns(),
+		                                [&](const std::string &w) { progress.note(w); });
+		progress.done();
+		if (!width) {
+			winsize ws{};
+			width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 80
+			            ? std::min<size_t>(ws.ws_col, 160)
+			            : 100;
+		}
+		std::string text = format == "json"   ? keytrail::report_json(r).dump(2) + "\n"
+		                   : format == "csv"  ? keytrail::report_csv(r)
+		                   : format == "html" ? keytrail::report_html(r)
+		                                      : keytrail::report_table(r, width);
+		return write_output(out_path, text, "report") ? 0 : 2;
+	} catch (const keytrail::Error &e) {
+		std::fprintf(stderr, "keytrail report: %s\n", e.what());
+		return 2;
+	}
 }
 
 int cmd_status(const std::string &state_dir, bool json)
@@ -437,6 +474,24 @@ int main(int argc, char **argv)
 	trace->add_option("--journal", trace_journal,
 	                  "The journal directory (default <state-dir>/journal)");
 
+	std::string report_state = "/var/lib/keytrail", report_journal, report_format = "table",
+	            report_out, report_config = keytrail::kDefaultConfigPath;
+	size_t report_width = 0;
+	auto *report = app.add_subcommand(
+	    "report", "Every credential seen: owner, holders, upstreams, age, findings, by risk");
+	report->add_option("--state-dir", report_state, "The agent's state dir")
+	    ->capture_default_str();
+	auto *report_config_opt =
+	    report->add_option("-c,--config", report_config, "Config with the inventory");
+	report->add_option("--journal", report_journal,
+	                   "The journal, for the alerts raised (default <state-dir>/journal)");
+	report->add_option("-f,--format", report_format, "table, json, csv or html")
+	    ->check(CLI::IsMember({"table", "json", "csv", "html"}))
+	    ->capture_default_str();
+	report->add_option("-o,--output", report_out, "Write to FILE (default stdout)");
+	report->add_option("--width", report_width, "Table width (default: the terminal's, or 100)")
+	    ->check(CLI::Range(80, 400));
+
 	std::string status_state = "/var/lib/keytrail";
 	bool status_json = false;
 	auto *status = app.add_subcommand(
@@ -454,6 +509,12 @@ int main(int argc, char **argv)
 		return cmd_scan(scan_paths, scan_format, scan_out, scan_state, scan_key);
 	if (*status)
 		return cmd_status(status_state, status_json);
+	if (*report)
+		return cmd_report(report_state,
+		                  report_journal.empty() ? report_state + "/journal"
+		                                         : report_journal,
+		                  report_config, report_config_opt->count() > 0, report_format,
+		                  report_out, report_width);
 	if (*trace) {
 		if (trace_pid_opt->count())
 			tq.pid = trace_pid;

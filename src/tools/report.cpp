@@ -1,0 +1,432 @@
+#include "keytrail/tools/report.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+
+#include "keytrail/correlate/correlator.h"
+#include "keytrail/correlate/rules.h"
+#include "keytrail/ledger/ledger.h"
+#include "keytrail/output/journal.h"
+#include "keytrail/util/clock.h"
+#include "keytrail/util/text.h"
+
+namespace keytrail
+{
+
+namespace
+{
+
+int weight(const std::string &severity)
+{
+	return severity == "critical" ? 10
+	       : severity == "high"   ? 6
+	       : severity == "medium" ? 3
+	       : severity == "low"    ? 1
+	                              : 0;
+}
+
+std::string days(int64_t ns)
+{
+	return ns > 0 ? std::to_string(ns / 86400000000000LL) + "d" : "-";
+}
+
+std::string date_of(int64_t ns)
+{
+	return ns ? rfc3339(ns).substr(0, 10) : "never";
+}
+
+std::string join(const std::set<std::string> &s, const char *sep = ", ")
+{
+	std::string o;
+	for (const auto &x : s)
+		o += (o.empty() ? "" : sep) + x;
+	return o;
+}
+
+void add_finding(ReportCredential &c, const std::string &rule, const std::string &detail)
+{
+	for (auto &f : c.findings)
+		if (f.rule == rule) {
+			if (f.detail.empty())
+				f.detail = detail;
+			return;
+		}
+	const RuleInfo *info = find_rule(rule);
+	c.findings.push_back({rule, info ? info->severity : "info", detail, 0});
+}
+
+std::string html_escape(const std::string &s)
+{
+	std::string o;
+	for (char c : sanitize_utf8(s)) {
+		switch (c) {
+		case '<': o += "&lt;"; break;
+		case '>': o += "&gt;"; break;
+		case '&': o += "&amp;"; break;
+		case '"': o += "&quot;"; break;
+		case '\'': o += "&#39;"; break;
+		default: o.push_back(c);
+		}
+	}
+	return o;
+}
+
+std::string csv_field(const std::string &s)
+{
+	std::string v = sanitize_utf8(s);
+	if (v.find_first_of(",\"\n\r") == std::string::npos)
+		return v;
+	std::string o = "\"";
+	for (char c : v) {
+		if (c == '"')
+			o.push_back('"');
+		o.push_back(c);
+	}
+	return o + "\"";
+}
+
+std::string findings_text(const ReportCredential &c)
+{
+	std::string o;
+	for (const auto &f : c.findings)
+		o += (o.empty() ? "" : ",") + f.rule;
+	return o.empty() ? "-" : o;
+}
+
+std::string fit(const std::string &s, size_t n)
+{
+	std::string v = sanitize_utf8(s);
+	if (v.size() <= n)
+		return v + std::string(n - v.size(), ' ');
+	return v.substr(0, n - 1) + "~";
+}
+
+// The last column: cut, not padded.
+std::string clip(const std::string &s, size_t n)
+{
+	std::string v = sanitize_utf8(s);
+	return v.size() <= n ? v : v.substr(0, n - 1) + "~";
+}
+
+std::string local_host()
+{
+	char buf[256] = "";
+	gethostname(buf, sizeof(buf) - 1);
+	return buf;
+}
+
+} // namespace
+
+Report build_report(const std::string &state_dir, const std::string &journal_dir,
+                    const std::vector<InventoryEntry> &inventory, int64_t now,
+                    const std::function<void(const std::string &)> &progress)
+{
+	Report rep;
+	rep.generated = now;
+	rep.host = local_host();
+	std::string db = state_dir + "/ledger.db";
+	struct stat st;
+	if (stat(db.c_str(), &st) != 0)
+		throw Error("no ledger at " + db + ": the agent has not run with state dir " +
+		            state_dir);
+	Ledger ledger(db, true);
+	std::map<std::string, ReportCredential> by_fp;
+	auto secrets = ledger.secrets();
+	size_t n = 0;
+	for (const auto &s : secrets) {
+		if (progress && ++n % 64 == 0)
+			progress("ledger " + std::to_string(n) + "/" +
+			         std::to_string(secrets.size()));
+		ReportCredential &c = by_fp[s.fingerprint];
+		c.fingerprint = s.fingerprint;
+		c.type = s.type;
+		c.prefix = s.prefix;
+		c.first_seen = s.first_seen;
+		c.last_seen = s.last_seen;
+		c.last_used = s.last_used;
+		const InventoryEntry *inv = nullptr;
+		for (const auto &x : ledger.sightings(s.fingerprint)) {
+			if (!x.identity.empty())
+				c.holders.insert(x.identity);
+			c.sources.insert(x.source);
+			if (!inv)
+				inv = match_inventory(
+				    inventory, s.fingerprint, x.source, x.location,
+				    x.source == "env" ? x.location : x.name, x.identity);
+			if (x.source == "argv" || x.source == "mcp_config")
+				add_finding(c, "hardcoded_secret",
+				            "literal in " + x.source + " " +
+				                sanitize_utf8(x.location));
+		}
+		for (const auto &u : ledger.uses(s.fingerprint)) {
+			c.users.insert(u.identity);
+			c.upstreams.insert(u.upstream);
+		}
+		for (const auto &r : ledger.rotations(s.fingerprint)) {
+			if (r.new_fingerprint == s.fingerprint) {
+				c.rotations++;
+				c.rotated_from.push_back(r.old_fingerprint);
+			}
+		}
+		if (inv) {
+			c.inventory_id = inv->id;
+			c.owner = inv->owner;
+			c.purpose = inv->purpose;
+			c.environment = inv->environment;
+			c.status = inv->status;
+			c.expires = inv->expires_ns.value_or(0);
+		}
+		// The same rules as the correlator, over the ledger's whole history.
+		if (c.holders.size() >= 2) {
+			bool allowed = inv && !inv->allowed_identities.empty();
+			for (const auto &h : c.holders)
+				allowed = allowed && std::any_of(inv->allowed_identities.begin(),
+				                                 inv->allowed_identities.end(),
+				                                 [&](const auto &g) {
+					                                 return glob_match(g, h);
+				                                 });
+			if (!allowed)
+				add_finding(c, "shared_credential",
+				            std::to_string(c.holders.size()) +
+				                " identities hold it");
+		}
+		if (!c.users.empty() && (!inv || inv->owner.empty()))
+			add_finding(c, "unowned_secret",
+			            inv ? "inventory entry has no owner" : "no inventory entry");
+		if (inv && inv->status != "active")
+			add_finding(c, "revoked_credential_used",
+			            inv->status + " but seen " + date_of(c.last_seen));
+		if (inv && inv->expires_ns && now > *inv->expires_ns)
+			add_finding(c, "stale_credential", "expired " + date_of(*inv->expires_ns));
+		else if (inv && inv->rotate_every && c.first_seen &&
+		         now - c.first_seen > inv->rotate_every->count() * 1000000LL)
+			add_finding(c, "stale_credential",
+			            "not rotated for " + days(now - c.first_seen));
+		else if (inv && inv->max_unused &&
+		         now - (c.last_used ? c.last_used : c.first_seen) >
+		             inv->max_unused->count() * 1000000LL)
+			add_finding(c, "stale_credential",
+			            "unused for " +
+			                days(now - (c.last_used ? c.last_used : c.first_seen)));
+		if (inv && !inv->allowed_identities.empty())
+			for (const auto &u : c.users)
+				if (std::none_of(inv->allowed_identities.begin(),
+				                 inv->allowed_identities.end(),
+				                 [&](const auto &g) { return glob_match(g, u); }))
+					add_finding(c, "out_of_scope_identity", "used by " + u);
+		if (inv && !inv->allowed_upstreams.empty())
+			for (const auto &up : c.upstreams) {
+				std::string host = up.substr(0, up.rfind(':'));
+				if (!upstream_allowed(inv->allowed_upstreams, host, host, ""))
+					add_finding(c, "unexpected_upstream", "sent to " + up);
+			}
+	}
+	// What the agent itself raised (the journal), counted per rule.
+	struct stat jst;
+	if (stat(journal_dir.c_str(), &jst) == 0) {
+		JournalReadStats js;
+		read_journal(
+		    journal_dir,
+		    [&](nlohmann::json &&r) {
+			    if (progress && js.records % 100000 == 0 && js.records)
+				    progress("journal " + std::to_string(js.records) + " records");
+			    if (r.value("type", "") != "alert")
+				    return true;
+			    std::string rule = r.value("rule", "");
+			    auto add = [&](const nlohmann::json &s) {
+				    std::string fp =
+				        s.is_object() ? s.value("fingerprint", "") : "";
+				    auto it = by_fp.find(fp);
+				    if (it == by_fp.end() || rule.empty())
+					    return;
+				    add_finding(it->second, rule, r.value("summary", ""));
+				    for (auto &f : it->second.findings)
+					    if (f.rule == rule)
+						    f.alerts++;
+			    };
+			    if (r.contains("secret"))
+				    add(r["secret"]);
+			    for (const auto &c : r.value("candidates", nlohmann::json::array()))
+				    add(c);
+			    return true;
+		    },
+		    &js);
+		rep.journal_records = js.records;
+	}
+	for (auto &[fp, c] : by_fp) {
+		for (const auto &f : c.findings) {
+			c.risk += weight(f.severity);
+			rep.by_rule[f.rule]++;
+		}
+		std::sort(c.findings.begin(), c.findings.end(), [](const auto &a, const auto &b) {
+			return weight(a.severity) > weight(b.severity);
+		});
+		rep.credentials.push_back(std::move(c));
+	}
+	std::stable_sort(
+	    rep.credentials.begin(), rep.credentials.end(), [](const auto &a, const auto &b) {
+		    return a.risk != b.risk ? a.risk > b.risk : a.last_seen > b.last_seen;
+	    });
+	return rep;
+}
+
+std::string report_table(const Report &r, size_t width)
+{
+	std::ostringstream o;
+	size_t flex = width > 100 ? width - 100 : 0;
+	o << "KeyTrail credential report, " << sanitize_utf8(r.host) << ", " << rfc3339(r.generated)
+	  << "\n";
+	size_t risky = 0;
+	for (const auto &c : r.credentials)
+		risky += !c.findings.empty();
+	std::string line = std::to_string(r.credentials.size()) + " credentials, " +
+	                   std::to_string(risky) + " with findings";
+	for (const auto &[rule, n] : r.by_rule) {
+		std::string part = "; " + rule + " " + std::to_string(n);
+		if (line.size() + part.size() > width) {
+			o << line << ";\n";
+			line = "  " + part.substr(2);
+		} else {
+			line += part;
+		}
+	}
+	o << line << "\n\n";
+	o << fit("RISK", 5) << fit("TYPE", 18) << fit("FINGERPRINT", 13)
+	  << fit("OWNER", 12 + flex / 2) << fit("HOLD/USE", 9) << fit("LAST USED", 11)
+	  << fit("AGE", 6) << "FINDINGS\n";
+	for (const auto &c : r.credentials) {
+		std::string owner =
+		    c.owner.empty() ? (c.inventory_id.empty() ? "-" : c.inventory_id) : c.owner;
+		o << fit(std::to_string(c.risk), 5) << fit(c.type, 18)
+		  << fit(c.fingerprint.substr(0, 12), 13) << fit(owner, 12 + flex / 2)
+		  << fit(std::to_string(c.holders.size()) + "/" + std::to_string(c.users.size()), 9)
+		  << fit(date_of(c.last_used), 11) << fit(days(r.generated - c.first_seen), 6)
+		  << clip(findings_text(c), width - (74 + flex / 2)) << "\n";
+	}
+	return o.str();
+}
+
+nlohmann::json report_json(const Report &r)
+{
+	nlohmann::json creds = nlohmann::json::array();
+	for (const auto &c : r.credentials) {
+		nlohmann::json f = nlohmann::json::array();
+		for (const auto &x : c.findings)
+			f.push_back({{"rule", x.rule},
+			             {"severity", x.severity},
+			             {"detail", sanitize_utf8(x.detail)},
+			             {"alerts", x.alerts}});
+		nlohmann::json j = {
+		    {"fingerprint", c.fingerprint},
+		    {"type", c.type},
+		    {"risk", c.risk},
+		    {"inventory_id", c.inventory_id},
+		    {"owner", c.owner},
+		    {"purpose", c.purpose},
+		    {"environment", c.environment},
+		    {"status", c.status.empty() ? "unknown" : c.status},
+		    {"holders", c.holders},
+		    {"users", c.users},
+		    {"upstreams", c.upstreams},
+		    {"sources", c.sources},
+		    {"first_seen", c.first_seen ? rfc3339(c.first_seen) : ""},
+		    {"last_seen", c.last_seen ? rfc3339(c.last_seen) : ""},
+		    {"last_used", c.last_used ? rfc3339(c.last_used) : ""},
+		    {"age_days",
+		     c.first_seen ? (r.generated - c.first_seen) / 86400000000000LL : 0},
+		    {"expires", c.expires ? rfc3339(c.expires) : ""},
+		    {"rotations", c.rotations},
+		    {"rotated_from", c.rotated_from},
+		    {"findings", f}};
+		if (!c.prefix.empty())
+			j["prefix"] = sanitize_utf8(c.prefix);
+		creds.push_back(std::move(j));
+	}
+	return {
+	    {"generated", rfc3339(r.generated)},
+	    {"host", sanitize_utf8(r.host)},
+	    {"summary", {{"credentials", r.credentials.size()}, {"findings_by_rule", r.by_rule}}},
+	    {"credentials", creds}};
+}
+
+std::string report_csv(const Report &r)
+{
+	std::ostringstream o;
+	o << "risk,fingerprint,type,inventory_id,owner,purpose,status,holders,users,upstreams,"
+	     "first_seen,last_seen,last_used,expires,rotations,findings\n";
+	for (const auto &c : r.credentials) {
+		o << c.risk << "," << c.fingerprint << "," << csv_field(c.type) << ","
+		  << csv_field(c.inventory_id) << "," << csv_field(c.owner) << ","
+		  << csv_field(c.purpose) << "," << csv_field(c.status) << ","
+		  << csv_field(join(c.holders, ";")) << "," << csv_field(join(c.users, ";")) << ","
+		  << csv_field(join(c.upstreams, ";")) << ","
+		  << (c.first_seen ? rfc3339(c.first_seen) : "") << ","
+		  << (c.last_seen ? rfc3339(c.last_seen) : "") << ","
+		  << (c.last_used ? rfc3339(c.last_used) : "") << ","
+		  << (c.expires ? rfc3339(c.expires) : "") << "," << c.rotations << ","
+		  << csv_field(findings_text(c) == "-" ? "" : findings_text(c)) << "\n";
+	}
+	return o.str();
+}
+
+std::string report_html(const Report &r)
+{
+	std::ostringstream o;
+	size_t risky = 0, critical = 0;
+	for (const auto &c : r.credentials) {
+		risky += !c.findings.empty();
+		for (const auto &f : c.findings)
+			critical += f.severity == "critical" || f.severity == "high";
+	}
+	o << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+	  << "<title>KeyTrail credential report</title>\n<style>\n"
+	  << "body{font-family:system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}\n"
+	  << "header{background:#7a1f2b;color:#fff;padding:20px 28px}\n"
+	  << "header h1{margin:0 0 6px;font-size:22px}\n"
+	  << "#summary{display:flex;gap:16px;flex-wrap:wrap;padding:18px 28px}\n"
+	  << ".card{background:#fff;border-radius:8px;padding:12px 16px;min-width:140px;"
+	     "box-shadow:0 1px 3px rgba(0,0,0,.15)}\n"
+	  << ".card b{display:block;font-size:26px}\n"
+	  << "table{border-collapse:collapse;margin:0 28px 28px;background:#fff;font-size:13px}\n"
+	  << "th,td{padding:6px 10px;border-bottom:1px solid #e3e5e8;text-align:left;"
+	     "vertical-align:top}\n"
+	  << "th{background:#eef0f3}\n.sev-critical{color:#fff;background:#b00020}\n"
+	  << ".sev-high{color:#fff;background:#d9480f}\n.sev-medium{background:#ffd43b}\n"
+	  << ".sev-low{background:#d0ebff}\n.tag{display:inline-block;border-radius:4px;"
+	     "padding:1px 6px;margin:1px}\ncode{font-size:12px}\n</style></head><body>\n";
+	o << "<header><h1>KeyTrail credential report</h1><div>" << html_escape(r.host)
+	  << " &middot; " << rfc3339(r.generated) << "</div></header>\n";
+	o << "<section id=\"summary\"><div class=\"card\"><b>" << r.credentials.size()
+	  << "</b>credentials seen</div><div class=\"card\"><b>" << risky
+	  << "</b>with findings</div><div class=\"card\"><b>" << critical
+	  << "</b>high or critical findings</div>";
+	for (const auto &[rule, n] : r.by_rule)
+		o << "<div class=\"card\"><b>" << n << "</b>" << html_escape(rule) << "</div>";
+	o << "</section>\n<table><thead><tr><th>Risk</th><th>Type</th><th>Fingerprint</th>"
+	  << "<th>Inventory / owner</th><th>Holders</th><th>Users &rarr; upstreams</th>"
+	  << "<th>First seen</th><th>Last used</th><th>Expires</th><th>Rotations</th>"
+	  << "<th>Findings</th></tr></thead><tbody>\n";
+	for (const auto &c : r.credentials) {
+		o << "<tr><td>" << c.risk << "</td><td>" << html_escape(c.type) << "</td><td><code>"
+		  << c.fingerprint.substr(0, 12) << "</code></td><td>"
+		  << html_escape(c.inventory_id.empty() ? "-" : c.inventory_id) << "<br>"
+		  << html_escape(c.owner.empty() ? "no owner" : c.owner) << "</td><td>"
+		  << html_escape(join(c.holders, "\n")) << "</td><td>" << html_escape(join(c.users))
+		  << (c.upstreams.empty() ? "" : " &rarr; ") << html_escape(join(c.upstreams))
+		  << "</td><td>" << date_of(c.first_seen) << "</td><td>" << date_of(c.last_used)
+		  << "</td><td>" << (c.expires ? date_of(c.expires) : "-") << "</td><td>"
+		  << c.rotations << "</td><td>";
+		for (const auto &f : c.findings)
+			o << "<span class=\"tag sev-" << f.severity << "\" title=\""
+			  << html_escape(f.detail) << "\">" << html_escape(f.rule) << "</span>";
+		o << "</td></tr>\n";
+	}
+	o << "</tbody></table>\n</body></html>\n";
+	return o.str();
+}
+
+} // namespace keytrail
