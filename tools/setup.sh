@@ -22,7 +22,7 @@ PACKAGES=(
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
 	libssl-dev libsqlite3-dev
-	libgtest-dev libgmock-dev
+	libgtest-dev libgmock-dev libpng-dev chromium
 	iproute2 procps curl systemd
 )
 

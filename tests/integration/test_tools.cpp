@@ -4,10 +4,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <png.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -130,4 +132,106 @@ TEST(Tools, TraceRebuildsThePivotFromTheRealJournal)
 		EXPECT_EQ(out.find(env_tok), std::string::npos);
 		EXPECT_EQ(out.find(file_tok), std::string::npos);
 	}
+}
+
+namespace
+{
+
+struct Image {
+	int w = 0, h = 0;
+	std::vector<unsigned char> rgba;
+	bool near(int x, int y, int r, int g, int b, int tol = 12) const
+	{
+		const unsigned char *p = &rgba[(static_cast<size_t>(y) * w + x) * 4];
+		return std::abs(p[0] - r) <= tol && std::abs(p[1] - g) <= tol &&
+		       std::abs(p[2] - b) <= tol;
+	}
+};
+
+bool read_png(const std::string &path, Image *img)
+{
+	png_image pi{};
+	pi.version = PNG_IMAGE_VERSION;
+	if (!png_image_begin_read_from_file(&pi, path.c_str()))
+		return false;
+	pi.format = PNG_FORMAT_RGBA;
+	img->w = static_cast<int>(pi.width);
+	img->h = static_cast<int>(pi.height);
+	img->rgba.resize(PNG_IMAGE_SIZE(pi));
+	return png_image_finish_read(&pi, nullptr, img->rgba.data(), 0, nullptr) != 0;
+}
+
+} // namespace
+
+TEST(Tools, ReportHtmlRendersItsSummaryInHeadlessChromium)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	const std::string tok = token("ghp_", 36, 71);
+	std::string a_srv = dir + "/mcp-server-ktrep-a", b_srv = dir + "/mcp-server-ktrep-b";
+	for (const auto &s : {a_srv, b_srv}) {
+		std::ofstream(s) << "#!/bin/sh\nsleep 0.3\n";
+		chmod(s.c_str(), 0755);
+	}
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n"
+	                                 << "secrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd("GITHUB_TOKEN=" + tok + " " + a_srv), 0);
+	ASSERT_EQ(run_cmd("GITHUB_TOKEN=" + tok + " " + b_srv), 0);
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("shared_credential") != std::string::npos; }, 8000));
+	EXPECT_EQ(a.stop(), 0);
+
+	std::string bin = KEYTRAIL_BINARY, html = dir + "/report.html";
+	ASSERT_EQ(run_cmd(bin + " report --state-dir " + dir + "/state -c " + dir +
+	                  "/cfg.yaml -f html -o " + html),
+	          0);
+	std::string page = slurp(html);
+	EXPECT_NE(page.find("shared_credential"), std::string::npos);
+	EXPECT_EQ(page.find(tok), std::string::npos);
+
+	// Chromium as this machine allows it: headless, no sandbox (root), no
+	// network chatter, a fresh profile.
+	std::string chrome = "chromium --headless --no-sandbox --disable-gpu --disable-quic "
+	                     "--no-first-run --disable-background-networking "
+	                     "--disable-component-update --disable-sync --user-data-dir=" +
+	                     dir + "/profile --window-size=1200,800 ";
+	std::string shot = dir + "/shot.png";
+	ASSERT_EQ(run_cmd(chrome + "--screenshot=" + shot + " file://" + html + " >" + dir +
+	                  "/chrome.log 2>&1"),
+	          0)
+	    << slurp(dir + "/chrome.log");
+	Image img;
+	ASSERT_TRUE(read_png(shot, &img)) << "no screenshot";
+	ASSERT_EQ(img.w, 1200);
+	// The header band (#7a1f2b) across the top, then the summary cards:
+	// white boxes on the page's grey (#f6f7f9), left to right.
+	int header = 0;
+	for (int x = 0; x < img.w; x += 10)
+		header += img.near(x, 10, 0x7a, 0x1f, 0x2b);
+	EXPECT_GT(header, 100) << "the header did not render";
+	int header_bottom = 0;
+	for (int y = 0; y < 200 && !header_bottom; y++)
+		if (!img.near(600, y, 0x7a, 0x1f, 0x2b))
+			header_bottom = y;
+	ASSERT_GT(header_bottom, 20);
+	int white = 0, grey = 0, dark = 0;
+	for (int y = header_bottom + 20; y < header_bottom + 90; y += 2)
+		for (int x = 28; x < 700; x += 4) {
+			white += img.near(x, y, 255, 255, 255, 2);
+			grey += img.near(x, y, 0xf6, 0xf7, 0xf9, 2);
+			const unsigned char *p =
+			    &img.rgba[(static_cast<size_t>(y) * img.w + x) * 4];
+			dark += p[0] < 80 && p[1] < 80 && p[2] < 80; // the numbers and labels
+		}
+	EXPECT_GT(white, 1000) << "no summary cards";
+	EXPECT_GT(grey, 100) << "no gaps between the cards";
+	EXPECT_GT(dark, 20) << "the cards have no text";
+	// And the rendered page says what the summary should.
+	std::string dom = dir + "/dom.html";
+	ASSERT_EQ(run_cmd(chrome + "--dump-dom file://" + html + " >" + dom + " 2>/dev/null"), 0);
+	std::string rendered = slurp(dom);
+	EXPECT_NE(rendered.find("credentials seen"), std::string::npos);
+	EXPECT_NE(rendered.find("shared_credential"), std::string::npos);
 }
