@@ -395,6 +395,8 @@ int main(int argc, char **argv)
 	run->add_option("--format", run_opts.format,
 	                "json (default), or ocsf: alerts as OCSF Detection Findings")
 	    ->check(CLI::IsMember({"json", "ocsf"}));
+	run->add_option("--metrics", run_opts.metrics,
+	                "Serve Prometheus metrics at ADDR/metrics (e.g. 127.0.0.1:9464)");
 	run->add_option("--record", run_opts.record,
 	                "Also write the correlator's inputs to FILE (for keytrail replay)");
 

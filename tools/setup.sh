@@ -21,7 +21,7 @@ PACKAGES=(
 	build-essential cmake pkg-config clang llvm
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
-	libssl-dev libsqlite3-dev
+	libssl-dev libsqlite3-dev libcpp-httplib-dev
 	libgtest-dev libgmock-dev libpng-dev chromium
 	iproute2 procps curl systemd
 )

@@ -131,6 +131,8 @@ Agent::Agent(Config cfg, AgentOptions opts)
 {
 	if (!opts_.state_dir.empty())
 		cfg_.state_dir = opts_.state_dir;
+	if (!opts_.metrics.empty())
+		cfg_.metrics_address = opts_.metrics;
 }
 
 Agent::~Agent() = default;
@@ -347,6 +349,10 @@ void Agent::start()
 	}
 	scan_proc();
 	started_ = std::chrono::steady_clock::now();
+	if (!cfg_.metrics_address.empty()) {
+		metrics_ = std::make_unique<MetricsServer>(cfg_.metrics_address);
+		spdlog::info("metrics on http://{}/metrics", cfg_.metrics_address);
+	}
 	scan_mcp_configs();
 
 	nlohmann::json ready;
@@ -362,6 +368,8 @@ void Agent::start()
 	ready["processes"] = table_.live();
 	ready["config"] = cfg_.source.empty() ? "(built-in defaults)" : cfg_.source;
 	ready["state_dir"] = cfg_.state_dir;
+	if (metrics_)
+		ready["metrics_port"] = metrics_->port();
 	out_.emit(ready);
 	write_status(health_record(false), true);
 }
@@ -370,6 +378,7 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 {
 	start();
 	auto next_health = std::chrono::steady_clock::now() + cfg_.health_interval;
+	auto next_metrics = std::chrono::steady_clock::now();
 	auto deadline = opts_.duration_s > 0
 	                    ? started_ + std::chrono::milliseconds(
 	                                     static_cast<int64_t>(opts_.duration_s * 1000))
@@ -397,6 +406,10 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 			sweep_fd_states();
 			emit_health(false);
 			next_health = now + cfg_.health_interval;
+		}
+		if (metrics_ && now >= next_metrics) {
+			metrics_->publish(health_record(false)); // what a scrape reads, <= 1 s old
+			next_metrics = now + std::chrono::seconds(1);
 		}
 		if (now >= deadline)
 			break;

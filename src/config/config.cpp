@@ -335,7 +335,15 @@ class Parser
 	{
 		only_keys(n, "agent",
 		          {"state_dir", "ring_buffer_size", "health_interval", "connect_hold",
-		           "events", "process_grace", "max_exited_processes", "ancestry_depth"});
+		           "events", "process_grace", "max_exited_processes", "ancestry_depth",
+		           "metrics_address"});
+		if (n["metrics_address"]) {
+			c->metrics_address = str(n["metrics_address"], "agent.metrics_address");
+			if (!c->metrics_address.empty() &&
+			    c->metrics_address.find(':') == std::string::npos)
+				fail(n["metrics_address"],
+				     "agent.metrics_address must be host:port (127.0.0.1:9464)");
+		}
 		if (n["process_grace"])
 			c->process_grace =
 			    convert(n["process_grace"], "agent.process_grace", parse_duration);

@@ -235,3 +235,45 @@ TEST(Tools, ReportHtmlRendersItsSummaryInHeadlessChromium)
 	EXPECT_NE(rendered.find("credentials seen"), std::string::npos);
 	EXPECT_NE(rendered.find("shared_credential"), std::string::npos);
 }
+
+TEST(Tools, StatusAndPrometheusMetricsFromTheRunningAgent)
+{
+	std::string dir = temp_dir();
+	AgentProcess a({"run", "--state-dir", dir + "/state", "--metrics", "127.0.0.1:0", "-o",
+	                dir + "/out.jsonl"},
+	               dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	int port = 0;
+	for (auto &r : records(a.out()))
+		if (r["type"] == "ready")
+			port = r.value("metrics_port", 0);
+	ASSERT_GT(port, 0);
+	std::string bin = KEYTRAIL_BINARY;
+	// The status file appears with the first health (at start).
+	ASSERT_TRUE(a.wait_until([&] { return !slurp(dir + "/state/status.json").empty(); }, 5000));
+	int rc;
+	std::string st = run_out(bin + " status --state-dir " + dir + "/state", &rc);
+	EXPECT_EQ(rc, 0) << st;
+	EXPECT_NE(st.find("agent:        running"), std::string::npos) << st;
+	EXPECT_NE(st.find("programs attached"), std::string::npos) << st;
+	std::string metrics;
+	ASSERT_TRUE(a.wait_until(
+	    [&] {
+		    metrics = run_out(
+		        "curl -s http://127.0.0.1:" + std::to_string(port) + "/metrics", &rc);
+		    return metrics.find("keytrail_kernel_events_total") != std::string::npos;
+	    },
+	    5000))
+	    << metrics;
+	EXPECT_NE(metrics.find("# TYPE keytrail_alerts_suppressed_total counter"),
+	          std::string::npos);
+	EXPECT_NE(metrics.find("keytrail_output_healthy{output="), std::string::npos);
+	EXPECT_EQ(a.stop(), 0);
+	st = run_out(bin + " status --state-dir " + dir + "/state", &rc);
+	EXPECT_EQ(rc, 3) << st; // stopped
+	EXPECT_NE(st.find("not running"), std::string::npos);
+	EXPECT_EQ(run_out(bin + " status --state-dir " + dir + "/nope", &rc).find("has not run") ==
+	              std::string::npos,
+	          false);
+	EXPECT_EQ(rc, 4);
+}

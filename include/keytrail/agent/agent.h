@@ -17,6 +17,7 @@
 #include "keytrail/identity/cgroup.h"
 #include "keytrail/identity/identity.h"
 #include "keytrail/ledger/ledger.h"
+#include "keytrail/output/metrics.h"
 #include "keytrail/output/output.h"
 #include "keytrail/probe/events.h"
 #include "keytrail/probe/loader.h"
@@ -35,6 +36,7 @@ struct AgentOptions {
 	std::vector<pid_t> track; // extra pids to track from the start (tests, --track)
 	std::string format;       // "" = as configured; "ocsf": alerts as OCSF findings
 	std::string record;       // write the correlator's inputs here (keytrail replay)
+	std::string metrics;      // overrides agent.metrics_address
 };
 
 class Agent
@@ -111,6 +113,7 @@ class Agent
 	Output out_;
 	std::unique_ptr<Correlator> corr_;
 	std::unique_ptr<RecordingWriter> recording_;
+	std::unique_ptr<MetricsServer> metrics_;
 	int64_t feeding_ns_ = 0;          // time of the input being fed
 	std::vector<int64_t> latency_ns_; // event -> alert/secret_use, a sample
 	uint64_t latency_seen_ = 0;

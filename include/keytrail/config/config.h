@@ -127,6 +127,7 @@ struct Config {
 	std::chrono::milliseconds process_grace{300000}; // exited processes kept for traces
 	size_t max_exited = 65536;                       // and at most this many of them
 	uint32_t ancestry_depth = 8;                     // ancestors carried in records
+	std::string metrics_address;                     // Prometheus /metrics; "" = off
 
 	// tracking:
 	bool builtin_rules = true;
