@@ -6,6 +6,7 @@
 #   tools/setup.sh test                            build, then every test tier
 #   tools/setup.sh build                           build only
 #   tools/setup.sh bench [options...]              build, then the overhead benchmark
+#   tools/setup.sh fuzz [SECONDS]                  fuzz every target for SECONDS (default 600)
 #
 # Environment: BUILD_DIR (default build), JOBS (default nproc).
 set -euo pipefail
@@ -22,13 +23,13 @@ PACKAGES=(
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
 	libssl-dev libsqlite3-dev libcpp-httplib-dev
-	libgtest-dev libgmock-dev libpng-dev chromium
+	libgtest-dev libgmock-dev libpng-dev chromium fonts-liberation
 	iproute2 procps curl systemd
 )
 
 die() { echo "setup: $*" >&2; exit 1; }
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 [ -n "$MODE" ] || usage
 [ "$(id -u)" -eq 0 ] || die "run as root: installing packages and loading eBPF programs need it (sudo $0 $MODE)"
@@ -51,6 +52,16 @@ build() {
 	cmake --build "$BUILD_DIR" -j "$JOBS"
 }
 
+# The libFuzzer targets, in their own clang build with everything
+# instrumented (ASan + UBSan), each run for $1 seconds.
+fuzz() {
+	local dir=${BUILD_DIR}-fuzz
+	CC=clang CXX=clang++ cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DKEYTRAIL_FUZZ=ON -DKEYTRAIL_FUZZ_SECONDS="$1" >/dev/null
+	cmake --build "$dir" -j "$JOBS"
+	(cd "$dir" && ctest --output-on-failure -L fuzz)
+}
+
 case "$MODE" in
 build)
 	install_packages
@@ -66,10 +77,16 @@ test)
 	build
 	cd "$BUILD_DIR"
 	# Unit tier first (seconds, no kernel), then the tools checked with outside
-	# validators (npm), then the root tier (real probes).
+	# validators (npm), then the root tier (real probes), then a bounded run of
+	# every fuzz target (FUZZ_SECONDS each, default 20).
 	ctest --output-on-failure -L unit -j "$JOBS"
 	ctest --output-on-failure -L tools
 	ctest --output-on-failure -L root
+	fuzz "${FUZZ_SECONDS:-20}"
+	;;
+fuzz)
+	install_packages
+	fuzz "${1:-600}"
 	;;
 bench)
 	install_packages
