@@ -143,6 +143,17 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 		return std::nullopt;
 	}
 
+	// A shell script as /proc shows it after the exec ("/bin/sh
+	// /opt/bin/mcp-server-x"): the script is the server. Not `sh -c '...'`.
+	static const std::set<std::string_view> shells = {"sh", "bash", "dash", "zsh", "ksh"};
+	if (shells.count(prog)) {
+		if (std::find(argv.begin() + 1, argv.end(), "-c") != argv.end())
+			return std::nullopt;
+		if (auto op = first_operand(argv, 1))
+			return found(package_ref(argv[*op]), "builtin:binary");
+		return std::nullopt;
+	}
+
 	// python -m mcp_server_fetch
 	if (is_python(prog)) {
 		for (size_t i = 1; i + 1 < argv.size(); i++) {

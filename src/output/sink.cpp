@@ -269,10 +269,10 @@ bool SyslogSink::reopen()
 		return (errno = ENAMETOOLONG, false);
 	std::memcpy(sa.sun_path, path_.c_str(), path_.size() + 1);
 	if (connect(fd_, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) != 0) {
-		int saved = errno;
+		connect_errno_ = errno;
 		::close(fd_);
 		fd_ = -1;
-		errno = saved;
+		errno = connect_errno_;
 		return false;
 	}
 	return true;
@@ -281,7 +281,7 @@ bool SyslogSink::reopen()
 bool SyslogSink::write(std::string_view line, const LineMeta &meta)
 {
 	if (fd_ < 0)
-		return (errno = ENOTCONN, false);
+		return (errno = connect_errno_ ? connect_errno_ : ENOTCONN, false); // why it is down
 	// <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG
 	std::string ts = rfc3339(meta.time_ns ? meta.time_ns : SystemClock().now_ns());
 	msg_ = "<" + std::to_string(facility_ * 8 + meta.severity) + ">1 " + ts + " " + host_ +

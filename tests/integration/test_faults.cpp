@@ -44,6 +44,10 @@ TEST(Faults, AFullDiskAndAMissingSyslogAreReportedRetriedAndNeverStopTheProbes)
 	std::string full = dir + "/full";
 	ASSERT_EQ(mkdir(full.c_str(), 0700), 0);
 	ASSERT_EQ(mount("tmpfs", full.c_str(), "tmpfs", 0, "size=64k"), 0) << strerror(errno);
+	struct Unmount {
+		std::string path;
+		~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+	} unmount{full};
 	// Fill it: the output file cannot grow.
 	run_cmd("dd if=/dev/zero of=" + full + "/filler bs=4k count=64 2>/dev/null");
 	std::ofstream(dir + "/cfg.yaml")
@@ -79,12 +83,14 @@ TEST(Faults, AFullDiskAndAMissingSyslogAreReportedRetriedAndNeverStopTheProbes)
 	EXPECT_TRUE(output_named(st, "file:" + dir + "/out.jsonl")->value("healthy", false));
 	size_t before = records(dir + "/out.jsonl").size();
 	ASSERT_EQ(run_cmd("GITHUB_TOKEN=" + token("ghp_", 36, 82) + " " + server), 0);
-	ASSERT_TRUE(a.wait_until([&] { return records(dir + "/out.jsonl").size() > before; }, 5000));
+	ASSERT_TRUE(
+	    a.wait_until([&] { return records(dir + "/out.jsonl").size() > before; }, 5000));
 	// Room again: the file output catches up on what it queued.
 	ASSERT_EQ(unlink((full + "/filler").c_str()), 0);
 	ASSERT_TRUE(a.wait_until(
 	    [&] {
-		    const auto *o = output_named(status_of(dir + "/state"), "file:" + full);
+		    auto now = status_of(dir + "/state");
+		    const auto *o = output_named(now, "file:" + full);
 		    return o && o->value("healthy", false);
 	    },
 	    10000))
@@ -96,7 +102,6 @@ TEST(Faults, AFullDiskAndAMissingSyslogAreReportedRetriedAndNeverStopTheProbes)
 	for (const auto &r : recovered)
 		ready = ready || r["type"] == "ready";
 	EXPECT_TRUE(ready) << "what was queued while the disk was full is written after";
-	umount2(full.c_str(), MNT_DETACH);
 }
 
 TEST(Faults, KillNineLosesNothingCommittedAndTheAgentPicksUpWhereItWas)
@@ -108,7 +113,7 @@ TEST(Faults, KillNineLosesNothingCommittedAndTheAgentPicksUpWhereItWas)
 	                                 << "secrets:\n  scan_mcp_configs: false\n";
 	// A long-running tracked server, alive across the crash.
 	std::string server = dir + "/mcp-server-ktcrash";
-	std::ofstream(server) << "#!/bin/sh\nsleep 30\n";
+	std::ofstream(server) << "#!/bin/sh\n/bin/sleep 30\n";
 	chmod(server.c_str(), 0755);
 	std::string churn = dir + "/mcp-server-ktchurn";
 	std::ofstream(churn) << "#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8; do /bin/true; done\n";
@@ -122,8 +127,9 @@ TEST(Faults, KillNineLosesNothingCommittedAndTheAgentPicksUpWhereItWas)
 		ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 		pid_t srv = fork();
 		if (srv == 0) {
-			std::string env = "GITLAB_TOKEN=" + token("glpat-", 20, 91);
-			char *envp[] = {env.data(), nullptr};
+			std::string env = "GITLAB_TOKEN=" + token("glpat-", 20, 91),
+			            path = "PATH=/usr/bin:/bin";
+			char *envp[] = {env.data(), path.data(), nullptr};
 			execle(server.c_str(), server.c_str(), nullptr, envp);
 			_exit(127);
 		}
@@ -170,9 +176,11 @@ TEST(Faults, KillNineLosesNothingCommittedAndTheAgentPicksUpWhereItWas)
 	std::string glfp = fingerprint_of(token("glpat-", 20, 91), state);
 	ASSERT_TRUE(b.wait_until(
 	    [&] { return slurp(dir + "/out2.jsonl").find(glfp) != std::string::npos; }, 5000));
-	for (auto &r : records(dir + "/out2.jsonl"))
-		if (r["type"] == "ready")
+	for (auto &r : records(dir + "/out2.jsonl")) {
+		if (r["type"] == "ready") {
 			EXPECT_GE(r["tracked"].get<int>(), 1);
+		}
+	}
 	EXPECT_EQ(b.stop(), 0);
 	size_t open_segments = 0;
 	for (const auto &seg : journal_segments(state + "/journal"))
@@ -184,4 +192,5 @@ TEST(Faults, KillNineLosesNothingCommittedAndTheAgentPicksUpWhereItWas)
 	EXPECT_EQ(again.truncated_segments, 0u);
 	EXPECT_GE(again.records, js.records);
 	run_cmd("pkill -f mcp-server-ktcrash");
+	waitpid(-1, nullptr, WNOHANG);
 }

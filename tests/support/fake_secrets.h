@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <random>
 #include <string>
 
 #include "support/agent_process.h"
@@ -12,12 +13,14 @@
 namespace keytrail::test
 {
 
+// Distinct seeds give distinct tokens (a PRNG per seed, not an offset).
 inline std::string token(const std::string &prefix, size_t n, unsigned seed)
 {
 	const std::string a = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+	std::mt19937 g(seed);
 	std::string s = prefix;
 	for (size_t i = 0; i < n; i++)
-		s += a[(seed * 2654435761u + i * 40503u + (i * i) * 7u) % a.size()];
+		s += a[g() % a.size()];
 	return s;
 }
 

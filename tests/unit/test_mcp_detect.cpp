@@ -109,3 +109,16 @@ TEST(McpClient, BuiltinClientsAndRules)
 	    "tracking:\n  clients:\n    - name: our-agent\n      comm: '^agentd$'\n", "t");
 	EXPECT_EQ(match_client("agentd", "/opt/agentd", {"agentd"}, c.clients), "our-agent");
 }
+
+TEST(McpDetect, ShellScriptsAsProcShowsThem)
+{
+	// After the exec, /proc/PID/exe is the interpreter and argv[1] the script.
+	auto m =
+	    match_builtin({"/bin/sh", "/opt/bin/mcp-server-tickets", "--stdio"}, "/usr/bin/dash");
+	ASSERT_TRUE(m);
+	EXPECT_EQ(m->server, "mcp-server-tickets");
+	EXPECT_TRUE(match_builtin({"bash", "/srv/gitlab-mcp"}, "/usr/bin/bash"));
+	// A command string is not a script.
+	EXPECT_FALSE(match_builtin({"sh", "-c", "mcp-server-x --port 1"}, "/usr/bin/dash"));
+	EXPECT_FALSE(match_builtin({"bash", "/home/u/backup.sh"}, "/usr/bin/bash"));
+}

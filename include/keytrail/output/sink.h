@@ -90,6 +90,7 @@ class SyslogSink : public Sink
 	std::string path_, app_, host_;
 	int facility_;
 	int fd_ = -1;
+	int connect_errno_ = 0;
 	std::string msg_;
 };
 
