@@ -138,7 +138,7 @@ class Parser
 					fail(n["trust_domain"],
 					     "identities.trust_domain must be a bare name");
 			}
-			rules = n["rules"];
+			rules.reset(n["rules"]); // operator= would write into n
 			if (!rules)
 				return;
 		}
@@ -597,6 +597,17 @@ class Parser
 			throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
 			                  std::to_string(e.mark.column + 1) + ": " + e.msg);
 		}
+		try {
+			return parse(root);
+		} catch (const YAML::Exception &e) {
+			// yaml-cpp's own complaints (a bad conversion, an invalid node).
+			throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
+			                  std::to_string(e.mark.column + 1) + ": " + e.msg);
+		}
+	}
+
+	Config parse(const YAML::Node &root) const
+	{
 		Config c;
 		c.source = name_;
 		if (root.IsNull())

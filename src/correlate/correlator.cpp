@@ -114,6 +114,22 @@ uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull)
 	return h;
 }
 
+// now - then, saturated: times come from recordings people hand us.
+int64_t since(int64_t now, int64_t then)
+{
+	int64_t d;
+	if (__builtin_sub_overflow(now, then, &d))
+		return now < then ? INT64_MIN : INT64_MAX;
+	return d;
+}
+
+// now + d, saturated.
+int64_t later(int64_t now, int64_t d)
+{
+	int64_t t;
+	return __builtin_add_overflow(now, d, &t) ? INT64_MAX : t;
+}
+
 // Processes are keyed by a 64-bit hash of their exec_id: no string compare
 // per event; a collision among live processes is a 1-in-10^10 event at 100k.
 uint64_t proc_key(const std::string &exec_id)
@@ -351,10 +367,13 @@ void Correlator::check_shared(Secret &s, const Proc &p, const std::string &ident
 	if (s.inv >= 0 && !across_envs) {
 		const auto &allowed = inv_[s.inv].allowed_identities;
 		bool all = !allowed.empty();
-		for (const auto &[id, h] : s.holders)
+		for (const auto &holder : s.holders) {
+			const std::string &id =
+			    holder.first; // lambdas cannot capture bindings (clang 14)
 			all = all &&
 			      std::any_of(allowed.begin(), allowed.end(),
 			                  [&](const std::string &g) { return glob_match(g, id); });
+		}
 		if (all)
 			return;
 	}
@@ -420,16 +439,16 @@ void Correlator::check_stale(Secret &s, int64_t now, const Proc *p)
 	if (s.oldest_mtime_ns && s.oldest_mtime_ns < born)
 		born = s.oldest_mtime_ns;
 	if (inv.rotate_every && born &&
-	    now - born > static_cast<int64_t>(inv.rotate_every->count()) * 1000000LL)
+	    since(now, born) > static_cast<int64_t>(inv.rotate_every->count()) * 1000000LL)
 		raise("rotation_overdue", [&] {
-			return what() + " was last rotated " + days(now - born) +
+			return what() + " was last rotated " + days(since(now, born)) +
 			       " days ago, past its rotate_every";
 		});
 	int64_t last = s.last_used_ns ? s.last_used_ns : s.first_seen_ns;
 	if (inv.max_unused && last &&
-	    now - last > static_cast<int64_t>(inv.max_unused->count()) * 1000000LL)
+	    since(now, last) > static_cast<int64_t>(inv.max_unused->count()) * 1000000LL)
 		raise("unused", [&] {
-			return what() + " has not been used for " + days(now - last) +
+			return what() + " has not been used for " + days(since(now, last)) +
 			       " days, past its max_unused";
 		});
 }
@@ -441,7 +460,7 @@ void Correlator::usable(const Proc &p, int64_t t, Candidates &out) const
 	auto in_time = [&](const Holding &h) {
 		if (h.time_ns > t)
 			return false;
-		return h.source != "file" || window == 0 || t - h.time_ns <= window;
+		return h.source != "file" || window == 0 || since(t, h.time_ns) <= window;
 	};
 	for (const auto &h : p.held)
 		if (in_time(h))
@@ -539,7 +558,7 @@ void Correlator::on(const ConnectSeen &e)
 			it = p.uses.end() - 1;
 		}
 		Dedupe &d = it->second;
-		if (d.last_ns && e.time_ns - d.last_ns < window) {
+		if (d.last_ns && since(e.time_ns, d.last_ns) < window) {
 			d.suppressed++;
 			counters_.uses_deduplicated++;
 			return false;
@@ -603,7 +622,9 @@ void Correlator::on(const ConnectSeen &e)
 		return;
 	}
 
-	for (const auto &[holder, h] : bound) {
+	for (const auto &b : bound) {
+		const Proc *holder = b.first; // not a structured binding: lambdas capture it
+		const Holding *h = b.second;
 		Secret &s = secrets_[h->secret];
 		s.last_used_ns = std::max(s.last_used_ns, e.time_ns);
 		// A repeat within the window changes nothing an alert would say
@@ -699,19 +720,19 @@ void Correlator::on(const Tick &e)
 	int64_t now = e.time_ns;
 	if (now >= next_stale_check_) {
 		next_stale_check_ =
-		    now + static_cast<int64_t>(cfg_.stale_check_interval.count()) * 1000000LL;
+		    later(now, static_cast<int64_t>(cfg_.stale_check_interval.count()) * 1000000LL);
 		for (auto &s : secrets_)
 			check_stale(s, now, nullptr);
 	}
 	if (now >= next_expire_) {
-		next_expire_ = now + 1000000000LL;
+		next_expire_ = later(now, 1000000000LL);
 		expire(now);
 	}
 }
 
 void Correlator::expire(int64_t now)
 {
-	while (!exited_.empty() && now - exited_.front().first > grace_ns_) {
+	while (!exited_.empty() && since(now, exited_.front().first) > grace_ns_) {
 		const std::string &id = exited_.front().second;
 		auto it = procs_.find(proc_key(id));
 		if (it != procs_.end()) {
@@ -721,8 +742,9 @@ void Correlator::expire(int64_t now)
 	}
 	int64_t window = static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL;
 	if (alert_seen_.size() > 4096)
-		std::erase_if(alert_seen_,
-		              [&](const auto &kv) { return now - kv.second.last_ns > window; });
+		std::erase_if(alert_seen_, [&](const auto &kv) {
+			return since(now, kv.second.last_ns) > window;
+		});
 }
 
 nlohmann::json Correlator::secret_json(const Secret &s, const Holding *h) const
@@ -840,12 +862,12 @@ void Correlator::alert(const char *rule, const std::string &key, int64_t now,
 	const RuleInfo *info = find_rule(rule);
 	auto &d = alert_seen_[std::string(rule) + "|" + key];
 	int64_t window = static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL;
-	if (d.last_ns && now - d.last_ns < window) {
+	if (d.last_ns && since(now, d.last_ns) < window) {
 		d.suppressed++;
 		counters_.alerts_deduplicated++;
 		return;
 	}
-	if (now - rate_window_start_ >= 60000000000LL) {
+	if (since(now, rate_window_start_) >= 60000000000LL) {
 		rate_window_start_ = now;
 		rate_count_ = 0;
 	}

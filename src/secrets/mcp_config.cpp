@@ -240,6 +240,10 @@ McpConfigScan scan_mcp_config(std::string_view text)
 		            ": not valid JSON/JSONC" +
 		            (colon != std::string::npos ? " (" + what.substr(colon + 2) + ")" : "");
 		return out;
+	} catch (const nlohmann::json::exception &e) {
+		// Valid syntax nlohmann still refuses (a number out of range).
+		out.error = "1:1: not valid JSON/JSONC (" + std::string(e.what()) + ")";
+		return out;
 	}
 	Scanner(json, &out).walk(j);
 	return out;

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 
@@ -49,6 +51,10 @@ std::string rfc3339(int64_t wall_ns)
 	// Called for every record: std::chrono's calendar instead of gmtime_r
 	// and snprintf (no locale, no tz lock), digits written in place.
 	using namespace std::chrono;
+	// 1970 .. 2262 (int64 ns): a time from a damaged recording is clamped,
+	// never a signed overflow in the calendar arithmetic.
+	constexpr int64_t kMax = INT64_MAX - 2 * 86400LL * 1000000000LL;
+	wall_ns = std::clamp<int64_t>(wall_ns, 0, kMax);
 	sys_time<nanoseconds> tp{nanoseconds{wall_ns}};
 	auto day = floor<days>(tp);
 	year_month_day ymd{day};

@@ -7,7 +7,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	try {
-		keytrail::parse_config(std::string(reinterpret_cast<const char *>(data), size), "fuzz");
+		keytrail::parse_config(std::string(reinterpret_cast<const char *>(data), size),
+		                       "fuzz");
 	} catch (const keytrail::Error &) {
 	}
 	return 0;

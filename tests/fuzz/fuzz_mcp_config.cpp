@@ -7,7 +7,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	auto r = keytrail::scan_mcp_config(std::string_view(reinterpret_cast<const char *>(data), size));
+	auto r =
+	    keytrail::scan_mcp_config(std::string_view(reinterpret_cast<const char *>(data), size));
 	(void)r;
 	return 0;
 }

@@ -19,9 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static FixedClock clock;
 	static keytrail::Config cfg;
-	keytrail::Correlator corr("fuzz", cfg, clock, [](keytrail::Record &&r) {
-		(void)keytrail::serialize(r);
-	});
+	keytrail::Correlator corr("fuzz", cfg, clock,
+	                          [](keytrail::Record &&r) { (void)keytrail::serialize(r); });
 	// Several frames: u16 length, then the frame.
 	size_t at = 0;
 	while (at + 2 <= size) {
