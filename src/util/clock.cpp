@@ -130,7 +130,12 @@ bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
 	t.tm_min = mi;
 	t.tm_sec = sec;
 	time_t secs = timegm(&t);
-	*wall_ns = (static_cast<int64_t>(secs) - tz_offset_s) * 1000000000LL + frac_ns;
+	// Only what int64 nanoseconds can hold (1677..2262): "1013-..." is an error.
+	int64_t ns;
+	if (__builtin_mul_overflow(static_cast<int64_t>(secs) - tz_offset_s, 1000000000LL, &ns) ||
+	    __builtin_add_overflow(ns, frac_ns, &ns))
+		return false;
+	*wall_ns = ns;
 	return true;
 }
 

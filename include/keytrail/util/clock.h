@@ -36,7 +36,8 @@ class SystemClock : public Clock
 // "2026-11-26T12:35:51.123456Z"
 std::string rfc3339(int64_t wall_ns);
 // Parses RFC 3339 ("...Z" or "+hh:mm", optional fraction) or a bare date
-// (YYYY-MM-DD, midnight UTC). Returns false when it is neither.
+// (YYYY-MM-DD, midnight UTC). Returns false when it is neither, or outside
+// what int64 nanoseconds hold (1677..2262).
 bool parse_rfc3339(const std::string &s, int64_t *wall_ns);
 
 // Ticks (1/sysconf(_SC_CLK_TCK) s) of a ns duration: the unit of
