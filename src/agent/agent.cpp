@@ -602,6 +602,10 @@ void Agent::handle(ExitEvent &e)
 
 void Agent::handle(OpenEvent &e)
 {
+	// Our own reads of watched files (checking a credential file) are not
+	// observations.
+	if (e.ctx.pid == static_cast<uint32_t>(getpid()))
+		return;
 	std::string path = e.path;
 	if (path.empty()) {
 		auto it = watched_paths_.find({e.dev, e.ino});

@@ -103,10 +103,32 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 	if (!kind)
 		return std::nullopt;
 
+	std::string via_fd = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+	// Known content: check it with stat(), which opens nothing. Opening the
+	// file again would itself be a watched open that another agent on the
+	// host (or a tool) reports and re-reads: a loop between them.
+	if (auto it = files_.find({kdev, ino}); it != files_.end()) {
+		for (const std::string *p : {&via_fd, &access, &logical}) {
+			struct stat st;
+			if (p->empty() || stat(p->c_str(), &st) != 0 ||
+			    static_cast<uint64_t>(st.st_ino) != ino)
+				continue;
+			int64_t m = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+			            st.st_mtim.tv_nsec;
+			if (m == std::get<0>(it->second) &&
+			    static_cast<uint64_t>(st.st_size) == std::get<1>(it->second)) {
+				FileScan cached = std::get<2>(it->second);
+				cached.path = logical;
+				cached.cached = true;
+				return cached;
+			}
+			break; // changed: read it again below
+		}
+	}
+
 	SecretBytes content;
 	int64_t mtime = 0;
 	uint64_t size = 0;
-	std::string via_fd = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
 	// The very file it opened (its fd), else the path in its mount
 	// namespace, else -- the process is gone -- the path in ours. The inode
 	// check keeps every fallback honest.

@@ -78,7 +78,7 @@ TEST(Faults, AFullDiskAndAMissingSyslogAreReportedRetriedAndNeverStopTheProbes)
 	auto st = status_of(dir + "/state");
 	const auto *f = output_named(st, "file:" + full);
 	EXPECT_EQ(f->value("last_error", ""), std::strerror(ENOSPC));
-	EXPECT_GT(f->value("retries", 0), 0);
+	EXPECT_GT(f->value("errors", 0), 0);
 	EXPECT_EQ(output_named(st, "syslog:")->value("last_error", ""), std::strerror(ENOENT));
 	EXPECT_TRUE(output_named(st, "file:" + dir + "/out.jsonl")->value("healthy", false));
 	size_t before = records(dir + "/out.jsonl").size();
@@ -95,6 +95,11 @@ TEST(Faults, AFullDiskAndAMissingSyslogAreReportedRetriedAndNeverStopTheProbes)
 	    },
 	    10000))
 	    << slurp(dir + "/state/status.json");
+	{
+		auto now = status_of(dir + "/state");
+		EXPECT_GT(output_named(now, "file:" + full)->value("retries", 0),
+		          0); // it was retried
+	}
 	EXPECT_EQ(a.stop(), 0);
 	auto recovered = records(full + "/out.jsonl");
 	EXPECT_FALSE(recovered.empty());
@@ -193,4 +198,46 @@ TEST(Faults, KillNineLosesNothingCommittedAndTheAgentPicksUpWhereItWas)
 	EXPECT_GE(again.records, js.records);
 	run_cmd("pkill -f mcp-server-ktcrash");
 	waitpid(-1, nullptr, WNOHANG);
+}
+
+TEST(Faults, TwoAgentsOnOneHostDoNotFeedEachOther)
+{
+	// Each agent checks a watched credential file when someone opens it; if
+	// a check opened the file, the other agent would see a watched open and
+	// check it through /proc/PID/root/..., and so on, forever.
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::ofstream(dir + "/.env") << "OPENAI_API_KEY=" << token("sk-proj-", 48, 201) << "\n";
+	std::string server = dir + "/mcp-server-kttwo";
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\ncat " << dir << "/.env >/dev/null\n"
+	                      << "sleep 0.2\ncat " << dir << "/.env >/dev/null\n";
+	chmod(server.c_str(), 0755);
+	for (const char *n : {"a", "b"})
+		std::ofstream(dir + "/" + n + ".yaml")
+		    << "agent:\n  state_dir: " << dir << "/state-" << n << "\n"
+		    << "secrets:\n  scan_mcp_configs: false\n";
+	std::string da = dir + "/a", db = dir + "/b";
+	mkdir(da.c_str(), 0700);
+	mkdir(db.c_str(), 0700);
+	AgentProcess a({"run", "--config", dir + "/a.yaml", "-o", da + "/out.jsonl"}, da);
+	AgentProcess b({"run", "--config", dir + "/b.yaml", "-o", db + "/out.jsonl"}, db);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_TRUE(b.wait_ready()) << slurp(b.err());
+	ASSERT_EQ(run_cmd(server), 0);
+	std::this_thread::sleep_for(std::chrono::seconds(2));
+	EXPECT_EQ(a.stop(), 0);
+	EXPECT_EQ(b.stop(), 0);
+	for (const auto &out : {da + "/out.jsonl", db + "/out.jsonl"}) {
+		size_t secrets = 0;
+		for (auto &r : records(out)) {
+			if (r["type"] != "secret")
+				continue;
+			secrets++;
+			EXPECT_EQ(r["secret"].value("path", "").find("/root/proc/"),
+			          std::string::npos)
+			    << r.dump();
+		}
+		EXPECT_GE(secrets, 1u) << out;
+		EXPECT_LE(secrets, 6u) << out; // the cat runs, not an echo chamber
+	}
 }
