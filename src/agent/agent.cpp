@@ -679,7 +679,8 @@ void Agent::feed_start(ProcessInfo &p, bool forked, bool env_observed)
 	ProcStart st;
 	st.time_ns = started_ns(p);
 	st.exec_id = p.exec_id;
-	if (ProcessInfo *parent = table_.parent_of(p))
+	ProcessInfo *parent = table_.parent_of(p);
+	if (parent)
 		st.parent_exec_id = parent->exec_id;
 	st.pid = p.pid;
 	st.ppid = p.ppid;
@@ -696,7 +697,7 @@ void Agent::feed_start(ProcessInfo &p, bool forked, bool env_observed)
 	st.identity = id.id;
 	st.selectors = id.selectors;
 	// Ancestors first, so the correlator can walk up to them.
-	if (ProcessInfo *parent = table_.parent_of(p); parent && !parent->correlated)
+	if (parent && !parent->correlated)
 		feed_start(*parent, false, false);
 	feed(st);
 }

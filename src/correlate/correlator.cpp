@@ -203,6 +203,15 @@ nlohmann::json Correlator::counters_json() const
 	        {"secrets", secrets_.size()}};
 }
 
+Correlator::Proc *Correlator::known_proc(const std::string &exec_id)
+{
+	auto it = procs_.find(proc_key(exec_id));
+	if (it != procs_.end())
+		return &it->second;
+	counters_.unknown_process++; // the agent always sends ProcStart first
+	return nullptr;
+}
+
 uint32_t Correlator::secret_index(const std::string &fp, const std::string &type)
 {
 	auto [it, fresh] = secret_ids_.try_emplace(fp, static_cast<uint32_t>(secrets_.size()));
@@ -290,12 +299,10 @@ void Correlator::on(const SecretSeen &e)
 		check_stale(s, e.time_ns, nullptr);
 		return;
 	}
-	auto pit = procs_.find(proc_key(e.exec_id));
-	if (pit == procs_.end()) {
-		counters_.unknown_process++;
+	Proc *pp = known_proc(e.exec_id);
+	if (!pp)
 		return;
-	}
-	Proc &p = pit->second;
+	Proc &p = *pp;
 	for (auto &known : p.held)
 		if (known.secret == idx && known.source == h.source &&
 		    known.location == h.location) {
@@ -495,12 +502,10 @@ void Correlator::on(const ConnectSeen &e)
 		counters_.not_upstream++;
 		return;
 	}
-	auto pit = procs_.find(proc_key(e.exec_id));
-	if (pit == procs_.end()) {
-		counters_.unknown_process++;
+	Proc *pp = known_proc(e.exec_id);
+	if (!pp)
 		return;
-	}
-	Proc &p = pit->second;
+	Proc &p = *pp;
 	usable(p, e.time_ns, cands_);
 	if (cands_.empty())
 		return;

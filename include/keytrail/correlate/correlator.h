@@ -107,6 +107,8 @@ class Correlator
 	void on(const Tick &e);
 
 	uint32_t secret_index(const std::string &fp, const std::string &type);
+	// The process an input names; counted in unknown_process when absent.
+	Proc *known_proc(const std::string &exec_id);
 	int match_inv(const Secret &s, const Holding &h, const std::string &identity) const;
 	// Secrets a process can use at time t: its own and, when its own
 	// environment was not seen, what its ancestors passed in env/argv.
