@@ -24,7 +24,7 @@ PACKAGES=(
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
 	libssl-dev libsqlite3-dev libcpp-httplib-dev
 	libgtest-dev libgmock-dev libpng-dev chromium fonts-liberation
-	iproute2 procps curl systemd
+	iproute2 procps curl systemd openssl util-linux
 )
 
 die() { echo "setup: $*" >&2; exit 1; }
@@ -77,11 +77,13 @@ test)
 	build
 	cd "$BUILD_DIR"
 	# Unit tier first (seconds, no kernel), then the tools checked with outside
-	# validators (npm), then the root tier (real probes), then a bounded run of
-	# every fuzz target (FUZZ_SECONDS each, default 20).
+	# validators (npm), then the root tier (real probes), then real MCP servers
+	# from npm end to end, then a bounded run of every fuzz target (FUZZ_SECONDS
+	# each, default 20).
 	ctest --output-on-failure -L unit -j "$JOBS"
 	ctest --output-on-failure -L tools
 	ctest --output-on-failure -L root
+	ctest --output-on-failure -L e2e
 	fuzz "${FUZZ_SECONDS:-20}"
 	;;
 fuzz)

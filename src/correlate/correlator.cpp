@@ -68,10 +68,19 @@ bool is_unspecified(const std::string &addr)
 }
 
 // A name for the upstream: what the client asked for, else the address.
+// The upstream's name: SNI, else the HTTP Host without its ":port" (the
+// port is the connect's), else the address.
 std::string upstream_name(const ConnectSeen &c)
 {
-	const std::string &host = !c.sni.empty() ? c.sni : c.http_host;
-	return sanitize_utf8(host.empty() ? c.addr : host);
+	if (!c.sni.empty())
+		return sanitize_utf8(c.sni);
+	std::string_view host = c.http_host;
+	auto colon = host.rfind(':');
+	if (colon != std::string_view::npos && colon + 1 < host.size() &&
+	    host.find(']', colon) == std::string_view::npos &&
+	    host.find_first_not_of("0123456789", colon + 1) == std::string_view::npos)
+		host = host.substr(0, colon);
+	return sanitize_utf8(host.empty() ? std::string_view(c.addr) : host);
 }
 
 nlohmann::json upstream_json(const ConnectSeen &c)

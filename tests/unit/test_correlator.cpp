@@ -175,6 +175,27 @@ TEST_F(CorrelatorTest, LoopbackCountsWhenConfigured)
 	EXPECT_EQ(of("secret_use")[0]["upstream"]["addr"], "127.0.0.1");
 }
 
+TEST_F(CorrelatorTest, UpstreamIsNamedByHttpHostWithoutItsPort)
+{
+	make("correlate:\n  loopback_upstreams: true\n");
+	feed(proc("e1", "id1", kT0));
+	feed(secret("e1", kFp1, kT0));
+	ConnectSeen c = connect("e1", kT0 + 1, "127.0.0.1", 8080, "");
+	c.http_host = "gitlab.example.test:8080";
+	feed(c);
+	c = connect("e1", kT0 + 2, "::1", 8443, "");
+	c.http_host = "[::1]:8443";
+	feed(c);
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 2u);
+	EXPECT_NE(uses[0]["summary"].get<std::string>().find("toward gitlab.example.test:8080"),
+	          std::string::npos)
+	    << uses[0]["summary"];
+	EXPECT_EQ(uses[0]["upstream"]["http_host"], "gitlab.example.test:8080");
+	EXPECT_NE(uses[1]["summary"].get<std::string>().find("toward [::1]:8443"), std::string::npos)
+	    << uses[1]["summary"];
+}
+
 TEST_F(CorrelatorTest, SeveralSecretsWithoutBindingAreReportedAsCandidates)
 {
 	make();
