@@ -153,6 +153,9 @@ nlohmann::json run_replay(const std::string &args, double *cpu)
 	return j.is_discarded() ? nlohmann::json::object() : j;
 }
 
+// What keytrail-bench's summary reads (KT_BENCH_SUMMARY=FILE).
+nlohmann::json summary = nlohmann::json::object();
+
 int latency(int n)
 {
 	char tmpl[] = "/tmp/kt-bench-lat-XXXXXX";
@@ -221,6 +224,8 @@ int latency(int n)
 	}
 	std::printf("\nlatency: kernel event -> secret_use/alert record, %d MCP servers\n", n);
 	std::printf("  secret_use records: %zu\n", uses);
+	summary["latency"] = last.value("latency_ms", nlohmann::json::object());
+	summary["latency"]["secret_uses"] = uses;
 	if (last.contains("latency_ms") && last["latency_ms"].contains("p50"))
 		std::printf(
 		    "  samples %d  p50 %.1f ms  p99 %.1f ms  max %.1f ms   (goal p99 <= 100 ms)\n",
@@ -258,6 +263,12 @@ int main(int argc, char **argv)
 		std::printf("  %-34s %9.0f inputs/s  %6.2f s CPU  peak RSS %6.1f MiB\n", name,
 		            j.value("inputs_per_second", 0.0), cpu, j.value("peak_rss_mib", 0.0));
 	};
+	summary["replay"] = {{"inputs", n},
+	                     {"inputs_per_second", full.value("inputs_per_second", 0.0)},
+	                     {"inputs_per_second_json", out.value("inputs_per_second", 0.0)},
+	                     {"decode_inputs_per_second", base.value("inputs_per_second", 0.0)},
+	                     {"peak_rss_mib", full.value("peak_rss_mib", 0.0)},
+	                     {"peak_rss_mib_json", out.value("peak_rss_mib", 0.0)}};
 	line("decode only (baseline)", base, cpu_base);
 	line("correlate", full, cpu_full);
 	line("correlate + JSON records", out, cpu_out);
@@ -281,5 +292,7 @@ int main(int argc, char **argv)
 		latency(argc > 2 ? std::atoi(argv[2]) : 50);
 	else
 		std::printf("\nlatency: skipped (needs root to load the probes)\n");
+	if (const char *f = getenv("KT_BENCH_SUMMARY"))
+		std::ofstream(f) << summary.dump() << "\n";
 	return 0;
 }

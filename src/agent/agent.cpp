@@ -133,6 +133,18 @@ Agent::Agent(Config cfg, AgentOptions opts)
 		cfg_.state_dir = opts_.state_dir;
 	if (!opts_.metrics.empty())
 		cfg_.metrics_address = opts_.metrics;
+	// A pid reused before its exit record came: that exit was dropped.
+	table_.on_missed_exit([this](const ProcessInfo &p) { missed_exit(p, clock_.now_ns()); });
+}
+
+// A process whose exit record was lost (ring buffer full) is retired anyway,
+// or the correlator would keep it for ever.
+void Agent::missed_exit(const ProcessInfo &p, int64_t when_ns)
+{
+	exits_missed_++;
+	open_fds_.erase(p.pid);
+	if (p.correlated)
+		feed(ProcExit{when_ns, p.exec_id});
 }
 
 Agent::~Agent() = default;
@@ -392,6 +404,7 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 			break;
 		}
 		auto now = std::chrono::steady_clock::now();
+		table_.evict(clock_.now_ns());
 		expire_connects(false);
 		corr_->tick();
 		if (!ledger_->commit())
@@ -402,7 +415,8 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 			reload_config();
 		if (now >= next_health) {
 			clock_.resync();
-			table_.evict(clock_.now_ns());
+			for (const ProcessInfo *p : table_.sweep_vanished(clock_.now_ns()))
+				missed_exit(*p, p->exit_time_ns);
 			sweep_fd_states();
 			emit_health(false);
 			next_health = now + cfg_.health_interval;
@@ -1177,6 +1191,7 @@ nlohmann::json Agent::health_record(bool final)
 	              {"identities_degraded", identities_degraded_},
 	              {"late_payloads", late_payloads_},
 	              {"fd_states_swept", fd_states_swept_},
+	              {"exits_missed", exits_missed_},
 	              {"output_written", out_.written()},
 	              {"output_errors", out_.errors()},
 	              {"output_dropped", out_.dropped()}};

@@ -168,7 +168,8 @@ Correlator::Correlator(std::string host, const Config &cfg, const Clock &clock, 
     : host_(std::move(host)), clock_(clock), emit_(std::move(emit)), cfg_(cfg.correlate),
       inv_(cfg.inventory), ancestry_depth_(cfg.ancestry_depth),
       disabled_(cfg.correlate.disabled_rules.begin(), cfg.correlate.disabled_rules.end()),
-      grace_ns_(static_cast<int64_t>(cfg.process_grace.count()) * 1000000LL)
+      grace_ns_(static_cast<int64_t>(cfg.process_grace.count()) * 1000000LL),
+      max_exited_(cfg.max_exited)
 {
 }
 
@@ -267,6 +268,16 @@ void Correlator::on(const ProcExit &e)
 		return;
 	it->second.exit_ns = e.time_ns;
 	exited_.emplace_back(e.time_ns, e.exec_id);
+	if (exited_.size() > max_exited_)
+		forget_oldest_exited();
+}
+
+void Correlator::forget_oldest_exited()
+{
+	auto it = procs_.find(proc_key(exited_.front().second));
+	if (it != procs_.end() && it->second.exit_ns)
+		procs_.erase(it);
+	exited_.pop_front();
 }
 
 void Correlator::on(const SecretSeen &e)
@@ -746,14 +757,8 @@ void Correlator::on(const Tick &e)
 
 void Correlator::expire(int64_t now)
 {
-	while (!exited_.empty() && since(now, exited_.front().first) > grace_ns_) {
-		const std::string &id = exited_.front().second;
-		auto it = procs_.find(proc_key(id));
-		if (it != procs_.end()) {
-			procs_.erase(it);
-		}
-		exited_.pop_front();
-	}
+	while (!exited_.empty() && since(now, exited_.front().first) > grace_ns_)
+		forget_oldest_exited();
 	int64_t window = static_cast<int64_t>(cfg_.dedupe_window.count()) * 1000000LL;
 	if (alert_seen_.size() > 4096)
 		std::erase_if(alert_seen_, [&](const auto &kv) {

@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -127,9 +129,12 @@ ProcessInfo &ProcessTable::upsert(ProcessInfo info)
 {
 	info.exec_id = make_exec_id(boot_id_, info.start_ticks, info.pid);
 	auto it = live_.find(info.pid);
-	if (it != live_.end() && it->second.start_ticks != info.start_ticks)
-		retire(it); // pid reuse whose exit we missed
-	else if (it != live_.end() && info.secrets.empty())
+	if (it != live_.end() && it->second.start_ticks != info.start_ticks) {
+		// pid reuse whose exit we missed
+		if (missed_exit_)
+			missed_exit_(it->second);
+		retire(it);
+	} else if (it != live_.end() && info.secrets.empty())
 		info.secrets =
 		    std::move(it->second.secrets); // same process: what it held, it still holds
 	if (info.parent_exec_id.empty())
@@ -197,6 +202,21 @@ void ProcessTable::mark_exited(uint32_t pid, int64_t when_ns)
 		return;
 	it->second.exit_time_ns = when_ns;
 	retire(it);
+}
+
+std::vector<const ProcessInfo *> ProcessTable::sweep_vanished(int64_t when_ns)
+{
+	std::vector<const ProcessInfo *> gone;
+	for (auto it = live_.begin(); it != live_.end();) {
+		auto next = std::next(it);
+		if (kill(static_cast<pid_t>(it->first), 0) != 0 && errno == ESRCH) {
+			it->second.exit_time_ns = when_ns;
+			retire(it);
+			gone.push_back(&exited_.back());
+		}
+		it = next;
+	}
+	return gone;
 }
 
 size_t ProcessTable::evict(int64_t now_ns)

@@ -97,6 +97,7 @@ class AgentProcess
 	}
 	const std::string &out() const { return out_; }
 	const std::string &err() const { return err_; }
+	pid_t pid() const { return pid_; }
 
       private:
 	std::string dir_, out_, err_;

@@ -192,7 +192,8 @@ TEST_F(CorrelatorTest, UpstreamIsNamedByHttpHostWithoutItsPort)
 	          std::string::npos)
 	    << uses[0]["summary"];
 	EXPECT_EQ(uses[0]["upstream"]["http_host"], "gitlab.example.test:8080");
-	EXPECT_NE(uses[1]["summary"].get<std::string>().find("toward [::1]:8443"), std::string::npos)
+	EXPECT_NE(uses[1]["summary"].get<std::string>().find("toward [::1]:8443"),
+	          std::string::npos)
 	    << uses[1]["summary"];
 }
 
@@ -677,6 +678,19 @@ TEST_F(CorrelatorTest, ExitedProcessesAreForgottenAfterTheGrace)
 	EXPECT_EQ(corr->processes(), 100u);
 	feed(Tick{kT0 + 2 * 60 * kSec});
 	EXPECT_EQ(corr->processes(), 0u);
+}
+
+TEST_F(CorrelatorTest, ExitedProcessesAreBoundedByCountWithinTheGrace)
+{
+	// Process churn must not grow memory for a whole grace period.
+	make("agent:\n  process_grace: 1h\n  max_exited_processes: 50\n");
+	feed(proc("live", "id", kT0));
+	for (int i = 0; i < 1000; i++) {
+		std::string id = "e" + std::to_string(i);
+		feed(proc(id, "id", kT0 + i));
+		feed(ProcExit{kT0 + i + 1, id});
+	}
+	EXPECT_EQ(corr->processes(), 51u); // the 50 latest exited and the live one
 }
 
 TEST_F(CorrelatorTest, ARecordingReplaysToTheSameRecords)

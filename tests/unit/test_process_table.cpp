@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "keytrail/process/table.h"
@@ -81,6 +82,31 @@ TEST(ProcessTable, AncestryReachesExitedParents)
 	// Once evicted, the chain stops there, without dangling.
 	t.evict(2000000);
 	EXPECT_EQ(t.ancestry(*node, 0).size(), 0u);
+}
+
+TEST(ProcessTable, MissedExitsAreRetired)
+{
+	ProcessTable t("b", 1000);
+	std::vector<std::string> missed;
+	t.on_missed_exit([&](const ProcessInfo &p) { missed.push_back(p.exec_id); });
+	// A pid reused before the old instance's exit was seen.
+	std::string old = t.upsert(proc(100, 5000)).exec_id;
+	t.upsert(proc(100, 9000));
+	EXPECT_EQ(missed, std::vector<std::string>{old});
+	t.mark_exited(100, 1);
+	// A process that is gone (no such pid) with no exit record.
+	pid_t gone = fork();
+	if (gone == 0)
+		_exit(0);
+	waitpid(gone, nullptr, 0);
+	t.upsert(proc(static_cast<uint32_t>(gone), 1));
+	t.upsert(proc(static_cast<uint32_t>(getpid()), 2));
+	auto swept = t.sweep_vanished(777);
+	ASSERT_EQ(swept.size(), 1u); // the reaped child
+	for (const auto *p : swept)
+		EXPECT_EQ(p->exit_time_ns, 777);
+	EXPECT_NE(t.find(static_cast<uint32_t>(getpid())), nullptr); // alive: kept
+	EXPECT_EQ(t.find(static_cast<uint32_t>(gone)), nullptr);
 }
 
 TEST(ProcessTable, ChurnStaysBounded)

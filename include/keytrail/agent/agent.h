@@ -79,6 +79,7 @@ class Agent
 	void emit_connect(const ConnectEvent &c, const std::string &sni, const std::string &host);
 	void expire_connects(bool all);
 	void sweep_fd_states();
+	void missed_exit(const ProcessInfo &p, int64_t when_ns);
 	void emit_health(bool final);
 	nlohmann::json health_record(bool final);
 	void write_status(const nlohmann::json &health, bool running);
@@ -133,6 +134,7 @@ class Agent
 	uint64_t records_ = 0, decode_errors_ = 0, late_payloads_ = 0, unattributed_ = 0;
 	uint64_t by_type_[8] = {};
 	uint64_t fd_states_swept_ = 0;
+	uint64_t exits_missed_ = 0;
 	uint64_t identities_resolved_ = 0, identities_degraded_ = 0;
 	uint64_t secrets_obtained_ = 0, environ_unreadable_ = 0, rotations_ = 0, ledger_errors_ = 0;
 	uint64_t reloads_ = 0, reload_errors_ = 0;

@@ -128,6 +128,7 @@ class Correlator
 	void alert(const char *rule, const std::string &key, int64_t now,
 	           const std::function<nlohmann::json()> &build);
 	void expire(int64_t now);
+	void forget_oldest_exited();
 
 	std::string host_;
 	const Clock &clock_;
@@ -141,6 +142,7 @@ class Correlator
 	std::unordered_map<uint64_t, Proc> procs_;           // by hash of exec_id
 	std::deque<std::pair<int64_t, std::string>> exited_; // exit time, exec_id
 	int64_t grace_ns_;
+	size_t max_exited_; // exited processes kept, at most (agent.max_exited_processes)
 	std::vector<Secret> secrets_;
 	std::unordered_map<std::string, uint32_t> secret_ids_;
 	std::unordered_map<std::string, Dedupe> alert_seen_;

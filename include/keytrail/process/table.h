@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -81,6 +82,15 @@ class ProcessTable
 	std::vector<ProcessInfo *> ancestry(ProcessInfo &p, size_t depth);
 
 	void mark_exited(uint32_t pid, int64_t when_ns);
+	// Live entries whose process is gone without an exit record (it was
+	// dropped): retired as exited at when_ns. Returns them (before eviction).
+	std::vector<const ProcessInfo *> sweep_vanished(int64_t when_ns);
+	// Called with each live entry retired because its pid was reused before
+	// its exit record came (dropped): the exit was missed.
+	void on_missed_exit(std::function<void(const ProcessInfo &)> f)
+	{
+		missed_exit_ = std::move(f);
+	}
 	// Drops exited entries older than the grace period (and the oldest
 	// beyond max_exited). Returns how many were dropped.
 	size_t evict(int64_t now_ns);
@@ -100,6 +110,7 @@ class ProcessTable
 	std::unordered_map<uint32_t, ProcessInfo> live_;
 	std::deque<ProcessInfo> exited_; // in exit order (deque: references stay valid)
 	std::unordered_map<std::string, ProcessInfo *> by_exec_;
+	std::function<void(const ProcessInfo &)> missed_exit_;
 };
 
 } // namespace keytrail
