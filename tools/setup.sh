@@ -5,8 +5,9 @@
 #   tools/setup.sh run [keytrail run options...]   build, then `keytrail run`
 #   tools/setup.sh test                            build, then every test tier
 #   tools/setup.sh build                           build only
-#   tools/setup.sh bench [options...]              build, then the overhead benchmark
+#   tools/setup.sh bench [options...]              build, then every benchmark, goals (a)-(e)
 #   tools/setup.sh fuzz [SECONDS]                  fuzz every target for SECONDS (default 600)
+#   tools/setup.sh sanitize                        unit + root tiers under ASan and UBSan
 #
 # Environment: BUILD_DIR (default build), JOBS (default nproc).
 set -euo pipefail
@@ -29,7 +30,7 @@ PACKAGES=(
 
 die() { echo "setup: $*" >&2; exit 1; }
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 [ -n "$MODE" ] || usage
 [ "$(id -u)" -eq 0 ] || die "run as root: installing packages and loading eBPF programs need it (sudo $0 $MODE)"
@@ -62,6 +63,33 @@ fuzz() {
 	(cd "$dir" && ctest --output-on-failure -L fuzz)
 }
 
+# The unit and root tiers again, in a clang build with AddressSanitizer and
+# UBSan (the agent the root tests start is instrumented too). Reports go to
+# files, so one from any process fails the run. The minute-long load tests are
+# left out: ASan's quarantine alone is larger than their memory bound.
+sanitize() {
+	local dir=${BUILD_DIR}-asan reports rc=0
+	CC=clang CXX=clang++ cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DKEYTRAIL_SANITIZE=ON >/dev/null
+	cmake --build "$dir" -j "$JOBS"
+	reports=$(mktemp -d /tmp/keytrail-sanitizers-XXXXXX)
+	(
+		cd "$dir"
+		export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1"
+		export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
+		# (set -e does not hold in a subshell on the left of ||)
+		ctest --output-on-failure -L unit -j "$JOBS" &&
+			ctest --output-on-failure -L root -E '^Load\.'
+	) || rc=$?
+	if compgen -G "$reports/*" >/dev/null; then
+		cat "$reports"/* >&2
+		echo "setup: the sanitizers reported the errors above" >&2
+		rc=1
+	fi
+	rm -rf "$reports"
+	return "$rc"
+}
+
 case "$MODE" in
 build)
 	install_packages
@@ -77,14 +105,20 @@ test)
 	build
 	cd "$BUILD_DIR"
 	# Unit tier first (seconds, no kernel), then the tools checked with outside
-	# validators (npm), then the root tier (real probes), then real MCP servers
-	# from npm end to end, then a bounded run of every fuzz target (FUZZ_SECONDS
-	# each, default 20).
+	# validators (npm), then the root tier (real probes, load), then real MCP
+	# servers from npm end to end, then unit and root again under ASan and
+	# UBSan, then a bounded run of every fuzz target (FUZZ_SECONDS each,
+	# default 20).
 	ctest --output-on-failure -L unit -j "$JOBS"
 	ctest --output-on-failure -L tools
 	ctest --output-on-failure -L root
 	ctest --output-on-failure -L e2e
+	sanitize
 	fuzz "${FUZZ_SECONDS:-20}"
+	;;
+sanitize)
+	install_packages
+	sanitize
 	;;
 fuzz)
 	install_packages
@@ -93,9 +127,9 @@ fuzz)
 bench)
 	install_packages
 	build
+	# Micro-benchmarks first, then every goal (a)-(e) in one run.
 	"$BUILD_DIR/bench/keytrail-bench-identity"
 	"$BUILD_DIR/bench/keytrail-bench-secrets"
-	"$BUILD_DIR/bench/keytrail-bench-replay"
 	exec "$BUILD_DIR/bench/keytrail-bench" "$@"
 	;;
 *)

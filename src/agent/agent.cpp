@@ -119,6 +119,13 @@ ProcessInfo from_snapshot(const ProcSnapshot &snap)
 	return info;
 }
 
+// /proc/PID/comm without its newline.
+bool read_comm(pid_t pid, std::string *comm)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+	return static_cast<bool>(std::getline(in, *comm));
+}
+
 } // namespace
 
 Agent::Agent(Config cfg, AgentOptions opts)
@@ -417,6 +424,10 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 			clock_.resync();
 			for (const ProcessInfo *p : table_.sweep_vanished(clock_.now_ns()))
 				missed_exit(*p, p->exit_time_ns);
+			// Untracked processes send no exit record.
+			std::erase_if(hint_rejected_, [](const auto &kv) {
+				return kill(kv.first, 0) != 0 && errno == ESRCH;
+			});
 			sweep_fd_states();
 			emit_health(false);
 			next_health = now + cfg_.health_interval;
@@ -498,14 +509,36 @@ void Agent::handle(ExecEvent &e)
 	}
 	// The kernel's exec hint tracked it provisionally: the real rules decide.
 	bool provisional = e.ctx.flags & KT_F_PROVISIONAL;
+	bool was_tracked = info.tracked && !provisional;
+	if (auto it = hint_rejected_.find(pid); it != hint_rejected_.end()) {
+		// The previous image of this process had its exec hint rejected
+		// (`sh -c 'exec mcp-server-x'`); the kernel still marked this exec
+		// tracked. This image decides afresh.
+		HintRejected h = it->second;
+		hint_rejected_.erase(it);
+		if (h.start_ticks == info.start_ticks && was_tracked) {
+			if (!h.untracked && !match)
+				loader_.untrack(static_cast<pid_t>(pid)); // deferred until now
+			if (h.untracked || !match)
+				was_tracked = info.tracked =
+				    false; // tracked again below if it matches
+		}
+	}
 	if (provisional && !match) {
-		loader_.untrack(static_cast<pid_t>(pid));
+		// Untrack it, unless it has already exec'd something else (its comm
+		// changed): that image's own exec record decides, or the server it
+		// became would be blind until then.
+		std::string now_comm;
+		bool replaced =
+		    read_comm(static_cast<pid_t>(pid), &now_comm) && now_comm != e.ctx.comm;
+		if (!replaced)
+			loader_.untrack(static_cast<pid_t>(pid));
+		hint_rejected_[pid] = {info.start_ticks, !replaced};
 		info.tracked = false;
 		hint_misses_++;
 	} else if (provisional) {
 		hint_hits_++;
 	}
-	bool was_tracked = info.tracked && !provisional;
 	ProcessInfo &entry = table_.upsert(std::move(info));
 	if (match && !was_tracked)
 		track(pid, *match); // also its children forked before we got here
@@ -606,6 +639,7 @@ void Agent::handle(ExitEvent &e)
 		}
 	}
 	open_fds_.erase(e.ctx.pid);
+	hint_rejected_.erase(e.ctx.pid);
 	int64_t when = clock_.boot_to_wall_ns(e.ctx.ts_ns);
 	if (ProcessInfo *p =
 	        table_.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns));

@@ -135,6 +135,13 @@ class Agent
 	uint64_t by_type_[8] = {};
 	uint64_t fd_states_swept_ = 0;
 	uint64_t exits_missed_ = 0;
+	// Processes whose exec hint the rules rejected, by pid: their next exec
+	// decides whether they stay tracked.
+	struct HintRejected {
+		uint64_t start_ticks;
+		bool untracked; // now, or deferred to that next exec
+	};
+	std::unordered_map<uint32_t, HintRejected> hint_rejected_;
 	uint64_t identities_resolved_ = 0, identities_degraded_ = 0;
 	uint64_t secrets_obtained_ = 0, environ_unreadable_ = 0, rotations_ = 0, ledger_errors_ = 0;
 	uint64_t reloads_ = 0, reload_errors_ = 0;
