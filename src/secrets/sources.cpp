@@ -1,5 +1,6 @@
 #include "keytrail/secrets/sources.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -138,6 +139,26 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 		ok = read_file_checked(access, kdev, ino, max_file_size_, &content, &mtime, &size);
 	if (!ok && !logical.empty() && logical[0] == '/')
 		ok = read_file_checked(logical, kdev, ino, max_file_size_, &content, &mtime, &size);
+	if (!ok && pid > 0) {
+		// Closed and deleted, but the process may still hold it through
+		// another fd (a shell's `exec 3<file` opens, dup2s and closes).
+		// stat() first: only the very inode is opened, never a FIFO or tty.
+		std::string fds = "/proc/" + std::to_string(pid) + "/fd";
+		if (DIR *d = opendir(fds.c_str())) {
+			while (dirent *de = readdir(d)) {
+				std::string p = fds + "/" + de->d_name;
+				struct stat st;
+				if (de->d_name[0] == '.' || stat(p.c_str(), &st) != 0 ||
+				    !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_ino) != ino)
+					continue;
+				ok = read_file_checked(p, kdev, ino, max_file_size_, &content,
+				                       &mtime, &size);
+				if (ok)
+					break;
+			}
+			closedir(d);
+		}
+	}
 	if (!ok) {
 		// Unreadable now (closed and gone): a previous scan still names it.
 		auto cached = cached_inode(kdev, ino);

@@ -1,0 +1,62 @@
+// SecretSources::from_open: where a credential file is read from when the fd
+// that opened it is gone.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "keytrail/secrets/sources.h"
+
+using namespace keytrail;
+
+TEST(SecretSources, ADeletedFileIsReadThroughTheFdTheProcessDupedItTo)
+{
+	std::string dir = ::testing::TempDir() + "/kt-src-" + std::to_string(getpid());
+	mkdir(dir.c_str(), 0700);
+	std::string path = dir + "/.env";
+	// Built at run time: no credential literal in the tree.
+	std::string tok = "glpat-" + std::string("Zq3") + "x7Rk2Lm9Pw4Tn8Vb6Hc1";
+	std::ofstream(path) << "GITLAB_TOKEN=" << tok << "\n";
+	struct stat st;
+	ASSERT_EQ(stat(path.c_str(), &st), 0);
+
+	// A child does what `exec 3<file` does in a shell: open (fd 4 here),
+	// dup2 to another fd, close the first; then the file is deleted.
+	int ready[2], done[2];
+	ASSERT_EQ(pipe(ready), 0);
+	ASSERT_EQ(pipe(done), 0);
+	pid_t child = fork();
+	if (child == 0) {
+		int fd = open(path.c_str(), O_RDONLY);
+		dup2(fd, 9);
+		close(fd);
+		unlink(path.c_str());
+		char c = 'r';
+		(void)!write(ready[1], &c, 1);
+		(void)!read(done[0], &c, 1);
+		_exit(0);
+	}
+	char c;
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+
+	SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {}, 1 << 20);
+	auto scan = sources.from_open(child, /*fd, closed*/ 4, -100, path, 0, st.st_ino);
+	(void)!write(done[1], &c, 1);
+	waitpid(child, nullptr, 0);
+	ASSERT_TRUE(scan);
+	EXPECT_FALSE(scan->unreadable);
+	ASSERT_EQ(scan->secrets.size(), 1u);
+	EXPECT_EQ(scan->secrets[0].type, "gitlab_pat");
+	EXPECT_EQ(sources.files_unreadable(), 0u);
+
+	// Once nobody holds it, it is counted as unreadable, not guessed.
+	auto gone = sources.from_open(child, 4, -100, dir + "/.env.other", 0, st.st_ino + 1);
+	ASSERT_TRUE(gone);
+	EXPECT_TRUE(gone->unreadable);
+	EXPECT_EQ(sources.files_unreadable(), 1u);
+	rmdir(dir.c_str());
+}
