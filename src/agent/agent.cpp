@@ -179,6 +179,43 @@ nlohmann::json Agent::base(const char *type, const EventContext &ctx)
 	return r;
 }
 
+// An observation record: type, time and tid as fields, the rest of base()
+// spliced from the process's cached members (a flood of opens builds three
+// fields per record, not twelve).
+Record Agent::observation(const char *type, const EventContext &ctx)
+{
+	Record r;
+	r.fields["type"] = type;
+	r.fields["time"] = rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns));
+	r.fields["tid"] = ctx.tid;
+	ProcessInfo *p = process_for(ctx);
+	if (!p) {
+		nlohmann::json b = base(type, ctx);
+		b.erase("type");
+		b.erase("time");
+		b.erase("tid");
+		r.fields.update(b);
+		return r;
+	}
+	bool with_identity = p->tracked || (ctx.flags & KT_F_TRACKED);
+	std::string key;
+	key.reserve(64);
+	key.append(std::to_string(ctx.ppid)).append(":").append(std::to_string(ctx.uid));
+	key.append(":").append(std::to_string(ctx.gid)).append(":").append(ctx.comm);
+	key.append(with_identity ? ":i" : ":-");
+	if (!p->members.json || p->members.key != key) {
+		nlohmann::json b = base(type, ctx);
+		b.erase("type");
+		b.erase("time");
+		b.erase("tid");
+		std::string s = b.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+		p->members.json = std::make_shared<const std::string>(s.substr(1, s.size() - 2));
+		p->members.key = std::move(key);
+	}
+	r.raw.push_back({"", p->members.json});
+	return r;
+}
+
 const Identity &Agent::identity_of(ProcessInfo &p)
 {
 	if (p.identity)
@@ -652,7 +689,7 @@ void Agent::handle(OpenEvent &e)
 {
 	// Our own reads of watched files (checking a credential file) are not
 	// observations.
-	if (e.ctx.pid == static_cast<uint32_t>(getpid()))
+	if (e.ctx.pid == self_pid_)
 		return;
 	std::string path = e.path;
 	if (path.empty()) {
@@ -666,7 +703,8 @@ void Agent::handle(OpenEvent &e)
 	}
 	if (!want_events_)
 		return;
-	auto r = base("open", e.ctx);
+	Record rec = observation("open", e.ctx);
+	auto &r = rec.fields;
 	r["path"] = sanitize_utf8(path);
 	if (e.dirfd != -100 && e.syscall != 0)
 		r["dirfd"] = e.dirfd;
@@ -682,7 +720,7 @@ void Agent::handle(OpenEvent &e)
 		r["truncated"] = true;
 	if (e.ctx.flags & KT_F_READ_FAIL)
 		r["path_unreadable"] = true;
-	out_.emit(r);
+	out_.emit(rec);
 }
 
 void Agent::collect_process_secrets(ProcessInfo &p, const std::vector<std::string> *raw_argv,
@@ -1033,7 +1071,8 @@ void Agent::handle(CloseEvent &e)
 	}
 	if (!want_events_)
 		return;
-	auto r = base("close", e.ctx);
+	Record rec = observation("close", e.ctx);
+	auto &r = rec.fields;
 	r["fd"] = e.fd;
 	r["path"] = sanitize_utf8(path);
 	r["dev"] = dev_string(e.dev);
@@ -1041,7 +1080,7 @@ void Agent::handle(CloseEvent &e)
 	r["bytes_read"] = e.bytes_read;
 	r["reads"] = e.reads;
 	r["reason"] = close_reason_name(e.reason);
-	out_.emit(r);
+	out_.emit(rec);
 }
 
 // Reports the read counters of fds the process still held when it exited or

@@ -15,6 +15,18 @@ namespace keytrail
 namespace
 {
 
+// Raw observations come by the hundred thousand a second from a busy MCP
+// server: their writer is woken per batch (or after kLinger), not per line.
+// Everything else (alerts, secrets, health) wakes it at once.
+constexpr size_t kBatchLines = 512;
+constexpr auto kLinger = std::chrono::milliseconds(25);
+
+bool urgent_type(const std::string &type)
+{
+	return type != "exec" && type != "fork" && type != "exit" && type != "open" &&
+	       type != "close" && type != "connect";
+}
+
 int syslog_severity(const nlohmann::json &r)
 {
 	auto it = r.find("severity");
@@ -86,7 +98,9 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 		}
 		r->queued_bytes += line.size();
 		r->queue.push_back({std::move(line), type, severity, now});
-		r->cv.notify_one();
+		r->urgent = r->urgent || urgent_type(type);
+		if (r->waiting && (r->urgent || r->queue.size() >= kBatchLines))
+			r->cv.notify_one();
 	}
 }
 
@@ -95,36 +109,49 @@ void Output::Route::run()
 	using namespace std::chrono;
 	milliseconds backoff{100};
 	bool unflushed = false; // the sink buffers lines it accepted
+	std::deque<Item> batch;
 	std::unique_lock lock(mu);
 	for (;;) {
-		cv.wait(lock, [&] { return stop || !queue.empty() || unflushed; });
-		if (queue.empty() && stop)
-			break;
+		waiting = true;
+		cv.wait_for(lock, kLinger,
+		            [&] { return stop || urgent || queue.size() >= kBatchLines; });
+		waiting = false;
+		if (queue.empty() && !unflushed) {
+			if (stop)
+				break;
+			continue;
+		}
+		// Take everything queued; write it without the lock.
+		batch.swap(queue);
+		urgent = false;
+		lock.unlock();
+		size_t done = 0, bytes = 0;
 		bool ok = true;
 		int err = 0;
-		if (!queue.empty()) {
-			Item item = std::move(queue.front());
-			queue.pop_front();
-			lock.unlock();
-			ok = sink->write(item.line,
-			                 LineMeta{item.type, item.severity, item.time_ns});
-			err = errno;
-			lock.lock();
-			if (ok) {
-				queued_bytes -= item.line.size();
-				written++;
-				unflushed = true;
-			} else {
-				queue.push_front(std::move(item));
+		for (; done < batch.size(); done++) {
+			const Item &item = batch[done];
+			if (!sink->write(item.line,
+			                 LineMeta{item.type, item.severity, item.time_ns})) {
+				ok = false;
+				err = errno;
+				break;
 			}
+			bytes += item.line.size();
 		}
-		if (ok && queue.empty() && unflushed) {
-			lock.unlock();
+		if (done)
+			unflushed = true;
+		if (ok) {
 			ok = sink->flush();
 			err = errno;
-			lock.lock();
 			unflushed = !ok;
 		}
+		lock.lock();
+		queued_bytes -= bytes;
+		written += done;
+		// What was not written goes back to the front, in order.
+		queue.insert(queue.begin(), std::make_move_iterator(batch.begin() + done),
+		             std::make_move_iterator(batch.end()));
+		batch.clear();
 		if (ok) {
 			if (!healthy.exchange(true))
 				spdlog::info("output {} recovered after {} retries", sink->name(),
@@ -132,7 +159,7 @@ void Output::Route::run()
 			backoff = milliseconds{100};
 			continue;
 		}
-		// Failed: the line stays queued (or buffered in the sink). Report,
+		// Failed: the lines stay queued (or buffered in the sink). Report,
 		// wait, reopen and retry; a stop request ends the retries and what
 		// is left is counted as dropped.
 		errors++;

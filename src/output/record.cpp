@@ -14,8 +14,10 @@ std::string serialize(const Record &r)
 		if (!empty)
 			s.push_back(',');
 		empty = false;
-		s += nlohmann::json(f.key).dump();
-		s.push_back(':');
+		if (!f.key.empty()) {
+			s += nlohmann::json(f.key).dump();
+			s.push_back(':');
+		}
 		s += *f.json;
 	}
 	s.push_back('}');
@@ -25,8 +27,15 @@ std::string serialize(const Record &r)
 nlohmann::json to_json(const Record &r)
 {
 	nlohmann::json j = r.fields;
-	for (const auto &f : r.raw)
-		j[f.key] = nlohmann::json::parse(*f.json, nullptr, false);
+	for (const auto &f : r.raw) {
+		if (f.key.empty()) {
+			auto members = nlohmann::json::parse("{" + *f.json + "}", nullptr, false);
+			if (members.is_object())
+				j.update(members);
+		} else {
+			j[f.key] = nlohmann::json::parse(*f.json, nullptr, false);
+		}
+	}
 	return j;
 }
 

@@ -160,7 +160,8 @@ bool FileSink::open_file()
 	if (fd_ < 0)
 		return false;
 	struct stat st;
-	size_ = fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+	regular_ = fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+	size_ = regular_ ? static_cast<uint64_t>(st.st_size) : 0;
 	return true;
 }
 
@@ -168,7 +169,8 @@ bool FileSink::write(std::string_view line, const LineMeta &)
 {
 	if (fd_ < 0)
 		return (errno = EBADF, false);
-	if (max_size_ && size_ + buf_.size() + line.size() + 1 > max_size_ &&
+	// Only a regular file is rotated: never /dev/null, a FIFO or a tty.
+	if (regular_ && max_size_ && size_ + buf_.size() + line.size() + 1 > max_size_ &&
 	    size_ + buf_.size() > 0) {
 		if (!flush() || !rotate())
 			return false;
@@ -281,7 +283,8 @@ bool SyslogSink::reopen()
 bool SyslogSink::write(std::string_view line, const LineMeta &meta)
 {
 	if (fd_ < 0)
-		return (errno = connect_errno_ ? connect_errno_ : ENOTCONN, false); // why it is down
+		return (errno = connect_errno_ ? connect_errno_ : ENOTCONN,
+		        false); // why it is down
 	// <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG
 	std::string ts = rfc3339(meta.time_ns ? meta.time_ns : SystemClock().now_ns());
 	msg_ = "<" + std::to_string(facility_ * 8 + meta.severity) + ">1 " + ts + " " + host_ +

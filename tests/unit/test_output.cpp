@@ -1,4 +1,5 @@
 // Sinks, the async Output, the journal and OCSF, without a kernel.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include "keytrail/output/journal.h"
 #include "keytrail/output/ocsf.h"
 #include "keytrail/output/output.h"
+#include "keytrail/output/record.h"
 #include "keytrail/util/clock.h"
 
 using namespace keytrail;
@@ -126,6 +128,32 @@ TEST(FileSink, RotatesBySizeAndKeepsGzipSegments)
 	}
 	EXPECT_EQ(mode_of(path), 0600u);
 	EXPECT_EQ(mode_of(dir + "/sub"), 0700u);
+}
+
+TEST(FileSink, NeverRotatesWhatIsNotARegularFile)
+{
+	// `-o /dev/null` once renamed /dev/null away and left a regular file in
+	// its place. A FIFO stands in for the device here.
+	std::string dir = temp_dir();
+	std::string fifo = dir + "/out.pipe";
+	ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+	int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+	ASSERT_GE(reader, 0);
+	{
+		FileSink s(fifo, 1024, 3);
+		std::string line(200, 'x'), drain(65536, '\0');
+		for (int i = 0; i < 50; i++) {
+			ASSERT_TRUE(s.write(line, {}));
+			ASSERT_TRUE(s.flush());
+			(void)!read(reader, drain.data(), drain.size());
+		}
+		EXPECT_TRUE(s.segments().empty());
+	}
+	close(reader);
+	struct stat st;
+	ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
+	EXPECT_TRUE(S_ISFIFO(st.st_mode));
+	EXPECT_EQ(mode_of(fifo), 0600u);
 }
 
 TEST(SyslogSink, WritesRfc5424AndRecoversWhenTheDaemonReturns)
@@ -390,4 +418,19 @@ TEST(Journal, ASegmentLeftOpenByACrashIsClosedAtStart)
 	ASSERT_FALSE(segs.empty());
 	EXPECT_EQ(segs[0], dir + "/journal-20260102T000000.000000Z.jsonl.gz");
 	EXPECT_EQ(gunzip(segs[0]), "{\"i\":1}\n");
+}
+
+TEST(Record, SplicesRawValuesAndRawMembers)
+{
+	Record r;
+	r.fields = {{"type", "open"}, {"path", "/a\n\"b"}};
+	r.raw.push_back({"process", std::make_shared<const std::string>(R"({"pid":7})")});
+	r.raw.push_back({"", std::make_shared<const std::string>(R"("host":"vm","uid":0)")});
+	std::string line = serialize(r);
+	auto j = nlohmann::json::parse(line); // valid JSON
+	EXPECT_EQ(j["path"], "/a\n\"b");
+	EXPECT_EQ(j["process"]["pid"], 7);
+	EXPECT_EQ(j["host"], "vm");
+	EXPECT_EQ(j["uid"], 0);
+	EXPECT_EQ(to_json(r), j);
 }

@@ -2,6 +2,8 @@
 // turns kernel records into JSON lines and reports its own health.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include "keytrail/ledger/ledger.h"
 #include "keytrail/output/metrics.h"
 #include "keytrail/output/output.h"
+#include "keytrail/output/record.h"
 #include "keytrail/probe/events.h"
 #include "keytrail/probe/loader.h"
 #include "keytrail/process/table.h"
@@ -84,6 +87,7 @@ class Agent
 	nlohmann::json health_record(bool final);
 	void write_status(const nlohmann::json &health, bool running);
 	nlohmann::json base(const char *type, const EventContext &ctx);
+	Record observation(const char *type, const EventContext &ctx);
 	ProcessInfo *process_for(const EventContext &ctx);
 	// The process's identity, resolved on first need (per exec, not per event).
 	const Identity &identity_of(ProcessInfo &p);
@@ -135,6 +139,7 @@ class Agent
 	uint64_t by_type_[8] = {};
 	uint64_t fd_states_swept_ = 0;
 	uint64_t exits_missed_ = 0;
+	const uint32_t self_pid_ = static_cast<uint32_t>(getpid());
 	// Processes whose exec hint the rules rejected, by pid: their next exec
 	// decides whether they stay tracked.
 	struct HintRejected {

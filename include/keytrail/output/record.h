@@ -13,7 +13,7 @@ namespace keytrail
 {
 
 struct RawField {
-	std::string key;
+	std::string key; // empty: `json` is serialized members, "k":v,... spliced as they are
 	std::shared_ptr<const std::string> json; // a serialized JSON value
 };
 

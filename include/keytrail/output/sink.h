@@ -71,6 +71,7 @@ class FileSink : public Sink
 	uint64_t max_size_;
 	uint32_t keep_;
 	int fd_ = -1;
+	bool regular_ = false; // rotated by size only then
 	uint64_t size_ = 0;
 	std::string buf_;
 };

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -43,6 +44,13 @@ struct ProcessInfo {
 	bool correlated = false;          // the correlator knows this exec
 	int64_t exec_time_ns = 0;         // wall clock; 0 if only seen in /proc
 	int64_t exit_time_ns = 0;         // 0 while alive
+	// The members every observation of this process repeats (host, pid,
+	// comm, exec_id, identity, ...), serialized once; `key` says what they
+	// were built from, so a changed comm, uid or ppid rebuilds them.
+	struct Members {
+		std::string key;
+		std::shared_ptr<const std::string> json;
+	} members;
 };
 
 // Facts read from /proc/PID; nullopt when the process is gone or unreadable.
