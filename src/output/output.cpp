@@ -78,6 +78,10 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 	std::string json; // serialized once, on first need
 	int severity = syslog_severity(fields);
 	int64_t now = SystemClock().now_ns();
+	size_t json_routes = 0; // the last one takes the line, the others copy it
+	for (auto &r : routes_)
+		json_routes += r->opts.format != "ocsf" &&
+		               (r->opts.records.empty() || r->opts.records.count(type));
 	for (auto &r : routes_) {
 		if (!r->opts.records.empty() && !r->opts.records.count(type))
 			continue;
@@ -89,7 +93,7 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 		} else {
 			if (json.empty())
 				json = json_line();
-			line = json;
+			line = --json_routes ? json : std::move(json);
 		}
 		std::lock_guard lock(r->mu);
 		if (r->queued_bytes + line.size() > r->opts.max_queue_bytes || r->stop) {

@@ -94,7 +94,7 @@ bool gzip_file(const std::string &src, const std::string &dst)
 		::close(in);
 		return false;
 	}
-	gzFile gz = gzdopen(out, "wb6");
+	gzFile gz = gzdopen(out, "wb1"); // fastest: ~35% less CPU than 6, still ~50x on JSON lines
 	if (!gz) {
 		::close(in);
 		::close(out);
