@@ -140,8 +140,11 @@ Agent::Agent(Config cfg, AgentOptions opts)
 		cfg_.state_dir = opts_.state_dir;
 	if (!opts_.metrics.empty())
 		cfg_.metrics_address = opts_.metrics;
-	// A pid reused before its exit record came: that exit was dropped.
-	table_.on_missed_exit([this](const ProcessInfo &p) { missed_exit(p, clock_.now_ns()); });
+	// An exit record that was dropped: the pid was reused, or the process
+	// was found gone.
+	table_.on_missed_exit([this](const ProcessInfo &p) {
+		missed_exit(p, p.exit_time_ns ? p.exit_time_ns : clock_.now_ns());
+	});
 }
 
 // A process whose exit record was lost (ring buffer full) is retired anyway,
@@ -185,34 +188,27 @@ nlohmann::json Agent::base(const char *type, const EventContext &ctx)
 Record Agent::observation(const char *type, const EventContext &ctx)
 {
 	Record r;
+	ProcessInfo *p = process_for(ctx);
+	if (!p) {
+		r.fields = base(type, ctx);
+		return r;
+	}
 	r.fields["type"] = type;
 	r.fields["time"] = rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns));
 	r.fields["tid"] = ctx.tid;
-	ProcessInfo *p = process_for(ctx);
-	if (!p) {
+	auto &m = p->members;
+	bool identity = p->tracked || (ctx.flags & KT_F_TRACKED);
+	if (!m.json || m.ppid != ctx.ppid || m.uid != ctx.uid || m.gid != ctx.gid ||
+	    m.comm != ctx.comm || m.identity != identity) {
 		nlohmann::json b = base(type, ctx);
-		b.erase("type");
-		b.erase("time");
-		b.erase("tid");
-		r.fields.update(b);
-		return r;
-	}
-	bool with_identity = p->tracked || (ctx.flags & KT_F_TRACKED);
-	std::string key;
-	key.reserve(64);
-	key.append(std::to_string(ctx.ppid)).append(":").append(std::to_string(ctx.uid));
-	key.append(":").append(std::to_string(ctx.gid)).append(":").append(ctx.comm);
-	key.append(with_identity ? ":i" : ":-");
-	if (!p->members.json || p->members.key != key) {
-		nlohmann::json b = base(type, ctx);
-		b.erase("type");
-		b.erase("time");
-		b.erase("tid");
+		for (const char *own : {"type", "time", "tid"})
+			b.erase(own);
 		std::string s = b.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-		p->members.json = std::make_shared<const std::string>(s.substr(1, s.size() - 2));
-		p->members.key = std::move(key);
+		m = {ctx.ppid, ctx.uid,
+		     ctx.gid,  ctx.comm,
+		     identity, std::make_shared<const std::string>(s.substr(1, s.size() - 2))};
 	}
-	r.raw.push_back({"", p->members.json});
+	r.raw.push_back({"", m.json});
 	return r;
 }
 
@@ -459,8 +455,7 @@ int Agent::run(const std::atomic<bool> &stop, std::atomic<bool> *reload)
 			reload_config();
 		if (now >= next_health) {
 			clock_.resync();
-			for (const ProcessInfo *p : table_.sweep_vanished(clock_.now_ns()))
-				missed_exit(*p, p->exit_time_ns);
+			table_.sweep_vanished(clock_.now_ns());
 			// Untracked processes send no exit record.
 			std::erase_if(hint_rejected_, [](const auto &kv) {
 				return kill(kv.first, 0) != 0 && errno == ESRCH;

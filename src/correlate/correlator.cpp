@@ -67,7 +67,6 @@ bool is_unspecified(const std::string &addr)
 	return addr == "0.0.0.0" || addr == "::";
 }
 
-// A name for the upstream: what the client asked for, else the address.
 // The upstream's name: SNI, else the HTTP Host without its ":port" (the
 // port is the connect's), else the address.
 std::string upstream_name(const ConnectSeen &c)

@@ -204,15 +204,17 @@ void ProcessTable::mark_exited(uint32_t pid, int64_t when_ns)
 	retire(it);
 }
 
-std::vector<const ProcessInfo *> ProcessTable::sweep_vanished(int64_t when_ns)
+size_t ProcessTable::sweep_vanished(int64_t when_ns)
 {
-	std::vector<const ProcessInfo *> gone;
+	size_t gone = 0;
 	for (auto it = live_.begin(); it != live_.end();) {
 		auto next = std::next(it);
 		if (kill(static_cast<pid_t>(it->first), 0) != 0 && errno == ESRCH) {
 			it->second.exit_time_ns = when_ns;
 			retire(it);
-			gone.push_back(&exited_.back());
+			if (missed_exit_)
+				missed_exit_(exited_.back());
+			gone++;
 		}
 		it = next;
 	}

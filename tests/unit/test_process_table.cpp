@@ -88,23 +88,27 @@ TEST(ProcessTable, MissedExitsAreRetired)
 {
 	ProcessTable t("b", 1000);
 	std::vector<std::string> missed;
-	t.on_missed_exit([&](const ProcessInfo &p) { missed.push_back(p.exec_id); });
+	std::vector<int64_t> exit_times;
+	t.on_missed_exit([&](const ProcessInfo &p) {
+		missed.push_back(p.exec_id);
+		exit_times.push_back(p.exit_time_ns);
+	});
 	// A pid reused before the old instance's exit was seen.
 	std::string old = t.upsert(proc(100, 5000)).exec_id;
 	t.upsert(proc(100, 9000));
 	EXPECT_EQ(missed, std::vector<std::string>{old});
+	EXPECT_EQ(exit_times, std::vector<int64_t>{0}); // not known: the agent says when
 	t.mark_exited(100, 1);
 	// A process that is gone (no such pid) with no exit record.
 	pid_t gone = fork();
 	if (gone == 0)
 		_exit(0);
 	waitpid(gone, nullptr, 0);
-	t.upsert(proc(static_cast<uint32_t>(gone), 1));
+	std::string gone_id = t.upsert(proc(static_cast<uint32_t>(gone), 1)).exec_id;
 	t.upsert(proc(static_cast<uint32_t>(getpid()), 2));
-	auto swept = t.sweep_vanished(777);
-	ASSERT_EQ(swept.size(), 1u); // the reaped child
-	for (const auto *p : swept)
-		EXPECT_EQ(p->exit_time_ns, 777);
+	ASSERT_EQ(t.sweep_vanished(777), 1u); // the reaped child
+	EXPECT_EQ(missed, (std::vector<std::string>{old, gone_id}));
+	EXPECT_EQ(exit_times, (std::vector<int64_t>{0, 777}));
 	EXPECT_NE(t.find(static_cast<uint32_t>(getpid())), nullptr); // alive: kept
 	EXPECT_EQ(t.find(static_cast<uint32_t>(gone)), nullptr);
 }

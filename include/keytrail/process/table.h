@@ -45,10 +45,12 @@ struct ProcessInfo {
 	int64_t exec_time_ns = 0;         // wall clock; 0 if only seen in /proc
 	int64_t exit_time_ns = 0;         // 0 while alive
 	// The members every observation of this process repeats (host, pid,
-	// comm, exec_id, identity, ...), serialized once; `key` says what they
-	// were built from, so a changed comm, uid or ppid rebuilds them.
+	// comm, exec_id, identity, ...), serialized once, and what they were
+	// built from: a changed ppid, uid, gid, comm or tracking rebuilds them.
 	struct Members {
-		std::string key;
+		uint32_t ppid = 0, uid = 0, gid = 0;
+		std::string comm;
+		bool identity = false;
 		std::shared_ptr<const std::string> json;
 	} members;
 };
@@ -91,10 +93,10 @@ class ProcessTable
 
 	void mark_exited(uint32_t pid, int64_t when_ns);
 	// Live entries whose process is gone without an exit record (it was
-	// dropped): retired as exited at when_ns. Returns them (before eviction).
-	std::vector<const ProcessInfo *> sweep_vanished(int64_t when_ns);
-	// Called with each live entry retired because its pid was reused before
-	// its exit record came (dropped): the exit was missed.
+	// dropped) are retired as exited at when_ns. Returns how many.
+	size_t sweep_vanished(int64_t when_ns);
+	// Called with each live entry retired without its exit record: its pid
+	// was reused (exit_time_ns 0), or sweep_vanished found it gone.
 	void on_missed_exit(std::function<void(const ProcessInfo &)> f)
 	{
 		missed_exit_ = std::move(f);

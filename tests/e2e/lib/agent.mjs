@@ -1,7 +1,7 @@
-// `keytrail run` around a scenario, as an operator runs it, plus the checks
-// every scenario shares: every line is JSON, no secret in any file the agent
-// wrote, every upstream the probes saw is on loopback.
-import { spawn, spawnSync } from 'node:child_process';
+// `keytrail run` around a scenario, as an operator runs it, and what the
+// checks every scenario shares (e2e.test.mjs) read: its records, every file
+// it wrote.
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -73,15 +73,6 @@ export class Agent {
 				data = gunzipSync(data);
 			return { path: p, data };
 		});
-	}
-
-	// Journal records, read back with the agent's own reader (keytrail trace).
-	trace(args) {
-		const r = spawnSync(KEYTRAIL, ['trace', '--state-dir', this.state, ...args, '-f', 'json'],
-		                    { encoding: 'utf8' });
-		if (r.status !== 0)
-			throw new Error(`keytrail trace ${args.join(' ')}: ${r.stderr}`);
-		return JSON.parse(r.stdout);
 	}
 }
 

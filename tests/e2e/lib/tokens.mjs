@@ -1,7 +1,7 @@
 // Fake credentials in the real formats, built fresh for every run so that
 // KeyTrail's format detection (type, public prefix) is exercised and nothing
 // real can leak. Each uses crypto randomness; none is ever printed.
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -24,5 +24,3 @@ export const dbPassword = () => pick(ALNUM, 24);
 
 // OpenAI-style project key, for a .env file.
 export const openaiKey = () => 'sk-proj-' + pick(ALNUM + '_-', 64) + 'T3BlbkFJ' + pick(ALNUM + '_-', 64);
-
-export const nonce = () => randomBytes(4).toString('hex');
