@@ -71,6 +71,8 @@ class Dec
 	Dec(const unsigned char *p, size_t n) : p_(p), end_(p + n) {}
 	bool ok() const { return ok_; }
 	bool done() const { return p_ == end_; }
+	// Fields appended by a later version follow.
+	bool more() const { return ok_ && p_ != end_; }
 	template <typename T> T num()
 	{
 		if (static_cast<size_t>(end_ - p_) < sizeof(T)) {
@@ -163,6 +165,8 @@ std::string encode_input(const Input &in)
 			    e.strs(v.cmdline);
 			    e.str(v.identity);
 			    e.sels(v.selectors);
+			    e.num(v.gid); // appended fields
+			    e.strs(v.unresolved);
 		    } else if constexpr (std::is_same_v<T, ProcExit>) {
 			    e.num<uint8_t>(kProcExit);
 			    e.num(v.time_ns);
@@ -178,6 +182,7 @@ std::string encode_input(const Input &in)
 			    e.num(v.first_seen_ns);
 			    e.num(v.last_used_ns);
 			    e.num(v.file_mtime_ns);
+			    e.str(v.prefix); // appended
 		    } else if constexpr (std::is_same_v<T, ConnectSeen>) {
 			    e.num<uint8_t>(kConnect);
 			    e.num(v.time_ns);
@@ -241,6 +246,11 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 		v.cmdline = d.strs();
 		d.str(v.identity);
 		v.selectors = d.sels();
+		v.gid = d.more() ? d.num<uint32_t>() : 0;
+		if (d.more())
+			v.unresolved = d.strs();
+		else
+			v.unresolved.clear();
 		break;
 	}
 	case kProcExit: {
@@ -259,6 +269,10 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 		v.first_seen_ns = d.num<int64_t>();
 		v.last_used_ns = d.num<int64_t>();
 		v.file_mtime_ns = d.num<int64_t>();
+		if (d.more())
+			d.str(v.prefix);
+		else
+			v.prefix.clear();
 		break;
 	}
 	case kConnect: {

@@ -109,6 +109,25 @@ std::optional<McpMatch> found(const PackageRef &r, const char *rule)
 	return McpMatch{r.name, rule};
 }
 
+// docker/podman run ... IMAGE: mcp/github, ghcr.io/github/github-mcp-server
+std::optional<McpMatch> match_container(const std::vector<std::string> &argv)
+{
+	auto run = std::find(argv.begin() + 1, argv.end(), "run");
+	if (run == argv.end())
+		return std::nullopt;
+	auto img = first_operand(argv, (run - argv.begin()) + 1);
+	if (!img)
+		return std::nullopt;
+	std::string image = argv[*img];
+	image = image.substr(0, image.find('@')); // digest
+	auto colon = image.rfind(':');
+	if (colon != std::string::npos && image.find('/', colon) == std::string::npos)
+		image.resize(colon); // tag
+	if (image.starts_with("mcp/") || image.find("/mcp/") != std::string::npos)
+		return McpMatch{image.substr(image.rfind("mcp/")), "builtin:docker-image"};
+	return found(PackageRef{"", std::string(basename_of(image))}, "builtin:docker-image");
+}
+
 } // namespace
 
 std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, const std::string &exe)
@@ -122,26 +141,8 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 		return std::nullopt;
 	std::string prog(basename_of(argv[0]));
 
-	// docker/podman run ... IMAGE: mcp/github, ghcr.io/github/github-mcp-server
-	if (prog == "docker" || prog == "podman" || prog == "nerdctl") {
-		auto run = std::find(argv.begin() + 1, argv.end(), "run");
-		if (run == argv.end())
-			return std::nullopt;
-		auto img = first_operand(argv, (run - argv.begin()) + 1);
-		if (!img)
-			return std::nullopt;
-		std::string image = argv[*img];
-		image = image.substr(0, image.find('@')); // digest
-		auto colon = image.rfind(':');
-		if (colon != std::string::npos && image.find('/', colon) == std::string::npos)
-			image.resize(colon); // tag
-		if (image.starts_with("mcp/") || image.find("/mcp/") != std::string::npos)
-			return McpMatch{image.substr(image.rfind("mcp/")), "builtin:docker-image"};
-		if (auto m = found(PackageRef{"", std::string(basename_of(image))},
-		                   "builtin:docker-image"))
-			return m;
-		return std::nullopt;
-	}
+	if (prog == "docker" || prog == "podman" || prog == "nerdctl")
+		return match_container(argv);
 
 	// A shell script as /proc shows it after the exec ("/bin/sh
 	// /opt/bin/mcp-server-x"): the script is the server. Not `sh -c '...'`.

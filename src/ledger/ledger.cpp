@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <iterator>
+
 #include "keytrail/util/error.h"
 
 namespace keytrail
@@ -14,7 +17,11 @@ namespace keytrail
 namespace
 {
 
-constexpr const char *kSchema = R"(
+// Version 1: the tables. Each later version is a list of statements that
+// moves a file up from the one before (kMigrations[v - 2]); a file is
+// migrated when the agent opens it for writing. Readers accept any version
+// up to kSchemaVersion.
+constexpr const char *kSchemaV1 = R"(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets(
   fingerprint TEXT PRIMARY KEY, type TEXT NOT NULL, prefix TEXT NOT NULL,
@@ -37,6 +44,17 @@ CREATE TABLE IF NOT EXISTS rotations(
 CREATE INDEX IF NOT EXISTS rotations_by_fp ON rotations(new_fingerprint);
 INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');
 )";
+
+// What the policy needs from history (correlate/policy.h): a holder's
+// environment, the age of the file a credential came from, and the address
+// a use went to.
+constexpr const char *kMigrations[] = {
+    "ALTER TABLE secrets ADD COLUMN oldest_mtime INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sightings ADD COLUMN environment TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE uses ADD COLUMN addr TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX IF NOT EXISTS rotations_by_old ON rotations(old_fingerprint);",
+};
+constexpr int kSchemaVersion = 1 + static_cast<int>(std::size(kMigrations));
 
 void bind(sqlite3_stmt *s, int i, const std::string &v)
 {
@@ -82,27 +100,37 @@ Ledger::Ledger(const std::string &path, bool read_only) : path_(path)
 		throw Error("open ledger " + path + ": " + msg);
 	}
 	sqlite3_busy_timeout(db_, 2000);
-	if (read_only)
+	if (read_only) {
+		schema_ = read_schema();
+		if (schema_ > kSchemaVersion)
+			throw Error("ledger " + path + " has schema " + std::to_string(schema_) +
+			            ", newer than this keytrail reads (" +
+			            std::to_string(kSchemaVersion) + ")");
 		return;
+	}
 	exec("PRAGMA journal_mode=WAL");
 	exec("PRAGMA synchronous=NORMAL");
-	exec(kSchema);
-	upsert_secret_ =
-	    prepare("INSERT INTO secrets(fingerprint, type, prefix, first_seen, last_seen) "
-	            "VALUES(?1, ?2, ?3, ?4, ?4) "
-	            "ON CONFLICT(fingerprint) DO UPDATE SET last_seen = max(last_seen, ?4), "
-	            "first_seen = min(first_seen, ?4)");
-	upsert_sighting_ =
-	    prepare("INSERT INTO sightings VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6, 1) "
-	            "ON CONFLICT(fingerprint, source, location, name, identity) DO UPDATE SET "
-	            "last_seen = max(last_seen, ?6), count = count + 1");
+	migrate();
+	upsert_secret_ = prepare(
+	    "INSERT INTO secrets(fingerprint, type, prefix, first_seen, last_seen, oldest_mtime) "
+	    "VALUES(?1, ?2, ?3, ?4, ?4, ?5) "
+	    "ON CONFLICT(fingerprint) DO UPDATE SET last_seen = max(last_seen, ?4), "
+	    "first_seen = min(first_seen, ?4), oldest_mtime = CASE WHEN ?5 = 0 THEN "
+	    "oldest_mtime WHEN oldest_mtime = 0 THEN ?5 ELSE min(oldest_mtime, ?5) END");
+	get_secret_ = prepare("SELECT first_seen, last_used FROM secrets WHERE fingerprint = ?1");
+	upsert_sighting_ = prepare(
+	    "INSERT INTO sightings(fingerprint, source, location, name, identity, first_seen, "
+	    "last_seen, count, environment) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7) "
+	    "ON CONFLICT(fingerprint, source, location, name, identity) DO UPDATE SET "
+	    "last_seen = max(last_seen, ?6), count = count + 1, environment = ?7");
 	get_slot_ = prepare("SELECT fingerprint FROM slots WHERE source = ?1 AND location = ?2 AND "
 	                    "name = ?3 AND identity = ?4 AND type = ?5");
 	put_slot_ = prepare("INSERT OR REPLACE INTO slots VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
 	add_rotation_ = prepare("INSERT INTO rotations VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-	upsert_use_ = prepare("INSERT INTO uses VALUES(?1, ?2, ?3, ?4, ?4, 1) ON "
-	                      "CONFLICT(fingerprint, identity, upstream) "
-	                      "DO UPDATE SET last_used = max(last_used, ?4), count = count + 1");
+	upsert_use_ = prepare(
+	    "INSERT INTO uses(fingerprint, identity, upstream, first_used, last_used, count, addr) "
+	    "VALUES(?1, ?2, ?3, ?4, ?4, 1, ?5) ON CONFLICT(fingerprint, identity, upstream) "
+	    "DO UPDATE SET last_used = max(last_used, ?4), count = count + 1, addr = ?5");
 	touch_used_ =
 	    prepare("UPDATE secrets SET last_used = max(last_used, ?2) WHERE fingerprint = ?1");
 	// The WAL and shared-memory files SQLite makes follow the umask: 0600 too.
@@ -139,6 +167,40 @@ sqlite3_stmt *Ledger::prepare(const char *sql)
 	return s;
 }
 
+int Ledger::read_schema()
+{
+	sqlite3_stmt *s = nullptr;
+	int v = 0;
+	if (sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key = 'schema'", -1, &s,
+	                       nullptr) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = std::atoi(col(s, 0).c_str());
+	sqlite3_finalize(s);
+	return v;
+}
+
+void Ledger::migrate()
+{
+	exec("BEGIN IMMEDIATE");
+	try {
+		exec(kSchemaV1);
+		schema_ = read_schema();
+		if (schema_ > kSchemaVersion)
+			throw Error("ledger " + path_ + " has schema " + std::to_string(schema_) +
+			            ", newer than this keytrail writes (" +
+			            std::to_string(kSchemaVersion) + ")");
+		for (; schema_ < kSchemaVersion; schema_++)
+			exec(kMigrations[schema_ - 1]);
+		exec(("UPDATE meta SET value = '" + std::to_string(schema_) +
+		      "' WHERE key = 'schema'")
+		         .c_str());
+		exec("COMMIT");
+	} catch (const Error &) {
+		sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+		throw;
+	}
+}
+
 void Ledger::begin()
 {
 	if (!in_tx_) {
@@ -162,39 +224,45 @@ bool Ledger::commit()
 	return rc == SQLITE_OK;
 }
 
-std::optional<std::string> Ledger::record_sighting(const Sighting &s)
+SightingResult Ledger::record_sighting(const Sighting &s)
 {
 	begin();
-	bind_all(upsert_secret_, s.fingerprint, s.type, s.prefix, s.time_ns);
+	SightingResult r;
+	bind_all(upsert_secret_, s.fingerprint, s.type, s.prefix, s.time_ns, s.mtime_ns);
 	sqlite3_step(upsert_secret_);
 	bind_all(upsert_sighting_, s.fingerprint, s.source, s.location, s.name, s.identity,
-	         s.time_ns);
+	         s.time_ns, s.environment);
 	sqlite3_step(upsert_sighting_);
+	bind_all(get_secret_, s.fingerprint);
+	if (sqlite3_step(get_secret_) == SQLITE_ROW) {
+		r.first_seen = sqlite3_column_int64(get_secret_, 0);
+		r.last_used = sqlite3_column_int64(get_secret_, 1);
+	}
+	sqlite3_reset(get_secret_);
 
-	std::optional<std::string> replaced;
 	bind_all(get_slot_, s.source, s.location, s.name, s.identity, s.type);
 	if (sqlite3_step(get_slot_) == SQLITE_ROW) {
 		std::string old = col(get_slot_, 0);
 		if (old != s.fingerprint)
-			replaced = old;
+			r.rotated_from = old;
 	}
 	sqlite3_reset(get_slot_);
-	if (replaced) {
-		bind_all(add_rotation_, s.source, s.location, s.name, s.identity, *replaced,
+	if (r.rotated_from) {
+		bind_all(add_rotation_, s.source, s.location, s.name, s.identity, *r.rotated_from,
 		         s.fingerprint, s.time_ns);
 		sqlite3_step(add_rotation_);
 	}
 	bind_all(put_slot_, s.source, s.location, s.name, s.identity, s.type, s.fingerprint,
 	         s.time_ns);
 	sqlite3_step(put_slot_);
-	return replaced;
+	return r;
 }
 
 void Ledger::record_use(const std::string &fingerprint, const std::string &identity,
-                        const std::string &upstream, int64_t time_ns)
+                        const std::string &upstream, const std::string &addr, int64_t time_ns)
 {
 	begin();
-	bind_all(upsert_use_, fingerprint, identity, upstream, time_ns);
+	bind_all(upsert_use_, fingerprint, identity, upstream, time_ns, addr);
 	sqlite3_step(upsert_use_);
 	bind_all(touch_used_, fingerprint, time_ns);
 	sqlite3_step(touch_used_);
@@ -202,23 +270,26 @@ void Ledger::record_use(const std::string &fingerprint, const std::string &ident
 
 std::optional<SecretRecord> Ledger::secret(const std::string &fingerprint)
 {
-	for (auto &s : secrets())
-		if (s.fingerprint == fingerprint)
-			return s;
-	return std::nullopt;
+	auto all = secrets(fingerprint);
+	if (all.empty())
+		return std::nullopt;
+	return all.front();
 }
 
-std::vector<SecretRecord> Ledger::secrets()
+std::vector<SecretRecord> Ledger::secrets(const std::string &fingerprint)
 {
 	std::vector<SecretRecord> out;
 	sqlite3_stmt *s = nullptr;
-	sqlite3_prepare_v2(db_,
-	                   "SELECT fingerprint, type, prefix, first_seen, last_seen, last_used "
-	                   "FROM secrets ORDER BY first_seen",
-	                   -1, &s, nullptr);
+	std::string sql = std::string("SELECT fingerprint, type, prefix, first_seen, last_seen, "
+	                              "last_used, ") +
+	                  (schema_ >= 2 ? "oldest_mtime" : "0") +
+	                  " FROM secrets WHERE ?1 = '' OR fingerprint = ?1 ORDER BY first_seen";
+	sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr);
+	bind_all(s, fingerprint);
 	while (s && sqlite3_step(s) == SQLITE_ROW)
 		out.push_back({col(s, 0), col(s, 1), col(s, 2), sqlite3_column_int64(s, 3),
-		               sqlite3_column_int64(s, 4), sqlite3_column_int64(s, 5)});
+		               sqlite3_column_int64(s, 4), sqlite3_column_int64(s, 5),
+		               sqlite3_column_int64(s, 6)});
 	sqlite3_finalize(s);
 	return out;
 }
@@ -227,16 +298,16 @@ std::vector<SightingRecord> Ledger::sightings(const std::string &fingerprint)
 {
 	std::vector<SightingRecord> out;
 	sqlite3_stmt *s = nullptr;
-	sqlite3_prepare_v2(
-	    db_,
-	    "SELECT source, location, name, identity, first_seen, last_seen, count FROM sightings "
-	    "WHERE fingerprint = ?1 ORDER BY first_seen",
-	    -1, &s, nullptr);
+	std::string sql = std::string("SELECT source, location, name, identity, ") +
+	                  (schema_ >= 2 ? "environment" : "''") +
+	                  ", first_seen, last_seen, count FROM sightings WHERE fingerprint = ?1 "
+	                  "ORDER BY first_seen";
+	sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr);
 	bind_all(s, fingerprint);
 	while (s && sqlite3_step(s) == SQLITE_ROW)
-		out.push_back({col(s, 0), col(s, 1), col(s, 2), col(s, 3),
-		               sqlite3_column_int64(s, 4), sqlite3_column_int64(s, 5),
-		               static_cast<uint64_t>(sqlite3_column_int64(s, 6))});
+		out.push_back({col(s, 0), col(s, 1), col(s, 2), col(s, 3), col(s, 4),
+		               sqlite3_column_int64(s, 5), sqlite3_column_int64(s, 6),
+		               static_cast<uint64_t>(sqlite3_column_int64(s, 7))});
 	sqlite3_finalize(s);
 	return out;
 }
@@ -245,15 +316,15 @@ std::vector<UseRecord> Ledger::uses(const std::string &fingerprint)
 {
 	std::vector<UseRecord> out;
 	sqlite3_stmt *s = nullptr;
-	sqlite3_prepare_v2(db_,
-	                   "SELECT identity, upstream, first_used, last_used, count FROM uses "
-	                   "WHERE fingerprint = ?1",
-	                   -1, &s, nullptr);
+	std::string sql = std::string("SELECT identity, upstream, ") +
+	                  (schema_ >= 2 ? "addr" : "''") +
+	                  ", first_used, last_used, count FROM uses WHERE fingerprint = ?1";
+	sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr);
 	bind_all(s, fingerprint);
 	while (s && sqlite3_step(s) == SQLITE_ROW)
-		out.push_back({col(s, 0), col(s, 1), sqlite3_column_int64(s, 2),
-		               sqlite3_column_int64(s, 3),
-		               static_cast<uint64_t>(sqlite3_column_int64(s, 4))});
+		out.push_back({col(s, 0), col(s, 1), col(s, 2), sqlite3_column_int64(s, 3),
+		               sqlite3_column_int64(s, 4),
+		               static_cast<uint64_t>(sqlite3_column_int64(s, 5))});
 	sqlite3_finalize(s);
 	return out;
 }

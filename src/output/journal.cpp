@@ -95,7 +95,7 @@ bool JournalSink::write(std::string_view line, const LineMeta &meta)
 {
 	int64_t now = meta.time_ns ? meta.time_ns : SystemClock().now_ns();
 	bool full = size_ + buf_.size() + line.size() + 1 > cfg_.segment_size;
-	bool old = now - opened_ns_ > static_cast<int64_t>(cfg_.segment_age.count()) * 1000000LL;
+	bool old = now - opened_ns_ > to_ns(cfg_.segment_age);
 	if (fd_ < 0 || ((full || old) && size_ + buf_.size() > 0)) {
 		if (!close_segment())
 			return false;
@@ -151,7 +151,7 @@ void JournalSink::retain(int64_t now_ns)
 		total += sz;
 		sized.emplace_back(p, sz);
 	}
-	int64_t max_age = static_cast<int64_t>(cfg_.max_age.count()) * 1000000LL;
+	int64_t max_age = to_ns(cfg_.max_age);
 	for (const auto &[p, sz] : sized) {
 		struct stat st;
 		bool too_old =

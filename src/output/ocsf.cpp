@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "keytrail/correlate/rules.h"
+#include "keytrail/schema/rules.h"
 #include "keytrail/util/clock.h"
 
 namespace keytrail
@@ -33,66 +33,12 @@ int64_t ms_of(const nlohmann::json &r, const char *key)
 	return ns / 1000000;
 }
 
-} // namespace
-
-nlohmann::json to_ocsf(const nlohmann::json &a)
+// What the finding is about: the process, the upstream it reached.
+nlohmann::json evidences(const nlohmann::json &a)
 {
-	std::string rule = a.value("rule", "");
-	std::string severity = a.value("severity", "info");
-	int64_t time_ms = ms_of(a, "event_time");
-	nlohmann::json f;
-	f["class_uid"] = 2004;
-	f["class_name"] = "Detection Finding";
-	f["category_uid"] = 2;
-	f["category_name"] = "Findings";
-	f["activity_id"] = 1;
-	f["activity_name"] = "Create";
-	f["type_uid"] = 200401;
-	f["type_name"] = "Detection Finding: Create";
-	f["severity_id"] = severity_id(severity);
-	f["severity"] =
-	    severity == "info"
-	        ? "Informational"
-	        : std::string(1, static_cast<char>(std::toupper(severity[0]))) + severity.substr(1);
-	f["status_id"] = 1;
-	f["status"] = "New";
-	f["time"] = time_ms;
-	f["message"] = a.value("summary", "");
-	f["metadata"] = {
-	    {"version", "1.1.0"},
-	    {"product",
-	     {{"name", "KeyTrail"}, {"vendor_name", "KeyTrail"}, {"version", KEYTRAIL_VERSION}}},
-	    {"log_name", "alert"},
-	    {"original_time", a.value("event_time", "")},
-	    {"uid", a.value("alert_id", "")}};
-	nlohmann::json attacks = nlohmann::json::array();
-	nlohmann::json tags = a.value("tags", nlohmann::json::array());
-	for (const auto &t : tags) {
-		std::string s = t.get<std::string>();
-		if (!s.starts_with("attack.t"))
-			continue;
-		std::string id = "T" + s.substr(8);
-		for (auto &c : id)
-			c = static_cast<char>(std::toupper(c));
-		attacks.push_back({{"technique", {{"uid", id}, {"name", technique_name(id)}}},
-		                   {"version", "14"}});
-	}
-	nlohmann::json info = {
-	    {"uid", a.value("alert_id", "")},
-	    {"title", rule},
-	    {"desc", a.value("summary", "")},
-	    {"types", {rule}},
-	    {"created_time", ms_of(a, "time")},
-	    {"analytic", {{"uid", rule}, {"name", rule}, {"type_id", 1}, {"type", "Rule"}}}};
-	if (!attacks.empty())
-		info["attacks"] = attacks;
-	f["finding_info"] = info;
-	f["device"] = {{"hostname", a.value("host", "")}, {"type_id", 0}};
-
 	nlohmann::json evidence;
 	if (a.contains("process")) {
 		const auto &p = a["process"];
-		nlohmann::json cmd;
 		std::string line;
 		for (const auto &arg : p.value("cmdline", nlohmann::json::array()))
 			line += (line.empty() ? "" : " ") + arg.get<std::string>();
@@ -111,8 +57,67 @@ nlohmann::json to_ocsf(const nlohmann::json &a)
 		if (!host.empty())
 			evidence["dst_endpoint"]["hostname"] = host;
 	}
-	if (!evidence.empty())
-		f["evidences"] = nlohmann::json::array({evidence});
+	return evidence.empty() ? nlohmann::json::array() : nlohmann::json::array({evidence});
+}
+
+nlohmann::json finding_info(const nlohmann::json &a)
+{
+	std::string rule = a.value("rule", "");
+	nlohmann::json attacks = nlohmann::json::array();
+	for (const auto &t : a.value("tags", nlohmann::json::array())) {
+		std::string s = t.get<std::string>();
+		if (!s.starts_with("attack.t"))
+			continue;
+		std::string id = "T" + s.substr(8);
+		for (auto &c : id)
+			c = static_cast<char>(std::toupper(c));
+		attacks.push_back({{"technique", {{"uid", id}, {"name", technique_name(id)}}},
+		                   {"version", "14"}});
+	}
+	nlohmann::json info = {
+	    {"uid", a.value("alert_id", "")},
+	    {"title", rule},
+	    {"desc", a.value("summary", "")},
+	    {"types", {rule}},
+	    {"created_time", ms_of(a, "time")},
+	    {"analytic", {{"uid", rule}, {"name", rule}, {"type_id", 1}, {"type", "Rule"}}}};
+	if (!attacks.empty())
+		info["attacks"] = attacks;
+	return info;
+}
+
+} // namespace
+
+nlohmann::json to_ocsf(const nlohmann::json &a)
+{
+	std::string severity = a.value("severity", "info");
+	nlohmann::json f;
+	f["class_uid"] = 2004;
+	f["class_name"] = "Detection Finding";
+	f["category_uid"] = 2;
+	f["category_name"] = "Findings";
+	f["activity_id"] = 1;
+	f["activity_name"] = "Create";
+	f["type_uid"] = 200401;
+	f["type_name"] = "Detection Finding: Create";
+	f["severity_id"] = keytrail::severity(severity).ocsf_id;
+	f["severity"] = keytrail::severity(severity).ocsf_name;
+	f["status_id"] = 1;
+	f["status"] = "New";
+	f["time"] = ms_of(a, "event_time");
+	f["message"] = a.value("summary", "");
+	f["metadata"] = {
+	    {"version", "1.1.0"},
+	    {"product",
+	     {{"name", "KeyTrail"}, {"vendor_name", "KeyTrail"}, {"version", KEYTRAIL_VERSION}}},
+	    {"log_name", "alert"},
+	    {"original_time", a.value("event_time", "")},
+	    {"uid", a.value("alert_id", "")}};
+	f["finding_info"] = finding_info(a);
+	f["device"] = {{"hostname", a.value("host", "")}, {"type_id", 0}};
+	nlohmann::json ev = evidences(a);
+	if (!ev.empty())
+		f["evidences"] = ev;
 	if (a.contains("secret") && a["secret"].contains("path"))
 		f["resources"] = {{{"type", "file"}, {"name", a["secret"]["path"]}}};
 	nlohmann::json unmapped;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "keytrail/output/ocsf.h"
+#include "keytrail/schema/rules.h"
 #include "keytrail/util/clock.h"
 
 namespace keytrail
@@ -21,24 +22,12 @@ namespace
 constexpr size_t kBatchLines = 512;
 constexpr auto kLinger = std::chrono::milliseconds(25);
 
-bool urgent_type(const std::string &type)
-{
-	return type != "exec" && type != "fork" && type != "exit" && type != "open" &&
-	       type != "close" && type != "connect";
-}
-
 int syslog_severity(const nlohmann::json &r)
 {
 	auto it = r.find("severity");
 	if (it == r.end() || !it->is_string())
-		return 6; // informational
-	const std::string &s = it->get_ref<const std::string &>();
-	return s == "critical" ? 2 : s == "high" ? 3 : s == "medium" ? 4 : s == "low" ? 5 : 6;
-}
-
-std::string dump(const nlohmann::json &r)
-{
-	return r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+		return severity("info").syslog;
+	return severity(it->get_ref<const std::string &>()).syslog;
 }
 
 } // namespace
@@ -61,7 +50,7 @@ void Output::add(std::unique_ptr<Sink> sink, RouteOptions opts)
 void Output::emit(const nlohmann::json &record)
 {
 	emit(
-	    record, [&] { return dump(record); }, [&] { return to_ocsf(record); });
+	    record, [&] { return dump_json(record); }, [&] { return to_ocsf(record); });
 }
 
 void Output::emit(const Record &record)
@@ -89,20 +78,25 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 		if (r->opts.format == "ocsf") {
 			if (type != "alert")
 				continue;
-			line = dump(ocsf());
+			line = dump_json(ocsf());
 		} else {
 			if (json.empty())
 				json = json_line();
 			line = --json_routes ? json : std::move(json);
 		}
-		std::lock_guard lock(r->mu);
+		std::unique_lock lock(r->mu);
+		if (r->opts.block_when_full)
+			r->room.wait(lock, [&] {
+				return r->stop || r->queued_bytes == 0 ||
+				       r->queued_bytes + line.size() <= r->opts.max_queue_bytes;
+			});
 		if (r->queued_bytes + line.size() > r->opts.max_queue_bytes || r->stop) {
 			r->dropped++;
 			continue;
 		}
 		r->queued_bytes += line.size();
 		r->queue.push_back({std::move(line), type, severity, now});
-		r->urgent = r->urgent || urgent_type(type);
+		r->urgent = r->urgent || !is_observation(type);
 		if (r->waiting && (r->urgent || r->queue.size() >= kBatchLines))
 			r->cv.notify_one();
 	}
@@ -152,6 +146,7 @@ void Output::Route::run()
 		lock.lock();
 		queued_bytes -= bytes;
 		written += done;
+		room.notify_all();
 		// What was not written goes back to the front, in order.
 		queue.insert(queue.begin(), std::make_move_iterator(batch.begin() + done),
 		             std::make_move_iterator(batch.end()));
@@ -174,6 +169,7 @@ void Output::Route::run()
 			dropped += queue.size();
 			queued_bytes = 0;
 			queue.clear();
+			room.notify_all();
 			return;
 		}
 		backoff = std::min(backoff * 2, milliseconds{5000});
@@ -200,6 +196,7 @@ void Output::close(int timeout_ms)
 		}
 		r->stop = true;
 		r->cv.notify_one();
+		r->room.notify_all();
 	}
 	for (auto &r : routes_) {
 		if (r->thread.joinable())

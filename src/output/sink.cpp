@@ -16,6 +16,7 @@
 
 #include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
+#include "keytrail/util/host.h"
 
 namespace keytrail
 {
@@ -42,13 +43,6 @@ std::string dir_of(const std::string &path)
 {
 	auto slash = path.rfind('/');
 	return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::string local_hostname()
-{
-	char buf[256] = "";
-	gethostname(buf, sizeof(buf) - 1);
-	return buf[0] ? buf : "-";
 }
 
 constexpr size_t kBufferBytes = 64 * 1024;
@@ -231,22 +225,9 @@ bool FileSink::rotate()
 	return true;
 }
 
-int syslog_facility_code(const std::string &name)
-{
-	static const std::pair<const char *, int> names[] = {
-	    {"kern", 0},      {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
-	    {"syslog", 5},    {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
-	    {"authpriv", 10}, {"ftp", 11},    {"local0", 16}, {"local1", 17}, {"local2", 18},
-	    {"local3", 19},   {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23}};
-	for (auto &[n, code] : names)
-		if (name == n)
-			return code;
-	return -1;
-}
-
 SyslogSink::SyslogSink(std::string socket_path, int facility, std::string app_name)
     : path_(socket_path.empty() ? "/dev/log" : std::move(socket_path)), app_(std::move(app_name)),
-      host_(local_hostname()), facility_(facility)
+      host_(host_name().empty() ? "-" : host_name()), facility_(facility)
 {
 	// A syslog daemon that is not there yet is a sink failure, retried later.
 	reopen();

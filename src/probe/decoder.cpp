@@ -61,163 +61,165 @@ template <typename T> bool fixed_size_ok(size_t size, std::string *error)
 
 } // namespace
 
+namespace
+{
+
+using Decoded = std::optional<Event>;
+
+Decoded fail(std::string *error, const char *why)
+{
+	*error = why;
+	return std::nullopt;
+}
+
+Decoded decode_exec(const kt_event_hdr &h, const char *base, std::string *error)
+{
+	constexpr size_t off = offsetof(kt_exec_event, data);
+	if (h.size < off)
+		return fail(error, "exec record too short");
+	uint32_t fn_len, args_len, env_len;
+	std::memcpy(&fn_len, base + offsetof(kt_exec_event, filename_len), 4);
+	std::memcpy(&args_len, base + offsetof(kt_exec_event, args_len), 4);
+	std::memcpy(&env_len, base + offsetof(kt_exec_event, env_len), 4);
+	if (fn_len > KT_PATH_MAX || args_len > KT_ARGS_MAX || env_len > KT_ENV_MAX ||
+	    off + fn_len + args_len + env_len > h.size)
+		return fail(error, "exec record lengths inconsistent");
+	ExecEvent e;
+	e.ctx = context_from(h);
+	e.filename.assign(base + off, fn_len);
+	e.argv = split_nul(std::string_view(base + off + fn_len, args_len));
+	if (env_len)
+		e.env = std::make_shared<SecretBytes>(
+		    std::string_view(base + off + fn_len + args_len, env_len));
+	return e;
+}
+
+Decoded decode_open(const kt_event_hdr &h, const char *base, std::string *error)
+{
+	constexpr size_t off = offsetof(kt_open_event, path);
+	if (h.size < off)
+		return fail(error, "open record too short");
+	kt_open_event r;
+	std::memcpy(&r, base, off);
+	if (r.path_len >= KT_PATH_MAX || off + r.path_len > h.size)
+		return fail(error, "open record path length inconsistent");
+	OpenEvent e;
+	e.ctx = context_from(h);
+	e.dirfd = r.dirfd;
+	e.fd = r.fd;
+	e.flags = r.flags;
+	e.mode = r.mode;
+	e.dev = r.dev;
+	e.ino = r.ino;
+	e.syscall = r.syscall;
+	e.path.assign(base + off, r.path_len);
+	return e;
+}
+
+Decoded decode_connect(const kt_event_hdr &h, const char *base)
+{
+	kt_connect_event r;
+	std::memcpy(&r, base, sizeof(r));
+	ConnectEvent e;
+	e.ctx = context_from(h);
+	e.fd = r.fd;
+	e.ret = r.ret;
+	e.family = r.family;
+	e.port = r.port;
+	e.sock_type = r.sock_type;
+	std::memcpy(e.addr.data(), r.addr, sizeof(r.addr));
+	return e;
+}
+
+Decoded decode_payload(const kt_event_hdr &h, const char *base, std::string *error)
+{
+	constexpr size_t off = offsetof(kt_payload_event, data);
+	if (h.size < off)
+		return fail(error, "payload record too short");
+	kt_payload_event r;
+	std::memcpy(&r, base, off);
+	if (r.len > KT_PAYLOAD_MAX || off + r.len > h.size)
+		return fail(error, "payload record length inconsistent");
+	PayloadEvent e;
+	e.ctx = context_from(h);
+	e.fd = r.fd;
+	e.syscall = r.syscall;
+	e.captured = r.len;
+	// The ring buffer is mapped read-only: parse a private copy and wipe
+	// it; the kernel's copy is overwritten as the ring wraps.
+	char bytes[KT_PAYLOAD_MAX];
+	std::memcpy(bytes, base + off, r.len);
+	std::string_view view(bytes, r.len);
+	if (auto sni = parse_tls_sni(view))
+		e.sni = *sni;
+	else if (auto host = parse_http_host(view))
+		e.http_host = *host;
+	OPENSSL_cleanse(bytes, sizeof(bytes));
+	return e;
+}
+
+// A fixed-size record, read whole.
+template <typename T>
+std::optional<T> fixed(const kt_event_hdr &h, const char *base, std::string *error)
+{
+	if (!fixed_size_ok<T>(h.size, error))
+		return std::nullopt;
+	T r;
+	std::memcpy(&r, base, sizeof(r));
+	return r;
+}
+
+} // namespace
+
 std::optional<Event> decode_event(const void *data, size_t size, std::string *error)
 {
-	if (size < sizeof(kt_event_hdr)) {
-		*error = "record shorter than its header";
-		return std::nullopt;
-	}
+	if (size < sizeof(kt_event_hdr))
+		return fail(error, "record shorter than its header");
 	kt_event_hdr h;
 	std::memcpy(&h, data, sizeof(h));
-	if (h.size > size) {
-		*error = "record size field exceeds the record";
-		return std::nullopt;
-	}
+	if (h.size > size)
+		return fail(error, "record size field exceeds the record");
 	const char *base = static_cast<const char *>(data);
 	switch (h.type) {
-	case KT_EV_EXEC: {
-		constexpr size_t off = offsetof(kt_exec_event, data);
-		if (h.size < off) {
-			*error = "exec record too short";
-			return std::nullopt;
-		}
-		uint32_t fn_len, args_len, env_len;
-		std::memcpy(&fn_len, base + offsetof(kt_exec_event, filename_len), 4);
-		std::memcpy(&args_len, base + offsetof(kt_exec_event, args_len), 4);
-		std::memcpy(&env_len, base + offsetof(kt_exec_event, env_len), 4);
-		if (fn_len > KT_PATH_MAX || args_len > KT_ARGS_MAX || env_len > KT_ENV_MAX ||
-		    off + fn_len + args_len + env_len > h.size) {
-			*error = "exec record lengths inconsistent";
-			return std::nullopt;
-		}
-		ExecEvent e;
-		e.ctx = context_from(h);
-		e.filename.assign(base + off, fn_len);
-		e.argv = split_nul(std::string_view(base + off + fn_len, args_len));
-		if (env_len)
-			e.env = std::make_shared<SecretBytes>(
-			    std::string_view(base + off + fn_len + args_len, env_len));
-		return e;
-	}
-	case KT_EV_FORK: {
-		if (!fixed_size_ok<kt_fork_event>(h.size, error))
-			return std::nullopt;
-		kt_fork_event r;
-		std::memcpy(&r, data, sizeof(r));
-		return ForkEvent{context_from(h), r.child_pid, r.child_start_time};
-	}
-	case KT_EV_EXIT: {
-		if (!fixed_size_ok<kt_exit_event>(h.size, error))
-			return std::nullopt;
-		kt_exit_event r;
-		std::memcpy(&r, data, sizeof(r));
-		return ExitEvent{context_from(h), r.exit_code};
-	}
-	case KT_EV_OPEN: {
-		constexpr size_t off = offsetof(kt_open_event, path);
-		if (h.size < off) {
-			*error = "open record too short";
-			return std::nullopt;
-		}
-		kt_open_event r;
-		std::memcpy(&r, data, off);
-		if (r.path_len >= KT_PATH_MAX || off + r.path_len > h.size) {
-			*error = "open record path length inconsistent";
-			return std::nullopt;
-		}
-		OpenEvent e;
-		e.ctx = context_from(h);
-		e.dirfd = r.dirfd;
-		e.fd = r.fd;
-		e.flags = r.flags;
-		e.mode = r.mode;
-		e.dev = r.dev;
-		e.ino = r.ino;
-		e.syscall = r.syscall;
-		e.path.assign(base + off, r.path_len);
-		return e;
-	}
-	case KT_EV_CLOSE: {
-		if (!fixed_size_ok<kt_close_event>(h.size, error))
-			return std::nullopt;
-		kt_close_event r;
-		std::memcpy(&r, data, sizeof(r));
-		return CloseEvent{context_from(h), r.fd,         r.reason, r.dev,
-		                  r.ino,           r.bytes_read, r.reads};
-	}
-	case KT_EV_CONNECT: {
+	case KT_EV_EXEC: return decode_exec(h, base, error);
+	case KT_EV_FORK:
+		if (auto r = fixed<kt_fork_event>(h, base, error))
+			return ForkEvent{context_from(h), r->child_pid, r->child_start_time};
+		return std::nullopt;
+	case KT_EV_EXIT:
+		if (auto r = fixed<kt_exit_event>(h, base, error))
+			return ExitEvent{context_from(h), r->exit_code};
+		return std::nullopt;
+	case KT_EV_OPEN: return decode_open(h, base, error);
+	case KT_EV_CLOSE:
+		if (auto r = fixed<kt_close_event>(h, base, error))
+			return CloseEvent{context_from(h), r->fd,         r->reason, r->dev,
+			                  r->ino,          r->bytes_read, r->reads};
+		return std::nullopt;
+	case KT_EV_CONNECT:
 		if (!fixed_size_ok<kt_connect_event>(h.size, error))
 			return std::nullopt;
-		kt_connect_event r;
-		std::memcpy(&r, data, sizeof(r));
-		ConnectEvent e;
-		e.ctx = context_from(h);
-		e.fd = r.fd;
-		e.ret = r.ret;
-		e.family = r.family;
-		e.port = r.port;
-		e.sock_type = r.sock_type;
-		std::memcpy(e.addr.data(), r.addr, sizeof(r.addr));
-		return e;
-	}
-	case KT_EV_PAYLOAD: {
-		constexpr size_t off = offsetof(kt_payload_event, data);
-		if (h.size < off) {
-			*error = "payload record too short";
-			return std::nullopt;
-		}
-		kt_payload_event r;
-		std::memcpy(&r, data, off);
-		if (r.len > KT_PAYLOAD_MAX || off + r.len > h.size) {
-			*error = "payload record length inconsistent";
-			return std::nullopt;
-		}
-		PayloadEvent e;
-		e.ctx = context_from(h);
-		e.fd = r.fd;
-		e.syscall = r.syscall;
-		e.captured = r.len;
-		// The ring buffer is mapped read-only: parse a private copy and wipe
-		// it; the kernel's copy is overwritten as the ring wraps.
-		char bytes[KT_PAYLOAD_MAX];
-		std::memcpy(bytes, base + off, r.len);
-		std::string_view view(bytes, r.len);
-		if (auto sni = parse_tls_sni(view))
-			e.sni = *sni;
-		else if (auto host = parse_http_host(view))
-			e.http_host = *host;
-		OPENSSL_cleanse(bytes, sizeof(bytes));
-		return e;
-	}
+		return decode_connect(h, base);
+	case KT_EV_PAYLOAD: return decode_payload(h, base, error);
 	default: *error = "unknown record type " + std::to_string(h.type); return std::nullopt;
 	}
 }
 
-const EventContext &context_of(const Event &ev)
+// The Event variant is in kt_event_type order: index = type - 1.
+static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_EXEC - 1, Event>, ExecEvent>);
+static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_PAYLOAD - 1, Event>, PayloadEvent>);
+static_assert(std::variant_size_v<Event> == KT_EV_MAX - 1);
+
+const char *event_type_name(uint32_t type)
 {
-	return std::visit([](const auto &e) -> const EventContext & { return e.ctx; }, ev);
+	static constexpr const char *names[KT_EV_MAX] = {"",     "exec",  "fork",    "exit",
+	                                                 "open", "close", "connect", "payload"};
+	return type < KT_EV_MAX ? names[type] : "unknown";
 }
 
-const char *event_type_name(const Event &ev)
+uint32_t event_type(const Event &ev)
 {
-	static constexpr const char *names[] = {"exec",  "fork",    "exit",   "open",
-	                                        "close", "connect", "payload"};
-	return names[ev.index()];
-}
-
-uint64_t kernel_dev_to_user(uint64_t kdev)
-{
-	return makedev(static_cast<unsigned>(kdev >> 20), static_cast<unsigned>(kdev & 0xFFFFF));
-}
-
-uint64_t user_dev_to_kernel(uint64_t udev)
-{
-	return (static_cast<uint64_t>(major(udev)) << 20) | minor(udev);
-}
-
-std::string dev_string(uint64_t kdev)
-{
-	return std::to_string(kdev >> 20) + ":" + std::to_string(kdev & 0xFFFFF);
+	return static_cast<uint32_t>(ev.index()) + 1;
 }
 
 std::string address_string(uint16_t family, const std::array<uint8_t, 16> &addr)

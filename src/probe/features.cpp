@@ -133,10 +133,12 @@ std::string ensure_tracefs()
 	            std::strerror(err) + "); as root run: mount -t tracefs tracefs " + kTracefs);
 }
 
-std::vector<Feature> probe_features()
+namespace
 {
-	std::vector<Feature> fs;
 
+// What the host allows: privileges, BTF, lockdown, tracefs.
+void host_features(std::vector<Feature> &fs)
+{
 	Feature priv{"privileges", false, true, ""};
 	priv.available = has_bpf_privileges(&priv.detail);
 	fs.push_back(priv);
@@ -168,70 +170,64 @@ std::vector<Feature> probe_features()
 		tracefs.detail = e.what();
 	}
 	fs.push_back(tracefs);
+}
 
-	if (priv.available) {
-		Feature tp = prog_type("tracepoint", BPF_PROG_TYPE_TRACEPOINT, true);
-		if (tp.available && tracefs.available) {
-			std::string dir = is_tracefs(kTracefs) ? kTracefs : kDebugTracefs;
-			tp.available = exists(dir + "/events/syscalls/sys_enter_openat");
-			tp.detail = tp.available
-			                ? "syscall tracepoints present"
-			                : "no syscalls:* tracepoints (CONFIG_FTRACE_SYSCALLS=n)";
-		}
-		fs.push_back(tp);
-		fs.push_back(prog_type("raw_tracepoint", BPF_PROG_TYPE_RAW_TRACEPOINT, true));
-
-		Feature rb{"ring_buffer",
-		           libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1, true, ""};
-		rb.detail = rb.available ? "BPF_MAP_TYPE_RINGBUF" : "needs Linux 5.8+";
-		fs.push_back(rb);
-
-		Feature ts{"task_storage",
-		           libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1, true,
-		           ""};
-		ts.detail = ts.available ? "BPF_MAP_TYPE_TASK_STORAGE (the tracked set)"
-		                         : "needs Linux 5.11+ with CONFIG_BPF_SYSCALL";
-		fs.push_back(ts);
-
-		Feature loop{
-		    "bpf_loop",
-		    libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1,
-		    false, ""};
-		loop.detail =
-		    loop.available
-		        ? "MCP servers are tracked in the kernel at exec"
-		        : "needs 5.17+: MCP servers tracked once userspace reads their exec";
-		fs.push_back(loop);
-
-		Feature tpbtf{"tp_btf", false, true, ""};
-		tpbtf.available =
-		    btf.available && try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP,
-		                                     "btf_trace_sched_process_exec",
-		                                     BTF_KIND_TYPEDEF, &tpbtf.detail);
-		fs.push_back(tpbtf);
-
-		Feature fentry{"fentry", false, false, ""};
-		fentry.available =
-		    btf.available && try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY,
-		                                     "vfs_read", BTF_KIND_FUNC, &fentry.detail);
-		fs.push_back(fentry);
-
-		Feature lsm{"lsm", false, false, ""};
-		std::string lsms = read_file("/sys/kernel/security/lsm");
-		if (lsms.find("bpf") == std::string::npos)
-			lsm.detail = "bpf not in /sys/kernel/security/lsm (boot with lsm=...,bpf)";
-		else
-			lsm.available =
-			    try_btf_program(BPF_PROG_TYPE_LSM, BPF_LSM_MAC, "bpf_lsm_file_open",
-			                    BTF_KIND_FUNC, &lsm.detail);
-		fs.push_back(lsm);
+// What the BPF subsystem offers, probed by loading small programs. The
+// hooks KeyTrail does not need (fentry, BPF LSM) are reported, never required.
+void bpf_features(std::vector<Feature> &fs, bool btf, bool tracefs)
+{
+	Feature tp = prog_type("tracepoint", BPF_PROG_TYPE_TRACEPOINT, true);
+	if (tp.available && tracefs) {
+		std::string dir = is_tracefs(kTracefs) ? kTracefs : kDebugTracefs;
+		tp.available = exists(dir + "/events/syscalls/sys_enter_openat");
+		tp.detail = tp.available ? "syscall tracepoints present"
+		                         : "no syscalls:* tracepoints (CONFIG_FTRACE_SYSCALLS=n)";
 	}
+	fs.push_back(tp);
+	fs.push_back(prog_type("raw_tracepoint", BPF_PROG_TYPE_RAW_TRACEPOINT, true));
 
-	Feature kprobe{"kprobes", exists("/sys/bus/event_source/devices/kprobe/type"), false, ""};
-	kprobe.detail =
-	    kprobe.available ? "kprobe PMU present" : "no kprobe PMU (CONFIG_KPROBES=n)";
-	fs.push_back(kprobe);
+	Feature rb{"ring_buffer", libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1,
+	           true, ""};
+	rb.detail = rb.available ? "BPF_MAP_TYPE_RINGBUF" : "needs Linux 5.8+";
+	fs.push_back(rb);
 
+	Feature ts{"task_storage",
+	           libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1, true, ""};
+	ts.detail = ts.available ? "BPF_MAP_TYPE_TASK_STORAGE (the tracked set)"
+	                         : "needs Linux 5.11+ with CONFIG_BPF_SYSCALL";
+	fs.push_back(ts);
+
+	Feature loop{"bpf_loop",
+	             libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1,
+	             false, ""};
+	loop.detail = loop.available
+	                  ? "MCP servers are tracked in the kernel at exec"
+	                  : "needs 5.17+: MCP servers tracked once userspace reads their exec";
+	fs.push_back(loop);
+
+	Feature tpbtf{"tp_btf", false, true, ""};
+	tpbtf.available =
+	    btf && try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP,
+	                           "btf_trace_sched_process_exec", BTF_KIND_TYPEDEF, &tpbtf.detail);
+	fs.push_back(tpbtf);
+
+	Feature fentry{"fentry", false, false, ""};
+	fentry.available = btf && try_btf_program(BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY,
+	                                          "vfs_read", BTF_KIND_FUNC, &fentry.detail);
+	fs.push_back(fentry);
+
+	Feature lsm{"lsm", false, false, ""};
+	std::string lsms = read_file("/sys/kernel/security/lsm");
+	if (lsms.find("bpf") == std::string::npos)
+		lsm.detail = "bpf not in /sys/kernel/security/lsm (boot with lsm=...,bpf)";
+	else
+		lsm.available = try_btf_program(BPF_PROG_TYPE_LSM, BPF_LSM_MAC, "bpf_lsm_file_open",
+		                                BTF_KIND_FUNC, &lsm.detail);
+	fs.push_back(lsm);
+}
+
+Feature cgroup_v2()
+{
 	Feature cg{"cgroup_v2", false, false, ""};
 	struct statfs sfs;
 	constexpr long kCgroup2Magic = 0x63677270;
@@ -244,7 +240,30 @@ std::vector<Feature> probe_features()
 	} else {
 		cg.detail = "no cgroup v2 mount: cgroup ids will not resolve to paths";
 	}
-	fs.push_back(cg);
+	return cg;
+}
+
+bool available(const std::vector<Feature> &fs, const std::string &name)
+{
+	for (const auto &f : fs)
+		if (f.name == name)
+			return f.available;
+	return false;
+}
+
+} // namespace
+
+std::vector<Feature> probe_features()
+{
+	std::vector<Feature> fs;
+	host_features(fs);
+	if (available(fs, "privileges"))
+		bpf_features(fs, available(fs, "btf"), available(fs, "tracefs"));
+	Feature kprobe{"kprobes", exists("/sys/bus/event_source/devices/kprobe/type"), false, ""};
+	kprobe.detail =
+	    kprobe.available ? "kprobe PMU present" : "no kprobe PMU (CONFIG_KPROBES=n)";
+	fs.push_back(kprobe);
+	fs.push_back(cgroup_v2());
 	return fs;
 }
 

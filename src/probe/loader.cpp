@@ -67,14 +67,6 @@ uint32_t ring_size(uint32_t want)
 
 } // namespace
 
-uint64_t KernelStats::drops() const
-{
-	uint64_t n = 0;
-	for (uint32_t t = 0; t < KT_EV_MAX; t++)
-		n += v[KT_STAT_DROP_BASE + t];
-	return n;
-}
-
 Loader::Loader(LoaderOptions opts) : opts_(opts) {}
 
 Loader::~Loader()
@@ -240,16 +232,6 @@ bool Loader::watch(uint64_t kdev, uint64_t ino, uint32_t id)
 		watched_.emplace_back(kdev, ino);
 	rebuild_bloom();
 	return true;
-}
-
-void Loader::unwatch(uint64_t kdev, uint64_t ino)
-{
-	if (!skel_)
-		return;
-	kt_inode_key key{kdev, ino};
-	bpf_map__delete_elem(skel_->maps.watched, &key, sizeof(key), 0);
-	std::erase_if(watched_, [&](auto &w) { return w.first == kdev && w.second == ino; });
-	rebuild_bloom();
 }
 
 size_t Loader::watched_count() const

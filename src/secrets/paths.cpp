@@ -6,8 +6,8 @@
 
 #include <filesystem>
 
-#include "keytrail/probe/events.h"
-#include "keytrail/secrets/secret_bytes.h"
+#include "keytrail/util/kdev.h"
+#include "keytrail/util/secret_bytes.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -81,8 +81,7 @@ std::optional<ResolvedPath> resolve_process_path(pid_t pid, int dirfd, const std
 	if (!path.empty() && path[0] == '/') {
 		logical = path;
 	} else {
-		constexpr int kAtFdcwd = -100;
-		std::string base = dirfd == kAtFdcwd
+		std::string base = dirfd == AT_FDCWD
 		                       ? read_link(proc + "/cwd")
 		                       : read_link(proc + "/fd/" + std::to_string(dirfd));
 		if (base.empty() || base[0] != '/')

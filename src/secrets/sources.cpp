@@ -7,9 +7,9 @@
 
 #include <filesystem>
 
-#include "keytrail/probe/events.h"
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/secrets/paths.h"
+#include "keytrail/util/kdev.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -79,121 +79,141 @@ std::optional<FileScan> SecretSources::cached_inode(uint64_t kdev, uint64_t ino)
 	auto it = files_.find({kdev, ino});
 	if (it == files_.end())
 		return std::nullopt;
-	FileScan s = std::get<2>(it->second);
+	FileScan s = it->second.scan;
 	s.cached = true;
 	return s;
+}
+
+std::optional<FileScan> SecretSources::unchanged(const OpenedFile &f) const
+{
+	// Known content is checked with stat(), which opens nothing. Opening the
+	// file again would itself be a watched open that another agent on the
+	// host (or a tool) reports and re-reads: a loop between them.
+	auto it = files_.find({f.kdev, f.ino});
+	if (it == files_.end())
+		return std::nullopt;
+	for (const std::string *p : {&f.via_fd, &f.access, &f.logical}) {
+		struct stat st;
+		if (p->empty() || stat(p->c_str(), &st) != 0 ||
+		    static_cast<uint64_t>(st.st_ino) != f.ino)
+			continue;
+		int64_t m =
+		    static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+		if (m != it->second.mtime_ns ||
+		    static_cast<uint64_t>(st.st_size) != it->second.size)
+			return std::nullopt; // changed: read it again
+		FileScan cached = it->second.scan;
+		cached.path = f.logical;
+		cached.cached = true;
+		return cached;
+	}
+	return std::nullopt;
+}
+
+// The very file it opened (its fd), else the path in its mount namespace,
+// else -- the process is gone -- the path in ours, else another fd of the
+// process on the same inode. The inode check keeps every fallback honest.
+bool SecretSources::read_content(const OpenedFile &f, SecretBytes *content, int64_t *mtime,
+                                 uint64_t *size)
+{
+	auto read = [&](const std::string &path) {
+		return read_file_checked(path, f.kdev, f.ino, max_file_size_, content, mtime, size);
+	};
+	if (f.fd >= 0 && read(f.via_fd))
+		return true;
+	if (!f.access.empty() && read(f.access))
+		return true;
+	if (!f.logical.empty() && f.logical[0] == '/' && read(f.logical))
+		return true;
+	if (f.pid <= 0)
+		return false;
+	// Closed and deleted, but the process may still hold it through another
+	// fd (a shell's `exec 3<file` opens, dup2s and closes). stat() first:
+	// only the very inode is opened, never a FIFO or tty.
+	std::string fds = "/proc/" + std::to_string(f.pid) + "/fd";
+	DIR *d = opendir(fds.c_str());
+	if (!d)
+		return false;
+	bool ok = false;
+	while (dirent *de = readdir(d)) {
+		std::string p = fds + "/" + de->d_name;
+		struct stat st;
+		if (de->d_name[0] == '.' || stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+		    static_cast<uint64_t>(st.st_ino) != f.ino)
+			continue;
+		if ((ok = read(p)))
+			break;
+	}
+	closedir(d);
+	return ok;
+}
+
+FileScan SecretSources::scan_content(const std::string &path, const std::string &kind,
+                                     std::string_view content)
+{
+	FileScan scan{path, kind, {}, false};
+	if (kind != "mcp_client_config") {
+		scan.secrets = fingerprint_all(scan_file(content), "file", path);
+		return scan;
+	}
+	McpConfigScan m = scan_mcp_config(content);
+	for (auto &cs : m.secrets) {
+		std::vector<Finding> one;
+		one.push_back(std::move(cs.finding));
+		for (auto &o : fingerprint_all(std::move(one), "file", path)) {
+			o.name = cs.server + "." + cs.field;
+			o.line = cs.line;
+			scan.secrets.push_back(std::move(o));
+		}
+	}
+	return scan;
 }
 
 std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
                                                  const std::string &path, uint64_t kdev,
                                                  uint64_t ino, const std::string &cwd_hint)
 {
-	std::string logical = path;
-	std::string access;
+	OpenedFile f{
+	    pid, fd,  kdev, ino, "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd),
+	    "",  path};
 	if (!path.empty()) {
 		if (auto r = resolve_process_path(pid, dirfd, path)) {
-			logical = r->logical;
-			access = r->access;
-		} else if (path[0] != '/' && !cwd_hint.empty() && dirfd == -100) {
-			logical = std::filesystem::path(cwd_hint + "/" + path)
-			              .lexically_normal()
-			              .string();
+			f.logical = r->logical;
+			f.access = r->access;
+		} else if (path[0] != '/' && !cwd_hint.empty() && dirfd == AT_FDCWD) {
+			f.logical = std::filesystem::path(cwd_hint + "/" + path)
+			                .lexically_normal()
+			                .string();
 		}
 	}
-	auto kind = credential_file_kind(logical, globs_);
+	auto kind = credential_file_kind(f.logical, globs_);
 	if (!kind)
 		return std::nullopt;
-
-	std::string via_fd = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-	// Known content: check it with stat(), which opens nothing. Opening the
-	// file again would itself be a watched open that another agent on the
-	// host (or a tool) reports and re-reads: a loop between them.
-	if (auto it = files_.find({kdev, ino}); it != files_.end()) {
-		for (const std::string *p : {&via_fd, &access, &logical}) {
-			struct stat st;
-			if (p->empty() || stat(p->c_str(), &st) != 0 ||
-			    static_cast<uint64_t>(st.st_ino) != ino)
-				continue;
-			int64_t m = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-			            st.st_mtim.tv_nsec;
-			if (m == std::get<0>(it->second) &&
-			    static_cast<uint64_t>(st.st_size) == std::get<1>(it->second)) {
-				FileScan cached = std::get<2>(it->second);
-				cached.path = logical;
-				cached.cached = true;
-				return cached;
-			}
-			break; // changed: read it again below
-		}
-	}
+	if (auto known = unchanged(f))
+		return known;
 
 	SecretBytes content;
 	int64_t mtime = 0;
 	uint64_t size = 0;
-	// The very file it opened (its fd), else the path in its mount
-	// namespace, else -- the process is gone -- the path in ours. The inode
-	// check keeps every fallback honest.
-	bool ok = fd >= 0 &&
-	          read_file_checked(via_fd, kdev, ino, max_file_size_, &content, &mtime, &size);
-	if (!ok && !access.empty())
-		ok = read_file_checked(access, kdev, ino, max_file_size_, &content, &mtime, &size);
-	if (!ok && !logical.empty() && logical[0] == '/')
-		ok = read_file_checked(logical, kdev, ino, max_file_size_, &content, &mtime, &size);
-	if (!ok && pid > 0) {
-		// Closed and deleted, but the process may still hold it through
-		// another fd (a shell's `exec 3<file` opens, dup2s and closes).
-		// stat() first: only the very inode is opened, never a FIFO or tty.
-		std::string fds = "/proc/" + std::to_string(pid) + "/fd";
-		if (DIR *d = opendir(fds.c_str())) {
-			while (dirent *de = readdir(d)) {
-				std::string p = fds + "/" + de->d_name;
-				struct stat st;
-				if (de->d_name[0] == '.' || stat(p.c_str(), &st) != 0 ||
-				    !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_ino) != ino)
-					continue;
-				ok = read_file_checked(p, kdev, ino, max_file_size_, &content,
-				                       &mtime, &size);
-				if (ok)
-					break;
-			}
-			closedir(d);
-		}
-	}
-	if (!ok) {
+	if (!read_content(f, &content, &mtime, &size)) {
 		// Unreadable now (closed and gone): a previous scan still names it.
-		auto cached = cached_inode(kdev, ino);
-		if (cached)
+		if (auto cached = cached_inode(kdev, ino))
 			return cached;
-		files_unreadable_++;
-		return FileScan{logical, *kind, {}, false, true};
+		counters_.files_unreadable++;
+		return FileScan{f.logical, *kind, {}, false, true};
 	}
 	auto key = std::make_pair(kdev, ino);
 	auto it = files_.find(key);
-	if (it != files_.end() && std::get<0>(it->second) == mtime &&
-	    std::get<1>(it->second) == size) {
-		FileScan s = std::get<2>(it->second);
-		s.path = logical;
+	if (it != files_.end() && it->second.mtime_ns == mtime && it->second.size == size) {
+		FileScan s = it->second.scan;
+		s.path = f.logical;
 		s.cached = true;
 		return s;
 	}
-	files_read_++;
-	FileScan scan{logical, *kind, {}, false};
+	counters_.files_read++;
+	FileScan scan = scan_content(f.logical, *kind, content.view());
 	scan.mtime_ns = mtime;
-	if (*kind == "mcp_client_config") {
-		McpConfigScan m = scan_mcp_config(content.view());
-		for (auto &cs : m.secrets) {
-			std::vector<Finding> one;
-			one.push_back(std::move(cs.finding));
-			for (auto &o : fingerprint_all(std::move(one), "file", logical)) {
-				o.name = cs.server + "." + cs.field;
-				o.line = cs.line;
-				scan.secrets.push_back(std::move(o));
-			}
-		}
-	} else {
-		scan.secrets = fingerprint_all(scan_file(content.view()), "file", logical);
-	}
-	files_[key] = {mtime, size, scan};
+	files_[key] = KnownFile{mtime, size, scan};
 	return scan;
 }
 

@@ -7,11 +7,13 @@
 #include <functional>
 #include <sstream>
 
-#include "keytrail/correlate/correlator.h"
-#include "keytrail/correlate/rules.h"
+#include "keytrail/correlate/policy.h"
 #include "keytrail/ledger/ledger.h"
 #include "keytrail/output/journal.h"
+#include "keytrail/schema/record.h"
+#include "keytrail/schema/rules.h"
 #include "keytrail/util/clock.h"
+#include "keytrail/util/host.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -20,13 +22,9 @@ namespace keytrail
 namespace
 {
 
-int weight(const std::string &severity)
+int weight(const std::string &name)
 {
-	return severity == "critical" ? 10
-	       : severity == "high"   ? 6
-	       : severity == "medium" ? 3
-	       : severity == "low"    ? 1
-	                              : 0;
+	return severity(name).weight;
 }
 
 std::string days(int64_t ns)
@@ -112,11 +110,156 @@ std::string clip(const std::string &s, size_t n)
 	return v.size() <= n ? v : v.substr(0, n - 1) + "~";
 }
 
-std::string local_host()
+} // namespace
+
+namespace
 {
-	char buf[256] = "";
-	gethostname(buf, sizeof(buf) - 1);
-	return buf;
+
+// What the ledger holds about one credential, beyond the report's columns.
+struct History {
+	const InventoryEntry *inv = nullptr;
+	std::set<std::string> environments;
+	std::vector<std::pair<std::string, std::string>> uses; // upstream "name:port", addr
+	std::vector<std::string> hardcoded;                    // "argv --db", ...
+	bool retired = false;
+};
+
+History read_history(Ledger &ledger, const SecretRecord &s,
+                     const std::vector<InventoryEntry> &inventory, ReportCredential &c)
+{
+	History h;
+	for (const auto &x : ledger.sightings(s.fingerprint)) {
+		if (!x.identity.empty())
+			c.holders.insert(x.identity);
+		if (!x.environment.empty())
+			h.environments.insert(x.environment);
+		c.sources.insert(x.source);
+		if (!h.inv)
+			h.inv = policy::match(
+			    inventory, {s.fingerprint, x.source, x.location, x.name, x.identity});
+		if (x.source == "argv" || x.source == "mcp_config")
+			h.hardcoded.push_back(x.source + " " + sanitize_utf8(x.location));
+	}
+	for (const auto &u : ledger.uses(s.fingerprint)) {
+		c.users.insert(u.identity);
+		c.upstreams.insert(u.upstream);
+		h.uses.emplace_back(u.upstream, u.addr);
+	}
+	for (const auto &r : ledger.rotations(s.fingerprint)) {
+		if (r.new_fingerprint == s.fingerprint) {
+			c.rotations++;
+			c.rotated_from.push_back(r.old_fingerprint);
+		}
+		// Rotated out of a slot and not seen since: retired, never stale.
+		if (r.old_fingerprint == s.fingerprint && r.time_ns >= s.last_seen)
+			h.retired = true;
+	}
+	return h;
+}
+
+// The correlator's rules (correlate/policy.h), over the ledger's history.
+void apply_policy(ReportCredential &c, const SecretRecord &s, const History &h, int64_t now)
+{
+	const InventoryEntry *inv = h.inv;
+	for (const auto &where : h.hardcoded)
+		add_finding(c, "hardcoded_secret", "literal in " + where);
+	std::vector<std::string> holders(c.holders.begin(), c.holders.end());
+	policy::Sharing sh = policy::sharing(inv, holders, h.environments.size());
+	if (sh.shared)
+		add_finding(
+		    c, "shared_credential",
+		    std::to_string(c.holders.size()) + " identities hold it" +
+		        (sh.across_environments
+		             ? " across " + std::to_string(h.environments.size()) + " environments"
+		             : ""));
+	if (!c.users.empty() && (!inv || inv->owner.empty()))
+		add_finding(c, "unowned_secret",
+		            inv ? "inventory entry has no owner" : "no inventory entry");
+	if (!inv)
+		return;
+	if (inv->status != "active")
+		add_finding(c, "revoked_credential_used",
+		            inv->status + " but seen " + date_of(c.last_seen));
+	policy::Lifetime life{s.first_seen, s.oldest_mtime, s.last_used, h.retired};
+	for (const auto &why : policy::stale_reasons(*inv, life, now, ""))
+		add_finding(c, "stale_credential",
+		            std::string(why.reason) == "expired"
+		                ? "expired " + date_of(why.since_ns)
+		            : std::string(why.reason) == "rotation_overdue"
+		                ? "not rotated for " + days(now - why.since_ns)
+		                : "unused for " + days(now - why.since_ns));
+	for (const auto &who : c.holders)
+		if (!policy::identity_allowed(*inv, who))
+			add_finding(c, "out_of_scope_identity", "held by " + who);
+	for (const auto &who : c.users)
+		if (!policy::identity_allowed(*inv, who))
+			add_finding(c, "out_of_scope_identity", "used by " + who);
+	for (const auto &[up, addr] : h.uses) {
+		std::string host = up.substr(0, up.rfind(':'));
+		if (!policy::upstream_allowed(*inv, addr.empty() ? host : addr, host, host))
+			add_finding(c, "unexpected_upstream", "sent to " + up);
+	}
+}
+
+ReportCredential credential(Ledger &ledger, const SecretRecord &s,
+                            const std::vector<InventoryEntry> &inventory, int64_t now)
+{
+	ReportCredential c;
+	c.fingerprint = s.fingerprint;
+	c.type = s.type;
+	c.prefix = s.prefix;
+	c.first_seen = s.first_seen;
+	c.last_seen = s.last_seen;
+	c.last_used = s.last_used;
+	History h = read_history(ledger, s, inventory, c);
+	if (h.inv) {
+		c.inventory_id = h.inv->id;
+		c.owner = h.inv->owner;
+		c.purpose = h.inv->purpose;
+		c.environment = h.inv->environment;
+		c.status = h.inv->status;
+		c.expires = h.inv->expires_ns.value_or(0);
+	}
+	apply_policy(c, s, h, now);
+	return c;
+}
+
+// What the agent itself raised (the journal), counted per rule on the
+// credentials they name. Returns the records read.
+uint64_t add_journal_alerts(const std::string &journal_dir,
+                            std::map<std::string, ReportCredential> &by_fp,
+                            const std::function<void(const std::string &)> &progress)
+{
+	struct stat jst;
+	if (stat(journal_dir.c_str(), &jst) != 0)
+		return 0;
+	JournalReadStats js;
+	read_journal(
+	    journal_dir,
+	    [&](nlohmann::json &&r) {
+		    if (progress && js.records % 100000 == 0 && js.records)
+			    progress("journal " + std::to_string(js.records) + " records");
+		    if (r.value("type", "") != "alert")
+			    return true;
+		    std::string rule = r.value("rule", "");
+		    auto add = [&](const nlohmann::json &s) {
+			    std::string fp = s.is_object() ? s.value("fingerprint", "") : "";
+			    auto it = by_fp.find(fp);
+			    if (it == by_fp.end() || rule.empty())
+				    return;
+			    add_finding(it->second, rule, r.value("summary", ""));
+			    for (auto &f : it->second.findings)
+				    if (f.rule == rule)
+					    f.alerts++;
+		    };
+		    if (r.contains("secret"))
+			    add(r["secret"]);
+		    for (const auto &c : r.value("candidates", nlohmann::json::array()))
+			    add(c);
+		    return true;
+	    },
+	    &js);
+	return js.records;
 }
 
 } // namespace
@@ -127,7 +270,7 @@ Report build_report(const std::string &state_dir, const std::string &journal_dir
 {
 	Report rep;
 	rep.generated = now;
-	rep.host = local_host();
+	rep.host = host_name();
 	std::string db = state_dir + "/ledger.db";
 	struct stat st;
 	if (stat(db.c_str(), &st) != 0)
@@ -141,122 +284,9 @@ Report build_report(const std::string &state_dir, const std::string &journal_dir
 		if (progress && ++n % 64 == 0)
 			progress("ledger " + std::to_string(n) + "/" +
 			         std::to_string(secrets.size()));
-		ReportCredential &c = by_fp[s.fingerprint];
-		c.fingerprint = s.fingerprint;
-		c.type = s.type;
-		c.prefix = s.prefix;
-		c.first_seen = s.first_seen;
-		c.last_seen = s.last_seen;
-		c.last_used = s.last_used;
-		const InventoryEntry *inv = nullptr;
-		for (const auto &x : ledger.sightings(s.fingerprint)) {
-			if (!x.identity.empty())
-				c.holders.insert(x.identity);
-			c.sources.insert(x.source);
-			if (!inv)
-				inv = match_inventory(
-				    inventory, s.fingerprint, x.source, x.location,
-				    x.source == "env" ? x.location : x.name, x.identity);
-			if (x.source == "argv" || x.source == "mcp_config")
-				add_finding(c, "hardcoded_secret",
-				            "literal in " + x.source + " " +
-				                sanitize_utf8(x.location));
-		}
-		for (const auto &u : ledger.uses(s.fingerprint)) {
-			c.users.insert(u.identity);
-			c.upstreams.insert(u.upstream);
-		}
-		for (const auto &r : ledger.rotations(s.fingerprint)) {
-			if (r.new_fingerprint == s.fingerprint) {
-				c.rotations++;
-				c.rotated_from.push_back(r.old_fingerprint);
-			}
-		}
-		if (inv) {
-			c.inventory_id = inv->id;
-			c.owner = inv->owner;
-			c.purpose = inv->purpose;
-			c.environment = inv->environment;
-			c.status = inv->status;
-			c.expires = inv->expires_ns.value_or(0);
-		}
-		// The same rules as the correlator, over the ledger's whole history.
-		if (c.holders.size() >= 2) {
-			bool allowed = inv && !inv->allowed_identities.empty();
-			for (const auto &h : c.holders)
-				allowed = allowed && std::any_of(inv->allowed_identities.begin(),
-				                                 inv->allowed_identities.end(),
-				                                 [&](const auto &g) {
-					                                 return glob_match(g, h);
-				                                 });
-			if (!allowed)
-				add_finding(c, "shared_credential",
-				            std::to_string(c.holders.size()) +
-				                " identities hold it");
-		}
-		if (!c.users.empty() && (!inv || inv->owner.empty()))
-			add_finding(c, "unowned_secret",
-			            inv ? "inventory entry has no owner" : "no inventory entry");
-		if (inv && inv->status != "active")
-			add_finding(c, "revoked_credential_used",
-			            inv->status + " but seen " + date_of(c.last_seen));
-		if (inv && inv->expires_ns && now > *inv->expires_ns)
-			add_finding(c, "stale_credential", "expired " + date_of(*inv->expires_ns));
-		else if (inv && inv->rotate_every && c.first_seen &&
-		         now - c.first_seen > inv->rotate_every->count() * 1000000LL)
-			add_finding(c, "stale_credential",
-			            "not rotated for " + days(now - c.first_seen));
-		else if (inv && inv->max_unused &&
-		         now - (c.last_used ? c.last_used : c.first_seen) >
-		             inv->max_unused->count() * 1000000LL)
-			add_finding(c, "stale_credential",
-			            "unused for " +
-			                days(now - (c.last_used ? c.last_used : c.first_seen)));
-		if (inv && !inv->allowed_identities.empty())
-			for (const auto &u : c.users)
-				if (std::none_of(inv->allowed_identities.begin(),
-				                 inv->allowed_identities.end(),
-				                 [&](const auto &g) { return glob_match(g, u); }))
-					add_finding(c, "out_of_scope_identity", "used by " + u);
-		if (inv && !inv->allowed_upstreams.empty())
-			for (const auto &up : c.upstreams) {
-				std::string host = up.substr(0, up.rfind(':'));
-				if (!upstream_allowed(inv->allowed_upstreams, host, host, ""))
-					add_finding(c, "unexpected_upstream", "sent to " + up);
-			}
+		by_fp[s.fingerprint] = credential(ledger, s, inventory, now);
 	}
-	// What the agent itself raised (the journal), counted per rule.
-	struct stat jst;
-	if (stat(journal_dir.c_str(), &jst) == 0) {
-		JournalReadStats js;
-		read_journal(
-		    journal_dir,
-		    [&](nlohmann::json &&r) {
-			    if (progress && js.records % 100000 == 0 && js.records)
-				    progress("journal " + std::to_string(js.records) + " records");
-			    if (r.value("type", "") != "alert")
-				    return true;
-			    std::string rule = r.value("rule", "");
-			    auto add = [&](const nlohmann::json &s) {
-				    std::string fp =
-				        s.is_object() ? s.value("fingerprint", "") : "";
-				    auto it = by_fp.find(fp);
-				    if (it == by_fp.end() || rule.empty())
-					    return;
-				    add_finding(it->second, rule, r.value("summary", ""));
-				    for (auto &f : it->second.findings)
-					    if (f.rule == rule)
-						    f.alerts++;
-			    };
-			    if (r.contains("secret"))
-				    add(r["secret"]);
-			    for (const auto &c : r.value("candidates", nlohmann::json::array()))
-				    add(c);
-			    return true;
-		    },
-		    &js);
-		rep.journal_records = js.records;
-	}
+	rep.journal_records = add_journal_alerts(journal_dir, by_fp, progress);
 	for (auto &[fp, c] : by_fp) {
 		for (const auto &f : c.findings) {
 			c.risk += weight(f.severity);
@@ -302,7 +332,7 @@ std::string report_table(const Report &r, size_t width)
 		std::string owner =
 		    c.owner.empty() ? (c.inventory_id.empty() ? "-" : c.inventory_id) : c.owner;
 		o << fit(std::to_string(c.risk), 5) << fit(c.type, 18)
-		  << fit(c.fingerprint.substr(0, 12), 13) << fit(owner, 12 + flex / 2)
+		  << fit(short_fp(c.fingerprint), 13) << fit(owner, 12 + flex / 2)
 		  << fit(std::to_string(c.holders.size()) + "/" + std::to_string(c.users.size()), 9)
 		  << fit(date_of(c.last_used), 11) << fit(days(r.generated - c.first_seen), 6)
 		  << clip(findings_text(c), width - (74 + flex / 2)) << "\n";
@@ -412,7 +442,7 @@ std::string report_html(const Report &r)
 	  << "<th>Findings</th></tr></thead><tbody>\n";
 	for (const auto &c : r.credentials) {
 		o << "<tr><td>" << c.risk << "</td><td>" << html_escape(c.type) << "</td><td><code>"
-		  << c.fingerprint.substr(0, 12) << "</code></td><td>"
+		  << short_fp(c.fingerprint) << "</code></td><td>"
 		  << html_escape(c.inventory_id.empty() ? "-" : c.inventory_id) << "<br>"
 		  << html_escape(c.owner.empty() ? "no owner" : c.owner) << "</td><td>"
 		  << html_escape(join(c.holders, "\n")) << "</td><td>" << html_escape(join(c.users))

@@ -5,19 +5,9 @@
 #include "keytrail/config/config.h"
 #include "keytrail/correlate/correlator.h"
 
-namespace
-{
-class FixedClock : public keytrail::Clock
-{
-      public:
-	int64_t now_ns() const override { return 1795000000000000000LL; }
-	int64_t boot_to_wall_ns(uint64_t b) const override { return static_cast<int64_t>(b); }
-};
-} // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static FixedClock clock;
+	static keytrail::ManualClock clock(1795000000000000000LL);
 	static keytrail::Config cfg;
 	keytrail::Correlator corr("fuzz", cfg, clock,
 	                          [](keytrail::Record &&r) { (void)keytrail::serialize(r); });

@@ -265,7 +265,7 @@ TEST(Tools, StatusAndPrometheusMetricsFromTheRunningAgent)
 	    },
 	    5000))
 	    << metrics;
-	EXPECT_NE(metrics.find("# TYPE keytrail_alerts_suppressed_total counter"),
+	EXPECT_NE(metrics.find("# TYPE keytrail_correlator_alerts_deduplicated_total counter"),
 	          std::string::npos);
 	EXPECT_NE(metrics.find("keytrail_output_healthy{output="), std::string::npos);
 	EXPECT_EQ(a.stop(), 0);

@@ -5,24 +5,13 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <random>
 #include <string>
 
 #include "support/agent_process.h"
+#include "support/tokens.h"
 
 namespace keytrail::test
 {
-
-// Distinct seeds give distinct tokens (a PRNG per seed, not an offset).
-inline std::string token(const std::string &prefix, size_t n, unsigned seed)
-{
-	const std::string a = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-	std::mt19937 g(seed);
-	std::string s = prefix;
-	for (size_t i = 0; i < n; i++)
-		s += a[g() % a.size()];
-	return s;
-}
 
 // `keytrail fingerprint` with the agent's key in state_dir.
 inline std::string fingerprint_of(const std::string &secret, const std::string &state_dir)

@@ -95,7 +95,7 @@ TEST(Config, DurationsAndSizes)
 	EXPECT_THROW(parse_size("8MB"), Error);
 }
 
-TEST(Inventory, ParsesAndMatches)
+TEST(Inventory, Parses)
 {
 	Config c = parse_config(R"(
 inventory:
@@ -124,22 +124,6 @@ inventory:
 	EXPECT_TRUE(g.expires_ns);
 	EXPECT_EQ(g.allowed_upstreams.size(), 2u);
 	EXPECT_EQ(g.line, 3u);
-	auto *m = match_inventory(c.inventory, "ff", "env", "GITLAB_PERSONAL_ACCESS_TOKEN",
-	                          "GITLAB_PERSONAL_ACCESS_TOKEN",
-	                          "spiffe://keytrail.local/h/server-gitlab/root");
-	ASSERT_NE(m, nullptr);
-	EXPECT_EQ(m->id, "gitlab-bot");
-	EXPECT_EQ(match_inventory(c.inventory, "ff", "env", "X", "GITLAB_PERSONAL_ACCESS_TOKEN",
-	                          "spiffe://other"),
-	          nullptr);
-	auto *aws = match_inventory(c.inventory, "ee", "file", "/home/al/.aws/credentials",
-	                            "aws_secret_access_key", "");
-	ASSERT_NE(aws, nullptr);
-	EXPECT_EQ(aws->status, "revoked");
-	EXPECT_EQ(match_inventory(c.inventory, "0123456789abcdef0123456789abcdef", "argv",
-	                          "argv[2]", "", "")
-	              ->id,
-	          "by-fp");
 }
 
 TEST(Inventory, ValidationNamesFileLineAndField)
@@ -158,9 +142,11 @@ TEST(Inventory, ValidationNamesFileLineAndField)
 	EXPECT_NE(err("inventory:\n  - id: a\n    match: {env: X}\n    status: retired\n")
 	              .find("status must be"),
 	          std::string::npos);
-	EXPECT_NE(
-	    err("inventory:\n  - id: a\n    match: {fingerprint: XYZ}\n").find("not a 32-digit"),
-	    std::string::npos);
+	// A value that is not a fingerprint may be the secret itself: never echoed.
+	std::string fp_err =
+	    err("inventory:\n  - id: a\n    match: {fingerprint: ghp_SECRETVALUE}\n");
+	EXPECT_NE(fp_err.find("must be 32 lowercase hex digits"), std::string::npos) << fp_err;
+	EXPECT_EQ(fp_err.find("SECRETVALUE"), std::string::npos) << fp_err;
 	EXPECT_NE(err("inventory:\n  - id: a\n    match: {owner: x}\n")
 	              .find("unknown key 'owner' in inventory 'a'.match"),
 	          std::string::npos);

@@ -2,8 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <regex>
+#include <set>
 #include <sstream>
 
+#include "keytrail/agent/health.h"
 #include "keytrail/output/metrics.h"
 #include "keytrail/util/error.h"
 
@@ -24,7 +26,7 @@ TEST(Metrics, EveryLineIsValidExpositionFormat)
 	    {"outputs",
 	     {{{"name", "file:/var/log/a \"b\"\\c\nd"}, {"written", 9}, {"healthy", false}}}},
 	    {"latency_ms", {{"samples", 3}, {"p50", 1.5}, {"p99", 20.0}}}};
-	std::string text = prometheus_text(h);
+	std::string text = prometheus_text(health_metrics(h));
 	std::regex sample(
 	    R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? -?[0-9.e+]+$)");
 	std::istringstream in(text);
@@ -44,6 +46,34 @@ TEST(Metrics, EveryLineIsValidExpositionFormat)
 	          std::string::npos);
 	EXPECT_NE(text.find(R"(output="file:/var/log/a \"b\"\\c\nd")"), std::string::npos);
 	EXPECT_NE(text.find("keytrail_processes{state=\"tracked\"} 2\n"), std::string::npos);
+	EXPECT_NE(text.find("keytrail_agent_attribution_failures_total 3\n"), std::string::npos);
+	EXPECT_NE(text.find("keytrail_build_info{version=\""), std::string::npos);
+}
+
+// Every family is written whole: its HELP and TYPE, then all its samples,
+// before the next family starts (a parser types samples by the last TYPE).
+TEST(Metrics, FamiliesAreContiguous)
+{
+	nlohmann::json h = {{"outputs",
+	                     {{{"name", "a"}, {"written", 1}, {"healthy", true}},
+	                      {{"name", "b"}, {"written", 2}, {"healthy", false}}}}};
+	std::istringstream in(prometheus_text(health_metrics(h)));
+	std::string line, family;
+	std::set<std::string> done;
+	while (std::getline(in, line)) {
+		if (line.rfind("# TYPE ", 0) == 0) {
+			if (!family.empty())
+				done.insert(family);
+			family = line.substr(7, line.find(' ', 7) - 7);
+			EXPECT_EQ(done.count(family), 0u) << family << " typed twice";
+			continue;
+		}
+		if (line.rfind("# ", 0) == 0)
+			continue;
+		std::string name = line.substr(0, line.find_first_of("{ "));
+		EXPECT_TRUE(name == family || name == family + "_count" || name == family + "_sum")
+		    << name << " under " << family;
+	}
 }
 
 TEST(Metrics, BadAddressesAreClearErrors)

@@ -12,11 +12,11 @@
 #include <fstream>
 #include <thread>
 
-#include "keytrail/correlate/rules.h"
 #include "keytrail/output/journal.h"
 #include "keytrail/output/ocsf.h"
 #include "keytrail/output/output.h"
-#include "keytrail/output/record.h"
+#include "keytrail/schema/record.h"
+#include "keytrail/schema/rules.h"
 #include "keytrail/util/clock.h"
 
 using namespace keytrail;
@@ -296,7 +296,8 @@ TEST(Ocsf, DetectionFindingCarriesTheRequiredFields)
 	EXPECT_EQ(f["evidences"][0]["dst_endpoint"]["hostname"], "evil.example");
 	EXPECT_EQ(f["unmapped"]["secret"]["fingerprint"], "ab");
 	EXPECT_EQ(f["metadata"]["product"]["name"], "KeyTrail");
-	EXPECT_EQ(severity_id("critical"), 5);
+	EXPECT_EQ(severity("critical").ocsf_id, 5);
+	EXPECT_STREQ(severity("no such").name, "info");
 }
 
 TEST(Journal, SegmentsRotateCompressAndReadBackInOrder)

@@ -5,9 +5,9 @@
 
 #include <fstream>
 
-#include "keytrail/probe/events.h"
 #include "keytrail/secrets/paths.h"
-#include "keytrail/secrets/secret_bytes.h"
+#include "keytrail/util/kdev.h"
+#include "keytrail/util/secret_bytes.h"
 
 using namespace keytrail;
 
@@ -49,14 +49,14 @@ TEST(CredentialPaths, NotCredentials)
 
 TEST(ProcessPaths, RelativeToCwdAndDirfdInsideTheProcessRoot)
 {
-	auto abs = resolve_process_path(getpid(), -100, "/etc/../etc/hostname");
+	auto abs = resolve_process_path(getpid(), AT_FDCWD, "/etc/../etc/hostname");
 	ASSERT_TRUE(abs);
 	EXPECT_EQ(abs->logical, "/etc/hostname");
 	EXPECT_EQ(abs->access, "/proc/" + std::to_string(getpid()) + "/root/etc/hostname");
 
 	char cwd[4096];
 	ASSERT_TRUE(getcwd(cwd, sizeof(cwd)));
-	auto rel = resolve_process_path(getpid(), -100, "./a/../b.txt");
+	auto rel = resolve_process_path(getpid(), AT_FDCWD, "./a/../b.txt");
 	ASSERT_TRUE(rel);
 	EXPECT_EQ(rel->logical, std::string(cwd) + "/b.txt");
 
@@ -65,7 +65,7 @@ TEST(ProcessPaths, RelativeToCwdAndDirfdInsideTheProcessRoot)
 	close(dfd);
 	ASSERT_TRUE(viafd);
 	EXPECT_EQ(viafd->logical, "/usr/lib/os-release");
-	EXPECT_FALSE(resolve_process_path(0x7FFFFFF0, -100, "rel"));
+	EXPECT_FALSE(resolve_process_path(0x7FFFFFF0, AT_FDCWD, "rel"));
 }
 
 TEST(ProcessPaths, ReadChecksTheInode)

@@ -37,12 +37,12 @@ std::string make_state()
 	// Shared by two identities, used, no inventory.
 	sight(kShared, "github_token", "env", "GITHUB_TOKEN", "spiffe://t/a", kNow - 3 * kDay);
 	sight(kShared, "github_token", "env", "GITHUB_TOKEN", "spiffe://t/<b>,\"x\"", kNow - kDay);
-	l.record_use(kShared, "spiffe://t/a", "api.github.com:443", kNow - kDay);
+	l.record_use(kShared, "spiffe://t/a", "api.github.com:443", "140.82.112.5", kNow - kDay);
 	// Owned, first seen 200 days ago, policy 90d; hard-coded in argv.
 	sight(kOld, "database_url", "argv", "--db", "spiffe://t/pg", kNow - 200 * kDay);
 	// Owned and fine.
 	sight(kFine, "gitlab_pat", "env", "GITLAB_TOKEN", "spiffe://t/gl", kNow - 10 * kDay);
-	l.record_use(kFine, "spiffe://t/gl", "gitlab.example.com:443", kNow - kDay);
+	l.record_use(kFine, "spiffe://t/gl", "gitlab.example.com:443", "10.1.2.3", kNow - kDay);
 	// Revoked but still seen.
 	sight(kRevoked, "slack_token", "file", "/srv/.env", "spiffe://t/bot", kNow - kDay);
 	// A rotation: kNew replaced kFine's sibling slot.

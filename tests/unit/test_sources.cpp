@@ -44,19 +44,19 @@ TEST(SecretSources, ADeletedFileIsReadThroughTheFdTheProcessDupedItTo)
 	ASSERT_EQ(read(ready[0], &c, 1), 1);
 
 	SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {}, 1 << 20);
-	auto scan = sources.from_open(child, /*fd, closed*/ 4, -100, path, 0, st.st_ino);
+	auto scan = sources.from_open(child, /*fd, closed*/ 4, AT_FDCWD, path, 0, st.st_ino);
 	(void)!write(done[1], &c, 1);
 	waitpid(child, nullptr, 0);
 	ASSERT_TRUE(scan);
 	EXPECT_FALSE(scan->unreadable);
 	ASSERT_EQ(scan->secrets.size(), 1u);
 	EXPECT_EQ(scan->secrets[0].type, "gitlab_pat");
-	EXPECT_EQ(sources.files_unreadable(), 0u);
+	EXPECT_EQ(sources.counters().files_unreadable, 0u);
 
 	// Once nobody holds it, it is counted as unreadable, not guessed.
-	auto gone = sources.from_open(child, 4, -100, dir + "/.env.other", 0, st.st_ino + 1);
+	auto gone = sources.from_open(child, 4, AT_FDCWD, dir + "/.env.other", 0, st.st_ino + 1);
 	ASSERT_TRUE(gone);
 	EXPECT_TRUE(gone->unreadable);
-	EXPECT_EQ(sources.files_unreadable(), 1u);
+	EXPECT_EQ(sources.counters().files_unreadable, 1u);
 	rmdir(dir.c_str());
 }

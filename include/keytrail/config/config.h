@@ -154,18 +154,15 @@ struct Config {
 	std::vector<InventoryEntry> inventory;
 };
 
-// The first inventory entry whose match holds for this sighting, or null.
-const InventoryEntry *match_inventory(const std::vector<InventoryEntry> &inv,
-                                      const std::string &fingerprint, const std::string &source,
-                                      const std::string &location, const std::string &name,
-                                      const std::string &identity);
-
 inline constexpr const char *kDefaultConfigPath = "/etc/keytrail/keytrail.yaml";
 
 // Loads and validates a file. Throws ConfigError with file, line and reason.
 Config load_config(const std::string &path);
 // Same, from text (tests, fuzzing); name is used in messages.
 Config parse_config(const std::string &text, const std::string &name);
+
+// "daemon" -> 3, "local0" -> 16, ...; -1 if unknown (syslog outputs).
+int syslog_facility_code(const std::string &name);
 
 // Selector names rules and templates may use.
 const std::vector<std::string> &known_selectors();

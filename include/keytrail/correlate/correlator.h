@@ -1,14 +1,19 @@
 // The correlator: joins processes, the secrets they hold and the upstreams
-// they connect to into `secret_use` records, and raises alerts (docs/alerts.md).
-// It knows nothing of the kernel or /proc: the agent, `keytrail replay` and
-// the tests feed it the same Inputs, and it reads time only from them and
-// from the Clock it is given.
+// they connect to into `secret` and `secret_use` records, and raises alerts
+// (docs/alerts.md). It knows nothing of the kernel or /proc: the agent,
+// `keytrail replay` and the tests feed it the same Inputs, and it reads time
+// only from them and from the Clock it is given. What the inventory allows
+// is decided by correlate/policy.h, which `keytrail report` shares.
+//
+// Sources: correlator.cpp (processes, secrets, health, time, alerts),
+// uses.cpp (connects become secret uses), records.cpp (how records look).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -17,34 +22,39 @@
 
 #include "keytrail/config/config.h"
 #include "keytrail/correlate/inputs.h"
-#include "keytrail/correlate/rules.h"
-#include "keytrail/output/record.h"
+#include "keytrail/schema/record.h"
 #include "keytrail/util/clock.h"
+#include "keytrail/util/counters.h"
 
 namespace keytrail
 {
 
-// Whether an upstream matches one of an inventory entry's allowed_upstreams:
-// a CIDR ("10.0.0.0/8", "::1/128") against the address, else a host glob
-// against the SNI, the HTTP Host and the address.
-bool upstream_allowed(const std::vector<std::string> &patterns, const std::string &addr,
-                      const std::string &sni, const std::string &http_host);
+#define KT_CORRELATOR_COUNTERS(X)                                                                  \
+	X(inputs, "Inputs the correlator was fed")                                                 \
+	X(secret_uses, "secret_use records written")                                               \
+	X(uses_deduplicated, "Repeated uses within the dedupe window, counted not written")        \
+	X(ambiguous_uses, "Uses by a process holding several credentials, none bound")             \
+	X(connects_not_upstream, "Connects that are not upstreams (loopback, DNS, unix)")          \
+	X(unknown_process, "Inputs naming a process the correlator was never told of")             \
+	X(alerts, "Alerts written")                                                                \
+	X(alerts_deduplicated, "Alerts not written: repeats within the dedupe window")             \
+	X(alerts_rate_limited, "Alerts not written: over correlate.max_alerts_per_minute")
 
 struct CorrelatorCounters {
-	uint64_t inputs = 0, secret_uses = 0, uses_deduplicated = 0, ambiguous_uses = 0;
-	uint64_t not_upstream = 0, unknown_process = 0;
-	uint64_t alerts = 0, alerts_deduplicated = 0, alerts_rate_limited = 0;
+	KT_CORRELATOR_COUNTERS(KT_COUNTER_FIELD)
 	std::map<std::string, uint64_t> alerts_by_rule;
+	template <typename F> void each(F &&f) const { KT_CORRELATOR_COUNTERS(KT_COUNTER_VISIT) }
 };
 
 class Correlator
 {
       public:
 	using Emit = std::function<void(Record &&record)>;
-	// Called for each use bound to a credential (the agent's ledger).
-	using OnUse =
-	    std::function<void(const std::string &fingerprint, const std::string &identity,
-	                       const std::string &upstream, int64_t time_ns)>;
+	// Called for each use bound to a credential (the agent's ledger):
+	// upstream as records name it ("name:port") and the address.
+	using OnUse = std::function<void(const std::string &fingerprint,
+	                                 const std::string &identity, const std::string &upstream,
+	                                 const std::string &addr, int64_t time_ns)>;
 
 	Correlator(std::string host, const Config &cfg, const Clock &clock, Emit emit);
 
@@ -58,6 +68,7 @@ class Correlator
 	const CorrelatorCounters &counters() const { return counters_; }
 	size_t processes() const { return procs_.size(); }
 	size_t secrets() const { return secrets_.size(); }
+	// The counters, by rule, and the two gauges, as `health` shows them.
 	nlohmann::json counters_json() const;
 
       private:
@@ -98,6 +109,9 @@ class Correlator
 		std::map<std::string, Holder> holders; // identity id -> where
 		std::set<std::string> environments;
 	};
+	// One connect on its way to becoming secret uses (uses.cpp).
+	struct Use;
+	using Candidates = std::vector<std::pair<const Proc *, const Holding *>>;
 
 	void on(const ProcStart &e);
 	void on(const ProcExit &e);
@@ -106,23 +120,46 @@ class Correlator
 	void on(const HealthSeen &e);
 	void on(const Tick &e);
 
+	// Secrets (correlator.cpp).
+	Secret &learn(const SecretSeen &e);
+	void on_config_secret(Secret &s, const SecretSeen &e);
+	void holding_alerts(Secret &s, const Proc &p, const Holding &h, const SecretSeen &e);
 	uint32_t secret_index(const std::string &fp, const std::string &type);
 	// The process an input names; counted in unknown_process when absent.
 	Proc *known_proc(const std::string &exec_id);
 	int match_inv(const Secret &s, const Holding &h, const std::string &identity) const;
-	// Secrets a process can use at time t: its own and, when its own
-	// environment was not seen, what its ancestors passed in env/argv.
-	using Candidates = std::vector<std::pair<const Proc *, const Holding *>>;
-	void usable(const Proc &p, int64_t t, Candidates &out) const;
+	const InventoryEntry *entry(int inv) const { return inv >= 0 ? &inv_[inv] : nullptr; }
 	void check_stale(Secret &s, int64_t now, const Proc *p);
 	void check_shared(Secret &s, const Proc &p, const std::string &identity);
 
+	// Uses (uses.cpp).
+	bool is_upstream(const ConnectSeen &e);
+	// Secrets a process can use at time t: its own and, when its own
+	// environment was not seen, what its ancestors passed in env/argv.
+	void usable(const Proc &p, int64_t t, Candidates &out) const;
+	void bind(Use &u);
+	void ambiguous_use(Use &u);
+	void bound_use(Use &u, const Proc *holder, const Holding *h, const char *pairing);
+	void use_alerts(Use &u, Secret &s, const Holding *h);
+	// Once per (process, key) and dedupe window; repeats are counted.
+	bool first_use(Proc &p, uint64_t key, int64_t t, uint64_t *repeats);
+
+	// How records look (records.cpp).
 	nlohmann::json secret_json(const Secret &s, const Holding *h) const;
-	nlohmann::json process_json(const Proc &p) const;
 	nlohmann::json identity_json(const Proc &p) const;
+	nlohmann::json process_json(const Proc &p) const;
 	void add_process_raw(const Proc &p, Record &r) const;
 	const std::string &process_raw(const Proc &p) const;
 	nlohmann::json base(const char *type, int64_t event_ns) const;
+	// The `secret` record of a sighting (p null: an MCP client config).
+	Record secret_record(const Secret &s, const Holding &h, const SecretSeen &e,
+	                     const Proc *p) const;
+	// An alert about a credential a process holds or used.
+	nlohmann::json holding_alert(const Secret &s, const Holding *h, const Proc &p,
+	                             int64_t event_ns, const std::string &summary) const;
+	// "curl (pid 42, spiffe://...)"
+	static std::string who(const Proc &p);
+
 	// Dedupe and rate limit, then build (only then), fill rule, severity
 	// and tags, and emit.
 	void alert(const char *rule, const std::string &key, int64_t now,

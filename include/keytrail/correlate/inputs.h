@@ -21,7 +21,7 @@ namespace keytrail
 struct ProcStart {
 	int64_t time_ns = 0; // exec (or first sight), wall clock
 	std::string exec_id, parent_exec_id;
-	uint32_t pid = 0, ppid = 0, uid = 0;
+	uint32_t pid = 0, ppid = 0, uid = 0, gid = 0;
 	bool tty = false;          // has a controlling terminal
 	bool tracked = false;      // an MCP server or one of its descendants
 	bool forked = false;       // a fork without exec: shares its parent's memory
@@ -30,6 +30,7 @@ struct ProcStart {
 	std::vector<std::string> cmdline; // masked
 	std::string identity;             // id
 	Selectors selectors;
+	std::vector<std::string> unresolved; // selector groups that could not be read
 };
 
 struct ProcExit {
@@ -43,6 +44,7 @@ struct SecretSeen {
 	int64_t time_ns = 0;
 	std::string exec_id;
 	std::string fingerprint, type;
+	std::string prefix;   // the public part ("ghp_"), safe to show
 	std::string source;   // file, env, argv, mcp_config
 	std::string location; // path, variable name, argv[i], config path + field
 	std::string name;     // key inside the location, "" if none
@@ -82,7 +84,9 @@ int64_t input_time(const Input &in);
 // A recording: a stream of inputs, each framed as
 //   u32 length (little endian) | u8 kind | fields
 // after an 8-byte magic "KTREC01\n". Written by `keytrail run --record`,
-// read by `keytrail replay`.
+// read by `keytrail replay`. Fields added later are appended to a kind's
+// frame; a reader takes them when the frame has them, so older recordings
+// still read.
 class RecordingWriter
 {
       public:

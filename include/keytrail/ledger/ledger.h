@@ -24,21 +24,30 @@ struct Sighting {
 	std::string name;     // variable / key name inside the location ("" if none)
 	std::string identity; // identity id
 	int64_t time_ns = 0;
+	std::string environment; // the holder's environment ("" if none)
+	int64_t mtime_ns = 0;    // file sources: when the content read was last modified
+};
+
+// What the ledger knew of a credential once a sighting was recorded.
+struct SightingResult {
+	std::optional<std::string> rotated_from; // it replaced this one in its slot
+	int64_t first_seen = 0, last_used = 0;   // ns; last_used 0 = never
 };
 
 struct SecretRecord {
 	std::string fingerprint, type, prefix;
 	int64_t first_seen = 0, last_seen = 0, last_used = 0; // ns; last_used 0 = never
+	int64_t oldest_mtime = 0; // oldest content it was read from; 0 = not from a file
 };
 
 struct SightingRecord {
-	std::string source, location, name, identity;
+	std::string source, location, name, identity, environment;
 	int64_t first_seen = 0, last_seen = 0;
 	uint64_t count = 0;
 };
 
 struct UseRecord {
-	std::string identity, upstream;
+	std::string identity, upstream, addr;
 	int64_t first_used = 0, last_used = 0;
 	uint64_t count = 0;
 };
@@ -57,16 +66,18 @@ class Ledger
 	Ledger(const Ledger &) = delete;
 	Ledger &operator=(const Ledger &) = delete;
 
-	// Records a sighting. Returns the fingerprint this one replaced in the
-	// same slot (source, location, name, identity, type): a rotation.
-	std::optional<std::string> record_sighting(const Sighting &s);
+	// Records a sighting. A different fingerprint in the same slot
+	// (source, location, name, identity, type) before it is a rotation.
+	SightingResult record_sighting(const Sighting &s);
+	// upstream: "name:port" as records show it; addr: the address connected to.
 	void record_use(const std::string &fingerprint, const std::string &identity,
-	                const std::string &upstream, int64_t time_ns);
+	                const std::string &upstream, const std::string &addr, int64_t time_ns);
 	// Commits the open batch. Returns false (and logs) on failure.
 	bool commit();
 
 	std::optional<SecretRecord> secret(const std::string &fingerprint);
-	std::vector<SecretRecord> secrets();
+	// Every credential, or the one with this fingerprint.
+	std::vector<SecretRecord> secrets(const std::string &fingerprint = "");
 	std::vector<SightingRecord> sightings(const std::string &fingerprint);
 	std::vector<UseRecord> uses(const std::string &fingerprint);
 	std::vector<Rotation> rotations(const std::string &fingerprint = "");
@@ -76,14 +87,17 @@ class Ledger
 	void exec(const char *sql);
 	sqlite3_stmt *prepare(const char *sql);
 	void begin();
+	void migrate();
+	int read_schema();
 
 	std::string path_;
 	sqlite3 *db_ = nullptr;
 	bool in_tx_ = false;
+	int schema_ = 0; // the file's schema version
 	std::vector<sqlite3_stmt *> stmts_;
 	sqlite3_stmt *upsert_secret_ = nullptr, *upsert_sighting_ = nullptr, *get_slot_ = nullptr,
 	             *put_slot_ = nullptr, *add_rotation_ = nullptr, *upsert_use_ = nullptr,
-	             *touch_used_ = nullptr;
+	             *touch_used_ = nullptr, *get_secret_ = nullptr;
 };
 
 } // namespace keytrail

@@ -1,12 +1,13 @@
-// Prometheus text exposition (format 0.0.4) of the agent's health, served on
-// agent.metrics_address (off by default) at /metrics.
+// Prometheus text exposition (format 0.0.4), served on
+// agent.metrics_address (off by default) at /metrics. Which metrics there
+// are is the agent's business (agent/health.h); this renders them.
 #pragma once
 
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace httplib
 {
@@ -16,11 +17,26 @@ class Server;
 namespace keytrail
 {
 
-// The same counters as the `health` record, as Prometheus metrics.
-std::string prometheus_text(const nlohmann::json &health);
+struct MetricSample {
+	std::string labels; // name="value",... already escaped (metric_label)
+	double value = 0;
+	const char *suffix = ""; // "_count", "_sum" of a summary
+};
 
-// A small HTTP server on its own thread. The agent publishes a fresh health
-// record now and then; a scrape reads the latest one.
+struct MetricFamily {
+	std::string name;
+	const char *type; // counter, gauge, summary
+	std::string help;
+	std::vector<MetricSample> samples;
+};
+
+// A label value with backslash, quote and newline escaped: `key="value"`.
+std::string metric_label(const std::string &key, const std::string &value);
+// Every family with its HELP and TYPE, then its samples, family after family.
+std::string prometheus_text(const std::vector<MetricFamily> &families);
+
+// A small HTTP server on its own thread. The agent publishes fresh text now
+// and then; a scrape reads the latest.
 class MetricsServer
 {
       public:
@@ -28,7 +44,7 @@ class MetricsServer
 	// when the address is malformed or cannot be bound.
 	explicit MetricsServer(const std::string &address);
 	~MetricsServer();
-	void publish(const nlohmann::json &health);
+	void publish(std::string text);
 	int port() const { return port_; }
 
       private:

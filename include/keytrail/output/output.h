@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "keytrail/output/record.h"
 #include "keytrail/output/sink.h"
+#include "keytrail/schema/record.h"
 
 namespace keytrail
 {
@@ -27,6 +27,9 @@ struct RouteOptions {
 	std::string format = "json";   // json | ocsf
 	std::set<std::string> records; // empty = every record type
 	size_t max_queue_bytes = 32u << 20;
+	// Wait for room instead of dropping (replay: nothing to protect, and
+	// nothing may be lost).
+	bool block_when_full = false;
 };
 
 class Output
@@ -47,7 +50,6 @@ class Output
 	uint64_t written() const;
 	uint64_t errors() const;
 	uint64_t dropped() const;
-	size_t sinks() const { return routes_.size(); }
 	nlohmann::json health() const;
 
       private:
@@ -63,7 +65,7 @@ class Output
 			int64_t time_ns;
 		};
 		mutable std::mutex mu;
-		std::condition_variable cv;
+		std::condition_variable cv, room;
 		std::deque<Item> queue;
 		size_t queued_bytes = 0;
 		bool stop = false;

@@ -95,9 +95,6 @@ class SyslogSink : public Sink
 	std::string msg_;
 };
 
-// "daemon" -> 3, "local0" -> 16, ...; -1 if unknown.
-int syslog_facility_code(const std::string &name);
-
 std::unique_ptr<Sink> make_sink(const OutputSpec &spec); // throws Error
 
 // Compresses src into dst (0600) with zlib and removes src. Returns false

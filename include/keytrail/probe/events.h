@@ -11,7 +11,8 @@
 #include <variant>
 #include <vector>
 
-#include "keytrail/secrets/secret_bytes.h"
+#include "keytrail/util/kdev.h"
+#include "keytrail/util/secret_bytes.h"
 
 namespace keytrail
 {
@@ -87,19 +88,13 @@ struct PayloadEvent {
 using Event = std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent,
                            PayloadEvent>;
 
-const EventContext &context_of(const Event &ev);
-const char *event_type_name(const Event &ev);
+// "exec", "fork", ... of a kt_event_type (enum in abi.h), and an event's type.
+const char *event_type_name(uint32_t type);
+uint32_t event_type(const Event &ev);
 
 // Decodes one ring-buffer record. Returns nullopt (and sets *error) for a
 // record that is too short, has an unknown type or inconsistent lengths.
 std::optional<Event> decode_event(const void *data, size_t size, std::string *error);
-
-// Kernel dev_t (MAJOR << 20 | MINOR) <-> userspace dev_t (stat's st_dev).
-uint64_t kernel_dev_to_user(uint64_t kdev);
-uint64_t user_dev_to_kernel(uint64_t udev);
-
-// "8:1"
-std::string dev_string(uint64_t kdev);
 
 // Address text for a connect event ("127.0.0.1", "::1", "" for others).
 std::string address_string(uint16_t family, const std::array<uint8_t, 16> &addr);

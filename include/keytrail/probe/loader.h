@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "keytrail/abi.h"
+#include "keytrail/probe/control.h"
 
 struct keytrail_bpf;
 struct ring_buffer;
@@ -25,15 +26,7 @@ struct LoaderOptions {
 	pid_t agent_pid = 0;                   // never tracked; 0 = this process
 };
 
-// Sums of the kernel's per-CPU counters (enum kt_stat).
-struct KernelStats {
-	std::array<uint64_t, KT_STAT_MAX> v{};
-	uint64_t events() const { return v[KT_STAT_EVENTS]; }
-	uint64_t drops() const;
-	uint64_t drops_of(uint32_t event_type) const { return v[KT_STAT_DROP_BASE + event_type]; }
-};
-
-class Loader
+class Loader : public ProbeControl
 {
       public:
 	// Raw record handler; the bytes (read-only ring memory) are valid only
@@ -56,25 +49,19 @@ class Loader
 	int poll(int timeout_ms);
 
 	// The tracked set: task storage on the process's group leader, set
-	// through a pidfd. track() returns false if the process is gone.
-	bool track(pid_t tgid);
-	void untrack(pid_t tgid);
+	// through a pidfd (which names the process instance, never a reused pid).
+	bool track(pid_t tgid) override;
+	void untrack(pid_t tgid) override;
 	bool is_tracked(pid_t tgid) const;
 
-	// Watched inodes (kernel dev_t encoding). Returns false if the map is full.
-	bool watch(uint64_t kdev, uint64_t ino, uint32_t id);
-	void unwatch(uint64_t kdev, uint64_t ino);
-	size_t watched_count() const;
-
-	// Takes (reads and deletes) the read counters of an open fd.
-	std::optional<kt_fd_state> take_fd_state(pid_t tgid, int fd);
-	// All fd-state keys in the kernel map (for sweeping exited processes).
-	std::vector<kt_fd_key> fd_state_keys() const;
-
-	KernelStats stats() const;
-	size_t attached_programs() const { return links_; }
-	double attach_seconds() const { return attach_seconds_; }
-	uint32_t ring_buffer_bytes() const { return ring_bytes_; }
+	bool watch(uint64_t kdev, uint64_t ino, uint32_t id) override;
+	size_t watched_count() const override;
+	std::optional<kt_fd_state> take_fd_state(pid_t tgid, int fd) override;
+	std::vector<kt_fd_key> fd_state_keys() const override;
+	KernelStats stats() const override;
+	size_t attached_programs() const override { return links_; }
+	double attach_seconds() const override { return attach_seconds_; }
+	uint32_t ring_buffer_bytes() const override { return ring_bytes_; }
 
       private:
 	void rebuild_bloom();

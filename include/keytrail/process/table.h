@@ -36,8 +36,7 @@ struct ProcessInfo {
 	uint64_t cgroup_id = 0;
 	bool tty = false;
 	bool tracked = false;
-	std::string mcp_server; // set when a rule matched this process or an ancestor
-	std::string mcp_rule;
+	std::string mcp_server;           // set when a rule matched this process or an ancestor
 	std::optional<Identity> identity; // resolved once, at exec or first need
 	std::vector<HeldSecret> secrets;  // obtained from argv, env, files
 	bool secrets_collected = false;   // argv and environ scanned for this exec

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "keytrail/secrets/secret_bytes.h"
+#include "keytrail/util/secret_bytes.h"
 
 namespace keytrail
 {

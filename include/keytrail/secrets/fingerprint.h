@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "keytrail/secrets/secret_bytes.h"
+#include "keytrail/util/secret_bytes.h"
 
 namespace keytrail
 {

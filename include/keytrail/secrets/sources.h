@@ -10,11 +10,11 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "keytrail/secrets/catalog.h"
 #include "keytrail/secrets/fingerprint.h"
+#include "keytrail/util/counters.h"
 
 namespace keytrail
 {
@@ -45,6 +45,15 @@ struct ConfigScanResult {
 	std::optional<std::string> error;      // malformed: "path:line:col: reason"
 };
 
+#define KT_SOURCE_COUNTERS(X)                                                                      \
+	X(files_read, "Credential files read and scanned.")                                        \
+	X(files_unreadable, "Credential files gone before they could be read.")
+
+struct SourceCounters {
+	KT_SOURCE_COUNTERS(KT_COUNTER_FIELD)
+	template <typename F> void each(F &&f) const { KT_SOURCE_COUNTERS(KT_COUNTER_VISIT) }
+};
+
 class SecretSources
 {
       public:
@@ -70,19 +79,39 @@ class SecretSources
 	ConfigScanResult from_mcp_config(const std::string &path);
 
 	const Fingerprinter &fingerprinter() const { return fp_; }
-	uint64_t files_read() const { return files_read_; }
-	uint64_t files_unreadable() const { return files_unreadable_; }
+	const SourceCounters &counters() const { return counters_; }
 
       private:
+	// A credential file read before, by (dev, ino): what it held at that
+	// modification time and size.
+	struct KnownFile {
+		int64_t mtime_ns = 0;
+		uint64_t size = 0;
+		FileScan scan;
+	};
+	// Where a file a process opened can be read: its fd, its mount
+	// namespace's path, the logical path.
+	struct OpenedFile {
+		pid_t pid;
+		int fd;
+		uint64_t kdev, ino;
+		std::string via_fd, access, logical;
+	};
+
 	std::vector<Obtained> fingerprint_all(std::vector<Finding> found, const std::string &source,
 	                                      const std::string &location);
+	// The known scan, when stat() shows the content unchanged (nothing opened).
+	std::optional<FileScan> unchanged(const OpenedFile &f) const;
+	bool read_content(const OpenedFile &f, SecretBytes *content, int64_t *mtime,
+	                  uint64_t *size);
+	FileScan scan_content(const std::string &path, const std::string &kind,
+	                      std::string_view content);
 
 	Fingerprinter fp_;
 	std::vector<std::string> globs_;
 	uint64_t max_file_size_;
-	uint64_t files_read_ = 0, files_unreadable_ = 0;
-	// (dev, ino) -> (mtime, size, scan)
-	std::map<std::pair<uint64_t, uint64_t>, std::tuple<int64_t, uint64_t, FileScan>> files_;
+	SourceCounters counters_;
+	std::map<std::pair<uint64_t, uint64_t>, KnownFile> files_;
 };
 
 } // namespace keytrail

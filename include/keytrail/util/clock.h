@@ -3,6 +3,7 @@
 // a fake clock.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -32,6 +33,38 @@ class SystemClock : public Clock
       private:
 	int64_t offset_ns_ = 0;
 };
+
+// A clock that tells the time it is told: unit tests, the fuzzers and
+// `keytrail replay` (where time is what the recording says). Kernel boot
+// stamps read as wall time plus boot_offset_ns.
+class ManualClock : public Clock
+{
+      public:
+	explicit ManualClock(int64_t now_ns = 0) : now_(now_ns) {}
+	int64_t now_ns() const override { return now_; }
+	int64_t boot_to_wall_ns(uint64_t boot_ns) const override
+	{
+		return static_cast<int64_t>(boot_ns) + boot_offset_ns;
+	}
+	void set(int64_t now_ns) { now_ = now_ns; }
+	// Moves forward to t, never back (inputs may arrive out of order).
+	void advance_to(int64_t t) { now_ = t > now_ ? t : now_; }
+	int64_t boot_offset_ns = 0;
+
+      private:
+	int64_t now_;
+};
+
+// A duration from the config in nanoseconds, saturated at INT64_MAX.
+inline int64_t to_ns(std::chrono::milliseconds d)
+{
+	int64_t ns;
+	if (d.count() < 0)
+		return 0;
+	return __builtin_mul_overflow(static_cast<int64_t>(d.count()), int64_t{1000000}, &ns)
+	           ? INT64_MAX
+	           : ns;
+}
 
 // "2026-11-26T12:35:51.123456Z"
 std::string rfc3339(int64_t wall_ns);

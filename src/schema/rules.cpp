@@ -1,7 +1,25 @@
-#include "keytrail/correlate/rules.h"
+#include "keytrail/schema/rules.h"
 
 namespace keytrail
 {
+
+const std::vector<Severity> &severities()
+{
+	static const std::vector<Severity> scale = {
+	    {"info", 1, "Informational", 6, 0}, {"low", 2, "Low", 5, 1},
+	    {"medium", 3, "Medium", 4, 3},      {"high", 4, "High", 3, 6},
+	    {"critical", 5, "Critical", 2, 10},
+	};
+	return scale;
+}
+
+const Severity &severity(std::string_view name)
+{
+	for (const auto &s : severities())
+		if (name == s.name)
+			return s;
+	return severities().front();
+}
 
 const std::vector<RuleInfo> &rule_catalog()
 {
@@ -23,7 +41,7 @@ const std::vector<RuleInfo> &rule_catalog()
 	return rules;
 }
 
-const RuleInfo *find_rule(const std::string &id)
+const RuleInfo *find_rule(std::string_view id)
 {
 	for (const auto &r : rule_catalog())
 		if (id == r.id)
@@ -31,13 +49,12 @@ const RuleInfo *find_rule(const std::string &id)
 	return nullptr;
 }
 
-int severity_id(const std::string &severity)
+std::string rule_ids()
 {
-	static const char *names[] = {"info", "low", "medium", "high", "critical"};
-	for (int i = 0; i < 5; i++)
-		if (severity == names[i])
-			return i + 1;
-	return 0;
+	std::string s;
+	for (const auto &r : rule_catalog())
+		s += (s.empty() ? "" : ", ") + std::string(r.id);
+	return s;
 }
 
 } // namespace keytrail

@@ -1,0 +1,59 @@
+// The agent's counters, declared once (util/counters.h): `health`,
+// status.json and the keytrail_<group>_<name>_total metrics all come from
+// these lists.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "keytrail/abi.h"
+#include "keytrail/util/counters.h"
+
+namespace keytrail
+{
+
+#define KT_AGENT_COUNTERS(X)                                                                       \
+	X(records, "Kernel records decoded.")                                                      \
+	X(decode_errors, "Kernel records that could not be decoded.")                              \
+	X(attribution_failures, "Events whose process could not be resolved.")                     \
+	X(exec_hint_hits, "Execs the kernel's name hint tracked that the rules confirmed.")        \
+	X(exec_hint_misses, "Execs the kernel's name hint tracked that the rules rejected.")       \
+	X(identities_resolved, "Workload identities resolved.")                                    \
+	X(identities_degraded, "Identities resolved with a selector group unreadable.")            \
+	X(late_payloads, "First writes whose connect was no longer held.")                         \
+	X(fd_states_swept, "Read counters of vanished processes dropped from the kernel.")         \
+	X(exits_missed, "Processes retired without their exit record (it was dropped).")
+
+#define KT_SECRET_COUNTERS(X)                                                                      \
+	X(obtained, "Credential sightings.")                                                       \
+	X(environ_unreadable, "Environments that could not be read.")                              \
+	X(rotations, "Credentials that replaced another in its slot.")                             \
+	X(ledger_errors, "Ledger commits that failed.")
+
+#define KT_CONFIG_COUNTERS(X)                                                                      \
+	X(reloads, "Config reloads applied.")                                                      \
+	X(reload_errors, "Config reloads refused.")
+
+struct AgentCounters {
+	KT_AGENT_COUNTERS(KT_COUNTER_FIELD)
+	std::array<uint64_t, KT_EV_MAX> records_by_type{}; // by kt_event_type
+	template <typename F> void each(F &&f) const { KT_AGENT_COUNTERS(KT_COUNTER_VISIT) }
+};
+
+struct SecretCounters {
+	KT_SECRET_COUNTERS(KT_COUNTER_FIELD)
+	template <typename F> void each(F &&f) const { KT_SECRET_COUNTERS(KT_COUNTER_VISIT) }
+};
+
+struct ConfigCounters {
+	KT_CONFIG_COUNTERS(KT_COUNTER_FIELD)
+	template <typename F> void each(F &&f) const { KT_CONFIG_COUNTERS(KT_COUNTER_VISIT) }
+};
+
+struct Counters {
+	AgentCounters agent;
+	SecretCounters secrets;
+	ConfigCounters config;
+};
+
+} // namespace keytrail

@@ -1,0 +1,66 @@
+// Files tracked processes hold open, and the inodes watched host-wide: what
+// an fd was opened as (for its close record) and which paths name watched
+// credential files (the kernel reports those opens without a path).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "keytrail/agent/counters.h"
+#include "keytrail/probe/control.h"
+#include "keytrail/probe/events.h"
+
+namespace keytrail
+{
+
+// An fd closed, with what was read through it.
+struct ClosedFd {
+	int32_t fd = -1;
+	uint32_t reason = 0; // kt_close_reason
+	std::string path;
+	kt_fd_state state{};
+};
+
+class OpenFiles
+{
+      public:
+	OpenFiles(ProbeControl &probe, AgentCounters &counters) : probe_(probe), counters_(counters)
+	{
+	}
+
+	// The path an open names: as passed, or the watched file's when the
+	// kernel sent none. A successful open is remembered.
+	std::string on_open(const OpenEvent &e);
+	ClosedFd on_close(const CloseEvent &e);
+	// The fds a process still held when it exited or exec'd (for exec: only
+	// those the exec closed), with their read counters taken from the kernel.
+	std::vector<ClosedFd> flush(uint32_t pid, uint32_t reason);
+	void forget(uint32_t pid) { open_.erase(pid); }
+
+	// Watches an inode: any process that opens it is reported. false if the
+	// kernel's map is full.
+	bool watch(uint64_t kdev, uint64_t ino, const std::string &path);
+	bool watched(uint64_t kdev, uint64_t ino) const { return paths_.count({kdev, ino}) > 0; }
+	// A file by path (tracking.watch_paths): false if it is not a regular file.
+	bool watch_path(const std::string &path);
+	// Read counters whose close or exit record was lost would stay in the
+	// kernel's map for ever: drops those of processes that are gone.
+	void sweep_kernel_state();
+
+      private:
+	struct OpenFd {
+		std::string path;
+		uint64_t dev = 0, ino = 0;
+	};
+	ProbeControl &probe_;
+	AgentCounters &counters_;
+	std::map<std::pair<uint64_t, uint64_t>, std::string> paths_; // watched inode -> path
+	std::unordered_map<uint32_t, std::map<int, OpenFd>> open_;
+};
+
+} // namespace keytrail

@@ -1,0 +1,48 @@
+// The agent's own records: observations of tracked processes (exec, fork,
+// exit, open, close, connect) and credential files that held nothing.
+// Secrets, uses and alerts come from the correlator; health from Health.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "keytrail/agent/connects.h"
+#include "keytrail/agent/lifecycle.h"
+#include "keytrail/agent/open_files.h"
+#include "keytrail/agent/processes.h"
+#include "keytrail/schema/record.h"
+#include "keytrail/secrets/sources.h"
+
+namespace keytrail
+{
+
+class EventRecords
+{
+      public:
+	EventRecords(std::string host, const Clock &clock, Processes &procs)
+	    : host_(std::move(host)), clock_(clock), procs_(procs)
+	{
+	}
+
+	Record exec(const ExecEvent &e, const ExecOutcome &out);
+	Record fork(const ForkEvent &e, const ProcessInfo &child);
+	Record exit(const ExitEvent &e);
+	Record open(const OpenEvent &e, const std::string &path);
+	Record close(const EventContext &ctx, const ClosedFd &c);
+	Record connect(const NamedConnect &c);
+	Record credential_file(const EventContext &ctx, const FileScan &scan);
+
+      private:
+	// Every field a record about the process that made the event carries.
+	nlohmann::json base(const char *type, const EventContext &ctx);
+	// An observation: type, time and tid as fields, the rest of base()
+	// spliced from the process's cached members (a flood of opens builds
+	// three fields per record, not twelve).
+	Record observation(const char *type, const EventContext &ctx);
+
+	std::string host_;
+	const Clock &clock_;
+	Processes &procs_;
+};
+
+} // namespace keytrail

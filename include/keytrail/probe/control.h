@@ -1,0 +1,60 @@
+// What the agent asks of the running probes: the tracked set, the watched
+// inodes, the read counters of open files, and the kernel's own counters.
+// probe::Loader implements it on the real BPF maps; tests fake it, so the
+// agent's decisions run without root.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "keytrail/abi.h"
+
+namespace keytrail
+{
+
+// Sums of the kernel's per-CPU counters (enum kt_stat).
+struct KernelStats {
+	std::array<uint64_t, KT_STAT_MAX> v{};
+	uint64_t events() const { return v[KT_STAT_EVENTS]; }
+	uint64_t drops() const;
+	uint64_t drops_of(uint32_t event_type) const { return v[KT_STAT_DROP_BASE + event_type]; }
+	// {"events", "drops", "drops_by_type": {...}, "read_failures", ...}
+	nlohmann::json to_json() const;
+};
+
+// The counters after events and drops, by name and help (`health.kernel`
+// and the keytrail_kernel_* metrics).
+struct KernelStatInfo {
+	enum kt_stat stat;
+	const char *name, *help;
+};
+const std::vector<KernelStatInfo> &kernel_stat_info();
+
+class ProbeControl
+{
+      public:
+	virtual ~ProbeControl() = default;
+
+	// The tracked set. track() returns false if the process is gone.
+	virtual bool track(pid_t tgid) = 0;
+	virtual void untrack(pid_t tgid) = 0;
+	// Watched inodes (kernel dev_t encoding). false if the map is full.
+	virtual bool watch(uint64_t kdev, uint64_t ino, uint32_t id) = 0;
+	virtual size_t watched_count() const = 0;
+	// Takes (reads and deletes) the read counters of an open fd.
+	virtual std::optional<kt_fd_state> take_fd_state(pid_t tgid, int fd) = 0;
+	// Every fd-state key (for sweeping processes whose exit was lost).
+	virtual std::vector<kt_fd_key> fd_state_keys() const = 0;
+	virtual KernelStats stats() const = 0;
+
+	virtual size_t attached_programs() const = 0;
+	virtual double attach_seconds() const = 0;
+	virtual uint32_t ring_buffer_bytes() const = 0;
+};
+
+} // namespace keytrail

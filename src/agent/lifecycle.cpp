@@ -1,0 +1,266 @@
+#include "keytrail/agent/lifecycle.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <set>
+
+#include "keytrail/abi.h"
+#include "keytrail/secrets/mask.h"
+#include "keytrail/secrets/paths.h"
+
+namespace keytrail
+{
+
+namespace
+{
+
+// /proc/PID/comm without its newline.
+bool read_comm(pid_t pid, std::string *comm)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+	return static_cast<bool>(std::getline(in, *comm));
+}
+
+// Children of every thread of pid, as /proc lists them.
+void proc_children(uint32_t pid, std::vector<uint32_t> *out)
+{
+	glob_t g{};
+	std::string pattern = "/proc/" + std::to_string(pid) + "/task/*/children";
+	if (glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			std::ifstream in(g.gl_pathv[i]);
+			uint32_t c;
+			while (in >> c)
+				out->push_back(c);
+		}
+	}
+	globfree(&g);
+}
+
+} // namespace
+
+Lifecycle::Lifecycle(const Config &cfg, ProbeControl &probe, Processes &procs,
+                     AgentCounters &counters)
+    : probe_(probe), procs_(procs), counters_(counters), detector_(cfg.builtin_rules, cfg.rules),
+      self_pid_(static_cast<uint32_t>(getpid()))
+{
+}
+
+void Lifecycle::reconfigure(const Config &cfg)
+{
+	detector_ = McpDetector(cfg.builtin_rules, cfg.rules);
+}
+
+ProcessInfo Lifecycle::entry_of(const ExecEvent &e) const
+{
+	ProcessInfo info;
+	info.pid = e.ctx.pid;
+	info.ppid = e.ctx.ppid;
+	info.uid = e.ctx.uid;
+	info.gid = e.ctx.gid;
+	info.start_ticks = ns_to_clock_ticks(e.ctx.start_time_ns);
+	info.comm = e.ctx.comm;
+	info.exe = e.filename;
+	info.argv = mask_argv(e.argv);
+	info.cgroup_id = e.ctx.cgroup_id;
+	info.tty = e.ctx.flags & KT_F_TTY;
+	info.tracked = e.ctx.flags & KT_F_TRACKED;
+	info.exec_time_ns = procs_.wall_ns(e.ctx.ts_ns);
+	// A relative exec path is relative to the cwd. Not /proc/PID/exe: for a
+	// script that is the interpreter, and the script's name is what matters.
+	if (!info.exe.empty() && info.exe[0] != '/')
+		if (auto r = resolve_process_path(static_cast<pid_t>(info.pid), AT_FDCWD, info.exe))
+			info.exe = r->logical;
+	return info;
+}
+
+ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
+{
+	uint32_t pid = e.ctx.pid;
+	ProcessInfo info = entry_of(e);
+	ProcessTable &table = procs_.table();
+	const ProcessInfo *parent = table.find(e.ctx.ppid);
+	// An exec from a non-leader thread replaces the group leader, and the
+	// mark on it: a process we tracked keeps being tracked.
+	if (const ProcessInfo *before = table.find(pid); before && before->tracked && !info.tracked)
+		info.tracked = probe_.track(static_cast<pid_t>(pid));
+	ProcessFacts facts{
+	    static_cast<pid_t>(pid),  e.ctx.uid, info.exe, e.argv, parent ? parent->comm : "",
+	    parent ? parent->exe : ""};
+	ExecOutcome out;
+	out.match = detector_.match(facts);
+	// A tracked child keeps its server's label unless it is a server itself.
+	if (out.match)
+		info.mcp_server = out.match->server;
+	else if (parent && info.tracked)
+		info.mcp_server = parent->mcp_server;
+	settle_hint(e, info, out.match.has_value(), &out.was_tracked);
+	table.upsert(std::move(info));
+	if (out.match && !out.was_tracked)
+		out.newly_tracked = track(pid, *out.match); // and its children forked before
+	out.proc = table.find(pid);
+	if (out.proc->tracked || out.match) {
+		// Resolved now, while /proc still shows this exec.
+		procs_.identity(*out.proc);
+		if (std::find(out.newly_tracked.begin(), out.newly_tracked.end(), out.proc) ==
+		    out.newly_tracked.end())
+			out.newly_tracked.insert(out.newly_tracked.begin(), out.proc);
+	}
+	return out;
+}
+
+void Lifecycle::settle_hint(const ExecEvent &e, ProcessInfo &info, bool matched, bool *was_tracked)
+{
+	uint32_t pid = e.ctx.pid;
+	bool provisional = e.ctx.flags & KT_F_PROVISIONAL;
+	*was_tracked = info.tracked && !provisional;
+	if (auto it = hint_rejected_.find(pid); it != hint_rejected_.end()) {
+		// The previous image of this process had its exec hint rejected
+		// (`sh -c 'exec mcp-server-x'`); the kernel still marked this exec
+		// tracked. This image decides afresh.
+		HintRejected h = it->second;
+		hint_rejected_.erase(it);
+		if (h.start_ticks == info.start_ticks && *was_tracked) {
+			if (!h.untracked && !matched)
+				probe_.untrack(static_cast<pid_t>(pid)); // deferred until now
+			if (h.untracked || !matched)
+				*was_tracked = info.tracked =
+				    false; // tracked again below if it matches
+		}
+	}
+	if (!provisional)
+		return;
+	if (matched) {
+		counters_.exec_hint_hits++;
+		return;
+	}
+	// Untrack it, unless it has already exec'd something else (its comm
+	// changed): that image's own exec record decides, or the server it
+	// became would be blind until then.
+	std::string now_comm;
+	bool replaced = read_comm(static_cast<pid_t>(pid), &now_comm) && now_comm != e.ctx.comm;
+	if (!replaced)
+		probe_.untrack(static_cast<pid_t>(pid));
+	hint_rejected_[pid] = {info.start_ticks, !replaced};
+	info.tracked = false;
+	counters_.exec_hint_misses++;
+}
+
+ProcessInfo &Lifecycle::on_fork(const ForkEvent &e)
+{
+	ProcessInfo *parent = procs_.of(e.ctx);
+	ProcessTable &table = procs_.table();
+	// track() may have found the child in /proc first, or its exec may have
+	// been read first: never replace what we know about this instance.
+	if (ProcessInfo *known =
+	        table.find_instance(e.child_pid, ns_to_clock_ticks(e.child_start_time_ns))) {
+		known->tracked = true;
+		if (!known->correlated)
+			procs_.correlate(*known, true, false);
+		return *known;
+	}
+	ProcessInfo child;
+	child.pid = e.child_pid;
+	child.ppid = e.ctx.pid;
+	child.uid = e.ctx.uid;
+	child.gid = e.ctx.gid;
+	child.start_ticks = ns_to_clock_ticks(e.child_start_time_ns);
+	child.comm = e.ctx.comm;
+	child.cgroup_id = e.ctx.cgroup_id;
+	child.tracked = true;
+	child.tty = e.ctx.flags & KT_F_TTY;
+	if (parent) {
+		child.exe = parent->exe;
+		child.argv = parent->argv;
+		child.mcp_server = parent->mcp_server;
+	}
+	bool parent_correlated = parent && parent->correlated;
+	ProcessInfo &c = table.upsert(std::move(child));
+	c.exec_time_ns = procs_.wall_ns(e.ctx.ts_ns);
+	if (parent_correlated)
+		procs_.correlate(c, true, false);
+	return c;
+}
+
+void Lifecycle::on_exit(const ExitEvent &e)
+{
+	hint_rejected_.erase(e.ctx.pid);
+	int64_t when = procs_.wall_ns(e.ctx.ts_ns);
+	ProcessTable &table = procs_.table();
+	if (ProcessInfo *p = table.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns)))
+		procs_.exited(*p, when);
+	table.mark_exited(e.ctx.pid, when);
+}
+
+std::vector<ProcessInfo *> Lifecycle::track(uint32_t pid, const McpMatch &why)
+{
+	// Depth-first over the known tree and /proc's children lists: children
+	// forked before we decided to track the parent are tracked too.
+	std::vector<ProcessInfo *> fresh;
+	std::vector<uint32_t> todo{pid};
+	std::set<uint32_t> seen;
+	ProcessTable &table = procs_.table();
+	while (!todo.empty()) {
+		uint32_t p = todo.back();
+		todo.pop_back();
+		if (!seen.insert(p).second || p == self_pid_)
+			continue;
+		probe_.track(static_cast<pid_t>(p));
+		ProcessInfo *info = table.find(p);
+		if (!info)
+			if (auto snap = read_proc(p))
+				info = &table.upsert(process_from_snapshot(*snap));
+		if (info) {
+			info->tracked = true;
+			if (info->mcp_server.empty())
+				info->mcp_server = why.server;
+			if (!info->secrets_collected)
+				fresh.push_back(info);
+		}
+		for (uint32_t c : table.children_of(p))
+			todo.push_back(c);
+		proc_children(p, &todo);
+	}
+	return fresh;
+}
+
+std::vector<ProcessInfo *> Lifecycle::scan_proc(const std::vector<pid_t> &extra)
+{
+	std::vector<ProcessInfo *> fresh;
+	auto add = [&](std::vector<ProcessInfo *> more) {
+		for (ProcessInfo *p : more)
+			if (std::find(fresh.begin(), fresh.end(), p) == fresh.end())
+				fresh.push_back(p);
+	};
+	ProcessTable &table = procs_.table();
+	for (uint32_t pid : list_pids()) {
+		auto snap = read_proc(pid);
+		if (!snap)
+			continue; // exited while we looked
+		ProcessFacts facts{
+		    static_cast<pid_t>(pid), snap->uid, snap->exe, snap->argv, "", ""};
+		table.upsert(process_from_snapshot(*snap));
+		if (pid == self_pid_)
+			continue;
+		if (auto m = detector_.match(facts))
+			add(track(pid, *m));
+	}
+	for (pid_t p : extra)
+		add(track(static_cast<uint32_t>(p), McpMatch{"", "manual"}));
+	return fresh;
+}
+
+void Lifecycle::sweep()
+{
+	// Untracked processes send no exit record.
+	std::erase_if(hint_rejected_,
+	              [](const auto &kv) { return kill(kv.first, 0) != 0 && errno == ESRCH; });
+}
+
+} // namespace keytrail

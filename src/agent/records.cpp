@@ -1,0 +1,178 @@
+#include "keytrail/agent/records.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "keytrail/abi.h"
+#include "keytrail/probe/names.h"
+#include "keytrail/util/kdev.h"
+#include "keytrail/util/text.h"
+
+namespace keytrail
+{
+
+namespace
+{
+
+nlohmann::json argv_json(const std::vector<std::string> &argv)
+{
+	nlohmann::json a = nlohmann::json::array();
+	for (const auto &s : argv)
+		a.push_back(sanitize_utf8(s));
+	return a;
+}
+
+} // namespace
+
+nlohmann::json EventRecords::base(const char *type, const EventContext &ctx)
+{
+	nlohmann::json r;
+	r["type"] = type;
+	r["time"] = rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns));
+	r["host"] = host_;
+	r["pid"] = ctx.pid;
+	r["tid"] = ctx.tid;
+	r["ppid"] = ctx.ppid;
+	r["comm"] = sanitize_utf8(ctx.comm);
+	r["uid"] = ctx.uid;
+	r["gid"] = ctx.gid;
+	ProcessInfo *p = procs_.of(ctx);
+	r["exec_id"] = p ? p->exec_id
+	                 : make_exec_id(procs_.table().boot_id(),
+	                                ns_to_clock_ticks(ctx.start_time_ns), ctx.pid);
+	if (p && !p->mcp_server.empty())
+		r["mcp_server"] = p->mcp_server;
+	if (p && (p->tracked || (ctx.flags & KT_F_TRACKED)))
+		r["identity"] = procs_.identity(*p).id;
+	return r;
+}
+
+Record EventRecords::observation(const char *type, const EventContext &ctx)
+{
+	Record r;
+	ProcessInfo *p = procs_.of(ctx);
+	if (!p) {
+		r.fields = base(type, ctx);
+		return r;
+	}
+	r.fields["type"] = type;
+	r.fields["time"] = rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns));
+	r.fields["tid"] = ctx.tid;
+	auto &m = p->members;
+	bool identity = p->tracked || (ctx.flags & KT_F_TRACKED);
+	if (!m.json || m.ppid != ctx.ppid || m.uid != ctx.uid || m.gid != ctx.gid ||
+	    m.comm != ctx.comm || m.identity != identity) {
+		nlohmann::json b = base(type, ctx);
+		for (const char *own : {"type", "time", "tid"})
+			b.erase(own);
+		std::string s = dump_json(b);
+		m = {ctx.ppid, ctx.uid,
+		     ctx.gid,  ctx.comm,
+		     identity, std::make_shared<const std::string>(s.substr(1, s.size() - 2))};
+	}
+	r.raw.push_back({"", m.json});
+	return r;
+}
+
+Record EventRecords::exec(const ExecEvent &e, const ExecOutcome &out)
+{
+	ProcessInfo &self = *out.proc;
+	nlohmann::json r = base("exec", e.ctx);
+	r["filename"] = sanitize_utf8(e.filename);
+	r["argv"] = argv_json(self.argv);
+	r["identity"] = procs_.identity(self).to_json();
+	r["ancestry"] = procs_.ancestry_json(self);
+	r["cgroup_id"] = e.ctx.cgroup_id;
+	r["tty"] = static_cast<bool>(e.ctx.flags & KT_F_TTY);
+	if (e.ctx.flags & KT_F_TRUNCATED)
+		r["truncated"] = true;
+	if (out.match)
+		r["mcp_rule"] = out.match->rule;
+	return Record{std::move(r), {}};
+}
+
+Record EventRecords::fork(const ForkEvent &e, const ProcessInfo &child)
+{
+	nlohmann::json r = base("fork", e.ctx);
+	r["child_pid"] = e.child_pid;
+	r["child_exec_id"] = child.exec_id;
+	return Record{std::move(r), {}};
+}
+
+Record EventRecords::exit(const ExitEvent &e)
+{
+	nlohmann::json r = base("exit", e.ctx);
+	int status = e.exit_code;
+	if (status & 0x7f)
+		r["signal"] = status & 0x7f;
+	else
+		r["exit_code"] = (status >> 8) & 0xff;
+	return Record{std::move(r), {}};
+}
+
+Record EventRecords::open(const OpenEvent &e, const std::string &path)
+{
+	Record rec = observation("open", e.ctx);
+	auto &r = rec.fields;
+	r["path"] = sanitize_utf8(path);
+	if (e.dirfd != AT_FDCWD && e.syscall != 0)
+		r["dirfd"] = e.dirfd;
+	r["flags"] = open_flags_string(e.flags);
+	r["fd"] = e.fd;
+	r["result"] = errno_name(e.fd < 0 ? -e.fd : 0);
+	if (e.fd >= 0) {
+		r["dev"] = dev_string(e.dev);
+		r["inode"] = e.ino;
+	}
+	r["watched"] = static_cast<bool>(e.ctx.flags & KT_F_WATCHED);
+	if (e.ctx.flags & KT_F_TRUNCATED)
+		r["truncated"] = true;
+	if (e.ctx.flags & KT_F_READ_FAIL)
+		r["path_unreadable"] = true;
+	return rec;
+}
+
+Record EventRecords::close(const EventContext &ctx, const ClosedFd &c)
+{
+	Record rec = observation("close", ctx);
+	auto &r = rec.fields;
+	r["fd"] = c.fd;
+	r["path"] = sanitize_utf8(c.path);
+	r["dev"] = dev_string(c.state.dev);
+	r["inode"] = c.state.ino;
+	r["bytes_read"] = c.state.bytes_read;
+	r["reads"] = c.state.reads;
+	r["reason"] = close_reason_name(c.reason);
+	return rec;
+}
+
+Record EventRecords::connect(const NamedConnect &c)
+{
+	const ConnectEvent &e = c.ev;
+	nlohmann::json r = base("connect", e.ctx);
+	r["fd"] = e.fd;
+	r["family"] = family_name(e.family);
+	r["protocol"] = sock_type_name(e.sock_type);
+	r["addr"] = address_string(e.family, e.addr);
+	r["port"] = e.port;
+	r["result"] = errno_name(e.ret < 0 ? -e.ret : 0);
+	if (!c.sni.empty())
+		r["sni"] = sanitize_utf8(c.sni);
+	if (!c.http_host.empty())
+		r["http_host"] = sanitize_utf8(c.http_host);
+	return Record{std::move(r), {}};
+}
+
+// Listed in the catalog, but nothing credential-like inside.
+Record EventRecords::credential_file(const EventContext &ctx, const FileScan &scan)
+{
+	nlohmann::json r = base("credential_file", ctx);
+	r["path"] = sanitize_utf8(scan.path);
+	r["kind"] = scan.kind;
+	r["credentials"] = 0;
+	r["summary"] = "credential file " + sanitize_utf8(scan.path) + " (" + scan.kind +
+	               ") holds nothing credential-like";
+	return Record{std::move(r), {}};
+}
+
+} // namespace keytrail

@@ -1,0 +1,119 @@
+#include "keytrail/agent/run.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <set>
+
+#include "keytrail/output/journal.h"
+#include "keytrail/output/metrics.h"
+#include "keytrail/probe/loader.h"
+
+namespace keytrail
+{
+
+void open_outputs(Output &out, const Config &cfg, const AgentOptions &opts)
+{
+	// Raw observations go to the configured outputs only with agent.events;
+	// the journal takes everything.
+	std::set<std::string> findings;
+	for (const auto &t : record_types())
+		if (!t.observation)
+			findings.insert(t.name);
+	bool events = opts.events || cfg.events;
+	auto route = [&](const OutputSpec &spec) {
+		RouteOptions o;
+		o.format = opts.format.empty() ? spec.format : opts.format;
+		if (!spec.records.empty())
+			o.records = {spec.records.begin(), spec.records.end()};
+		else if (!events)
+			o.records = findings;
+		out.add(make_sink(spec), o);
+	};
+	if (!opts.output.empty()) {
+		OutputSpec spec;
+		spec.type = opts.output == "-" ? "stdout" : "file";
+		spec.path = opts.output;
+		route(spec);
+	} else if (cfg.outputs.empty()) {
+		OutputSpec spec;
+		spec.type = "stdout";
+		route(spec);
+	} else {
+		for (const auto &o : cfg.outputs)
+			route(o);
+	}
+	if (cfg.journal.enabled) {
+		JournalConfig j = cfg.journal;
+		if (j.dir.empty())
+			j.dir =
+			    (opts.state_dir.empty() ? cfg.state_dir : opts.state_dir) + "/journal";
+		out.add(std::make_unique<JournalSink>(j));
+	}
+}
+
+int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
+              std::atomic<bool> *reload)
+{
+	umask(077); // whatever is created from here on is ours alone
+	SystemClock clock;
+	Output out;
+	open_outputs(out, cfg, opts);
+	Loader loader(LoaderOptions{cfg.ring_buffer_bytes, 0});
+	double duration_s = opts.duration_s;
+	Agent agent(std::move(cfg), std::move(opts), loader, clock,
+	            [&out](const Record &r) { out.emit(r); });
+	const Config &c = agent.config();
+	agent.set_outputs_health([&out] { return out.health(); });
+	loader.start([&agent](const void *data, size_t size) { agent.on_record(data, size); });
+	std::unique_ptr<MetricsServer> metrics;
+	if (!c.metrics_address.empty()) {
+		metrics = std::make_unique<MetricsServer>(c.metrics_address);
+		agent.set_metrics_port(metrics->port());
+		spdlog::info("metrics on http://{}/metrics", c.metrics_address);
+	}
+	agent.start();
+
+	using steady = std::chrono::steady_clock;
+	auto now = steady::now(), next_health = now + c.health_interval, next_metrics = now;
+	auto deadline =
+	    duration_s > 0
+	        ? now + std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000))
+	        : steady::time_point::max();
+	while (!stop.load()) {
+		// The poll timeout bounds event latency: the kernel wakes us only
+		// for a backlog.
+		int n = loader.poll(25);
+		if (n < 0) {
+			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
+			break;
+		}
+		now = steady::now();
+		agent.tick();
+		if (reload && reload->exchange(false))
+			agent.reload();
+		if (now >= next_health) {
+			clock.resync();
+			agent.health(false);
+			next_health = now + c.health_interval;
+		}
+		if (metrics && now >= next_metrics) {
+			// What a scrape reads, at most a second old.
+			metrics->publish(
+			    prometheus_text(health_metrics(agent.health_record(false))));
+			next_metrics = now + std::chrono::seconds(1);
+		}
+		if (now >= deadline)
+			break;
+	}
+	// Drain what the kernel already produced, then report.
+	while (loader.poll(0) > 0) {
+	}
+	agent.stop();
+	loader.stop();
+	out.close();
+	return 0;
+}
+
+} // namespace keytrail

@@ -1,0 +1,159 @@
+#include "keytrail/agent/secret_intake.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include "keytrail/abi.h"
+#include "keytrail/secrets/mcp_config.h"
+#include "keytrail/util/text.h"
+
+namespace keytrail
+{
+
+SecretIntake::SecretIntake(const Config &cfg, SecretSources &sources, Ledger &ledger,
+                           Processes &procs, SecretCounters &counters, const Clock &clock,
+                           Feed feed)
+    : cfg_(&cfg), sources_(sources), ledger_(ledger), procs_(procs), counters_(counters),
+      clock_(clock), feed_(std::move(feed))
+{
+}
+
+void SecretIntake::collect(ProcessInfo &p, const std::vector<std::string> *raw_argv,
+                           const SecretBytes *env_block)
+{
+	p.secrets_collected = true;
+	// argv and environ were there from the exec: for a process first seen
+	// in /proc, its start time (never "now", which may be after its connects).
+	int64_t when = procs_.started_ns(p);
+	std::vector<std::string> argv;
+	if (raw_argv)
+		argv = *raw_argv;
+	else if (auto snap = read_proc(p.pid); snap && snap->start_ticks == p.start_ticks)
+		argv = std::move(snap->argv);
+	std::vector<Obtained> from_argv = sources_.from_argv(argv);
+	for (auto &a : argv)
+		OPENSSL_cleanse(a.data(), a.size());
+	// The environment the kernel captured at exec, else /proc/PID/environ.
+	std::optional<std::vector<Obtained>> env;
+	if (env_block) {
+		std::vector<std::string> vars = split_nul(env_block->view());
+		env = sources_.from_environ(vars);
+		for (auto &v : vars)
+			OPENSSL_cleanse(v.data(), v.size());
+	} else {
+		env = sources_.from_proc_environ(static_cast<pid_t>(p.pid));
+	}
+	if (!env)
+		counters_.environ_unreadable++;
+	procs_.correlate(p, false, env.has_value());
+	for (const auto &o : from_argv)
+		obtained(&p, o, when);
+	if (env)
+		for (const auto &o : *env)
+			obtained(&p, o, when);
+}
+
+std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent &e,
+                                                const std::string &path, bool watched)
+{
+	// Where a relative path started, should the process be gone by now: its
+	// cwd as resolved at exec, else its parent's (a shell's `cd dir && cat
+	// .env` child inherits it). A wrong guess fails the inode check.
+	std::string cwd;
+	if (p && p->identity) {
+		auto it = p->identity->selectors.find("mcp.cwd");
+		if (it != p->identity->selectors.end())
+			cwd = it->second;
+	}
+	if (cwd.empty() && e.ctx.ppid)
+		cwd = read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd");
+	auto scan = watched && e.path.empty()
+	                ? sources_.cached_inode(e.dev, e.ino)
+	                : sources_.from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,
+	                                     e.dev, e.ino, cwd);
+	if (!scan || scan->unreadable)
+		return std::nullopt; // counted: secrets.files_unreadable
+	int64_t when = procs_.wall_ns(e.ctx.ts_ns);
+	if (p && !scan->secrets.empty())
+		procs_.ensure_correlated(*p);
+	for (const auto &o : scan->secrets) {
+		Obtained here = o;
+		here.location = scan->path;
+		here.mtime_ns = scan->mtime_ns;
+		obtained(p, here, when);
+	}
+	return scan;
+}
+
+void SecretIntake::from_mcp_configs()
+{
+	std::vector<std::string> paths;
+	if (cfg_->scan_mcp_configs)
+		for (const auto &home : user_homes())
+			for (auto &p : mcp_config_locations(home))
+				paths.push_back(std::move(p));
+	for (const auto &pattern : cfg_->mcp_configs) {
+		glob_t g{};
+		if (::glob(pattern.c_str(), 0, nullptr, &g) == 0)
+			for (size_t i = 0; i < g.gl_pathc; i++)
+				paths.push_back(g.gl_pathv[i]);
+		globfree(&g);
+	}
+	int64_t now = clock_.now_ns();
+	for (const auto &path : paths) {
+		ConfigScanResult r = sources_.from_mcp_config(path);
+		if (r.error) {
+			spdlog::warn("MCP client config {}", sanitize_utf8(*r.error));
+			continue;
+		}
+		for (const auto &o : r.secrets)
+			obtained(nullptr, o, now);
+	}
+}
+
+void SecretIntake::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
+{
+	if (p) {
+		for (const auto &h : p->secrets)
+			if (h.fingerprint == o.fingerprint && h.source == o.source &&
+			    h.location == o.location)
+				return; // already known to hold it this way
+		p->secrets.push_back(
+		    {o.fingerprint, o.type, o.source, o.location, o.name, time_ns});
+	}
+	counters_.obtained++;
+	Sighting s{o.fingerprint, o.type, o.prefix, o.source, o.location, o.name, "", time_ns};
+	if (p) {
+		const Identity &id = procs_.identity(*p);
+		s.identity = id.id;
+		if (auto env = id.selectors.find("env"); env != id.selectors.end())
+			s.environment = env->second;
+		procs_.ensure_correlated(*p);
+	}
+	s.mtime_ns = o.mtime_ns;
+	SightingResult known = ledger_.record_sighting(s);
+
+	SecretSeen in;
+	in.time_ns = time_ns;
+	in.exec_id = p ? p->exec_id : "";
+	in.fingerprint = o.fingerprint;
+	in.type = o.type;
+	in.prefix = o.prefix;
+	in.source = o.source;
+	in.location = o.location;
+	in.name = o.name;
+	in.server = o.server;
+	in.line = static_cast<uint32_t>(o.line);
+	in.file_mtime_ns = o.mtime_ns;
+	in.first_seen_ns = known.first_seen;
+	in.last_used_ns = known.last_used;
+	if (known.rotated_from) {
+		counters_.rotations++;
+		in.rotated_from = *known.rotated_from;
+	}
+	feed_(in);
+}
+
+} // namespace keytrail

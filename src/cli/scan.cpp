@@ -1,0 +1,75 @@
+// keytrail scan: hard-coded credentials and credential files in MCP client
+// configs; exit 1 when there are findings.
+#include "keytrail/tools/scan.h"
+
+#include <spdlog/spdlog.h>
+
+#include <optional>
+
+#include "commands.h"
+#include "keytrail/secrets/fingerprint.h"
+
+namespace keytrail::cli
+{
+
+namespace
+{
+
+struct Args {
+	StateArgs state;
+	std::vector<std::string> paths;
+	std::string format = "text", out;
+};
+
+int scan(const Args &a)
+{
+	State st;
+	try {
+		st = resolve_state(a.state);
+	} catch (const Error &e) {
+		std::fprintf(stderr, "keytrail scan: %s\n", e.what());
+		return 2;
+	}
+	std::optional<Fingerprinter> fp;
+	try {
+		fp.emplace(load_or_create_key(st.key_file, false));
+	} catch (const Error &e) {
+		if (!st.default_key) {
+			std::fprintf(stderr, "keytrail scan: %s\n", e.what());
+			return 2;
+		}
+		spdlog::info("no fingerprint key at {}: findings carry no fingerprints",
+		             st.key_file);
+	}
+	Progress progress;
+	auto report = run_scan(a.paths, fp, [&](size_t i, size_t n, const std::string &p) {
+		progress.update(i, n, p);
+	});
+	progress.done();
+	std::string text = a.format == "text"   ? scan_text(report)
+	                   : a.format == "json" ? scan_json(report).dump(2) + "\n"
+	                                        : scan_sarif(report).dump(2) + "\n";
+	if (!write_output(a.out, text, "scan"))
+		return 2;
+	return scan_exit_code(report);
+}
+
+} // namespace
+
+Command add_scan(CLI::App &app)
+{
+	auto a = std::make_shared<Args>();
+	auto *sub = app.add_subcommand(
+	    "scan", "Check MCP client configs for hard-coded credentials and credential files "
+	            "(exit 1 when there are findings)");
+	sub->add_option("PATHS", a->paths,
+	                "Config files (default: every user's well-known MCP client configs)");
+	sub->add_option("-f,--format", a->format, "text, json or sarif")
+	    ->check(CLI::IsMember({"text", "json", "sarif"}))
+	    ->capture_default_str();
+	sub->add_option("-o,--output", a->out, "Write the report to FILE (default stdout)");
+	add_state_args(sub, a->state, true);
+	return {sub, [a] { return scan(*a); }};
+}
+
+} // namespace keytrail::cli

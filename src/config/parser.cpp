@@ -1,0 +1,189 @@
+// The YAML walker's helpers, and the top level.
+#include "parser.h"
+
+#include <algorithm>
+
+#include "keytrail/schema/record.h"
+
+namespace keytrail::config_detail
+{
+
+void Parser::fail(const YAML::Node &n, const std::string &why) const
+{
+	const YAML::Mark m = n.Mark();
+	throw ConfigError(name_ + ":" + std::to_string(m.line + 1) + ":" +
+	                  std::to_string(m.column + 1) + ": " + why);
+}
+
+void Parser::only_keys(const YAML::Node &map, const std::string &where,
+                       const std::set<std::string> &allowed) const
+{
+	if (!map.IsMap())
+		fail(map, where + " must be a mapping");
+	for (const auto &kv : map) {
+		std::string key = kv.first.as<std::string>();
+		if (!allowed.count(key)) {
+			std::string list;
+			for (const auto &a : allowed)
+				list += (list.empty() ? "" : ", ") + a;
+			fail(kv.first, "unknown key '" + key + "' in " + where +
+			                   " (expected one of: " + list + ")");
+		}
+	}
+}
+
+std::string Parser::str(const YAML::Node &n, const std::string &what) const
+{
+	if (!n.IsScalar())
+		fail(n, what + " must be a string");
+	return n.as<std::string>();
+}
+
+bool Parser::boolean(const YAML::Node &n, const std::string &what) const
+{
+	try {
+		return n.as<bool>();
+	} catch (const YAML::Exception &) {
+		fail(n, what + " must be true or false");
+	}
+}
+
+uint64_t Parser::number(const YAML::Node &n, const std::string &what, uint64_t lo,
+                        uint64_t hi) const
+{
+	uint64_t v;
+	try {
+		v = n.as<uint64_t>();
+	} catch (const YAML::Exception &) {
+		fail(n, what + " must be a whole number");
+	}
+	if (v < lo || v > hi)
+		fail(n, what + " must be between " + std::to_string(lo) + " and " +
+		            std::to_string(hi));
+	return v;
+}
+
+SelectorMatch Parser::selector_match(const YAML::Node &n, const std::string &what) const
+{
+	if (!n.IsMap() || n.size() == 0)
+		fail(n, what + " must be a mapping of selector: glob");
+	SelectorMatch m;
+	for (const auto &kv : n) {
+		std::string key = kv.first.as<std::string>();
+		check_selector(kv.first, key);
+		m.emplace_back(key, str(kv.second, what + "." + key));
+	}
+	return m;
+}
+
+void Parser::check_selector(const YAML::Node &n, const std::string &key) const
+{
+	const auto &known = known_selectors();
+	if (std::find(known.begin(), known.end(), key) != known.end())
+		return;
+	std::string list;
+	for (const auto &k : known)
+		list += (list.empty() ? "" : ", ") + k;
+	fail(n, "unknown selector '" + key + "' (known: " + list + ")");
+}
+
+void Parser::check_template(const YAML::Node &n, const std::string &t) const
+{
+	size_t pos = 0;
+	while ((pos = t.find('{', pos)) != std::string::npos) {
+		size_t end = t.find('}', pos);
+		if (end == std::string::npos)
+			fail(n, "unclosed '{' in identity template '" + t + "'");
+		check_selector(n, t.substr(pos + 1, end - pos - 1));
+		pos = end + 1;
+	}
+}
+
+std::vector<std::string> Parser::str_list(const YAML::Node &n, const std::string &what) const
+{
+	std::vector<std::string> out;
+	if (n.IsScalar()) {
+		out.push_back(str(n, what));
+		return out;
+	}
+	if (!n.IsSequence())
+		fail(n, what + " must be a string or a list of strings");
+	for (const auto &x : n)
+		out.push_back(str(x, what));
+	return out;
+}
+
+std::regex Parser::regex(const YAML::Node &n, const std::string &what) const
+{
+	std::string s = str(n, what);
+	try {
+		return std::regex(s, std::regex::ECMAScript | std::regex::optimize);
+	} catch (const std::regex_error &e) {
+		fail(n, what + " is not a valid regular expression: " + e.what());
+	}
+}
+
+std::vector<std::string> Parser::records_list(const YAML::Node &n, const std::string &what) const
+{
+	std::vector<std::string> out = str_list(n, what);
+	for (size_t i = 0; i < out.size(); i++) {
+		if (find_record_type(out[i]))
+			continue;
+		std::string list;
+		for (const auto &t : record_types())
+			list += (list.empty() ? "" : ", ") + std::string(t.name);
+		fail(n.IsSequence() ? n[i] : n, "unknown record type '" + out[i] + "' in " + what +
+		                                    " (expected one of: " + list + ")");
+	}
+	return out;
+}
+
+Config Parser::parse(const std::string &text) const
+{
+	YAML::Node root;
+	try {
+		root = YAML::Load(text);
+	} catch (const YAML::ParserException &e) {
+		throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
+		                  std::to_string(e.mark.column + 1) + ": " + e.msg);
+	}
+	try {
+		return parse(root);
+	} catch (const YAML::Exception &e) {
+		// yaml-cpp's own complaints (a bad conversion, an invalid node).
+		throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
+		                  std::to_string(e.mark.column + 1) + ": " + e.msg);
+	}
+}
+
+Config Parser::parse(const YAML::Node &root) const
+{
+	Config c;
+	c.source = name_;
+	if (root.IsNull())
+		return c; // an empty file means defaults
+	only_keys(root, "the top level",
+	          {"agent", "tracking", "outputs", "journal", "correlate", "identities",
+	           "environments", "secrets", "inventory"});
+	if (root["agent"])
+		agent(root["agent"], &c);
+	if (root["tracking"])
+		tracking(root["tracking"], &c);
+	if (root["outputs"])
+		outputs(root["outputs"], &c);
+	if (root["journal"])
+		journal(root["journal"], &c);
+	if (root["correlate"])
+		correlate(root["correlate"], &c);
+	if (root["identities"] && !root["identities"].IsNull())
+		identities(root["identities"], &c);
+	if (root["environments"] && !root["environments"].IsNull())
+		environments(root["environments"], &c);
+	if (root["secrets"])
+		secrets(root["secrets"], &c);
+	if (root["inventory"] && !root["inventory"].IsNull())
+		inventory(root["inventory"], &c);
+	return c;
+}
+
+} // namespace keytrail::config_detail

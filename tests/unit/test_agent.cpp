@@ -1,0 +1,284 @@
+// The agent without a kernel: synthetic kernel records in, records out, a
+// fake of the probes' maps and a manual clock. What the agent decides
+// (tracking, secrets, uses, closes) is checked here; the root tier checks
+// that the probes send what these records stand for.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "keytrail/agent/agent.h"
+#include "keytrail/tools/report.h"
+#include "keytrail/util/kdev.h"
+#include "support/kernel_records.h"
+#include "support/tokens.h"
+
+using namespace keytrail;
+using namespace keytrail::test;
+using nlohmann::json;
+
+namespace
+{
+
+constexpr int64_t kWall = 1795000000LL * 1000000000LL; // 2026-11-18
+
+std::string temp_dir()
+{
+	std::string t = "/tmp/kt-agent-XXXXXX";
+	char *d = mkdtemp(t.data());
+	return d ? d : "";
+}
+
+class AgentTest : public ::testing::Test
+{
+      protected:
+	void SetUp() override
+	{
+		dir = temp_dir();
+		clock.set(kWall);
+		clock.boot_offset_ns = kWall;
+	}
+	void make(const std::string &yaml = "")
+	{
+		Config cfg = parse_config("agent: {state_dir: " + dir +
+		                              "/state}\njournal: {enabled: false}\n"
+		                              "secrets: {scan_mcp_configs: false}\n"
+		                              "correlate: {loopback_upstreams: true}\n" +
+		                              yaml,
+		                          "test.yaml");
+		AgentOptions opts;
+		opts.events = true;
+		opts.scan_host = false;
+		agent = std::make_unique<Agent>(cfg, opts, probe, clock, [this](const Record &r) {
+			out.push_back(to_json(r));
+			lines += serialize(r) + "\n";
+		});
+		agent->start();
+	}
+	void send(const std::vector<char> &rec)
+	{
+		clock.set(kWall + static_cast<int64_t>(k.now_ns));
+		agent->on_record(rec.data(), rec.size());
+		agent->tick();
+	}
+	std::vector<json> of(const std::string &type, const std::string &rule = "") const
+	{
+		std::vector<json> v;
+		for (const auto &r : out)
+			if (r["type"] == type && (rule.empty() || r.value("rule", "") == rule))
+				v.push_back(r);
+		return v;
+	}
+
+	std::string dir;
+	ManualClock clock;
+	FakeProbe probe;
+	KernelRecords k;
+	std::unique_ptr<Agent> agent;
+	std::vector<json> out;
+	std::string lines;
+};
+
+} // namespace
+
+// An MCP server the kernel's exec hint tracked, holding a token in its
+// environment: the agent confirms it, and its child's connect is a use of
+// the token, named by the SNI the first write carried.
+TEST_F(AgentTest, ServerTokenAndChildConnectBecomeASecretUse)
+{
+	make();
+	const std::string tok = token("ghp_", 36, 7);
+	FakeProc srv{4500001, 4500000, 1000, 1000000000, "node", KT_F_TRACKED | KT_F_PROVISIONAL};
+	send(k.exec(srv, "/usr/bin/node",
+	            {"node", "/opt/node_modules/@modelcontextprotocol/server-github/dist/index.js"},
+	            {"GITHUB_TOKEN=" + tok, "HOME=/root"}));
+	EXPECT_TRUE(probe.tracked.count(4500001)); // confirmed (track on a match)
+	EXPECT_EQ(agent->counters().agent.exec_hint_hits, 1u);
+	auto execs = of("exec");
+	ASSERT_EQ(execs.size(), 1u);
+	EXPECT_EQ(execs[0]["mcp_server"], "server-github");
+	auto secrets = of("secret");
+	ASSERT_EQ(secrets.size(), 1u);
+	EXPECT_EQ(secrets[0]["secret"]["env"], "GITHUB_TOKEN");
+	EXPECT_EQ(secrets[0]["secret"]["type"], "github_token");
+	EXPECT_EQ(secrets[0]["secret"]["prefix"], "ghp_");
+	EXPECT_EQ(secrets[0]["pid"], 4500001);
+
+	// The kernel marks the child at fork; it execs curl and connects.
+	FakeProc child{4500002, 4500001, 1000, 2000000000, "node", KT_F_TRACKED};
+	send(k.fork(srv, child));
+	child.comm = "curl";
+	send(k.exec(child, "/usr/bin/curl", {"curl", "https://api.github.com/"},
+	            {"GITHUB_TOKEN=" + tok}));
+	const uint8_t ip[4] = {203, 0, 113, 5};
+	send(k.connect(child, 5, ip, 443));
+	EXPECT_TRUE(of("secret_use").empty()); // held for its first write
+	send(k.payload(child, 5, "GET / HTTP/1.1\r\nHost: api.github.com\r\n\r\n"));
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 1u);
+	EXPECT_EQ(uses[0]["upstream"]["http_host"], "api.github.com");
+	EXPECT_EQ(uses[0]["upstream"]["addr"], "203.0.113.5");
+	EXPECT_EQ(uses[0]["secret"]["fingerprint"], secrets[0]["secret"]["fingerprint"]);
+	EXPECT_EQ(uses[0]["process"]["pid"], 4500002);
+	EXPECT_EQ(uses[0]["identity"]["selectors"]["mcp.server"], "server-github");
+	auto connects = of("connect");
+	ASSERT_EQ(connects.size(), 1u);
+	EXPECT_EQ(connects[0]["http_host"], "api.github.com");
+	EXPECT_EQ(lines.find(tok), std::string::npos) << "the token was written";
+}
+
+TEST_F(AgentTest, ARejectedExecHintIsUntrackedAndCounted)
+{
+	make();
+	FakeProc p{4500011, 1, 1000, 1000000000, "mcpfoo", KT_F_TRACKED | KT_F_PROVISIONAL};
+	send(k.exec(p, "/usr/bin/mcpfoo-not-a-server", {"mcpfoo-not-a-server"}));
+	EXPECT_TRUE(probe.untracked.count(4500011));
+	EXPECT_EQ(agent->counters().agent.exec_hint_misses, 1u);
+	EXPECT_TRUE(of("exec").empty());
+}
+
+// A credential file a tracked process opens: fingerprinted, watched, and
+// named when an untracked process opens its inode (the kernel sends no path
+// then); the bytes read are reported at close.
+TEST_F(AgentTest, CredentialFileIsReadWatchedAndItsReadsCounted)
+{
+	make();
+	const std::string key = token("sk-proj-", 48, 3);
+	std::string env_file = dir + "/.env";
+	std::ofstream(env_file) << "OPENAI_API_KEY=" << key << "\n";
+	struct stat st;
+	ASSERT_EQ(stat(env_file.c_str(), &st), 0);
+	uint64_t kdev = user_dev_to_kernel(st.st_dev);
+
+	FakeProc srv{4500021, 1, 0, 1000000000, "mcp-server-x", KT_F_TRACKED};
+	send(k.exec(srv, "/usr/local/bin/mcp-server-x", {"mcp-server-x"}));
+	send(k.open(srv, env_file, 7, kdev, st.st_ino));
+	auto secrets = of("secret");
+	ASSERT_EQ(secrets.size(), 1u);
+	EXPECT_EQ(secrets[0]["secret"]["path"], env_file);
+	EXPECT_EQ(secrets[0]["secret"]["type"], "openai_api_key");
+	EXPECT_TRUE(probe.watched.count({kdev, st.st_ino}));
+	send(k.close(srv, 7, kdev, st.st_ino, 60));
+	auto closes = of("close");
+	ASSERT_EQ(closes.size(), 1u);
+	EXPECT_EQ(closes[0]["path"], env_file);
+	EXPECT_EQ(closes[0]["bytes_read"], 60);
+
+	FakeProc reader{4500022, 1, 1000, 3000000000, "cat", KT_F_TRACKED};
+	send(k.open(reader, "", 3, kdev, st.st_ino, KT_F_WATCHED));
+	auto opens = of("open");
+	ASSERT_EQ(opens.size(), 2u);
+	EXPECT_EQ(opens[1]["path"], env_file);
+	EXPECT_EQ(opens[1]["watched"], true);
+	EXPECT_EQ(lines.find(key), std::string::npos) << "the key was written";
+}
+
+// An exit reports the fds still open with what the kernel counted, and
+// releases a connect still held for its first write.
+TEST_F(AgentTest, ExitFlushesOpenFilesAndHeldConnects)
+{
+	make();
+	FakeProc srv{4500031, 1, 0, 1000000000, "mcp-server-y", KT_F_TRACKED};
+	send(k.exec(srv, "/usr/local/bin/mcp-server-y", {"mcp-server-y"}));
+	send(k.open(srv, "/etc/hostname", 4, 1, 99));
+	probe.fds[{4500031, 4}] = kt_fd_state{1, 99, 12, 2};
+	const uint8_t ip[4] = {198, 51, 100, 7};
+	send(k.connect(srv, 9, ip, 443));
+	EXPECT_TRUE(of("connect").empty());
+	send(k.exit(srv, 3));
+	auto closes = of("close");
+	ASSERT_EQ(closes.size(), 1u);
+	EXPECT_EQ(closes[0]["reason"], "exit");
+	EXPECT_EQ(closes[0]["bytes_read"], 12);
+	ASSERT_EQ(of("connect").size(), 1u);
+	EXPECT_FALSE(of("connect")[0].contains("sni"));
+	auto exits = of("exit");
+	ASSERT_EQ(exits.size(), 1u);
+	EXPECT_EQ(exits[0]["exit_code"], 3);
+}
+
+TEST_F(AgentTest, UndecodableRecordsAreCountedAndHealthSaysSo)
+{
+	make();
+	std::vector<char> junk(10, 'x');
+	send(junk);
+	EXPECT_EQ(agent->counters().agent.decode_errors, 1u);
+	probe.kernel.v[static_cast<size_t>(KT_STAT_DROP_BASE) + KT_EV_OPEN] = 5;
+	agent->health(false);
+	auto h = of("health");
+	ASSERT_EQ(h.size(), 1u);
+	EXPECT_EQ(h[0]["agent"]["decode_errors"], 1);
+	EXPECT_EQ(h[0]["kernel"]["drops_by_type"]["open"], 5);
+	// Drops raise monitor_degraded, counted in the same record.
+	EXPECT_EQ(of("alert", "monitor_degraded").size(), 1u);
+	EXPECT_EQ(h[0]["correlator"]["alerts"], 1);
+	std::ifstream status(dir + "/state/status.json");
+	EXPECT_TRUE(status.good());
+}
+
+// The correlator (live, through the agent) and `keytrail report` (later,
+// from the ledger the agent wrote) apply one policy: for every credential
+// they find the same rules broken.
+TEST_F(AgentTest, CorrelatorAndReportAgreeOnTheLedger)
+{
+	make(R"(
+inventory:
+  - id: revoked-bot
+    owner: bots
+    match: {env: REVOKED_TOKEN}
+    status: revoked
+  - id: scoped
+    owner: platform
+    match: {env: SCOPED_TOKEN}
+    allowed_upstreams: [good.example]
+    allowed_identities: ["*/mcp-server-good/*"]
+  - id: old
+    owner: platform
+    match: {env: OLD_TOKEN}
+    expires: 2020-01-01
+)");
+	const uint8_t ip[4] = {203, 0, 113, 9};
+	uint32_t pid = 4500100;
+	uint64_t start = 1000000000;
+	// A server holding one variable, connecting to `host`.
+	auto server = [&](const std::string &name, const std::vector<std::string> &argv,
+	                  const std::string &env, const std::string &host) {
+		FakeProc p{++pid, 1, 0, start += 1000000, name, KT_F_TRACKED};
+		send(k.exec(p, "/usr/local/bin/" + name, argv, {env}));
+		send(k.connect(p, 5, ip, 443));
+		send(k.payload(p, 5, "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n"));
+	};
+	const std::string shared = token("ghp_", 36, 11);
+	server("mcp-server-a", {"mcp-server-a"}, "GITHUB_TOKEN=" + shared, "api.github.com");
+	server("mcp-server-b", {"mcp-server-b"}, "GITHUB_TOKEN=" + shared, "api.github.com");
+	server("mcp-server-r", {"mcp-server-r"}, "REVOKED_TOKEN=" + token("ghp_", 36, 12),
+	       "api.github.com");
+	server("mcp-server-s", {"mcp-server-s"}, "SCOPED_TOKEN=" + token("ghp_", 36, 13),
+	       "evil.example");
+	server("mcp-server-o", {"mcp-server-o"}, "OLD_TOKEN=" + token("ghp_", 36, 14),
+	       "api.github.com");
+	server("mcp-server-h", {"mcp-server-h", "--token", token("glpat-", 20, 15)}, "X=1",
+	       "gitlab.example");
+	agent->stop();
+
+	std::map<std::string, std::set<std::string>> live;
+	for (const auto &a : of("alert"))
+		if (a.contains("secret") && a["rule"] != "human_use")
+			live[a["secret"]["fingerprint"]].insert(a["rule"]);
+	Report r =
+	    build_report(dir + "/state", dir + "/none", agent->config().inventory, clock.now_ns());
+	std::map<std::string, std::set<std::string>> later;
+	for (const auto &c : r.credentials)
+		for (const auto &f : c.findings)
+			later[c.fingerprint].insert(f.rule);
+	EXPECT_EQ(live, later);
+	// Every rule the ledger can show is in the scenario.
+	std::set<std::string> rules;
+	for (const auto &[fp, rs] : live)
+		rules.insert(rs.begin(), rs.end());
+	EXPECT_EQ(rules, (std::set<std::string>{"shared_credential", "unowned_secret",
+	                                        "revoked_credential_used", "unexpected_upstream",
+	                                        "out_of_scope_identity", "stale_credential",
+	                                        "hardcoded_secret"}));
+}
