@@ -27,7 +27,7 @@ int report(const Args &a)
 		State st = resolve_state(a.state);
 		Progress progress;
 		auto r = build_report(st.state_dir, a.journal.empty() ? st.journal : a.journal,
-		                      st.cfg.inventory, SystemClock().now_ns(),
+		                      st.cfg.inventory, wall_now_ns(),
 		                      [&](const std::string &w) { progress.note(w); });
 		progress.done();
 		size_t width = a.width;

@@ -52,7 +52,7 @@ JournalSink::JournalSink(JournalConfig cfg) : cfg_(std::move(cfg))
 	// Segments a crash left open: close them now (their last line may be cut).
 	for (const auto &p : list(cfg_.dir, is_open_segment))
 		gzip_file(p, p + ".gz");
-	int64_t now = SystemClock().now_ns();
+	int64_t now = wall_now_ns();
 	retain(now);
 	if (!open_segment(now))
 		throw sys_error("create journal segment in " + cfg_.dir, errno);
@@ -93,7 +93,7 @@ bool JournalSink::close_segment()
 
 bool JournalSink::write(std::string_view line, const LineMeta &meta)
 {
-	int64_t now = meta.time_ns ? meta.time_ns : SystemClock().now_ns();
+	int64_t now = meta.time_ns ? meta.time_ns : wall_now_ns();
 	bool full = size_ + buf_.size() + line.size() + 1 > cfg_.segment_size;
 	bool old = now - opened_ns_ > to_ns(cfg_.segment_age);
 	if (fd_ < 0 || ((full || old) && size_ + buf_.size() > 0)) {
@@ -137,7 +137,7 @@ bool JournalSink::reopen()
 {
 	if (fd_ >= 0)
 		return true;
-	return open_segment(SystemClock().now_ns());
+	return open_segment(wall_now_ns());
 }
 
 void JournalSink::retain(int64_t now_ns)

@@ -66,7 +66,7 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 	std::string type = fields.value("type", "");
 	std::string json; // serialized once, on first need
 	int severity = syslog_severity(fields);
-	int64_t now = SystemClock().now_ns();
+	int64_t now = wall_now_ns();
 	size_t json_routes = 0; // the last one takes the line, the others copy it
 	for (auto &r : routes_)
 		json_routes += r->opts.format != "ocsf" &&

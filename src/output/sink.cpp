@@ -212,7 +212,7 @@ std::vector<std::string> FileSink::segments() const
 
 bool FileSink::rotate()
 {
-	std::string rotated = path_ + "." + compact_utc(SystemClock().now_ns());
+	std::string rotated = path_ + "." + compact_utc(wall_now_ns());
 	if (rename(path_.c_str(), rotated.c_str()) != 0)
 		return false;
 	if (!open_file())
@@ -267,7 +267,7 @@ bool SyslogSink::write(std::string_view line, const LineMeta &meta)
 		return (errno = connect_errno_ ? connect_errno_ : ENOTCONN,
 		        false); // why it is down
 	// <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG
-	std::string ts = rfc3339(meta.time_ns ? meta.time_ns : SystemClock().now_ns());
+	std::string ts = rfc3339(meta.time_ns ? meta.time_ns : wall_now_ns());
 	msg_ = "<" + std::to_string(facility_ * 8 + meta.severity) + ">1 " + ts + " " + host_ +
 	       " " + app_ + " " + std::to_string(getpid()) + " " +
 	       std::string(meta.type.empty() ? "-" : meta.type) + " - ";

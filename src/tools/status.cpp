@@ -57,7 +57,7 @@ nlohmann::json read_status(const std::string &state_dir)
 	if (stat(path.c_str(), &sb) == 0 && !written)
 		written = static_cast<int64_t>(sb.st_mtime) * 1000000000LL;
 	st["status_age_seconds"] =
-	    written ? static_cast<double>(SystemClock().now_ns() - written) / 1e9 : -1.0;
+	    written ? static_cast<double>(wall_now_ns() - written) / 1e9 : -1.0;
 	double up = st.value("uptime_seconds", 0.0);
 	st["events_per_second"] =
 	    up > 0 ? static_cast<double>(at<uint64_t>(st, "kernel", "events", 0)) / up : 0.0;

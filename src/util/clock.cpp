@@ -36,6 +36,11 @@ void SystemClock::resync()
 	offset_ns_ = r - (b1 + (b2 - b1) / 2);
 }
 
+int64_t wall_now_ns()
+{
+	return read_ns(CLOCK_REALTIME);
+}
+
 int64_t SystemClock::now_ns() const
 {
 	return read_ns(CLOCK_REALTIME);

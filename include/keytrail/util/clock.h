@@ -20,6 +20,10 @@ class Clock
 	virtual int64_t boot_to_wall_ns(uint64_t boot_ns) const = 0;
 };
 
+// Wall-clock now, ns since the epoch (CLOCK_REALTIME), for code that needs
+// only that: no offset to sample, nothing to construct.
+int64_t wall_now_ns();
+
 // The real clocks. The boot->wall offset is sampled at construction and on
 // resync(), so a stepped wall clock is followed within one health interval.
 class SystemClock : public Clock
