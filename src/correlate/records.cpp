@@ -102,11 +102,16 @@ nlohmann::json Correlator::process_json(const Proc &p) const
 	return nlohmann::json::parse(process_raw(p));
 }
 
-void Correlator::add_process_raw(const Proc &p, Record &r) const
+const std::shared_ptr<const std::string> &Correlator::identity_raw(const Proc &p) const
 {
 	if (!p.identity_raw)
 		p.identity_raw = std::make_shared<const std::string>(dump_json(identity_json(p)));
-	r.raw.push_back({"identity", p.identity_raw});
+	return p.identity_raw;
+}
+
+void Correlator::add_process_raw(const Proc &p, Record &r) const
+{
+	r.raw.push_back({"identity", identity_raw(p)});
 	process_raw(p);
 	r.raw.push_back({"process", p.process_raw});
 }
@@ -151,7 +156,6 @@ Record Correlator::secret_record(const Secret &s, const Holding &h, const Secret
 		r["exec_id"] = p->start.exec_id;
 		if (!p->start.mcp_server.empty())
 			r["mcp_server"] = p->start.mcp_server;
-		r["identity"] = identity_json(*p);
 	}
 	nlohmann::json sec = {
 	    {"fingerprint", s.fingerprint}, {"type", s.type}, {"source", e.source}};
@@ -183,7 +187,10 @@ Record Correlator::secret_record(const Secret &s, const Holding &h, const Secret
 	r["summary"] = holder + (p ? " obtained " : " hard-codes ") + s.type + " " +
 	               short_fp(s.fingerprint) + " from " + e.source + " " +
 	               sanitize_utf8(e.location) + (inv ? " (inventory " + inv->id + ")" : "");
-	return Record{std::move(r), {}};
+	Record rec{std::move(r), {}};
+	if (p)
+		rec.raw.push_back({"identity", identity_raw(*p)});
+	return rec;
 }
 
 } // namespace keytrail

@@ -149,6 +149,8 @@ class Correlator
 	nlohmann::json identity_json(const Proc &p) const;
 	nlohmann::json process_json(const Proc &p) const;
 	void add_process_raw(const Proc &p, Record &r) const;
+	// "identity" serialized once per process.
+	const std::shared_ptr<const std::string> &identity_raw(const Proc &p) const;
 	const std::string &process_raw(const Proc &p) const;
 	nlohmann::json base(const char *type, int64_t event_ns) const;
 	// The `secret` record of a sighting (p null: an MCP client config).
