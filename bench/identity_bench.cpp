@@ -78,7 +78,9 @@ environments:
 		          "/root/.npm/_npx/9c1d4a/node_modules/@modelcontextprotocol/server-gitlab/"
 		          "dist/index.js",
 		          "--stdio"};
-		p.mcp_server = "server-gitlab";
+		auto w = std::make_shared<Workload>();
+		w->server = "@modelcontextprotocol/server-gitlab";
+		p.workload = w;
 		f.pid = pid;
 		p.identity = resolver.resolve(f);
 		table.upsert(std::move(p));

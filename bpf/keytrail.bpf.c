@@ -21,6 +21,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_UDP 17
 #define O_WRONLY 01
 #define O_CREAT 0100
 #define O_TRUNC 01000
@@ -104,6 +108,17 @@ struct {
 	__type(key, __u64);
 	__type(value, struct kt_open_event);
 } pending_open SEC(".maps");
+
+// @brief local ports of tracked processes' UDP sockets connected to port 53
+// (their resolver's queries), to the tgid: the ingress hook copies only the
+// answers those sockets receive, so a name can be checked against the
+// address it was resolved to. LRU: a closed socket's entry ages out.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u16);
+	__type(value, __u32);
+} dns_ports SEC(".maps");
 
 struct pending_io {
 	__u32 kind; // PENDING_*
@@ -256,6 +271,30 @@ static __always_inline bool inode_watched(struct kt_watch_filter *f, struct kt_i
 
 /* ---------------------------------------------------------------- process lifecycle */
 
+// The login session of an exec, as /proc would show it: read now, since a
+// person's `cat` is gone before userspace could look.
+static __always_inline void session_of(struct task_struct *task, struct kt_exec_event *e)
+{
+	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+	e->tty_nr = 0;
+	if (tty) {
+		// new_encode_dev(tty_devnum(tty))
+		__u32 major = BPF_CORE_READ(tty, driver, major);
+		__u32 minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+		e->tty_nr = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
+	}
+	// The session leader's pid in the initial namespace: signal->pids[SID].
+	struct pid *sid =
+	    BPF_CORE_READ(task, signal, pids[bpf_core_enum_value(enum pid_type, PIDTYPE_SID)]);
+	e->sid = sid ? BPF_CORE_READ(sid, numbers[0].nr) : 0;
+	e->pad = 0;
+	e->loginuid = e->sessionid = 0xffffffff;
+	if (bpf_core_field_exists(task->sessionid)) {
+		e->loginuid = BPF_CORE_READ(task, loginuid.val);
+		e->sessionid = BPF_CORE_READ(task, sessionid);
+	}
+}
+
 // Does filename+argv (data[0..len)) look like an MCP server launch? One
 // pass over at most KT_HINT_SCAN bytes for "mcp" or "xtpro" (from
 // "contextprotocol"). It closes the window between an MCP server's exec and
@@ -335,7 +374,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	}
 	e->args_len = len;
 	e->env_len = 0;
-	e->pad = 0;
+	session_of(task, e);
 	if (!(e->hdr.flags & KT_F_TRACKED) && exec_hint(e->data, n + len)) {
 		// After exec the task leads its thread group.
 		track_leader(bpf_get_current_task_btf(), KT_TRACK_EXEC_HINT);
@@ -711,7 +750,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	struct kt_connect_event *e;
 	struct pending_io *p;
 	struct file *f;
-	__u16 type = 0;
+	__u16 type = 0, lport = 0;
 
 	if (!current_tracked())
 		return 0;
@@ -723,6 +762,12 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	if (f) {
 		struct socket *sock = BPF_CORE_READ(f, private_data);
 		type = BPF_CORE_READ(sock, type);
+		lport = BPF_CORE_READ(sock, sk, __sk_common.skc_num);
+	}
+	// The resolver's socket: its answers are worth keeping (dns_answer).
+	if (type == SOCK_DGRAM && p->port == 53 && ctx->ret == 0 && lport) {
+		__u32 tgid = id >> 32;
+		bpf_map_update_elem(&dns_ports, &lport, &tgid, BPF_ANY);
 	}
 	e = reserve(sizeof(*e), KT_EV_CONNECT);
 	if (e) {
@@ -732,7 +777,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 		e->family = p->family;
 		e->port = p->port;
 		e->sock_type = type;
-		e->pad = 0;
+		e->lport = lport;
 		__builtin_memcpy(e->addr, p->addr, sizeof(e->addr));
 		submit(e, KT_EV_CONNECT);
 	}
@@ -820,4 +865,67 @@ int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
 		return 0;
 	return first_write_iov(ctx->args[0], msg.msg_iov, KT_SYS_SENDMSG);
+}
+
+/* ---------------------------------------------------------------- DNS answers */
+
+// Every packet the host receives passes here (cgroup v2 root, ingress), so
+// the common case is three loads and a return: not UDP from port 53, or not
+// to a socket a tracked process's resolver connected. Never drops (always 1).
+SEC("cgroup_skb/ingress")
+int dns_answer(struct __sk_buff *skb)
+{
+	__u32 off;
+	__u16 family;
+	__u8 addr[16] = {};
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_UDP)
+			return 1;
+		off = ip.ihl * 4;
+		family = AF_INET;
+		__builtin_memcpy(addr, &ip.saddr, 4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) || ip6.nexthdr != IPPROTO_UDP)
+			return 1;
+		off = sizeof(ip6);
+		family = AF_INET6;
+		__builtin_memcpy(addr, &ip6.saddr, 16);
+	} else {
+		return 1;
+	}
+	struct udphdr udp;
+	if (off > 60 || bpf_skb_load_bytes(skb, off, &udp, sizeof(udp)) ||
+	    udp.source != bpf_htons(53))
+		return 1;
+	__u16 lport = bpf_ntohs(udp.dest);
+	__u32 *tgid = bpf_map_lookup_elem(&dns_ports, &lport);
+	if (!tgid)
+		return 1;
+	__u32 len = skb->len > off + sizeof(udp) ? skb->len - off - sizeof(udp) : 0;
+	if (len > KT_DNS_MAX)
+		len = KT_DNS_MAX;
+	if (len < 12) // not even a DNS header
+		return 1;
+	struct kt_dns_event *e = reserve(sizeof(*e), KT_EV_DNS);
+	if (!e)
+		return 1;
+	__builtin_memset(&e->hdr, 0, sizeof(e->hdr));
+	e->hdr.type = KT_EV_DNS;
+	e->hdr.size = sizeof(*e);
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.pid = *tgid;
+	e->lport = lport;
+	e->family = family;
+	__builtin_memcpy(e->addr, addr, sizeof(addr));
+	if (bpf_skb_load_bytes(skb, off + sizeof(udp), e->data, len)) {
+		e->hdr.flags |= KT_F_READ_FAIL;
+		stat_inc(KT_STAT_READ_FAIL);
+		len = 0;
+	}
+	e->len = len;
+	submit(e, KT_EV_DNS);
+	return 1;
 }

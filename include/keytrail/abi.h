@@ -27,6 +27,7 @@ static inline __u64 kt_bloom_bit(__u64 dev, __u64 ino)
 #define KT_ARGS_MAX 4096   // argv bytes kept per exec
 #define KT_ENV_MAX 8192    // environment bytes kept per exec of a tracked process
 #define KT_PAYLOAD_MAX 512 // first bytes written on a new TCP connection
+#define KT_DNS_MAX 512     // bytes of a DNS answer kept (the classic UDP limit)
 
 enum kt_event_type {
 	KT_EV_EXEC = 1,
@@ -36,7 +37,8 @@ enum kt_event_type {
 	KT_EV_CLOSE = 5,
 	KT_EV_CONNECT = 6,
 	KT_EV_PAYLOAD = 7,
-	KT_EV_MAX = 8,
+	KT_EV_DNS = 8,
+	KT_EV_MAX = 9,
 };
 
 // Per-CPU counters in the kt_stats map. Drops are counted per event type at
@@ -88,6 +90,10 @@ struct kt_exec_event {
 	__u32 filename_len; // bytes at data[0], no NUL
 	__u32 args_len;     // NUL-separated argv at data[filename_len]
 	__u32 env_len;      // NUL-separated environ at data[filename_len + args_len]
+	__u32 tty_nr;       // controlling terminal, encoded as /proc/PID/stat's tty_nr; 0: none
+	__u32 loginuid;     // audit login uid; UINT32_MAX: unset or not built in
+	__u32 sessionid;    // audit session id; UINT32_MAX: unset or not built in
+	__u32 sid;          // POSIX session (its leader's pid, as the agent's namespace sees it)
 	__u32 pad;
 	char data[KT_PATH_MAX + KT_ARGS_MAX + KT_ENV_MAX];
 };
@@ -139,8 +145,20 @@ struct kt_connect_event {
 	__u16 family;    // AF_INET, AF_INET6, AF_UNIX, ...
 	__u16 port;      // host byte order
 	__u16 sock_type; // SOCK_STREAM, SOCK_DGRAM, ...
-	__u16 pad;
-	__u8 addr[16]; // IPv4 in the first 4 bytes
+	__u16 lport;     // the socket's local port after the connect (host order), 0 if unknown
+	__u8 addr[16];   // IPv4 in the first 4 bytes
+};
+
+// A DNS answer (UDP from port 53) to a tracked process's resolver socket,
+// seen on ingress (cgroup_skb: no process context; hdr.pid is the tgid that
+// connected the socket, the rest of hdr is zero but for ts_ns).
+struct kt_dns_event {
+	struct kt_event_hdr hdr;
+	__u16 lport;  // the socket's local port
+	__u16 family; // AF_INET, AF_INET6 of the server
+	__u32 len;    // bytes in data: the DNS message
+	__u8 addr[16];
+	char data[KT_DNS_MAX];
 };
 
 enum kt_write_syscall {

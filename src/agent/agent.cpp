@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "keytrail/abi.h"
+#include "keytrail/correlate/findings.h"
 #include "keytrail/output/sink.h"
 #include "keytrail/util/host.h"
 #include "keytrail/util/text.h"
@@ -50,6 +51,8 @@ Agent::Agent(Config cfg, AgentOptions opts, ProbeControl &probe, const Clock &cl
 		recording_ = std::make_unique<RecordingWriter>(opts_.record);
 	corr_ = std::make_unique<Correlator>(host_, cfg_, clock_,
 	                                     [this](Record &&r) { correlated(std::move(r)); });
+	corr_->set_known_findings(ledger_->findings(FindingBook::kMaxFindings));
+	corr_->set_on_finding([this](const FindingState &f) { ledger_->record_finding(f); });
 	corr_->set_on_use([this](const std::string &fp, const std::string &identity,
 	                         const std::string &upstream, const std::string &addr, int64_t t) {
 		ledger_->record_use(fp, identity, upstream, addr, t);
@@ -64,6 +67,7 @@ Agent::~Agent() = default;
 
 void Agent::start()
 {
+	names_ = std::make_unique<NameTable>(probe_.dns_capture());
 	for (const auto &pattern : cfg_.watch_paths) {
 		glob_t g{};
 		if (::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g) == 0)
@@ -161,10 +165,29 @@ void Agent::handle(const OpenEvent &e)
 	// observations.
 	if (e.ctx.pid == self_pid_)
 		return;
+	ProcessInfo *p = procs_.of(e.ctx);
+	bool watched = e.ctx.flags & KT_F_WATCHED;
+	if (p && p->pending && !watched)
+		return; // not followed until its exec decides (Lifecycle::on_fork)
+	if (p && p->self) {
+		// Another keytrail (a scan, a second agent) examining the file.
+		probe_.untrack(static_cast<pid_t>(p->pid));
+		p->tracked = false;
+		return;
+	}
+	// Outside any workload, a watched open is what made the kernel follow
+	// it: a reader. It is described now, as /proc shows it (its exec, long
+	// before, was not followed), so every record and `trace` name it whole.
+	if (p && watched && !p->workload && !p->reader) {
+		p->reader = true;
+		p->tracked = true;
+		procs_.describe_reader(*p);
+		if (want_events_)
+			emit(records_.reader(e.ctx, *p));
+	}
 	std::string path = files_.on_open(e);
 	if (e.fd >= 0) {
-		bool watched = e.ctx.flags & KT_F_WATCHED;
-		if (auto scan = intake_->from_open(procs_.of(e.ctx), e, path, watched)) {
+		if (auto scan = intake_->from_open(p, e, path, watched)) {
 			if (scan->secrets.empty() && !scan->cached)
 				emit(records_.credential_file(e.ctx, *scan));
 			// Any process that opens it from now on is reported, tracked or not.
@@ -193,6 +216,8 @@ void Agent::closed(const EventContext &ctx, std::vector<ClosedFd> fds)
 
 void Agent::handle(const ConnectEvent &e)
 {
+	if (ProcessInfo *p = procs_.of(e.ctx); p && p->pending)
+		return;
 	if (auto now = connects_.on_connect(e))
 		connected(*now);
 }
@@ -220,10 +245,53 @@ void Agent::connected(const NamedConnect &c)
 		in.addr = address_string(e.family, e.addr);
 		in.sni = c.sni;
 		in.http_host = c.http_host;
+		in.proxy_target = c.proxy_target;
+		name_connect(*p, in);
 		feed(in);
 	}
 	if (want_events_)
 		emit(records_.connect(c));
+}
+
+// Whether the connect goes to the process's proxy, and whether the name it
+// goes by is the address it reached (or, through a trusted proxy, trusted).
+void Agent::name_connect(const ProcessInfo &p, ConnectSeen &in)
+{
+	std::vector<pid_t> pids{static_cast<pid_t>(p.pid), static_cast<pid_t>(p.ppid)};
+	if (p.workload)
+		if (const ProcessInfo *root = procs_.table().find_exec(p.workload->root_exec_id))
+			pids.push_back(static_cast<pid_t>(root->pid));
+	int64_t now = clock_.now_ns();
+	std::string here =
+	    (in.addr.find(':') != std::string::npos ? "[" + in.addr + "]" : in.addr) + ":" +
+	    std::to_string(in.port);
+	for (const auto &proxy : p.proxies) {
+		size_t colon = proxy.rfind(':');
+		if (proxy.substr(colon + 1) == std::to_string(in.port) &&
+		    names_->same(proxy.substr(0, colon), in.addr, pids, now))
+			in.via_proxy = true;
+	}
+	if (!in.proxy_target.empty()) {
+		bool trusted = std::any_of(
+		    cfg_.correlate.trusted_proxies.begin(), cfg_.correlate.trusted_proxies.end(),
+		    [&](const std::string &g) { return glob_match(g, here); });
+		in.name_check = trusted ? ConnectSeen::kVerified : ConnectSeen::kUnverified;
+		return;
+	}
+	std::string name = in.sni;
+	if (name.empty()) { // a Host header's port is not part of the name
+		name = in.http_host;
+		size_t colon = name.rfind(':');
+		if (colon != std::string::npos && name.find(']', colon) == std::string::npos &&
+		    (name.front() == '[' || name.find(':') == colon))
+			name.resize(colon);
+	}
+	in.name_check = names_->check(name, in.addr, pids, now);
+}
+
+void Agent::handle(const DnsEvent &e)
+{
+	names_->learn(e, clock_.now_ns());
 }
 
 void Agent::feed(const Input &in)
@@ -313,8 +381,10 @@ void Agent::reload()
 		cfg_.environments = fresh.environments;
 		cfg_.trust_domain = fresh.trust_domain;
 		cfg_.clients = std::move(fresh.clients);
+		cfg_.correlate.exceptions = fresh.correlate.exceptions;
 		procs_.reconfigure(cfg_);
 		corr_->set_inventory(cfg_.inventory);
+		corr_->set_exceptions(cfg_.correlate.exceptions);
 		counters_.config.reloads++;
 		r["ok"] = true;
 		r["inventory_entries"] = cfg_.inventory.size();

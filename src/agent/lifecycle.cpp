@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <set>
 
 #include "keytrail/abi.h"
+#include "keytrail/detect/package.h"
 #include "keytrail/secrets/mask.h"
 #include "keytrail/secrets/paths.h"
 
@@ -47,14 +49,34 @@ void proc_children(uint32_t pid, std::vector<uint32_t> *out)
 
 Lifecycle::Lifecycle(const Config &cfg, ProbeControl &probe, Processes &procs,
                      AgentCounters &counters)
-    : probe_(probe), procs_(procs), counters_(counters), detector_(cfg.builtin_rules, cfg.rules),
+    : probe_(probe), procs_(procs), counters_(counters),
+      detector_(cfg.builtin_rules, cfg.rules,
+                [this](pid_t pid, const std::string &path) { return package_of(pid, path); }),
       self_pid_(static_cast<uint32_t>(getpid()))
 {
 }
 
 void Lifecycle::reconfigure(const Config &cfg)
 {
-	detector_ = McpDetector(cfg.builtin_rules, cfg.rules);
+	detector_ =
+	    McpDetector(cfg.builtin_rules, cfg.rules, [this](pid_t pid, const std::string &path) {
+		    return package_of(pid, path);
+	    });
+}
+
+std::optional<std::string> Lifecycle::package_of(pid_t pid, const std::string &path)
+{
+	std::string root = "/proc/" + std::to_string(pid) + "/root";
+	struct stat st;
+	if (stat(root.c_str(), &st) != 0)
+		return std::nullopt; // gone: its name is what argv says
+	auto key = std::make_tuple(static_cast<uint64_t>(st.st_dev),
+	                           static_cast<uint64_t>(st.st_ino), path);
+	if (auto it = packages_.find(key); it != packages_.end())
+		return it->second;
+	if (packages_.size() >= 4096)
+		packages_.clear();
+	return packages_[key] = npm_package_of(root, path);
 }
 
 ProcessInfo Lifecycle::entry_of(const ExecEvent &e) const
@@ -70,6 +92,10 @@ ProcessInfo Lifecycle::entry_of(const ExecEvent &e) const
 	info.argv = mask_argv(e.argv);
 	info.cgroup_id = e.ctx.cgroup_id;
 	info.tty = e.ctx.flags & KT_F_TTY;
+	info.tty_nr = e.tty_nr;
+	info.sid = e.sid;
+	info.loginuid = e.loginuid;
+	info.sessionid = e.sessionid;
 	info.tracked = e.ctx.flags & KT_F_TRACKED;
 	info.exec_time_ns = procs_.wall_ns(e.ctx.ts_ns);
 	// A relative exec path is relative to the cwd. Not /proc/PID/exe: for a
@@ -86,25 +112,44 @@ ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
 	ProcessInfo info = entry_of(e);
 	ProcessTable &table = procs_.table();
 	const ProcessInfo *parent = table.find(e.ctx.ppid);
+	const ProcessInfo *before = table.find_instance(pid, info.start_ticks);
 	// An exec from a non-leader thread replaces the group leader, and the
 	// mark on it: a process we tracked keeps being tracked.
-	if (const ProcessInfo *before = table.find(pid); before && before->tracked && !info.tracked)
+	if (before && before->tracked && !info.tracked)
 		info.tracked = probe_.track(static_cast<pid_t>(pid));
+
 	ProcessFacts facts{
 	    static_cast<pid_t>(pid),  e.ctx.uid, info.exe, e.argv, parent ? parent->comm : "",
 	    parent ? parent->exe : ""};
 	ExecOutcome out;
-	out.match = detector_.match(facts);
-	// A tracked child keeps its server's label unless it is a server itself.
-	if (out.match)
-		info.mcp_server = out.match->server;
-	else if (parent && info.tracked)
-		info.mcp_server = parent->mcp_server;
+	info.self = procs_.is_keytrail(info);
+	if (!info.self)
+		out.match = detector_.match(facts);
+	// The workload it was in stays its own (a shim exec'ing its
+	// interpreter, `exec node ...`), unless this image is another server.
+	if (before) {
+		info.workload = before->workload;
+		info.reader = before->reader;
+	} else if (parent && info.tracked) {
+		info.workload = parent->workload;
+		info.reader = parent->reader;
+	}
+	bool new_root =
+	    out.match &&
+	    (!info.workload || (out.match->named && out.match->server != info.workload->server));
 	settle_hint(e, info, out.match.has_value(), &out.was_tracked);
-	table.upsert(std::move(info));
+	ProcessInfo &entry = table.upsert(std::move(info));
+	if (new_root)
+		entry.workload = procs_.make_workload(entry, *out.match);
 	if (out.match && !out.was_tracked)
 		out.newly_tracked = track(pid, *out.match); // and its children forked before
 	out.proc = table.find(pid);
+	if (out.proc->tracked && !keep_tracking(*out.proc)) {
+		let_go(pid, out.proc->start_ticks, e.ctx.comm);
+		out.proc->tracked = false;
+		out.proc->untracked = true;
+		out.was_tracked = false;
+	}
 	if (out.proc->tracked || out.match) {
 		// Resolved now, while /proc still shows this exec.
 		procs_.identity(*out.proc);
@@ -119,37 +164,47 @@ void Lifecycle::settle_hint(const ExecEvent &e, ProcessInfo &info, bool matched,
 {
 	uint32_t pid = e.ctx.pid;
 	bool provisional = e.ctx.flags & KT_F_PROVISIONAL;
+	bool drop = false;
 	*was_tracked = info.tracked && !provisional;
-	if (auto it = hint_rejected_.find(pid); it != hint_rejected_.end()) {
-		// The previous image of this process had its exec hint rejected
-		// (`sh -c 'exec mcp-server-x'`); the kernel still marked this exec
-		// tracked. This image decides afresh.
-		HintRejected h = it->second;
-		hint_rejected_.erase(it);
-		if (h.start_ticks == info.start_ticks && *was_tracked) {
-			if (!h.untracked && !matched)
-				probe_.untrack(static_cast<pid_t>(pid)); // deferred until now
-			if (h.untracked || !matched)
-				*was_tracked = info.tracked =
-				    false; // tracked again below if it matches
+	if (auto it = let_go_.find(pid); it != let_go_.end()) {
+		// We let go of this process's previous image (a rejected hint: `sh
+		// -c 'exec mcp-server-x'`; a child of one: `env mcp-server-x`); the
+		// kernel may still have marked this exec tracked. It decides afresh:
+		// tracked again below if it matches, let go of again if not.
+		LetGo h = it->second;
+		let_go_.erase(it);
+		if (h.start_ticks == info.start_ticks && *was_tracked &&
+		    (h.untracked || !matched)) {
+			*was_tracked = info.tracked = false;
+			drop = !matched;
 		}
 	}
-	if (!provisional)
-		return;
-	if (matched) {
-		counters_.exec_hint_hits++;
-		return;
+	if (provisional) {
+		if (matched) {
+			counters_.exec_hint_hits++;
+			return;
+		}
+		counters_.exec_hint_misses++;
+		drop = true;
 	}
+	if (drop) {
+		let_go(pid, info.start_ticks, e.ctx.comm);
+		info.tracked = false;
+	}
+}
+
+void Lifecycle::let_go(uint32_t pid, uint64_t start_ticks, const std::string &comm)
+{
 	// Untrack it, unless it has already exec'd something else (its comm
 	// changed): that image's own exec record decides, or the server it
-	// became would be blind until then.
+	// became would be blind until then. If it execs between this look and
+	// the untrack, that exec record says tracked, and settle_hint knows
+	// better.
 	std::string now_comm;
-	bool replaced = read_comm(static_cast<pid_t>(pid), &now_comm) && now_comm != e.ctx.comm;
+	bool replaced = read_comm(static_cast<pid_t>(pid), &now_comm) && now_comm != comm;
 	if (!replaced)
 		probe_.untrack(static_cast<pid_t>(pid));
-	hint_rejected_[pid] = {info.start_ticks, !replaced};
-	info.tracked = false;
-	counters_.exec_hint_misses++;
+	let_go_[pid] = {start_ticks, !replaced};
 }
 
 ProcessInfo &Lifecycle::on_fork(const ForkEvent &e)
@@ -173,16 +228,28 @@ ProcessInfo &Lifecycle::on_fork(const ForkEvent &e)
 	child.start_ticks = ns_to_clock_ticks(e.child_start_time_ns);
 	child.comm = e.ctx.comm;
 	child.cgroup_id = e.ctx.cgroup_id;
-	child.tracked = true;
+	child.tracked = true; // the kernel marked it at fork
 	child.tty = e.ctx.flags & KT_F_TTY;
 	if (parent) {
 		child.exe = parent->exe;
 		child.argv = parent->argv;
-		child.mcp_server = parent->mcp_server;
+		child.workload = parent->workload;
+		child.reader = parent->reader;
+		child.self = parent->self;
+		child.proxies = parent->proxies;
 	}
 	bool parent_correlated = parent && parent->correlated;
 	ProcessInfo &c = table.upsert(std::move(child));
 	c.exec_time_ns = procs_.wall_ns(e.ctx.ts_ns);
+	if (!keep_tracking(c)) {
+		// A child the kernel marked under a parent whose exec hint the rules
+		// rejected. Not followed; the kernel's mark stays until its own exec
+		// decides (it may be the server: `sh -c 'exec mcp-server-x'` forks
+		// first), so no fork of it in the meantime is ever missed.
+		c.tracked = false;
+		c.pending = true;
+		return c;
+	}
 	if (parent_correlated)
 		procs_.correlate(c, true, false);
 	return c;
@@ -190,7 +257,7 @@ ProcessInfo &Lifecycle::on_fork(const ForkEvent &e)
 
 void Lifecycle::on_exit(const ExitEvent &e)
 {
-	hint_rejected_.erase(e.ctx.pid);
+	let_go_.erase(e.ctx.pid);
 	int64_t when = procs_.wall_ns(e.ctx.ts_ns);
 	ProcessTable &table = procs_.table();
 	if (ProcessInfo *p = table.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns)))
@@ -198,14 +265,24 @@ void Lifecycle::on_exit(const ExitEvent &e)
 	table.mark_exited(e.ctx.pid, when);
 }
 
+// A tracked process is a workload's, a reader of a watched file's, or a
+// mistake: a child the kernel marked at fork under a parent whose exec hint
+// the rules then rejected. Never our own processes.
+bool Lifecycle::keep_tracking(const ProcessInfo &p) const
+{
+	return !p.self && (p.workload || p.reader);
+}
+
 std::vector<ProcessInfo *> Lifecycle::track(uint32_t pid, const McpMatch &why)
 {
 	// Depth-first over the known tree and /proc's children lists: children
-	// forked before we decided to track the parent are tracked too.
+	// forked before we decided to track the parent are tracked too, and are
+	// the root's workload.
 	std::vector<ProcessInfo *> fresh;
 	std::vector<uint32_t> todo{pid};
 	std::set<uint32_t> seen;
 	ProcessTable &table = procs_.table();
+	std::shared_ptr<const Workload> root, before; // the root's new workload, and its old one
 	while (!todo.empty()) {
 		uint32_t p = todo.back();
 		todo.pop_back();
@@ -216,10 +293,22 @@ std::vector<ProcessInfo *> Lifecycle::track(uint32_t pid, const McpMatch &why)
 		if (!info)
 			if (auto snap = read_proc(p))
 				info = &table.upsert(process_from_snapshot(*snap));
+		if (info && info->self) {
+			probe_.untrack(static_cast<pid_t>(p));
+			continue;
+		}
 		if (info) {
 			info->tracked = true;
-			if (info->mcp_server.empty())
-				info->mcp_server = why.server;
+			if (!root) {
+				before = info->workload;
+				root = before && before->root_exec_id == info->exec_id
+				           ? before
+				           : procs_.make_workload(*info, why);
+			}
+			// Descendants are the root's workload, unless they are one of
+			// their own (a nested server found earlier in the scan).
+			if (!info->workload || info->workload == before || p == pid)
+				info->workload = root;
 			if (!info->secrets_collected)
 				fresh.push_back(info);
 		}
@@ -259,7 +348,7 @@ std::vector<ProcessInfo *> Lifecycle::scan_proc(const std::vector<pid_t> &extra)
 void Lifecycle::sweep()
 {
 	// Untracked processes send no exit record.
-	std::erase_if(hint_rejected_,
+	std::erase_if(let_go_,
 	              [](const auto &kv) { return kill(kv.first, 0) != 0 && errno == ESRCH; });
 }
 

@@ -1,5 +1,7 @@
 #include "keytrail/agent/processes.h"
 
+#include <sys/stat.h>
+
 #include "keytrail/abi.h"
 #include "keytrail/detect/mcp_detect.h"
 #include "keytrail/secrets/mask.h"
@@ -20,6 +22,10 @@ ProcessInfo process_from_snapshot(const ProcSnapshot &snap)
 	info.exe = snap.exe;
 	info.argv = mask_argv(snap.argv);
 	info.tty = snap.tty;
+	info.loginuid = snap.loginuid;
+	info.sessionid = snap.sessionid;
+	info.tty_nr = snap.tty_nr;
+	info.sid = snap.sid;
 	return info;
 }
 
@@ -60,15 +66,57 @@ ProcessInfo *Processes::of(const EventContext &ctx)
 	ProcessInfo info = process_from_snapshot(*snap);
 	info.cgroup_id = ctx.cgroup_id;
 	info.tracked = ctx.flags & KT_F_TRACKED;
-	if (const ProcessInfo *parent = table_.find(info.ppid))
-		info.mcp_server = parent->mcp_server;
+	info.self = is_keytrail(info);
+	// A tracked process we learn of late is its parent's workload, as a
+	// fork would have made it.
+	if (const ProcessInfo *parent = table_.find(info.ppid); parent && info.tracked)
+		info.workload = parent->workload;
 	return &table_.upsert(std::move(info));
+}
+
+bool Processes::is_keytrail(const ProcessInfo &p) const
+{
+	if (basename_of(p.exe) != "keytrail")
+		return false;
+	// A binary only root can have put there: an unprivileged user cannot
+	// hide behind the name.
+	struct stat st;
+	std::string exe = "/proc/" + std::to_string(p.pid) + "/exe";
+	if (stat(exe.c_str(), &st) != 0 && stat(p.exe.c_str(), &st) != 0)
+		return false;
+	return st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+std::shared_ptr<const Workload> Processes::make_workload(ProcessInfo &p, const McpMatch &m)
+{
+	auto w = std::make_shared<Workload>();
+	w->root_exec_id = p.exec_id;
+	w->server = m.server;
+	w->rule = m.rule;
+	w->identity = resolve_own(p, m.server);
+	return w;
 }
 
 const Identity &Processes::identity(ProcessInfo &p)
 {
 	if (p.identity)
 		return *p.identity;
+	if (p.workload) {
+		// A descendant is its workload, unless a rule names its binary.
+		if (resolver_.has_process_rules() && p.workload->root_exec_id != p.exec_id) {
+			Identity own = resolve_own(p, p.workload->server);
+			if (own.names_process)
+				return *(p.identity = std::move(own));
+		}
+		p.identity = p.workload->identity;
+		return *p.identity;
+	}
+	p.identity = resolve_own(p, "");
+	return *p.identity;
+}
+
+Identity Processes::resolve_own(ProcessInfo &p, const std::string &server)
+{
 	// /proc is read only if it still shows this instance of the pid.
 	auto snap = p.exit_time_ns ? std::nullopt : read_proc(p.pid);
 	bool alive = snap && snap->start_ticks == p.start_ticks;
@@ -82,20 +130,20 @@ const Identity &Processes::identity(ProcessInfo &p)
 		f.cgroup_path = cgroup_paths_.path_of(p.cgroup_id);
 	if (alive)
 		f.exe_sha256 = resolver_.exe_sha256(p.pid);
-	f.mcp_server = p.mcp_server;
+	f.mcp_server = server;
 	for (ProcessInfo *a : table_.ancestry(p, 0)) {
 		if (auto c = match_client(a->comm, a->exe, a->argv, cfg_->clients)) {
 			f.mcp_client = *c;
 			break;
 		}
 	}
-	p.identity = resolver_.resolve(f);
+	Identity id = resolver_.resolve(f);
 	if (!alive)
-		p.identity->unresolved.push_back("proc");
+		id.unresolved.push_back("proc");
 	counters_.identities_resolved++;
-	if (!p.identity->resolved())
+	if (!id.resolved())
 		counters_.identities_degraded++;
-	return *p.identity;
+	return id;
 }
 
 nlohmann::json Processes::ancestry_json(ProcessInfo &p)
@@ -121,6 +169,18 @@ int64_t Processes::started_ns(const ProcessInfo &p) const
 void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 {
 	p.correlated = true;
+	// A person's process (a reader outside any workload): which login
+	// session it is, read while it still runs.
+	if (!p.workload && p.sessionid == UINT32_MAX && !p.exit_time_ns)
+		if (auto snap = read_proc(p.pid); snap && snap->start_ticks == p.start_ticks) {
+			p.loginuid = snap->loginuid;
+			p.sessionid = snap->sessionid;
+			p.tty_nr = snap->tty_nr;
+			p.sid = snap->sid;
+			if (p.argv.empty())
+				p.argv = process_from_snapshot(*snap).argv;
+		}
+
 	ProcStart st;
 	st.time_ns = started_ns(p);
 	st.exec_id = p.exec_id;
@@ -135,18 +195,52 @@ void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 	st.tracked = p.tracked;
 	st.forked = forked;
 	st.env_observed = env_observed;
+	st.launcher = package_runner(p.argv);
 	st.comm = p.comm;
 	st.exe = p.exe;
-	st.mcp_server = p.mcp_server;
+	st.mcp_server = p.server();
+	if (p.workload)
+		st.workload = p.workload->root_exec_id;
 	st.cmdline = p.argv; // masked
 	const Identity &id = identity(p);
 	st.identity = id.id;
 	st.selectors = id.selectors;
 	st.unresolved = id.unresolved;
+	st.loginuid = p.loginuid;
+	st.sessionid = p.sessionid;
+	st.tty_nr = p.tty_nr;
+	st.sid = p.sid;
 	// Ancestors first, so the correlator can walk up to them.
 	if (parent && !parent->correlated)
 		correlate(*parent);
 	feed_(st);
+}
+
+void Processes::describe_reader(ProcessInfo &p)
+{
+	auto snap = read_proc(p.pid);
+	if (!snap || snap->start_ticks != p.start_ticks)
+		return; // gone: what the kernel told is all there is
+	ProcessInfo now = process_from_snapshot(*snap);
+	if (!now.argv.empty())
+		p.argv = std::move(now.argv);
+	if (!now.exe.empty())
+		p.exe = std::move(now.exe);
+	p.tty = p.tty || now.tty;
+	p.loginuid = now.loginuid;
+	p.sessionid = now.sessionid;
+	p.tty_nr = now.tty_nr;
+	p.sid = now.sid;
+	// Its ancestors, up to init, from /proc where the table does not know them.
+	ProcessInfo *cur = &p;
+	for (int depth = 0; depth < 32; depth++) {
+		if (table_.parent_of(*cur) || cur->ppid <= 1)
+			break;
+		auto up = read_proc(cur->ppid);
+		if (!up)
+			break;
+		cur = &table_.upsert(process_from_snapshot(*up));
+	}
 }
 
 void Processes::exited(ProcessInfo &p, int64_t when_ns)

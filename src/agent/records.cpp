@@ -40,8 +40,8 @@ nlohmann::json EventRecords::base(const char *type, const EventContext &ctx)
 	r["exec_id"] = p ? p->exec_id
 	                 : make_exec_id(procs_.table().boot_id(),
 	                                ns_to_clock_ticks(ctx.start_time_ns), ctx.pid);
-	if (p && !p->mcp_server.empty())
-		r["mcp_server"] = p->mcp_server;
+	if (p && !p->server().empty())
+		r["mcp_server"] = p->server();
 	if (p && (p->tracked || (ctx.flags & KT_F_TRACKED)))
 		r["identity"] = procs_.identity(*p).id;
 	return r;
@@ -160,6 +160,32 @@ Record EventRecords::connect(const NamedConnect &c)
 		r["sni"] = sanitize_utf8(c.sni);
 	if (!c.http_host.empty())
 		r["http_host"] = sanitize_utf8(c.http_host);
+	if (!c.proxy_target.empty())
+		r["proxy_target"] = sanitize_utf8(c.proxy_target);
+	if (e.lport)
+		r["local_port"] = e.lport;
+	return Record{std::move(r), {}};
+}
+
+Record EventRecords::reader(const EventContext &ctx, ProcessInfo &p)
+{
+	nlohmann::json r = base("exec", ctx);
+	r["time"] = rfc3339(procs_.started_ns(p));
+	r["filename"] = sanitize_utf8(p.exe);
+	r["argv"] = argv_json(p.argv);
+	r["identity"] = procs_.identity(p).to_json();
+	r["ancestry"] = procs_.ancestry_json(p);
+	r["cgroup_id"] = ctx.cgroup_id;
+	r["tty"] = p.tty || static_cast<bool>(ctx.flags & KT_F_TTY);
+	if (p.loginuid != UINT32_MAX)
+		r["login_uid"] = p.loginuid;
+	if (p.sessionid != UINT32_MAX)
+		r["session"] = p.sessionid;
+	if (p.tty_nr)
+		r["tty_nr"] = p.tty_nr;
+	if (p.sid)
+		r["sid"] = p.sid;
+	r["tracked_by"] = "watched_open";
 	return Record{std::move(r), {}};
 }
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keytrail/abi.h"
+#include "keytrail/agent/name_table.h"
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/util/text.h"
 
@@ -35,15 +36,18 @@ void SecretIntake::collect(ProcessInfo &p, const std::vector<std::string> *raw_a
 	std::vector<Obtained> from_argv = sources_.from_argv(argv);
 	for (auto &a : argv)
 		OPENSSL_cleanse(a.data(), a.size());
-	// The environment the kernel captured at exec, else /proc/PID/environ.
+	// The environment the kernel captured at exec, else /proc/PID/environ:
+	// its credentials, and the proxies it names.
+	std::optional<SecretBytes> proc_env;
+	if (!env_block && (proc_env = read_proc_environ(static_cast<pid_t>(p.pid))))
+		env_block = &*proc_env;
 	std::optional<std::vector<Obtained>> env;
 	if (env_block) {
 		std::vector<std::string> vars = split_nul(env_block->view());
 		env = sources_.from_environ(vars);
+		p.proxies = proxies_from_environ(vars);
 		for (auto &v : vars)
 			OPENSSL_cleanse(v.data(), v.size());
-	} else {
-		env = sources_.from_proc_environ(static_cast<pid_t>(p.pid));
 	}
 	if (!env)
 		counters_.environ_unreadable++;

@@ -2,14 +2,18 @@
 // fast as it can, on this thread; what it writes goes out the way the agent
 // writes it. Statistics go to stderr as JSON.
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "commands.h"
 #include "keytrail/correlate/correlator.h"
 #include "keytrail/output/output.h"
 #include "keytrail/output/sink.h"
+#include "keytrail/util/files.h"
 
 namespace keytrail::cli
 {
@@ -25,6 +29,15 @@ struct Args {
 
 std::unique_ptr<Sink> sink_for(const std::string &path)
 {
+	if (path != "-") {
+		// A replay writes its file afresh (the sink appends, as the agent's do).
+		std::string why;
+		int fd = open_private_file(path, false, &why);
+		if (fd < 0)
+			throw Error("cannot write " + path + ": " +
+			            (why.empty() ? std::strerror(errno) : why));
+		::close(fd);
+	}
 	OutputSpec spec;
 	spec.type = path == "-" ? "stdout" : "file";
 	spec.path = path;

@@ -1,4 +1,5 @@
 // The policy sections: inventory, identities, environments.
+#include "keytrail/schema/rules.h"
 #include "keytrail/util/clock.h"
 #include "parser.h"
 
@@ -131,6 +132,54 @@ void Parser::inventory_match(const YAML::Node &m, const std::string &where,
 		entry->identity = str(m["identity"], where + ".match.identity");
 	if (entry->fingerprints.empty() && !entry->path && !entry->env)
 		fail(m, where + ".match needs a fingerprint, path or env");
+}
+
+void Parser::exceptions(const YAML::Node &n, Config *c) const
+{
+	if (!n.IsSequence())
+		fail(n, "exceptions must be a list");
+	for (const auto &e : n) {
+		only_keys(
+		    e, "an exception",
+		    {"name", "rule", "identity", "exe", "comm", "uid", "fingerprint", "upstream"});
+		AlertException x;
+		x.line = e.Mark().line + 1;
+		x.name = e["name"] ? str(e["name"], "exception name")
+		                   : "exception at line " + std::to_string(x.line);
+		if (e["rule"]) {
+			x.rule = str(e["rule"], "exception rule");
+			if (x.rule != "*" && !find_rule(x.rule))
+				fail(e["rule"], "unknown rule in an exception (rules: " +
+				                    rule_ids() + ", or *)");
+		}
+		auto glob = [&](const char *k, std::optional<std::string> &out) {
+			if (e[k])
+				out = str(e[k], std::string("exception ") + k);
+		};
+		glob("identity", x.identity);
+		glob("exe", x.exe);
+		glob("comm", x.comm);
+		glob("upstream", x.upstream);
+		if (e["fingerprint"]) {
+			x.fingerprint = str(e["fingerprint"], "exception fingerprint");
+			if (x.fingerprint->size() != 32 ||
+			    x.fingerprint->find_first_not_of("0123456789abcdef") !=
+			        std::string::npos)
+				fail(e["fingerprint"],
+				     "an exception's fingerprint must be 32 lowercase hex "
+				     "digits, as `keytrail fingerprint` prints");
+		}
+		if (e["uid"])
+			x.uid =
+			    static_cast<uint32_t>(number(e["uid"], "exception uid", 0, UINT32_MAX));
+		if (!x.identity && !x.exe && !x.comm && !x.upstream && !x.fingerprint && !x.uid)
+			fail(
+			    e,
+			    "an exception needs a condition (identity, exe, comm, uid, fingerprint "
+			    "or "
+			    "upstream): one that matches everything is `correlate.disabled_rules`");
+		c->correlate.exceptions.push_back(std::move(x));
+	}
 }
 
 } // namespace keytrail::config_detail

@@ -20,8 +20,12 @@ void Parser::only_keys(const YAML::Node &map, const std::string &where,
 {
 	if (!map.IsMap())
 		fail(map, where + " must be a mapping");
+	std::set<std::string> seen;
 	for (const auto &kv : map) {
 		std::string key = kv.first.as<std::string>();
+		// YAML keeps both; only the first would count, silently.
+		if (!seen.insert(key).second)
+			fail(kv.first, "key '" + key + "' appears twice in " + where);
 		if (!allowed.count(key)) {
 			std::string list;
 			for (const auto &a : allowed)
@@ -164,7 +168,7 @@ Config Parser::parse(const YAML::Node &root) const
 		return c; // an empty file means defaults
 	only_keys(root, "the top level",
 	          {"agent", "tracking", "outputs", "journal", "correlate", "identities",
-	           "environments", "secrets", "inventory"});
+	           "environments", "secrets", "inventory", "exceptions"});
 	if (root["agent"])
 		agent(root["agent"], &c);
 	if (root["tracking"])
@@ -183,6 +187,8 @@ Config Parser::parse(const YAML::Node &root) const
 		secrets(root["secrets"], &c);
 	if (root["inventory"] && !root["inventory"].IsNull())
 		inventory(root["inventory"], &c);
+	if (root["exceptions"] && !root["exceptions"].IsNull())
+		exceptions(root["exceptions"], &c);
 	return c;
 }
 

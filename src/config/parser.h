@@ -59,6 +59,7 @@ class Parser
 	void identities(const YAML::Node &n, Config *c) const;
 	void environments(const YAML::Node &n, Config *c) const;
 	void inventory(const YAML::Node &n, Config *c) const;
+	void exceptions(const YAML::Node &n, Config *c) const;
 	InventoryEntry inventory_entry(const YAML::Node &e) const;
 	void inventory_match(const YAML::Node &m, const std::string &where,
 	                     InventoryEntry *entry) const;

@@ -217,15 +217,22 @@ void Parser::journal(const YAML::Node &n, Config *c) const
 void Parser::correlate(const YAML::Node &n, Config *c) const
 {
 	only_keys(n, "correlate",
-	          {"use_window", "loopback_upstreams", "dedupe_window", "max_alerts_per_minute",
-	           "stale_check_interval", "degraded_drops", "degraded_attribution_failures",
-	           "disabled_rules"});
+	          {"use_window", "loopback_upstreams", "trusted_proxies", "dedupe_window",
+	           "max_alerts_per_minute", "stale_check_interval", "degraded_drops",
+	           "degraded_attribution_failures", "disabled_rules"});
 	CorrelateConfig &k = c->correlate;
 	if (n["use_window"])
 		k.use_window = convert(n["use_window"], "correlate.use_window", parse_duration);
 	if (n["loopback_upstreams"])
 		k.loopback_upstreams =
 		    boolean(n["loopback_upstreams"], "correlate.loopback_upstreams");
+	if (n["trusted_proxies"]) {
+		k.trusted_proxies = str_list(n["trusted_proxies"], "correlate.trusted_proxies");
+		for (const auto &p : k.trusted_proxies)
+			if (p.find(':') == std::string::npos)
+				fail(n["trusted_proxies"], "correlate.trusted_proxies entries are "
+				                           "address:port (127.0.0.1:3128)");
+	}
 	if (n["dedupe_window"])
 		k.dedupe_window =
 		    convert(n["dedupe_window"], "correlate.dedupe_window", parse_duration);

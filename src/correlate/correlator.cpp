@@ -16,7 +16,7 @@ Correlator::Correlator(std::string host, const Config &cfg, const Clock &clock, 
     : host_(std::move(host)), clock_(clock), emit_(std::move(emit)), cfg_(cfg.correlate),
       inv_(cfg.inventory), ancestry_depth_(cfg.ancestry_depth),
       disabled_(cfg.correlate.disabled_rules.begin(), cfg.correlate.disabled_rules.end()),
-      grace_ns_(to_ns(cfg.process_grace)), max_exited_(cfg.max_exited)
+      grace_ns_(to_ns(cfg.process_grace)), max_exited_(cfg.max_exited), findings_(host_)
 {
 }
 
@@ -50,6 +50,7 @@ nlohmann::json Correlator::counters_json() const
 	j["alerts_by_rule"] = counters_.alerts_by_rule;
 	j["processes"] = procs_.size();
 	j["secrets"] = secrets_.size();
+	j["findings"] = findings_.size();
 	return j;
 }
 
@@ -93,11 +94,13 @@ void Correlator::on(const ProcStart &e)
 		a = sanitize_utf8(a);
 	for (auto &[k, v] : p.start.selectors)
 		v = sanitize_utf8(v);
-	p.interactive = e.tty && !e.tracked;
-	if (!p.interactive && !e.tracked) {
-		auto parent = procs_.find(proc_key(e.parent_exec_id));
-		p.interactive = parent != procs_.end() && parent->second.interactive;
-	}
+	// A person's: it or an ancestor has a controlling terminal, and it is
+	// no MCP workload's (a server started from a terminal has one too).
+	// Whether the kernel follows it (a watched open did) does not matter.
+	p.in_workload = !e.workload.empty() || !e.mcp_server.empty();
+	auto parent = procs_.find(proc_key(e.parent_exec_id));
+	p.on_terminal = e.tty || (parent != procs_.end() && parent->second.on_terminal);
+	p.interactive = p.on_terminal && !p.in_workload;
 }
 
 void Correlator::on(const ProcExit &e)
@@ -163,7 +166,7 @@ void Correlator::on(const SecretSeen &e)
 	Holding h{idx, e.source, e.location, e.name, e.time_ns, -1};
 	h.inv = match_inv(s, h, p.start.identity);
 	s.inv = h.inv;
-	if (p.start.tracked)
+	if (p.in_workload)
 		s.mcp_held = true;
 	p.held.push_back(h);
 	emit_(secret_record(s, h, e, &p));
@@ -185,18 +188,20 @@ void Correlator::on_config_secret(Secret &s, const SecretSeen &e)
 	h.inv = match_inv(s, h, "");
 	s.inv = h.inv;
 	emit_(secret_record(s, h, e, nullptr));
-	alert("hardcoded_secret", s.fingerprint + "|" + e.location, e.time_ns, [&] {
-		nlohmann::json r = base("alert", e.time_ns);
-		r["secret"] = secret_json(s, &h);
-		if (!e.server.empty())
-			r["secret"]["server"] = sanitize_utf8(e.server);
-		if (e.line)
-			r["secret"]["line"] = e.line;
-		r["summary"] = "MCP client config " + sanitize_utf8(e.location) + " hard-codes " +
-		               s.type + " " + short_fp(s.fingerprint) +
-		               (e.server.empty() ? "" : " for server " + sanitize_utf8(e.server));
-		return r;
-	});
+	alert("hardcoded_secret", s.fingerprint, "config:" + e.location, e.time_ns, {nullptr, &s},
+	      [&] {
+		      nlohmann::json r = base("alert", e.time_ns);
+		      r["secret"] = secret_json(s, &h);
+		      if (!e.server.empty())
+			      r["secret"]["server"] = sanitize_utf8(e.server);
+		      if (e.line)
+			      r["secret"]["line"] = e.line;
+		      r["summary"] =
+		          "MCP client config " + sanitize_utf8(e.location) + " hard-codes " +
+		          s.type + " " + short_fp(s.fingerprint) +
+		          (e.server.empty() ? "" : " for server " + sanitize_utf8(e.server));
+		      return r;
+	      });
 	check_stale(s, e.time_ns, nullptr);
 }
 
@@ -212,31 +217,38 @@ void Correlator::holding_alerts(Secret &s, const Proc &p, const Holding &h, cons
 		return holding_alert(s, &h, p, e.time_ns, summary);
 	};
 	if (e.source == "argv")
-		alert("hardcoded_secret", s.fingerprint + "|" + identity, e.time_ns, [&] {
-			return make(who(p) + " has " + what + " hard-coded in its command line (" +
-			            sanitize_utf8(e.location) + ")");
-		});
+		alert("hardcoded_secret", s.fingerprint, "argv:" + identity, e.time_ns, {&p, &s},
+		      [&] {
+			      return make(who(p) + " has " + what +
+			                  " hard-coded in its command line (" +
+			                  sanitize_utf8(e.location) + ")");
+		      });
 	if (inv && inv->status != "active")
-		alert("revoked_credential_used", s.fingerprint + "|" + identity, e.time_ns, [&] {
+		alert("revoked_credential_used", s.fingerprint, identity, e.time_ns, {&p, &s}, [&] {
 			return make(who(p) + " read " + what + ", which the inventory marks " +
 			            inv->status + " (" + inv->id + ")");
 		});
 	if (inv && !policy::identity_allowed(*inv, identity))
-		alert("out_of_scope_identity", s.fingerprint + "|" + identity, e.time_ns, [&] {
-			return make(who(p) + " obtained " + what + " (" + inv->id +
-			            "), which its identity is not allowed to hold");
-		});
+		alert("out_of_scope_identity", s.fingerprint + "|" + identity, "hold", e.time_ns,
+		      {&p, &s}, [&] {
+			      return make(who(p) + " obtained " + what + " (" + inv->id +
+			                  "), which its identity is not allowed to hold");
+		      });
+	// Once per person and credential: a session's commands (cat, then grep)
+	// are one reader.
 	if (p.interactive && s.mcp_held)
-		alert("human_use", s.fingerprint + "|" + identity, e.time_ns, [&] {
-			return make(who(p) + ", an interactive session, read " + what +
-			            " which belongs to an MCP workload, from " +
-			            sanitize_utf8(e.location));
-		});
+		alert("human_use", s.fingerprint + "|" + reader_of(p), "", e.time_ns, {&p, &s},
+		      [&] {
+			      return make(who(p) + ", an interactive session, read " + what +
+			                  " which belongs to an MCP workload, from " +
+			                  sanitize_utf8(e.location));
+		      });
 }
 
 void Correlator::check_shared(Secret &s, const Proc &p, const std::string &identity)
 {
-	if (identity.empty())
+	// A person at a terminal is not a workload sharing it: human_use says so.
+	if (identity.empty() || p.interactive)
 		return;
 	auto env_it = p.start.selectors.find("env");
 	std::string env = env_it == p.start.selectors.end() ? "" : env_it->second;
@@ -251,32 +263,33 @@ void Correlator::check_shared(Secret &s, const Proc &p, const std::string &ident
 	policy::Sharing sh = policy::sharing(entry(s.inv), holders, s.environments.size());
 	if (!sh.shared)
 		return;
-	// One alert per identity joining (or environment), not per sighting.
-	alert(
-	    "shared_credential", s.fingerprint + "|" + identity + "|" + env, p.start.time_ns, [&] {
-		    nlohmann::json r = holding_alert(s, nullptr, p, p.start.time_ns, "");
-		    nlohmann::json ids = nlohmann::json::array();
-		    for (const auto &[id, h] : s.holders) {
-			    nlohmann::json j = {{"id", id},
-			                        {"exec_id", h.exec_id},
-			                        {"first_seen", rfc3339(h.first_ns)}};
-			    if (!h.environment.empty())
-				    j["env"] = h.environment;
-			    ids.push_back(std::move(j));
-		    }
-		    r["identities"] = std::move(ids);
-		    r["reason"] = sh.across_environments ? "environments" : "identities";
-		    if (sh.across_environments)
-			    r["environments"] = s.environments;
-		    r["summary"] =
-		        s.type + " " + short_fp(s.fingerprint) + " is shared by " +
-		        std::to_string(s.holders.size()) + " identities" +
-		        (sh.across_environments
-		             ? " across " + std::to_string(s.environments.size()) + " environments"
-		             : "") +
-		        "; newest: " + identity;
-		    return r;
-	    });
+	// One finding per credential; each identity (or environment) joining it
+	// is an update.
+	alert("shared_credential", s.fingerprint, new_env ? "env:" + env : identity,
+	      p.start.time_ns, {&p, &s}, [&] {
+		      nlohmann::json r = holding_alert(s, nullptr, p, p.start.time_ns, "");
+		      nlohmann::json ids = nlohmann::json::array();
+		      for (const auto &[id, h] : s.holders) {
+			      nlohmann::json j = {{"id", id},
+			                          {"exec_id", h.exec_id},
+			                          {"first_seen", rfc3339(h.first_ns)}};
+			      if (!h.environment.empty())
+				      j["env"] = h.environment;
+			      ids.push_back(std::move(j));
+		      }
+		      r["identities"] = std::move(ids);
+		      r["reason"] = sh.across_environments ? "environments" : "identities";
+		      if (sh.across_environments)
+			      r["environments"] = s.environments;
+		      r["summary"] = s.type + " " + short_fp(s.fingerprint) + " is shared by " +
+		                     std::to_string(s.holders.size()) + " identities" +
+		                     (sh.across_environments
+		                          ? " across " + std::to_string(s.environments.size()) +
+		                                " environments"
+		                          : "") +
+		                     "; newest: " + identity;
+		      return r;
+	      });
 }
 
 void Correlator::check_stale(Secret &s, int64_t now, const Proc *p)
@@ -287,7 +300,7 @@ void Correlator::check_stale(Secret &s, int64_t now, const Proc *p)
 	policy::Lifetime life{s.first_seen_ns, s.oldest_mtime_ns, s.last_used_ns, s.retired};
 	for (const auto &why :
 	     policy::stale_reasons(*inv, life, now, s.type + " " + short_fp(s.fingerprint)))
-		alert("stale_credential", s.fingerprint + "|" + why.reason, now, [&] {
+		alert("stale_credential", s.fingerprint, why.reason, now, {p, &s}, [&] {
 			nlohmann::json r = base("alert", now);
 			r["secret"] = secret_json(s, nullptr);
 			if (p) {
@@ -324,7 +337,11 @@ void Correlator::on(const HealthSeen &e)
 	r["summary"] = "monitor degraded: " + std::to_string(drops) +
 	               " kernel events dropped and " + std::to_string(failures) +
 	               " events not attributed since the last health report";
-	alert("monitor_degraded", r["reason"].get<std::string>(), e.time_ns,
+	// One finding; each loss window is an update that says which interval
+	// is blind.
+	r["window_start"] = rfc3339(prev.time_ns ? prev.time_ns : e.time_ns);
+	r["window_end"] = rfc3339(e.time_ns);
+	alert("monitor_degraded", "monitor", r["window_end"].get<std::string>(), e.time_ns, {},
 	      [&] { return std::move(r); });
 }
 
@@ -346,24 +363,50 @@ void Correlator::expire(int64_t now)
 {
 	while (!exited_.empty() && since(now, exited_.front().first) > grace_ns_)
 		forget_oldest_exited();
-	int64_t window = to_ns(cfg_.dedupe_window);
-	if (alert_seen_.size() > 4096)
-		std::erase_if(alert_seen_, [&](const auto &kv) {
-			return since(now, kv.second.last_ns) > window;
-		});
 }
 
-void Correlator::alert(const char *rule, const std::string &key, int64_t now,
+bool Correlator::excepted(const char *rule, const Subject &who) const
+{
+	for (const auto &x : cfg_.exceptions) {
+		if (x.rule != "*" && x.rule != rule)
+			continue;
+		const ProcStart *p = who.proc ? &who.proc->start : nullptr;
+		auto glob = [](const std::optional<std::string> &g, const std::string *v) {
+			return !g || (v && glob_match(*g, *v));
+		};
+		if (!glob(x.identity, p ? &p->identity : nullptr) ||
+		    !glob(x.exe, p ? &p->exe : nullptr) || !glob(x.comm, p ? &p->comm : nullptr) ||
+		    (x.uid && (!p || p->uid != *x.uid)))
+			continue;
+		if (x.fingerprint && (!who.secret || who.secret->fingerprint != *x.fingerprint))
+			continue;
+		if (x.upstream) {
+			std::string host = who.upstream.substr(0, who.upstream.rfind(':'));
+			if (who.upstream.empty() || (!glob_match(*x.upstream, who.upstream) &&
+			                             !glob_match(*x.upstream, host)))
+				continue;
+		}
+		return true;
+	}
+	return false;
+}
+
+void Correlator::alert(const char *rule, const std::string &key, const std::string &facet,
+                       int64_t now, const Subject &who,
                        const std::function<nlohmann::json()> &build)
 {
 	if (disabled_.count(rule))
 		return;
-	const RuleInfo *info = find_rule(rule);
-	auto &d = alert_seen_[std::string(rule) + "|" + key];
-	int64_t window = to_ns(cfg_.dedupe_window);
-	if (d.last_ns && since(now, d.last_ns) < window) {
-		d.suppressed++;
+	if (excepted(rule, who)) {
+		counters_.alerts_excepted++;
+		return;
+	}
+	FindingState *f = nullptr;
+	Occurrence o = findings_.occur(rule, key, facet, now, to_ns(cfg_.dedupe_window), &f);
+	if (o == Occurrence::kRepeat) {
 		counters_.alerts_deduplicated++;
+		if (on_finding_)
+			on_finding_(*f);
 		return;
 	}
 	if (since(now, rate_window_start_) >= 60000000000LL) {
@@ -371,25 +414,48 @@ void Correlator::alert(const char *rule, const std::string &key, int64_t now,
 		rate_count_ = 0;
 	}
 	if (cfg_.max_alerts_per_minute && ++rate_count_ > cfg_.max_alerts_per_minute) {
-		// Marked seen, so a flood does not retry it on every event; it is
-		// raised again after the window, with this one counted.
+		// Not written: the next occurrence after the window reports it, with
+		// this one counted.
 		counters_.alerts_rate_limited++;
-		d = Dedupe{now, d.suppressed + 1};
+		if (on_finding_)
+			on_finding_(*f);
 		return;
 	}
-	uint64_t suppressed = d.suppressed;
-	d = Dedupe{now, 0};
-	// Built only when it is written.
-	nlohmann::json r = build();
+	const RuleInfo *info = find_rule(rule);
+	nlohmann::json r = build(); // built only when it is written
+	bool update = o != Occurrence::kNew;
+	r["type"] = update ? "update" : "alert";
 	r["rule"] = rule;
 	r["severity"] = info->severity;
 	r["tags"] = info->tags;
-	r["alert_id"] = hex64(fnv1a(key, fnv1a(rule) ^ static_cast<uint64_t>(now)));
-	if (suppressed)
-		r["suppressed_since_last"] = suppressed;
+	r["finding_id"] = f->id;
+	r["alert_id"] = f->id; // the same id: docs/alerts.md
+	r["count"] = f->count;
+	r["first_seen"] = rfc3339(f->first_ns);
+	r["last_seen"] = rfc3339(f->last_ns);
+	if (update && !facet.empty() && o == Occurrence::kNewFacet)
+		r["new"] = facet;
+	findings_.reported(*f, now);
+	if (on_finding_)
+		on_finding_(*f);
 	counters_.alerts++;
+	if (update)
+		counters_.alert_updates++;
 	counters_.alerts_by_rule[rule]++;
 	emit_(Record{std::move(r), {}});
+}
+
+std::string Correlator::reader_of(const Proc &p)
+{
+	// An audit login session; else the terminal session (without auditing,
+	// a shell's commands share its session and tty); else the identity.
+	if (p.start.sessionid != UINT32_MAX)
+		return "session:" + std::to_string(p.start.loginuid) + ":" +
+		       std::to_string(p.start.sessionid);
+	if (p.start.tty_nr)
+		return "tty:" + std::to_string(p.start.tty_nr) + ":" + std::to_string(p.start.sid) +
+		       ":" + std::to_string(p.start.uid);
+	return p.start.identity;
 }
 
 } // namespace keytrail

@@ -158,7 +158,7 @@ std::string encode_input(const Input &in)
 			    e.num(v.ppid);
 			    e.num(v.uid);
 			    e.num<uint8_t>(v.tty | v.tracked << 1 | v.forked << 2 |
-			                   v.env_observed << 3);
+			                   v.env_observed << 3 | v.launcher << 4);
 			    e.str(v.comm);
 			    e.str(v.exe);
 			    e.str(v.mcp_server);
@@ -167,6 +167,11 @@ std::string encode_input(const Input &in)
 			    e.sels(v.selectors);
 			    e.num(v.gid); // appended fields
 			    e.strs(v.unresolved);
+			    e.str(v.workload);
+			    e.num(v.loginuid);
+			    e.num(v.sessionid);
+			    e.num(v.tty_nr);
+			    e.num(v.sid);
 		    } else if constexpr (std::is_same_v<T, ProcExit>) {
 			    e.num<uint8_t>(kProcExit);
 			    e.num(v.time_ns);
@@ -194,6 +199,9 @@ std::string encode_input(const Input &in)
 			    e.str(v.addr);
 			    e.str(v.sni);
 			    e.str(v.http_host);
+			    e.str(v.proxy_target); // appended
+			    e.num<uint8_t>(v.via_proxy);
+			    e.num(v.name_check);
 		    } else if constexpr (std::is_same_v<T, HealthSeen>) {
 			    e.num<uint8_t>(kHealth);
 			    e.num(v.time_ns);
@@ -240,6 +248,7 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 		v.tracked = flags & 2;
 		v.forked = flags & 4;
 		v.env_observed = flags & 8;
+		v.launcher = flags & 16;
 		d.str(v.comm);
 		d.str(v.exe);
 		d.str(v.mcp_server);
@@ -251,6 +260,14 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 			v.unresolved = d.strs();
 		else
 			v.unresolved.clear();
+		if (d.more())
+			d.str(v.workload);
+		else
+			v.workload.clear();
+		v.loginuid = d.more() ? d.num<uint32_t>() : UINT32_MAX;
+		v.sessionid = d.more() ? d.num<uint32_t>() : UINT32_MAX;
+		v.tty_nr = d.more() ? d.num<uint32_t>() : 0;
+		v.sid = d.more() ? d.num<uint32_t>() : 0;
 		break;
 	}
 	case kProcExit: {
@@ -286,6 +303,12 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 		d.str(v.addr);
 		d.str(v.sni);
 		d.str(v.http_host);
+		if (d.more())
+			d.str(v.proxy_target);
+		else
+			v.proxy_target.clear();
+		v.via_proxy = d.more() && d.num<uint8_t>();
+		v.name_check = d.more() ? d.num<uint8_t>() : uint8_t{ConnectSeen::kNoCheck};
 		break;
 	}
 	case kHealth: {

@@ -84,6 +84,12 @@ const InventoryEntry *match(const std::vector<InventoryEntry> &inventory, const 
 	return nullptr;
 }
 
+bool fetch_credential(std::string_view type, std::string_view source)
+{
+	return source == "file" || type == "npm_token" || type == "pypi_token" ||
+	       type == "dockerhub_pat";
+}
+
 bool identity_allowed(const InventoryEntry &e, std::string_view identity)
 {
 	if (e.allowed_identities.empty())

@@ -70,6 +70,10 @@ const std::string &Correlator::process_raw(const Proc &p) const
 	j["tty"] = p.start.tty;
 	if (!p.start.mcp_server.empty())
 		j["mcp_server"] = p.start.mcp_server;
+	if (p.start.loginuid != UINT32_MAX)
+		j["login_uid"] = p.start.loginuid;
+	if (p.start.sessionid != UINT32_MAX)
+		j["session"] = p.start.sessionid;
 	std::string s = dump_json(j);
 	s.pop_back(); // '}'
 	s += ",\"ancestry\":[";

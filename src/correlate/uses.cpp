@@ -4,74 +4,31 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "detail.h"
 #include "keytrail/correlate/correlator.h"
 #include "keytrail/correlate/policy.h"
 #include "keytrail/util/text.h"
+#include "upstream.h"
 
 namespace keytrail
 {
 
 using namespace correlate_detail;
 
-namespace
-{
-
-bool is_loopback(uint16_t family, const std::string &addr)
-{
-	if (family == AF_INET)
-		return addr.starts_with("127.");
-	return addr == "::1" || addr.starts_with("::ffff:127.");
-}
-
-bool is_unspecified(const std::string &addr)
-{
-	return addr == "0.0.0.0" || addr == "::";
-}
-
-// The upstream's name: SNI, else the HTTP Host without its ":port" (the
-// port is the connect's), else the address.
-std::string upstream_name(const ConnectSeen &c)
-{
-	if (!c.sni.empty())
-		return sanitize_utf8(c.sni);
-	std::string_view host = c.http_host;
-	auto colon = host.rfind(':');
-	if (colon != std::string_view::npos && colon + 1 < host.size() &&
-	    host.find(']', colon) == std::string_view::npos &&
-	    host.find_first_not_of("0123456789", colon + 1) == std::string_view::npos)
-		host = host.substr(0, colon);
-	return sanitize_utf8(host.empty() ? std::string_view(c.addr) : host);
-}
-
-nlohmann::json upstream_json(const ConnectSeen &c)
-{
-	nlohmann::json u = {{"addr", c.addr},
-	                    {"port", c.port},
-	                    {"protocol", c.sock_type == SOCK_DGRAM ? "udp" : "tcp"}};
-	if (!c.sni.empty())
-		u["sni"] = sanitize_utf8(c.sni);
-	if (!c.http_host.empty())
-		u["http_host"] = sanitize_utf8(c.http_host);
-	if (c.result == -EINPROGRESS)
-		u["in_progress"] = true;
-	return u;
-}
-
-} // namespace
-
 // A connect and what the correlator has worked out about it so far.
 struct Correlator::Use {
 	const ConnectSeen &e;
 	Proc &p;
+	UpstreamOf up;
 	uint64_t up_hash = 0; // the upstream (as records name it) and port
 	std::string up_key;   // "name:port", built on first need
 
 	const std::string &key()
 	{
 		if (up_key.empty())
-			up_key = upstream_name(e) + ":" + std::to_string(e.port);
+			up_key = up.key();
 		return up_key;
 	}
 	// A secret_use record without its credential part.
@@ -79,7 +36,7 @@ struct Correlator::Use {
 	{
 		Record rec{c.base("secret_use", e.time_ns), {}};
 		rec.fields["pairing"] = pairing;
-		rec.fields["upstream"] = upstream_json(e);
+		rec.fields["upstream"] = up.json();
 		if (repeats)
 			rec.fields["repeats"] = repeats;
 		c.add_process_raw(p, rec);
@@ -89,31 +46,48 @@ struct Correlator::Use {
 
 bool Correlator::is_upstream(const ConnectSeen &e)
 {
-	bool inet = e.family == AF_INET || e.family == AF_INET6;
-	bool attempt = e.result == 0 || e.result == -EINPROGRESS;
-	// Not upstreams: unix/netlink sockets, failed connects, loopback (unless
-	// configured), the UDP connect getaddrinfo makes to port 0, and DNS.
-	return inet && attempt && e.port != 0 && e.port != 53 && !is_unspecified(e.addr) &&
-	       (cfg_.loopback_upstreams || !is_loopback(e.family, e.addr));
+	const char *why = not_upstream(e, cfg_.loopback_upstreams);
+	if (!why)
+		return true;
+	counters_.connects_not_upstream++;
+	uint64_t *by_reason = !std::strcmp(why, "not_inet")  ? &counters_.connects_ignored_not_inet
+	                      : !std::strcmp(why, "failed")  ? &counters_.connects_ignored_failed
+	                      : !std::strcmp(why, "dns")     ? &counters_.connects_ignored_dns
+	                      : !std::strcmp(why, "no_peer") ? &counters_.connects_ignored_no_peer
+	                                                     : &counters_.connects_ignored_loopback;
+	(*by_reason)++;
+	return false;
 }
 
 void Correlator::on(const ConnectSeen &e)
 {
-	if (!is_upstream(e)) {
-		counters_.connects_not_upstream++;
+	if (!is_upstream(e))
 		return;
-	}
 	Proc *p = known_proc(e.exec_id);
 	if (!p)
 		return;
 	usable(*p, e.time_ns, cands_);
+	if (p->start.launcher && !cands_.empty()) {
+		// npx fetching the server: not a use of what it only passes down.
+		std::erase_if(cands_, [&](const auto &c) {
+			return !policy::fetch_credential(secrets_[c.second->secret].type,
+			                                 c.second->source);
+		});
+		if (cands_.empty())
+			counters_.launcher_fetches++;
+	}
 	if (cands_.empty())
 		return;
 	// The upstream as records name it, hashed without building the name.
-	const std::string &name = !e.sni.empty()         ? e.sni
-	                          : !e.http_host.empty() ? e.http_host
-	                                                 : e.addr;
-	Use u{e, *p, fnv1a(name) ^ (static_cast<uint64_t>(e.port) * 0x9e3779b97f4a7c15ull), {}};
+	const std::string &name = !e.proxy_target.empty() ? e.proxy_target
+	                          : !e.sni.empty()        ? e.sni
+	                          : !e.http_host.empty()  ? e.http_host
+	                                                  : e.addr;
+	Use u{e,
+	      *p,
+	      UpstreamOf(e),
+	      fnv1a(name) ^ (static_cast<uint64_t>(e.port) * 0x9e3779b97f4a7c15ull),
+	      {}};
 	bind(u);
 }
 
@@ -163,8 +137,7 @@ void Correlator::bind(Use &u)
 			distinct.push_back(c);
 	for (const auto &c : distinct) {
 		const InventoryEntry *inv = entry(c.second->inv);
-		if (inv && !inv->allowed_upstreams.empty() &&
-		    policy::upstream_allowed(*inv, u.e.addr, u.e.sni, u.e.http_host))
+		if (inv && !inv->allowed_upstreams.empty() && u.up.check(*inv).allowed)
 			bound.push_back(c);
 	}
 	if (!bound.empty()) {
@@ -220,17 +193,19 @@ void Correlator::ambiguous_use(Use &u)
 		return inv && !inv->allowed_upstreams.empty();
 	});
 	if (all_restricted)
-		alert("unexpected_upstream", u.p.start.exec_id + "|*|" + u.key(), e.time_ns, [&] {
-			nlohmann::json r = base("alert", e.time_ns);
-			r["candidates"] = candidates();
-			r["identity"] = identity_json(u.p);
-			r["process"] = process_json(u.p);
-			r["upstream"] = upstream_json(e);
-			r["summary"] = who(u.p) + " connected to " + u.key() +
-			               ", which none of the " + std::to_string(distinct.size()) +
-			               " credentials it holds is allowed to reach";
-			return r;
-		});
+		alert("unexpected_upstream", "*|" + u.p.start.identity, u.key(), e.time_ns,
+		      {&u.p, nullptr, u.key()}, [&] {
+			      nlohmann::json r = base("alert", e.time_ns);
+			      r["candidates"] = candidates();
+			      r["identity"] = identity_json(u.p);
+			      r["process"] = process_json(u.p);
+			      r["upstream"] = u.up.json();
+			      r["summary"] = who(u.p) + " connected to " + u.key() +
+			                     ", which none of the " +
+			                     std::to_string(distinct.size()) +
+			                     " credentials it holds is allowed to reach";
+			      return r;
+		      });
 	// Deduplicated apart from any bound use of the same upstream, whose key
 	// mixes in a fingerprint's hash: 0x2a stands for "no single credential".
 	uint64_t repeats = 0;
@@ -283,34 +258,44 @@ void Correlator::use_alerts(Use &u, Secret &s, const Holding *h)
 	std::string what = s.type + " " + short_fp(s.fingerprint);
 	auto make = [&](const std::string &summary) {
 		nlohmann::json r = holding_alert(s, h, u.p, e.time_ns, summary);
-		r["upstream"] = upstream_json(e);
+		r["upstream"] = u.up.json();
 		return r;
 	};
 	if (!inv || inv->owner.empty())
-		alert("unowned_secret", s.fingerprint + "|" + identity, e.time_ns, [&] {
-			return make(who(u.p) + " used " + what + " toward " + u.key() + "; " +
-			            (inv ? "inventory entry " + inv->id + " names no owner"
-			                 : "no inventory entry owns it"));
-		});
-	if (inv && inv->status != "active")
-		alert("revoked_credential_used", s.fingerprint + "|" + identity + "|use", e.time_ns,
+		alert("unowned_secret", s.fingerprint, identity, e.time_ns, {&u.p, &s, u.key()},
 		      [&] {
+			      return make(who(u.p) + " used " + what + " toward " + u.key() + "; " +
+			                  (inv ? "inventory entry " + inv->id + " names no owner"
+			                       : "no inventory entry owns it"));
+		      });
+	if (inv && inv->status != "active")
+		alert("revoked_credential_used", s.fingerprint, identity + "|use", e.time_ns,
+		      {&u.p, &s, u.key()}, [&] {
 			      return make(who(u.p) + " used " + what + " toward " + u.key() +
 			                  ", which the inventory marks " + inv->status + " (" +
 			                  inv->id + ")");
 		      });
-	if (inv && !policy::upstream_allowed(*inv, e.addr, e.sni, e.http_host))
-		alert("unexpected_upstream", s.fingerprint + "|" + identity + "|" + u.key(),
-		      e.time_ns, [&] {
-			      return make(who(u.p) + " sent " + what + " (" + inv->id +
-			                  ") toward " + u.key() +
-			                  ", which is not among its allowed upstreams");
+	UpstreamOf::Verdict v = inv ? u.up.check(*inv) : UpstreamOf::Verdict{true, false};
+	if (!v.allowed)
+		alert("unexpected_upstream", s.fingerprint + "|" + identity, u.key(), e.time_ns,
+		      {&u.p, &s, u.key()}, [&] {
+			      nlohmann::json r =
+			          make(who(u.p) + " sent " + what + " (" + inv->id + ") toward " +
+			               u.key() +
+			               (v.unverified_name
+			                    ? ", a name it never resolved to " + e.addr +
+			                          ": only a verified name is allowed"
+			                    : ", which is not among its allowed upstreams"));
+			      r["reason"] = v.unverified_name ? "unverified_name" : "not_allowed";
+			      return r;
 		      });
 	if (inv && !policy::identity_allowed(*inv, identity))
-		alert("out_of_scope_identity", s.fingerprint + "|" + identity, e.time_ns, [&] {
-			return make(who(u.p) + " used " + what + " (" + inv->id + ") toward " +
-			            u.key() + ", which its identity is not allowed to use");
-		});
+		alert("out_of_scope_identity", s.fingerprint + "|" + identity, "use", e.time_ns,
+		      {&u.p, &s, u.key()}, [&] {
+			      return make(who(u.p) + " used " + what + " (" + inv->id +
+			                  ") toward " + u.key() +
+			                  ", which its identity is not allowed to use");
+		      });
 }
 
 } // namespace keytrail

@@ -12,11 +12,13 @@ namespace keytrail
 namespace
 {
 
-// A package or binary reference, split into scope and name, version dropped:
-// "@modelcontextprotocol/server-gitlab@1.0" -> {"@modelcontextprotocol", "server-gitlab"};
-// "/x/node_modules/@zereight/mcp-gitlab/build/index.js" -> {"@zereight", "mcp-gitlab"};
-// "/usr/local/bin/github-mcp-server" -> {"", "github-mcp-server"}.
+// A package or binary reference, version dropped, and what kind of name it
+// is: "@modelcontextprotocol/server-gitlab@1.0" -> npm {"@modelcontextprotocol",
+// "server-gitlab"}; "/x/node_modules/@zereight/mcp-gitlab/build/index.js" ->
+// npm {"@zereight", "mcp-gitlab"}; "/usr/local/bin/github-mcp-server" ->
+// binary {"", "github-mcp-server"}.
 struct PackageRef {
+	enum Kind { kNpm, kPypi, kImage, kBinary } kind = kBinary;
 	std::string scope, name;
 };
 
@@ -27,7 +29,8 @@ PackageRef package_ref(std::string_view arg)
 	if (nm != std::string_view::npos) {
 		std::string_view rest = arg.substr(nm + 13);
 		if (rest.starts_with(".bin/"))
-			return package_ref(rest.substr(5));
+			return package_ref(rest.substr(5)); // a bin: its package is found on disk
+		ref.kind = PackageRef::kNpm;
 		auto slash = rest.find('/');
 		if (rest.starts_with("@") && slash != std::string_view::npos) {
 			ref.scope = rest.substr(0, slash);
@@ -39,6 +42,7 @@ PackageRef package_ref(std::string_view arg)
 	if (arg.starts_with("@")) {
 		auto slash = arg.find('/');
 		if (slash != std::string_view::npos) {
+			ref.kind = PackageRef::kNpm;
 			ref.scope = arg.substr(0, slash);
 			arg = arg.substr(slash + 1);
 		}
@@ -52,15 +56,61 @@ PackageRef package_ref(std::string_view arg)
 	return ref;
 }
 
+// A package spec given to a package runner (npx, bunx, npm exec, pnpm dlx).
+PackageRef npm_spec(std::string_view arg)
+{
+	PackageRef ref = package_ref(arg);
+	if (arg.find('/') == std::string_view::npos || arg.starts_with("@"))
+		ref.kind = PackageRef::kNpm;
+	return ref;
+}
+
+// A PyPI requirement given to uvx / pipx run / uv tool run: "pkg==1.2",
+// "pkg[extra]@1.2", "pkg>=1".
+PackageRef pypi_spec(std::string_view arg)
+{
+	PackageRef ref;
+	ref.kind = PackageRef::kPypi;
+	ref.name = arg.substr(0, arg.find_first_of("[=<>~!@; "));
+	return ref;
+}
+
+// PEP 503: lowercase, runs of "-", "_" and "." are one "-".
+std::string normalize_python(std::string_view name)
+{
+	std::string out;
+	for (char c : name) {
+		bool sep = c == '-' || c == '_' || c == '.';
+		if (sep) {
+			if (!out.empty() && out.back() != '-')
+				out.push_back('-');
+			continue;
+		}
+		out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+	}
+	while (!out.empty() && out.back() == '-')
+		out.pop_back();
+	return out;
+}
+
 bool mcp_name(const PackageRef &r)
 {
-	const std::string &n = r.name;
 	if (r.scope == "@modelcontextprotocol")
-		return n.starts_with("server-"); // not the sdk or the inspector
+		return r.name.starts_with("server-"); // not the sdk or the inspector
+	// Compared in PEP 503 form: MCP_Server.git is mcp-server-git.
+	std::string n = normalize_python(r.name);
 	return n.find("mcp-server") != std::string::npos ||
-	       n.find("mcp_server") != std::string::npos ||
 	       n.find("server-mcp") != std::string::npos || n.starts_with("mcp-") ||
-	       n.starts_with("mcp_") || n.ends_with("-mcp") || n.ends_with("_mcp");
+	       n.ends_with("-mcp");
+}
+
+std::string canonical_name(const PackageRef &r)
+{
+	switch (r.kind) {
+	case PackageRef::kNpm: return r.scope.empty() ? r.name : r.scope + "/" + r.name;
+	case PackageRef::kImage: return r.scope.empty() ? r.name : r.scope + "/" + r.name;
+	default: return normalize_python(r.name);
+	}
 }
 
 // Options of launchers that take a value as the next argument.
@@ -102,11 +152,77 @@ bool is_python(std::string_view b)
 	       b == "pypy3";
 }
 
-std::optional<McpMatch> found(const PackageRef &r, const char *rule)
+// A package manager's script run by its interpreter, as its shebang runs it
+// ("node /usr/lib/node_modules/npm/bin/npx-cli.js", "python3 /usr/bin/pipx"):
+// the runner it is.
+std::optional<std::string> runner_script(std::string_view path)
 {
-	if (!mcp_name(r))
+	std::string s(basename_of(path));
+	for (std::string_view ext : {".js", ".cjs", ".mjs", "-cli"})
+		if (s.ends_with(ext))
+			s.resize(s.size() - ext.size());
+	static const std::set<std::string_view> runners = {"npx",  "npm", "pnpm", "pnpx", "yarn",
+	                                                   "bunx", "uvx", "uv",   "pipx"};
+	if (runners.count(s))
+		return s;
+	return std::nullopt;
+}
+
+// The command a wrapper starts: `env [-u NAME] [VAR=value] cmd ...` is cmd;
+// an interpreter running a runner's script is that runner. Anything else
+// is itself.
+std::vector<std::string> unwrapped(std::vector<std::string> argv)
+{
+	for (int depth = 0; depth < 4 && !argv.empty(); depth++) {
+		std::string prog(basename_of(argv[0]));
+		size_t from = 0;
+		if (prog == "env") {
+			from = 1;
+			while (from < argv.size() && (argv[from].starts_with("-") ||
+			                              argv[from].find('=') != std::string::npos)) {
+				const std::string &a = argv[from++];
+				if (a == "--")
+					break;
+				if (a == "-u" || a == "--unset" || a == "-C" || a == "--chdir")
+					from++; // and its value
+			}
+		} else if (prog == "node" || prog == "nodejs" || prog == "bun" || is_python(prog)) {
+			auto op = first_operand(argv, 1);
+			if (!op)
+				break;
+			auto runner = runner_script(argv[*op]);
+			if (!runner)
+				break;
+			argv[*op] = *runner;
+			from = *op;
+		} else {
+			break;
+		}
+		if (from >= argv.size())
+			return {};
+		argv.erase(argv.begin(), argv.begin() + static_cast<std::ptrdiff_t>(from));
+	}
+	return argv;
+}
+
+// The match for a reference, if it names an MCP server. A binary or script
+// path may be in an npm package (a bin, a dist/index.js): its package.json
+// names it better, and decides. A name given as a package is final.
+std::optional<McpMatch> found(PackageRef r, const char *rule, const std::string &script = "",
+                              const PackageLookup *lookup = nullptr, bool lookup_always = false)
+{
+	bool named = mcp_name(r);
+	if (r.kind == PackageRef::kBinary && !script.empty() && lookup && *lookup &&
+	    (named || lookup_always))
+		if (auto pkg = (*lookup)(script)) {
+			PackageRef p = package_ref(*pkg);
+			p.kind = PackageRef::kNpm;
+			if (mcp_name(p))
+				return McpMatch{canonical_name(p), rule};
+		}
+	if (!named)
 		return std::nullopt;
-	return McpMatch{r.name, rule};
+	return McpMatch{canonical_name(r), rule, r.kind != PackageRef::kBinary};
 }
 
 // docker/podman run ... IMAGE: mcp/github, ghcr.io/github/github-mcp-server
@@ -123,20 +239,38 @@ std::optional<McpMatch> match_container(const std::vector<std::string> &argv)
 	auto colon = image.rfind(':');
 	if (colon != std::string::npos && image.find('/', colon) == std::string::npos)
 		image.resize(colon); // tag
-	if (image.starts_with("mcp/") || image.find("/mcp/") != std::string::npos)
-		return McpMatch{image.substr(image.rfind("mcp/")), "builtin:docker-image"};
-	return found(PackageRef{"", std::string(basename_of(image))}, "builtin:docker-image");
+	// A registry host is not part of the name: it is a hostname with a dot
+	// or a port, or localhost ("ghcr.io/github/x" -> "github/x").
+	auto slash = image.find('/');
+	if (slash != std::string::npos) {
+		std::string first = image.substr(0, slash);
+		if (first.find_first_of(".:") != std::string::npos || first == "localhost")
+			image = image.substr(slash + 1);
+	}
+	if (image.starts_with("library/"))
+		image = image.substr(8);
+	PackageRef ref{PackageRef::kImage, "", image};
+	auto last = image.rfind('/');
+	if (last != std::string::npos) {
+		ref.scope = image.substr(0, last);
+		ref.name = image.substr(last + 1);
+	}
+	if (ref.scope == "mcp" || ref.scope.ends_with("/mcp"))
+		return McpMatch{image, "builtin:docker-image"};
+	return found(ref, "builtin:docker-image");
 }
 
 } // namespace
 
-std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, const std::string &exe)
+std::optional<McpMatch> match_builtin(const std::vector<std::string> &raw_argv,
+                                      const std::string &exe, const PackageLookup &lookup)
 {
 	// A script run through its shebang: argv names the interpreter, the
 	// executed file is the server ("/opt/bin/mcp-server-x" -> sh or node).
-	if (!exe.empty() && !argv.empty() && basename_of(exe) != basename_of(argv[0]))
-		if (auto m = found(package_ref(exe), "builtin:binary"))
+	if (!exe.empty() && !raw_argv.empty() && basename_of(exe) != basename_of(raw_argv[0]))
+		if (auto m = found(package_ref(exe), "builtin:binary", exe, &lookup))
 			return m;
+	const std::vector<std::string> argv = unwrapped(raw_argv);
 	if (argv.empty())
 		return std::nullopt;
 	std::string prog(basename_of(argv[0]));
@@ -151,7 +285,7 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 		if (std::find(argv.begin() + 1, argv.end(), "-c") != argv.end())
 			return std::nullopt;
 		if (auto op = first_operand(argv, 1))
-			return found(package_ref(argv[*op]), "builtin:binary");
+			return found(package_ref(argv[*op]), "builtin:binary", argv[*op], &lookup);
 		return std::nullopt;
 	}
 
@@ -159,7 +293,8 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 	if (is_python(prog)) {
 		for (size_t i = 1; i + 1 < argv.size(); i++) {
 			if (argv[i] == "-m")
-				return found(PackageRef{"", argv[i + 1]}, "builtin:python-module");
+				return found(PackageRef{PackageRef::kPypi, "", argv[i + 1]},
+				             "builtin:python-module");
 			if (!std::string_view(argv[i]).starts_with("-"))
 				break;
 		}
@@ -180,21 +315,39 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv, cons
 		from = 2;
 
 	if (from) {
-		// npx -p @scope/pkg bin: the package is the option's value.
-		for (size_t i = from; i + 1 < argv.size(); i++)
-			if (argv[i] == "-p" || argv[i] == "--package")
-				if (auto m = found(package_ref(argv[i + 1]), "builtin:npm-package"))
+		bool npm_runner = prog == "npx" || prog == "bunx" || prog == "npm" ||
+		                  prog == "pnpm" || prog == "yarn" || prog == "pnpx";
+		bool pypi_runner = prog == "uvx" || prog == "uv" || prog == "pipx";
+		// npx -p @scope/pkg bin, uvx --from pkg bin: the package is the
+		// option's value.
+		for (size_t i = from; i + 1 < argv.size(); i++) {
+			if (npm_runner && (argv[i] == "-p" || argv[i] == "--package"))
+				if (auto m = found(npm_spec(argv[i + 1]), "builtin:npm-package"))
 					return m;
-		if (auto op = first_operand(argv, from)) {
-			if (prog == "deno" && argv[*op] == "run")
-				op = first_operand(argv, *op + 1);
-			if (op)
-				return found(package_ref(argv[*op]), "builtin:package");
+			if (pypi_runner && (argv[i] == "--from" || argv[i] == "--spec"))
+				if (auto m = found(pypi_spec(argv[i + 1]), "builtin:pypi-package"))
+					return m;
 		}
-		return std::nullopt;
+		auto op = first_operand(argv, from);
+		if (op && prog == "deno" && argv[*op] == "run")
+			op = first_operand(argv, *op + 1);
+		if (!op)
+			return std::nullopt;
+		const std::string &a = argv[*op];
+		if (npm_runner)
+			return found(npm_spec(a), "builtin:npm-package");
+		if (pypi_runner)
+			return found(pypi_spec(a), "builtin:pypi-package");
+		// node SCRIPT: an npm package's script, whatever the file is called.
+		bool js = prog == "node" || prog == "nodejs" || prog == "bun" || prog == "deno" ||
+		          prog == "tsx" || prog == "ts-node";
+		return found(package_ref(a), "builtin:package", a, &lookup, js);
 	}
 	// A server binary run directly: mcp-server-fetch, github-mcp-server.
-	return found(package_ref(argv[0]), "builtin:binary");
+	// (The executed file is the wrapper's, when argv was unwrapped.)
+	bool wrapped = argv.size() != raw_argv.size();
+	return found(package_ref(argv[0]), "builtin:binary", wrapped || exe.empty() ? argv[0] : exe,
+	             &lookup);
 }
 
 std::optional<std::string> match_client(const std::string &comm, const std::string &exe,
@@ -238,8 +391,26 @@ std::optional<std::string> match_client(const std::string &comm, const std::stri
 	return std::nullopt;
 }
 
-McpDetector::McpDetector(bool builtin_rules, std::vector<TrackingRule> rules)
-    : builtin_(builtin_rules), rules_(std::move(rules))
+bool package_runner(const std::vector<std::string> &raw_argv)
+{
+	std::vector<std::string> argv = unwrapped(raw_argv);
+	if (argv.empty())
+		return false;
+	std::string prog(basename_of(argv[0]));
+	auto sub = [&](size_t i, std::initializer_list<std::string_view> words) {
+		return argv.size() > i &&
+		       std::find(words.begin(), words.end(), argv[i]) != words.end();
+	};
+	return prog == "npx" || prog == "bunx" || prog == "pnpx" || prog == "uvx" ||
+	       (prog == "npm" && sub(1, {"exec", "x"})) ||
+	       (prog == "pnpm" && sub(1, {"dlx", "exec"})) || (prog == "yarn" && sub(1, {"dlx"})) ||
+	       (prog == "uv" && sub(1, {"tool"}) && sub(2, {"run"})) ||
+	       ((prog == "pipx" || prog == "uv") && sub(1, {"run"}));
+}
+
+McpDetector::McpDetector(bool builtin_rules, std::vector<TrackingRule> rules,
+                         ProcessPackageLookup lookup)
+    : builtin_(builtin_rules), rules_(std::move(rules)), lookup_(std::move(lookup))
 {
 }
 
@@ -263,8 +434,12 @@ std::optional<McpMatch> McpDetector::match(const ProcessFacts &p) const
 		}
 		return McpMatch{r.name, "config:" + r.name};
 	}
-	if (builtin_)
-		return match_builtin(p.argv, p.exe);
+	if (builtin_) {
+		PackageLookup lookup;
+		if (lookup_)
+			lookup = [&](const std::string &path) { return lookup_(p.pid, path); };
+		return match_builtin(p.argv, p.exe, lookup);
+	}
 	return std::nullopt;
 }
 

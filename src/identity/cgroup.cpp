@@ -160,28 +160,15 @@ std::string cgroup_path_from_proc(std::string_view content)
 
 #include <filesystem>
 
+#include "keytrail/util/mounts.h"
+
 namespace keytrail
 {
 
-namespace
-{
-constexpr long kCgroup2Magic = 0x63677270;
-bool is_cgroup2(const std::string &dir)
-{
-	struct statfs s;
-	return statfs(dir.c_str(), &s) == 0 && s.f_type == kCgroup2Magic;
-}
-} // namespace
-
 CgroupPaths::CgroupPaths(std::string root) : root_(std::move(root))
 {
-	if (root_.empty()) {
-		for (const char *d : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"})
-			if (is_cgroup2(d)) {
-				root_ = d;
-				break;
-			}
-	}
+	if (root_.empty())
+		root_ = cgroup2_root();
 }
 
 void CgroupPaths::rescan()

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -215,6 +216,25 @@ bool IdentityResolver::matches(const SelectorMatch &m, const Selectors &s)
 	return true;
 }
 
+namespace
+{
+bool names_process(const IdentityRule &r)
+{
+	for (const auto &[key, pattern] : r.match)
+		if (key == "unix.exe" || key == "unix.sha256")
+			return true;
+	return false;
+}
+} // namespace
+
+bool IdentityResolver::has_process_rules() const
+{
+	for (const auto &r : rules_)
+		if (names_process(r))
+			return true;
+	return false;
+}
+
 Identity IdentityResolver::resolve(const WorkloadFacts &f)
 {
 	Identity id;
@@ -262,11 +282,17 @@ Identity IdentityResolver::resolve(const WorkloadFacts &f)
 	for (const auto &r : rules_)
 		if (matches(r.match, s)) {
 			id.id = expand(r.id, s);
+			id.names_process = names_process(r);
 			return id;
 		}
 	// Default: stable across restarts of one workload (no pid, no time),
 	// different for a different server, user or container.
+	// "@modelcontextprotocol/server-github" -> "modelcontextprotocol.server-github",
+	// "mcp/github" -> "mcp.github": the scope kept, readable in a URI.
 	std::string who = !f.mcp_server.empty() ? f.mcp_server : std::string(basename_of(f.exe));
+	if (who.starts_with("@"))
+		who.erase(0, 1);
+	std::replace(who.begin(), who.end(), '/', '.');
 	id.id = "spiffe://" + trust_domain_ + "/" + id_segment(host_) + "/" + id_segment(who) +
 	        "/" + id_segment(s["unix.user"]);
 	if (s.count("cgroup.container_id"))

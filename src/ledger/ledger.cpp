@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "keytrail/util/error.h"
 
@@ -53,6 +54,10 @@ constexpr const char *kMigrations[] = {
     "ALTER TABLE sightings ADD COLUMN environment TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE uses ADD COLUMN addr TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX IF NOT EXISTS rotations_by_old ON rotations(old_fingerprint);",
+    // Findings survive a restart: it raises none of them again.
+    "CREATE TABLE IF NOT EXISTS findings(id TEXT PRIMARY KEY, rule TEXT NOT NULL, "
+    "key TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, "
+    "reported INTEGER NOT NULL, count INTEGER NOT NULL, facets TEXT NOT NULL);",
 };
 constexpr int kSchemaVersion = 1 + static_cast<int>(std::size(kMigrations));
 
@@ -133,6 +138,8 @@ Ledger::Ledger(const std::string &path, bool read_only) : path_(path)
 	    "DO UPDATE SET last_used = max(last_used, ?4), count = count + 1, addr = ?5");
 	touch_used_ =
 	    prepare("UPDATE secrets SET last_used = max(last_used, ?2) WHERE fingerprint = ?1");
+	put_finding_ =
+	    prepare("INSERT OR REPLACE INTO findings VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
 	// The WAL and shared-memory files SQLite makes follow the umask: 0600 too.
 	for (const char *suffix : {"-wal", "-shm"})
 		chmod((path + suffix).c_str(), 0600);
@@ -325,6 +332,57 @@ std::vector<UseRecord> Ledger::uses(const std::string &fingerprint)
 		out.push_back({col(s, 0), col(s, 1), col(s, 2), sqlite3_column_int64(s, 3),
 		               sqlite3_column_int64(s, 4),
 		               static_cast<uint64_t>(sqlite3_column_int64(s, 5))});
+	sqlite3_finalize(s);
+	return out;
+}
+
+void Ledger::record_finding(const FindingState &f)
+{
+	begin();
+	bind_all(put_finding_, f.id, f.rule, f.key, f.first_ns, f.last_ns, f.reported_ns,
+	         static_cast<int64_t>(f.count), nlohmann::json(f.facets).dump());
+	sqlite3_step(put_finding_);
+}
+
+std::vector<FindingState> Ledger::findings(size_t limit)
+{
+	std::vector<FindingState> out;
+	if (schema_ < 3)
+		return out;
+	sqlite3_stmt *s = nullptr;
+	sqlite3_prepare_v2(db_,
+	                   "DELETE FROM findings WHERE id NOT IN "
+	                   "(SELECT id FROM findings ORDER BY last_seen DESC LIMIT ?1)",
+	                   -1, &s, nullptr);
+	if (s) {
+		begin();
+		bind_all(s, static_cast<int64_t>(limit));
+		sqlite3_step(s);
+		sqlite3_finalize(s);
+		s = nullptr;
+	}
+	sqlite3_prepare_v2(db_,
+	                   "SELECT id, rule, key, first_seen, last_seen, reported, count, facets "
+	                   "FROM findings ORDER BY last_seen DESC LIMIT ?1",
+	                   -1, &s, nullptr);
+	if (s)
+		bind_all(s, static_cast<int64_t>(limit));
+	while (s && sqlite3_step(s) == SQLITE_ROW) {
+		FindingState f;
+		f.id = col(s, 0);
+		f.rule = col(s, 1);
+		f.key = col(s, 2);
+		f.first_ns = sqlite3_column_int64(s, 3);
+		f.last_ns = sqlite3_column_int64(s, 4);
+		f.reported_ns = sqlite3_column_int64(s, 5);
+		f.count = static_cast<uint64_t>(sqlite3_column_int64(s, 6));
+		auto facets = nlohmann::json::parse(col(s, 7), nullptr, false);
+		if (facets.is_array())
+			for (const auto &x : facets)
+				if (x.is_string())
+					f.facets.push_back(x.get<std::string>());
+		out.push_back(std::move(f));
+	}
 	sqlite3_finalize(s);
 	return out;
 }

@@ -61,7 +61,68 @@ bool valid_hostname(std::string_view h)
 	return true;
 }
 
+// "host:port", "[v6]:port": a valid host and a port 1..65535.
+bool valid_authority(std::string_view a)
+{
+	size_t colon = a.rfind(':');
+	if (colon == std::string_view::npos || colon + 1 >= a.size() || a.size() - colon > 6)
+		return false;
+	uint32_t port = 0;
+	for (char d : a.substr(colon + 1)) {
+		if (!std::isdigit(static_cast<unsigned char>(d)))
+			return false;
+		port = port * 10 + static_cast<uint32_t>(d - '0');
+	}
+	if (port == 0 || port > 65535)
+		return false;
+	std::string_view host = a.substr(0, colon);
+	if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+		for (char c : host.substr(1, host.size() - 2))
+			if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.')
+				return false;
+		return true;
+	}
+	return valid_hostname(host);
+}
+
 } // namespace
+
+std::optional<std::string> parse_proxy_target(std::string_view data)
+{
+	size_t eol = data.find("\r\n");
+	if (eol == std::string_view::npos || eol > 2048)
+		return std::nullopt;
+	std::string_view line = data.substr(0, eol);
+	size_t sp1 = line.find(' ');
+	size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+	if (sp2 == std::string_view::npos || line.substr(sp2 + 1).substr(0, 7) != "HTTP/1.")
+		return std::nullopt;
+	std::string_view method = line.substr(0, sp1), target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+	if (method == "CONNECT")
+		return valid_authority(target) ? std::optional<std::string>(target) : std::nullopt;
+	for (char c : method)
+		if (c < 'A' || c > 'Z')
+			return std::nullopt;
+	std::string_view port = ":80";
+	if (target.substr(0, 7) == "http://")
+		target.remove_prefix(7);
+	else if (target.substr(0, 8) == "https://") {
+		target.remove_prefix(8);
+		port = ":443";
+	} else
+		return std::nullopt; // origin-form: a request to the server itself
+	target = target.substr(0, target.find_first_of("/?#"));
+	if (target.find('@') != std::string_view::npos)
+		target = target.substr(target.rfind('@') + 1); // user:password@ never kept
+	std::string authority(target);
+	bool bracketed = !authority.empty() && authority.front() == '[';
+	size_t colon = authority.rfind(':');
+	if (colon == std::string::npos || (bracketed && colon < authority.find(']')))
+		authority += port;
+	if (!valid_authority(authority))
+		return std::nullopt;
+	return authority;
+}
 
 std::optional<std::string> parse_tls_sni(std::string_view data)
 {

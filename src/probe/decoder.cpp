@@ -14,13 +14,14 @@
 // compiler). A change here is an ABI change: bump both sides together.
 static_assert(sizeof(kt_event_hdr) == 72);
 static_assert(offsetof(kt_event_hdr, comm) == 56);
-static_assert(offsetof(kt_exec_event, data) == 88);
+static_assert(offsetof(kt_exec_event, data) == 104);
 static_assert(sizeof(kt_fork_event) == 88);
 static_assert(sizeof(kt_exit_event) == 80);
 static_assert(offsetof(kt_open_event, path) == 112);
 static_assert(sizeof(kt_close_event) == 112);
 static_assert(sizeof(kt_connect_event) == 104);
 static_assert(offsetof(kt_payload_event, data) == 88);
+static_assert(offsetof(kt_dns_event, data) == 96 && sizeof(kt_dns_event) == 96 + KT_DNS_MAX);
 static_assert(sizeof(kt_fd_state) == 32 && sizeof(kt_fd_key) == 8 && sizeof(kt_inode_key) == 16);
 
 namespace keytrail
@@ -86,6 +87,10 @@ Decoded decode_exec(const kt_event_hdr &h, const char *base, std::string *error)
 		return fail(error, "exec record lengths inconsistent");
 	ExecEvent e;
 	e.ctx = context_from(h);
+	std::memcpy(&e.tty_nr, base + offsetof(kt_exec_event, tty_nr), 4);
+	std::memcpy(&e.loginuid, base + offsetof(kt_exec_event, loginuid), 4);
+	std::memcpy(&e.sessionid, base + offsetof(kt_exec_event, sessionid), 4);
+	std::memcpy(&e.sid, base + offsetof(kt_exec_event, sid), 4);
 	e.filename.assign(base + off, fn_len);
 	e.argv = split_nul(std::string_view(base + off + fn_len, args_len));
 	if (env_len)
@@ -127,7 +132,27 @@ Decoded decode_connect(const kt_event_hdr &h, const char *base)
 	e.family = r.family;
 	e.port = r.port;
 	e.sock_type = r.sock_type;
+	e.lport = r.lport;
 	std::memcpy(e.addr.data(), r.addr, sizeof(r.addr));
+	return e;
+}
+
+Decoded decode_dns(const kt_event_hdr &h, const char *base, std::string *error)
+{
+	constexpr size_t off = offsetof(kt_dns_event, data);
+	if (h.size < off)
+		return fail(error, "dns record too short");
+	kt_dns_event r;
+	std::memcpy(&r, base, off);
+	if (r.len > KT_DNS_MAX || off + r.len > h.size)
+		return fail(error, "dns record length inconsistent");
+	DnsEvent e;
+	e.ctx = context_from(h);
+	e.lport = r.lport;
+	std::array<uint8_t, 16> addr{};
+	std::memcpy(addr.data(), r.addr, sizeof(r.addr));
+	e.server = address_string(r.family, addr);
+	e.answer = parse_dns_response(std::string_view(base + off, r.len));
 	return e;
 }
 
@@ -150,10 +175,14 @@ Decoded decode_payload(const kt_event_hdr &h, const char *base, std::string *err
 	char bytes[KT_PAYLOAD_MAX];
 	std::memcpy(bytes, base + off, r.len);
 	std::string_view view(bytes, r.len);
-	if (auto sni = parse_tls_sni(view))
+	if (auto sni = parse_tls_sni(view)) {
 		e.sni = *sni;
-	else if (auto host = parse_http_host(view))
-		e.http_host = *host;
+	} else {
+		if (auto target = parse_proxy_target(view))
+			e.proxy_target = *target;
+		if (auto host = parse_http_host(view))
+			e.http_host = *host;
+	}
 	OPENSSL_cleanse(bytes, sizeof(bytes));
 	return e;
 }
@@ -201,6 +230,7 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 			return std::nullopt;
 		return decode_connect(h, base);
 	case KT_EV_PAYLOAD: return decode_payload(h, base, error);
+	case KT_EV_DNS: return decode_dns(h, base, error);
 	default: *error = "unknown record type " + std::to_string(h.type); return std::nullopt;
 	}
 }
@@ -208,12 +238,13 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 // The Event variant is in kt_event_type order: index = type - 1.
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_EXEC - 1, Event>, ExecEvent>);
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_PAYLOAD - 1, Event>, PayloadEvent>);
+static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_DNS - 1, Event>, DnsEvent>);
 static_assert(std::variant_size_v<Event> == KT_EV_MAX - 1);
 
 const char *event_type_name(uint32_t type)
 {
-	static constexpr const char *names[KT_EV_MAX] = {"",     "exec",  "fork",    "exit",
-	                                                 "open", "close", "connect", "payload"};
+	static constexpr const char *names[KT_EV_MAX] = {
+	    "", "exec", "fork", "exit", "open", "close", "connect", "payload", "dns"};
 	return type < KT_EV_MAX ? names[type] : "unknown";
 }
 

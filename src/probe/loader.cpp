@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -18,6 +19,7 @@
 
 #include "keytrail/probe/features.h"
 #include "keytrail/util/error.h"
+#include "keytrail/util/mounts.h"
 
 namespace keytrail
 {
@@ -120,7 +122,7 @@ void Loader::start(RecordHandler handler)
 		    -err);
 	bpf_object__for_each_program(prog, skel_->obj)
 	{
-		if (!bpf_program__autoload(prog))
+		if (!bpf_program__autoload(prog) || prog == skel_->progs.dns_answer)
 			continue;
 		bpf_link *link = bpf_program__attach(prog);
 		if (!link)
@@ -133,6 +135,7 @@ void Loader::start(RecordHandler handler)
 				*skel_->skeleton->progs[i].link = link;
 		links_++;
 	}
+	attach_dns();
 	attach_seconds_ =
 	    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -141,6 +144,36 @@ void Loader::start(RecordHandler handler)
 		throw sys_error("create ring buffer reader", errno);
 	spdlog::debug("attached {} programs in {:.3f}s, ring buffer {} KiB", links_,
 	              attach_seconds_, ring_bytes_ / 1024);
+}
+
+// DNS answers are seen on the cgroup v2 root's ingress. Optional: without
+// it (no cgroup v2, a kernel that refuses), names are not checked against
+// the addresses they resolved to, and dns_capture() says so.
+void Loader::attach_dns()
+{
+	std::string root = cgroup2_root();
+	if (root.empty()) {
+		spdlog::warn("DNS answers not seen: no cgroup v2 hierarchy is mounted "
+		             "(mount -t cgroup2 none /sys/fs/cgroup/unified)");
+		return;
+	}
+	int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		spdlog::warn("DNS answers not seen: cannot open {}: {}", root,
+		             std::strerror(errno));
+		return;
+	}
+	bpf_link *link = bpf_program__attach_cgroup(skel_->progs.dns_answer, fd);
+	int err = errno;
+	::close(fd);
+	if (!link) {
+		spdlog::warn("DNS answers not seen: cannot attach to {}: {}", root,
+		             std::strerror(err));
+		return;
+	}
+	skel_->links.dns_answer = link;
+	links_++;
+	dns_capture_ = true;
 }
 
 void Loader::stop()

@@ -62,6 +62,8 @@ std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root
 		return std::nullopt;
 	s.ppid = static_cast<uint32_t>(f[0]);
 	s.tty = f[3] != 0;
+	s.sid = static_cast<uint32_t>(f[2]);
+	s.tty_nr = static_cast<uint32_t>(f[3]);
 	s.start_ticks = static_cast<uint64_t>(f[18]);
 
 	std::string status;
@@ -81,6 +83,12 @@ std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root
 	if (read_small_file(dir + "/cmdline", &cmdline, 64 << 10))
 		s.argv = split_nul(cmdline);
 	s.exe = read_link(dir + "/exe");
+	for (auto [file, out] :
+	     {std::pair{"/loginuid", &s.loginuid}, {"/sessionid", &s.sessionid}}) {
+		std::string v;
+		if (read_small_file(dir + file, &v, 32) && !v.empty())
+			*out = static_cast<uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
+	}
 	return s;
 }
 

@@ -8,9 +8,9 @@ const std::vector<RecordType> &record_types()
 	static const std::vector<RecordType> types = {
 	    {"ready", false},  {"health", false},     {"reload", false},
 	    {"secret", false}, {"secret_use", false}, {"credential_file", false},
-	    {"alert", false},  {"exec", true},        {"fork", true},
-	    {"exit", true},    {"open", true},        {"close", true},
-	    {"connect", true},
+	    {"alert", false},  {"update", false},     {"exec", true},
+	    {"fork", true},    {"exit", true},        {"open", true},
+	    {"close", true},   {"connect", true},
 	};
 	return types;
 }

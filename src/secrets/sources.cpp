@@ -51,7 +51,7 @@ std::vector<Obtained> SecretSources::from_environ(const std::vector<std::string>
 	return fingerprint_all(scan_environ(env), "env", "");
 }
 
-std::optional<std::vector<Obtained>> SecretSources::from_proc_environ(pid_t pid)
+std::optional<SecretBytes> read_proc_environ(pid_t pid)
 {
 	std::string path = "/proc/" + std::to_string(pid) + "/environ";
 	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -67,11 +67,7 @@ std::optional<std::vector<Obtained>> SecretSources::from_proc_environ(pid_t pid)
 	close(fd);
 	if (n < 0)
 		return std::nullopt;
-	std::vector<std::string> vars = split_nul(block.view());
-	auto out = from_environ(vars);
-	for (auto &v : vars)
-		OPENSSL_cleanse(v.data(), v.size());
-	return out;
+	return block;
 }
 
 std::optional<FileScan> SecretSources::cached_inode(uint64_t kdev, uint64_t ino) const

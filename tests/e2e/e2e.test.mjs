@@ -83,7 +83,8 @@ function commonChecks(agent, secrets, { connects: mustConnect = true } = {}) {
 const byType = (recs, t) => recs.filter((r) => r.type === t);
 
 // Starts an agent, runs the scenario under it, waits until `until` matches a
-// record (or 15 s), stops the agent and runs the common checks.
+// record, or `until.all` holds of all records (or 15 s), stops the agent and
+// runs the common checks.
 async function underAgent(name, spec, secrets, until, { config = '', connects = true } = {}) {
 	const dir = mkdir(join(WORK, name));
 	const agent = new Agent(dir, config);
@@ -91,7 +92,10 @@ async function underAgent(name, spec, secrets, until, { config = '', connects = 
 	try {
 		await agent.ready();
 		result = await scenario(spec, secrets);
-		await agent.waitFor(until);
+		if (until.all)
+			await agent.waitForAll(until.all);
+		else
+			await agent.waitFor(until);
 	} finally {
 		await agent.stop();
 	}
@@ -136,8 +140,10 @@ test('server-gitlab: token from env used toward the loopback GitLab API', async 
 	const u = uses[0];
 	assert.equal(u.pairing, 'sole_secret');
 	assert.equal(u.secret.type, 'gitlab_pat');
-	assert.equal(u.identity.selectors['mcp.server'], 'mcp-server-gitlab');
-	assert.match(u.identity.id, /^spiffe:\/\/keytrail\.local\/.*\/mcp-server-gitlab\//);
+	// The bin (mcp-server-gitlab) is named by its package, as npx or node would be.
+	assert.equal(u.identity.selectors['mcp.server'], '@modelcontextprotocol/server-gitlab');
+	assert.match(u.identity.id,
+	             /^spiffe:\/\/keytrail\.local\/.*\/modelcontextprotocol\.server-gitlab\//);
 	assert.equal(u.process.pid, s.pid);
 	assert.equal(u.upstream.addr, '127.0.0.1');
 	assert.equal(u.upstream.port, 8080);
@@ -177,7 +183,7 @@ test('server-filesystem: reads a fake .aws/credentials and .env in its allowed d
 		assert.ok(r, `no secret record for the ${type} in ${path}`);
 		assert.equal(r.secret.type, type);
 		assert.equal(r.secret.path, path);
-		assert.equal(r.mcp_server, 'mcp-server-filesystem');
+		assert.equal(r.mcp_server, '@modelcontextprotocol/server-filesystem');
 		assert.equal(r.pid, result.servers[0].pid);
 	}
 	assert.equal(files.find((x) => x.secret.type === 'aws_access_key_id').secret.prefix, id);
@@ -208,12 +214,12 @@ test('server-postgres: password in the connection URL (argv) is hard-coded and u
 	assert.equal(argv.length >= 1, true, 'no argv secret');
 	const fp = argv[0].secret.fingerprint;
 	assert.equal(argv[0].secret.type, 'database_url');
-	assert.equal(argv[0].mcp_server, 'mcp-server-postgres');
+	assert.equal(argv[0].mcp_server, '@modelcontextprotocol/server-postgres');
 	assert.equal(argv[0].hardcoded, true);
 	const hard = byType(recs, 'alert').filter((a) => a.rule === 'hardcoded_secret' &&
 	                                                 a.secret.fingerprint === fp);
 	assert.equal(hard.length, 1, 'one hardcoded_secret alert');
-	assert.equal(hard[0].identity.selectors['mcp.server'], 'mcp-server-postgres');
+	assert.equal(hard[0].identity.selectors['mcp.server'], '@modelcontextprotocol/server-postgres');
 	const uses = usesOf(recs, fp);
 	assert.ok(uses.length >= 1, 'no secret_use toward the database');
 	assert.equal(uses[0].upstream.port, 5432);
@@ -240,8 +246,8 @@ test('two different GitLab MCP servers with the same token: shared_credential na
 	assert.equal(shared[0].secret.type, 'gitlab_pat');
 	const ids = shared[0].identities.map((i) => i.id).sort();
 	assert.equal(ids.length, 2);
-	assert.match(ids[0], /\/mcp-gitlab\//);
-	assert.match(ids[1], /\/mcp-server-gitlab\//);
+	assert.match(ids[0], /\/modelcontextprotocol\.server-gitlab\//);
+	assert.match(ids[1], /\/zereight\.mcp-gitlab\//);
 	const users = new Set(usesOf(recs, fp).map((u) => u.identity.id));
 	assert.deepEqual([...users].sort(), ids);
 });
@@ -268,4 +274,59 @@ test('HTTPS upstream by host name: secret_use carries the SNI', async () => {
 	assert.match(uses[0].summary, new RegExp(`toward ${host.replace(/\./g, '\\.')}:443`));
 	// The raw connect said so first.
 	assert.ok(byType(recs, 'connect').some((c) => c.sni === host && c.port === 443));
+});
+
+test('one package, launched as client configs do (npx -y, a shell wrapper): one workload name, nothing shared', async () => {
+	const token = tokens.gitlabPat();
+	const api = 'http://127.0.0.1:8080/api/v4';
+	const npx = join(dirname(process.execPath), 'npx');
+	// npx installs from the loopback registry into a cache of its own.
+	const npmEnv = {
+		npm_config_registry: 'http://127.0.0.1:8080/npm',
+		npm_config_cache: mkdir(join(WORK, 'npx-cache')),
+		npm_config_update_notifier: 'false',
+		npm_config_audit: 'false',
+		npm_config_fund: 'false',
+	};
+	// A wrapper as people write them: it sets things up and runs the
+	// server as its child.
+	const wrapper = join(mkdir(join(WORK, 'wrapper')), 'gitlab-mcp.sh');
+	writeFileSync(wrapper, '#!/bin/sh\nset -e\ncd "$(dirname "$0")"\nnode ' +
+	                       join(HERE, 'node_modules/@modelcontextprotocol/server-gitlab/dist/index.js') +
+	                       ' "$@"\n', { mode: 0o755 });
+	const { agent, recs, result } = await underAgent('launchers', {
+		gitlab: { token },
+		registry: ['@modelcontextprotocol/server-gitlab'],
+		servers: [{ ...gitlabServer('npx', npx, token, api, npmEnv),
+		            args: ['-y', '@modelcontextprotocol/server-gitlab'], cwd: WORK },
+		          gitlabServer('wrapper', wrapper, token, api)],
+	}, [token], { all: (recs) => byType(recs, 'secret_use').length >= 2 });
+
+	for (const s of result.servers)
+		assert.deepEqual(s.result.contains, [true], s.name);
+	// npx fetched the package from the fake registry (not a local copy).
+	assert.ok(result.gitlab.some((q) => q.path.startsWith('/npm/-/tarball/')), 'npx did not install');
+	const fp = fingerprint(agent, token);
+	// Every process that held the token, npm, sh and node alike, is the one
+	// package's workload: one name, one identity.
+	const holders = byType(recs, 'secret').filter((x) => x.secret.fingerprint === fp);
+	assert.ok(holders.length >= 3, JSON.stringify(holders.map((h) => h.comm)));
+	for (const h of holders)
+		assert.equal(h.identity.selectors['mcp.server'], '@modelcontextprotocol/server-gitlab',
+		             `${h.comm} (pid ${h.pid})`);
+	assert.equal(new Set(holders.map((h) => h.identity.id)).size, 1);
+	const uses = usesOf(recs, fp);
+	assert.ok(uses.length >= 2, 'both launches used the token');
+	// Both launches used it, from their own trees.
+	const roots = result.servers.map((s) => s.pid);
+	for (const root of roots)
+		assert.ok(uses.some((u) => u.process.pid === root ||
+		                           (u.process.ancestry || []).some((a) => a.pid === root)),
+		          `no use under pid ${root}: ${JSON.stringify(uses.map((u) => u.process))}`);
+	// npx's own fetches from the registry are not uses of the token.
+	assert.ok(!uses.some((u) => u.process.pid === result.servers[0].pid), 'npx counted as a use');
+	// Two launches of one package with one token: not sharing, and one
+	// finding for the unowned credential, whatever its helpers did.
+	const alerts = byType(recs, 'alert').filter((a) => a.secret?.fingerprint === fp);
+	assert.deepEqual(alerts.map((a) => a.rule), ['unowned_secret'], JSON.stringify(alerts));
 });

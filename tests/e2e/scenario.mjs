@@ -6,19 +6,22 @@
 // The spec comes on stdin (it holds the fake credentials, which must not
 // appear in any argv or file the agent could report):
 //   { hosts, tls: {key, cert}, gitlab: {token}, postgres: {password},
-//     servers: [{ name, command, args, env, tool, arguments, expect: [str] }] }
+//     registry: [package] (serve them as installed here at 127.0.0.1:8080/npm),
+//     servers: [{ name, command, args, env, cwd, tool, arguments, expect: [str] }] }
 // Output never includes a credential: requests are logged with a boolean
 // `authorized`, and tool results as their size and which `expect` strings
 // they contain.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
 import { gitlabHandler, httpServer, httpsServer, postgresServer } from './lib/fakes.mjs';
+import { registry } from './lib/registry.mjs';
 
 const spec = JSON.parse(readFileSync(0, 'utf8'));
 const out = { servers: [], gitlab: [], postgres: [] };
@@ -33,7 +36,11 @@ if (spec.hosts) {
 
 const listeners = [];
 if (spec.gitlab) {
-	const handler = gitlabHandler(spec.gitlab.token, out.gitlab);
+	const npm = spec.registry
+		? registry(dirname(fileURLToPath(import.meta.url)), 'http://127.0.0.1:8080/npm',
+		           spec.registry)
+		: null;
+	const handler = gitlabHandler(spec.gitlab.token, out.gitlab, npm);
 	listeners.push(await httpServer(handler, 8080));
 	if (spec.tls)
 		listeners.push(await httpsServer(handler, 443, {

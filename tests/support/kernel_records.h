@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <map>
@@ -59,6 +60,8 @@ class FakeProbe : public ProbeControl
 	size_t attached_programs() const override { return 1; }
 	double attach_seconds() const override { return 0.001; }
 	uint32_t ring_buffer_bytes() const override { return 4096; }
+	bool dns_capture() const override { return dns; }
+	bool dns = true;
 
 	std::set<pid_t> tracked, untracked;
 	std::set<std::pair<uint64_t, uint64_t>> watched;
@@ -72,7 +75,9 @@ struct FakeProc {
 	uint32_t pid = 0, ppid = 1, uid = 0;
 	uint64_t start_ns = 1000000000; // start_boottime
 	std::string comm = "proc";
-	uint32_t flags = 0; // KT_F_*
+	uint32_t flags = 0;  // KT_F_*
+	uint32_t tty_nr = 0; // its exec's controlling terminal
+	uint32_t sid = 0;    // and session
 };
 
 class KernelRecords
@@ -97,6 +102,9 @@ class KernelRecords
 		e->filename_len = static_cast<uint32_t>(filename.size());
 		e->args_len = static_cast<uint32_t>(args.size());
 		e->env_len = static_cast<uint32_t>(envb.size());
+		e->tty_nr = p.tty_nr;
+		e->sid = p.sid;
+		e->loginuid = e->sessionid = UINT32_MAX;
 		std::memcpy(e->data, filename.data(), filename.size());
 		std::memcpy(e->data + filename.size(), args.data(), args.size());
 		std::memcpy(e->data + filename.size() + args.size(), envb.data(), envb.size());
@@ -180,6 +188,22 @@ class KernelRecords
 		e->len = static_cast<uint32_t>(data.size());
 		std::memcpy(e->data, data.data(), data.size());
 		buf.resize(size);
+		return buf;
+	}
+
+	// A DNS answer to pid's resolver socket, as the ingress hook sends it.
+	std::vector<char> dns(uint32_t pid, const std::string &message)
+	{
+		std::vector<char> buf(sizeof(kt_dns_event));
+		auto *e = reinterpret_cast<kt_dns_event *>(buf.data());
+		e->hdr.type = KT_EV_DNS;
+		e->hdr.size = sizeof(kt_dns_event);
+		e->hdr.ts_ns = now_ns += 1000000;
+		e->hdr.pid = pid;
+		e->lport = 40000;
+		e->family = AF_INET;
+		e->len = static_cast<uint32_t>(message.size());
+		std::memcpy(e->data, message.data(), std::min<size_t>(message.size(), KT_DNS_MAX));
 		return buf;
 	}
 

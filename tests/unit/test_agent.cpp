@@ -41,12 +41,13 @@ class AgentTest : public ::testing::Test
 	}
 	void make(const std::string &yaml = "")
 	{
-		Config cfg = parse_config("agent: {state_dir: " + dir +
-		                              "/state}\njournal: {enabled: false}\n"
-		                              "secrets: {scan_mcp_configs: false}\n"
-		                              "correlate: {loopback_upstreams: true}\n" +
-		                              yaml,
-		                          "test.yaml");
+		// YAML allows a key once: a test's own correlate section says it all.
+		std::string base = "agent: {state_dir: " + dir +
+		                   "/state}\njournal: {enabled: false}\n"
+		                   "secrets: {scan_mcp_configs: false}\n";
+		if (yaml.find("correlate:") == std::string::npos)
+			base += "correlate: {loopback_upstreams: true}\n";
+		Config cfg = parse_config(base + yaml, "test.yaml");
 		AgentOptions opts;
 		opts.events = true;
 		opts.scan_host = false;
@@ -97,7 +98,7 @@ TEST_F(AgentTest, ServerTokenAndChildConnectBecomeASecretUse)
 	EXPECT_EQ(agent->counters().agent.exec_hint_hits, 1u);
 	auto execs = of("exec");
 	ASSERT_EQ(execs.size(), 1u);
-	EXPECT_EQ(execs[0]["mcp_server"], "server-github");
+	EXPECT_EQ(execs[0]["mcp_server"], "@modelcontextprotocol/server-github");
 	auto secrets = of("secret");
 	ASSERT_EQ(secrets.size(), 1u);
 	EXPECT_EQ(secrets[0]["secret"]["env"], "GITHUB_TOKEN");
@@ -121,7 +122,8 @@ TEST_F(AgentTest, ServerTokenAndChildConnectBecomeASecretUse)
 	EXPECT_EQ(uses[0]["upstream"]["addr"], "203.0.113.5");
 	EXPECT_EQ(uses[0]["secret"]["fingerprint"], secrets[0]["secret"]["fingerprint"]);
 	EXPECT_EQ(uses[0]["process"]["pid"], 4500002);
-	EXPECT_EQ(uses[0]["identity"]["selectors"]["mcp.server"], "server-github");
+	EXPECT_EQ(uses[0]["identity"]["selectors"]["mcp.server"],
+	          "@modelcontextprotocol/server-github");
 	auto connects = of("connect");
 	ASSERT_EQ(connects.size(), 1u);
 	EXPECT_EQ(connects[0]["http_host"], "api.github.com");
@@ -281,4 +283,114 @@ inventory:
 	                                        "revoked_credential_used", "unexpected_upstream",
 	                                        "out_of_scope_identity", "stale_credential",
 	                                        "hardcoded_secret"}));
+}
+
+// A server launched through a version-manager shim: the script's shebang
+// runs env, which runs a shell shim, which forks helpers (readlink,
+// basename) and then execs the interpreter. Every one of them holds the
+// token through the environment; all are the one workload, with the
+// server's identity, and nothing is shared.
+TEST_F(AgentTest, AShimAndItsHelpersAreTheServersWorkload)
+{
+	make();
+	const std::string tok = token("glpat-", 20, 21);
+	std::vector<std::string> env = {"GITLAB_TOKEN=" + tok, "PATH=/usr/bin"};
+	FakeProc root{4500201,    4500200,          0,
+	              1000000000, "mcp-server-ops", KT_F_TRACKED | KT_F_PROVISIONAL};
+	// The kernel runs the script through its shebang: filename is the script.
+	send(k.exec(root, "/opt/bin/mcp-server-ops",
+	            {"/usr/bin/env", "python3", "/opt/bin/mcp-server-ops"}, env));
+	root.comm = "python3";
+	root.flags = KT_F_TRACKED;
+	send(k.exec(root, "/root/.pyenv/shims/python3",
+	            {"bash", "/root/.pyenv/shims/python3", "/opt/bin/mcp-server-ops"}, env));
+	uint32_t pid = 4500202;
+	for (const char *helper : {"readlink", "basename", "pyenv-version-file-read"}) {
+		FakeProc h{pid++, root.pid, 0, 2000000000 + pid, "bash", KT_F_TRACKED};
+		send(k.fork(root, h));
+		h.comm = helper;
+		send(k.exec(h, std::string("/usr/bin/") + helper, {helper, "x"}, env));
+		send(k.exit(h));
+	}
+	send(k.exec(root, "/root/.pyenv/versions/3.11.7/bin/python3.11",
+	            {"python3", "/opt/bin/mcp-server-ops"}, env));
+	std::set<std::string> ids;
+	for (const auto &s : of("secret"))
+		ids.insert(s["identity"]["id"].get<std::string>());
+	EXPECT_EQ(ids.size(), 1u) << "one identity for the whole tree";
+	EXPECT_NE(ids.begin()->find("/mcp-server-ops/"), std::string::npos) << *ids.begin();
+	EXPECT_GE(of("secret").size(), 4u); // the root and each helper held it
+	EXPECT_TRUE(of("alert", "shared_credential").empty());
+	EXPECT_TRUE(probe.untracked.empty()) << "nothing of the tree was untracked";
+	for (const auto &r : of("exec"))
+		EXPECT_EQ(r["mcp_server"], "mcp-server-ops") << r["filename"];
+}
+
+// `sh -c 'mcp-server-x; ...'`: the shell's exec hint is rejected; the child
+// it forked is marked by the kernel and becomes the server at its exec.
+// Nothing is untracked under it in between, so nothing it forks is missed.
+TEST_F(AgentTest, AServerForkedByARejectedShellIsFollowedFromItsExec)
+{
+	make();
+	FakeProc sh{4500301, 1, 0, 1000000000, "sh", KT_F_TRACKED | KT_F_PROVISIONAL};
+	send(k.exec(sh, "/bin/sh", {"sh", "-c", "mcp-server-kids; true"}));
+	EXPECT_TRUE(probe.untracked.count(4500301));
+	FakeProc srv{4500302, 4500301, 0, 2000000000, "sh", KT_F_TRACKED};
+	send(k.fork(sh, srv));
+	EXPECT_FALSE(probe.untracked.count(4500302)) << "its exec decides, not the fork";
+	srv.comm = "mcp-server-kids";
+	send(k.exec(srv, "/usr/local/bin/mcp-server-kids", {"mcp-server-kids"},
+	            {"X_TOKEN=" + token("ghp_", 36, 30)}));
+	FakeProc kid{4500303, 4500302, 0, 3000000000, "mcp-server-kids", KT_F_TRACKED};
+	send(k.fork(srv, kid));
+	kid.comm = "git";
+	send(k.exec(kid, "/usr/bin/git", {"git", "fetch"}, {"X_TOKEN=" + token("ghp_", 36, 30)}));
+	EXPECT_FALSE(probe.untracked.count(4500303));
+	auto execs = of("exec");
+	ASSERT_EQ(execs.size(), 2u);
+	EXPECT_EQ(execs[1]["mcp_server"], "mcp-server-kids");
+	EXPECT_EQ(execs[1]["identity"]["id"], execs[0]["identity"]["id"]);
+}
+
+// HTTPS through a proxy: the upstream is what CONNECT asked for, via the
+// proxy; a Host header naming a host the process never resolved to that
+// address does not make the upstream allowed.
+TEST_F(AgentTest, ProxiedAndSpoofedUpstreamsAreNamedTruly)
+{
+	make(R"(
+correlate:
+  trusted_proxies: ["127.0.0.1:3128"]
+inventory:
+  - id: gh
+    owner: dev
+    match: {env: GITHUB_TOKEN}
+    allowed_upstreams: [api.github.com]
+)");
+	const std::string tok = token("ghp_", 36, 31);
+	FakeProc srv{4500401, 1, 0, 1000000000, "mcp-server-gh", KT_F_TRACKED};
+	send(k.exec(srv, "/usr/local/bin/mcp-server-gh", {"mcp-server-gh"},
+	            {"GITHUB_TOKEN=" + tok, "HTTPS_PROXY=http://127.0.0.1:3128"}));
+	const uint8_t proxy[4] = {127, 0, 0, 1};
+	send(k.connect(srv, 6, proxy, 3128));
+	send(k.payload(srv, 6,
+	               "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n"));
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 1u);
+	EXPECT_EQ(uses[0]["upstream"]["name"], "api.github.com");
+	EXPECT_EQ(uses[0]["upstream"]["port"], 443);
+	EXPECT_EQ(uses[0]["upstream"]["via"]["addr"], "127.0.0.1");
+	EXPECT_EQ(uses[0]["upstream"]["via"]["port"], 3128);
+	EXPECT_EQ(uses[0]["upstream"]["name_verified"], true); // a trusted proxy
+	EXPECT_TRUE(of("alert", "unexpected_upstream").empty()) << lines;
+
+	// Direct, with a Host header toward an address api.github.com was never
+	// resolved to.
+	const uint8_t elsewhere[4] = {198, 51, 100, 66};
+	send(k.connect(srv, 7, elsewhere, 80));
+	send(k.payload(srv, 7, "GET / HTTP/1.1\r\nHost: api.github.com\r\n\r\n"));
+	auto a = of("alert", "unexpected_upstream");
+	ASSERT_EQ(a.size(), 1u);
+	EXPECT_EQ(a[0]["reason"], "unverified_name");
+	EXPECT_EQ(a[0]["upstream"]["name_verified"], false);
+	EXPECT_EQ(lines.find(tok), std::string::npos);
 }

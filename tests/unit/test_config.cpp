@@ -159,3 +159,17 @@ TEST(Inventory, ValidationNamesFileLineAndField)
 	              .find("rotate_every"),
 	          std::string::npos);
 }
+
+TEST(Config, ADuplicateKeyIsAnErrorNotASilentOverride)
+{
+	try {
+		parse_config(
+		    "correlate: {loopback_upstreams: true}\ncorrelate: {dedupe_window: 1m}\n",
+		    "dup.yaml");
+		FAIL() << "accepted";
+	} catch (const ConfigError &e) {
+		EXPECT_NE(std::string(e.what()).find("dup.yaml:2:1: key 'correlate' appears twice"),
+		          std::string::npos)
+		    << e.what();
+	}
+}

@@ -10,6 +10,7 @@
 
 #include "keytrail/config/config.h"
 #include "keytrail/correlate/correlator.h"
+#include "keytrail/correlate/findings.h"
 
 using namespace keytrail;
 using nlohmann::json;
@@ -49,6 +50,10 @@ class CorrelatorTest : public ::testing::Test
 		p.identity = identity;
 		p.selectors = {{"mcp.server", "srv"}};
 		p.tracked = tracked;
+		if (tracked) { // an MCP workload: one per identity here
+			p.mcp_server = "srv";
+			p.workload = "root-of:" + identity;
+		}
 		p.env_observed = true;
 		return p;
 	}
@@ -187,6 +192,62 @@ TEST_F(CorrelatorTest, UpstreamIsNamedByHttpHostWithoutItsPort)
 	EXPECT_NE(uses[1]["summary"].get<std::string>().find("toward [::1]:8443"),
 	          std::string::npos)
 	    << uses[1]["summary"];
+}
+
+// IPv6 and v4-mapped addresses are judged as their IPv4 forms are: loopback
+// that names no remote host is not an upstream; loopback that names one (a
+// local proxy or sidecar) is; a CONNECT target through one is the upstream.
+TEST_F(CorrelatorTest, Ipv6AndV4MappedLoopbackAreJudgedAlike)
+{
+	make();
+	feed(proc("e1", "id1", kT0));
+	feed(secret("e1", kFp1, kT0));
+	feed(connect("e1", kT0 + 1, "::1", 8080, ""));
+	feed(connect("e1", kT0 + 2, "::ffff:127.0.0.1", 8080, ""));
+	ConnectSeen local = connect("e1", kT0 + 3, "::ffff:127.0.0.1", 8080, "");
+	local.http_host = "localhost:8080";
+	feed(local);
+	EXPECT_TRUE(of("secret_use").empty());
+	EXPECT_EQ(corr->counters().connects_ignored_loopback, 3u);
+	ConnectSeen sidecar = connect("e1", kT0 + 4, "::1", 15001, "api.github.com");
+	feed(sidecar);
+	ConnectSeen proxied = connect("e1", kT0 + 5, "::ffff:127.0.0.1", 3128, "");
+	proxied.proxy_target = "[2001:db8::5]:8443";
+	feed(proxied);
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 2u);
+	EXPECT_EQ(uses[0]["upstream"]["name"], "api.github.com");
+	EXPECT_EQ(uses[0]["upstream"]["addr"], "::1");
+	EXPECT_EQ(uses[1]["upstream"]["name"], "[2001:db8::5]");
+	EXPECT_EQ(uses[1]["upstream"]["port"], 8443);
+	EXPECT_EQ(uses[1]["upstream"]["via"]["addr"], "::ffff:127.0.0.1");
+}
+
+// npx fetching its server holds the server's token (in env) but does not
+// send it to the registry; a registry token, or one it read from .npmrc,
+// it may.
+TEST_F(CorrelatorTest, APackageRunnerFetchingItsServerUsesOnlyRegistryCredentials)
+{
+	make();
+	ProcStart npx = proc("npx", "spiffe://t/gitlab", kT0);
+	npx.launcher = true;
+	feed(npx);
+	feed(secret("npx", kFp1, kT0, "env", "GITLAB_TOKEN"));
+	feed(connect("npx", kT0 + 1, "104.16.0.35", 443, "registry.npmjs.org"));
+	EXPECT_TRUE(of("secret_use").empty());
+	EXPECT_EQ(corr->counters().launcher_fetches, 1u);
+	SecretSeen npmrc = secret("npx", kFp2, kT0 + 2, "file", "/root/.npmrc");
+	feed(npmrc);
+	feed(connect("npx", kT0 + 3, "104.16.0.35", 443, "registry.npmjs.org"));
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 1u);
+	EXPECT_EQ(uses[0]["secret"]["fingerprint"], kFp2);
+	// The server it then runs (its child, which exec'd) uses the token.
+	ProcStart srv = proc("srv", "spiffe://t/gitlab", kT0 + 4, "npx");
+	feed(srv);
+	feed(secret("srv", kFp1, kT0 + 4, "env", "GITLAB_TOKEN"));
+	feed(connect("srv", kT0 + 5, "203.0.113.7", 443, "gitlab.example.com"));
+	EXPECT_EQ(of("secret_use").size(), 2u);
 }
 
 TEST_F(CorrelatorTest, SeveralSecretsWithoutBindingAreReportedAsCandidates)
@@ -474,8 +535,14 @@ inventory:
 	feed(secret("e1", kFp1, kT0));
 	ASSERT_EQ(of("alert", "revoked_credential_used").size(), 1u);
 	EXPECT_EQ(of("alert", "revoked_credential_used")[0]["severity"], "critical");
+	// The use is the same finding, updated: the analyst sees it was used.
 	feed(connect("e1", kT0 + 1));
-	EXPECT_EQ(of("alert", "revoked_credential_used").size(), 2u);
+	EXPECT_EQ(of("alert", "revoked_credential_used").size(), 1u);
+	auto u = of("update", "revoked_credential_used");
+	ASSERT_EQ(u.size(), 1u);
+	EXPECT_EQ(u[0]["finding_id"], of("alert", "revoked_credential_used")[0]["finding_id"]);
+	EXPECT_EQ(u[0]["new"], "id1|use");
+	EXPECT_EQ(u[0]["count"], 2);
 }
 
 TEST_F(CorrelatorTest, OutOfScopeIdentity)
@@ -532,7 +599,10 @@ TEST_F(CorrelatorTest, HumanUseOfAnMcpWorkloadsSecret)
 	ProcStart shell = proc("sh", "spiffe://t/alice", kT0 + 2, "", false);
 	shell.tty = true;
 	feed(shell);
+	// The kernel follows cat once it opens the watched file: it is still a
+	// person's, not a workload's.
 	ProcStart cat = proc("cat", "spiffe://t/alice", kT0 + 3, "sh", false);
+	cat.tracked = true;
 	feed(cat);
 	feed(secret("cat", kFp1, kT0 + 3, "file", "/srv/gitlab/.env"));
 	auto a = of("alert", "human_use");
@@ -540,6 +610,35 @@ TEST_F(CorrelatorTest, HumanUseOfAnMcpWorkloadsSecret)
 	EXPECT_EQ(a[0]["process"]["exec_id"], "cat");
 	EXPECT_NE(std::find(a[0]["tags"].begin(), a[0]["tags"].end(), "owasp-nhi.nhi10"),
 	          a[0]["tags"].end());
+	// A server launched from a terminal is not a person.
+	ProcStart srv2 = proc("srv2", "spiffe://t/other", kT0 + 4);
+	srv2.tty = true;
+	feed(srv2);
+	feed(secret("srv2", kFp1, kT0 + 4, "file", "/srv/gitlab/.env"));
+	EXPECT_EQ(of("alert", "human_use").size(), 1u);
+}
+
+TEST_F(CorrelatorTest, HumanUseIsOncePerTerminalSession)
+{
+	make();
+	feed(proc("srv", "spiffe://t/gitlab", kT0));
+	feed(secret("srv", kFp1, kT0, "file", "/srv/gitlab/.env"));
+	// cat then grep at one terminal: different binaries, one session.
+	auto at_terminal = [&](const std::string &id, const std::string &who, uint32_t sid,
+	                       int64_t t) {
+		ProcStart p = proc(id, who, t, "", false);
+		p.tty = p.tracked = true;
+		p.tty_nr = 34816; // pts/0
+		p.sid = sid;
+		feed(p);
+		feed(secret(id, kFp1, t, "file", "/srv/gitlab/.env"));
+	};
+	at_terminal("cat", "spiffe://t/cat", 500, kT0 + 1);
+	at_terminal("grep", "spiffe://t/grep", 500, kT0 + 2);
+	EXPECT_EQ(of("alert", "human_use").size(), 1u);
+	// Someone logs in again on pts/0: a new session, a new finding.
+	at_terminal("less", "spiffe://t/less", 900, kT0 + 3);
+	EXPECT_EQ(of("alert", "human_use").size(), 2u);
 }
 
 TEST_F(CorrelatorTest, MonitorDegradedOnDropsAndAttributionFailures)
@@ -555,18 +654,92 @@ TEST_F(CorrelatorTest, MonitorDegradedOnDropsAndAttributionFailures)
 	EXPECT_EQ(a[0]["reason"], "kernel_drops");
 }
 
-TEST_F(CorrelatorTest, DedupeWindowAndSuppressedCount)
+// Each loss window is an update of the one monitor_degraded finding, with
+// its range and drops: an analyst sees every blind interval, not only the
+// first of the dedupe window.
+TEST_F(CorrelatorTest, EveryLossWindowUpdatesTheMonitorDegradedFinding)
 {
 	make("correlate:\n  dedupe_window: 10m\n");
 	feed(HealthSeen{kT0, 0, 5, 0, 0});
 	feed(HealthSeen{kT0 + 60 * kSec, 0, 10, 0, 0});
-	feed(HealthSeen{kT0 + 120 * kSec, 0, 15, 0, 0});
-	EXPECT_EQ(of("alert", "monitor_degraded").size(), 1u);
-	EXPECT_EQ(corr->counters().alerts_deduplicated, 2u);
-	feed(HealthSeen{kT0 + 11 * 60 * kSec, 0, 20, 0, 0});
+	feed(HealthSeen{kT0 + 120 * kSec, 0, 10, 0, 0}); // no loss in this one
+	feed(HealthSeen{kT0 + 180 * kSec, 0, 15, 0, 0});
 	auto a = of("alert", "monitor_degraded");
-	ASSERT_EQ(a.size(), 2u);
-	EXPECT_EQ(a[1]["suppressed_since_last"], 2);
+	auto u = of("update", "monitor_degraded");
+	ASSERT_EQ(a.size(), 1u);
+	ASSERT_EQ(u.size(), 2u);
+	EXPECT_EQ(u[0]["finding_id"], a[0]["finding_id"]);
+	EXPECT_EQ(u[1]["kernel_drops"], 5);
+	EXPECT_EQ(u[1]["window_start"], rfc3339(kT0 + 120 * kSec));
+	EXPECT_EQ(u[1]["window_end"], rfc3339(kT0 + 180 * kSec));
+	EXPECT_EQ(u[1]["count"], 3);
+}
+
+// A finding's id is what it is about: the same on every run. Known
+// findings (the ledger) are not raised again after a restart; what is new
+// about them is an update.
+TEST_F(CorrelatorTest, FindingsSurviveARestartAndKeepTheirIds)
+{
+	std::vector<FindingState> book;
+	auto run = [&](bool third) {
+		out.clear();
+		make();
+		corr->set_known_findings(book);
+		corr->set_on_finding([&](const FindingState &f) {
+			auto it = std::find_if(book.begin(), book.end(),
+			                       [&](const auto &x) { return x.id == f.id; });
+			if (it == book.end())
+				book.push_back(f);
+			else
+				*it = f;
+		});
+		feed(proc("a", "spiffe://t/a", kT0));
+		feed(secret("a", kFp1, kT0 + 1));
+		feed(proc("b", "spiffe://t/b", kT0 + 2));
+		feed(secret("b", kFp1, kT0 + 3));
+		if (third) {
+			feed(proc("c", "spiffe://t/c", kT0 + 4));
+			feed(secret("c", kFp1, kT0 + 5));
+		}
+	};
+	run(false);
+	auto first = of("alert", "shared_credential");
+	ASSERT_EQ(first.size(), 1u);
+	std::string id = first[0]["finding_id"];
+	EXPECT_EQ(id.size(), 32u);
+	EXPECT_EQ(first[0]["alert_id"], id);
+	run(true); // after a restart, a third holder
+	EXPECT_TRUE(of("alert", "shared_credential").empty());
+	auto u = of("update", "shared_credential");
+	ASSERT_EQ(u.size(), 1u);
+	EXPECT_EQ(u[0]["finding_id"], id);
+	EXPECT_EQ(u[0]["new"], "spiffe://t/c");
+	EXPECT_EQ(finding_id("host1", "shared_credential", kFp1), id);
+}
+
+// `exceptions:` suppress what they match, and are counted.
+TEST_F(CorrelatorTest, ExceptionsSuppressMatchingAlerts)
+{
+	make(R"(
+exceptions:
+  - name: the scanner reads every .env
+    rule: shared_credential
+    identity: "spiffe://t/scanner*"
+  - rule: "*"
+    fingerprint: 22222222222222222222222222222222
+)");
+	feed(proc("a", "spiffe://t/a", kT0));
+	feed(secret("a", kFp1, kT0));
+	feed(proc("s", "spiffe://t/scanner", kT0 + 1));
+	feed(secret("s", kFp1, kT0 + 1));
+	EXPECT_TRUE(of("alert", "shared_credential").empty());
+	feed(secret("a", kFp2, kT0 + 2, "argv", "argv[2]"));
+	EXPECT_TRUE(of("alert", "hardcoded_secret").empty());
+	EXPECT_EQ(corr->counters().alerts_excepted, 2u);
+	// Another holder is still shared.
+	feed(proc("b", "spiffe://t/b", kT0 + 3));
+	feed(secret("b", kFp1, kT0 + 3));
+	EXPECT_EQ(of("alert", "shared_credential").size(), 1u);
 }
 
 TEST_F(CorrelatorTest, RateLimitCountsWhatItSuppresses)
@@ -744,8 +917,12 @@ TEST_F(CorrelatorTest, DecoderRejectsGarbage)
 	std::string good = encode_input(ConnectSeen{});
 	EXPECT_TRUE(
 	    decode_input(reinterpret_cast<const unsigned char *>(good.data()), good.size()));
+	// Fields appended by later versions may be absent (an older recording),
+	// but a frame cut inside a field is malformed.
+	EXPECT_TRUE(
+	    decode_input(reinterpret_cast<const unsigned char *>(good.data()), good.size() - 2));
 	EXPECT_FALSE(
-	    decode_input(reinterpret_cast<const unsigned char *>(good.data()), good.size() - 1));
+	    decode_input(reinterpret_cast<const unsigned char *>(good.data()), good.size() - 3));
 	std::string longer = good + "x";
 	EXPECT_FALSE(
 	    decode_input(reinterpret_cast<const unsigned char *>(longer.data()), longer.size()));
@@ -763,4 +940,25 @@ TEST_F(CorrelatorTest, ASecondReportOfAHoldingWithAnEarlierTimeWins)
 	feed(secret("e1", kFp1, kT0));
 	feed(connect("e1", kT0 + 5 * kSec + 1));
 	EXPECT_EQ(of("secret_use").size(), 1u);
+}
+
+// The book is bounded: past kMaxFindings the least recently seen are
+// forgotten (and raised again if they come back), the rest kept.
+TEST(FindingBook, IsBoundedAndForgetsTheLeastRecentlySeen)
+{
+	FindingBook book("h");
+	FindingState *f = nullptr;
+	const int64_t window = 1000;
+	for (size_t i = 0; i < FindingBook::kMaxFindings; i++)
+		ASSERT_EQ(
+		    book.occur("r", std::to_string(i), "", static_cast<int64_t>(i), window, &f),
+		    Occurrence::kNew);
+	EXPECT_EQ(book.size(), FindingBook::kMaxFindings);
+	book.occur("r", "one more", "", 1 << 30, window, &f);
+	EXPECT_LE(book.size(), FindingBook::kMaxFindings - FindingBook::kMaxFindings / 8 + 1);
+	const int64_t later = (1 << 30) + 1;
+	EXPECT_EQ(book.occur("r", "0", "", later, window, &f), Occurrence::kNew);
+	std::string newest = std::to_string(FindingBook::kMaxFindings - 1);
+	EXPECT_NE(book.occur("r", newest, "", later, window, &f), Occurrence::kNew);
+	EXPECT_EQ(f->count, 2u);
 }

@@ -1,7 +1,13 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "keytrail/config/config.h"
 #include "keytrail/detect/mcp_detect.h"
+#include "keytrail/detect/package.h"
 
 using namespace keytrail;
 
@@ -16,40 +22,115 @@ std::string server_of(std::vector<std::string> argv)
 
 TEST(McpDetect, NpxOfficialServers)
 {
-	EXPECT_EQ(server_of({"npx", "-y", "@modelcontextprotocol/server-gitlab"}), "server-gitlab");
+	EXPECT_EQ(server_of({"npx", "-y", "@modelcontextprotocol/server-gitlab"}),
+	          "@modelcontextprotocol/server-gitlab");
 	EXPECT_EQ(server_of({"/usr/bin/npx", "--yes",
 	                     "@modelcontextprotocol/server-filesystem@2025.8.21", "/srv"}),
-	          "server-filesystem");
+	          "@modelcontextprotocol/server-filesystem");
 	EXPECT_EQ(
 	    server_of({"npm", "exec", "@modelcontextprotocol/server-postgres", "postgresql://x"}),
-	    "server-postgres");
+	    "@modelcontextprotocol/server-postgres");
 	EXPECT_EQ(
 	    server_of({"npx", "-p", "@modelcontextprotocol/server-github", "mcp-server-github"}),
-	    "server-github");
+	    "@modelcontextprotocol/server-github");
+	EXPECT_EQ(server_of({"pnpm", "dlx", "mcp-server-kubernetes@2.0.1"}),
+	          "mcp-server-kubernetes");
+	EXPECT_EQ(server_of({"bunx", "@zereight/mcp-gitlab"}), "@zereight/mcp-gitlab");
 }
 
 TEST(McpDetect, NodeRunningInstalledPackage)
 {
 	EXPECT_EQ(server_of({"node",
 	                     "/x/node_modules/@modelcontextprotocol/server-gitlab/dist/index.js"}),
-	          "server-gitlab");
+	          "@modelcontextprotocol/server-gitlab");
 	EXPECT_EQ(server_of({"node", "/root/.npm/_npx/ab/node_modules/.bin/mcp-server-gitlab"}),
 	          "mcp-server-gitlab");
 	EXPECT_EQ(server_of({"node", "--enable-source-maps",
 	                     "/usr/lib/node_modules/@zereight/mcp-gitlab/build/index.js"}),
-	          "mcp-gitlab");
+	          "@zereight/mcp-gitlab");
+}
+
+// One name per package, however it is launched: the package's bin and a
+// checkout's script resolve to the package.json's name.
+TEST(McpDetect, EveryLaunchOfAPackageHasItsPackageName)
+{
+	PackageLookup lookup = [](const std::string &path) -> std::optional<std::string> {
+		if (path.ends_with("/mcp-server-github") || path.starts_with("/opt/server-github/"))
+			return "@modelcontextprotocol/server-github";
+		return std::nullopt;
+	};
+	auto name = [&](std::vector<std::string> argv, std::string exe = "") {
+		auto m = match_builtin(argv, exe, lookup);
+		return m ? m->server : "";
+	};
+	const std::string want = "@modelcontextprotocol/server-github";
+	EXPECT_EQ(name({"npx", "-y", "@modelcontextprotocol/server-github@2025.4.8"}), want);
+	EXPECT_EQ(name({"npm", "exec", "--yes", "@modelcontextprotocol/server-github"}), want);
+	EXPECT_EQ(name({"node", "/root/.npm/_npx/ab/node_modules/.bin/mcp-server-github"}), want);
+	EXPECT_EQ(name({"mcp-server-github"}, "/usr/local/bin/mcp-server-github"), want);
+	EXPECT_EQ(name({"node", "/opt/server-github/dist/index.js"}), want);
+	EXPECT_EQ(name({"/usr/bin/env", "node", "/usr/local/bin/mcp-server-github"},
+	               "/usr/local/bin/mcp-server-github"),
+	          want);
+	// A script outside any package is what its own name says.
+	EXPECT_EQ(name({"node", "/srv/app/index.js"}), "");
+}
+
+// Runners as the kernel sees them: npx's shebang (`#!/usr/bin/env node`)
+// makes its argv "env node /usr/bin/npx -y pkg", and `env VAR=x cmd` is cmd.
+TEST(McpDetect, RunnersThroughEnvAndTheirInterpreters)
+{
+	PackageLookup npm_itself = [](const std::string &path) -> std::optional<std::string> {
+		if (path.find("npm/bin/") != std::string::npos || path.ends_with("/npx"))
+			return "npm";
+		return std::nullopt;
+	};
+	auto name = [&](std::vector<std::string> argv, std::string exe = "") {
+		auto m = match_builtin(argv, exe, npm_itself);
+		return m ? m->server : "";
+	};
+	const std::string want = "@modelcontextprotocol/server-gitlab";
+	EXPECT_EQ(
+	    name({"/usr/bin/env", "node", "/usr/local/bin/npx", "-y", want}, "/usr/local/bin/npx"),
+	    want);
+	EXPECT_EQ(name({"node", "/usr/lib/node_modules/npm/bin/npx-cli.js", "-y", want + "@1.0"}),
+	          want);
+	EXPECT_EQ(name({"node", "/usr/lib/node_modules/npm/bin/npm-cli.js", "exec", "--yes", want}),
+	          want);
+	EXPECT_EQ(name({"env", "-u", "HOME", "GITLAB_API_URL=http://x", "npx", "-y", want}), want);
+	EXPECT_EQ(name({"/usr/bin/env", "--", "mcp-server-fetch"}), "mcp-server-fetch");
+	EXPECT_EQ(name({"python3", "/usr/bin/pipx", "run", "mcp-server-git"}), "mcp-server-git");
+	// The runners are known as such, to tell their fetches from the server.
+	EXPECT_TRUE(package_runner({"/usr/bin/env", "node", "/usr/local/bin/npx", "-y", want}));
+	EXPECT_TRUE(package_runner({"npm", "exec", want}));
+	EXPECT_TRUE(package_runner({"uv", "tool", "run", "mcp-server-git"}));
+	EXPECT_FALSE(package_runner({"node", "/x/node_modules/" + want + "/dist/index.js"}));
+	EXPECT_FALSE(package_runner({"npm", "install"}));
+	EXPECT_FALSE(package_runner({}));
+	// Wrappers around something else stay nothing.
+	EXPECT_EQ(name({"env", "FOO=mcp-server-x", "ls"}), "");
+	EXPECT_EQ(name({"env"}), "");
+	EXPECT_EQ(name({"node", "/usr/lib/node_modules/npm/bin/npm-cli.js", "install"}), "");
 }
 
 TEST(McpDetect, BinariesPythonAndDocker)
 {
 	EXPECT_EQ(server_of({"/usr/local/bin/github-mcp-server", "stdio"}), "github-mcp-server");
 	EXPECT_EQ(server_of({"mcp-server-fetch"}), "mcp-server-fetch");
+	// PyPI names are normalized (PEP 503), so every launch agrees.
 	EXPECT_EQ(server_of({"uvx", "mcp-server-git", "--repository", "."}), "mcp-server-git");
-	EXPECT_EQ(server_of({"python3", "-m", "mcp_server_time"}), "mcp_server_time");
+	EXPECT_EQ(server_of({"uvx", "mcp-server-git==2025.1.14"}), "mcp-server-git");
+	EXPECT_EQ(server_of({"uvx", "--from", "mcp_server_git[all]", "mcp-server-git"}),
+	          "mcp-server-git");
+	EXPECT_EQ(server_of({"uv", "tool", "run", "mcp-server-git"}), "mcp-server-git");
+	EXPECT_EQ(server_of({"pipx", "run", "Mcp_Server.Git"}), "mcp-server-git");
+	EXPECT_EQ(server_of({"python3", "-m", "mcp_server_git"}), "mcp-server-git");
+	EXPECT_EQ(server_of({"/home/u/.local/bin/mcp_server_git"}), "mcp-server-git");
 	EXPECT_EQ(server_of({"docker", "run", "-i", "--rm", "-e", "GITHUB_TOKEN", "mcp/github"}),
 	          "mcp/github");
+	EXPECT_EQ(server_of({"podman", "run", "-i", "docker.io/mcp/github:latest"}), "mcp/github");
 	EXPECT_EQ(server_of({"docker", "run", "-i", "ghcr.io/github/github-mcp-server:v1"}),
-	          "github-mcp-server");
+	          "github/github-mcp-server");
 }
 
 TEST(McpDetect, NotServers)
@@ -121,4 +202,47 @@ TEST(McpDetect, ShellScriptsAsProcShowsThem)
 	// A command string is not a script.
 	EXPECT_FALSE(match_builtin({"sh", "-c", "mcp-server-x --port 1"}, "/usr/bin/dash"));
 	EXPECT_FALSE(match_builtin({"bash", "/home/u/backup.sh"}, "/usr/bin/bash"));
+}
+
+// package.json is read through the process's root: symlinks (absolute ones
+// too) resolve inside it; a FIFO, a huge or deeply nested file, or a bad
+// name yields nothing and never blocks.
+TEST(McpPackage, ResolvesBinsThroughTheRootAndStaysBounded)
+{
+	char tmpl[] = "/tmp/kt-pkg-XXXXXX";
+	std::string root = mkdtemp(tmpl);
+	auto mk = [&](const std::string &dir) { std::filesystem::create_directories(root + dir); };
+	mk("/usr/lib/node_modules/@modelcontextprotocol/server-github/dist");
+	mk("/usr/bin");
+	std::ofstream(root +
+	              "/usr/lib/node_modules/@modelcontextprotocol/server-github/package.json")
+	    << R"({"name": "@modelcontextprotocol/server-github", "version": "1.0.0"})";
+	std::ofstream(root +
+	              "/usr/lib/node_modules/@modelcontextprotocol/server-github/dist/index.js")
+	    << "// x\n";
+	// An absolute link, as npm makes for global bins: it points inside root.
+	symlink("/usr/lib/node_modules/@modelcontextprotocol/server-github/dist/index.js",
+	        (root + "/usr/bin/mcp-server-github").c_str());
+	EXPECT_EQ(npm_package_of(root, "/usr/bin/mcp-server-github"),
+	          "@modelcontextprotocol/server-github");
+	// A loop of links ends.
+	symlink("/usr/bin/b", (root + "/usr/bin/a").c_str());
+	symlink("/usr/bin/a", (root + "/usr/bin/b").c_str());
+	EXPECT_FALSE(npm_package_of(root, "/usr/bin/a"));
+	// A FIFO named package.json is not opened for reading (it would block).
+	mk("/srv/fifo/bin");
+	mkfifo((root + "/srv/fifo/package.json").c_str(), 0600);
+	std::ofstream(root + "/srv/fifo/bin/x") << "";
+	EXPECT_FALSE(npm_package_of(root, "/srv/fifo/bin/x"));
+	// Deep nesting is cut while parsing; the name at the top still counts.
+	mk("/srv/deep");
+	std::ofstream(root + "/srv/deep/package.json")
+	    << R"({"name": "deep-mcp", "x": )" << std::string(100000, '[')
+	    << std::string(100000, ']') << "}";
+	std::ofstream(root + "/srv/deep/i.js") << "";
+	EXPECT_EQ(npm_package_of(root, "/srv/deep/i.js"), "deep-mcp");
+	EXPECT_FALSE(valid_npm_name("Has Spaces"));
+	EXPECT_FALSE(valid_npm_name("../../etc"));
+	EXPECT_TRUE(valid_npm_name("@a/b"));
+	std::filesystem::remove_all(root);
 }

@@ -50,3 +50,28 @@ TEST(HttpHost, RejectsNonHttpAndHostileValues)
 	EXPECT_FALSE(parse_http_host("GET / HTTP/1.1\r\nAccept: */*\r\n\r\nHost: late\r\n"));
 	EXPECT_FALSE(parse_http_host("GET / HTTP/1.1\r\nHost: cut-sho"));
 }
+
+TEST(ProxyTarget, ConnectAuthorityAndAbsoluteForm)
+{
+	EXPECT_EQ(parse_proxy_target(
+	              "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n"),
+	          "api.github.com:443");
+	EXPECT_EQ(parse_proxy_target("CONNECT [2001:db8::1]:8443 HTTP/1.1\r\n\r\n"),
+	          "[2001:db8::1]:8443");
+	EXPECT_EQ(
+	    parse_proxy_target("GET http://example.com/x?y HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+	    "example.com:80");
+	EXPECT_EQ(parse_proxy_target("POST https://u:p@h.example:8443/ HTTP/1.1\r\n\r\n"),
+	          "h.example:8443");
+	// A request to the server itself names no proxy target.
+	EXPECT_FALSE(parse_proxy_target("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"));
+	EXPECT_FALSE(parse_proxy_target("CONNECT api.github.com HTTP/1.1\r\n\r\n")); // no port
+	EXPECT_FALSE(parse_proxy_target("CONNECT api.github.com:99999 HTTP/1.1\r\n\r\n"));
+	EXPECT_FALSE(parse_proxy_target("CONNECT a b:1 HTTP/1.1\r\n\r\n"));
+	EXPECT_FALSE(parse_proxy_target("CONNECT evil\"name:443 HTTP/1.1\r\n\r\n"));
+	EXPECT_FALSE(parse_proxy_target("CONNECT api.github.com:443 HTTP/1.1")); // cut short
+	EXPECT_FALSE(parse_proxy_target(std::string(4000, 'A')));
+	for (size_t n = 0; n < 40; n++) // every truncation is safe
+		parse_proxy_target(
+		    std::string_view("CONNECT api.github.com:443 HTTP/1.1\r\n").substr(0, n));
+}

@@ -25,6 +25,7 @@
 #include "keytrail/agent/counters.h"
 #include "keytrail/agent/health.h"
 #include "keytrail/agent/lifecycle.h"
+#include "keytrail/agent/name_table.h"
 #include "keytrail/agent/open_files.h"
 #include "keytrail/agent/processes.h"
 #include "keytrail/agent/records.h"
@@ -94,6 +95,8 @@ class Agent
 	void handle(const CloseEvent &e);
 	void handle(const ConnectEvent &e);
 	void handle(const PayloadEvent &e);
+	void handle(const DnsEvent &e);
+	void name_connect(const ProcessInfo &p, ConnectSeen &in);
 	void collect(const std::vector<ProcessInfo *> &procs, const ExecEvent *e = nullptr);
 	void closed(const EventContext &ctx, std::vector<ClosedFd> fds);
 	void connected(const NamedConnect &c);
@@ -128,6 +131,7 @@ class Agent
 	OpenFiles files_;
 	HeldConnects connects_;
 	std::unique_ptr<SecretIntake> intake_;
+	std::unique_ptr<NameTable> names_;
 	EventRecords records_;
 };
 

@@ -19,7 +19,7 @@ namespace keytrail
 // A connect on its way out, with the names its first write gave.
 struct NamedConnect {
 	ConnectEvent ev;
-	std::string sni, http_host;
+	std::string sni, http_host, proxy_target;
 };
 
 class HeldConnects

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -50,22 +52,30 @@ class Lifecycle
 
       private:
 	ProcessInfo entry_of(const ExecEvent &e) const;
+	bool keep_tracking(const ProcessInfo &p) const;
 	// Applies the real rules to an exec the kernel's hint tracked, or to
-	// the next image of a process whose hint was rejected.
+	// the next image of a process we let go of.
 	void settle_hint(const ExecEvent &e, ProcessInfo &info, bool matched, bool *was_tracked);
+	// Stops following pid's current image (a rejected hint, or no workload
+	// of ours). Its next exec, maybe already under way, decides afresh.
+	void let_go(uint32_t pid, uint64_t start_ticks, const std::string &comm);
 
 	ProbeControl &probe_;
 	Processes &procs_;
 	AgentCounters &counters_;
 	McpDetector detector_;
 	const uint32_t self_pid_;
-	// Processes whose exec hint the rules rejected, by pid: their next exec
-	// decides whether they stay tracked.
-	struct HintRejected {
+	// Processes we let go of, by pid: their next exec decides whether
+	// they stay tracked.
+	struct LetGo {
 		uint64_t start_ticks;
 		bool untracked; // now, or deferred to that next exec
 	};
-	std::unordered_map<uint32_t, HintRejected> hint_rejected_;
+	std::unordered_map<uint32_t, LetGo> let_go_;
+	// npm package names by (root dir's dev, inode, path): a node script's
+	// package is read from disk once, not at every exec.
+	std::map<std::tuple<uint64_t, uint64_t, std::string>, std::optional<std::string>> packages_;
+	std::optional<std::string> package_of(pid_t pid, const std::string &path);
 };
 
 } // namespace keytrail

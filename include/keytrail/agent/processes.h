@@ -11,6 +11,7 @@
 #include "keytrail/agent/counters.h"
 #include "keytrail/config/config.h"
 #include "keytrail/correlate/inputs.h"
+#include "keytrail/detect/mcp_detect.h"
 #include "keytrail/identity/cgroup.h"
 #include "keytrail/identity/identity.h"
 #include "keytrail/probe/events.h"
@@ -41,8 +42,14 @@ class Processes
 	// else read from /proc (it started before us, or its exec was lost).
 	// Null, and counted as an attribution failure, when neither knows it.
 	ProcessInfo *of(const EventContext &ctx);
-	// The process's identity, resolved on first need (per exec, not per event).
+	// The identity records give the process: its workload's (resolved once,
+	// at the root), else its own, resolved on first need (per exec).
 	const Identity &identity(ProcessInfo &p);
+	// A new workload rooted at p: the server a detection rule matched.
+	std::shared_ptr<const Workload> make_workload(ProcessInfo &p, const McpMatch &m);
+	// Whether the process runs a keytrail binary (this agent, another one, a
+	// subcommand): such a process is never a holder of what it examines.
+	bool is_keytrail(const ProcessInfo &p) const;
 	// Ancestors as exec records carry them.
 	nlohmann::json ancestry_json(ProcessInfo &p);
 	// Wall time a process started (its exec, else /proc's start time).
@@ -54,6 +61,10 @@ class Processes
 		if (!p.correlated)
 			correlate(p);
 	}
+	// A reader of a watched file, as /proc shows it now: command line, tty,
+	// login session, and its ancestors' (which the table may never have
+	// seen exec).
+	void describe_reader(ProcessInfo &p);
 	// Its exit, if the correlator knows it.
 	void exited(ProcessInfo &p, int64_t when_ns);
 
@@ -72,6 +83,8 @@ class Processes
 	IdentityResolver resolver_;
 	CgroupPaths cgroup_paths_;
 	std::function<void(uint32_t)> retired_;
+	// Own identity, ignoring the workload's.
+	Identity resolve_own(ProcessInfo &p, const std::string &server);
 };
 
 } // namespace keytrail

@@ -31,6 +31,9 @@ class EventRecords
 	Record close(const EventContext &ctx, const ClosedFd &c);
 	Record connect(const NamedConnect &c);
 	Record credential_file(const EventContext &ctx, const FileScan &scan);
+	// A process followed from a watched open on: an `exec` record as if its
+	// exec had been followed, marked "tracked_by": "watched_open".
+	Record reader(const EventContext &ctx, ProcessInfo &p);
 
       private:
 	// Every field a record about the process that made the event carries.

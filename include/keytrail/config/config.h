@@ -81,6 +81,17 @@ struct InventoryEntry {
 	size_t line = 0;               // where it is defined, for messages
 };
 
+// An exception, as Falco users write them: alerts of `rule` ("*": any) whose
+// subject matches every condition given are not written (and are counted).
+struct AlertException {
+	std::string name; // for health and messages
+	std::string rule = "*";
+	std::optional<std::string> identity, exe, comm, upstream; // globs
+	std::optional<std::string> fingerprint;                   // exact, hex
+	std::optional<uint32_t> uid;
+	size_t line = 0;
+};
+
 // How the correlator pairs secrets with connections and raises alerts.
 struct CorrelateConfig {
 	std::chrono::milliseconds use_window{
@@ -92,6 +103,10 @@ struct CorrelateConfig {
 	uint64_t degraded_drops = 1;                  // kernel drops per health interval
 	uint64_t degraded_attribution_failures = 100; // per health interval
 	std::vector<std::string> disabled_rules;
+	std::vector<AlertException> exceptions; // the top-level `exceptions:` list
+	// HTTP proxies ("addr:port", globs) whose CONNECT targets count as
+	// verified names: the proxy resolves them, not the process.
+	std::vector<std::string> trusted_proxies;
 };
 
 struct OutputSpec {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "keytrail/config/config.h"
+#include "keytrail/correlate/findings.h"
 #include "keytrail/correlate/inputs.h"
 #include "keytrail/schema/record.h"
 #include "keytrail/util/clock.h"
@@ -35,9 +36,19 @@ namespace keytrail
 	X(uses_deduplicated, "Repeated uses within the dedupe window, counted not written")        \
 	X(ambiguous_uses, "Uses by a process holding several credentials, none bound")             \
 	X(connects_not_upstream, "Connects that are not upstreams (loopback, DNS, unix)")          \
+	X(connects_ignored_not_inet, "Connects on unix or netlink sockets")                        \
+	X(connects_ignored_failed, "Connects that failed")                                         \
+	X(connects_ignored_dns, "Connects to port 53 (the resolver)")                              \
+	X(connects_ignored_no_peer,                                                                \
+	  "UDP connects to port 0 or an unspecified address (getaddrinfo probes)")                 \
+	X(connects_ignored_loopback, "Loopback connects that name no remote host")                 \
+	X(launcher_fetches,                                                                        \
+	  "Connects of a package runner (npx, uvx) holding only its server's credentials")         \
 	X(unknown_process, "Inputs naming a process the correlator was never told of")             \
-	X(alerts, "Alerts written")                                                                \
-	X(alerts_deduplicated, "Alerts not written: repeats within the dedupe window")             \
+	X(alerts, "Alerts and finding updates written")                                            \
+	X(alert_updates, "Finding updates written (a new holder, upstream, reason, window)")       \
+	X(alerts_excepted, "Alerts an `exceptions:` entry matched, not written")                   \
+	X(alerts_deduplicated, "Repeats of a known finding with nothing new, counted")             \
 	X(alerts_rate_limited, "Alerts not written: over correlate.max_alerts_per_minute")
 
 struct CorrelatorCounters {
@@ -62,8 +73,19 @@ class Correlator
 	// Periodic work (stale checks, expiry of old state) at the clock's now.
 	void tick();
 	void set_on_use(OnUse f) { on_use_ = std::move(f); }
+	// Findings a previous run left (the ledger), and where a finding's
+	// changes go (the ledger again): a restart raises nothing known again.
+	void set_known_findings(std::vector<FindingState> known)
+	{
+		findings_.load(std::move(known));
+	}
+	void set_on_finding(std::function<void(const FindingState &)> f)
+	{
+		on_finding_ = std::move(f);
+	}
 	// A new inventory (SIGHUP): every holding is matched again.
 	void set_inventory(std::vector<InventoryEntry> inv);
+	void set_exceptions(std::vector<AlertException> x) { cfg_.exceptions = std::move(x); }
 
 	const CorrelatorCounters &counters() const { return counters_; }
 	size_t processes() const { return procs_.size(); }
@@ -86,7 +108,9 @@ class Correlator
 		ProcStart start;
 		std::vector<std::pair<uint64_t, Dedupe>> uses; // hash of credential+upstream
 		int64_t exit_ns = 0;
-		bool interactive = false; // it or an ancestor has a tty and is not tracked
+		bool on_terminal = false; // it or an ancestor has a controlling terminal
+		bool in_workload = false; // an MCP server or one of its descendants
+		bool interactive = false; // on a terminal and not in a workload: a person
 		std::vector<Holding> held;
 		// "process" and "identity" serialized once, for its secret_use records.
 		mutable std::shared_ptr<const std::string> process_raw, identity_raw;
@@ -162,10 +186,19 @@ class Correlator
 	// "curl (pid 42, spiffe://...)"
 	static std::string who(const Proc &p);
 
-	// Dedupe and rate limit, then build (only then), fill rule, severity
-	// and tags, and emit.
-	void alert(const char *rule, const std::string &key, int64_t now,
-	           const std::function<nlohmann::json()> &build);
+	// What an alert is about, for `exceptions:`.
+	struct Subject {
+		const Proc *proc = nullptr;
+		const Secret *secret = nullptr;
+		std::string upstream; // "name:port"
+	};
+	bool excepted(const char *rule, const Subject &who) const;
+	// One occurrence of the finding (rule, key): excepted, a repeat, rate
+	// limited, or written (built only then) as an alert or an update.
+	void alert(const char *rule, const std::string &key, const std::string &facet, int64_t now,
+	           const Subject &who, const std::function<nlohmann::json()> &build);
+	// Who reads for human_use: the login session when known, else the identity.
+	static std::string reader_of(const Proc &p);
 	void expire(int64_t now);
 	void forget_oldest_exited();
 
@@ -184,7 +217,8 @@ class Correlator
 	size_t max_exited_; // exited processes kept, at most (agent.max_exited_processes)
 	std::vector<Secret> secrets_;
 	std::unordered_map<std::string, uint32_t> secret_ids_;
-	std::unordered_map<std::string, Dedupe> alert_seen_;
+	FindingBook findings_;
+	std::function<void(const FindingState &)> on_finding_;
 	int64_t next_stale_check_ = 0, next_expire_ = 0;
 	int64_t rate_window_start_ = 0;
 	uint32_t rate_count_ = 0;

@@ -23,14 +23,20 @@ struct ProcStart {
 	std::string exec_id, parent_exec_id;
 	uint32_t pid = 0, ppid = 0, uid = 0, gid = 0;
 	bool tty = false;          // has a controlling terminal
-	bool tracked = false;      // an MCP server or one of its descendants
+	bool tracked = false;      // the kernel follows it (a workload, or a watched open)
 	bool forked = false;       // a fork without exec: shares its parent's memory
 	bool env_observed = false; // its own environment was scanned
+	bool launcher = false;     // a package runner (npx, uvx...) fetching its server
 	std::string comm, exe, mcp_server;
+	std::string workload;             // its MCP workload's root exec_id; "" if none
 	std::vector<std::string> cmdline; // masked
 	std::string identity;             // id
 	Selectors selectors;
 	std::vector<std::string> unresolved; // selector groups that could not be read
+	uint32_t loginuid = UINT32_MAX;      // audit login uid; UINT32_MAX: none or unknown
+	uint32_t sessionid = UINT32_MAX;     // audit session id
+	uint32_t tty_nr = 0;                 // controlling terminal's device; 0 if none or unknown
+	uint32_t sid = 0;                    // POSIX session (leader's pid); 0 if unknown
 };
 
 struct ProcExit {
@@ -64,6 +70,12 @@ struct ConnectSeen {
 	int32_t result = 0;     // 0 or -errno (-EINPROGRESS is an attempt)
 	uint16_t port = 0;
 	std::string addr, sni, http_host;
+	std::string proxy_target; // "host:port" asked of an HTTP proxy (CONNECT, absolute URI)
+	bool via_proxy = false;   // addr:port is the process's proxy (its *_PROXY variables)
+	// Whether the name the connect goes by (proxy target, SNI, Host) was
+	// resolved to addr by the process's resolver or /etc/hosts.
+	enum NameCheck : uint8_t { kNoCheck = 0, kVerified = 1, kUnverified = 2 };
+	uint8_t name_check = kNoCheck;
 };
 
 struct HealthSeen {

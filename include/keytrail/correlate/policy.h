@@ -30,6 +30,12 @@ const InventoryEntry *match(const std::vector<InventoryEntry> &inventory, const 
 // allowed_identities, or one of its globs matches.
 bool identity_allowed(const InventoryEntry &e, std::string_view identity);
 
+// What a package runner (npx, uvx: ProcStart::launcher) may send while it
+// fetches a server: a registry credential (npm, PyPI, Docker Hub tokens) or
+// one it read from a file itself (.npmrc, pip.conf). The server's own
+// credentials in its environment only pass through it.
+bool fetch_credential(std::string_view type, std::string_view source);
+
 // An upstream matches one of the patterns: a CIDR ("10.0.0.0/8",
 // "::1/128") against the address, else a host glob against the address,
 // the TLS SNI and the HTTP Host.

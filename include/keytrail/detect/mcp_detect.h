@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,21 +24,38 @@ struct ProcessFacts {
 	std::string parent_exe;
 };
 
+// A process matched as an MCP server. `server` is the canonical name of what
+// it runs, the same however it is launched (docs/identity.md): the npm
+// package ("@modelcontextprotocol/server-github"), the PyPI project
+// ("mcp-server-fetch"), the image ("mcp/github", "github/github-mcp-server"),
+// a binary's name, or a config rule's name.
 struct McpMatch {
-	std::string server; // "server-gitlab", "mcp-gitlab", "mcp/github", a rule's name
-	std::string rule;   // "builtin:npm-package", "config:<name>", ...
+	std::string server;
+	std::string rule; // "builtin:npm-package", "config:<name>", ...
+	// The name is a package's, an image's, a module's or a rule's (not just
+	// a file's name): inside another workload it starts a nested one.
+	bool named = true;
 };
+
+// The npm package ("name" of its package.json) a binary or script path
+// belongs to, if any (detect/package.h reads it from disk; tests fake it).
+using PackageLookup = std::function<std::optional<std::string>(const std::string &path)>;
+// The same, for a path as a given process sees it.
+using ProcessPackageLookup =
+    std::function<std::optional<std::string>(pid_t pid, const std::string &path)>;
 
 class McpDetector
 {
       public:
-	McpDetector(bool builtin_rules, std::vector<TrackingRule> rules);
+	McpDetector(bool builtin_rules, std::vector<TrackingRule> rules,
+	            ProcessPackageLookup lookup = {});
 	// Config rules first (the operator's intent wins), then built-in ones.
 	std::optional<McpMatch> match(const ProcessFacts &p) const;
 
       private:
 	bool builtin_;
 	std::vector<TrackingRule> rules_;
+	ProcessPackageLookup lookup_;
 };
 
 // The MCP client (agent or IDE) a process is, if any: config rules first,
@@ -47,9 +65,16 @@ std::optional<std::string> match_client(const std::string &comm, const std::stri
                                         const std::vector<std::string> &argv,
                                         const std::vector<ClientRule> &rules);
 
+// A package runner fetching something to run (npx, npm exec, pnpm dlx,
+// yarn dlx, bunx, uvx, uv tool run, pipx run), however it was started
+// (`env`, its interpreter). What it downloads the server with is not the
+// server's use of a credential.
+bool package_runner(const std::vector<std::string> &argv);
+
 // Built-in rules alone (exposed for tests).
 // exe: the executed file, which differs from argv[0] for shebang scripts.
 std::optional<McpMatch> match_builtin(const std::vector<std::string> &argv,
-                                      const std::string &exe = "");
+                                      const std::string &exe = "",
+                                      const PackageLookup &lookup = {});
 
 } // namespace keytrail

@@ -26,6 +26,9 @@ struct Identity {
 	std::string id;
 	Selectors selectors;
 	std::vector<std::string> unresolved; // selector groups that could not be read
+	// The rule that gave the id names a process by its binary (unix.exe or
+	// unix.sha256): inside a workload, that process keeps this identity.
+	bool names_process = false;
 	bool resolved() const { return unresolved.empty(); }
 	nlohmann::json to_json() const;
 };
@@ -57,6 +60,10 @@ class IdentityResolver
 	                 std::vector<EnvironmentRule> environments);
 
 	Identity resolve(const WorkloadFacts &f);
+	// Whether a rule could name one process of a workload (it matches on
+	// unix.exe or unix.sha256): only then is a descendant's own identity
+	// worth resolving.
+	bool has_process_rules() const;
 
 	// SHA-256 of a process's executable, computed once per binary (cached by
 	// device, inode, size and mtime). nullopt when /proc/PID/exe is gone.

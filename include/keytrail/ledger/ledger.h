@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "keytrail/schema/finding.h"
+
 struct sqlite3;
 struct sqlite3_stmt;
 
@@ -72,6 +74,9 @@ class Ledger
 	// upstream: "name:port" as records show it; addr: the address connected to.
 	void record_use(const std::string &fingerprint, const std::string &identity,
 	                const std::string &upstream, const std::string &addr, int64_t time_ns);
+	void record_finding(const FindingState &f);
+	// The `limit` most recently seen findings; older ones are deleted.
+	std::vector<FindingState> findings(size_t limit);
 	// Commits the open batch. Returns false (and logs) on failure.
 	bool commit();
 
@@ -97,7 +102,7 @@ class Ledger
 	std::vector<sqlite3_stmt *> stmts_;
 	sqlite3_stmt *upsert_secret_ = nullptr, *upsert_sighting_ = nullptr, *get_slot_ = nullptr,
 	             *put_slot_ = nullptr, *add_rotation_ = nullptr, *upsert_use_ = nullptr,
-	             *touch_used_ = nullptr, *get_secret_ = nullptr;
+	             *touch_used_ = nullptr, *get_secret_ = nullptr, *put_finding_ = nullptr;
 };
 
 } // namespace keytrail

@@ -55,6 +55,8 @@ class ProbeControl
 	virtual size_t attached_programs() const = 0;
 	virtual double attach_seconds() const = 0;
 	virtual uint32_t ring_buffer_bytes() const = 0;
+	// DNS answers to tracked processes are seen (names can be verified).
+	virtual bool dns_capture() const = 0;
 };
 
 } // namespace keytrail

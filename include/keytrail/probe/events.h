@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "keytrail/net/dns.h"
 #include "keytrail/util/kdev.h"
 #include "keytrail/util/secret_bytes.h"
 
@@ -30,6 +31,12 @@ struct ExecEvent {
 	EventContext ctx;
 	std::string filename;
 	std::vector<std::string> argv;
+	// Its login session, for telling a person's commands apart: the
+	// controlling terminal (/proc/PID/stat's tty_nr, 0: none), the POSIX
+	// session (its leader's pid) and the audit login uid and session
+	// (UINT32_MAX: unset).
+	uint32_t tty_nr = 0, sid = 0;
+	uint32_t loginuid = UINT32_MAX, sessionid = UINT32_MAX;
 	// NUL-separated environ, captured for processes tracked at exec; wiped
 	// when the last copy goes. Null when not captured.
 	std::shared_ptr<const SecretBytes> env;
@@ -70,6 +77,7 @@ struct ConnectEvent {
 	int32_t fd = -1;
 	int32_t ret = 0;
 	uint16_t family = 0, port = 0, sock_type = 0;
+	uint16_t lport = 0; // local port after the connect
 	std::array<uint8_t, 16> addr{};
 };
 
@@ -80,13 +88,23 @@ struct PayloadEvent {
 	EventContext ctx;
 	int32_t fd = -1;
 	uint32_t syscall = 0;
-	uint32_t captured = 0; // bytes the kernel captured
-	std::string sni;       // TLS ClientHello server_name
-	std::string http_host; // HTTP/1.x Host header
+	uint32_t captured = 0;    // bytes the kernel captured
+	std::string sni;          // TLS ClientHello server_name
+	std::string http_host;    // HTTP/1.x Host header
+	std::string proxy_target; // "host:port" a proxy is asked for (CONNECT, absolute URI)
+};
+
+// A DNS answer to a tracked process's resolver (ctx.pid: the tgid whose
+// socket it was; no other process context). Parsed at decode time.
+struct DnsEvent {
+	EventContext ctx;
+	uint16_t lport = 0;
+	std::string server; // the answering resolver's address
+	std::optional<DnsAnswer> answer;
 };
 
 using Event = std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent,
-                           PayloadEvent>;
+                           PayloadEvent, DnsEvent>;
 
 // "exec", "fork", ... of a kt_event_type (enum in abi.h), and an event's type.
 const char *event_type_name(uint32_t type);

@@ -62,9 +62,11 @@ class Loader : public ProbeControl
 	size_t attached_programs() const override { return links_; }
 	double attach_seconds() const override { return attach_seconds_; }
 	uint32_t ring_buffer_bytes() const override { return ring_bytes_; }
+	bool dns_capture() const override { return dns_capture_; }
 
       private:
 	void rebuild_bloom();
+	void attach_dns();
 
 	LoaderOptions opts_;
 	keytrail_bpf *skel_ = nullptr;
@@ -73,6 +75,7 @@ class Loader : public ProbeControl
 	size_t links_ = 0;
 	double attach_seconds_ = 0;
 	uint32_t ring_bytes_ = 0;
+	bool dns_capture_ = false;
 	std::vector<std::pair<uint64_t, uint64_t>> watched_; // mirror, for the bloom filter
 };
 

@@ -19,6 +19,18 @@
 namespace keytrail
 {
 
+// A workload: an MCP server and everything it starts. The root is the
+// process a detection rule matched; its descendants (helpers, shims,
+// children forked before or after the exec that made it a server) are the
+// same workload with the same identity, unless one is itself a different
+// MCP server or an identity rule names it (docs/identity.md).
+struct Workload {
+	std::string root_exec_id;
+	std::string server; // canonical MCP server name ("" for a --track'ed tree)
+	std::string rule;   // the detection rule that matched the root
+	Identity identity;  // resolved once, from the root
+};
+
 // A credential a process obtained: only its fingerprint and where from.
 struct HeldSecret {
 	std::string fingerprint, type, source, location, name;
@@ -28,7 +40,9 @@ struct HeldSecret {
 struct ProcessInfo {
 	uint32_t pid = 0, ppid = 0;
 	uint32_t uid = 0, gid = 0;
-	uint64_t start_ticks = 0; // /proc/PID/stat starttime
+	uint32_t loginuid = UINT32_MAX, sessionid = UINT32_MAX; // UINT32_MAX: not read
+	uint32_t tty_nr = 0, sid = 0;                           // 0: none, or not read
+	uint64_t start_ticks = 0;                               // /proc/PID/stat starttime
 	std::string exec_id;
 	std::string parent_exec_id; // "" until the parent is known
 	std::string comm, exe;
@@ -36,13 +50,18 @@ struct ProcessInfo {
 	uint64_t cgroup_id = 0;
 	bool tty = false;
 	bool tracked = false;
-	std::string mcp_server;           // set when a rule matched this process or an ancestor
-	std::optional<Identity> identity; // resolved once, at exec or first need
-	std::vector<HeldSecret> secrets;  // obtained from argv, env, files
-	bool secrets_collected = false;   // argv and environ scanned for this exec
-	bool correlated = false;          // the correlator knows this exec
-	int64_t exec_time_ns = 0;         // wall clock; 0 if only seen in /proc
-	int64_t exit_time_ns = 0;         // 0 while alive
+	bool self = false;   // a keytrail process (this agent, another, a subcommand)
+	bool reader = false; // tracked for opening a watched credential file (or a child of such)
+	bool untracked = false;           // the agent removed the kernel's mark
+	bool pending = false;             // marked by the kernel, not followed: its exec decides
+	std::vector<std::string> proxies; // "host:port" its *_PROXY variables name
+	std::shared_ptr<const Workload> workload; // null: not part of an MCP workload
+	std::optional<Identity> identity;         // resolved once, at exec or first need
+	std::vector<HeldSecret> secrets;          // obtained from argv, env, files
+	bool secrets_collected = false;           // argv and environ scanned for this exec
+	bool correlated = false;                  // the correlator knows this exec
+	int64_t exec_time_ns = 0;                 // wall clock; 0 if only seen in /proc
+	int64_t exit_time_ns = 0;                 // 0 while alive
 	// The members every observation of this process repeats (host, pid,
 	// comm, exec_id, identity, ...), serialized once, and what they were
 	// built from: a changed ppid, uid, gid, comm or tracking rebuilds them.
@@ -52,11 +71,19 @@ struct ProcessInfo {
 		bool identity = false;
 		std::shared_ptr<const std::string> json;
 	} members;
+
+	const std::string &server() const
+	{
+		static const std::string none;
+		return workload ? workload->server : none;
+	}
 };
 
 // Facts read from /proc/PID; nullopt when the process is gone or unreadable.
 struct ProcSnapshot {
 	uint32_t pid = 0, ppid = 0, uid = 0, gid = 0;
+	uint32_t loginuid = UINT32_MAX, sessionid = UINT32_MAX; // audit login session
+	uint32_t tty_nr = 0, sid = 0; // controlling terminal's device, POSIX session
 	uint64_t start_ticks = 0;
 	bool tty = false;
 	std::string comm, exe;

@@ -54,6 +54,10 @@ struct SourceCounters {
 	template <typename F> void each(F &&f) const { KT_SOURCE_COUNTERS(KT_COUNTER_VISIT) }
 };
 
+// /proc/PID/environ (at most 1 MiB), wiped when it goes; nullopt when
+// unreadable (the process is gone).
+std::optional<SecretBytes> read_proc_environ(pid_t pid);
+
 class SecretSources
 {
       public:
@@ -62,8 +66,6 @@ class SecretSources
 
 	std::vector<Obtained> from_argv(const std::vector<std::string> &argv);
 	std::vector<Obtained> from_environ(const std::vector<std::string> &env);
-	// /proc/PID/environ; nullopt when unreadable (the process is gone).
-	std::optional<std::vector<Obtained>> from_proc_environ(pid_t pid);
 
 	// A file a process opened: nullopt unless it is a credential file.
 	// Read through /proc/PID/fd/FD (the very file it opened), else the path

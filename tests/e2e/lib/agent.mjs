@@ -40,6 +40,12 @@ export class Agent {
 		}
 	}
 
+	async waitForAll(pred, ms = 15000) {
+		const end = Date.now() + ms;
+		while (!pred(this.records()) && Date.now() < end)
+			await sleep(100);
+	}
+
 	async ready() {
 		const r = await this.waitFor((r) => r.type === 'ready', 20000);
 		if (!r.length)

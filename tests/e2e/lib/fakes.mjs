@@ -29,7 +29,8 @@ const project = {
 
 // A GitLab REST API (v4) that knows one project. `token` is what a request
 // must present (PRIVATE-TOKEN or Authorization: Bearer) to be authorized.
-export function gitlabHandler(token, log) {
+// Below /npm/: `npm` (lib/registry.mjs) if given and it knows the package.
+export function gitlabHandler(token, log, npm = null) {
 	return (req, res) => {
 		const bearer = (req.headers.authorization || '').replace(/^Bearer /, '');
 		const presented = req.headers['private-token'] || bearer;
@@ -45,10 +46,13 @@ export function gitlabHandler(token, log) {
 			res.writeHead(code, { 'content-type': 'application/json', ...headers });
 			res.end(JSON.stringify(body));
 		};
-		// The npm registry, for servers that check for updates
-		// (npm_config_registry points here): this version is the latest.
-		if (entry.path.startsWith('/npm/'))
+		// The npm registry, for npx and for servers that check for updates
+		// (npm_config_registry points here): else this version is the latest.
+		if (entry.path.startsWith('/npm/')) {
+			if (npm && npm(entry.path.slice(4), res))
+				return;
 			return send(200, { name: entry.path.slice(5), version: '0.0.0-e2e' });
+		}
 		if (!entry.authorized)
 			return send(401, { message: '401 Unauthorized' });
 		const p = entry.path.replace(/^\/api\/v4/, '');
