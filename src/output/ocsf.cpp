@@ -79,10 +79,14 @@ nlohmann::json finding_info(const nlohmann::json &a)
 	    {"title", rule},
 	    {"desc", a.value("summary", "")},
 	    {"types", {rule}},
-	    {"created_time", ms_of(a, "time")},
+	    {"created_time", ms_of(a, a.contains("first_seen") ? "first_seen" : "time")},
 	    {"analytic", {{"uid", rule}, {"name", rule}, {"type_id", 1}, {"type", "Rule"}}}};
 	if (!attacks.empty())
 		info["attacks"] = attacks;
+	if (a.contains("first_seen")) {
+		info["first_seen_time"] = ms_of(a, "first_seen");
+		info["last_seen_time"] = ms_of(a, "last_seen");
+	}
 	return info;
 }
 
@@ -96,14 +100,18 @@ nlohmann::json to_ocsf(const nlohmann::json &a)
 	f["class_name"] = "Detection Finding";
 	f["category_uid"] = 2;
 	f["category_name"] = "Findings";
-	f["activity_id"] = 1;
-	f["activity_name"] = "Create";
-	f["type_uid"] = 200401;
-	f["type_name"] = "Detection Finding: Create";
+	// An `update` amends the finding its `alert` created (same uid).
+	bool update = a.value("type", "") == "update";
+	f["activity_id"] = update ? 2 : 1;
+	f["activity_name"] = update ? "Update" : "Create";
+	f["type_uid"] = update ? 200402 : 200401;
+	f["type_name"] = update ? "Detection Finding: Update" : "Detection Finding: Create";
 	f["severity_id"] = keytrail::severity(severity).ocsf_id;
 	f["severity"] = keytrail::severity(severity).ocsf_name;
-	f["status_id"] = 1;
-	f["status"] = "New";
+	f["status_id"] = update ? 2 : 1;
+	f["status"] = update ? "In Progress" : "New";
+	if (a.contains("count"))
+		f["count"] = a["count"];
 	f["time"] = ms_of(a, "event_time");
 	f["message"] = a.value("summary", "");
 	f["metadata"] = {
@@ -121,7 +129,8 @@ nlohmann::json to_ocsf(const nlohmann::json &a)
 	if (a.contains("secret") && a["secret"].contains("path"))
 		f["resources"] = {{{"type", "file"}, {"name", a["secret"]["path"]}}};
 	nlohmann::json unmapped;
-	for (const char *k : {"secret", "candidates", "identity", "identities", "reason", "tags"})
+	for (const char *k :
+	     {"secret", "candidates", "identity", "identities", "reason", "new", "tags"})
 		if (a.contains(k))
 			unmapped[k] = a[k];
 	f["unmapped"] = unmapped;

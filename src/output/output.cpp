@@ -76,7 +76,7 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 			continue;
 		std::string line;
 		if (r->opts.format == "ocsf") {
-			if (type != "alert")
+			if (type != "alert" && type != "update")
 				continue;
 			line = dump_json(ocsf());
 		} else {

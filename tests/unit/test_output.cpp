@@ -298,6 +298,20 @@ TEST(Ocsf, DetectionFindingCarriesTheRequiredFields)
 	EXPECT_EQ(f["metadata"]["product"]["name"], "KeyTrail");
 	EXPECT_EQ(severity("critical").ocsf_id, 5);
 	EXPECT_STREQ(severity("no such").name, "info");
+	// An update amends the same finding.
+	alert["type"] = "update";
+	alert["count"] = 3;
+	alert["first_seen"] = "2026-11-26T09:00:00Z";
+	alert["last_seen"] = "2026-11-26T10:00:00.5Z";
+	alert["new"] = "evil.example:443";
+	json u = to_ocsf(alert);
+	EXPECT_EQ(u["activity_id"], 2);
+	EXPECT_EQ(u["type_uid"], 200402);
+	EXPECT_EQ(u["finding_info"]["uid"], "00ff");
+	EXPECT_EQ(u["count"], 3);
+	EXPECT_EQ(u["finding_info"]["last_seen_time"], event_ns / 1000000);
+	EXPECT_LT(u["finding_info"]["first_seen_time"], u["finding_info"]["last_seen_time"]);
+	EXPECT_EQ(u["unmapped"]["new"], "evil.example:443");
 }
 
 TEST(Journal, SegmentsRotateCompressAndReadBackInOrder)
