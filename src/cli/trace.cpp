@@ -18,6 +18,7 @@ struct Args {
 	TraceQuery q;
 	std::string journal, format = "tree", out, since, until, at;
 	uint32_t pid = 0;
+	bool all = false;
 	CLI::Option *pid_opt = nullptr;
 };
 
@@ -72,7 +73,7 @@ int trace(Args &a)
 	}
 	std::string text = a.format == "json"  ? trace_json(r).dump(2) + "\n"
 	                   : a.format == "dot" ? trace_dot(r)
-	                                       : trace_tree(r);
+	                                       : trace_tree(r, a.all);
 	return write_output(a.out, text, "trace") ? 0 : 2;
 }
 
@@ -96,6 +97,9 @@ Command add_trace(CLI::App &app)
 	sub->add_option("-f,--format", a->format, "tree, json or dot (Graphviz)")
 	    ->check(CLI::IsMember({"tree", "json", "dot"}))
 	    ->capture_default_str();
+	sub->add_flag("--all", a->all,
+	              "In the tree, also every helper process with nothing to show (folded by "
+	              "default)");
 	sub->add_option("-o,--output", a->out, "Write to FILE (default stdout)");
 	add_state_args(sub, a->state);
 	sub->add_option("--journal", a->journal,

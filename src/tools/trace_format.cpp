@@ -36,15 +36,22 @@ namespace
 
 // The tree, process by process. The journal is input someone else wrote:
 // a cycle in it, or a chain deeper than kMaxDepth, is cut, not followed.
+// Unless all, helpers with nothing to show (no secret their parent did not
+// already hold, no connection, none below them, not asked for) fold into
+// one line under their parent: a server that ran git forty times reads as
+// the server and what it did.
 class TreeWriter
 {
       public:
-	explicit TreeWriter(const TraceResult &r) : r_(r), seeds_(r.seeds.begin(), r.seeds.end()) {}
+	TreeWriter(const TraceResult &r, bool all)
+	    : r_(r), seeds_(r.seeds.begin(), r.seeds.end()), all_(all)
+	{
+	}
 
 	std::string write()
 	{
 		for (const auto &root : r_.roots)
-			process(root, "", true, true, 0);
+			process(root, nullptr, "", true, 0);
 		for (const auto &[fp, ids] : r_.shared) {
 			o_ << "\ncredential " << short_fp(fp) << " is also held by:\n";
 			for (const auto &id : ids)
@@ -56,10 +63,11 @@ class TreeWriter
       private:
 	static constexpr size_t kMaxDepth = 64;
 
-	void process(const std::string &id, const std::string &indent, bool last, bool root,
-	             size_t depth)
+	void process(const std::string &id, const TraceProcess *parent, const std::string &indent,
+	             bool last, size_t depth)
 	{
 		const TraceProcess &p = r_.processes.at(id);
+		bool root = !parent;
 		std::string branch = root ? "" : (last ? "└─ " : "├─ ");
 		if (!shown_.insert(id).second || depth >= kMaxDepth) {
 			o_ << std::string(29, ' ') << indent << branch << "... ("
@@ -79,13 +87,61 @@ class TreeWriter
 			o_ << "  <==";
 		o_ << "\n";
 		std::string sub = indent + (root ? "" : (last ? "   " : "│  "));
-		details(p, sub);
-		std::vector<std::string> kids(p.children.begin(), p.children.end());
+		details(p, parent, sub);
+		std::vector<std::string> kids, folded;
+		for (const auto &c : p.children)
+			(all_ || worth_showing(c, p, 0) ? kids : folded).push_back(c);
 		std::sort(kids.begin(), kids.end(), [&](const auto &a, const auto &b) {
 			return r_.processes.at(a).start < r_.processes.at(b).start;
 		});
 		for (size_t i = 0; i < kids.size(); i++)
-			process(kids[i], sub, i + 1 == kids.size(), false, depth + 1);
+			process(kids[i], &p, sub, i + 1 == kids.size() && folded.empty(),
+			        depth + 1);
+		if (!folded.empty())
+			o_ << std::string(29, ' ') << sub << "└─ " << fold_line(folded) << "\n";
+	}
+
+	// A seed, or something of its own to show, or above one that has.
+	bool worth_showing(const std::string &id, const TraceProcess &parent, size_t depth)
+	{
+		if (auto it = worth_.find(id); it != worth_.end())
+			return it->second;
+		worth_[id] = false; // a cycle in the journal shows nothing more
+		const TraceProcess &p = r_.processes.at(id);
+		bool w = seeds_.count(id) || !p.connects.empty() || depth >= kMaxDepth;
+		for (size_t i = 0; !w && i < p.secrets.size(); i++)
+			w = !inherited(p.secrets[i], &parent);
+		for (auto c = p.children.begin(); !w && c != p.children.end(); ++c)
+			w = worth_showing(*c, p, depth + 1);
+		return worth_[id] = w;
+	}
+
+	// "... 3 more with nothing new: git ×2, sleep (--all shows them)"
+	std::string fold_line(const std::vector<std::string> &ids)
+	{
+		std::map<std::string, size_t> by_comm;
+		size_t total = 0;
+		for (const auto &id : ids)
+			total += count_tree(id, by_comm, 0);
+		std::string line = "... " + std::to_string(total) + " more with nothing new:";
+		for (const auto &[comm, n] : by_comm)
+			line += " " + sanitize_utf8(comm) +
+			        (n > 1 ? " ×" + std::to_string(n) : "") + ",";
+		line.back() = ' ';
+		return line + "(--all shows them)";
+	}
+
+	size_t count_tree(const std::string &id, std::map<std::string, size_t> &by_comm,
+	                  size_t depth)
+	{
+		if (depth >= kMaxDepth || !counted_.insert(id).second)
+			return 0;
+		const TraceProcess &p = r_.processes.at(id);
+		by_comm[p.comm]++;
+		size_t n = 1;
+		for (const auto &c : p.children)
+			n += count_tree(c, by_comm, depth + 1);
+		return n;
 	}
 
 	static std::string command(const TraceProcess &p)
@@ -98,14 +154,26 @@ class TreeWriter
 		return cmd;
 	}
 
-	void details(const TraceProcess &p, const std::string &sub)
+	// Its parent held it too (env through fork and exec, mostly).
+	static bool inherited(const TraceSecret &s, const TraceProcess *parent)
+	{
+		return parent && std::any_of(parent->secrets.begin(), parent->secrets.end(),
+		                             [&](const TraceSecret &x) {
+			                             return x.fingerprint == s.fingerprint;
+		                             });
+	}
+
+	void details(const TraceProcess &p, const TraceProcess *parent, const std::string &sub)
 	{
 		for (const auto &s : p.secrets)
-			o_ << when(s.time) << "  " << sub << "│  * secret " << s.type << " "
-			   << short_fp(s.fingerprint) << " from " << s.source << " "
-			   << sanitize_utf8(s.location)
-			   << (s.inventory_id.empty() ? "" : " (inventory " + s.inventory_id + ")")
-			   << "\n";
+			if (all_ || !inherited(s, parent))
+				o_ << when(s.time) << "  " << sub << "│  * secret " << s.type << " "
+				   << short_fp(s.fingerprint) << " from " << s.source << " "
+				   << sanitize_utf8(s.location)
+				   << (s.inventory_id.empty()
+				           ? ""
+				           : " (inventory " + s.inventory_id + ")")
+				   << "\n";
 		for (const auto &c : p.connects) {
 			o_ << when(c.time) << "  " << sub << "│  > connect "
 			   << sanitize_utf8(c.name.empty() ? c.addr : c.name) << ":" << c.port;
@@ -118,15 +186,17 @@ class TreeWriter
 	}
 
 	const TraceResult &r_;
-	std::set<std::string> seeds_, shown_;
+	std::set<std::string> seeds_, shown_, counted_;
+	std::map<std::string, bool> worth_;
+	const bool all_;
 	std::ostringstream o_;
 };
 
 } // namespace
 
-std::string trace_tree(const TraceResult &r)
+std::string trace_tree(const TraceResult &r, bool all)
 {
-	return TreeWriter(r).write();
+	return TreeWriter(r, all).write();
 }
 
 nlohmann::json trace_json(const TraceResult &r)

@@ -213,3 +213,69 @@ TEST(Trace, TruncatedGzipSegmentYieldsWhatItHolds)
 	EXPECT_EQ(r.stats.truncated_segments, 1u);
 	EXPECT_TRUE(r.processes.count("b:2:101"));
 }
+
+// A server that ran git three times and slept twice, each helper inheriting
+// its token, and one curl that used it: the tree is the server and the
+// curl; the helpers are one line, until --all.
+TEST(Trace, HelpersWithNothingNewFoldIntoOneLine)
+{
+	std::string dir = temp_dir() + "/journal";
+	make_private_dirs(dir);
+	auto secret = [](const std::string &id) {
+		return json{{"type", "secret"},
+		            {"time", "2026-11-26T10:00:00.5Z"},
+		            {"exec_id", id},
+		            {"identity", {{"id", "spiffe://t/gh"}}},
+		            {"secret",
+		             {{"fingerprint", kFp},
+		              {"type", "github_token"},
+		              {"source", "env"},
+		              {"env", "GH"}}}};
+	};
+	std::vector<json> recs = {
+	    exec("b:1:100", 100, "", "2026-11-26T10:00:00Z", "server", "spiffe://t/gh"),
+	    secret("b:1:100")};
+	const char *helpers[] = {"git", "sleep", "git", "sleep", "git"};
+	for (int i = 0; i < 5; i++) {
+		std::string id = "b:2:" + std::to_string(110 + i);
+		recs.push_back(exec(id, 110 + i, "b:1:100", "2026-11-26T10:00:01Z", helpers[i],
+		                    "spiffe://t/gh"));
+		recs.push_back(secret(id));
+	}
+	recs.push_back(
+	    exec("b:3:120", 120, "b:1:100", "2026-11-26T10:00:02Z", "curl", "spiffe://t/gh"));
+	recs.push_back({{"type", "connect"},
+	                {"time", "2026-11-26T10:00:03Z"},
+	                {"exec_id", "b:3:120"},
+	                {"pid", 120},
+	                {"addr", "203.0.113.7"},
+	                {"port", 443}});
+	{
+		std::ofstream o(dir + "/journal-20261126T100000.000000Z.jsonl");
+		for (const auto &r : recs)
+			o << r.dump() << "\n";
+	}
+	TraceQuery q;
+	q.exec_id = "b:1:100";
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	std::string tree = trace_tree(r);
+	EXPECT_NE(tree.find("server --token"), std::string::npos) << tree;
+	EXPECT_NE(tree.find("curl --token"), std::string::npos) << tree;
+	EXPECT_EQ(tree.find("git --token"), std::string::npos) << tree;
+	EXPECT_NE(tree.find("... 5 more with nothing new: git ×3, sleep ×2 (--all shows them)"),
+	          std::string::npos)
+	    << tree;
+	// The token is shown where it came in, not again under each child.
+	auto count = [](const std::string &s, const std::string &what) {
+		size_t n = 0;
+		for (size_t i = s.find(what); i != std::string::npos; i = s.find(what, i + 1))
+			n++;
+		return n;
+	};
+	EXPECT_EQ(count(tree, "* secret github_token"), 1u) << tree;
+	std::string all = trace_tree(r, true);
+	EXPECT_EQ(count(all, "* secret github_token"), 6u) << all;
+	EXPECT_NE(all.find("git --token"), std::string::npos) << all;
+	EXPECT_EQ(all.find("more with nothing new"), std::string::npos) << all;
+}

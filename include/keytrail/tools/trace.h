@@ -59,7 +59,8 @@ struct TraceResult {
 
 TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q);
 
-std::string trace_tree(const TraceResult &r);
+// The indented tree; unless all, helpers with nothing to show are folded.
+std::string trace_tree(const TraceResult &r, bool all = false);
 nlohmann::json trace_json(const TraceResult &r);
 std::string trace_dot(const TraceResult &r);
 
