@@ -6,6 +6,7 @@
 #   tools/setup.sh test                            build, then every test tier
 #   tools/setup.sh build                           build only
 #   tools/setup.sh bench [options...]              build, then every benchmark, goals (a)-(e)
+#   tools/setup.sh precision [SECONDS]             build, then the precision run (default 300 s)
 #   tools/setup.sh fuzz [SECONDS]                  fuzz every target for SECONDS (default 600)
 #   tools/setup.sh sanitize                        unit + root tiers under ASan and UBSan
 #
@@ -30,7 +31,7 @@ PACKAGES=(
 
 die() { echo "setup: $*" >&2; exit 1; }
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 [ -n "$MODE" ] || usage
 [ "$(id -u)" -eq 0 ] || die "run as root: installing packages and loading eBPF programs need it (sudo $0 $MODE)"
@@ -131,6 +132,13 @@ bench)
 	"$BUILD_DIR/bench/keytrail-bench-identity"
 	"$BUILD_DIR/bench/keytrail-bench-secrets"
 	exec "$BUILD_DIR/bench/keytrail-bench" "$@"
+	;;
+precision)
+	install_packages
+	build
+	# The real servers of the e2e tier, installed where that tier puts them.
+	E2E_INSTALL_ONLY=1 tests/e2e/run.sh "$BUILD_DIR/keytrail" "$BUILD_DIR/tests/e2e"
+	exec bench/precision/run.sh "$BUILD_DIR" "${1:-300}"
 	;;
 *)
 	usage

@@ -97,38 +97,43 @@ bool NameTable::resolved(const std::string &name, const std::string &addr, int64
 	                   [&](const Known &k) { return k.addr == addr && k.expires_ns >= now; });
 }
 
-bool NameTable::in_hosts(const std::string &name, const std::string &addr, pid_t pid, bool *gone)
+std::optional<bool> NameTable::in_hosts(const std::string &name, const std::string &addr, pid_t pid)
 {
 	std::string root = "/proc/" + std::to_string(pid) + "/root";
-	struct stat rs, hs;
-	std::string file = root + "/etc/hosts";
-	*gone = stat(root.c_str(), &rs) != 0;
-	if (*gone)
+	int fd =
+	    ::open((root + "/etc/hosts").c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		// No hosts file in a root that is still there: it names nothing.
+		struct stat rs;
+		if (stat(root.c_str(), &rs) == 0)
+			return false;
+		return std::nullopt;
+	}
+	struct stat hs;
+	if (fstat(fd, &hs) != 0 || !S_ISREG(hs.st_mode) ||
+	    static_cast<size_t>(hs.st_size) > kMaxHostsBytes) {
+		::close(fd);
 		return false;
-	Hosts &h = hosts_[{rs.st_dev, rs.st_ino}];
-	int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return false;
-	if (fstat(fd, &hs) == 0 && S_ISREG(hs.st_mode) &&
-	    static_cast<size_t>(hs.st_size) <= kMaxHostsBytes) {
-		int64_t mtime =
-		    static_cast<int64_t>(hs.st_mtim.tv_sec) * 1000000000LL + hs.st_mtim.tv_nsec;
-		if (mtime != h.mtime_ns) {
-			std::string text(static_cast<size_t>(hs.st_size), '\0');
-			ssize_t n = ::read(fd, text.data(), text.size());
-			text.resize(n > 0 ? static_cast<size_t>(n) : 0);
-			h.names.clear();
-			h.mtime_ns = mtime;
-			std::istringstream in(text);
-			for (std::string line; std::getline(in, line);) {
-				line = line.substr(0, line.find('#'));
-				std::istringstream words(line);
-				std::string ip, host;
-				if (!(words >> ip) || !is_address(ip))
-					continue;
-				while (words >> host)
-					h.names[lower(host)].push_back(plain_address(ip));
-			}
+	}
+	if (hosts_.size() >= 256 && !hosts_.count({hs.st_dev, hs.st_ino}))
+		hosts_.clear();
+	Hosts &h = hosts_[{hs.st_dev, hs.st_ino}];
+	int64_t mtime = static_cast<int64_t>(hs.st_mtim.tv_sec) * 1000000000LL + hs.st_mtim.tv_nsec;
+	if (mtime != h.mtime_ns) {
+		std::string text(static_cast<size_t>(hs.st_size), '\0');
+		ssize_t n = ::read(fd, text.data(), text.size());
+		text.resize(n > 0 ? static_cast<size_t>(n) : 0);
+		h.names.clear();
+		h.mtime_ns = mtime;
+		std::istringstream in(text);
+		for (std::string line; std::getline(in, line);) {
+			line = line.substr(0, line.find('#'));
+			std::istringstream words(line);
+			std::string ip, host;
+			if (!(words >> ip) || !is_address(ip))
+				continue;
+			while (words >> host)
+				h.names[lower(host)].push_back(plain_address(ip));
 		}
 	}
 	::close(fd);
@@ -153,13 +158,12 @@ uint8_t NameTable::check(std::string name, const std::string &raw_addr,
 		return ConnectSeen::kVerified;
 	if (resolved(name, addr, now))
 		return ConnectSeen::kVerified;
-	for (pid_t pid : pids) {
-		bool gone = false;
-		if (in_hosts(name, addr, pid, &gone))
-			return ConnectSeen::kVerified;
-		if (!gone)
-			break; // the first one still running says what its hosts file holds
-	}
+	for (pid_t pid : pids)
+		if (auto found = in_hosts(name, addr, pid)) {
+			if (*found)
+				return ConnectSeen::kVerified;
+			break; // the first one still there says what its hosts file holds
+		}
 	return capture_ ? ConnectSeen::kUnverified : ConnectSeen::kNoCheck;
 }
 

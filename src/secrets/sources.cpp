@@ -43,7 +43,28 @@ std::vector<Obtained> SecretSources::fingerprint_all(std::vector<Finding> found,
 
 std::vector<Obtained> SecretSources::from_argv(const std::vector<std::string> &argv)
 {
-	return fingerprint_all(scan_argv(argv), "argv", "");
+	if (argv.empty() || basename_of(argv[0]) != "env")
+		return fingerprint_all(scan_argv(argv), "argv", "");
+	// `env [options] NAME=VALUE... cmd`: the assignments are the command's
+	// environment, set as a shell or a client config sets it, not a
+	// credential written into a command line.
+	std::vector<std::string> args = argv, assigned;
+	for (size_t i = 1; i < args.size(); i++) {
+		std::string &a = args[i];
+		if (a == "-u" || a == "--unset" || a == "-C" || a == "--chdir")
+			i++; // and its value
+		else if (!a.starts_with("-") && a.find('=') != std::string::npos)
+			assigned.push_back(std::exchange(a, std::string()));
+		else if (!a.starts_with("-"))
+			break; // the command
+	}
+	std::vector<Obtained> out = fingerprint_all(scan_environ(assigned), "env", "");
+	for (auto &o : fingerprint_all(scan_argv(args), "argv", ""))
+		out.push_back(std::move(o));
+	for (auto *v : {&args, &assigned})
+		for (auto &a : *v)
+			OPENSSL_cleanse(a.data(), a.size());
+	return out;
 }
 
 std::vector<Obtained> SecretSources::from_environ(const std::vector<std::string> &env)

@@ -99,11 +99,19 @@ std::string status_text(const nlohmann::json &st)
 	if (st.contains("secrets_known") && !st["secrets_known"].is_null())
 		o << st["secrets_known"].get<uint64_t>() << " in the ledger, ";
 	o << at<uint64_t>(st, "secrets", "obtained", 0) << " sightings this run\n";
-	if (st.contains("correlator"))
-		o << "findings:     " << at<uint64_t>(st, "correlator", "secret_uses", 0)
-		  << " secret uses, " << at<uint64_t>(st, "correlator", "alerts", 0) << " alerts ("
-		  << at<uint64_t>(st, "correlator", "alerts_deduplicated", 0) << " deduplicated, "
-		  << at<uint64_t>(st, "correlator", "alerts_rate_limited", 0) << " rate-limited)\n";
+	if (st.contains("correlator")) {
+		auto c = [&](const char *k) { return at<uint64_t>(st, "correlator", k, 0); };
+		o << "findings:     " << c("findings") << " open; " << c("secret_uses")
+		  << " secret uses; " << c("alerts") - c("alert_updates") << " alerts, "
+		  << c("alert_updates") << " updates (" << c("alerts_deduplicated") << " repeats, "
+		  << c("alerts_excepted") << " excepted, " << c("alerts_rate_limited")
+		  << " rate-limited)\n";
+		o << "connects:     not upstreams: " << c("connects_ignored_loopback")
+		  << " loopback, " << c("connects_ignored_dns") << " dns, "
+		  << c("connects_ignored_failed") << " failed, " << c("connects_ignored_no_peer")
+		  << " no peer, " << c("connects_ignored_not_inet") << " unix/netlink; "
+		  << c("launcher_fetches") << " package-runner fetches\n";
+	}
 	if (st.contains("outputs"))
 		for (const auto &s : st["outputs"]) {
 			o << "output:       " << sanitize_utf8(s.value("name", std::string("?")))

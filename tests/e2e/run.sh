@@ -2,6 +2,7 @@
 # The e2e tier: installs the pinned MCP servers and the MCP SDK (package-lock.json)
 # into a directory in the build tree, then runs e2e.test.mjs there.
 #   run.sh KEYTRAIL_BINARY WORK_DIR
+# E2E_INSTALL_ONLY=1: install and stop (bench/precision drives the servers).
 set -euo pipefail
 src=$(cd "$(dirname "$0")" && pwd)
 bin=$1
@@ -15,5 +16,6 @@ fi
 # The test files next to their node_modules, so imports resolve.
 rm -rf "$dir/lib"
 cp -r "$src/lib" "$src"/*.mjs "$dir/"
+[ -z "${E2E_INSTALL_ONLY:-}" ] || exit 0
 cd "$dir"
 KEYTRAIL_BINARY=$bin exec node --test --test-reporter=spec e2e.test.mjs

@@ -60,3 +60,23 @@ TEST(SecretSources, ADeletedFileIsReadThroughTheFdTheProcessDupedItTo)
 	EXPECT_EQ(sources.counters().files_unreadable, 1u);
 	rmdir(dir.c_str());
 }
+
+// `env NAME=VALUE cmd` sets cmd's environment: env-sourced, never "hard-coded
+// in a command line"; a credential among cmd's own arguments still is.
+TEST(SecretSources, EnvAssignmentsAreEnvironmentNotCommandLine)
+{
+	SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {}, 1 << 20);
+	std::string tok = "glpat-" + std::string("Zq3") + "x7Rk2Lm9Pw4Tn8Vb6Hc1";
+	std::string other = "ghp_" + std::string("aZ4kQ9mW2xR7tY5pL8nB3vC6dF1gH0jK4sE2");
+	auto got = sources.from_argv({"/usr/bin/env", "-u", "HOME", "GITLAB_TOKEN=" + tok,
+	                              "mcp-server-x", "--token=" + other});
+	ASSERT_EQ(got.size(), 2u);
+	EXPECT_EQ(got[0].source, "env");
+	EXPECT_EQ(got[0].location, "GITLAB_TOKEN");
+	EXPECT_EQ(got[1].source, "argv");
+	EXPECT_EQ(got[1].location, "argv[5]");
+	// Not env: the same word is a command-line credential.
+	auto plain = sources.from_argv({"mcp-server-x", "GITLAB_TOKEN=" + tok});
+	ASSERT_EQ(plain.size(), 1u);
+	EXPECT_EQ(plain[0].source, "argv");
+}

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -43,14 +44,16 @@ class NameTable
 		int64_t expires_ns;
 	};
 	bool resolved(const std::string &name, const std::string &addr, int64_t now_ns) const;
-	// Whether the /etc/hosts the process sees maps name to addr; false also
-	// when the process is gone (*gone set).
-	bool in_hosts(const std::string &name, const std::string &addr, pid_t pid, bool *gone);
+	// Whether the /etc/hosts the process sees maps name to addr; nullopt
+	// when the process is gone or going (its root no longer readable).
+	std::optional<bool> in_hosts(const std::string &name, const std::string &addr, pid_t pid);
 	void add(const std::string &name, const std::string &addr, uint32_t ttl, int64_t now_ns);
 
 	bool capture_;
 	std::unordered_map<std::string, std::vector<Known>> names_;
-	// /etc/hosts by root (dev, inode) and its mtime: name -> addresses.
+	// /etc/hosts files by (dev, inode), read again when their mtime
+	// changes: name -> addresses. A mount namespace may bind another file
+	// over /etc/hosts, so the file, not the root, is the key.
 	struct Hosts {
 		int64_t mtime_ns = -1;
 		std::unordered_map<std::string, std::vector<std::string>> names;
