@@ -38,8 +38,7 @@ Agent::Agent(Config cfg, AgentOptions opts, ProbeControl &probe, const Clock &cl
       connects_(cfg_.connect_hold), records_(host_, clock_, procs_)
 {
 	umask(077);
-	make_private_dirs(cfg_.state_dir);
-	chmod(cfg_.state_dir.c_str(), 0700);
+	make_private_dirs(cfg_.state_dir); // ours, 0700, nobody else's on the way
 	std::string key_file = cfg_.fingerprint_key_file.empty()
 	                           ? cfg_.state_dir + "/fingerprint.key"
 	                           : cfg_.fingerprint_key_file;

@@ -220,7 +220,8 @@ void write_status(const std::string &state_dir, const nlohmann::json &health, bo
 	st["attach_seconds"] = probe.attach_seconds();
 	std::string path = state_dir + "/status.json", tmp = path + ".tmp";
 	std::string text = st.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-	int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	unlink(tmp.c_str());
+	int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		spdlog::warn("cannot write {}: {}", tmp, std::strerror(errno));
 		return;

@@ -9,6 +9,8 @@
 #include <cctype>
 #include <sstream>
 
+#include "keytrail/util/files.h"
+
 namespace keytrail
 {
 
@@ -100,18 +102,17 @@ bool NameTable::resolved(const std::string &name, const std::string &addr, int64
 std::optional<bool> NameTable::in_hosts(const std::string &name, const std::string &addr, pid_t pid)
 {
 	std::string root = "/proc/" + std::to_string(pid) + "/root";
-	int fd =
-	    ::open((root + "/etc/hosts").c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	struct stat hs;
+	int fd = open_regular_file(root + "/etc/hosts", &hs);
 	if (fd < 0) {
-		// No hosts file in a root that is still there: it names nothing.
+		// No hosts file (or not a regular one) in a root that is still
+		// there: it names nothing.
 		struct stat rs;
 		if (stat(root.c_str(), &rs) == 0)
 			return false;
 		return std::nullopt;
 	}
-	struct stat hs;
-	if (fstat(fd, &hs) != 0 || !S_ISREG(hs.st_mode) ||
-	    static_cast<size_t>(hs.st_size) > kMaxHostsBytes) {
+	if (static_cast<size_t>(hs.st_size) > kMaxHostsBytes) {
 		::close(fd);
 		return false;
 	}

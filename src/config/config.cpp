@@ -1,8 +1,13 @@
 #include "keytrail/config/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -10,6 +15,7 @@
 #include "keytrail/schema/record.h"
 #include "keytrail/schema/rules.h"
 #include "keytrail/util/clock.h"
+#include "keytrail/util/files.h"
 #include "keytrail/util/text.h"
 #include "parser.h"
 
@@ -60,12 +66,26 @@ Config parse_config(const std::string &text, const std::string &name)
 
 Config load_config(const std::string &path)
 {
-	std::ifstream in(path);
-	if (!in)
-		throw ConfigError(path + ": cannot read config file");
-	std::stringstream ss;
-	ss << in.rdbuf();
-	return parse_config(ss.str(), path);
+	// No config anyone writes is near this; a bigger one is a mistake (or
+	// /dev/zero) and is refused before it is read.
+	constexpr size_t kMaxConfigBytes = 1 << 20;
+	struct stat st;
+	int fd = open_regular_file(path, &st);
+	if (fd < 0)
+		throw ConfigError(path + ": cannot read config file: " +
+		                  (errno == EINVAL ? "not a regular file" : std::strerror(errno)));
+	if (static_cast<size_t>(st.st_size) > kMaxConfigBytes) {
+		::close(fd);
+		throw ConfigError(path + ": config file is larger than 1 MiB");
+	}
+	std::string text(static_cast<size_t>(st.st_size), '\0');
+	ssize_t n = ::read(fd, text.data(), text.size());
+	int err = errno;
+	::close(fd);
+	if (n < 0)
+		throw ConfigError(path + ": cannot read config file: " + std::strerror(err));
+	text.resize(static_cast<size_t>(n));
+	return parse_config(text, path);
 }
 
 std::chrono::milliseconds parse_duration(const std::string &s)

@@ -1,6 +1,8 @@
 // The YAML walker's helpers, and the top level.
 #include "parser.h"
 
+#include <yaml-cpp/depthguard.h>
+
 #include <algorithm>
 
 #include "keytrail/schema/record.h"
@@ -145,8 +147,13 @@ std::vector<std::string> Parser::records_list(const YAML::Node &n, const std::st
 Config Parser::parse(const std::string &text) const
 {
 	YAML::Node root;
+	if (text.size() > (1u << 20))
+		throw ConfigError(name_ + ": config is larger than 1 MiB");
 	try {
 		root = YAML::Load(text);
+	} catch (const YAML::DeepRecursion &e) {
+		throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
+		                  std::to_string(e.mark.column + 1) + ": nested too deep");
 	} catch (const YAML::ParserException &e) {
 		throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
 		                  std::to_string(e.mark.column + 1) + ": " + e.msg);

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "keytrail/util/error.h"
+#include "keytrail/util/files.h"
 
 namespace keytrail
 {
@@ -336,10 +337,11 @@ std::optional<Input> decode_input(const unsigned char *p, size_t n)
 
 RecordingWriter::RecordingWriter(const std::string &path)
 {
-	int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	std::string why;
+	int fd = open_private_file(path, false, &why);
 	if (fd < 0)
-		throw sys_error("cannot create recording " + path, errno);
-	fchmod(fd, 0600);
+		throw why.empty() ? sys_error("cannot create recording " + path, errno)
+		                  : Error("recording " + why);
 	f_ = fdopen(fd, "wb");
 	if (!f_) {
 		::close(fd);

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "keytrail/util/files.h"
+
 namespace keytrail
 {
 
@@ -79,13 +81,12 @@ std::optional<std::string> real_path(const std::string &root, const std::string 
 // The "name" of a package.json, if it is a regular file we can read.
 std::optional<std::string> name_in(const std::string &file)
 {
-	int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	struct stat st;
+	int fd = open_regular_file(file, &st);
 	if (fd < 0)
 		return std::nullopt;
-	struct stat st;
 	std::string text;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	    static_cast<size_t>(st.st_size) <= kMaxJson) {
+	if (static_cast<size_t>(st.st_size) <= kMaxJson) {
 		text.resize(static_cast<size_t>(st.st_size));
 		ssize_t n = ::read(fd, text.data(), text.size());
 		text.resize(n > 0 ? static_cast<size_t>(n) : 0);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "keytrail/util/error.h"
+#include "keytrail/util/files.h"
 
 namespace keytrail
 {
@@ -89,14 +90,18 @@ std::string col(sqlite3_stmt *s, int i)
 Ledger::Ledger(const std::string &path, bool read_only) : path_(path)
 {
 	if (!read_only) {
-		// Create it 0600 before SQLite does (umask aside).
-		int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		// Create it 0600 before SQLite does (umask aside), and never
+		// through a link or into someone else's file.
+		std::string why;
+		int fd = open_private_file(path, true, &why);
 		if (fd < 0)
-			throw sys_error("create ledger " + path, errno);
-		fchmod(fd, 0600);
+			throw why.empty() ? sys_error("create ledger " + path, errno)
+			                  : Error("ledger " + why);
 		close(fd);
 	}
-	int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int flags =
+	    (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+	    SQLITE_OPEN_NOFOLLOW;
 	if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr) !=
 	    SQLITE_OK) {
 		std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";

@@ -11,6 +11,7 @@
 
 #include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
+#include "keytrail/util/files.h"
 
 namespace keytrail
 {
@@ -66,7 +67,7 @@ JournalSink::~JournalSink()
 bool JournalSink::open_segment(int64_t now_ns)
 {
 	path_ = cfg_.dir + "/" + kPrefix + compact_utc(now_ns) + ".jsonl";
-	fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	fd_ = open_private_file(path_, true);
 	if (fd_ < 0)
 		return false;
 	size_ = 0;

@@ -61,29 +61,16 @@ std::string compact_utc(int64_t wall_ns)
 	return buf;
 }
 
-void make_private_dirs(const std::string &dir)
-{
-	if (dir.empty())
-		return;
-	for (size_t pos = 1; pos <= dir.size(); pos++) {
-		if (pos != dir.size() && dir[pos] != '/')
-			continue;
-		std::string part = dir.substr(0, pos);
-		if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
-			throw sys_error("create directory " + part, errno);
-	}
-	struct stat st;
-	if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-		throw Error(dir + " is not a directory");
-}
-
 bool gzip_file(const std::string &src, const std::string &dst)
 {
 	int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		return false;
+	// Created afresh, never through what is already there (a link planted
+	// in a shared directory).
 	std::string tmp = dst + ".tmp";
-	int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	unlink(tmp.c_str());
+	int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0) {
 		::close(in);
 		return false;
@@ -134,9 +121,12 @@ bool FdSink::write(std::string_view line, const LineMeta &)
 FileSink::FileSink(std::string path, uint64_t max_size, uint32_t keep)
     : path_(std::move(path)), max_size_(max_size), keep_(keep)
 {
-	make_private_dirs(dir_of(path_));
-	if (!open_file())
-		throw sys_error("open output file " + path_, errno);
+	::close(open_private_dir(dir_of(path_), DirUse::kParent));
+	std::string why;
+	if (!open_file(&why))
+		throw why.empty()
+		    ? sys_error("open output file " + path_, errno)
+		    : Error("output file " + why + "; the agent will not write to it");
 }
 
 FileSink::~FileSink()
@@ -146,11 +136,11 @@ FileSink::~FileSink()
 		::close(fd_);
 }
 
-bool FileSink::open_file()
+bool FileSink::open_file(std::string *why)
 {
 	if (fd_ >= 0)
 		::close(fd_);
-	fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	fd_ = open_private_file(path_, true, why);
 	if (fd_ < 0)
 		return false;
 	struct stat st;

@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "keytrail/util/error.h"
+#include "keytrail/util/files.h"
 
 namespace keytrail
 {
@@ -35,14 +36,15 @@ std::string Fingerprinter::operator()(std::string_view secret) const
 
 SecretBytes load_or_create_key(const std::string &path, bool create)
 {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0 && errno == ENOENT && create) {
 		SecretBytes key;
 		key.mutable_str().resize(32);
 		if (RAND_bytes(reinterpret_cast<unsigned char *>(key.mutable_str().data()), 32) !=
 		    1)
 			throw Error("cannot generate a fingerprint key: no randomness");
-		int out = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		int out =
+		    open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (out < 0)
 			throw sys_error("create fingerprint key " + path, errno);
 		bool ok = write(out, key.view().data(), 32) == 32 && fsync(out) == 0;
@@ -51,13 +53,24 @@ SecretBytes load_or_create_key(const std::string &path, bool create)
 			throw sys_error("write fingerprint key " + path, errno);
 		return key;
 	}
+	if (fd < 0 && errno == ELOOP)
+		throw Error("fingerprint key " + path +
+		            " is a symbolic link; give the file itself");
 	if (fd < 0)
 		throw sys_error("read fingerprint key " + path, errno);
+	// A key someone else could have written, or can read, is known to them:
+	// their fingerprints would match ours.
 	struct stat st;
-	fstat(fd, &st);
-	if (st.st_mode & 077) {
+	const char *refused = nullptr;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		refused = "is not a regular file";
+	else if (st.st_uid != geteuid())
+		refused = "belongs to another user (chown it to the agent's user)";
+	else if (st.st_mode & 077)
+		refused = "is readable or writable by others (chmod 600 it)";
+	if (refused) {
 		close(fd);
-		throw Error("fingerprint key " + path + " is readable by others (chmod 600 it)");
+		throw Error("fingerprint key " + path + " " + refused);
 	}
 	SecretBytes key;
 	key.mutable_str().resize(4096);

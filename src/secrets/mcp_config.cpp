@@ -8,6 +8,7 @@
 #include <set>
 
 #include "keytrail/secrets/paths.h"
+#include "keytrail/util/text.h"
 
 namespace keytrail
 {
@@ -18,6 +19,18 @@ namespace
 size_t line_at(std::string_view text, size_t pos)
 {
 	return 1 + std::count(text.begin(), text.begin() + std::min(pos, text.size()), '\n');
+}
+
+// Deeper than any editor's config; the walk below recurses once per level.
+constexpr size_t kMaxConfigDepth = 64;
+
+// "LINE:COLUMN" of a byte offset.
+std::string position(std::string_view text, size_t pos)
+{
+	pos = std::min(pos, text.size());
+	size_t nl = pos ? text.rfind('\n', pos - 1) : std::string_view::npos;
+	size_t col = pos - (nl == std::string_view::npos ? 0 : nl + 1) + 1;
+	return std::to_string(line_at(text, pos)) + ":" + std::to_string(col);
 }
 
 // The line of a value, found by its text (a server's values are distinct
@@ -223,26 +236,31 @@ McpConfigScan scan_mcp_config(std::string_view text)
 {
 	McpConfigScan out;
 	std::string json = jsonc_to_json(text);
+	if (size_t deep = json_too_deep(json, kMaxConfigDepth); deep != std::string::npos) {
+		out.error = position(json, deep) + ": nested deeper than " +
+		            std::to_string(kMaxConfigDepth) + " levels";
+		return out;
+	}
 	nlohmann::json j;
 	try {
 		j = nlohmann::json::parse(json);
 	} catch (const nlohmann::json::parse_error &e) {
-		size_t pos = std::min<size_t>(e.byte ? e.byte - 1 : 0, json.size());
-		size_t line = line_at(json, pos);
-		size_t col = pos -
-		             (json.rfind('\n', pos ? pos - 1 : 0) == std::string::npos
-		                  ? 0
-		                  : json.rfind('\n', pos ? pos - 1 : 0) + 1) +
-		             1;
+		// nlohmann says what it read last ("last read: '<text>'"): that
+		// text may be the secret itself, so only its reason is kept.
 		std::string what = e.what();
-		auto colon = what.find(": ", what.find("parse error"));
-		out.error = std::to_string(line) + ":" + std::to_string(col) +
-		            ": not valid JSON/JSONC" +
-		            (colon != std::string::npos ? " (" + what.substr(colon + 2) + ")" : "");
+		size_t from = what.find(": ", what.find("parse error"));
+		std::string reason = from == std::string::npos ? "" : what.substr(from + 2);
+		if (size_t lr = reason.find("; last read: '"); lr != std::string::npos) {
+			size_t end = reason.find("'; expected", lr);
+			reason.erase(lr,
+			             end == std::string::npos ? std::string::npos : end + 1 - lr);
+		}
+		out.error = position(json, e.byte ? e.byte - 1 : 0) + ": not valid JSON/JSONC" +
+		            (reason.empty() ? "" : " (" + reason + ")");
 		return out;
-	} catch (const nlohmann::json::exception &e) {
+	} catch (const nlohmann::json::exception &) {
 		// Valid syntax nlohmann still refuses (a number out of range).
-		out.error = "1:1: not valid JSON/JSONC (" + std::string(e.what()) + ")";
+		out.error = "1:1: not valid JSON/JSONC (a number or string it cannot hold)";
 		return out;
 	}
 	Scanner(json, &out).walk(j);

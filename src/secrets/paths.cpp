@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "keytrail/util/files.h"
 #include "keytrail/util/kdev.h"
 #include "keytrail/util/secret_bytes.h"
 #include "keytrail/util/text.h"
@@ -96,12 +97,11 @@ bool read_file_checked(const std::string &path, uint64_t kdev, uint64_t ino, siz
                        SecretBytes *out, int64_t *mtime_ns, uint64_t *size)
 {
 	out->wipe();
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	int fd = open_regular_file(path, &st);
 	if (fd < 0)
 		return false;
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != ino ||
-	    (kdev && user_dev_to_kernel(st.st_dev) != kdev)) {
+	if (st.st_ino != ino || (kdev && user_dev_to_kernel(st.st_dev) != kdev)) {
 		close(fd);
 		return false;
 	}

@@ -82,6 +82,32 @@ std::vector<std::string> split_nul(std::string_view block)
 	return parts;
 }
 
+size_t json_too_deep(std::string_view text, size_t max_depth)
+{
+	size_t depth = 0;
+	for (size_t i = 0; i < text.size(); i++) {
+		switch (text[i]) {
+		case '"':
+			for (i++; i < text.size() && text[i] != '"'; i++)
+				if (text[i] == '\\')
+					i++;
+			break;
+		case '[':
+		case '{':
+			if (++depth > max_depth)
+				return i;
+			break;
+		case ']':
+		case '}':
+			if (depth)
+				depth--;
+			break;
+		default: break;
+		}
+	}
+	return std::string_view::npos;
+}
+
 std::string_view basename_of(std::string_view path)
 {
 	auto slash = path.rfind('/');

@@ -90,3 +90,44 @@ TEST(McpConfig, MalformedIsReportedWithLineNeverThrown)
 	EXPECT_EQ(jsonc_to_json("{\"a\": \"x // not a comment\",}"),
 	          "{\"a\": \"x // not a comment\" }");
 }
+
+TEST(McpConfig, NestingPastTheBoundIsAnErrorNotACrash)
+{
+	// 20,000 levels took the recursive walk (and the root agent) down.
+	for (std::string open : {"[", "{\"a\":"}) {
+		std::string deep;
+		for (int i = 0; i < 20000; i++)
+			deep += open;
+		auto s = scan_mcp_config(deep);
+		ASSERT_TRUE(s.error);
+		EXPECT_NE(s.error->find("nested deeper than 64 levels"), std::string::npos)
+		    << *s.error;
+		EXPECT_EQ(s.error->substr(0, 2), "1:");
+	}
+	// Brackets inside strings are not nesting; a config at the bound scans.
+	std::string ok = "{\"mcpServers\": {\"gl\": {\"command\": \"x\", \"env\": {\"T\": \"" +
+	                 std::string(100, '[') + gl() + "\"}}}, \"deep\": ";
+	for (int i = 0; i < 60; i++)
+		ok += "[";
+	for (int i = 0; i < 60; i++)
+		ok += "]";
+	ok += "}";
+	auto s = scan_mcp_config(ok);
+	ASSERT_FALSE(s.error) << *s.error;
+	ASSERT_EQ(s.secrets.size(), 1u);
+}
+
+TEST(McpConfig, ParseErrorsNeverEchoTheText)
+{
+	// nlohmann's message ends "last read: '<the text>'": a token cut by a
+	// stray quote or control character would be printed.
+	for (std::string bad :
+	     {"{\"env\": {\"T\": \"" + gl() + "\n\"}}", "{\"env\": {\"T\": " + gl() + "}}",
+	      "{\"T\": \"" + gl() + "\" \"x\"}"}) {
+		auto s = scan_mcp_config(bad);
+		ASSERT_TRUE(s.error);
+		EXPECT_EQ(s.error->find("Ab3dEf6hIj9kLm2nOp5q"), std::string::npos) << *s.error;
+		EXPECT_EQ(s.error->find("last read"), std::string::npos) << *s.error;
+		EXPECT_NE(s.error->find("not valid JSON"), std::string::npos);
+	}
+}

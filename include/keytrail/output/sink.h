@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "keytrail/config/config.h"
+#include "keytrail/util/files.h"
 
 namespace keytrail
 {
@@ -64,7 +65,7 @@ class FileSink : public Sink
 	std::vector<std::string> segments() const;
 
       private:
-	bool open_file();
+	bool open_file(std::string *why = nullptr);
 	bool rotate();
 
 	std::string path_;
@@ -100,9 +101,6 @@ std::unique_ptr<Sink> make_sink(const OutputSpec &spec); // throws Error
 // Compresses src into dst (0600) with zlib and removes src. Returns false
 // (errno set) on failure, leaving src in place.
 bool gzip_file(const std::string &src, const std::string &dst);
-
-// mkdir -p with mode 0700 for every directory created. Throws Error.
-void make_private_dirs(const std::string &dir);
 
 // "20261126T151600.123456Z": sorts in time order.
 std::string compact_utc(int64_t wall_ns);

@@ -24,6 +24,12 @@ inline bool contains(std::string_view s, std::string_view part)
 	return s.find(part) != std::string_view::npos;
 }
 
+// Where JSON (or JSONC) text nests deeper than max_depth arrays and objects:
+// the offset of the bracket that goes one level too deep, or npos. Strings
+// are skipped, so brackets inside them do not count. Parsers check this
+// first, so no tree they build or walk is deeper than they can recurse.
+size_t json_too_deep(std::string_view text, size_t max_depth);
+
 // Last path component ("/usr/bin/node" -> "node").
 std::string_view basename_of(std::string_view path);
 

@@ -1,0 +1,171 @@
+// Files and directories an unprivileged user controls never steer the root
+// agent: a planted symlink, a file or directory of theirs, a key they wrote.
+// Each attack is made as `nobody` in a world-writable sticky directory (as
+// /tmp is, with fs.protected_symlinks=0); the agent must refuse with a
+// clear error, and the root-owned victims must be untouched.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "support/agent_process.h"
+
+using namespace keytrail::test;
+
+namespace
+{
+
+const std::string kNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+
+struct Victim {
+	std::string path, text;
+	struct stat st {
+	};
+};
+
+// A root-owned file (and its directory) that must come out as it went in.
+Victim victim(const std::string &dir)
+{
+	Victim v;
+	mkdir((dir + "/victim").c_str(), 0755);
+	v.path = dir + "/victim/precious";
+	v.text = "root:x:0:0:do not touch\n";
+	std::ofstream(v.path) << v.text;
+	chmod(v.path.c_str(), 0644);
+	stat(v.path.c_str(), &v.st);
+	return v;
+}
+
+void expect_untouched(const Victim &v)
+{
+	struct stat now {
+	};
+	ASSERT_EQ(stat(v.path.c_str(), &now), 0);
+	EXPECT_EQ(slurp(v.path), v.text);
+	EXPECT_EQ(now.st_mode, v.st.st_mode);
+	EXPECT_EQ(now.st_uid, v.st.st_uid);
+	struct stat d {
+	};
+	ASSERT_EQ(stat((v.path.substr(0, v.path.rfind('/'))).c_str(), &d), 0);
+	EXPECT_EQ(d.st_mode & 07777, 0755u);
+}
+
+// A world-writable sticky directory, as /tmp is.
+std::string shared_dir()
+{
+	std::string d = temp_dir();
+	chmod(d.c_str(), 0755);
+	std::string shared = d + "/shared";
+	mkdir(shared.c_str(), 0755);
+	chmod(shared.c_str(), 01777);
+	return shared;
+}
+
+// `keytrail run` for a moment; its exit status and stderr.
+int run_agent(const std::string &args, std::string *err)
+{
+	std::string dir = temp_dir();
+	int rc = run_cmd(std::string(KEYTRAIL_BINARY) + " run --duration 1 " + args + " 2>" + dir +
+	                 "/err >/dev/null");
+	*err = slurp(dir + "/err");
+	return rc;
+}
+
+} // namespace
+
+TEST(Hardening, OutputFilesAUserPlantedAreRefused)
+{
+	std::string shared = shared_dir();
+	Victim v = victim(shared.substr(0, shared.rfind('/')));
+	std::string state = shared.substr(0, shared.rfind('/')) + "/state";
+	ASSERT_EQ(run_cmd(kNobody + "ln -s " + v.path + " " + shared + "/out.jsonl"), 0);
+	ASSERT_EQ(run_cmd(kNobody + "sh -c 'touch " + shared + "/mine.jsonl; chmod 666 " + shared +
+	                  "/mine.jsonl'"),
+	          0);
+	// A hard link to it (fs.protected_hardlinks stops `nobody` here; a host
+	// without it would not).
+	ASSERT_EQ(link(v.path.c_str(), (shared + "/hard.jsonl").c_str()), 0);
+	std::string err;
+	EXPECT_NE(run_agent("--state-dir " + state + " -o " + shared + "/out.jsonl", &err), 0);
+	EXPECT_NE(err.find("is a symbolic link"), std::string::npos) << err;
+	EXPECT_NE(run_agent("--state-dir " + state + " -o " + shared + "/mine.jsonl", &err), 0);
+	EXPECT_NE(err.find("belongs to another user"), std::string::npos) << err;
+	EXPECT_NE(run_agent("--state-dir " + state + " -o " + shared + "/hard.jsonl", &err), 0);
+	EXPECT_NE(err.find("has other hard links"), std::string::npos) << err;
+	unlink((shared + "/hard.jsonl").c_str());
+	expect_untouched(v);
+	// The user's own file is left as it was.
+	struct stat st {
+	};
+	ASSERT_EQ(stat((shared + "/mine.jsonl").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0666u);
+	EXPECT_EQ(st.st_size, 0);
+}
+
+TEST(Hardening, StateAndJournalDirsAUserControlsAreRefused)
+{
+	std::string shared = shared_dir();
+	std::string top = shared.substr(0, shared.rfind('/'));
+	Victim v = victim(top);
+	std::string vdir = top + "/victim";
+	std::string err;
+	// A state dir that is a symlink to a root-owned directory.
+	ASSERT_EQ(run_cmd(kNobody + "ln -s " + vdir + " " + shared + "/state"), 0);
+	EXPECT_NE(run_agent("--state-dir " + shared + "/state -o /dev/null", &err), 0);
+	EXPECT_NE(err.find("symbolic link owned by uid 65534"), std::string::npos) << err;
+	// A state dir the user made, with a key the user knows.
+	ASSERT_EQ(run_cmd(kNobody + "sh -c 'mkdir -m 700 " + shared + "/state2 && head -c 32 " +
+	                  "/dev/urandom > " + shared + "/state2/fingerprint.key && chmod 600 " +
+	                  shared + "/state2/fingerprint.key'"),
+	          0);
+	EXPECT_NE(run_agent("--state-dir " + shared + "/state2 -o /dev/null", &err), 0);
+	EXPECT_NE(err.find("belongs to another user"), std::string::npos) << err;
+	// Below a directory the user owns.
+	ASSERT_EQ(run_cmd(kNobody + "mkdir -m 755 " + shared + "/theirs"), 0);
+	EXPECT_NE(run_agent("--state-dir " + shared + "/theirs/state -o /dev/null", &err), 0);
+	EXPECT_NE(err.find("belongs to another user"), std::string::npos) << err;
+	struct stat st {
+	};
+	EXPECT_NE(stat((shared + "/theirs/state").c_str(), &st), 0); // nothing created there
+	// A journal directory below it, given in the config.
+	std::string cfg = top + "/cfg.yaml";
+	std::ofstream(cfg) << "agent:\n  state_dir: " << top
+	                   << "/state\njournal:\n  dir: " << shared << "/theirs/journal\n";
+	EXPECT_NE(run_agent("-c " + cfg + " -o /dev/null", &err), 0);
+	EXPECT_NE(err.find("belongs to another user"), std::string::npos) << err;
+	expect_untouched(v);
+	// What was refused was not changed either.
+	ASSERT_EQ(lstat((shared + "/state2").c_str(), &st), 0);
+	EXPECT_EQ(st.st_uid, 65534u);
+	EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+TEST(Hardening, AFingerprintKeyOthersWroteOrCanReadIsRefused)
+{
+	std::string shared = shared_dir();
+	std::string top = shared.substr(0, shared.rfind('/'));
+	ASSERT_EQ(run_cmd(kNobody + "sh -c 'head -c 32 /dev/urandom > " + shared +
+	                  "/fleet.key && chmod 600 " + shared + "/fleet.key'"),
+	          0);
+	std::string cfg = top + "/cfg.yaml", err;
+	std::ofstream(cfg) << "agent:\n  state_dir: " << top << "/state\nsecrets:\n"
+	                   << "  fingerprint_key_file: " << shared << "/fleet.key\n";
+	EXPECT_NE(run_agent("-c " + cfg + " -o /dev/null", &err), 0);
+	EXPECT_NE(err.find("belongs to another user"), std::string::npos) << err;
+	// Root's key, but through a link someone planted.
+	std::string key = top + "/root.key";
+	ASSERT_EQ(run_cmd("head -c 32 /dev/urandom > " + key + " && chmod 600 " + key), 0);
+	ASSERT_EQ(run_cmd(kNobody + "ln -s " + key + " " + shared + "/link.key"), 0);
+	std::ofstream(cfg) << "agent:\n  state_dir: " << top << "/state\nsecrets:\n"
+	                   << "  fingerprint_key_file: " << shared << "/link.key\n";
+	EXPECT_NE(run_agent("-c " + cfg + " -o /dev/null", &err), 0);
+	EXPECT_NE(err.find("symbolic link"), std::string::npos) << err;
+	// Readable by others.
+	chmod(key.c_str(), 0644);
+	std::ofstream(cfg) << "agent:\n  state_dir: " << top << "/state\nsecrets:\n"
+	                   << "  fingerprint_key_file: " << key << "\n";
+	EXPECT_NE(run_agent("-c " + cfg + " -o /dev/null", &err), 0);
+	EXPECT_NE(err.find("readable or writable by others"), std::string::npos) << err;
+}
