@@ -8,6 +8,7 @@
 #include "keytrail/abi.h"
 #include "keytrail/correlate/findings.h"
 #include "keytrail/output/sink.h"
+#include "keytrail/secrets/mask.h"
 #include "keytrail/util/host.h"
 #include "keytrail/util/text.h"
 
@@ -72,8 +73,7 @@ void Agent::start()
 		if (::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g) == 0)
 			for (size_t i = 0; i < g.gl_pathc; i++)
 				if (!files_.watch_path(g.gl_pathv[i]))
-					spdlog::warn("cannot watch {}",
-					             sanitize_utf8(g.gl_pathv[i]));
+					spdlog::warn("cannot watch {}", shown(g.gl_pathv[i]));
 		globfree(&g);
 	}
 	if (opts_.scan_host)
@@ -392,8 +392,8 @@ void Agent::reload()
 	} catch (const Error &e) {
 		counters_.config.reload_errors++;
 		r["ok"] = false;
-		r["error"] = sanitize_utf8(e.what());
-		spdlog::error("reload failed, keeping the running config: {}", e.what());
+		r["error"] = shown(e.what());
+		spdlog::error("reload failed, keeping the running config: {}", shown(e.what()));
 	}
 	emit(Record{std::move(r), {}});
 }

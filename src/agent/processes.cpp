@@ -152,8 +152,8 @@ nlohmann::json Processes::ancestry_json(ProcessInfo &p)
 	for (ProcessInfo *anc : table_.ancestry(p, cfg_->ancestry_depth))
 		a.push_back({{"pid", anc->pid},
 		             {"exec_id", anc->exec_id},
-		             {"comm", sanitize_utf8(anc->comm)},
-		             {"exe", sanitize_utf8(anc->exe)}});
+		             {"comm", shown(anc->comm)},
+		             {"exe", shown(anc->exe)}});
 	return a;
 }
 

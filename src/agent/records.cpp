@@ -5,6 +5,7 @@
 
 #include "keytrail/abi.h"
 #include "keytrail/probe/names.h"
+#include "keytrail/secrets/mask.h"
 #include "keytrail/util/kdev.h"
 #include "keytrail/util/text.h"
 
@@ -18,7 +19,7 @@ nlohmann::json argv_json(const std::vector<std::string> &argv)
 {
 	nlohmann::json a = nlohmann::json::array();
 	for (const auto &s : argv)
-		a.push_back(sanitize_utf8(s));
+		a.push_back(sanitize_utf8(s)); // masked as it came in (mask_argv)
 	return a;
 }
 
@@ -33,7 +34,7 @@ nlohmann::json EventRecords::base(const char *type, const EventContext &ctx)
 	r["pid"] = ctx.pid;
 	r["tid"] = ctx.tid;
 	r["ppid"] = ctx.ppid;
-	r["comm"] = sanitize_utf8(ctx.comm);
+	r["comm"] = shown(ctx.comm);
 	r["uid"] = ctx.uid;
 	r["gid"] = ctx.gid;
 	ProcessInfo *p = procs_.of(ctx);
@@ -78,7 +79,7 @@ Record EventRecords::exec(const ExecEvent &e, const ExecOutcome &out)
 {
 	ProcessInfo &self = *out.proc;
 	nlohmann::json r = base("exec", e.ctx);
-	r["filename"] = sanitize_utf8(e.filename);
+	r["filename"] = shown(e.filename);
 	r["argv"] = argv_json(self.argv);
 	r["identity"] = procs_.identity(self).to_json();
 	r["ancestry"] = procs_.ancestry_json(self);
@@ -114,7 +115,7 @@ Record EventRecords::open(const OpenEvent &e, const std::string &path)
 {
 	Record rec = observation("open", e.ctx);
 	auto &r = rec.fields;
-	r["path"] = sanitize_utf8(path);
+	r["path"] = shown(path);
 	if (e.dirfd != AT_FDCWD && e.syscall != 0)
 		r["dirfd"] = e.dirfd;
 	r["flags"] = open_flags_string(e.flags);
@@ -137,7 +138,7 @@ Record EventRecords::close(const EventContext &ctx, const ClosedFd &c)
 	Record rec = observation("close", ctx);
 	auto &r = rec.fields;
 	r["fd"] = c.fd;
-	r["path"] = sanitize_utf8(c.path);
+	r["path"] = shown(c.path);
 	r["dev"] = dev_string(c.state.dev);
 	r["inode"] = c.state.ino;
 	r["bytes_read"] = c.state.bytes_read;
@@ -157,11 +158,11 @@ Record EventRecords::connect(const NamedConnect &c)
 	r["port"] = e.port;
 	r["result"] = errno_name(e.ret < 0 ? -e.ret : 0);
 	if (!c.sni.empty())
-		r["sni"] = sanitize_utf8(c.sni);
+		r["sni"] = shown(c.sni);
 	if (!c.http_host.empty())
-		r["http_host"] = sanitize_utf8(c.http_host);
+		r["http_host"] = shown(c.http_host);
 	if (!c.proxy_target.empty())
-		r["proxy_target"] = sanitize_utf8(c.proxy_target);
+		r["proxy_target"] = shown(c.proxy_target);
 	if (e.lport)
 		r["local_port"] = e.lport;
 	return Record{std::move(r), {}};
@@ -171,7 +172,7 @@ Record EventRecords::reader(const EventContext &ctx, ProcessInfo &p)
 {
 	nlohmann::json r = base("exec", ctx);
 	r["time"] = rfc3339(procs_.started_ns(p));
-	r["filename"] = sanitize_utf8(p.exe);
+	r["filename"] = shown(p.exe);
 	r["argv"] = argv_json(p.argv);
 	r["identity"] = procs_.identity(p).to_json();
 	r["ancestry"] = procs_.ancestry_json(p);
@@ -193,10 +194,10 @@ Record EventRecords::reader(const EventContext &ctx, ProcessInfo &p)
 Record EventRecords::credential_file(const EventContext &ctx, const FileScan &scan)
 {
 	nlohmann::json r = base("credential_file", ctx);
-	r["path"] = sanitize_utf8(scan.path);
+	r["path"] = shown(scan.path);
 	r["kind"] = scan.kind;
 	r["credentials"] = 0;
-	r["summary"] = "credential file " + sanitize_utf8(scan.path) + " (" + scan.kind +
+	r["summary"] = "credential file " + shown(scan.path) + " (" + scan.kind +
 	               ") holds nothing credential-like";
 	return Record{std::move(r), {}};
 }

@@ -7,6 +7,7 @@
 
 #include "keytrail/abi.h"
 #include "keytrail/agent/name_table.h"
+#include "keytrail/secrets/mask.h"
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/util/text.h"
 
@@ -109,7 +110,7 @@ void SecretIntake::from_mcp_configs()
 	for (const auto &path : paths) {
 		ConfigScanResult r = sources_.from_mcp_config(path);
 		if (r.error) {
-			spdlog::warn("MCP client config {}", sanitize_utf8(*r.error));
+			spdlog::warn("MCP client config {}", shown(*r.error));
 			continue;
 		}
 		for (const auto &o : r.secrets)
@@ -119,16 +120,18 @@ void SecretIntake::from_mcp_configs()
 
 void SecretIntake::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
 {
+	// A token in a file or directory name is masked before the location
+	// reaches the ledger, the correlator or any record.
+	const std::string location = shown(o.location);
 	if (p) {
 		for (const auto &h : p->secrets)
 			if (h.fingerprint == o.fingerprint && h.source == o.source &&
-			    h.location == o.location)
+			    h.location == location)
 				return; // already known to hold it this way
-		p->secrets.push_back(
-		    {o.fingerprint, o.type, o.source, o.location, o.name, time_ns});
+		p->secrets.push_back({o.fingerprint, o.type, o.source, location, o.name, time_ns});
 	}
 	counters_.obtained++;
-	Sighting s{o.fingerprint, o.type, o.prefix, o.source, o.location, o.name, "", time_ns};
+	Sighting s{o.fingerprint, o.type, o.prefix, o.source, location, o.name, "", time_ns};
 	if (p) {
 		const Identity &id = procs_.identity(*p);
 		s.identity = id.id;
@@ -146,7 +149,7 @@ void SecretIntake::obtained(ProcessInfo *p, const Obtained &o, int64_t time_ns)
 	in.type = o.type;
 	in.prefix = o.prefix;
 	in.source = o.source;
-	in.location = o.location;
+	in.location = location;
 	in.name = o.name;
 	in.server = o.server;
 	in.line = static_cast<uint32_t>(o.line);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "keytrail/schema/record.h"
+#include "keytrail/secrets/mask.h"
 
 namespace keytrail::config_detail
 {
@@ -13,8 +14,10 @@ namespace keytrail::config_detail
 void Parser::fail(const YAML::Node &n, const std::string &why) const
 {
 	const YAML::Mark m = n.Mark();
+	// Position and key; a value some messages name (an unknown type) is
+	// masked if it looks like a credential.
 	throw ConfigError(name_ + ":" + std::to_string(m.line + 1) + ":" +
-	                  std::to_string(m.column + 1) + ": " + why);
+	                  std::to_string(m.column + 1) + ": " + shown(why));
 }
 
 void Parser::only_keys(const YAML::Node &map, const std::string &where,

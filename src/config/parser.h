@@ -44,7 +44,13 @@ class Parser
 		try {
 			return f(s);
 		} catch (const Error &e) {
-			fail(n, what + ": " + e.what());
+			// "'VALUE' is not a duration (...)": the value is not quoted
+			// back (it may be a secret pasted on the wrong line).
+			std::string why = e.what();
+			size_t q = why.rfind("' ", why.find(" is not"));
+			if (!why.empty() && why[0] == '\'' && q != std::string::npos)
+				why = "the value" + why.substr(q + 1);
+			fail(n, what + ": " + why);
 		}
 	}
 

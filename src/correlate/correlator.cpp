@@ -5,6 +5,7 @@
 #include "detail.h"
 #include "keytrail/correlate/policy.h"
 #include "keytrail/schema/rules.h"
+#include "keytrail/secrets/mask.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -88,7 +89,9 @@ void Correlator::on(const ProcStart &e)
 	Proc &p = it->second;
 	p.start = e;
 	// Made valid UTF-8 once here, not in every record that names it.
-	for (std::string *f : {&p.start.comm, &p.start.exe, &p.start.mcp_server, &p.start.identity})
+	for (std::string *f : {&p.start.comm, &p.start.exe})
+		*f = shown(*f);
+	for (std::string *f : {&p.start.mcp_server, &p.start.identity})
 		*f = sanitize_utf8(*f);
 	for (auto &a : p.start.cmdline)
 		a = sanitize_utf8(a);

@@ -2,6 +2,7 @@
 // every record shares, and the `secret` record of a sighting.
 #include "detail.h"
 #include "keytrail/correlate/correlator.h"
+#include "keytrail/secrets/mask.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -22,9 +23,9 @@ nlohmann::json Correlator::secret_json(const Secret &s, const Holding *h) const
 	const std::string &location = h ? h->location : s.last_location;
 	j["source"] = source;
 	const char *loc_key = source == "env" ? "env" : source == "argv" ? "arg" : "path";
-	j[loc_key] = sanitize_utf8(location);
+	j[loc_key] = shown(location);
 	if (h && !h->name.empty())
-		j["name"] = sanitize_utf8(h->name);
+		j["name"] = shown(h->name);
 	if (const InventoryEntry *e = entry(h ? h->inv : s.inv)) {
 		j["inventory_id"] = e->id;
 		if (!e->owner.empty())
@@ -164,15 +165,15 @@ Record Correlator::secret_record(const Secret &s, const Holding &h, const Secret
 	nlohmann::json sec = {
 	    {"fingerprint", s.fingerprint}, {"type", s.type}, {"source", e.source}};
 	if (!e.prefix.empty())
-		sec["prefix"] = sanitize_utf8(e.prefix);
+		sec["prefix"] = shown(e.prefix);
 	const char *loc_key = e.source == "env" ? "env" : e.source == "argv" ? "arg" : "path";
-	sec[loc_key] = sanitize_utf8(e.location);
+	sec[loc_key] = shown(e.location);
 	if (!e.name.empty())
-		sec["name"] = sanitize_utf8(e.name);
+		sec["name"] = shown(e.name);
 	if (e.line)
 		sec["line"] = e.line;
 	if (!e.server.empty())
-		sec["server"] = sanitize_utf8(e.server);
+		sec["server"] = shown(e.server);
 	const InventoryEntry *inv = entry(h.inv);
 	if (inv) {
 		sec["inventory_id"] = inv->id;
@@ -189,8 +190,8 @@ Record Correlator::secret_record(const Secret &s, const Holding &h, const Secret
 	            (p->start.mcp_server.empty() ? "" : ", " + p->start.mcp_server) + ")"
 	      : "MCP client config";
 	r["summary"] = holder + (p ? " obtained " : " hard-codes ") + s.type + " " +
-	               short_fp(s.fingerprint) + " from " + e.source + " " +
-	               sanitize_utf8(e.location) + (inv ? " (inventory " + inv->id + ")" : "");
+	               short_fp(s.fingerprint) + " from " + e.source + " " + shown(e.location) +
+	               (inv ? " (inventory " + inv->id + ")" : "");
 	Record rec{std::move(r), {}};
 	if (p)
 		rec.raw.push_back({"identity", identity_raw(*p)});

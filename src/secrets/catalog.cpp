@@ -151,9 +151,13 @@ bool placeholder(std::string_view v)
 
 } // namespace
 
-std::vector<Finding> scan_text(std::string_view text)
+namespace
 {
-	std::vector<Finding> out;
+
+// Calls fn(detector, start of the match, the secret) for every credential
+// in the text, in detector order.
+template <typename Fn> void each_match(std::string_view text, Fn fn)
+{
 	for (const auto &d : detectors()) {
 		std::set<size_t> tried;
 		for (const auto &kw : d.keywords) {
@@ -177,19 +181,37 @@ std::vector<Finding> scan_text(std::string_view text)
 					continue;
 				if (placeholder(secret))
 					continue;
-				Finding f;
-				f.type = d.id;
-				f.secret = normalize_secret(secret);
-				f.prefix = std::string(
-				    secret.substr(0, std::min(d.show_prefix, secret.size())));
-				f.line = line_of(text, abs);
-				if (d.id == "database_url") // scheme://user: is public
-					f.prefix = std::string(
-					    text.substr(abs, &*m[d.group].first - &text[abs]));
-				add(out, std::move(f));
+				fn(d, abs, secret);
 			}
 		}
 	}
+}
+
+} // namespace
+
+std::vector<Finding> scan_text(std::string_view text)
+{
+	std::vector<Finding> out;
+	each_match(text, [&](const Detector &d, size_t abs, std::string_view secret) {
+		Finding f;
+		f.type = d.id;
+		f.secret = normalize_secret(secret);
+		f.prefix = std::string(secret.substr(0, std::min(d.show_prefix, secret.size())));
+		f.line = line_of(text, abs);
+		if (d.id == "database_url") // scheme://user: is public
+			f.prefix = std::string(text.substr(abs, secret.data() - &text[abs]));
+		add(out, std::move(f));
+	});
+	return out;
+}
+
+std::vector<CredentialSpan> credential_spans(std::string_view text)
+{
+	std::vector<CredentialSpan> out;
+	each_match(text, [&](const Detector &d, size_t, std::string_view secret) {
+		size_t pos = static_cast<size_t>(secret.data() - text.data());
+		out.push_back({pos, secret.size(), std::min(d.show_prefix, secret.size())});
+	});
 	return out;
 }
 

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cctype>
 
+#include "keytrail/secrets/catalog.h"
+#include "keytrail/util/text.h"
+
 namespace keytrail
 {
 
@@ -79,6 +82,73 @@ std::string mask_url_password(std::string s)
 	}
 }
 
+// What a credential value becomes: its public prefix, if it has a known
+// one, then the mask. References ($VAR, ${VAR}) are not values.
+std::string masked_value(std::string_view v)
+{
+	for (auto p : kTokenPrefixes)
+		if (v.size() > p.size() && v.compare(0, p.size(), p) == 0)
+			return std::string(p) + std::string(kMask);
+	return std::string(kMask);
+}
+
+bool name_char(char c)
+{
+	return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+}
+
+// NAME=value, NAME: value, "name": "value" and HTTP headers
+// (Authorization: Bearer X, X-Api-Key: X) anywhere in a text, when NAME
+// is credential-like: the value is masked, an auth scheme word is kept.
+std::string mask_pairs(std::string s)
+{
+	for (size_t i = 0; i < s.size(); i++) {
+		if (s[i] != '=' && s[i] != ':')
+			continue;
+		size_t name_end = i;
+		if (name_end > 0 && (s[name_end - 1] == '"' || s[name_end - 1] == '\''))
+			name_end--;
+		size_t name_start = name_end;
+		while (name_start > 0 && name_char(s[name_start - 1]))
+			name_start--;
+		if (name_start == name_end || !credential_like_name(std::string_view(s).substr(
+		                                  name_start, name_end - name_start)))
+			continue;
+		if (s.compare(i, 3, "://") == 0)
+			continue;
+		size_t v = i + 1;
+		while (v < s.size() && (s[v] == ' ' || s[v] == '\t'))
+			v++;
+		char quote = 0;
+		if (v < s.size() && (s[v] == '"' || s[v] == '\''))
+			quote = s[v++];
+		// Authorization: Bearer X / Basic X / token X: the scheme is public.
+		for (std::string_view scheme : {"Bearer ", "bearer ", "Basic ", "basic ", "token ",
+		                                "Token ", "Digest ", "Negotiate "})
+			if (s.compare(v, scheme.size(), scheme) == 0) {
+				v += scheme.size();
+				break;
+			}
+		size_t end = v;
+		if (quote)
+			while (end < s.size() && s[end] != quote)
+				end++;
+		else
+			while (end < s.size() &&
+			       !std::isspace(static_cast<unsigned char>(s[end])) && s[end] != '&' &&
+			       s[end] != ';' && s[end] != ',' && s[end] != '"' && s[end] != '\'')
+				end++;
+		std::string_view value = std::string_view(s).substr(v, end - v);
+		if (value.empty() || value.front() == '$' || value == kMask ||
+		    value.find(kMask) != std::string_view::npos)
+			continue;
+		std::string m = masked_value(value);
+		s.replace(v, end - v, m);
+		i = v + m.size() - 1;
+	}
+	return s;
+}
+
 } // namespace
 
 bool credential_like_name(std::string_view name)
@@ -110,33 +180,115 @@ bool credential_like_name(std::string_view name)
 	return false;
 }
 
+std::string mask_text(std::string_view text)
+{
+	std::string s(text);
+	// The catalog's formats first (a JWT, an AWS key), from the back so
+	// offsets stay right; overlapping spans are masked once.
+	auto spans = credential_spans(s);
+	std::sort(spans.begin(), spans.end(),
+	          [](const CredentialSpan &a, const CredentialSpan &b) { return a.pos > b.pos; });
+	size_t limit = s.size();
+	for (const auto &sp : spans) {
+		if (sp.pos + sp.len > limit || sp.len <= sp.public_len)
+			continue;
+		s.replace(sp.pos + sp.public_len, sp.len - sp.public_len, kMask);
+		limit = sp.pos;
+	}
+	return mask_prefixed_tokens(mask_pairs(mask_url_password(std::move(s))));
+}
+
 std::string mask_arg(std::string_view arg)
 {
-	std::string s(arg);
-	// NAME=VALUE and --name=value with a credential-like name.
-	size_t eq = s.find('=');
-	if (eq != std::string::npos && eq > 0 && s.find("://") > eq &&
-	    credential_like_name(std::string_view(s).substr(0, eq)) && eq + 1 < s.size())
-		return s.substr(0, eq + 1) + std::string(kMask);
-	return mask_prefixed_tokens(mask_url_password(std::move(s)));
+	// NAME=VALUE and --name=value with a credential-like name: all of it.
+	size_t eq = arg.find('=');
+	if (eq != std::string::npos && eq > 0 && arg.find("://") > eq && eq + 1 < arg.size() &&
+	    credential_like_name(arg.substr(0, eq)) &&
+	    arg.find_first_of(" \t") > eq) // not a shell line that starts with one
+		return std::string(arg.substr(0, eq + 1)) + std::string(kMask);
+	return mask_text(arg);
 }
+
+namespace
+{
+
+// Programs whose -p is a password (attached, -pSECRET, or the next
+// argument), not a port or a path.
+bool p_is_password(std::string_view prog)
+{
+	static constexpr std::string_view progs[] = {
+	    "mysql",   "mysqldump",    "mysqladmin",    "mysqlimport", "mysqlshow", "mysqlcheck",
+	    "mariadb", "mariadb-dump", "mariadb-admin", "sshpass",     "docker",    "podman",
+	    "nerdctl", "buildah",      "skopeo",        "helm",        "oras",      "crane"};
+	return std::find(std::begin(progs), std::end(progs), prog) != std::end(progs);
+}
+
+// A bare word that names a credential and whose value follows as the next
+// argument: `aws configure set aws_secret_access_key V`, `git config
+// user.password V`. Only compound names (with '_' or '.'), so `git
+// credential fill` keeps its verb.
+bool credential_key_word(std::string_view a)
+{
+	if (a.empty() || a.find_first_of("_.") == std::string_view::npos)
+		return false;
+	for (char c : a)
+		if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' &&
+		    c != '-')
+			return false;
+	return credential_like_name(a);
+}
+
+} // namespace
 
 std::vector<std::string> mask_argv(const std::vector<std::string> &argv)
 {
 	std::vector<std::string> out;
 	out.reserve(argv.size());
-	bool mask_next = false;
-	for (const auto &a : argv) {
-		if (mask_next && !a.empty() && a[0] != '-') {
-			out.emplace_back(kMask);
-			mask_next = false;
+	std::string_view prog = argv.empty() ? "" : basename_of(argv[0]);
+	bool pw_p = p_is_password(prog);
+	enum { kNone, kAll, kAfterColon } next = kNone;
+	for (size_t i = 0; i < argv.size(); i++) {
+		const std::string &a = argv[i];
+		if (next != kNone && !a.empty() && (a[0] != '-' || next == kAll)) {
+			size_t colon = a.find(':');
+			if (next == kAfterColon && colon != std::string::npos)
+				out.push_back(a.substr(0, colon + 1) + std::string(kMask));
+			else if (next == kAll)
+				out.emplace_back(kMask);
+			else
+				out.push_back(mask_arg(a));
+			next = kNone;
+			continue;
+		}
+		next = kNone;
+		bool option = a.size() > 1 && a[0] == '-';
+		if (option && a.find('=') == std::string::npos && credential_like_name(a))
+			next = kAll; // --token V
+		else if (i > 0 && credential_key_word(a))
+			next = kAll; // aws_secret_access_key V
+		else if (a == "-u" || a == "--user" || a == "-U" || a == "--proxy-user")
+			next = kAfterColon; // curl -u user:password
+		else if (pw_p && (a == "-p" || a == "--password"))
+			next = kAll;
+		if (pw_p && a.size() > 2 && a.compare(0, 2, "-p") == 0 && a[2] != '-') {
+			out.push_back("-p" + std::string(kMask)); // mysql -pSECRET
+			continue;
+		}
+		if (a.size() > 2 && a.compare(0, 2, "-u") == 0 &&
+		    a.find(':') != std::string::npos) {
+			out.push_back(a.substr(0, a.find(':') + 1) +
+			              std::string(kMask)); // -uuser:pw
 			continue;
 		}
 		out.push_back(mask_arg(a));
-		mask_next = a.size() > 1 && a[0] == '-' && a.find('=') == std::string::npos &&
-		            credential_like_name(a);
 	}
 	return out;
+}
+
+std::string shown(std::string_view text)
+{
+	// Masked first: the escape of a bad byte (\\xFF) must not glue onto a token.
+	return sanitize_utf8(mask_text(text));
 }
 
 } // namespace keytrail

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "support/agent_process.h"
+#include "support/tokens.h"
 
 using namespace keytrail::test;
 
@@ -168,4 +169,87 @@ TEST(Hardening, AFingerprintKeyOthersWroteOrCanReadIsRefused)
 	                   << "  fingerprint_key_file: " << key << "\n";
 	EXPECT_NE(run_agent("-c " + cfg + " -o /dev/null", &err), 0);
 	EXPECT_NE(err.find("readable or writable by others"), std::string::npos) << err;
+}
+
+// Item 3: every form of credential in a command line, a path, a config error
+// and a parser message is masked before it is written, in every output.
+TEST(Hardening, CredentialsInArgvPathsAndErrorsAreMaskedEverywhere)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	const std::string jwt =
+	    token("eyJ", 20, 31) + ".eyJ" + token("", 24, 32) + "." + token("", 22, 33);
+	const std::string api_key = token("", 24, 34);
+	const std::string curl_pw = token("", 16, 35);
+	const std::string mysql_pw = token("", 14, 36);
+	const std::string aws_secret = token("", 40, 37);
+	const std::string in_path = token("ghp_", 36, 38);
+	const std::string in_file = token("sk-proj-", 48, 39);
+	const std::string in_parser = token("glpat-", 20, 40);
+	const std::string in_reload = token("glpat-", 20, 41);
+	const std::vector<std::string> planted = {jwt,     api_key, curl_pw,   mysql_pw, aws_secret,
+	                                          in_path, in_file, in_parser, in_reload};
+
+	ASSERT_EQ(run_cmd("mkdir -p " + dir + "/bin " + dir + "/tok/" + in_path), 0);
+	for (const char *prog : {"curl", "mysql", "aws"})
+		ASSERT_EQ(symlink("/bin/true", (dir + "/bin/" + prog).c_str()), 0);
+	std::ofstream(dir + "/tok/" + in_path + "/.env") << "OPENAI_API_KEY=" << in_file << "\n";
+	std::ofstream(dir + "/bad.json")
+	    << "{\"mcpServers\": {\"x\": {\"command\": \"a\", \"env\": {\"T\": " << in_parser
+	    << "}}}}";
+	std::string server = dir + "/mcp-server-kt-mask";
+	std::ofstream(server) << "#!/bin/sh\ncd " << dir << "\n"
+	                      << "bin/curl -H 'Authorization: Bearer " << jwt
+	                      << "' -H 'X-Api-Key: " << api_key << "' -u alice:" << curl_pw
+	                      << " http://127.0.0.1:9/\n"
+	                      << "bin/mysql -ualice -p" << mysql_pw << " -h db\n"
+	                      << "bin/aws configure set aws_secret_access_key " << aws_secret
+	                      << "\n"
+	                      << "cat tok/" << in_path << "/.env >/dev/null\nsleep 0.3\n";
+	chmod(server.c_str(), 0755);
+	std::string cfg = "agent:\n  state_dir: " + dir +
+	                  "/state\nsecrets:\n  scan_mcp_configs: false\n  mcp_configs: [" + dir +
+	                  "/bad.json]\n";
+	std::ofstream(dir + "/cfg.yaml") << cfg;
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "--record",
+	                dir + "/inputs.rec", "-o", dir + "/out.jsonl"},
+	               dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd(server), 0);
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("OPENAI_API_KEY") != std::string::npos; }, 5000));
+	// A reload whose config error would quote the value.
+	std::ofstream(dir + "/cfg.yaml")
+	    << cfg << "correlate:\n  dedupe_window: " << in_reload << "\n";
+	a.signal(SIGHUP);
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("\"reload\"") != std::string::npos; }, 5000));
+	EXPECT_EQ(a.stop(), 0);
+
+	// The forms were seen (masked), so the search below is not vacuous.
+	std::string out = slurp(a.out());
+	EXPECT_NE(out.find("Authorization: Bearer ****"), std::string::npos);
+	EXPECT_NE(out.find("X-Api-Key: ****"), std::string::npos);
+	EXPECT_NE(out.find("alice:****"), std::string::npos);
+	EXPECT_NE(out.find("-p****"), std::string::npos);
+	EXPECT_NE(out.find("tok/ghp_****/.env"), std::string::npos);
+	EXPECT_NE(out.find("\"ok\":false"), std::string::npos);
+	EXPECT_NE(slurp(a.err()).find("bad.json:1:"), std::string::npos) << slurp(a.err());
+
+	std::string everything = out + slurp(a.err()) + slurp(dir + "/inputs.rec");
+	FILE *all =
+	    popen(("find " + dir + "/state -type f -exec zcat -f {} + 2>/dev/null").c_str(), "r");
+	ASSERT_TRUE(all);
+	char buf[65536];
+	for (size_t n; (n = fread(buf, 1, sizeof(buf), all)) > 0;)
+		everything.append(buf, n);
+	pclose(all);
+	// The journal and the recording were read too: they name the file.
+	size_t named = 0;
+	for (size_t at = everything.find("tok/ghp_****"); at != std::string::npos;
+	     at = everything.find("tok/ghp_****", at + 1))
+		named++;
+	EXPECT_GE(named, 3u);
+	for (const auto &s : planted)
+		EXPECT_EQ(everything.find(s), std::string::npos) << "planted secret written: " << s;
 }

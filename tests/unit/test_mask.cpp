@@ -33,3 +33,75 @@ TEST(Mask, KnownTokenPrefixesKeepOnlyThePrefix)
 	EXPECT_EQ(mask_arg("sk-"), "sk-");                 // too short to be a token
 	EXPECT_EQ(mask_arg("task-runner"), "task-runner"); // "sk-" inside a word
 }
+
+namespace
+{
+// Test-made credentials in the catalog's formats (random enough to pass the
+// entropy floors); never real ones.
+const std::string kJwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJrdC10ZXN0In0.Qm9ndXNTaWduYXR1cmVYeVo";
+const std::string kPw = "Hq7vK2mZp9xR4t";
+const std::string kAwsSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8Nw3Lt5R";
+
+void expect_clean(const std::vector<std::string> &v, const std::string &secret)
+{
+	for (const auto &a : v)
+		EXPECT_EQ(a.find(secret), std::string::npos) << a;
+}
+} // namespace
+
+TEST(Mask, HeadersOptionsAndProgramFormsFromTheIssue)
+{
+	auto curl = mask_argv({"curl", "-H", "Authorization: Bearer " + kJwt, "-H",
+	                       "X-Api-Key: " + kPw, "-u", "alice:" + kPw, "https://api.test/"});
+	expect_clean(curl, kJwt);
+	expect_clean(curl, kPw);
+	EXPECT_EQ(curl[2], "Authorization: Bearer ****");
+	EXPECT_EQ(curl[4], "X-Api-Key: ****");
+	EXPECT_EQ(curl[6], "alice:****");
+	EXPECT_EQ(curl[7], "https://api.test/");
+
+	auto mysql = mask_argv({"/usr/bin/mysql", "-ualice", "-p" + kPw, "-h", "db"});
+	EXPECT_EQ(mysql[1], "-ualice");
+	EXPECT_EQ(mysql[2], "-p****");
+	auto docker = mask_argv({"docker", "login", "-u", "bob", "-p", kPw, "reg.test"});
+	EXPECT_EQ(docker[3], "bob");
+	EXPECT_EQ(docker[5], "****");
+	// -p is a port elsewhere, and stays.
+	EXPECT_EQ(mask_argv({"ssh", "-p", "2222", "host"})[2], "2222");
+	EXPECT_EQ(mask_argv({"python3", "-p8080"})[1], "-p8080");
+
+	auto aws = mask_argv({"aws", "configure", "set", "aws_secret_access_key", kAwsSecret});
+	EXPECT_EQ(aws[4], "****");
+	EXPECT_EQ(mask_argv({"git", "config", "user.password", kPw})[3], "****");
+	EXPECT_EQ(mask_argv({"git", "credential", "fill"})[2], "fill");
+	// A shell line carries the same forms inside one argument.
+	auto sh =
+	    mask_argv({"sh", "-c",
+	               "curl -H 'Authorization: token " + kPw + "' -d '{\"password\":\"" + kPw +
+	                   "\"}' \"https://u:" + kPw + "@h.test/?api_key=" + kPw + "&x=1\""});
+	expect_clean(sh, kPw);
+	EXPECT_NE(sh[2].find("Authorization: token ****"), std::string::npos) << sh[2];
+	EXPECT_NE(sh[2].find("&x=1"), std::string::npos) << sh[2];
+}
+
+TEST(Mask, AnyTextCatalogFormatsPathsAndMessages)
+{
+	std::string gh = "ghp_" + std::string("Zq8Lm3Vx7Kp2Rt9Wb4Nc6Hy1Jd5Fg0Sa3Ue7");
+	std::string gl = "glpat-" + std::string("Ab3dEf6hIj9kLm2nOp5q");
+	// Tokens in file and directory names.
+	EXPECT_EQ(mask_text("/tmp/" + gh + "/creds.json"), "/tmp/ghp_****/creds.json");
+	EXPECT_EQ(mask_text("/srv/" + kJwt + ".txt"), "/srv/****.txt");
+	// An error that quotes a value.
+	std::string e = mask_text("'" + gl + "' is not a duration (like 250ms)");
+	EXPECT_EQ(e.find("Ab3dEf6hIj9kLm2nOp5q"), std::string::npos) << e;
+	std::string aws = mask_text("aws_secret_access_key = " + kAwsSecret);
+	EXPECT_EQ(aws.find(kAwsSecret), std::string::npos) << aws;
+	// Idempotent, and plain text stays as it was.
+	EXPECT_EQ(mask_text(mask_text("token=" + kPw)), "token=****");
+	for (std::string plain :
+	     {"/usr/lib/node_modules/npm/bin/npm-cli.js", "author: me",
+	      "https://api.github.com:443/repos", "path=/srv/app", "TOKEN=$TOKEN"})
+		EXPECT_EQ(mask_text(plain), plain);
+	// shown() also makes the bytes valid UTF-8.
+	EXPECT_EQ(shown(std::string("a\xff") + gh), "a\\xFFghp_****");
+}

@@ -41,6 +41,13 @@ double shannon_entropy(std::string_view s);
 // Every credential in a text (file content, a config value).
 std::vector<Finding> scan_text(std::string_view text);
 
+// Where the catalog's credentials are in a text, for masking: the secret's
+// offset and length, and how many of its leading bytes are public.
+struct CredentialSpan {
+	size_t pos, len, public_len;
+};
+std::vector<CredentialSpan> credential_spans(std::string_view text);
+
 // A credential file's content: scan_text, plus assignments line by line
 // (KEY=VALUE, export KEY=VALUE, key: value, "key": "value", netrc's
 // "password X") so findings carry their names and the generic rule applies.

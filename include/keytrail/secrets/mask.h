@@ -1,7 +1,8 @@
-// Masks credentials in command lines before they are written anywhere:
-// passwords in URLs, values of credential-named options and KEY=VALUE pairs,
-// and tokens with a known public prefix (the prefix is kept: it is not secret
-// and tells the reader what kind of credential was there).
+// Masks credentials in text before it is written anywhere (argv, paths,
+// error and parser messages): the catalog's formats, passwords in URLs,
+// values of credential-named options, pairs and headers, and tokens with a
+// known public prefix (the prefix is kept: it is not secret and tells the
+// reader what kind of credential was there).
 #pragma once
 
 #include <string>
@@ -16,11 +17,23 @@ inline constexpr std::string_view kMask = "****";
 // True for names like GITHUB_TOKEN, api-key, --password, client_secret.
 bool credential_like_name(std::string_view name);
 
-// Returns arg with any credential inside it masked.
+// Any text with every credential in it masked: the catalog's formats, known
+// token prefixes, passwords in URLs, and values of credential-named pairs
+// and headers (TOKEN=x, "password": "x", Authorization: Bearer x,
+// X-Api-Key: x). Masking is idempotent.
+std::string mask_text(std::string_view text);
+
+// What every writer calls for text it did not make (paths, names, error
+// messages, parser messages): valid UTF-8, credentials masked.
+std::string shown(std::string_view text);
+
+// One argument: NAME=VALUE with a credential-like name is masked whole,
+// anything else as mask_text.
 std::string mask_arg(std::string_view arg);
 
-// Masks a whole argv, including the value that follows a credential-named
-// option given as two arguments ("--token", "ghp_...").
+// Masks a whole argv, including values given as the next argument:
+// "--token" V, "aws_secret_access_key" V, curl's "-u" user:V, and "-p" V or
+// -pV for programs where -p is a password (mysql, docker login, sshpass).
 std::vector<std::string> mask_argv(const std::vector<std::string> &argv);
 
 } // namespace keytrail
