@@ -426,7 +426,9 @@ void Correlator::alert(const char *rule, const std::string &key, const std::stri
 	}
 	const RuleInfo *info = find_rule(rule);
 	nlohmann::json r = build(); // built only when it is written
-	bool update = o != Occurrence::kNew;
+	// A finding whose first alert was rate-limited is still new to the
+	// reader: its first record is an alert, not an update.
+	bool update = o != Occurrence::kNew && f->reported_ns != 0;
 	r["type"] = update ? "update" : "alert";
 	r["rule"] = rule;
 	r["severity"] = info->severity;
@@ -436,7 +438,7 @@ void Correlator::alert(const char *rule, const std::string &key, const std::stri
 	r["count"] = f->count;
 	r["first_seen"] = rfc3339(f->first_ns);
 	r["last_seen"] = rfc3339(f->last_ns);
-	if (update && !facet.empty() && o == Occurrence::kNewFacet)
+	if (update && o == Occurrence::kNewFacet)
 		r["new"] = facet;
 	findings_.reported(*f, now);
 	if (on_finding_)

@@ -63,8 +63,12 @@ Occurrence FindingBook::occur(const std::string &rule, const std::string &key,
 		return Occurrence::kNew;
 	}
 	f.last_ns = std::max(f.last_ns, now);
-	if (!facet.empty() && f.facets.size() < kMaxFacets &&
+	if (!facet.empty() &&
 	    std::find(f.facets.begin(), f.facets.end(), facet) == f.facets.end()) {
+		// The newest kMaxFacets are kept: a finding whose facets are
+		// windows of time (monitor_degraded) updates for every new one.
+		if (f.facets.size() >= kMaxFacets)
+			f.facets.erase(f.facets.begin());
 		f.facets.push_back(facet);
 		return Occurrence::kNewFacet;
 	}

@@ -673,6 +673,12 @@ TEST_F(CorrelatorTest, EveryLossWindowUpdatesTheMonitorDegradedFinding)
 	EXPECT_EQ(u[1]["window_start"], rfc3339(kT0 + 120 * kSec));
 	EXPECT_EQ(u[1]["window_end"], rfc3339(kT0 + 180 * kSec));
 	EXPECT_EQ(u[1]["count"], 3);
+	// Past the facet bound the newest windows are kept, so every later
+	// loss still updates the finding.
+	for (int i = 0; i < 300; i++)
+		feed(HealthSeen{kT0 + (240 + 60 * i) * kSec, 0, static_cast<uint64_t>(20 + 5 * i),
+		                0, 0});
+	EXPECT_EQ(of("update", "monitor_degraded").size(), 302u);
 }
 
 // A finding's id is what it is about: the same on every run. Known
@@ -757,6 +763,12 @@ TEST_F(CorrelatorTest, RateLimitCountsWhatItSuppresses)
 	feed(proc("late", "idlate", kT0 + 61 * kSec));
 	feed(secret("late", std::string(32, 'z'), kT0 + 61 * kSec, "argv", "--token"));
 	EXPECT_EQ(of("alert").size(), 3u);
+	// A finding whose first alert was suppressed is raised as an alert (not
+	// an update of something the reader never saw) when it recurs.
+	feed(proc("again", "id4", kT0 + 62 * kSec));
+	feed(secret("again", std::string(32, 'e'), kT0 + 62 * kSec, "argv", "--token"));
+	EXPECT_EQ(of("alert").size(), 4u);
+	EXPECT_TRUE(of("update").empty());
 }
 
 TEST_F(CorrelatorTest, FileSecretsCountOnlyWithinTheUseWindow)
