@@ -186,7 +186,8 @@ void Agent::handle(const OpenEvent &e)
 	}
 	std::string path = files_.on_open(e);
 	if (e.fd >= 0) {
-		if (auto scan = intake_->from_open(p, e, path, watched)) {
+		if (auto scan = intake_->from_open(
+		        p, e, path, watched, watched ? files_.watched_path(e.dev, e.ino) : "")) {
 			if (scan->secrets.empty() && !scan->cached)
 				emit(records_.credential_file(e.ctx, *scan));
 			// Any process that opens it from now on is reported, tracked or not.
@@ -215,8 +216,11 @@ void Agent::closed(const EventContext &ctx, std::vector<ClosedFd> fds)
 
 void Agent::handle(const ConnectEvent &e)
 {
-	if (ProcessInfo *p = procs_.of(e.ctx); p && p->pending)
+	ProcessInfo *p = procs_.of(e.ctx);
+	if (p && p->pending)
 		return;
+	if (p && p->secrets_collected)
+		intake_->recheck_held_fds(*p, clock_.boot_to_wall_ns(e.ctx.ts_ns));
 	if (auto now = connects_.on_connect(e))
 		connected(*now);
 }

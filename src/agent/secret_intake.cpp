@@ -1,18 +1,28 @@
 #include "keytrail/agent/secret_intake.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include "keytrail/abi.h"
 #include "keytrail/agent/name_table.h"
 #include "keytrail/secrets/mask.h"
 #include "keytrail/secrets/mcp_config.h"
+#include "keytrail/util/kdev.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
 {
+
+namespace
+{
+// Fds looked at per process (and inodes remembered): a process holding
+// more is not an MCP server worth the walk.
+constexpr size_t kMaxHeldFds = 1024;
+} // namespace
 
 SecretIntake::SecretIntake(const Config &cfg, SecretSources &sources, Ledger &ledger,
                            Processes &procs, SecretCounters &counters, const Clock &clock,
@@ -58,10 +68,71 @@ void SecretIntake::collect(ProcessInfo &p, const std::vector<std::string> *raw_a
 	if (env)
 		for (const auto &o : *env)
 			obtained(&p, o, when);
+	from_held_fds(p, when);
+}
+
+void SecretIntake::from_held_fds(ProcessInfo &p, int64_t when)
+{
+	// Servers only: a process tracked for another reason (a hint the
+	// detector rejected, `sh -c '... exec mcp-server-x'`) may by now be
+	// another image, and its fds that image's.
+	if (!p.workload)
+		return;
+	p.fds_checked_ns = clock_.now_ns();
+	// What the parent held was looked at there: a child inherits it.
+	const ProcessInfo *parent = procs_.table().find(p.ppid);
+	if (parent && parent->workload == p.workload && p.fds_checked.empty())
+		p.fds_checked = parent->fds_checked;
+	std::string dir = "/proc/" + std::to_string(p.pid) + "/fd";
+	DIR *d = opendir(dir.c_str());
+	if (!d)
+		return;
+	size_t entries = 0;
+	while (dirent *de = readdir(d)) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (++entries > kMaxHeldFds)
+			break;
+		// stat() reaches the inode without opening it (a FIFO, a tty).
+		std::string link = dir + "/" + de->d_name;
+		struct stat st;
+		if (stat(link.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		std::pair<uint64_t, uint64_t> inode{user_dev_to_kernel(st.st_dev), st.st_ino};
+		if (p.fds_checked.count(inode))
+			continue;
+		if (p.fds_checked.size() < kMaxHeldFds)
+			p.fds_checked.insert(inode);
+		std::string name = read_link(link);
+		if (name.empty() || name[0] != '/')
+			continue;
+		auto scan = sources_.from_open(static_cast<pid_t>(p.pid), std::atoi(de->d_name),
+		                               AT_FDCWD, name, inode.first, inode.second);
+		if (!scan || scan->unreadable || scan->secrets.empty())
+			continue;
+		counters_.held_fd_files++;
+		procs_.ensure_correlated(p);
+		for (const auto &o : scan->secrets) {
+			Obtained here = o;
+			here.location = scan->path;
+			here.mtime_ns = scan->mtime_ns;
+			obtained(&p, here, when);
+		}
+	}
+	closedir(d);
+}
+
+void SecretIntake::recheck_held_fds(ProcessInfo &p, int64_t when)
+{
+	// Fds received over a unix socket (SCM_RIGHTS) since the last look:
+	// checked before a use is attributed, at most once a second.
+	if (clock_.now_ns() - p.fds_checked_ns >= 1000000000LL)
+		from_held_fds(p, when);
 }
 
 std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent &e,
-                                                const std::string &path, bool watched)
+                                                const std::string &path, bool watched,
+                                                const std::string &watched_as)
 {
 	// Where a relative path started, should the process be gone by now: its
 	// cwd as resolved at exec, else its parent's (a shell's `cd dir && cat
@@ -77,7 +148,7 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
 	auto scan = watched && e.path.empty()
 	                ? sources_.cached_inode(e.dev, e.ino)
 	                : sources_.from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,
-	                                     e.dev, e.ino, cwd);
+	                                     e.dev, e.ino, cwd, watched_as);
 	if (!scan || scan->unreadable)
 		return std::nullopt; // counted: secrets.files_unreadable
 	int64_t when = procs_.wall_ns(e.ctx.ts_ns);

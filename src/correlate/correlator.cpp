@@ -88,6 +88,10 @@ void Correlator::on(const ProcStart &e)
 	auto [it, fresh] = procs_.try_emplace(proc_key(e.exec_id));
 	Proc &p = it->second;
 	p.start = e;
+	// A new image of the same process (exec keeps the pid and start time,
+	// so the exec_id): its description is built again.
+	p.process_raw.reset();
+	p.identity_raw.reset();
 	// Made valid UTF-8 once here, not in every record that names it.
 	for (std::string *f : {&p.start.comm, &p.start.exe})
 		*f = shown(*f);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -186,9 +187,35 @@ FileScan SecretSources::scan_content(const std::string &path, const std::string 
 	return scan;
 }
 
+namespace
+{
+
+// The name of the very inode an open reached, when the name used was a
+// symlink: the fd's link while it is open, else the used name resolved
+// (the inode must match, so a link changed since names nothing).
+std::string true_name(const SecretSources::OpenedFile &f)
+{
+	std::string t = read_link(f.via_fd);
+	if (!t.empty())
+		return t;
+	for (const std::string *p : {&f.access, &f.logical}) {
+		if (p->empty() || (*p)[0] != '/')
+			continue;
+		char buf[PATH_MAX];
+		struct stat st;
+		if (realpath(p->c_str(), buf) && stat(buf, &st) == 0 &&
+		    static_cast<uint64_t>(st.st_ino) == f.ino)
+			return buf;
+	}
+	return "";
+}
+
+} // namespace
+
 std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
                                                  const std::string &path, uint64_t kdev,
-                                                 uint64_t ino, const std::string &cwd_hint)
+                                                 uint64_t ino, const std::string &cwd_hint,
+                                                 const std::string &known_as)
 {
 	OpenedFile f{
 	    pid, fd,  kdev, ino, "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd),
@@ -204,8 +231,17 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 		}
 	}
 	auto kind = credential_file_kind(f.logical, globs_);
-	if (!kind)
-		return std::nullopt;
+	if (!kind) {
+		auto it = files_.find({kdev, ino});
+		std::string real = it != files_.end()  ? it->second.scan.path
+		                   : !known_as.empty() ? known_as
+		                                       : true_name(f);
+		if (real.empty() || real == f.logical ||
+		    !(kind = credential_file_kind(real, globs_)))
+			return std::nullopt;
+		counters_.files_by_true_name++;
+		f.logical = real;
+	}
 	if (auto known = unchanged(f))
 		return known;
 

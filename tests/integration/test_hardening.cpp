@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "support/agent_process.h"
@@ -252,4 +254,119 @@ TEST(Hardening, CredentialsInArgvPathsAndErrorsAreMaskedEverywhere)
 	EXPECT_GE(named, 3u);
 	for (const auto &s : planted)
 		EXPECT_EQ(everything.find(s), std::string::npos) << "planted secret written: " << s;
+}
+
+// Item 8: a credential file opened under an innocent name is still one: a
+// symlink by its target, a hardlink by its inode (known from an earlier
+// read under its true name).
+TEST(Hardening, CredentialFilesOpenedUnderOtherNamesAreSeen)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	const std::string via_link = token("sk-proj-", 48, 51);
+	const std::string via_hard = token("glpat-", 20, 52);
+	ASSERT_EQ(run_cmd("mkdir -p " + dir + "/a " + dir + "/b " + dir + "/c"), 0);
+	std::ofstream(dir + "/a/.env") << "OPENAI_API_KEY=" << via_link << "\n";
+	ASSERT_EQ(symlink((dir + "/a/.env").c_str(), (dir + "/c/settings.txt").c_str()), 0);
+	std::ofstream(dir + "/b/.env") << "GITLAB_TOKEN=" << via_hard << "\n";
+	ASSERT_EQ(link((dir + "/b/.env").c_str(), (dir + "/c/notes.txt").c_str()), 0);
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	auto server = [&](const std::string &name, const std::string &body) {
+		std::string path = dir + "/" + name;
+		std::ofstream(path) << "#!/bin/sh\n" << body << "\nsleep 0.3\n";
+		chmod(path.c_str(), 0755);
+		return run_cmd(path);
+	};
+	// The symlink's target names it; nobody read it before.
+	ASSERT_EQ(server("mcp-server-kt-link", "cat " + dir + "/c/settings.txt >/dev/null"), 0);
+	// The hardlink: its inode was read as .env by one server, then another
+	// reads it as notes.txt.
+	ASSERT_EQ(server("mcp-server-kt-first", "cat " + dir + "/b/.env >/dev/null"), 0);
+	ASSERT_EQ(server("mcp-server-kt-hard", "cat " + dir + "/c/notes.txt >/dev/null"), 0);
+	auto holders = [&](const std::string &key) {
+		std::set<std::string> servers;
+		for (auto &r : records(a.out()))
+			if (r.value("type", "") == "secret" && r["secret"].value("name", "") == key)
+				servers.insert(r.value("mcp_server", ""));
+		return servers;
+	};
+	ASSERT_TRUE(a.wait_until([&] { return holders("GITLAB_TOKEN").size() >= 2; }, 5000))
+	    << slurp(a.out());
+	EXPECT_EQ(a.stop(), 0);
+	auto link_holders = holders("OPENAI_API_KEY");
+	EXPECT_EQ(link_holders.count("mcp-server-kt-link"), 1u) << slurp(a.out());
+	EXPECT_EQ(holders("GITLAB_TOKEN").count("mcp-server-kt-hard"), 1u);
+	// Named by its true name.
+	for (auto &r : records(a.out())) {
+		if (r.value("type", "") == "secret" &&
+		    r["secret"].value("name", "") == "OPENAI_API_KEY") {
+			EXPECT_EQ(r["secret"].value("path", ""), dir + "/a/.env") << r.dump();
+		}
+	}
+}
+
+// Item 6: descriptors a server did not open while followed: inherited from
+// an unfollowed parent across its exec, or received over a unix socket.
+TEST(Hardening, CredentialFilesHeldThroughInheritedOrReceivedFdsAreSeen)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	const std::string inherited = token("glpat-", 20, 61);
+	const std::string received = token("sk-proj-", 48, 62);
+	ASSERT_EQ(run_cmd("mkdir -p " + dir + "/p1 " + dir + "/p2"), 0);
+	std::ofstream(dir + "/p1/.env") << "GITLAB_TOKEN=" << inherited << "\n";
+	std::ofstream(dir + "/p2/.env") << "OPENAI_API_KEY=" << received << "\n";
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	// The server reads fd 3, which its unfollowed parent opened.
+	std::ofstream(dir + "/mcp-server-kt-inherit")
+	    << "#!/bin/sh\nsleep 0.3\ncat <&3 >/dev/null\nsleep 0.2\n";
+	// A helper (not a server) opens the file and passes the fd over a unix
+	// socket; the server receives it, then connects upstream.
+	std::ofstream(dir + "/passer.py")
+	    << "import os, socket, sys\n"
+	    << "s = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(1)\n"
+	    << "open(sys.argv[1] + '.ready', 'w').close()\n"
+	    << "c, _ = s.accept()\nfd = os.open(sys.argv[2], os.O_RDONLY)\n"
+	    << "socket.send_fds(c, [b'x'], [fd])\nc.recv(1)\n";
+	std::ofstream(dir + "/mcp-server-kt-recv")
+	    << "#!/usr/bin/python3\nimport os, socket, sys, time\n"
+	    << "u = socket.socket(socket.AF_UNIX)\nu.connect(sys.argv[1])\n"
+	    << "_, fds, _, _ = socket.recv_fds(u, 1, 1)\nos.read(fds[0], 4096)\n"
+	    << "time.sleep(1.2)\nt = socket.socket()\ntry:\n    t.connect(('127.0.0.1', 9))\n"
+	    << "except OSError:\n    pass\nu.send(b'x')\ntime.sleep(0.3)\n";
+	chmod((dir + "/mcp-server-kt-inherit").c_str(), 0755);
+	chmod((dir + "/mcp-server-kt-recv").c_str(), 0755);
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	// (Named through the environment: an argv naming the server would
+	// make the kernel follow the launcher itself from its exec.)
+	std::ofstream(dir + "/launch") << "#!/bin/sh\nexec 3<\"$ENVFILE\"\nexec \"$SERVER\"\n";
+	chmod((dir + "/launch").c_str(), 0755);
+	setenv("ENVFILE", (dir + "/p1/.env").c_str(), 1);
+	setenv("SERVER", (dir + "/mcp-server-kt-inherit").c_str(), 1);
+	int rc = run_cmd(dir + "/launch");
+	unsetenv("ENVFILE");
+	unsetenv("SERVER");
+	ASSERT_EQ(rc, 0);
+	std::string sock = dir + "/pass.sock";
+	ASSERT_EQ(run_cmd("(/usr/bin/python3 " + dir + "/passer.py " + sock + " " + dir +
+	                  "/p2/.env &) ; for i in $(seq 50); do [ -e " + sock +
+	                  ".ready ] && break; sleep 0.1; done; " + dir + "/mcp-server-kt-recv " +
+	                  sock),
+	          0);
+	auto holder = [&](const std::string &key) {
+		for (auto &r : records(a.out()))
+			if (r.value("type", "") == "secret" && r["secret"].value("name", "") == key)
+				return r.value("mcp_server", "");
+		return std::string();
+	};
+	ASSERT_TRUE(a.wait_until([&] { return !holder("OPENAI_API_KEY").empty(); }, 5000))
+	    << slurp(a.out());
+	EXPECT_EQ(a.stop(), 0);
+	EXPECT_EQ(holder("GITLAB_TOKEN"), "mcp-server-kt-inherit") << slurp(a.out());
+	EXPECT_EQ(holder("OPENAI_API_KEY"), "mcp-server-kt-recv");
 }

@@ -27,6 +27,8 @@ namespace keytrail
 #define KT_SECRET_COUNTERS(X)                                                                      \
 	X(obtained, "Credential sightings.")                                                       \
 	X(environ_unreadable, "Environments that could not be read.")                              \
+	X(held_fd_files,                                                                           \
+	  "Credential files found among fds a process held before it was followed.")               \
 	X(rotations, "Credentials that replaced another in its slot.")                             \
 	X(ledger_errors, "Ledger commits that failed.")
 

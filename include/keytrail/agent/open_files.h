@@ -46,6 +46,11 @@ class OpenFiles
 	// kernel's map is full.
 	bool watch(uint64_t kdev, uint64_t ino, const std::string &path);
 	bool watched(uint64_t kdev, uint64_t ino) const { return paths_.count({kdev, ino}) > 0; }
+	std::string watched_path(uint64_t kdev, uint64_t ino) const
+	{
+		auto it = paths_.find({kdev, ino});
+		return it == paths_.end() ? "" : it->second;
+	}
 	// A file by path (tracking.watch_paths): false if it is not a regular file.
 	bool watch_path(const std::string &path);
 	// Read counters whose close or exit record was lost would stay in the

@@ -28,8 +28,16 @@ class SecretIntake
 	             const SecretBytes *env_block);
 	// A file a process opened (p null: unknown). nullopt unless it is a
 	// credential file that could be read; the scan says what it held.
+	// `watched_as`: the watched file's path when the inode is watched.
 	std::optional<FileScan> from_open(ProcessInfo *p, const OpenEvent &e,
-	                                  const std::string &path, bool watched);
+	                                  const std::string &path, bool watched,
+	                                  const std::string &watched_as = "");
+	// Credential files among the fds a process holds that it did not open
+	// while followed (inherited from an unfollowed parent across exec,
+	// received over a unix socket). Done when it becomes tracked; again
+	// (at most once a second) before its upstream uses are attributed.
+	void from_held_fds(ProcessInfo &p, int64_t when);
+	void recheck_held_fds(ProcessInfo &p, int64_t when);
 	// Every MCP client config (users' well-known ones and secrets.mcp_configs).
 	void from_mcp_configs();
 	void reconfigure(const Config &cfg) { cfg_ = &cfg; }

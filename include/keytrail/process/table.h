@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -59,9 +60,11 @@ struct ProcessInfo {
 	std::optional<Identity> identity;         // resolved once, at exec or first need
 	std::vector<HeldSecret> secrets;          // obtained from argv, env, files
 	bool secrets_collected = false;           // argv and environ scanned for this exec
-	bool correlated = false;                  // the correlator knows this exec
-	int64_t exec_time_ns = 0;                 // wall clock; 0 if only seen in /proc
-	int64_t exit_time_ns = 0;                 // 0 while alive
+	int64_t fds_checked_ns = 0;               // last look at /proc/PID/fd (agent clock)
+	std::set<std::pair<uint64_t, uint64_t>> fds_checked; // inodes already looked at
+	bool correlated = false;                             // the correlator knows this exec
+	int64_t exec_time_ns = 0;                            // wall clock; 0 if only seen in /proc
+	int64_t exit_time_ns = 0;                            // 0 while alive
 	// The members every observation of this process repeats (host, pid,
 	// comm, exec_id, identity, ...), serialized once, and what they were
 	// built from: a changed ppid, uid, gid, comm or tracking rebuilds them.

@@ -47,7 +47,8 @@ struct ConfigScanResult {
 
 #define KT_SOURCE_COUNTERS(X)                                                                      \
 	X(files_read, "Credential files read and scanned.")                                        \
-	X(files_unreadable, "Credential files gone before they could be read.")
+	X(files_unreadable, "Credential files gone before they could be read.")                    \
+	X(files_by_true_name, "Credential files opened under another name (symlink, hardlink).")
 
 struct SourceCounters {
 	KT_SOURCE_COUNTERS(KT_COUNTER_FIELD)
@@ -61,6 +62,15 @@ std::optional<SecretBytes> read_proc_environ(pid_t pid);
 class SecretSources
 {
       public:
+	// Where a file a process opened can be read: its fd, its mount
+	// namespace's path, the logical path.
+	struct OpenedFile {
+		pid_t pid;
+		int fd;
+		uint64_t kdev, ino;
+		std::string via_fd, access, logical;
+	};
+
 	SecretSources(Fingerprinter fp, std::vector<std::string> extra_globs,
 	              uint64_t max_file_size);
 
@@ -72,9 +82,14 @@ class SecretSources
 	// in its mount namespace; read once per (dev, inode, mtime, size).
 	// cwd_hint: the process's cwd as last known, for a relative path once
 	// the process is gone.
+	// A file is a credential file by the name it was opened as, else by
+	// what that name hides: a symlink's target, or an inode known as one
+	// (watched as `known_as`, or scanned before under another name: a
+	// hardlink, a bind mount). It is then named by its true name.
 	std::optional<FileScan> from_open(pid_t pid, int fd, int dirfd, const std::string &path,
 	                                  uint64_t kdev, uint64_t ino,
-	                                  const std::string &cwd_hint = "");
+	                                  const std::string &cwd_hint = "",
+	                                  const std::string &known_as = "");
 	// The cached scan of an inode seen before (watched opens).
 	std::optional<FileScan> cached_inode(uint64_t kdev, uint64_t ino) const;
 
@@ -90,14 +105,6 @@ class SecretSources
 		int64_t mtime_ns = 0;
 		uint64_t size = 0;
 		FileScan scan;
-	};
-	// Where a file a process opened can be read: its fd, its mount
-	// namespace's path, the logical path.
-	struct OpenedFile {
-		pid_t pid;
-		int fd;
-		uint64_t kdev, ino;
-		std::string via_fd, access, logical;
 	};
 
 	std::vector<Obtained> fingerprint_all(std::vector<Finding> found, const std::string &source,
