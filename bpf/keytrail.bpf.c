@@ -120,6 +120,15 @@ struct {
 	__type(value, __u32);
 } dns_ports SEC(".maps");
 
+// Opcodes each tracked process has submitted (bit per IORING_OP_*): one
+// record per process and opcode, however busy its ring.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);   // tgid
+	__type(value, __u64); // opcodes seen
+} io_uring_ops SEC(".maps");
+
 struct pending_io {
 	__u32 kind; // PENDING_*
 	__s32 fd;
@@ -438,6 +447,8 @@ int handle_exit(void *ctx)
 	// (signal->live is decremented before the tracepoint).
 	if (BPF_CORE_READ(task, signal, live.counter) != 0 || tgid == agent_tgid)
 		return 0;
+	if (current_tracked())
+		bpf_map_delete_elem(&io_uring_ops, &tgid); // a reused pid starts afresh
 	e = reserve(sizeof(*e), KT_EV_EXIT);
 	if (e) {
 		fill_hdr(&e->hdr, KT_EV_EXIT, sizeof(*e), task);
@@ -865,6 +876,42 @@ int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
 		return 0;
 	return first_write_iov(ctx->args[0], msg.msg_iov, KT_SYS_SENDMSG);
+}
+
+/* ---------------------------------------------------------------- io_uring */
+
+// Fires only for processes that use io_uring (SQPOLL threads belong to the
+// submitter's thread group, so the tracked mark is theirs too).
+SEC("tp/io_uring/io_uring_submit_req")
+int io_uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	struct task_struct *task;
+	struct kt_io_uring_event *e;
+	__u32 tgid;
+	__u64 bit, *seen, fresh;
+
+	if (!current_tracked())
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	bit = 1ULL << (BPF_CORE_READ(ctx, opcode) & 63);
+	seen = bpf_map_lookup_elem(&io_uring_ops, &tgid);
+	if (seen) {
+		if (*seen & bit)
+			return 0;
+		__sync_fetch_and_or(seen, bit);
+	} else {
+		fresh = bit;
+		bpf_map_update_elem(&io_uring_ops, &tgid, &fresh, BPF_ANY);
+	}
+	e = reserve(sizeof(*e), KT_EV_IO_URING);
+	if (!e)
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	fill_hdr(&e->hdr, KT_EV_IO_URING, sizeof(*e), task);
+	e->opcode = BPF_CORE_READ(ctx, opcode);
+	e->sq_thread = BPF_CORE_READ(ctx, sq_thread);
+	submit(e, KT_EV_IO_URING);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- DNS answers */

@@ -38,7 +38,8 @@ enum kt_event_type {
 	KT_EV_CONNECT = 6,
 	KT_EV_PAYLOAD = 7,
 	KT_EV_DNS = 8,
-	KT_EV_MAX = 9,
+	KT_EV_IO_URING = 9,
+	KT_EV_MAX = 10,
 };
 
 // Per-CPU counters in the kt_stats map. Drops are counted per event type at
@@ -159,6 +160,15 @@ struct kt_dns_event {
 	__u32 len;    // bytes in data: the DNS message
 	__u8 addr[16];
 	char data[KT_DNS_MAX];
+};
+
+// A tracked process submitted an io_uring operation it had not submitted
+// before (one record per process and opcode): its opens, reads and
+// connects through the ring bypass the syscall hooks.
+struct kt_io_uring_event {
+	struct kt_event_hdr hdr;
+	__u32 opcode;    // IORING_OP_*
+	__u32 sq_thread; // submitted by the kernel's SQPOLL thread
 };
 
 enum kt_write_syscall {

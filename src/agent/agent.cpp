@@ -297,6 +297,17 @@ void Agent::handle(const DnsEvent &e)
 	names_->learn(e, clock_.now_ns());
 }
 
+void Agent::handle(const IoUringEvent &e)
+{
+	ProcessInfo *p = procs_.of(e.ctx);
+	if (!p || p->pending || p->self)
+		return;
+	if (want_events_)
+		emit(records_.io_uring(e));
+	procs_.ensure_correlated(*p);
+	feed(IoUringSeen{clock_.boot_to_wall_ns(e.ctx.ts_ns), p->exec_id, e.opcode});
+}
+
 void Agent::feed(const Input &in)
 {
 	if (recording_)

@@ -111,6 +111,15 @@ Record EventRecords::exit(const ExitEvent &e)
 	return Record{std::move(r), {}};
 }
 
+Record EventRecords::io_uring(const IoUringEvent &e)
+{
+	nlohmann::json r = base("io_uring", e.ctx);
+	r["op"] = io_uring_op_name(e.opcode);
+	r["opcode"] = e.opcode;
+	r["sq_thread"] = e.sq_thread;
+	return Record{std::move(r), {}};
+}
+
 Record EventRecords::open(const OpenEvent &e, const std::string &path)
 {
 	Record rec = observation("open", e.ctx);

@@ -4,6 +4,7 @@
 
 #include "detail.h"
 #include "keytrail/correlate/policy.h"
+#include "keytrail/probe/events.h"
 #include "keytrail/schema/rules.h"
 #include "keytrail/secrets/mask.h"
 #include "keytrail/util/text.h"
@@ -350,6 +351,27 @@ void Correlator::on(const HealthSeen &e)
 	r["window_end"] = rfc3339(e.time_ns);
 	alert("monitor_degraded", "monitor", r["window_end"].get<std::string>(), e.time_ns, {},
 	      [&] { return std::move(r); });
+}
+
+// A followed process reaching files or the network through io_uring: what
+// it opens, reads and connects that way bypasses the syscall hooks. One
+// finding per identity; each new operation is an update.
+void Correlator::on(const IoUringSeen &e)
+{
+	Proc *p = known_proc(e.exec_id);
+	if (!p || !io_uring_op_evades(e.opcode))
+		return;
+	std::string op = io_uring_op_name(e.opcode);
+	alert("io_uring_evasion", p->start.identity, op, e.time_ns, {p}, [&] {
+		nlohmann::json r = base("alert", e.time_ns);
+		r["identity"] = identity_json(*p);
+		r["process"] = process_json(*p);
+		r["io_uring_op"] = op;
+		r["summary"] = who(*p) + " submitted io_uring " + op +
+		               ": files it opens or reads and connections it makes through the "
+		               "ring are not seen by the syscall hooks";
+		return r;
+	});
 }
 
 void Correlator::on(const Tick &e)

@@ -134,7 +134,7 @@ class Dec
 	bool ok_ = true;
 };
 
-enum Kind : uint8_t { kProcStart = 1, kProcExit, kSecret, kConnect, kHealth, kTick };
+enum Kind : uint8_t { kProcStart = 1, kProcExit, kSecret, kConnect, kHealth, kTick, kIoUring };
 
 } // namespace
 
@@ -210,6 +210,11 @@ std::string encode_input(const Input &in)
 			    e.num(v.kernel_drops);
 			    e.num(v.attribution_failures);
 			    e.num(v.identities_degraded);
+		    } else if constexpr (std::is_same_v<T, IoUringSeen>) {
+			    e.num<uint8_t>(kIoUring);
+			    e.num(v.time_ns);
+			    e.str(v.exec_id);
+			    e.num(v.opcode);
 		    } else {
 			    e.num<uint8_t>(kTick);
 			    e.num(v.time_ns);
@@ -322,6 +327,13 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 		break;
 	}
 	case kTick: as<Tick>(out).time_ns = d.num<int64_t>(); break;
+	case kIoUring: {
+		IoUringSeen &v = as<IoUringSeen>(out);
+		v.time_ns = d.num<int64_t>();
+		d.str(v.exec_id);
+		v.opcode = d.num<uint32_t>();
+		break;
+	}
 	default: return false;
 	}
 	return d.ok() && d.done();

@@ -22,6 +22,7 @@ static_assert(sizeof(kt_close_event) == 112);
 static_assert(sizeof(kt_connect_event) == 104);
 static_assert(offsetof(kt_payload_event, data) == 88);
 static_assert(offsetof(kt_dns_event, data) == 96 && sizeof(kt_dns_event) == 96 + KT_DNS_MAX);
+static_assert(sizeof(kt_io_uring_event) == 80);
 static_assert(sizeof(kt_fd_state) == 32 && sizeof(kt_fd_key) == 8 && sizeof(kt_inode_key) == 16);
 
 namespace keytrail
@@ -231,6 +232,10 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 		return decode_connect(h, base);
 	case KT_EV_PAYLOAD: return decode_payload(h, base, error);
 	case KT_EV_DNS: return decode_dns(h, base, error);
+	case KT_EV_IO_URING:
+		if (auto r = fixed<kt_io_uring_event>(h, base, error))
+			return IoUringEvent{context_from(h), r->opcode, r->sq_thread != 0};
+		return std::nullopt;
 	default: *error = "unknown record type " + std::to_string(h.type); return std::nullopt;
 	}
 }
@@ -239,13 +244,109 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_EXEC - 1, Event>, ExecEvent>);
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_PAYLOAD - 1, Event>, PayloadEvent>);
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_DNS - 1, Event>, DnsEvent>);
+static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_IO_URING - 1, Event>, IoUringEvent>);
 static_assert(std::variant_size_v<Event> == KT_EV_MAX - 1);
 
 const char *event_type_name(uint32_t type)
 {
 	static constexpr const char *names[KT_EV_MAX] = {
-	    "", "exec", "fork", "exit", "open", "close", "connect", "payload", "dns"};
+	    "", "exec", "fork", "exit", "open", "close", "connect", "payload", "dns", "io_uring"};
 	return type < KT_EV_MAX ? names[type] : "unknown";
+}
+
+std::string io_uring_op_name(uint32_t opcode)
+{
+	// IORING_OP_* in include/uapi/linux/io_uring.h order (stable ABI).
+	static constexpr const char *names[] = {"nop",
+	                                        "readv",
+	                                        "writev",
+	                                        "fsync",
+	                                        "read_fixed",
+	                                        "write_fixed",
+	                                        "poll_add",
+	                                        "poll_remove",
+	                                        "sync_file_range",
+	                                        "sendmsg",
+	                                        "recvmsg",
+	                                        "timeout",
+	                                        "timeout_remove",
+	                                        "accept",
+	                                        "async_cancel",
+	                                        "link_timeout",
+	                                        "connect",
+	                                        "fallocate",
+	                                        "openat",
+	                                        "close",
+	                                        "files_update",
+	                                        "statx",
+	                                        "read",
+	                                        "write",
+	                                        "fadvise",
+	                                        "madvise",
+	                                        "send",
+	                                        "recv",
+	                                        "openat2",
+	                                        "epoll_ctl",
+	                                        "splice",
+	                                        "provide_buffers",
+	                                        "remove_buffers",
+	                                        "tee",
+	                                        "shutdown",
+	                                        "renameat",
+	                                        "unlinkat",
+	                                        "mkdirat",
+	                                        "symlinkat",
+	                                        "linkat",
+	                                        "msg_ring",
+	                                        "fsetxattr",
+	                                        "setxattr",
+	                                        "fgetxattr",
+	                                        "getxattr",
+	                                        "socket",
+	                                        "uring_cmd",
+	                                        "send_zc",
+	                                        "sendmsg_zc",
+	                                        "read_multishot",
+	                                        "waitid",
+	                                        "futex_wait",
+	                                        "futex_wake",
+	                                        "futex_waitv",
+	                                        "fixed_fd_install",
+	                                        "ftruncate",
+	                                        "bind",
+	                                        "listen",
+	                                        "recv_zc",
+	                                        "epoll_wait",
+	                                        "readv_fixed",
+	                                        "writev_fixed",
+	                                        "pipe"};
+	if (opcode < std::size(names))
+		return names[opcode];
+	return "op_" + std::to_string(opcode);
+}
+
+bool io_uring_op_evades(uint32_t opcode)
+{
+	switch (opcode) {
+	case 1:  // readv
+	case 4:  // read_fixed
+	case 9:  // sendmsg
+	case 10: // recvmsg
+	case 16: // connect
+	case 18: // openat
+	case 22: // read
+	case 26: // send
+	case 28: // openat2
+	case 30: // splice
+	case 45: // socket
+	case 47: // send_zc
+	case 48: // sendmsg_zc
+	case 49: // read_multishot
+	case 54: // fixed_fd_install
+	case 60: // readv_fixed
+		return true;
+	default: return false;
+	}
 }
 
 uint32_t event_type(const Event &ev)

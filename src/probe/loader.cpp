@@ -100,6 +100,17 @@ void Loader::start(RecordHandler handler)
 	bpf_object__for_each_program(prog, skel_->obj)
 	{
 		std::string sec = bpf_program__section_name(prog);
+		if (sec.rfind("tp/io_uring/", 0) == 0) {
+			// Kernels without io_uring (or before 5.19's submit_req)
+			// cannot use it either: nothing to see.
+			struct stat st;
+			std::string tp = sec.substr(3);
+			if (stat((tracefs + "/events/" + tp).c_str(), &st) != 0) {
+				spdlog::info("tracepoint {} not on this kernel; skipping it", tp);
+				bpf_program__set_autoload(prog, false);
+			}
+			continue;
+		}
 		const std::string prefix = "tp/syscalls/";
 		if (sec.rfind(prefix, 0) != 0)
 			continue;

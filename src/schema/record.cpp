@@ -10,7 +10,7 @@ const std::vector<RecordType> &record_types()
 	    {"secret", false}, {"secret_use", false}, {"credential_file", false},
 	    {"alert", false},  {"update", false},     {"exec", true},
 	    {"fork", true},    {"exit", true},        {"open", true},
-	    {"close", true},   {"connect", true},
+	    {"close", true},   {"connect", true},     {"io_uring", true},
 	};
 	return types;
 }

@@ -37,6 +37,7 @@ const std::vector<RuleInfo> &rule_catalog()
 	    {"hardcoded_secret", "medium", {"attack.t1552.001", "owasp-nhi.nhi2"}},
 	    {"human_use", "medium", {"attack.t1078", "attack.t1552.001", "owasp-nhi.nhi10"}},
 	    {"monitor_degraded", "medium", {"attack.t1562.001"}},
+	    {"io_uring_evasion", "high", {"attack.t1562.001", "attack.t1106"}},
 	};
 	return rules;
 }

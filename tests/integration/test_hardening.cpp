@@ -370,3 +370,42 @@ TEST(Hardening, CredentialFilesHeldThroughInheritedOrReceivedFdsAreSeen)
 	EXPECT_EQ(holder("GITLAB_TOKEN"), "mcp-server-kt-inherit") << slurp(a.out());
 	EXPECT_EQ(holder("OPENAI_API_KEY"), "mcp-server-kt-recv");
 }
+
+// Item 5: a server that opens, reads and connects through io_uring is not
+// seen by the syscall hooks; its use of the ring is reported, once per
+// operation, and raises io_uring_evasion.
+TEST(Hardening, IoUringUseByAServerIsReportedAndAlerted)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::ofstream(dir + "/.env") << "API_TOKEN=" << token("", 32, 71) << "\n";
+	std::string server = dir + "/mcp-server-kt-uring";
+	ASSERT_EQ(symlink(KT_URING_TOOL, server.c_str()), 0);
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd(server + " " + dir + "/.env 9"), 0);
+	auto alerts = [&] {
+		std::vector<nlohmann::json> out;
+		for (auto &r : records(a.out()))
+			if (r.value("rule", "") == "io_uring_evasion")
+				out.push_back(r);
+		return out;
+	};
+	ASSERT_TRUE(a.wait_until([&] { return alerts().size() >= 3; }, 5000)) << slurp(a.out());
+	EXPECT_EQ(a.stop(), 0);
+	std::set<std::string> ops;
+	for (auto &r : records(a.out()))
+		if (r.value("type", "") == "io_uring" && r.value("comm", "") == "mcp-server-kt-u")
+			ops.insert(r.value("op", ""));
+	EXPECT_TRUE(ops.count("openat") && ops.count("read") && ops.count("connect"));
+	auto al = alerts();
+	EXPECT_EQ(al[0].value("type", ""), "alert");
+	EXPECT_EQ(al[0].value("severity", ""), "high");
+	for (size_t i = 1; i < al.size(); i++) {
+		EXPECT_EQ(al[i].value("type", ""), "update"); // one finding per identity
+		EXPECT_EQ(al[i]["finding_id"], al[0]["finding_id"]);
+	}
+}

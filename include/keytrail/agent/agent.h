@@ -96,6 +96,7 @@ class Agent
 	void handle(const ConnectEvent &e);
 	void handle(const PayloadEvent &e);
 	void handle(const DnsEvent &e);
+	void handle(const IoUringEvent &e);
 	void name_connect(const ProcessInfo &p, ConnectSeen &in);
 	void collect(const std::vector<ProcessInfo *> &procs, const ExecEvent *e = nullptr);
 	void closed(const EventContext &ctx, std::vector<ClosedFd> fds);

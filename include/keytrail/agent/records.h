@@ -27,6 +27,7 @@ class EventRecords
 	Record exec(const ExecEvent &e, const ExecOutcome &out);
 	Record fork(const ForkEvent &e, const ProcessInfo &child);
 	Record exit(const ExitEvent &e);
+	Record io_uring(const IoUringEvent &e);
 	Record open(const OpenEvent &e, const std::string &path);
 	Record close(const EventContext &ctx, const ClosedFd &c);
 	Record connect(const NamedConnect &c);

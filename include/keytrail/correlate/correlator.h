@@ -143,6 +143,7 @@ class Correlator
 	void on(const ConnectSeen &e);
 	void on(const HealthSeen &e);
 	void on(const Tick &e);
+	void on(const IoUringSeen &e);
 
 	// Secrets (correlator.cpp).
 	Secret &learn(const SecretSeen &e);

@@ -88,7 +88,15 @@ struct Tick {
 	int64_t time_ns = 0;
 };
 
-using Input = std::variant<ProcStart, ProcExit, SecretSeen, ConnectSeen, HealthSeen, Tick>;
+// A process first submitted this io_uring operation (IORING_OP_*).
+struct IoUringSeen {
+	int64_t time_ns = 0;
+	std::string exec_id;
+	uint32_t opcode = 0;
+};
+
+using Input =
+    std::variant<ProcStart, ProcExit, SecretSeen, ConnectSeen, HealthSeen, Tick, IoUringSeen>;
 
 // Time of any input.
 int64_t input_time(const Input &in);

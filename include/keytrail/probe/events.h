@@ -103,8 +103,20 @@ struct DnsEvent {
 	std::optional<DnsAnswer> answer;
 };
 
+// The first submission of an io_uring opcode by a tracked process.
+struct IoUringEvent {
+	EventContext ctx;
+	uint32_t opcode = 0;
+	bool sq_thread = false;
+};
+
+// IORING_OP_* by number ("openat", "read", "connect"), "op_N" if unknown.
+std::string io_uring_op_name(uint32_t opcode);
+// Operations that reach files or the network around the syscall hooks.
+bool io_uring_op_evades(uint32_t opcode);
+
 using Event = std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent,
-                           PayloadEvent, DnsEvent>;
+                           PayloadEvent, DnsEvent, IoUringEvent>;
 
 // "exec", "fork", ... of a kt_event_type (enum in abi.h), and an event's type.
 const char *event_type_name(uint32_t type);
