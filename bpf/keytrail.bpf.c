@@ -98,6 +98,21 @@ struct {
 	__type(value, __u8);
 } fresh_socks SEC(".maps");
 
+// UDP destinations each tracked process has sent to without connecting
+// (sendto/sendmsg with an address): one connect record per destination.
+struct udp_dest {
+	__u32 tgid;
+	__u16 port;
+	__u16 family;
+	__u8 addr[16];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct udp_dest);
+	__type(value, __u8);
+} udp_dests SEC(".maps");
+
 // @brief a tracked thread inside open*(): the path, copied at entry so a
 // racing thread cannot swap it before the kernel reads it. Not preallocated:
 // each entry is 4 KiB and only tracked threads use it.
@@ -792,8 +807,10 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 		__builtin_memcpy(e->addr, p->addr, sizeof(e->addr));
 		submit(e, KT_EV_CONNECT);
 	}
-	// Every Node fetch connects non-blocking: EINPROGRESS is an attempt.
-	if (type == SOCK_STREAM && (p->family == AF_INET || p->family == AF_INET6) &&
+	// Every Node fetch connects non-blocking: EINPROGRESS is an attempt. A
+	// unix stream socket may be a local proxy's (its first line: CONNECT).
+	if (type == SOCK_STREAM &&
+	    (p->family == AF_INET || p->family == AF_INET6 || p->family == AF_UNIX) &&
 	    (ctx->ret == 0 || ctx->ret == -EINPROGRESS)) {
 		struct kt_fd_key k = {.tgid = id >> 32, .fd = p->fd};
 		__u8 one = 1;
@@ -851,11 +868,63 @@ int enter_write(struct trace_event_raw_sys_enter *ctx)
 	return first_write(ctx->args[0], (const void *)ctx->args[1], ctx->args[2], KT_SYS_WRITE);
 }
 
+// A datagram sent to an address on an unconnected UDP socket: reported as
+// a connect (protocol udp) the first time the process sends there. DNS
+// (port 53) is the resolver's, seen by dns_answer.
+static __always_inline void udp_send(int fd, const void *sa)
+{
+	struct udp_dest d = {.tgid = bpf_get_current_pid_tgid() >> 32};
+	struct task_struct *task;
+	struct kt_connect_event *e;
+	struct file *f;
+	__u8 one = 1;
+
+	if (!sa || bpf_probe_read_user(&d.family, sizeof(d.family), sa))
+		return;
+	if (d.family == AF_INET) {
+		struct sockaddr_in in = {};
+		bpf_probe_read_user(&in, sizeof(in), sa);
+		d.port = bpf_ntohs(in.sin_port);
+		__builtin_memcpy(d.addr, &in.sin_addr.s_addr, 4);
+	} else if (d.family == AF_INET6) {
+		struct sockaddr_in6 in6 = {};
+		bpf_probe_read_user(&in6, sizeof(in6), sa);
+		d.port = bpf_ntohs(in6.sin6_port);
+		__builtin_memcpy(d.addr, &in6.sin6_addr, 16);
+	} else {
+		return;
+	}
+	if (d.port == 53 || bpf_map_lookup_elem(&udp_dests, &d))
+		return;
+	task = (struct task_struct *)bpf_get_current_task();
+	f = fd_file(task, fd);
+	if (!f)
+		return;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (BPF_CORE_READ(sock, type) != SOCK_DGRAM)
+		return;
+	bpf_map_update_elem(&udp_dests, &d, &one, BPF_ANY);
+	e = reserve(sizeof(*e), KT_EV_CONNECT);
+	if (!e)
+		return;
+	fill_hdr(&e->hdr, KT_EV_CONNECT, sizeof(*e), task);
+	e->fd = fd;
+	e->ret = 0;
+	e->family = d.family;
+	e->port = d.port;
+	e->sock_type = SOCK_DGRAM;
+	e->lport = BPF_CORE_READ(sock, sk, __sk_common.skc_num);
+	__builtin_memcpy(e->addr, d.addr, sizeof(e->addr));
+	submit(e, KT_EV_CONNECT);
+}
+
 SEC("tp/syscalls/sys_enter_sendto")
 int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
 	if (!current_tracked())
 		return 0;
+	if (ctx->args[4])
+		udp_send(ctx->args[0], (const void *)ctx->args[4]);
 	return first_write(ctx->args[0], (const void *)ctx->args[1], ctx->args[2], KT_SYS_SENDTO);
 }
 
@@ -875,6 +944,8 @@ int enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
 		return 0;
+	if (msg.msg_name)
+		udp_send(ctx->args[0], msg.msg_name);
 	return first_write_iov(ctx->args[0], msg.msg_iov, KT_SYS_SENDMSG);
 }
 

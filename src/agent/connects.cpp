@@ -9,9 +9,10 @@ namespace keytrail
 
 std::optional<NamedConnect> HeldConnects::on_connect(const ConnectEvent &e)
 {
-	bool inet = e.family == AF_INET || e.family == AF_INET6;
+	// A unix stream socket may be a local proxy's: its first bytes say.
+	bool stream = e.family == AF_INET || e.family == AF_INET6 || e.family == AF_UNIX;
 	bool attempt = e.ret == 0 || e.ret == -EINPROGRESS;
-	if (!inet || e.sock_type != SOCK_STREAM || !attempt || hold_.count() <= 0)
+	if (!stream || e.sock_type != SOCK_STREAM || !attempt || hold_.count() <= 0)
 		return NamedConnect{e, "", "", ""};
 	held_[{e.ctx.pid, e.fd}] = Held{e, std::chrono::steady_clock::now() + hold_};
 	return std::nullopt;

@@ -162,7 +162,7 @@ Record EventRecords::connect(const NamedConnect &c)
 	nlohmann::json r = base("connect", e.ctx);
 	r["fd"] = e.fd;
 	r["family"] = family_name(e.family);
-	r["protocol"] = sock_type_name(e.sock_type);
+	r["protocol"] = e.family == AF_UNIX ? "unix" : sock_type_name(e.sock_type);
 	r["addr"] = address_string(e.family, e.addr);
 	r["port"] = e.port;
 	r["result"] = errno_name(e.ret < 0 ? -e.ret : 0);

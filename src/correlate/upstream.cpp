@@ -43,6 +43,9 @@ std::string without_port(const std::string &hp)
 
 const char *not_upstream(const ConnectSeen &e, bool loopback_upstreams)
 {
+	if (e.family == AF_UNIX && !e.proxy_target.empty() &&
+	    (e.result == 0 || e.result == -EINPROGRESS))
+		return nullptr; // a local proxy on a unix socket, asked for an upstream
 	if (e.family != AF_INET && e.family != AF_INET6)
 		return "not_inet"; // unix, netlink
 	if (e.result != 0 && e.result != -EINPROGRESS)
@@ -92,7 +95,10 @@ nlohmann::json UpstreamOf::json() const
 	nlohmann::json u;
 	if (proxied_) {
 		// The proxy resolves and reaches it: its address is not ours to see.
-		u["via"] = {{"addr", e_.addr}, {"port", e_.port}};
+		if (e_.family == AF_UNIX)
+			u["via"] = {{"unix", true}};
+		else
+			u["via"] = {{"addr", e_.addr}, {"port", e_.port}};
 		u["proxy_target"] = sanitize_utf8(e_.proxy_target);
 	} else {
 		u["addr"] = e_.addr;

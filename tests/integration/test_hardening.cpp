@@ -409,3 +409,59 @@ TEST(Hardening, IoUringUseByAServerIsReportedAndAlerted)
 		EXPECT_EQ(al[i]["finding_id"], al[0]["finding_id"]);
 	}
 }
+
+// Item 9: datagrams sent to an address without connect, and a local proxy
+// reached over a unix socket, are upstreams like any other.
+TEST(Hardening, UdpSendtoAndUnixSocketProxiesAreUpstreams)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::string sock = dir + "/proxy.sock";
+	std::ofstream(dir + "/proxy.py")
+	    << "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n"
+	    << "s.listen(1)\nopen(sys.argv[1] + '.ready', 'w').close()\nc, _ = s.accept()\n"
+	    << "c.recv(4096)\nc.recv(1)\n";
+	std::string server = dir + "/mcp-server-kt-udp";
+	std::ofstream(server) << "#!/usr/bin/python3\nimport socket, sys, time\n"
+	                      << "d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+	                      << "for _ in range(3):\n    d.sendto(b'x', ('192.0.2.10', 8125))\n"
+	                      << "u = socket.socket(socket.AF_UNIX)\nu.connect(sys.argv[1])\n"
+	                      << "u.send(b'CONNECT api.github.com:443 HTTP/1.1\\r\\nHost: "
+	                         "api.github.com:443\\r\\n\\r\\n')\n"
+	                      << "time.sleep(0.3)\n";
+	chmod(server.c_str(), 0755);
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd("(/usr/bin/python3 " + dir + "/proxy.py " + sock +
+	                  " &) ; for i in $(seq 50); do [ -e " + sock +
+	                  ".ready ] && break; sleep 0.1; done; GITLAB_TOKEN=" +
+	                  token("glpat-", 20, 81) + " " + server + " " + sock),
+	          0);
+	auto uses = [&] {
+		std::set<std::string> out;
+		for (auto &r : records(a.out()))
+			if (r.value("type", "") == "secret_use")
+				out.insert(r["upstream"].value("protocol", "") + " " +
+				           r["upstream"].value("name", "") + ":" +
+				           std::to_string(r["upstream"].value("port", 0)));
+		return out;
+	};
+	ASSERT_TRUE(a.wait_until([&] { return uses().size() >= 2; }, 5000)) << slurp(a.out());
+	EXPECT_EQ(a.stop(), 0);
+	auto u = uses();
+	EXPECT_TRUE(u.count("udp 192.0.2.10:8125")) << slurp(a.out());
+	EXPECT_TRUE(u.count("tcp api.github.com:443")) << slurp(a.out());
+	size_t udp_connects = 0, unix_connects = 0;
+	for (auto &r : records(a.out())) {
+		if (r.value("type", "") != "connect" || r.value("comm", "") != "mcp-server-kt-u")
+			continue;
+		udp_connects += r.value("protocol", "") == "udp" && r.value("port", 0) == 8125;
+		unix_connects += r.value("protocol", "") == "unix" &&
+		                 r.value("proxy_target", "") == "api.github.com:443";
+	}
+	EXPECT_EQ(udp_connects, 1u); // three datagrams, one destination
+	EXPECT_EQ(unix_connects, 1u);
+}
