@@ -328,7 +328,15 @@ struct hint_scan {
 	const char *data; // the exec record's data: filename, then argv
 	__u32 len;
 	bool found;
+	const struct kt_hint_words *rules; // null or empty: no config rules
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_hint_words);
+} hint_words SEC(".maps");
 
 static long hint_step(__u32 i, struct hint_scan *h)
 {
@@ -341,6 +349,19 @@ static long hint_step(__u32 i, struct hint_scan *h)
 	if (x == 'm' && y == 'c' && z == 'p') {
 		h->found = true;
 		return 1;
+	}
+	if (h->rules && i + 3 < h->len) {
+		__u32 w = (__u8)x | (__u8)y << 8 | (__u8)z << 16 |
+		          (__u32)(__u8)d[(i + 3) & (KT_HINT_SCAN - 1)] << 24;
+		__u32 n = h->rules->count;
+		for (int k = 0; k < KT_HINT_WORDS; k++) {
+			if (k >= n)
+				break;
+			if (h->rules->words[k] == w) {
+				h->found = true;
+				return 1;
+			}
+		}
 	}
 	// "...contextprotocol": 'x' 't' 'p' is rare enough to confirm.
 	if (x == 'x' && y == 't' && z == 'p' && i + 5 < h->len &&
@@ -358,8 +379,12 @@ const volatile bool use_exec_hint = true;
 static __always_inline bool exec_hint(const char *data, __u32 len)
 {
 	struct hint_scan h = {.data = data, .len = len > KT_HINT_SCAN ? KT_HINT_SCAN : len};
+	__u32 zero = 0;
 	if (!use_exec_hint)
 		return false;
+	h.rules = bpf_map_lookup_elem(&hint_words, &zero);
+	if (h.rules && h.rules->count == 0)
+		h.rules = NULL; // the common case: one load, then the built-in scan only
 	bpf_loop(KT_HINT_SCAN, hint_step, &h, 0);
 	return h.found;
 }

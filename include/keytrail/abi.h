@@ -83,6 +83,16 @@ struct kt_event_hdr {
 // applies the real rules and untracks it if none match.
 #define KT_HINT_SCAN 1024
 
+// The config's tracking rules in the kernel, compactly: the first four
+// bytes of each rule's longest literal (from its exe glob or argv regex),
+// little endian. An exec whose filename or argv holds one is tracked at
+// once, like the built-in hint, and userspace confirms with the full rule.
+#define KT_HINT_WORDS 8
+struct kt_hint_words {
+	__u32 count;
+	__u32 words[KT_HINT_WORDS];
+};
+
 // The environment is captured only for processes tracked at exec (children
 // of MCP servers): they may exit before userspace can read /proc/PID/environ.
 // It carries secrets: userspace scans it into fingerprints and writes none of it.

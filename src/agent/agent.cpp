@@ -68,6 +68,16 @@ Agent::~Agent() = default;
 void Agent::start()
 {
 	names_ = std::make_unique<NameTable>(probe_.dns_capture());
+	// Config rules in the kernel, so their servers are followed from exec.
+	std::vector<std::string> unhinted;
+	auto words = rule_hint_words(cfg_.rules, &unhinted);
+	if (!words.empty() && !probe_.set_hint_words(words))
+		unhinted.insert(unhinted.begin(), "(all: this kernel has no exec hint)");
+	for (const auto &name : unhinted)
+		spdlog::warn("tracking rule {}: no literal of 4+ characters in exe or argv for the "
+		             "kernel to match at exec; its servers are followed once their exec is "
+		             "read, so their first milliseconds can be missed",
+		             name);
 	for (const auto &pattern : cfg_.watch_paths) {
 		glob_t g{};
 		if (::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g) == 0)

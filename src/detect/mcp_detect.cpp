@@ -4,6 +4,7 @@
 #include <set>
 #include <string_view>
 
+#include "keytrail/abi.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -389,6 +390,101 @@ std::optional<std::string> match_client(const std::string &comm, const std::stri
 	    lexe.find("/usr/share/code/") != std::string::npos)
 		return "vscode";
 	return std::nullopt;
+}
+
+namespace
+{
+
+// The longest run of plain characters a glob's every match contains.
+std::string glob_literal(const std::string &glob)
+{
+	std::string best, run;
+	for (char c : glob) {
+		if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') {
+			best = run.size() > best.size() ? run : best;
+			run.clear();
+		} else {
+			run += c;
+		}
+	}
+	return run.size() > best.size() ? run : best;
+}
+
+// The same for an ECMAScript regex, conservatively: only runs outside any
+// group count, none if the top level has alternatives, and a character
+// made optional by the quantifier after it is not part of its run.
+std::string regex_literal(const std::string &re)
+{
+	std::string best, run;
+	int depth = 0;
+	bool in_class = false;
+	auto end_run = [&] {
+		best = run.size() > best.size() ? run : best;
+		run.clear();
+	};
+	for (size_t i = 0; i < re.size(); i++) {
+		char c = re[i];
+		if (in_class) {
+			in_class = c != ']';
+			continue;
+		}
+		if (c == '\\') {
+			end_run();
+			i++;
+			continue;
+		}
+		if (c == '|' && depth == 0)
+			return "";
+		if (std::string_view("?*{").find(c) != std::string_view::npos && !run.empty())
+			run.pop_back();
+		if (std::string_view("^$.|?*+()[]{}").find(c) == std::string_view::npos) {
+			if (depth == 0)
+				run += c;
+			continue;
+		}
+		end_run();
+		depth += c == '(' ? 1 : c == ')' && depth > 0 ? -1 : 0;
+		in_class = c == '[';
+	}
+	end_run();
+	return best;
+}
+
+} // namespace
+
+std::vector<uint32_t> rule_hint_words(const std::vector<TrackingRule> &rules,
+                                      std::vector<std::string> *unhinted)
+{
+	std::vector<uint32_t> words;
+	for (const auto &r : rules) {
+		std::string lit;
+		if (r.exe)
+			lit = glob_literal(*r.exe);
+		if (r.argv_source) {
+			std::string a = regex_literal(*r.argv_source);
+			if (a.size() > lit.size())
+				lit = a;
+		}
+		if (lit.size() < 4 || words.size() >= KT_HINT_WORDS) {
+			if (unhinted)
+				unhinted->push_back(r.name);
+			continue;
+		}
+		// Four bytes of it: the last window without '/' (nearest the
+		// program's name, rarer than "/opt" or "/usr"), else the first.
+		size_t at = 0;
+		for (size_t k = lit.size() - 4 + 1; k-- > 0;)
+			if (lit.substr(k, 4).find('/') == std::string::npos) {
+				at = k;
+				break;
+			}
+		uint32_t w = 0;
+		for (int k = 3; k >= 0; k--)
+			w = w << 8 | static_cast<unsigned char>(lit[at + k]);
+		if (std::find(words.begin(), words.end(), w) == words.end())
+			words.push_back(w);
+	}
+	return words;
 }
 
 bool package_runner(const std::vector<std::string> &raw_argv)

@@ -262,6 +262,18 @@ bool Loader::is_tracked(pid_t tgid) const
 	return yes;
 }
 
+bool Loader::set_hint_words(const std::vector<uint32_t> &words)
+{
+	if (!skel_ || !skel_->rodata->use_exec_hint)
+		return false;
+	kt_hint_words v{};
+	v.count = static_cast<uint32_t>(std::min<size_t>(words.size(), KT_HINT_WORDS));
+	std::copy_n(words.begin(), v.count, v.words);
+	uint32_t zero = 0;
+	return bpf_map__update_elem(skel_->maps.hint_words, &zero, sizeof(zero), &v, sizeof(v),
+	                            BPF_ANY) == 0;
+}
+
 bool Loader::watch(uint64_t kdev, uint64_t ino, uint32_t id)
 {
 	if (!skel_)

@@ -465,3 +465,39 @@ TEST(Hardening, UdpSendtoAndUnixSocketProxiesAreUpstreams)
 	EXPECT_EQ(udp_connects, 1u); // three datagrams, one destination
 	EXPECT_EQ(unix_connects, 1u);
 }
+
+// Item 7: a server declared only by a config rule (no "mcp" anywhere) that
+// reads its secret in its first millisecond is followed from its exec.
+TEST(Hardening, ServersOfConfigRulesAreFollowedFromExec)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::ofstream(dir + "/.env") << "BILLING_API_TOKEN=" << token("", 32, 91) << "\n";
+	std::string server = dir + "/billing-agent-kt";
+	// It reads at once, through a child that may exit before userspace has
+	// read the server's exec record.
+	std::ofstream(server) << "#!/bin/sh\nexec cat " << dir << "/.env\n";
+	chmod(server.c_str(), 0755);
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n"
+	    << "tracking:\n  rules:\n    - name: billing-tools\n      exe: "
+	       "\"*/billing-agent-kt\"\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	std::set<std::string> pids;
+	for (int i = 0; i < 10; i++) {
+		ASSERT_EQ(run_cmd(server + " >/dev/null"), 0);
+	}
+	auto readers = [&] {
+		std::set<int> out;
+		for (auto &r : records(a.out()))
+			if (r.value("type", "") == "secret" &&
+			    r.value("mcp_server", "") == "billing-tools")
+				out.insert(r.value("pid", 0));
+		return out;
+	};
+	a.wait_until([&] { return readers().size() >= 10; }, 5000);
+	EXPECT_EQ(a.stop(), 0);
+	EXPECT_EQ(readers().size(), 10u) << slurp(a.out());
+	EXPECT_EQ(slurp(a.err()).find("no literal"), std::string::npos);
+}

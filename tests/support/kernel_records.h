@@ -34,6 +34,12 @@ class FakeProbe : public ProbeControl
 		tracked.erase(tgid);
 		untracked.insert(tgid);
 	}
+	bool set_hint_words(const std::vector<uint32_t> &words) override
+	{
+		hint_words = words;
+		return true;
+	}
+	std::vector<uint32_t> hint_words;
 	bool watch(uint64_t kdev, uint64_t ino, uint32_t) override
 	{
 		watched.insert({kdev, ino});

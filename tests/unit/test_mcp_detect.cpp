@@ -246,3 +246,37 @@ TEST(McpPackage, ResolvesBinsThroughTheRootAndStaysBounded)
 	EXPECT_TRUE(valid_npm_name("@a/b"));
 	std::filesystem::remove_all(root);
 }
+
+// Config rules reach the kernel as four-byte words of a literal every match
+// must contain; a rule with none is named so the operator knows.
+TEST(McpDetect, RuleHintWordsComeFromLiteralsEveryMatchContains)
+{
+	auto word = [](const char *four) {
+		uint32_t w = 0;
+		for (int k = 3; k >= 0; k--)
+			w = w << 8 | static_cast<unsigned char>(four[k]);
+		return w;
+	};
+	auto rule = [](const char *name, std::optional<std::string> exe,
+	               std::optional<std::string> argv) {
+		TrackingRule r;
+		r.name = name;
+		r.exe = std::move(exe);
+		r.argv_source = std::move(argv);
+		return r;
+	};
+	std::vector<std::string> unhinted;
+	auto words = rule_hint_words(
+	    {rule("billing", "/opt/billing/bin/*", std::nullopt),   // "ling": no '/'
+	     rule("flag", std::nullopt, "--serve-tools( |$)"),      // outside the group
+	     rule("alt", std::nullopt, "alpha-server|beta-server"), // no required run
+	     rule("opt", std::nullopt, "toolboxx?"),                // the x? is optional
+	     rule("short", "*/ab*", std::nullopt),                  // too short
+	     rule("parent-only", std::nullopt, std::nullopt)},
+	    &unhinted);
+	ASSERT_EQ(words.size(), 3u);
+	EXPECT_EQ(words[0], word("ling"));
+	EXPECT_EQ(words[1], word("ools"));
+	EXPECT_EQ(words[2], word("lbox")); // "toolbox": the last x is optional
+	EXPECT_EQ(unhinted, (std::vector<std::string>{"alt", "short", "parent-only"}));
+}

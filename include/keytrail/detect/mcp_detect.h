@@ -65,6 +65,14 @@ std::optional<std::string> match_client(const std::string &comm, const std::stri
                                         const std::vector<std::string> &argv,
                                         const std::vector<ClientRule> &rules);
 
+// The kernel's compact form of config rules (abi.h: kt_hint_words): per
+// rule, the first four bytes of its longest literal of four or more
+// characters, from its exe glob or its argv regex. Rules without one are
+// named in *unhinted: their servers are tracked only once userspace reads
+// their exec. At most KT_HINT_WORDS words.
+std::vector<uint32_t> rule_hint_words(const std::vector<TrackingRule> &rules,
+                                      std::vector<std::string> *unhinted);
+
 // A package runner fetching something to run (npx, npm exec, pnpm dlx,
 // yarn dlx, bunx, uvx, uv tool run, pipx run), however it was started
 // (`env`, its interpreter). What it downloads the server with is not the

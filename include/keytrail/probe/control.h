@@ -45,6 +45,9 @@ class ProbeControl
 	virtual void untrack(pid_t tgid) = 0;
 	// Watched inodes (kernel dev_t encoding). false if the map is full.
 	virtual bool watch(uint64_t kdev, uint64_t ino, uint32_t id) = 0;
+	// The config rules' hint words (abi.h: kt_hint_words); false if the
+	// kernel cannot take them (no exec hint there).
+	virtual bool set_hint_words(const std::vector<uint32_t> &words) = 0;
 	virtual size_t watched_count() const = 0;
 	// Takes (reads and deletes) the read counters of an open fd.
 	virtual std::optional<kt_fd_state> take_fd_state(pid_t tgid, int fd) = 0;
