@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 
@@ -500,4 +501,47 @@ TEST(Hardening, ServersOfConfigRulesAreFollowedFromExec)
 	EXPECT_EQ(a.stop(), 0);
 	EXPECT_EQ(readers().size(), 10u) << slurp(a.out());
 	EXPECT_EQ(slurp(a.err()).find("no literal"), std::string::npos);
+}
+
+// Item 10: a server that replaces itself in place (a wrapper ending in
+// `exec payload`, or a fileless memfd image run with fexecve) stays the
+// server: same workload, same identity, its reads still its own.
+TEST(Hardening, ExecInPlaceKeepsTheServersIdentity)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	ASSERT_EQ(run_cmd("mkdir -p " + dir + "/w " + dir + "/m"), 0);
+	std::ofstream(dir + "/w/.env") << "PAYLOAD_TOKEN=" << token("", 32, 101) << "\n";
+	std::ofstream(dir + "/m/.env") << "PAYLOAD_TOKEN=" << token("", 32, 102) << "\n";
+	std::string wrapper = dir + "/mcp-server-kt-wrap";
+	std::ofstream(wrapper) << "#!/bin/sh\nsleep 0.2\nexec /bin/cat " << dir << "/w/.env\n";
+	std::string fileless = dir + "/mcp-server-kt-memfd";
+	std::ofstream(fileless) << "#!/usr/bin/python3\nimport os, time\ntime.sleep(0.2)\n"
+	                        << "fd = os.memfd_create('kworker', 0)\n"
+	                        << "os.write(fd, open('/bin/cat', 'rb').read())\n"
+	                        << "os.execve(fd, ['kworker', '" << dir << "/m/.env'], {})\n";
+	chmod(wrapper.c_str(), 0755);
+	chmod(fileless.c_str(), 0755);
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
+	                                 << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	ASSERT_EQ(run_cmd(wrapper + " >/dev/null"), 0);
+	ASSERT_EQ(run_cmd(fileless + " >/dev/null"), 0);
+	auto holders = [&] {
+		std::map<std::string, std::string> out; // server -> identity
+		for (auto &r : records(a.out()))
+			if (r.value("type", "") == "secret")
+				out[r.value("mcp_server", "")] = r["identity"].value("id", "");
+		return out;
+	};
+	ASSERT_TRUE(a.wait_until([&] { return holders().size() >= 2; }, 5000)) << slurp(a.out());
+	EXPECT_EQ(a.stop(), 0);
+	auto h = holders();
+	EXPECT_EQ(h.size(), 2u) << slurp(a.out()); // no holder outside the two servers
+	EXPECT_NE(h["mcp-server-kt-wrap"].find("/mcp-server-kt-wrap/"), std::string::npos);
+	EXPECT_NE(h["mcp-server-kt-memfd"].find("/mcp-server-kt-memfd/"), std::string::npos);
+	// One identity per server: no shared_credential between its images.
+	for (auto &r : records(a.out()))
+		EXPECT_NE(r.value("rule", ""), "shared_credential") << r.dump();
 }
