@@ -195,7 +195,7 @@ void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 	st.tracked = p.tracked;
 	st.forked = forked;
 	st.env_observed = env_observed;
-	st.launcher = package_runner(p.argv);
+	st.launcher = package_runner(p.argv, p.exe);
 	st.comm = p.comm;
 	st.exe = p.exe;
 	st.mcp_server = p.server();

@@ -165,7 +165,8 @@ Record Correlator::secret_record(const Secret &s, const Holding &h, const Secret
 	nlohmann::json sec = {
 	    {"fingerprint", s.fingerprint}, {"type", s.type}, {"source", e.source}};
 	if (!e.prefix.empty())
-		sec["prefix"] = shown(e.prefix);
+		sec["prefix"] =
+		    sanitize_utf8(e.prefix); // public by definition (catalog show_prefix)
 	const char *loc_key = e.source == "env" ? "env" : e.source == "argv" ? "arg" : "path";
 	sec[loc_key] = shown(e.location);
 	if (!e.name.empty())

@@ -452,6 +452,29 @@ std::string regex_literal(const std::string &re)
 
 } // namespace
 
+bool package_runner(const std::vector<std::string> &raw_argv, const std::string &exe)
+{
+	if (!package_runner(raw_argv))
+		return false;
+	std::string prog(basename_of(unwrapped(raw_argv).front()));
+	std::string_view ran = basename_of(exe);
+	if (ran == prog)
+		return true;
+	static constexpr std::string_view runtimes[] = {"node", "nodejs", "bun",  "deno", "env",
+	                                                "sh",   "bash",   "dash", "uv"};
+	bool runtime =
+	    ran.starts_with("python") ||
+	    std::find(std::begin(runtimes), std::end(runtimes), ran) != std::end(runtimes);
+	if (!runtime)
+		return false;
+	for (size_t i = 1; i < raw_argv.size(); i++) {
+		std::string_view b = basename_of(raw_argv[i]);
+		if (b == prog || b.starts_with(prog + "-cli"))
+			return true;
+	}
+	return false;
+}
+
 std::vector<uint32_t> rule_hint_words(const std::vector<TrackingRule> &rules,
                                       std::vector<std::string> *unhinted)
 {

@@ -107,6 +107,18 @@ TEST(McpDetect, RunnersThroughEnvAndTheirInterpreters)
 	EXPECT_FALSE(package_runner({"node", "/x/node_modules/" + want + "/dist/index.js"}));
 	EXPECT_FALSE(package_runner({"npm", "install"}));
 	EXPECT_FALSE(package_runner({}));
+	// The executed file must back the name.
+	EXPECT_TRUE(package_runner({"npx", "-y", want}, "/usr/bin/npx"));
+	EXPECT_TRUE(
+	    package_runner({"/usr/bin/env", "node", "/usr/bin/npx", "-y", want}, "/usr/bin/npx"));
+	EXPECT_TRUE(package_runner({"node", "/usr/bin/npx", "-y", want}, "/usr/bin/node"));
+	EXPECT_TRUE(package_runner({"node", "/usr/lib/node_modules/npm/bin/npx-cli.js", "-y", want},
+	                           "/usr/bin/node"));
+	EXPECT_TRUE(package_runner({"uv", "tool", "run", "mcp-server-git"}, "/usr/bin/uv"));
+	EXPECT_FALSE(package_runner({"npx", "-y", want}, "/tmp/payload")); // exec -a npx
+	EXPECT_FALSE(package_runner({"npx", "evil.js"}, "/usr/bin/node")); // exec -a npx node
+	EXPECT_FALSE(
+	    package_runner({"npx", "-y", want}, "/usr/bin/python3")); // named only by argv[0]
 	// Wrappers around something else stay nothing.
 	EXPECT_EQ(name({"env", "FOO=mcp-server-x", "ls"}), "");
 	EXPECT_EQ(name({"env"}), "");

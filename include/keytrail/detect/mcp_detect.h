@@ -78,6 +78,10 @@ std::vector<uint32_t> rule_hint_words(const std::vector<TrackingRule> &rules,
 // (`env`, its interpreter). What it downloads the server with is not the
 // server's use of a credential.
 bool package_runner(const std::vector<std::string> &argv);
+// The same, when the executed file backs the name: the runner itself
+// (/usr/bin/npx), or a runtime (node, python, env) given the runner's file
+// as an argument. `exec -a npx ./payload` is not a package runner.
+bool package_runner(const std::vector<std::string> &argv, const std::string &exe);
 
 // Built-in rules alone (exposed for tests).
 // exe: the executed file, which differs from argv[0] for shebang scripts.
