@@ -480,12 +480,16 @@ std::string Correlator::reader_of(const Proc &p)
 {
 	// An audit login session; else the terminal session (without auditing,
 	// a shell's commands share its session and tty); else the identity.
+	// Session ids and ttys start over at boot: the boot (the exec_id's
+	// first part) is part of the key, so a login after a reboot is new.
+	size_t colon = p.start.exec_id.find(':');
+	std::string boot = colon == std::string::npos ? "" : p.start.exec_id.substr(0, colon);
 	if (p.start.sessionid != UINT32_MAX)
-		return "session:" + std::to_string(p.start.loginuid) + ":" +
+		return "session:" + boot + ":" + std::to_string(p.start.loginuid) + ":" +
 		       std::to_string(p.start.sessionid);
 	if (p.start.tty_nr)
-		return "tty:" + std::to_string(p.start.tty_nr) + ":" + std::to_string(p.start.sid) +
-		       ":" + std::to_string(p.start.uid);
+		return "tty:" + boot + ":" + std::to_string(p.start.tty_nr) + ":" +
+		       std::to_string(p.start.sid) + ":" + std::to_string(p.start.uid);
 	return p.start.identity;
 }
 

@@ -639,6 +639,12 @@ TEST_F(CorrelatorTest, HumanUseIsOncePerTerminalSession)
 	// Someone logs in again on pts/0: a new session, a new finding.
 	at_terminal("less", "spiffe://t/less", 900, kT0 + 3);
 	EXPECT_EQ(of("alert", "human_use").size(), 2u);
+	// Session ids start over at boot: the same tty and sid after a reboot
+	// is another login.
+	at_terminal("boot1:100:7", "spiffe://t/cat", 700, kT0 + 4);
+	at_terminal("boot1:120:8", "spiffe://t/grep", 700, kT0 + 5);
+	at_terminal("boot2:100:7", "spiffe://t/cat", 700, kT0 + 6);
+	EXPECT_EQ(of("alert", "human_use").size(), 4u);
 }
 
 TEST_F(CorrelatorTest, MonitorDegradedOnDropsAndAttributionFailures)
