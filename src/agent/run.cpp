@@ -57,6 +57,14 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
               std::atomic<bool> *reload)
 {
 	umask(077); // whatever is created from here on is ours alone
+	// One agent per state dir, taken before anything in it is touched (the
+	// journal would otherwise compress the running agent's open segment).
+	const std::string state = opts.state_dir.empty() ? cfg.state_dir : opts.state_dir;
+	make_private_dirs(state);
+	struct Lock {
+		int fd;
+		~Lock() { ::close(fd); }
+	} lock{lock_state_dir(state)};
 	SystemClock clock;
 	Output out;
 	open_outputs(out, cfg, opts);

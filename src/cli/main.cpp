@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 	CLI::App app{"KeyTrail: who used which secret, from where, to reach what.\n"
 	             "Watches MCP servers from the kernel with eBPF and attributes every secret "
 	             "use."};
-	app.require_subcommand(1);
+	app.require_subcommand(0, 1);
 	int verbosity = 0;
 	app.add_flag("-v,--verbose", verbosity,
 	             "More logging on stderr (-vv: libbpf and verifier)");
@@ -33,7 +33,26 @@ int main(int argc, char **argv)
 	const Command commands[] = {add_run(app),         add_replay(app), add_check(app),
 	                            add_fingerprint(app), add_scan(app),   add_trace(app),
 	                            add_report(app),      add_status(app)};
+	// `keytrail help [CMD]`: the same as --help.
+	std::string topic;
+	CLI::App *help = app.add_subcommand("help", "Print this help, or a subcommand's");
+	help->add_option("command", topic, "Subcommand");
 	CLI11_PARSE(app, argc, argv);
+	if (argc == 1 || *help) {
+		CLI::App *of = &app;
+		if (!topic.empty()) {
+			of = nullptr;
+			for (CLI::App *s : app.get_subcommands({}))
+				if (s->get_name() == topic)
+					of = s;
+		}
+		if (!of) {
+			std::fprintf(stderr, "keytrail: no subcommand '%s'\n", topic.c_str());
+			return 2;
+		}
+		std::fputs(of->help().c_str(), stdout);
+		return 0;
+	}
 	setup_logging(verbosity);
 	for (const auto &c : commands)
 		if (*c.sub)

@@ -1,12 +1,14 @@
 #include "keytrail/util/files.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "keytrail/util/error.h"
@@ -160,6 +162,41 @@ int open_private_dir_at(const std::string &dir, DirUse use, int links)
 }
 
 } // namespace
+
+int lock_state_dir(const std::string &dir)
+{
+	std::string path = dir + "/agent.lock";
+	std::string why;
+	int fd = open_private_file(path, true, &why);
+	if (fd < 0)
+		throw why.empty() ? sys_error("cannot open " + path, errno) : Error(why);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int err = errno;
+		::close(fd);
+		char buf[32] = {};
+		ssize_t n = -1;
+		if (int r = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		    r >= 0) {
+			n = ::read(r, buf, sizeof(buf) - 1);
+			::close(r);
+		}
+		if (err != EWOULDBLOCK)
+			throw sys_error("cannot lock " + path, err);
+		std::string pid =
+		    n > 0 ? std::string(buf, strnlen(buf, static_cast<size_t>(n))) : "";
+		while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' '))
+			pid.pop_back();
+		throw Error("another keytrail agent" + (pid.empty() ? "" : " (pid " + pid + ")") +
+		            " is running on state dir " + dir +
+		            "; stop it first, or give this one its own --state-dir");
+	}
+	std::string me = std::to_string(getpid()) + "\n";
+	// (O_APPEND: after the truncation the pid is the whole file.) A pid
+	// that cannot be written only makes the other's message vaguer.
+	if (ftruncate(fd, 0) == 0 && ::write(fd, me.data(), me.size()) < 0)
+		me.clear();
+	return fd;
+}
 
 void make_private_dirs(const std::string &dir)
 {

@@ -522,8 +522,8 @@ TEST(Hardening, ExecInPlaceKeepsTheServersIdentity)
 	                        << "os.execve(fd, ['kworker', '" << dir << "/m/.env'], {})\n";
 	chmod(wrapper.c_str(), 0755);
 	chmod(fileless.c_str(), 0755);
-	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir
-	                                 << "/state\nsecrets:\n  scan_mcp_configs: false\n";
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\nsecrets:\n  scan_mcp_configs: false\n";
 	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "-o", dir + "/out.jsonl"}, dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd(wrapper + " >/dev/null"), 0);
@@ -544,4 +544,29 @@ TEST(Hardening, ExecInPlaceKeepsTheServersIdentity)
 	// One identity per server: no shared_credential between its images.
 	for (auto &r : records(a.out()))
 		EXPECT_NE(r.value("rule", ""), "shared_credential") << r.dump();
+}
+
+// One agent per state dir: a second refuses, naming the first, and leaves
+// its journal and status alone.
+TEST(Hardening, ASecondAgentOnTheSameStateDirRefuses)
+{
+	std::string dir = temp_dir();
+	AgentProcess a({"run", "--state-dir", dir + "/state", "-o", dir + "/out.jsonl"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	std::string err;
+	EXPECT_NE(run_agent("--state-dir " + dir + "/state -o " + dir + "/second.jsonl", &err), 0);
+	EXPECT_NE(err.find("another keytrail agent (pid " + std::to_string(a.pid()) + ")"),
+	          std::string::npos)
+	    << err;
+	std::string status = dir + "/status.txt";
+	EXPECT_EQ(run_cmd(std::string(KEYTRAIL_BINARY) + " status --state-dir " + dir + "/state >" +
+	                  status),
+	          0);
+	EXPECT_NE(slurp(status).find("running (pid " + std::to_string(a.pid()) + ")"),
+	          std::string::npos)
+	    << slurp(status);
+	EXPECT_EQ(a.stop(), 0);
+	// The first agent's journal segment was never taken from it.
+	EXPECT_EQ(run_cmd("ls " + dir + "/state/journal/*.gz >/dev/null 2>&1"), 0);
+	EXPECT_EQ(run_cmd("zcat " + dir + "/state/journal/*.gz | grep -q '\"type\":\"ready\"'"), 0);
 }

@@ -24,6 +24,11 @@ int open_private_file(const std::string &path, bool append, std::string *why = n
 // Returns the fd, or -1 (errno EINVAL: not a regular file).
 int open_regular_file(const std::string &path, struct stat *st);
 
+// Takes the state dir for this process: `<dir>/agent.lock`, flock'ed for
+// as long as the returned fd stays open, holding our pid. Throws an Error
+// naming the running agent's pid when another holds it. The dir must exist.
+int lock_state_dir(const std::string &dir);
+
 enum class DirUse {
 	kPrivate, // the agent's own (state, journal): ours, made 0700
 	kParent,  // only where a file of ours goes (it may be /tmp)
