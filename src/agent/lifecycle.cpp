@@ -89,7 +89,10 @@ ProcessInfo Lifecycle::entry_of(const ExecEvent &e) const
 	info.start_ticks = ns_to_clock_ticks(e.ctx.start_time_ns);
 	info.comm = e.ctx.comm;
 	info.exe = e.filename;
-	info.argv = mask_argv(e.argv);
+	// Every exec's argv is kept (a reader's or a server's parent's is
+	// written later), masked cheaply; fully (the catalog's formats) when it
+	// is followed, and again before any is written (Processes::correlate).
+	info.argv = mask_argv(e.argv, false);
 	info.cgroup_id = e.ctx.cgroup_id;
 	info.tty = e.ctx.flags & KT_F_TTY;
 	info.tty_nr = e.tty_nr;
@@ -138,6 +141,8 @@ ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
 	    out.match &&
 	    (!info.workload || (out.match->named && out.match->server != info.workload->server));
 	settle_hint(e, info, out.match.has_value(), &out.was_tracked);
+	if (info.tracked || out.match)
+		info.argv = mask_argv(info.argv);
 	ProcessInfo &entry = table.upsert(std::move(info));
 	if (new_root)
 		entry.workload = procs_.make_workload(entry, *out.match);

@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "keytrail/abi.h"
 #include "keytrail/agent/name_table.h"
 #include "keytrail/secrets/mask.h"
@@ -22,6 +24,20 @@ namespace
 // Fds looked at per process (and inodes remembered): a process holding
 // more is not an MCP server worth the walk.
 constexpr size_t kMaxHeldFds = 1024;
+
+// Whether the process's fd was opened for reading (/proc/PID/fdinfo/N
+// "flags:", octal): not O_PATH, not O_WRONLY.
+bool readable_fd(uint32_t pid, const char *fd)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/fdinfo/" + fd);
+	std::string line;
+	while (std::getline(in, line))
+		if (line.rfind("flags:", 0) == 0) {
+			unsigned long flags = std::strtoul(line.c_str() + 6, nullptr, 8);
+			return !(flags & O_PATH) && (flags & O_ACCMODE) != O_WRONLY;
+		}
+	return false;
+}
 } // namespace
 
 SecretIntake::SecretIntake(const Config &cfg, SecretSources &sources, Ledger &ledger,
@@ -104,7 +120,7 @@ void SecretIntake::from_held_fds(ProcessInfo &p, int64_t when)
 		if (p.fds_checked.size() < kMaxHeldFds)
 			p.fds_checked.insert(inode);
 		std::string name = read_link(link);
-		if (name.empty() || name[0] != '/')
+		if (name.empty() || name[0] != '/' || !readable_fd(p.pid, de->d_name))
 			continue;
 		auto scan = sources_.from_open(static_cast<pid_t>(p.pid), std::atoi(de->d_name),
 		                               AT_FDCWD, name, inode.first, inode.second);
@@ -145,6 +161,10 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
 	}
 	if (cwd.empty() && e.ctx.ppid)
 		cwd = read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd");
+	// An fd that cannot read (O_PATH needs only search permission on the
+	// way; O_WRONLY) holds no secret: the agent must not read it for them.
+	if (!e.path.empty() && ((e.flags & O_PATH) || (e.flags & O_ACCMODE) == O_WRONLY))
+		return std::nullopt;
 	auto scan = watched && e.path.empty()
 	                ? sources_.cached_inode(e.dev, e.ino)
 	                : sources_.from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,

@@ -1,6 +1,7 @@
 #include "keytrail/correlate/correlator.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "detail.h"
 #include "keytrail/correlate/policy.h"
@@ -431,7 +432,10 @@ void Correlator::alert(const char *rule, const std::string &key, const std::stri
 		return;
 	}
 	FindingState *f = nullptr;
-	Occurrence o = findings_.occur(rule, key, facet, now, to_ns(cfg_.dedupe_window), &f);
+	// A blind interval is reported however busy the alert stream is.
+	bool monitor = std::strcmp(rule, "monitor_degraded") == 0;
+	Occurrence o =
+	    findings_.occur(rule, key, facet, now, to_ns(cfg_.dedupe_window), &f, monitor);
 	if (o == Occurrence::kRepeat) {
 		counters_.alerts_deduplicated++;
 		if (on_finding_)
@@ -442,7 +446,7 @@ void Correlator::alert(const char *rule, const std::string &key, const std::stri
 		rate_window_start_ = now;
 		rate_count_ = 0;
 	}
-	if (cfg_.max_alerts_per_minute && ++rate_count_ > cfg_.max_alerts_per_minute) {
+	if (cfg_.max_alerts_per_minute && !monitor && ++rate_count_ > cfg_.max_alerts_per_minute) {
 		// Not written: the next occurrence after the window reports it, with
 		// this one counted.
 		counters_.alerts_rate_limited++;

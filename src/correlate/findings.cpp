@@ -45,7 +45,7 @@ void FindingBook::evict()
 
 Occurrence FindingBook::occur(const std::string &rule, const std::string &key,
                               const std::string &facet, int64_t now, int64_t window,
-                              FindingState **state)
+                              FindingState **state, bool roll_facets)
 {
 	if (book_.size() >= kMaxFindings && !book_.count({rule, key}))
 		evict();
@@ -63,10 +63,10 @@ Occurrence FindingBook::occur(const std::string &rule, const std::string &key,
 		return Occurrence::kNew;
 	}
 	f.last_ns = std::max(f.last_ns, now);
-	if (!facet.empty() &&
+	if (!facet.empty() && (f.facets.size() < kMaxFacets || roll_facets) &&
 	    std::find(f.facets.begin(), f.facets.end(), facet) == f.facets.end()) {
-		// The newest kMaxFacets are kept: a finding whose facets are
-		// windows of time (monitor_degraded) updates for every new one.
+		// Facets that are windows of time (monitor_degraded) never recur:
+		// the newest kMaxFacets are kept, so every new one is an update.
 		if (f.facets.size() >= kMaxFacets)
 			f.facets.erase(f.facets.begin());
 		f.facets.push_back(facet);

@@ -19,6 +19,18 @@ bool loopback(const std::string &addr)
 	return addr.starts_with("127.") || addr == "::1" || addr.starts_with("::ffff:127.");
 }
 
+// Multicast and broadcast (mDNS, SSDP): the local network, not an upstream.
+bool local_broadcast(const std::string &addr)
+{
+	if (addr == "255.255.255.255" || addr.starts_with("ff") ||
+	    addr.starts_with("::ffff:224.") || addr.starts_with("::ffff:239."))
+		return true;
+	unsigned first = 0;
+	auto [end, ec] = std::from_chars(addr.data(), addr.data() + addr.size(), first);
+	return ec == std::errc() && end != addr.data() + addr.size() && *end == '.' &&
+	       first >= 224 && first <= 239;
+}
+
 // A host name (or address) that is not this machine.
 bool remote_name(const std::string &host)
 {
@@ -54,6 +66,8 @@ const char *not_upstream(const ConnectSeen &e, bool loopback_upstreams)
 		return "dns";
 	if (e.port == 0 || e.addr == "0.0.0.0" || e.addr == "::")
 		return "no_peer"; // the UDP connect getaddrinfo makes to port 0
+	if (e.sock_type == SOCK_DGRAM && local_broadcast(e.addr))
+		return "no_peer"; // mDNS, SSDP: nobody's upstream
 	if (!loopback(e.addr) || loopback_upstreams)
 		return nullptr;
 	std::string named = !e.proxy_target.empty() ? without_port(e.proxy_target)

@@ -399,10 +399,16 @@ namespace
 std::string glob_literal(const std::string &glob)
 {
 	std::string best, run;
+	bool in_class = false;
 	for (char c : glob) {
-		if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') {
+		if (in_class) {
+			in_class = c != ']';
+			continue;
+		}
+		if (c == '*' || c == '?' || c == '[' || c == '\\') {
 			best = run.size() > best.size() ? run : best;
 			run.clear();
+			in_class = c == '[';
 		} else {
 			run += c;
 		}
@@ -417,15 +423,16 @@ std::string regex_literal(const std::string &re)
 {
 	std::string best, run;
 	int depth = 0;
-	bool in_class = false;
+	bool in_class = false, in_count = false;
 	auto end_run = [&] {
 		best = run.size() > best.size() ? run : best;
 		run.clear();
 	};
 	for (size_t i = 0; i < re.size(); i++) {
 		char c = re[i];
-		if (in_class) {
-			in_class = c != ']';
+		if (in_class || in_count) {
+			in_class = in_class && c != ']';
+			in_count = in_count && c != '}';
 			continue;
 		}
 		if (c == '\\') {
@@ -445,6 +452,7 @@ std::string regex_literal(const std::string &re)
 		end_run();
 		depth += c == '(' ? 1 : c == ')' && depth > 0 ? -1 : 0;
 		in_class = c == '[';
+		in_count = c == '{';
 	}
 	end_run();
 	return best;
@@ -494,13 +502,25 @@ std::vector<uint32_t> rule_hint_words(const std::vector<TrackingRule> &rules,
 			continue;
 		}
 		// Four bytes of it: the last window without '/' (nearest the
-		// program's name, rarer than "/opt" or "/usr"), else the first.
-		size_t at = 0;
-		for (size_t k = lit.size() - 4 + 1; k-- > 0;)
-			if (lit.substr(k, 4).find('/') == std::string::npos) {
+		// program's name, rarer than "/opt" or "/usr") and without a space
+		// (the kernel sees argv NUL-separated), else the first without a
+		// space.
+		size_t at = std::string::npos, spaceless = std::string::npos;
+		for (size_t k = lit.size() - 4 + 1; k-- > 0;) {
+			std::string w = lit.substr(k, 4);
+			if (w.find(' ') != std::string::npos)
+				continue;
+			spaceless = k;
+			if (at == std::string::npos && w.find('/') == std::string::npos)
 				at = k;
-				break;
-			}
+		}
+		if (at == std::string::npos)
+			at = spaceless;
+		if (at == std::string::npos) {
+			if (unhinted)
+				unhinted->push_back(r.name);
+			continue;
+		}
 		uint32_t w = 0;
 		for (int k = 3; k >= 0; k--)
 			w = w << 8 | static_cast<unsigned char>(lit[at + k]);

@@ -154,9 +154,13 @@ bool placeholder(std::string_view v)
 namespace
 {
 
+// Regex attempts per detector and text: generous for content (a file of
+// many keys), tight for masking, which runs on every exec's argv.
+constexpr size_t kScanTries = 4096, kMaskTries = 4;
+
 // Calls fn(detector, start of the match, the secret) for every credential
 // in the text, in detector order.
-template <typename Fn> void each_match(std::string_view text, Fn fn)
+template <typename Fn> void each_match(std::string_view text, size_t max_tries, Fn fn)
 {
 	for (const auto &d : detectors()) {
 		std::set<size_t> tried;
@@ -164,6 +168,12 @@ template <typename Fn> void each_match(std::string_view text, Fn fn)
 			for (size_t pos = text.find(kw); pos != std::string_view::npos;
 			     pos = text.find(kw, pos + 1)) {
 				size_t start = pos >= d.keyword_back ? pos - d.keyword_back : 0;
+				// A bound on the regex work per detector: a text made
+				// of keywords ("-----BEGIN" x 400 in an argv) cannot make
+				// every exec cost milliseconds. Past it, nothing more of
+				// this format is found in this text.
+				if (tried.size() >= max_tries)
+					break;
 				if (!tried.insert(start).second)
 					continue;
 				size_t end = std::min(text.size(), pos + kw.size() + d.window);
@@ -192,7 +202,7 @@ template <typename Fn> void each_match(std::string_view text, Fn fn)
 std::vector<Finding> scan_text(std::string_view text)
 {
 	std::vector<Finding> out;
-	each_match(text, [&](const Detector &d, size_t abs, std::string_view secret) {
+	each_match(text, kScanTries, [&](const Detector &d, size_t abs, std::string_view secret) {
 		Finding f;
 		f.type = d.id;
 		f.secret = normalize_secret(secret);
@@ -208,7 +218,7 @@ std::vector<Finding> scan_text(std::string_view text)
 std::vector<CredentialSpan> credential_spans(std::string_view text)
 {
 	std::vector<CredentialSpan> out;
-	each_match(text, [&](const Detector &d, size_t, std::string_view secret) {
+	each_match(text, kMaskTries, [&](const Detector &d, size_t, std::string_view secret) {
 		size_t pos = static_cast<size_t>(secret.data() - text.data());
 		out.push_back({pos, secret.size(), std::min(d.show_prefix, secret.size())});
 	});

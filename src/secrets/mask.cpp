@@ -106,6 +106,8 @@ std::string mask_pairs(std::string s)
 		if (s[i] != '=' && s[i] != ':')
 			continue;
 		size_t name_end = i;
+		while (name_end > 0 && (s[name_end - 1] == ' ' || s[name_end - 1] == '\t'))
+			name_end--; // `password = x`, `"password" : "x"`
 		if (name_end > 0 && (s[name_end - 1] == '"' || s[name_end - 1] == '\''))
 			name_end--;
 		size_t name_start = name_end;
@@ -180,9 +182,11 @@ bool credential_like_name(std::string_view name)
 	return false;
 }
 
-std::string mask_text(std::string_view text)
+std::string mask_text(std::string_view text, bool catalog)
 {
 	std::string s(text);
+	if (!catalog)
+		return mask_prefixed_tokens(mask_pairs(mask_url_password(std::move(s))));
 	// The catalog's formats first (a JWT, an AWS key), from the back so
 	// offsets stay right; overlapping spans are masked once.
 	auto spans = credential_spans(s);
@@ -198,15 +202,22 @@ std::string mask_text(std::string_view text)
 	return mask_prefixed_tokens(mask_pairs(mask_url_password(std::move(s))));
 }
 
-std::string mask_arg(std::string_view arg)
+std::string mask_arg(std::string_view arg, bool catalog)
 {
+	// curl --user=alice:pw, --proxy-user=alice:pw
+	for (std::string_view opt : {"--user=", "--proxy-user="})
+		if (arg.substr(0, opt.size()) == opt) {
+			size_t colon = arg.find(':', opt.size());
+			if (colon != std::string_view::npos && colon + 1 < arg.size())
+				return std::string(arg.substr(0, colon + 1)) + std::string(kMask);
+		}
 	// NAME=VALUE and --name=value with a credential-like name: all of it.
 	size_t eq = arg.find('=');
 	if (eq != std::string::npos && eq > 0 && arg.find("://") > eq && eq + 1 < arg.size() &&
 	    credential_like_name(arg.substr(0, eq)) &&
 	    arg.find_first_of(" \t") > eq) // not a shell line that starts with one
 		return std::string(arg.substr(0, eq + 1)) + std::string(kMask);
-	return mask_text(arg);
+	return mask_text(arg, catalog);
 }
 
 namespace
@@ -240,12 +251,25 @@ bool credential_key_word(std::string_view a)
 
 } // namespace
 
-std::vector<std::string> mask_argv(const std::vector<std::string> &argv)
+std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool catalog)
 {
 	std::vector<std::string> out;
 	out.reserve(argv.size());
-	std::string_view prog = argv.empty() ? "" : basename_of(argv[0]);
-	bool pw_p = p_is_password(prog);
+	// The program, also behind a wrapper (sudo mysql -pX, env docker login).
+	bool pw_p = false, login = false;
+	for (size_t i = 0; i < argv.size() && i < 4; i++)
+		pw_p = pw_p || p_is_password(basename_of(argv[i]));
+	for (const auto &a : argv)
+		login = login || a == "login";
+	// docker/podman: -p is a password only for `login` (else a port).
+	if (pw_p) {
+		bool container_cli = false;
+		for (size_t i = 0; i < argv.size() && i < 4; i++)
+			for (std::string_view c :
+			     {"docker", "podman", "nerdctl", "buildah", "helm", "oras"})
+				container_cli = container_cli || basename_of(argv[i]) == c;
+		pw_p = !container_cli || login;
+	}
 	enum { kNone, kAll, kAfterColon } next = kNone;
 	for (size_t i = 0; i < argv.size(); i++) {
 		const std::string &a = argv[i];
@@ -256,7 +280,7 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv)
 			else if (next == kAll)
 				out.emplace_back(kMask);
 			else
-				out.push_back(mask_arg(a));
+				out.push_back(mask_arg(a, catalog));
 			next = kNone;
 			continue;
 		}
@@ -280,7 +304,7 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv)
 			              std::string(kMask)); // -uuser:pw
 			continue;
 		}
-		out.push_back(mask_arg(a));
+		out.push_back(mask_arg(a, catalog));
 	}
 	return out;
 }

@@ -204,7 +204,8 @@ std::string true_name(const SecretSources::OpenedFile &f)
 		char buf[PATH_MAX];
 		struct stat st;
 		if (realpath(p->c_str(), buf) && stat(buf, &st) == 0 &&
-		    static_cast<uint64_t>(st.st_ino) == f.ino)
+		    static_cast<uint64_t>(st.st_ino) == f.ino &&
+		    (!f.kdev || user_dev_to_kernel(st.st_dev) == f.kdev))
 			return buf;
 	}
 	return "";

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "keytrail/secrets/mask.h"
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/secrets/paths.h"
 #include "keytrail/util/text.h"
@@ -46,11 +47,11 @@ std::string masked(const ScanFinding &f)
 std::string message(const ScanFinding &f)
 {
 	if (f.rule == "hardcoded_secret")
-		return "MCP server '" + sanitize_utf8(f.server) + "' has a hard-coded " + f.type +
-		       " (" + masked(f) + ") in " + sanitize_utf8(f.field) +
+		return "MCP server '" + shown(f.server) + "' has a hard-coded " + f.type + " (" +
+		       masked(f) + ") in " + shown(f.field) +
 		       "; pass it from a secret store or the environment instead";
-	return "MCP server '" + sanitize_utf8(f.server) + "' reads the credential file " +
-	       sanitize_utf8(f.ref_path) + " (" + f.ref_kind + ") via " + sanitize_utf8(f.field);
+	return "MCP server '" + shown(f.server) + "' reads the credential file " +
+	       shown(f.ref_path) + " (" + f.ref_kind + ") via " + shown(f.field);
 }
 
 } // namespace
@@ -136,7 +137,7 @@ std::string scan_text(const ScanReport &r)
 {
 	std::ostringstream o;
 	for (const auto &f : r.findings) {
-		o << sanitize_utf8(f.path);
+		o << shown(f.path);
 		if (f.line)
 			o << ":" << f.line;
 		o << ": " << (f.rule == "hardcoded_secret" ? "error" : "warning") << ": "
@@ -146,7 +147,7 @@ std::string scan_text(const ScanReport &r)
 		o << "\n";
 	}
 	for (const auto &[path, why] : r.errors)
-		o << sanitize_utf8(path) << ":" << sanitize_utf8(why) << " [unreadable_config]\n";
+		o << shown(path) << ":" << shown(why) << " [unreadable_config]\n";
 	size_t hard = 0;
 	for (const auto &f : r.findings)
 		hard += f.rule == "hardcoded_secret";
@@ -161,15 +162,15 @@ nlohmann::json scan_json(const ScanReport &r)
 	nlohmann::json j;
 	j["scanned"] = nlohmann::json::array();
 	for (const auto &p : r.scanned)
-		j["scanned"].push_back(sanitize_utf8(p));
+		j["scanned"].push_back(shown(p));
 	j["servers"] = r.servers;
 	j["fingerprints"] = r.fingerprints;
 	nlohmann::json fs = nlohmann::json::array();
 	for (const auto &f : r.findings) {
 		nlohmann::json x = {{"rule", f.rule},
-		                    {"path", sanitize_utf8(f.path)},
-		                    {"server", sanitize_utf8(f.server)},
-		                    {"field", sanitize_utf8(f.field)},
+		                    {"path", shown(f.path)},
+		                    {"server", shown(f.server)},
+		                    {"field", shown(f.field)},
 		                    {"message", message(f)}};
 		if (f.line)
 			x["line"] = f.line;
@@ -179,7 +180,7 @@ nlohmann::json scan_json(const ScanReport &r)
 			if (!f.fingerprint.empty())
 				x["fingerprint"] = f.fingerprint;
 		} else {
-			x["file"] = sanitize_utf8(f.ref_path);
+			x["file"] = shown(f.ref_path);
 			x["kind"] = f.ref_kind;
 		}
 		fs.push_back(std::move(x));
@@ -187,7 +188,7 @@ nlohmann::json scan_json(const ScanReport &r)
 	j["findings"] = std::move(fs);
 	nlohmann::json errs = nlohmann::json::array();
 	for (const auto &[path, why] : r.errors)
-		errs.push_back({{"path", sanitize_utf8(path)}, {"error", sanitize_utf8(why)}});
+		errs.push_back({{"path", shown(path)}, {"error", shown(why)}});
 	j["errors"] = std::move(errs);
 	return j;
 }
@@ -241,7 +242,7 @@ nlohmann::json scan_sarif(const ScanReport &r)
 	for (const auto &[path, why] : r.errors)
 		notes.push_back(
 		    {{"level", "error"},
-		     {"message", {{"text", sanitize_utf8(path) + ":" + sanitize_utf8(why)}}},
+		     {"message", {{"text", shown(path) + ":" + shown(why)}}},
 		     {"locations",
 		      {{{"physicalLocation", {{"artifactLocation", {{"uri", uri_of(path)}}}}}}}}});
 	nlohmann::json invocation = {{"executionSuccessful", true}};

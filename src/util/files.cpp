@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "keytrail/util/error.h"
@@ -114,9 +115,12 @@ int open_private_dir_at(const std::string &dir, DirUse use, int links)
 			for (size_t k = i + 1; k < parts.size(); k++)
 				rest += "/" + parts[k];
 			::close(fd);
+			// `at` is real (no link on the way to it), so a relative
+			// target's ".." is resolved lexically (/var/run -> ../run).
 			std::string next = target[0] == '/' ? std::string(target) + rest
 			                                    : at + "/" + target + rest;
-			return open_private_dir_at(next, use, links);
+			return open_private_dir_at(
+			    std::filesystem::path(next).lexically_normal().string(), use, links);
 		}
 		int next =
 		    openat(fd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -134,7 +138,12 @@ int open_private_dir_at(const std::string &dir, DirUse use, int links)
 		if (!trusted_owner(st.st_uid))
 			refused = "belongs to another user";
 		else if ((st.st_mode & 022) && !(st.st_uid == 0 && (st.st_mode & S_ISVTX)) &&
-		         !(last && use == DirUse::kPrivate && st.st_uid == geteuid()))
+		         !(last && use == DirUse::kPrivate && st.st_uid == geteuid()) &&
+		         // Where an output file goes, a root dir a system group may
+		         // write (Ubuntu's /var/log, root:syslog 0775): the file
+		         // itself is opened without following links and checked.
+		         !(last && use == DirUse::kParent && st.st_uid == 0 && st.st_gid < 1000 &&
+		           !(st.st_mode & 002)))
 			refused = "is writable by others";
 		if (refused) {
 			std::string why = path + " " + refused + " (owner uid " +
@@ -231,11 +240,19 @@ int open_regular_file(const std::string &path, struct stat *st)
 
 int open_private_file(const std::string &path, bool append, std::string *why)
 {
-	if (path.rfind("/dev/", 0) == 0)
+	// The standard streams as the operator names them; any other path
+	// under /dev (/dev/shm, /dev/../tmp) is a path like the rest.
+	bool fd_path = path.rfind("/dev/fd/", 0) == 0 && path.size() > 8 &&
+	               path.find_first_not_of("0123456789", 8) == std::string::npos;
+	if (path == "/dev/stdout" || path == "/dev/stderr" || path == "/dev/null" ||
+	    path == "/dev/tty" || fd_path)
 		return ::open(path.c_str(), O_WRONLY | O_CLOEXEC | (append ? O_APPEND : 0));
-	int fd = ::open(
-	    path.c_str(),
-	    O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | (append ? O_APPEND : 0), 0600);
+	// O_NONBLOCK: a FIFO planted there fails (ENXIO) or is refused below
+	// instead of blocking the agent in open().
+	int fd = ::open(path.c_str(),
+	                O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+	                    (append ? O_APPEND : 0),
+	                0600);
 	if (fd < 0) {
 		// Say why, whichever errno this kernel gave (ELOOP, or EACCES for a
 		// link in a sticky directory).
@@ -270,6 +287,7 @@ int open_private_file(const std::string &path, bool append, std::string *why)
 		errno = EPERM;
 		return -1;
 	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if (stream)
 		return fd;
 	if ((st.st_mode & 077) != 0)

@@ -99,6 +99,18 @@ TEST(Hardening, OutputFilesAUserPlantedAreRefused)
 	EXPECT_NE(run_agent("--state-dir " + state + " -o " + shared + "/hard.jsonl", &err), 0);
 	EXPECT_NE(err.find("has other hard links"), std::string::npos) << err;
 	unlink((shared + "/hard.jsonl").c_str());
+	// A FIFO with no reader would block open() for good; the agent refuses.
+	ASSERT_EQ(run_cmd(kNobody + "mkfifo " + shared + "/fifo.jsonl"), 0);
+	EXPECT_NE(run_cmd("timeout 20 " + std::string(KEYTRAIL_BINARY) + " run --duration 1 " +
+	                  "--state-dir " + state + " -o " + shared + "/fifo.jsonl 2>/dev/null"),
+	          124); // not hung
+	// A /dev path is a path like any other: a link planted in /dev/shm is
+	// not followed.
+	std::string shm = "/dev/shm/kt-hardening-" + std::to_string(getpid());
+	ASSERT_EQ(run_cmd(kNobody + "ln -s " + v.path + " " + shm), 0);
+	EXPECT_NE(run_agent("--state-dir " + state + " -o " + shm, &err), 0);
+	EXPECT_NE(err.find("is a symbolic link"), std::string::npos) << err;
+	unlink(shm.c_str());
 	expect_untouched(v);
 	// The user's own file is left as it was.
 	struct stat st {
@@ -374,7 +386,7 @@ TEST(Hardening, CredentialFilesHeldThroughInheritedOrReceivedFdsAreSeen)
 
 // Item 5: a server that opens, reads and connects through io_uring is not
 // seen by the syscall hooks; its use of the ring is reported, once per
-// operation, and raises io_uring_evasion.
+// operation, and a network operation raises io_uring_evasion.
 TEST(Hardening, IoUringUseByAServerIsReportedAndAlerted)
 {
 	std::string dir = temp_dir();
@@ -395,20 +407,19 @@ TEST(Hardening, IoUringUseByAServerIsReportedAndAlerted)
 				out.push_back(r);
 		return out;
 	};
-	ASSERT_TRUE(a.wait_until([&] { return alerts().size() >= 3; }, 5000)) << slurp(a.out());
+	ASSERT_TRUE(a.wait_until([&] { return alerts().size() >= 1; }, 5000)) << slurp(a.out());
 	EXPECT_EQ(a.stop(), 0);
 	std::set<std::string> ops;
 	for (auto &r : records(a.out()))
 		if (r.value("type", "") == "io_uring" && r.value("comm", "") == "mcp-server-kt-u")
 			ops.insert(r.value("op", ""));
 	EXPECT_TRUE(ops.count("openat") && ops.count("read") && ops.count("connect"));
+	// File operations are records only (libuv uses them); connect alerts.
 	auto al = alerts();
+	ASSERT_EQ(al.size(), 1u);
 	EXPECT_EQ(al[0].value("type", ""), "alert");
 	EXPECT_EQ(al[0].value("severity", ""), "high");
-	for (size_t i = 1; i < al.size(); i++) {
-		EXPECT_EQ(al[i].value("type", ""), "update"); // one finding per identity
-		EXPECT_EQ(al[i]["finding_id"], al[0]["finding_id"]);
-	}
+	EXPECT_EQ(al[0].value("io_uring_op", ""), "connect");
 }
 
 // Item 9: datagrams sent to an address without connect, and a local proxy

@@ -66,6 +66,12 @@ TEST(Mask, HeadersOptionsAndProgramFormsFromTheIssue)
 	auto docker = mask_argv({"docker", "login", "-u", "bob", "-p", kPw, "reg.test"});
 	EXPECT_EQ(docker[3], "bob");
 	EXPECT_EQ(docker[5], "****");
+	EXPECT_EQ(mask_argv({"curl", "--user=alice:" + kPw, "https://h.test/"})[1],
+	          "--user=alice:****");
+	EXPECT_EQ(mask_argv({"sudo", "mysql", "-p" + kPw})[2], "-p****");
+	EXPECT_EQ(mask_argv({"docker", "run", "-p", "8080:80", "img"})[3], "8080:80"); // a port
+	EXPECT_EQ(mask_text("password = " + kPw), "password = ****");
+	EXPECT_EQ(mask_text("{\"password\" : \"" + kPw + "\"}"), "{\"password\" : \"****\"}");
 	// -p is a port elsewhere, and stays.
 	EXPECT_EQ(mask_argv({"ssh", "-p", "2222", "host"})[2], "2222");
 	EXPECT_EQ(mask_argv({"python3", "-p8080"})[1], "-p8080");

@@ -284,11 +284,15 @@ TEST(McpDetect, RuleHintWordsComeFromLiteralsEveryMatchContains)
 	     rule("alt", std::nullopt, "alpha-server|beta-server"), // no required run
 	     rule("opt", std::nullopt, "toolboxx?"),                // the x? is optional
 	     rule("short", "*/ab*", std::nullopt),                  // too short
+	     rule("class", "*/[abcdefgh]x*", std::nullopt),         // no run outside [...]
+	     rule("count", std::nullopt, "a{1234}b"),               // nor inside {n}
+	     rule("spaced", std::nullopt, "--a b-c"),               // every window has a space
 	     rule("parent-only", std::nullopt, std::nullopt)},
 	    &unhinted);
 	ASSERT_EQ(words.size(), 3u);
 	EXPECT_EQ(words[0], word("ling"));
 	EXPECT_EQ(words[1], word("ools"));
 	EXPECT_EQ(words[2], word("lbox")); // "toolbox": the last x is optional
-	EXPECT_EQ(unhinted, (std::vector<std::string>{"alt", "short", "parent-only"}));
+	EXPECT_EQ(unhinted, (std::vector<std::string>{"alt", "short", "class", "count", "spaced",
+	                                              "parent-only"}));
 }

@@ -41,7 +41,8 @@ class FindingBook
 	void load(std::vector<FindingState> known);
 	// Records one occurrence and says what it is; *state is the finding.
 	Occurrence occur(const std::string &rule, const std::string &key, const std::string &facet,
-	                 int64_t now_ns, int64_t window_ns, FindingState **state);
+	                 int64_t now_ns, int64_t window_ns, FindingState **state,
+	                 bool roll_facets = false);
 	// A report was written (or withheld by the rate limit: not written).
 	void reported(FindingState &f, int64_t now_ns) { f.reported_ns = now_ns; }
 	size_t size() const { return book_.size(); }

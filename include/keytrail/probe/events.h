@@ -112,7 +112,8 @@ struct IoUringEvent {
 
 // IORING_OP_* by number ("openat", "read", "connect"), "op_N" if unknown.
 std::string io_uring_op_name(uint32_t opcode);
-// Operations that reach files or the network around the syscall hooks.
+// Operations that reach the network around the syscall hooks (file
+// operations are common in libuv and only reported).
 bool io_uring_op_evades(uint32_t opcode);
 
 using Event = std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent,

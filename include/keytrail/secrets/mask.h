@@ -21,7 +21,10 @@ bool credential_like_name(std::string_view name);
 // token prefixes, passwords in URLs, and values of credential-named pairs
 // and headers (TOKEN=x, "password": "x", Authorization: Bearer x,
 // X-Api-Key: x). Masking is idempotent.
-std::string mask_text(std::string_view text);
+// `catalog` false skips the catalog's formats (regexes): a cheaper first
+// pass for text that is kept but not yet written; masking again with the
+// catalog before writing completes it.
+std::string mask_text(std::string_view text, bool catalog = true);
 
 // What every writer calls for text it did not make (paths, names, error
 // messages, parser messages): valid UTF-8, credentials masked.
@@ -29,11 +32,11 @@ std::string shown(std::string_view text);
 
 // One argument: NAME=VALUE with a credential-like name is masked whole,
 // anything else as mask_text.
-std::string mask_arg(std::string_view arg);
+std::string mask_arg(std::string_view arg, bool catalog = true);
 
 // Masks a whole argv, including values given as the next argument:
 // "--token" V, "aws_secret_access_key" V, curl's "-u" user:V, and "-p" V or
 // -pV for programs where -p is a password (mysql, docker login, sshpass).
-std::vector<std::string> mask_argv(const std::vector<std::string> &argv);
+std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool catalog = true);
 
 } // namespace keytrail
