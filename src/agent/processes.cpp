@@ -10,6 +10,18 @@
 namespace keytrail
 {
 
+// Whether the file at `path`, as the process sees it (its mount namespace),
+// belongs to root and only root may change it.
+static bool root_owned_in(uint32_t pid, const std::string &path)
+{
+	struct stat st;
+	std::string in_ns = "/proc/" + std::to_string(pid) + "/root" + path;
+	if (path.empty() || path[0] != '/' ||
+	    (stat(in_ns.c_str(), &st) != 0 && stat(path.c_str(), &st) != 0))
+		return false;
+	return st.st_uid == 0 && !(st.st_mode & 022);
+}
+
 ProcessInfo process_from_snapshot(const ProcSnapshot &snap)
 {
 	ProcessInfo info;
@@ -195,7 +207,8 @@ void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 	st.tracked = p.tracked;
 	st.forked = forked;
 	st.env_observed = env_observed;
-	st.launcher = package_runner(p.argv, p.exe);
+	// Only a runner root installed: a user's copy named npx is not one.
+	st.launcher = package_runner(p.argv, p.exe) && root_owned_in(p.pid, p.exe);
 	st.comm = p.comm;
 	st.exe = p.exe;
 	st.mcp_server = p.server();

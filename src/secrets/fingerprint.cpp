@@ -68,6 +68,8 @@ SecretBytes load_or_create_key(const std::string &path, bool create)
 		refused = "belongs to another user (chown it to the agent's user)";
 	else if (st.st_mode & 077)
 		refused = "is readable or writable by others (chmod 600 it)";
+	else if (st.st_nlink > 1)
+		refused = "has other hard links (another name may let others read it)";
 	if (refused) {
 		close(fd);
 		throw Error("fingerprint key " + path + " " + refused);
