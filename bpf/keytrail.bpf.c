@@ -767,6 +767,27 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 
 /* ---------------------------------------------------------------- network */
 
+// A user sockaddr's family, and for IPv4/IPv6 its port (host order) and
+// address (IPv4 in the first 4 bytes). 0 if it cannot be read.
+static __always_inline __u16 read_sockaddr(const void *sa, __u16 *port, __u8 addr[16])
+{
+	__u16 family = 0;
+	if (!sa || bpf_probe_read_user(&family, sizeof(family), sa))
+		return 0;
+	if (family == AF_INET) {
+		struct sockaddr_in in = {};
+		bpf_probe_read_user(&in, sizeof(in), sa);
+		*port = bpf_ntohs(in.sin_port);
+		__builtin_memcpy(addr, &in.sin_addr.s_addr, 4);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 in6 = {};
+		bpf_probe_read_user(&in6, sizeof(in6), sa);
+		*port = bpf_ntohs(in6.sin6_port);
+		__builtin_memcpy(addr, &in6.sin6_addr, 16);
+	}
+	return family;
+}
+
 SEC("tp/syscalls/sys_enter_connect")
 int enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
@@ -776,18 +797,7 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 
 	if (!current_tracked())
 		return 0;
-	bpf_probe_read_user(&p.family, sizeof(p.family), sa);
-	if (p.family == AF_INET) {
-		struct sockaddr_in in = {};
-		bpf_probe_read_user(&in, sizeof(in), sa);
-		p.port = bpf_ntohs(in.sin_port);
-		__builtin_memcpy(p.addr, &in.sin_addr.s_addr, 4);
-	} else if (p.family == AF_INET6) {
-		struct sockaddr_in6 in6 = {};
-		bpf_probe_read_user(&in6, sizeof(in6), sa);
-		p.port = bpf_ntohs(in6.sin6_port);
-		__builtin_memcpy(p.addr, &in6.sin6_addr, 16);
-	}
+	p.family = read_sockaddr(sa, &p.port, p.addr);
 	if (bpf_map_update_elem(&pending_io, &id, &p, BPF_ANY))
 		stat_inc(KT_STAT_PENDING_FULL);
 	return 0;
@@ -904,21 +914,9 @@ static __always_inline void udp_send(int fd, const void *sa)
 	struct file *f;
 	__u8 one = 1;
 
-	if (!sa || bpf_probe_read_user(&d.family, sizeof(d.family), sa))
+	d.family = read_sockaddr(sa, &d.port, d.addr);
+	if (d.family != AF_INET && d.family != AF_INET6)
 		return;
-	if (d.family == AF_INET) {
-		struct sockaddr_in in = {};
-		bpf_probe_read_user(&in, sizeof(in), sa);
-		d.port = bpf_ntohs(in.sin_port);
-		__builtin_memcpy(d.addr, &in.sin_addr.s_addr, 4);
-	} else if (d.family == AF_INET6) {
-		struct sockaddr_in6 in6 = {};
-		bpf_probe_read_user(&in6, sizeof(in6), sa);
-		d.port = bpf_ntohs(in6.sin6_port);
-		__builtin_memcpy(d.addr, &in6.sin6_addr, 16);
-	} else {
-		return;
-	}
 	if (d.port == 53 || bpf_map_lookup_elem(&udp_dests, &d))
 		return;
 	task = (struct task_struct *)bpf_get_current_task();
