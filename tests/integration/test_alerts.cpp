@@ -15,37 +15,13 @@
 #include "keytrail/output/journal.h"
 #include "support/agent_process.h"
 #include "support/fake_secrets.h"
+#include "support/listener.h"
 
 using namespace keytrail;
 using namespace keytrail::test;
 
 namespace
 {
-
-// A TCP listener on 127.0.0.1 whose backlog completes connects; nothing
-// is ever read.
-class Listener
-{
-      public:
-	Listener()
-	{
-		fd_ = socket(AF_INET, SOCK_STREAM, 0);
-		sockaddr_in sa{};
-		sa.sin_family = AF_INET;
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		bind(fd_, reinterpret_cast<sockaddr *>(&sa), sizeof(sa));
-		listen(fd_, 64);
-		socklen_t len = sizeof(sa);
-		getsockname(fd_, reinterpret_cast<sockaddr *>(&sa), &len);
-		port_ = ntohs(sa.sin_port);
-	}
-	~Listener() { close(fd_); }
-	uint16_t port() const { return port_; }
-
-      private:
-	int fd_;
-	uint16_t port_;
-};
 
 // An MCP server (by name) that sends an HTTP request naming `host` to the
 // listener, through curl (bash's /dev/tcp dup()s the socket to another fd).

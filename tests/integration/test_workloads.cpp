@@ -18,36 +18,13 @@
 
 #include "support/agent_process.h"
 #include "support/fake_secrets.h"
+#include "support/listener.h"
 
 using namespace keytrail::test;
 using nlohmann::json;
 
 namespace
 {
-
-// A loopback TCP listener: completes connects, answers nothing.
-class Listener
-{
-      public:
-	Listener()
-	{
-		fd_ = socket(AF_INET, SOCK_STREAM, 0);
-		sockaddr_in sa{};
-		sa.sin_family = AF_INET;
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		bind(fd_, reinterpret_cast<sockaddr *>(&sa), sizeof(sa));
-		listen(fd_, 64);
-		socklen_t len = sizeof(sa);
-		getsockname(fd_, reinterpret_cast<sockaddr *>(&sa), &len);
-		port_ = ntohs(sa.sin_port);
-	}
-	~Listener() { close(fd_); }
-	uint16_t port() const { return port_; }
-
-      private:
-	int fd_;
-	uint16_t port_;
-};
 
 // An HTTP CONNECT proxy on loopback: answers "200 Connection established"
 // to each CONNECT and hangs up (the client's TLS then fails: nothing real
