@@ -47,6 +47,17 @@ struct {
 	__type(value, struct kt_task_mark);
 } tracked SEC(".maps");
 
+// @brief the same set by tgid, written with every mark and removed at exit:
+// consulted only when a task with storage fails the lookup above (see
+// leader_tracked). A live tracked process is never evicted unless more than
+// max_entries are tracked at once.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); // tgid
+	__type(value, struct kt_task_mark);
+} tracked_tgids SEC(".maps");
+
 // @brief how many inodes are watched, and a bloom filter over them: an
 // untracked open reaches the watched hash map only when its inode passes.
 // One small value, so one page: with KPTI and no PCID every kernel entry
@@ -186,9 +197,20 @@ static __always_inline void stat_inc(__u32 idx)
 
 static __always_inline bool leader_tracked(struct task_struct *leader)
 {
+	__u32 tgid;
+
 	if (!leader || !leader->bpf_storage)
 		return false; // the common case: no BPF task storage at all
-	return bpf_task_storage_get(&tracked, leader, 0, 0) != NULL;
+	if (bpf_task_storage_get(&tracked, leader, 0, 0))
+		return true;
+	// The lookup also fails while the kernel's per-CPU task storage lock is
+	// held by a preempted task on this CPU (task frees under process churn):
+	// ask the tgid set.
+	tgid = leader->tgid;
+	if (!bpf_map_lookup_elem(&tracked_tgids, &tgid))
+		return false;
+	stat_inc(KT_STAT_TRACK_BUSY);
+	return true;
 }
 
 static __always_inline bool current_tracked(void)
@@ -199,6 +221,9 @@ static __always_inline bool current_tracked(void)
 static __always_inline void track_leader(struct task_struct *leader, __u32 reason)
 {
 	struct kt_task_mark mark = {.reason = reason};
+	__u32 tgid = leader->tgid;
+
+	bpf_map_update_elem(&tracked_tgids, &tgid, &mark, BPF_ANY);
 	if (!bpf_task_storage_get(&tracked, leader, &mark, BPF_LOCAL_STORAGE_GET_F_CREATE))
 		stat_inc(KT_STAT_TRACK_FAIL);
 }
@@ -487,8 +512,10 @@ int handle_exit(void *ctx)
 	// (signal->live is decremented before the tracepoint).
 	if (BPF_CORE_READ(task, signal, live.counter) != 0 || tgid == agent_tgid)
 		return 0;
-	if (current_tracked())
-		bpf_map_delete_elem(&io_uring_ops, &tgid); // a reused pid starts afresh
+	if (current_tracked()) { // a reused pid starts afresh
+		bpf_map_delete_elem(&io_uring_ops, &tgid);
+		bpf_map_delete_elem(&tracked_tgids, &tgid);
+	}
 	e = reserve(sizeof(*e), KT_EV_EXIT);
 	if (e) {
 		fill_hdr(&e->hdr, KT_EV_EXIT, sizeof(*e), task);

@@ -50,6 +50,7 @@ enum kt_stat {
 	KT_STAT_PENDING_FULL = 2,   // per-thread or per-fd map full: event not tracked
 	KT_STAT_PATH_TRUNCATED = 3, // path or argv longer than the copy bound
 	KT_STAT_TRACK_FAIL = 4,     // task storage could not be created: process not tracked
+	KT_STAT_TRACK_BUSY = 5,     // task storage lock busy: tracking read from the tgid set
 	KT_STAT_DROP_BASE = 8,      // + enum kt_event_type: ring buffer full
 	KT_STAT_MAX = KT_STAT_DROP_BASE + KT_EV_MAX,
 };

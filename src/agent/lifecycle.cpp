@@ -116,10 +116,15 @@ ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
 	ProcessTable &table = procs_.table();
 	const ProcessInfo *parent = table.find(e.ctx.ppid);
 	const ProcessInfo *before = table.find_instance(pid, info.start_ticks);
-	// An exec from a non-leader thread replaces the group leader, and the
-	// mark on it: a process we tracked keeps being tracked.
-	if (before && before->tracked && !info.tracked)
-		info.tracked = probe_.track(static_cast<pid_t>(pid));
+	// A process we tracked keeps being tracked, though the kernel's exec
+	// record says otherwise: an exec from a non-leader thread replaces the
+	// group leader and the mark on it, and a mark lookup can fail while task
+	// storage is locked. Marked again if it is still there.
+	if (before && before->tracked && !info.tracked) {
+		info.tracked = true;
+		counters_.marks_restored++;
+		probe_.track(static_cast<pid_t>(pid));
+	}
 
 	ProcessFacts facts{
 	    static_cast<pid_t>(pid),  e.ctx.uid, info.exe, e.argv, parent ? parent->comm : "",

@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -57,11 +59,37 @@ JournalSink::JournalSink(JournalConfig cfg) : cfg_(std::move(cfg))
 	retain(now);
 	if (!open_segment(now))
 		throw sys_error("create journal segment in " + cfg_.dir, errno);
+	compressor_ = std::thread([this] { compress_closed(); });
 }
 
 JournalSink::~JournalSink()
 {
 	close_segment();
+	{
+		std::lock_guard lock(mu_);
+		stop_ = true;
+	}
+	wake_.notify_one();
+	compressor_.join(); // compresses what is queued first
+}
+
+void JournalSink::compress_closed()
+{
+	// gzip of a full segment takes about a second of CPU: at low priority,
+	// so the writer and the probes' consumer keep the CPU.
+	setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+	std::unique_lock lock(mu_);
+	for (;;) {
+		wake_.wait(lock, [this] { return stop_ || !closed_.empty(); });
+		if (closed_.empty())
+			return; // stopping, nothing left
+		std::string path = std::move(closed_.front());
+		closed_.pop_front();
+		lock.unlock();
+		gzip_file(path, path + ".gz"); // on failure the plain segment stays readable
+		retain(wall_now_ns());
+		lock.lock();
+	}
 }
 
 bool JournalSink::open_segment(int64_t now_ns)
@@ -88,7 +116,11 @@ bool JournalSink::close_segment()
 		unlink(path_.c_str());
 		return true;
 	}
-	gzip_file(path_, path_ + ".gz"); // on failure the plain segment stays readable
+	{
+		std::lock_guard lock(mu_);
+		closed_.push_back(path_);
+	}
+	wake_.notify_one();
 	return true;
 }
 
@@ -100,7 +132,6 @@ bool JournalSink::write(std::string_view line, const LineMeta &meta)
 	if (fd_ < 0 || ((full || old) && size_ + buf_.size() > 0)) {
 		if (!close_segment())
 			return false;
-		retain(now);
 		if (!open_segment(now))
 			return false;
 	}

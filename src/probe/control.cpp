@@ -21,6 +21,8 @@ const std::vector<KernelStatInfo> &kernel_stat_info()
 	     "Events not followed because a helper map was full."},
 	    {KT_STAT_PATH_TRUNCATED, "truncated", "Paths, argv or environ cut at their bound."},
 	    {KT_STAT_TRACK_FAIL, "track_failures", "Processes the kernel could not mark tracked."},
+	    {KT_STAT_TRACK_BUSY, "track_lock_busy",
+	     "Tracked checks answered by the tgid set while task storage was locked."},
 	};
 	return info;
 }

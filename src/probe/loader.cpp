@@ -238,6 +238,9 @@ bool Loader::track(pid_t tgid)
 	int err = bpf_map__update_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark,
 	                               sizeof(mark), BPF_ANY);
 	close(pidfd);
+	if (err == 0) // the probes' fallback when task storage is locked
+		bpf_map__update_elem(skel_->maps.tracked_tgids, &tgid, sizeof(tgid), &mark,
+		                     sizeof(mark), BPF_ANY);
 	return err == 0;
 }
 
@@ -247,6 +250,7 @@ void Loader::untrack(pid_t tgid)
 	if (pidfd < 0)
 		return;
 	bpf_map__delete_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), 0);
+	bpf_map__delete_elem(skel_->maps.tracked_tgids, &tgid, sizeof(tgid), 0);
 	close(pidfd);
 }
 

@@ -22,7 +22,9 @@ namespace keytrail
 	X(identities_degraded, "Identities resolved with a selector group unreadable.")            \
 	X(late_payloads, "First writes whose connect was no longer held.")                         \
 	X(fd_states_swept, "Read counters of vanished processes dropped from the kernel.")         \
-	X(exits_missed, "Processes retired without their exit record (it was dropped).")
+	X(exits_missed, "Processes retired without their exit record (it was dropped).")           \
+	X(marks_restored, "Execs of a tracked process the kernel saw as untracked (mark "          \
+	                  "restored).")
 
 #define KT_SECRET_COUNTERS(X)                                                                      \
 	X(obtained, "Credential sightings.")                                                       \

@@ -1,15 +1,20 @@
 // The journal: every record the agent produces, as JSON lines in segments
 // under one directory. The open segment is journal-<UTC start>.jsonl; when
 // it reaches its size or age it is compressed to .jsonl.gz (names sort in
-// time order). Retention drops the oldest segments past a total size or
+// time order) by a background thread at low priority, so writing never
+// waits for gzip. Retention drops the oldest segments past a total size or
 // age. A segment left open by a crash is compressed at the next start; its
 // last line may be cut, and readers skip such a line.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "keytrail/config/config.h"
@@ -32,6 +37,7 @@ class JournalSink : public Sink
 	bool open_segment(int64_t now_ns);
 	bool close_segment();
 	void retain(int64_t now_ns);
+	void compress_closed(); // the compressor thread
 
 	JournalConfig cfg_;
 	int fd_ = -1;
@@ -39,6 +45,12 @@ class JournalSink : public Sink
 	uint64_t size_ = 0;
 	int64_t opened_ns_ = 0;
 	std::string buf_;
+
+	std::mutex mu_; // guards closed_ and stop_
+	std::condition_variable wake_;
+	std::deque<std::string> closed_; // segments waiting for gzip
+	bool stop_ = false;
+	std::thread compressor_;
 };
 
 // Segments of a journal directory in time order (closed .jsonl.gz ones,
