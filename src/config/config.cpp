@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -85,7 +86,14 @@ Config load_config(const std::string &path)
 	if (n < 0)
 		throw ConfigError(path + ": cannot read config file: " + std::strerror(err));
 	text.resize(static_cast<size_t>(n));
-	return parse_config(text, path);
+	Config c = parse_config(text, path);
+	// Messages name the file as given; what the agent reports (ready, the
+	// investigate commands) is absolute, to be usable from any directory.
+	std::error_code ec;
+	auto abs = std::filesystem::absolute(path, ec);
+	if (!ec)
+		c.source = abs.lexically_normal().string();
+	return c;
 }
 
 std::chrono::milliseconds parse_duration(const std::string &s)

@@ -1,6 +1,7 @@
 #include "keytrail/correlate/correlator.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "detail.h"
@@ -19,8 +20,48 @@ Correlator::Correlator(std::string host, const Config &cfg, const Clock &clock, 
     : host_(std::move(host)), clock_(clock), emit_(std::move(emit)), cfg_(cfg.correlate),
       inv_(cfg.inventory), ancestry_depth_(cfg.ancestry_depth),
       disabled_(cfg.correlate.disabled_rules.begin(), cfg.correlate.disabled_rules.end()),
-      grace_ns_(to_ns(cfg.process_grace)), max_exited_(cfg.max_exited), findings_(host_)
+      grace_ns_(to_ns(cfg.process_grace)), max_exited_(cfg.max_exited), findings_(host_),
+      state_args_(tool_state_args(cfg))
 {
+}
+
+// How the tools find this agent's state: its config (absolute), else its
+// state dir when it is not the default one.
+std::string Correlator::tool_state_args(const Config &cfg)
+{
+	auto quoted = [](const std::string &v) {
+		bool plain = std::all_of(v.begin(), v.end(), [](unsigned char c) {
+			return std::isalnum(c) || std::strchr("/._-+:,@", c);
+		});
+		if (plain && !v.empty())
+			return v;
+		std::string q = "'";
+		for (char c : v)
+			q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+		return q + "'";
+	};
+	if (!cfg.source.empty() && cfg.source != kDefaultConfigPath)
+		return " -c " + quoted(cfg.source);
+	if (cfg.source.empty() && cfg.state_dir != Config{}.state_dir)
+		return " --state-dir " + quoted(cfg.state_dir);
+	return "";
+}
+
+// The command that shows a responder the finding's history.
+std::string Correlator::investigate(const nlohmann::json &r) const
+{
+	auto str = [&](const char *obj, const char *key) -> std::string {
+		auto o = r.find(obj);
+		if (o == r.end() || !o->is_object())
+			return "";
+		auto v = o->find(key);
+		return v != o->end() && v->is_string() ? v->get<std::string>() : "";
+	};
+	if (std::string fp = str("secret", "fingerprint"); !fp.empty())
+		return "keytrail trace" + state_args_ + " --secret " + fp;
+	if (std::string id = str("process", "exec_id"); !id.empty())
+		return "keytrail trace" + state_args_ + " --exec-id " + id;
+	return "keytrail status" + state_args_;
 }
 
 void Correlator::set_inventory(std::vector<InventoryEntry> inv)
@@ -461,8 +502,11 @@ void Correlator::alert(const char *rule, const std::string &key, const std::stri
 	bool update = o != Occurrence::kNew && f->reported_ns != 0;
 	r["type"] = update ? "update" : "alert";
 	r["rule"] = rule;
+	r["title"] = info->title;
 	r["severity"] = info->severity;
 	r["tags"] = info->tags;
+	r["remediation"] = info->remediation;
+	r["investigate"] = investigate(r);
 	r["finding_id"] = f->id;
 	r["alert_id"] = f->id; // the same id: docs/alerts.md
 	r["count"] = f->count;

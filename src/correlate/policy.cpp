@@ -133,7 +133,10 @@ std::vector<StaleReason> stale_reasons(const InventoryEntry &e, const Lifetime &
 	if (e.expires_ns && now > *e.expires_ns)
 		out.push_back(
 		    {"expired", *e.expires_ns,
-		     named + " expired on " + rfc3339(*e.expires_ns) + " and is still in use"});
+		     named + " expired on " + date_or_time(*e.expires_ns) +
+		         (life.last_used_ns > *e.expires_ns
+		              ? " and was used since (last " + date_or_time(life.last_used_ns) + ")"
+		              : " and is still held")});
 	// Born when first seen, or earlier if a file it came from is older.
 	int64_t born = life.first_seen_ns;
 	if (life.oldest_mtime_ns && life.oldest_mtime_ns < born)

@@ -30,6 +30,8 @@ nlohmann::json Correlator::secret_json(const Secret &s, const Holding *h) const
 		j["inventory_id"] = e->id;
 		if (!e->owner.empty())
 			j["owner"] = e->owner;
+		if (!e->purpose.empty())
+			j["purpose"] = e->purpose;
 		if (!e->environment.empty())
 			j["environment"] = e->environment;
 		if (e->status != "active")

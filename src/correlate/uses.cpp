@@ -192,6 +192,19 @@ void Correlator::ambiguous_use(Use &u)
 		const InventoryEntry *inv = entry(c.second->inv);
 		return inv && !inv->allowed_upstreams.empty();
 	});
+	// Deduplicated apart from any bound use of the same upstream, whose key
+	// mixes in a fingerprint's hash: 0x2a stands for "no single credential".
+	uint64_t repeats = 0;
+	if (first_use(u.p, u.up_hash ^ 0x2a, e.time_ns, &repeats)) {
+		Record rec = u.record(*this, "ambiguous", repeats);
+		rec.fields["candidates"] = candidates();
+		rec.fields["summary"] = who(u.p) + " connected to " + u.key() + " holding " +
+		                        std::to_string(distinct.size()) +
+		                        " credentials; which one it used cannot be told";
+		counters_.ambiguous_uses++;
+		counters_.secret_uses++;
+		emit_(std::move(rec));
+	}
 	if (all_restricted)
 		alert("unexpected_upstream", "*|" + u.p.start.identity, u.key(), e.time_ns,
 		      {&u.p, nullptr, u.key()}, [&] {
@@ -206,19 +219,6 @@ void Correlator::ambiguous_use(Use &u)
 			                     " credentials it holds is allowed to reach";
 			      return r;
 		      });
-	// Deduplicated apart from any bound use of the same upstream, whose key
-	// mixes in a fingerprint's hash: 0x2a stands for "no single credential".
-	uint64_t repeats = 0;
-	if (!first_use(u.p, u.up_hash ^ 0x2a, e.time_ns, &repeats))
-		return;
-	Record rec = u.record(*this, "ambiguous", repeats);
-	rec.fields["candidates"] = candidates();
-	rec.fields["summary"] = who(u.p) + " connected to " + u.key() + " holding " +
-	                        std::to_string(distinct.size()) +
-	                        " credentials; which one it used cannot be told";
-	counters_.ambiguous_uses++;
-	counters_.secret_uses++;
-	emit_(std::move(rec));
 }
 
 void Correlator::bound_use(Use &u, const Proc *holder, const Holding *h, const char *pairing)
@@ -232,9 +232,8 @@ void Correlator::bound_use(Use &u, const Proc *holder, const Holding *h, const c
 		return;
 	if (on_use_)
 		on_use_(s.fingerprint, u.p.start.identity, u.key(), u.e.addr, u.e.time_ns);
-	use_alerts(u, s, h);
-	check_stale(s, u.e.time_ns, &u.p);
 
+	// The use first, then what it broke: an alert follows its cause.
 	const InventoryEntry *inv = entry(h->inv);
 	Record rec = u.record(*this, pairing, repeats);
 	nlohmann::json &r = rec.fields;
@@ -246,6 +245,8 @@ void Correlator::bound_use(Use &u, const Proc *holder, const Holding *h, const c
 	               (inv ? " (inventory " + inv->id + ")" : "");
 	counters_.secret_uses++;
 	emit_(std::move(rec));
+	use_alerts(u, s, h);
+	check_stale(s, u.e.time_ns, &u.p);
 }
 
 // The rules a use can break: no owner, revoked, an upstream or an identity

@@ -74,9 +74,10 @@ nlohmann::json finding_info(const nlohmann::json &a)
 		attacks.push_back({{"technique", {{"uid", id}, {"name", technique_name(id)}}},
 		                   {"version", "14"}});
 	}
+	const RuleInfo *r = find_rule(rule);
 	nlohmann::json info = {
 	    {"uid", a.value("alert_id", "")},
-	    {"title", rule},
+	    {"title", r ? r->title : rule},
 	    {"desc", a.value("summary", "")},
 	    {"types", {rule}},
 	    {"created_time", ms_of(a, a.contains("first_seen") ? "first_seen" : "time")},
@@ -122,6 +123,8 @@ nlohmann::json to_ocsf(const nlohmann::json &a)
 	    {"original_time", a.value("event_time", "")},
 	    {"uid", a.value("alert_id", "")}};
 	f["finding_info"] = finding_info(a);
+	if (a.contains("remediation"))
+		f["remediation"] = {{"desc", a["remediation"]}};
 	f["device"] = {{"hostname", a.value("host", "")}, {"type_id", 0}};
 	nlohmann::json ev = evidences(a);
 	if (!ev.empty())

@@ -51,6 +51,13 @@ int64_t SystemClock::boot_to_wall_ns(uint64_t boot_ns) const
 	return static_cast<int64_t>(boot_ns) + offset_ns_;
 }
 
+std::string date_or_time(int64_t wall_ns)
+{
+	constexpr int64_t kDay = 86400LL * 1000000000LL;
+	std::string t = rfc3339(wall_ns);
+	return wall_ns % kDay == 0 ? t.substr(0, 10) : t;
+}
+
 std::string rfc3339(int64_t wall_ns)
 {
 	// Called for every record: std::chrono's calendar instead of gmtime_r

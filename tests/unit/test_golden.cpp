@@ -2,7 +2,8 @@
 // the correlator must give exactly the records in tests/golden/expected.jsonl.
 // A change that alters what the correlator decides, or how it writes it,
 // shows up here as a diff; regenerate expected.jsonl only on purpose
-// (`keytrail replay tests/golden/scenario.ktr -c tests/golden/replay.yaml`).
+// (`keytrail replay tests/golden/scenario.ktr -c tests/golden/replay.yaml`,
+// dropping " -c PATH" from the investigate commands).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -44,6 +45,7 @@ std::vector<std::string> lines(const std::string &path)
 TEST(Golden, RecordingReplaysToTheExpectedRecords)
 {
 	Config cfg = load_config(kDir + "/replay.yaml");
+	cfg.source = kDefaultConfigPath; // investigate commands then name no config: any checkout
 	RecordedClock clock;
 	std::vector<std::string> got;
 	Correlator corr("replay", cfg, clock, [&](Record &&r) { got.push_back(serialize(r)); });

@@ -207,6 +207,9 @@ class Correlator
 	const Clock &clock_;
 	Emit emit_;
 	OnUse on_use_;
+	static std::string tool_state_args(const Config &cfg);
+	std::string investigate(const nlohmann::json &alert) const;
+
 	CorrelateConfig cfg_;
 	std::vector<InventoryEntry> inv_;
 	uint32_t ancestry_depth_;
@@ -219,6 +222,7 @@ class Correlator
 	std::vector<Secret> secrets_;
 	std::unordered_map<std::string, uint32_t> secret_ids_;
 	FindingBook findings_;
+	std::string state_args_; // " -c CONFIG" for the investigate command, or ""
 	std::function<void(const FindingState &)> on_finding_;
 	int64_t next_stale_check_ = 0, next_expire_ = 0;
 	int64_t rate_window_start_ = 0;

@@ -29,6 +29,8 @@ struct RuleInfo {
 	const char *id;
 	const char *severity; // a name from severities()
 	std::vector<const char *> tags;
+	const char *title;       // for people: OCSF finding_info.title, the report
+	const char *remediation; // what to do, one or two sentences
 };
 
 const std::vector<RuleInfo> &rule_catalog();
