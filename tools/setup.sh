@@ -25,7 +25,7 @@ PACKAGES=(
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
 	libssl-dev libsqlite3-dev libcpp-httplib-dev
-	libgtest-dev libgmock-dev libpng-dev chromium fonts-liberation
+	libgtest-dev libgmock-dev libpng-dev chromium fonts-liberation poppler-utils
 	iproute2 procps curl systemd openssl util-linux
 )
 

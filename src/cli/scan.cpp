@@ -19,6 +19,7 @@ struct Args {
 	StateArgs state;
 	std::vector<std::string> paths;
 	std::string format = "text", out;
+	bool verbose = false;
 };
 
 int scan(const Args &a)
@@ -43,10 +44,15 @@ int scan(const Args &a)
 	}
 	Progress progress;
 	auto report = run_scan(a.paths, fp, [&](size_t i, size_t n, const std::string &p) {
-		progress.update(i, n, p);
+		if (n)
+			progress.update(i, n, p);
+		else
+			progress.note("walking " + p + ": " + std::to_string(i) + " entries");
 	});
 	progress.done();
-	std::string text = a.format == "text"   ? scan_text(report)
+	// `keytrail -v scan` as well as `keytrail scan -v`.
+	bool verbose = a.verbose || spdlog::should_log(spdlog::level::debug);
+	std::string text = a.format == "text"   ? scan_text(report, verbose)
 	                   : a.format == "json" ? scan_json(report).dump(2) + "\n"
 	                                        : scan_sarif(report).dump(2) + "\n";
 	if (!write_output(a.out, text, "scan"))
@@ -63,7 +69,10 @@ Command add_scan(CLI::App &app)
 	    "scan", "Check MCP client configs for hard-coded credentials and credential files "
 	            "(exit 1 when there are findings)");
 	sub->add_option("PATHS", a->paths,
-	                "Config files (default: every user's well-known MCP client configs)");
+	                "Config files, or directories to walk for MCP client configs (default: "
+	                "every user's well-known MCP client configs)");
+	sub->add_flag("-v,--verbose", a->verbose,
+	              "List every location looked at and what was there");
 	sub->add_option("-f,--format", a->format, "text, json or sarif")
 	    ->check(CLI::IsMember({"text", "json", "sarif"}))
 	    ->capture_default_str();

@@ -121,7 +121,8 @@ class Scanner
 				named_value(name, field, it.key(), value);
 				// AWS_SHARED_CREDENTIALS_FILE=~/.aws/credentials, KUBECONFIG=...
 				if (auto kind = credential_file_kind(value))
-					out_->secret_files.push_back({name, field, value, *kind});
+					out_->secret_files.push_back({name, field, value, *kind,
+					                              line_of_value(text_, value)});
 			}
 		}
 		if (s.contains("args") && s["args"].is_array()) {
@@ -153,7 +154,8 @@ class Scanner
 				}
 				if (auto kind = credential_file_kind(path))
 					out_->secret_files.push_back(
-					    {name, "args[" + std::to_string(i) + "]", path, *kind});
+					    {name, "args[" + std::to_string(i) + "]", path, *kind,
+					     line_of_value(text_, args[i])});
 			}
 		}
 		for (const char *u : {"url", "serverUrl", "httpUrl"}) {
@@ -267,18 +269,49 @@ McpConfigScan scan_mcp_config(std::string_view text)
 	return out;
 }
 
+namespace
+{
+
+// Where MCP clients keep their configs, relative to a home directory...
+constexpr const char *kHomeConfigs[] = {
+    ".cursor/mcp.json",
+    ".vscode/mcp.json",
+    ".config/Code/User/settings.json",
+    ".config/Code/User/mcp.json",
+    ".codeium/windsurf/mcp_config.json",
+    ".claude.json",
+    ".gemini/settings.json",
+    ".config/Claude/claude_desktop_config.json",
+    "Library/Application Support/Claude/claude_desktop_config.json",
+    ".config/zed/settings.json",
+};
+// ...and relative to a project a client opens (Claude Code's project scope,
+// Zed's project settings; the others are the same names as at home).
+constexpr const char *kProjectConfigs[] = {".mcp.json", ".zed/settings.json"};
+
+} // namespace
+
 std::vector<std::string> mcp_config_locations(const std::string &home)
 {
-	return {home + "/.cursor/mcp.json",
-	        home + "/.vscode/mcp.json",
-	        home + "/.config/Code/User/settings.json",
-	        home + "/.config/Code/User/mcp.json",
-	        home + "/.codeium/windsurf/mcp_config.json",
-	        home + "/.claude.json",
-	        home + "/.gemini/settings.json",
-	        home + "/.config/Claude/claude_desktop_config.json",
-	        home + "/Library/Application Support/Claude/claude_desktop_config.json",
-	        home + "/.config/zed/settings.json"};
+	std::vector<std::string> out;
+	for (const char *rel : kHomeConfigs)
+		out.push_back(home + "/" + rel);
+	return out;
+}
+
+bool is_mcp_config_path(std::string_view path)
+{
+	auto under = [&](std::string_view rel) {
+		return path.size() > rel.size() && path.ends_with(rel) &&
+		       path[path.size() - rel.size() - 1] == '/';
+	};
+	for (const char *rel : kHomeConfigs)
+		if (under(rel))
+			return true;
+	for (const char *rel : kProjectConfigs)
+		if (under(rel))
+			return true;
+	return false;
 }
 
 std::vector<std::string> user_homes()

@@ -37,6 +37,26 @@ std::string date_of(int64_t ns)
 	return ns ? rfc3339(ns).substr(0, 10) : "never";
 }
 
+// RFC 3339 to the second, UTC ("2026-12-01T09:30:00Z"): what a person reads
+// and a printout keeps.
+std::string when(int64_t ns)
+{
+	return ns ? rfc3339(ns).substr(0, 19) + "Z" : "never";
+}
+
+// "env GITHUB_TOKEN", "file /srv/.env (API_KEY)": a sighting's source with
+// its path and variable name.
+std::string location_of(const std::string &source, const std::string &location,
+                        const std::string &name)
+{
+	std::string o = source;
+	if (!location.empty())
+		o += " " + location;
+	if (!name.empty() && name != location)
+		o += " (" + name + ")";
+	return o;
+}
+
 std::string join(const std::set<std::string> &s, const char *sep = ", ")
 {
 	std::string o;
@@ -103,11 +123,12 @@ std::string fit(const std::string &s, size_t n)
 	return v.substr(0, n - 1) + "~";
 }
 
-// The last column: cut, not padded.
-std::string clip(const std::string &s, size_t n)
+std::vector<std::string> sanitized(const std::set<std::string> &s)
 {
-	std::string v = sanitize_utf8(s);
-	return v.size() <= n ? v : v.substr(0, n - 1) + "~";
+	std::vector<std::string> o;
+	for (const auto &x : s)
+		o.push_back(sanitize_utf8(x));
+	return o;
 }
 
 } // namespace
@@ -134,6 +155,7 @@ History read_history(Ledger &ledger, const SecretRecord &s,
 		if (!x.environment.empty())
 			h.environments.insert(x.environment);
 		c.sources.insert(x.source);
+		c.locations.insert(location_of(x.source, x.location, x.name));
 		if (!h.inv)
 			h.inv = policy::match(
 			    inventory, {s.fingerprint, x.source, x.location, x.name, x.identity});
@@ -179,12 +201,11 @@ void apply_policy(ReportCredential &c, const SecretRecord &s, const History &h, 
 		return;
 	if (inv->status != "active")
 		add_finding(c, "revoked_credential_used",
-		            inv->status + " but seen " + date_of(c.last_seen));
+		            inv->status + " but seen " + when(c.last_seen));
 	policy::Lifetime life{s.first_seen, s.oldest_mtime, s.last_used, h.retired};
 	for (const auto &why : policy::stale_reasons(*inv, life, now, ""))
 		add_finding(c, "stale_credential",
-		            std::string(why.reason) == "expired"
-		                ? "expired " + date_of(why.since_ns)
+		            std::string(why.reason) == "expired" ? "expired " + when(why.since_ns)
 		            : std::string(why.reason) == "rotation_overdue"
 		                ? "not rotated for " + days(now - why.since_ns)
 		                : "unused for " + days(now - why.since_ns));
@@ -307,7 +328,6 @@ Report build_report(const std::string &state_dir, const std::string &journal_dir
 std::string report_table(const Report &r, size_t width)
 {
 	std::ostringstream o;
-	size_t flex = width > 100 ? width - 100 : 0;
 	o << "KeyTrail credential report, " << sanitize_utf8(r.host) << ", " << rfc3339(r.generated)
 	  << "\n";
 	size_t risky = 0;
@@ -325,17 +345,53 @@ std::string report_table(const Report &r, size_t width)
 		}
 	}
 	o << line << "\n\n";
-	o << fit("RISK", 5) << fit("TYPE", 18) << fit("FINGERPRINT", 13)
-	  << fit("OWNER", 12 + flex / 2) << fit("HOLD/USE", 9) << fit("LAST USED", 11)
-	  << fit("AGE", 6) << "FINDINGS\n";
+
+	auto owner_of = [](const ReportCredential &c) {
+		return c.owner.empty() ? (c.inventory_id.empty() ? "-" : c.inventory_id) : c.owner;
+	};
+	// Columns as wide as their widest value (plus a space), no wider; findings
+	// first: type and owner give way (down to kMin) before findings wrap.
+	constexpr size_t kMin = 6;
+	size_t type_w = 5, owner_w = 6, findings_w = 8;
 	for (const auto &c : r.credentials) {
-		std::string owner =
-		    c.owner.empty() ? (c.inventory_id.empty() ? "-" : c.inventory_id) : c.owner;
-		o << fit(std::to_string(c.risk), 5) << fit(c.type, 18)
-		  << fit(short_fp(c.fingerprint), 13) << fit(owner, 12 + flex / 2)
+		type_w = std::max(type_w, sanitize_utf8(c.type).size() + 1);
+		owner_w = std::max(owner_w, sanitize_utf8(owner_of(c)).size() + 1);
+		findings_w = std::max(findings_w, findings_text(c).size());
+	}
+	type_w = std::min<size_t>(type_w, 24);
+	owner_w = std::min<size_t>(owner_w, 24);
+	const size_t fixed = 5 + 13 + 9 + 11 + 6; // risk, fingerprint, hold/use, last used, age
+	auto room = [&] {
+		return width > fixed + type_w + owner_w ? width - fixed - type_w - owner_w : 0;
+	};
+	while (room() < findings_w && (owner_w > kMin || type_w > kMin)) {
+		if (owner_w >= type_w && owner_w > kMin)
+			owner_w--;
+		else
+			type_w--;
+	}
+	size_t fw = std::max<size_t>(room(), 20);
+	o << fit("RISK", 5) << fit("TYPE", type_w) << fit("FINGERPRINT", 13)
+	  << fit("OWNER", owner_w) << fit("HOLD/USE", 9) << fit("LAST USED", 11) << fit("AGE", 6)
+	  << "FINDINGS\n";
+	const std::string indent(fixed + type_w + owner_w, ' ');
+	for (const auto &c : r.credentials) {
+		o << fit(std::to_string(c.risk), 5) << fit(c.type, type_w)
+		  << fit(short_fp(c.fingerprint), 13) << fit(owner_of(c), owner_w)
 		  << fit(std::to_string(c.holders.size()) + "/" + std::to_string(c.users.size()), 9)
-		  << fit(date_of(c.last_used), 11) << fit(days(r.generated - c.first_seen), 6)
-		  << clip(findings_text(c), width - (74 + flex / 2)) << "\n";
+		  << fit(date_of(c.last_used), 11) << fit(days(r.generated - c.first_seen), 6);
+		// Rule ids are short words: wrap between them, under the column.
+		std::string row;
+		for (const auto &f : c.findings) {
+			std::string part = row.empty() ? f.rule : "," + f.rule;
+			if (!row.empty() && row.size() + part.size() > fw) {
+				o << row << ",\n" << indent;
+				row = f.rule;
+			} else {
+				row += part;
+			}
+		}
+		o << (c.findings.empty() ? "-" : row) << "\n";
 	}
 	return o.str();
 }
@@ -359,10 +415,11 @@ nlohmann::json report_json(const Report &r)
 		    {"purpose", c.purpose},
 		    {"environment", c.environment},
 		    {"status", c.status.empty() ? "unknown" : c.status},
-		    {"holders", c.holders},
-		    {"users", c.users},
-		    {"upstreams", c.upstreams},
+		    {"holders", sanitized(c.holders)},
+		    {"users", sanitized(c.users)},
+		    {"upstreams", sanitized(c.upstreams)},
 		    {"sources", c.sources},
+		    {"locations", sanitized(c.locations)},
 		    {"first_seen", c.first_seen ? rfc3339(c.first_seen) : ""},
 		    {"last_seen", c.last_seen ? rfc3339(c.last_seen) : ""},
 		    {"last_used", c.last_used ? rfc3339(c.last_used) : ""},
@@ -387,7 +444,7 @@ std::string report_csv(const Report &r)
 {
 	std::ostringstream o;
 	o << "risk,fingerprint,type,inventory_id,owner,purpose,status,holders,users,upstreams,"
-	     "first_seen,last_seen,last_used,expires,rotations,findings\n";
+	     "first_seen,last_seen,last_used,expires,rotations,findings,locations\n";
 	for (const auto &c : r.credentials) {
 		o << c.risk << "," << c.fingerprint << "," << csv_field(c.type) << ","
 		  << csv_field(c.inventory_id) << "," << csv_field(c.owner) << ","
@@ -398,7 +455,8 @@ std::string report_csv(const Report &r)
 		  << (c.last_seen ? rfc3339(c.last_seen) : "") << ","
 		  << (c.last_used ? rfc3339(c.last_used) : "") << ","
 		  << (c.expires ? rfc3339(c.expires) : "") << "," << c.rotations << ","
-		  << csv_field(findings_text(c) == "-" ? "" : findings_text(c)) << "\n";
+		  << csv_field(findings_text(c) == "-" ? "" : findings_text(c)) << ","
+		  << csv_field(join(c.locations, ";")) << "\n";
 	}
 	return o.str();
 }
@@ -412,6 +470,14 @@ std::string report_html(const Report &r)
 		for (const auto &f : c.findings)
 			critical += f.severity == "critical" || f.severity == "high";
 	}
+	auto list = [](const std::set<std::string> &s, const char *none) {
+		if (s.empty())
+			return std::string(none);
+		std::string out;
+		for (const auto &x : s)
+			out += (out.empty() ? "" : "<br>") + html_escape(x);
+		return out;
+	};
 	o << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
 	  << "<title>KeyTrail credential report</title>\n<style>\n"
 	  << "body{font-family:system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}\n"
@@ -421,38 +487,104 @@ std::string report_html(const Report &r)
 	  << ".card{background:#fff;border-radius:8px;padding:12px 16px;min-width:140px;"
 	     "box-shadow:0 1px 3px rgba(0,0,0,.15)}\n"
 	  << ".card b{display:block;font-size:26px}\n"
-	  << "table{border-collapse:collapse;margin:0 28px 28px;background:#fff;font-size:13px}\n"
+	  << "#legend{margin:0 28px 16px;font-size:13px}\n#legend h2{font-size:15px;margin:0 0 "
+	     "4px}\n"
+	  << "table{border-collapse:collapse;margin:0 28px 28px;width:calc(100% - 56px);"
+	     "background:#fff;font-size:13px}\n"
 	  << "th,td{padding:6px 10px;border-bottom:1px solid #e3e5e8;text-align:left;"
-	     "vertical-align:top}\n"
-	  << "th{background:#eef0f3}\n.sev-critical{color:#fff;background:#b00020}\n"
+	     "vertical-align:top;overflow-wrap:anywhere}\n"
+	  << "th{background:#eef0f3}\ntd.risk{font-size:18px;font-weight:bold}\n"
+	  << "tr.cred td{border-bottom:none}\ntr.detail td{padding-top:0}\n"
+	  << "tr.detail ul{margin:2px 0 6px;padding-left:18px}\n.ts{white-space:nowrap}\n"
+	  << ".sev-critical{color:#fff;background:#b00020}\n"
 	  << ".sev-high{color:#fff;background:#d9480f}\n.sev-medium{background:#ffd43b}\n"
-	  << ".sev-low{background:#d0ebff}\n.tag{display:inline-block;border-radius:4px;"
-	     "padding:1px 6px;margin:1px}\ncode{font-size:12px}\n</style></head><body>\n";
+	  << ".sev-low{background:#d0ebff}\n.sev-info{background:#e9ecef}\n"
+	  << ".tag{display:inline-block;border-radius:4px;padding:1px 6px;margin:1px}\n"
+	  << ".expired{color:#fff;background:#b00020;font-weight:bold;padding:1px 4px}\n"
+	  << ".expiring{background:#ffd43b;padding:1px 4px}\ncode{font-size:12px}\n"
+	  << "@media print{body{background:#fff}table{margin:0;width:100%}#summary,#legend"
+	     "{padding-left:0;padding-right:0;margin-left:0}tr{break-inside:avoid}"
+	     "header,.tag,.expired,.expiring{-webkit-print-color-adjust:exact;"
+	     "print-color-adjust:exact}}\n"
+	  << "</style></head><body>\n";
 	o << "<header><h1>KeyTrail credential report</h1><div>" << html_escape(r.host)
-	  << " &middot; " << rfc3339(r.generated) << "</div></header>\n";
+	  << " &middot; generated <span class=\"ts\">" << when(r.generated)
+	  << "</span></div></header>\n";
 	o << "<section id=\"summary\"><div class=\"card\"><b>" << r.credentials.size()
 	  << "</b>credentials seen</div><div class=\"card\"><b>" << risky
 	  << "</b>with findings</div><div class=\"card\"><b>" << critical
 	  << "</b>high or critical findings</div>";
 	for (const auto &[rule, n] : r.by_rule)
 		o << "<div class=\"card\"><b>" << n << "</b>" << html_escape(rule) << "</div>";
-	o << "</section>\n<table><thead><tr><th>Risk</th><th>Type</th><th>Fingerprint</th>"
-	  << "<th>Inventory / owner</th><th>Holders</th><th>Users &rarr; upstreams</th>"
-	  << "<th>First seen</th><th>Last used</th><th>Expires</th><th>Rotations</th>"
-	  << "<th>Findings</th></tr></thead><tbody>\n";
+	o << "</section>\n<section id=\"legend\"><h2>Risk score</h2><p>A credential's risk is "
+	     "the sum of its findings' severities: ";
+	const auto &scale = severities();
+	for (auto it = scale.rbegin(); it != scale.rend(); ++it)
+		o << (it == scale.rbegin() ? "" : ", ") << "<span class=\"tag sev-" << it->name
+		  << "\">" << it->name << " " << it->weight << "</span>";
+	o << ". Highest risk first. Times are UTC. An expiry in the past is marked "
+	     "<span class=\"expired\">EXPIRED</span>, one within 30 days "
+	     "<span class=\"expiring\">expires soon</span>.</p></section>\n";
+	o << "<table><thead><tr><th>Risk</th><th>Credential</th><th>Inventory / owner</th>"
+	  << "<th>Holders</th><th>Users &rarr; upstreams</th><th>Seen</th><th>Expires</th>"
+	  << "<th>Rotations</th></tr></thead><tbody>\n";
+	constexpr int64_t kSoon = 30 * 86400000000000LL;
 	for (const auto &c : r.credentials) {
-		o << "<tr><td>" << c.risk << "</td><td>" << html_escape(c.type) << "</td><td><code>"
-		  << short_fp(c.fingerprint) << "</code></td><td>"
-		  << html_escape(c.inventory_id.empty() ? "-" : c.inventory_id) << "<br>"
-		  << html_escape(c.owner.empty() ? "no owner" : c.owner) << "</td><td>"
-		  << html_escape(join(c.holders, "\n")) << "</td><td>" << html_escape(join(c.users))
-		  << (c.upstreams.empty() ? "" : " &rarr; ") << html_escape(join(c.upstreams))
-		  << "</td><td>" << date_of(c.first_seen) << "</td><td>" << date_of(c.last_used)
-		  << "</td><td>" << (c.expires ? date_of(c.expires) : "-") << "</td><td>"
-		  << c.rotations << "</td><td>";
-		for (const auto &f : c.findings)
-			o << "<span class=\"tag sev-" << f.severity << "\" title=\""
-			  << html_escape(f.detail) << "\">" << html_escape(f.rule) << "</span>";
+		o << "<tr class=\"cred\"><td class=\"risk\" rowspan=\"2\">" << c.risk << "</td><td>"
+		  << html_escape(c.type) << "<br><code>" << short_fp(c.fingerprint) << "</code>"
+		  << (c.prefix.empty() ? "" : " <code>" + html_escape(c.prefix) + "&hellip;</code>")
+		  << "</td><td>"
+		  << html_escape(c.inventory_id.empty() ? "no inventory entry" : c.inventory_id)
+		  << "<br>" << html_escape(c.owner.empty() ? "no owner" : c.owner)
+		  << (c.purpose.empty() ? "" : "<br>" + html_escape(c.purpose))
+		  << (c.status.empty() || c.status == "active" ? ""
+		                                               : "<br>" + html_escape(c.status))
+		  << "</td><td>" << list(c.holders, "-") << "</td><td>" << list(c.users, "none")
+		  << (c.upstreams.empty() ? "" : "<br>&rarr; " + list(c.upstreams, ""))
+		  << "</td><td>first seen <span class=\"ts\">" << when(c.first_seen)
+		  << "</span><br>last seen <span class=\"ts\">" << when(c.last_seen)
+		  << "</span><br>last used <span class=\"ts\">" << when(c.last_used)
+		  << "</span></td><td>";
+		if (!c.expires)
+			o << "-";
+		else if (c.expires <= r.generated)
+			o << "<span class=\"expired\">EXPIRED</span><br><span class=\"ts\">"
+			  << when(c.expires) << "</span><br>" << days(r.generated - c.expires)
+			  << " ago";
+		else if (c.expires - r.generated <= kSoon)
+			o << "<span class=\"expiring\">expires soon</span><br><span class=\"ts\">"
+			  << when(c.expires) << "</span>";
+		else
+			o << "<span class=\"ts\">" << when(c.expires) << "</span>";
+		o << "</td><td>" << c.rotations << "</td></tr>\n";
+		// The details under it, as text across the row's width: they print.
+		o << "<tr class=\"detail\"><td colspan=\"7\"><b>Findings</b>";
+		if (c.findings.empty())
+			o << ": none";
+		else
+			o << "<ul>";
+		for (const auto &f : c.findings) {
+			o << "<li><span class=\"tag sev-" << html_escape(f.severity) << "\">"
+			  << html_escape(f.severity) << "</span> <b>" << html_escape(f.rule)
+			  << "</b>";
+			if (!f.detail.empty())
+				o << ": " << html_escape(f.detail);
+			if (f.alerts)
+				o << " (" << f.alerts << (f.alerts == 1 ? " alert" : " alerts")
+				  << ")";
+			o << "</li>";
+		}
+		if (!c.findings.empty())
+			o << "</ul>";
+		o << "<b>Sources</b>";
+		if (c.locations.empty())
+			o << ": none recorded";
+		else {
+			o << "<ul>";
+			for (const auto &l : c.locations)
+				o << "<li><code>" << html_escape(l) << "</code></li>";
+			o << "</ul>";
+		}
 		o << "</td></tr>\n";
 	}
 	o << "</tbody></table>\n</body></html>\n";

@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <string>
 
 #include "support/agent_process.h"
@@ -234,6 +235,49 @@ TEST(Tools, ReportHtmlRendersItsSummaryInHeadlessChromium)
 	std::string rendered = slurp(dom);
 	EXPECT_NE(rendered.find("credentials seen"), std::string::npos);
 	EXPECT_NE(rendered.find("shared_credential"), std::string::npos);
+
+	// The details are visible text, not tooltips: the DOM holds a title
+	// attribute too, so ask the renderer. innerText is the text as laid out
+	// (no title attributes, nothing hidden); a copy of the page writes it
+	// into the DOM, next to two controls that must not show.
+	std::string probe = dir + "/probe.html";
+	std::string with_probe = page;
+	with_probe.insert(
+	    with_probe.rfind("</body>"),
+	    "<span title=\"kt-tooltip-control\">.</span>"
+	    "<span style=\"display:none\">kt-hidden-control</span>"
+	    "<script>(function(){var p=document.createElement('pre');p.id='kt-visible';"
+	    "p.textContent=document.body.innerText;document.documentElement.appendChild(p);})();"
+	    "</script>");
+	std::ofstream(probe) << with_probe;
+	ASSERT_EQ(run_cmd(chrome + "--dump-dom file://" + probe + " >" + dom + " 2>/dev/null"), 0);
+	std::string probed = slurp(dom);
+	size_t at = probed.find("<pre id=\"kt-visible\">");
+	ASSERT_NE(at, std::string::npos) << probed;
+	std::string visible = probed.substr(at, probed.find("</pre>", at) - at);
+	EXPECT_EQ(visible.find("kt-tooltip-control"), std::string::npos); // the method works
+	EXPECT_EQ(visible.find("kt-hidden-control"), std::string::npos);
+	// And on paper: printed to PDF, its text read back with pdftotext.
+	std::string pdf = dir + "/report.pdf";
+	ASSERT_EQ(run_cmd(chrome + "--no-pdf-header-footer --print-to-pdf=" + pdf + " file://" +
+	                  html + " >" + dir + "/chrome.log 2>&1"),
+	          0)
+	    << slurp(dir + "/chrome.log");
+	int rc = 0;
+	std::string printed = run_out("pdftotext -layout " + pdf + " - 2>&1", &rc);
+	ASSERT_EQ(rc, 0) << "pdftotext (poppler-utils, installed by tools/setup.sh): " << printed;
+	const std::regex timestamp("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ");
+	for (const std::string *text : {&visible, &printed}) {
+		const char *where = text == &visible ? "on screen" : "printed";
+		for (const char *want :
+		     {"shared_credential: 2 identities hold it", "Sources", "env GITHUB_TOKEN",
+		      "Risk score", "critical 10", "first seen", "last used"})
+			EXPECT_NE(text->find(want), std::string::npos)
+			    << "not visible " << where << ": " << want << "\n"
+			    << *text;
+		EXPECT_TRUE(std::regex_search(*text, timestamp)) << where << "\n" << *text;
+		EXPECT_EQ(text->find(tok), std::string::npos);
+	}
 }
 
 TEST(Tools, StatusAndPrometheusMetricsFromTheRunningAgent)

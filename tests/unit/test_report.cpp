@@ -45,6 +45,10 @@ std::string make_state()
 	l.record_use(kFine, "spiffe://t/gl", "gitlab.example.com:443", "10.1.2.3", kNow - kDay);
 	// Revoked but still seen.
 	sight(kRevoked, "slack_token", "file", "/srv/.env", "spiffe://t/bot", kNow - kDay);
+	// A path someone else chose: markup in it stays text.
+	l.record_sighting(Sighting{kRevoked, "slack_token", "", "file",
+	                           "/srv/<img src=x onerror=alert(1)>.env", "SLACK_TOKEN",
+	                           "spiffe://t/bot", kNow - kDay});
 	// A rotation: kNew replaced kFine's sibling slot.
 	sight(kNew, "gitlab_pat", "env", "GITLAB_TOKEN", "spiffe://t/gl", kNow - kDay / 2);
 	l.commit();
@@ -59,6 +63,7 @@ inventory:
     owner: data-team
     match: {fingerprint: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb}
     rotate_every: 90d
+    expires: 2021-01-01
   - id: gitlab-bot
     owner: platform
     purpose: "MCP GitLab, \"read\" <scope>"
@@ -140,6 +145,80 @@ TEST(Report, FormatsStayInertAndFitTheTerminal)
 	auto j = report_json(r);
 	EXPECT_EQ(j["credentials"].size(), 5u);
 	EXPECT_EQ(j["summary"]["credentials"], 5);
+}
+
+TEST(Report, HtmlShowsEveryDetailAsText)
+{
+	std::string state = make_state();
+	auto r = build_report(state, state + "/journal", inventory(), kNow);
+	std::string html = report_html(r);
+	// Details are text in the page, not tooltips a printout drops.
+	EXPECT_EQ(html.find("title="), std::string::npos);
+	EXPECT_NE(html.find("<b>shared_credential</b>: 2 identities hold it"), std::string::npos)
+	    << html;
+	EXPECT_NE(
+	    html.find("<b>revoked_credential_used</b>: revoked but seen 2026-11-17T11:06:40Z"),
+	    std::string::npos);
+	// Times to the second, UTC.
+	EXPECT_NE(html.find("last used <span class=\"ts\">2026-11-17T11:06:40Z</span>"),
+	          std::string::npos);
+	EXPECT_EQ(html.find(">2026-11-17<"), std::string::npos); // no bare dates
+	// The past expiry is marked, with its time and how long ago.
+	size_t expired = html.find("<span class=\"expired\">EXPIRED</span>");
+	ASSERT_NE(expired, std::string::npos);
+	EXPECT_LT(expired, html.find("2021-01-01T00:00:00Z", expired));
+	EXPECT_NE(html.find("expired 2021-01-01T00:00:00Z"), std::string::npos); // the finding
+	// A legend for the score, from the severity scale.
+	EXPECT_NE(html.find("id=\"legend\""), std::string::npos);
+	EXPECT_NE(html.find("critical 10</span>, "), std::string::npos);
+	EXPECT_NE(html.find("low 1</span>"), std::string::npos);
+	// Sources with paths and variable names; a hostile path stays inert.
+	EXPECT_NE(html.find("<code>env GITHUB_TOKEN</code>"), std::string::npos);
+	EXPECT_NE(html.find("<code>argv --db</code>"), std::string::npos);
+	EXPECT_NE(html.find("<code>file /srv/&lt;img src=x onerror=alert(1)&gt;.env "
+	                    "(SLACK_TOKEN)</code>"),
+	          std::string::npos);
+	EXPECT_EQ(html.find("<img"), std::string::npos);
+	EXPECT_EQ(html.find("<script"), std::string::npos);
+	// JSON and CSV carry the same sources.
+	auto j = report_json(r);
+	bool env = false;
+	for (const auto &c : j["credentials"])
+		for (const auto &l : c["locations"])
+			env |= l == "env GITHUB_TOKEN";
+	EXPECT_TRUE(env);
+	EXPECT_NE(report_csv(r).find(",locations\n"), std::string::npos);
+}
+
+TEST(Report, TableGivesFindingsTheirWidthFirst)
+{
+	std::string state = make_state();
+	auto r = build_report(state, state + "/journal", inventory(), kNow);
+	for (size_t width : {80u, 100u, 160u}) {
+		std::string table = report_table(r, width);
+		std::istringstream lines(table);
+		std::string line, findings;
+		size_t header_owner = 0;
+		while (std::getline(lines, line)) {
+			EXPECT_LE(line.size(), width) << line;
+			if (line.rfind("RISK", 0) == 0)
+				header_owner = line.find("HOLD/USE") - line.find("OWNER");
+			findings += line + "\n";
+		}
+		// Every rule of every credential is there in full.
+		for (const auto &c : r.credentials)
+			for (const auto &f : c.findings)
+				EXPECT_NE(findings.find(f.rule), std::string::npos) << width << "\n"
+				                                                    << table;
+		// The owner column is as wide as its widest value, no wider; at 80
+		// columns it gives way to the findings.
+		if (width >= 100) {
+			EXPECT_EQ(header_owner, std::string("data-team").size() + 1) << table;
+			EXPECT_EQ(table.find('~'), std::string::npos) << table; // nothing cut
+		} else {
+			EXPECT_LT(header_owner, std::string("data-team").size() + 1) << table;
+		}
+	}
 }
 
 TEST(Report, AlertsFromTheJournalAreCountedOnTheirCredential)

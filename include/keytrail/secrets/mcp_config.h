@@ -23,6 +23,7 @@ struct ConfigSecret {
 
 struct ConfigFileRef {
 	std::string server, field, path, kind;
+	size_t line = 0; // 1-based, where the value is; 0 when not found
 };
 
 struct McpConfigScan {
@@ -39,6 +40,10 @@ std::string jsonc_to_json(std::string_view text);
 
 // Well-known config files under a home directory.
 std::vector<std::string> mcp_config_locations(const std::string &home);
+// Whether a path names an MCP client config by where it sits: one of the
+// home locations above (".cursor/mcp.json", ".claude.json", ...) or a
+// project's (".mcp.json", ".vscode/mcp.json", ...), under any directory.
+bool is_mcp_config_path(std::string_view path);
 // Every user's home on this host (passwd entries with a real directory, /root).
 std::vector<std::string> user_homes();
 

@@ -26,6 +26,9 @@ struct ReportCredential {
 	std::string fingerprint, type, prefix;
 	std::string inventory_id, owner, purpose, environment, status;
 	std::set<std::string> holders, users, upstreams, sources;
+	// Where it was seen, with paths and variable names: "env GITHUB_TOKEN",
+	// "file /srv/app/.env (API_KEY)", "argv --db", "mcp_config <path> env.X".
+	std::set<std::string> locations;
 	int64_t first_seen = 0, last_seen = 0, last_used = 0, expires = 0;
 	uint64_t rotations = 0;
 	std::vector<std::string> rotated_from; // older fingerprints in its slot
@@ -47,9 +50,15 @@ Report build_report(const std::string &state_dir, const std::string &journal_dir
                     const std::vector<InventoryEntry> &inventory, int64_t now_ns,
                     const std::function<void(const std::string &)> &progress = {});
 
+// Findings get their full width first: the other columns shrink (type and
+// owner, down to a few characters), and findings that still do not fit wrap
+// onto the next line, never cut.
 std::string report_table(const Report &r, size_t width = 120);
 nlohmann::json report_json(const Report &r);
 std::string report_csv(const Report &r);
+// One self-contained page (no scripts, nothing fetched), every detail as
+// text so it prints: each finding with its detail, the sources, times to the
+// second (UTC), a past expiry marked, and how the risk score is made.
 std::string report_html(const Report &r);
 
 } // namespace keytrail

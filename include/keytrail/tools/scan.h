@@ -24,7 +24,15 @@ struct ScanFinding {
 	std::string ref_path, ref_kind;        // secret_file_reference
 };
 
+// A place the scan looked: a default location, a named file, a directory
+// walked. `what` says what it found there ("absent", "read", "3 configs in
+// 1200 entries", ...).
+struct ScanLooked {
+	std::string path, what;
+};
+
 struct ScanReport {
+	std::vector<ScanLooked> looked;   // where it looked, in order
 	std::vector<std::string> scanned; // config files read
 	std::vector<ScanFinding> findings;
 	std::vector<std::pair<std::string, std::string>> errors; // path, "LINE:COL: reason"
@@ -32,12 +40,26 @@ struct ScanReport {
 	bool fingerprints = false; // a key was available
 };
 
-// Scans the given files (or, when empty, every user's well-known MCP client
-// configs). `progress` is called before each file (index, total, path).
-ScanReport run_scan(const std::vector<std::string> &paths, const std::optional<Fingerprinter> &fp,
-                    const std::function<void(size_t, size_t, const std::string &)> &progress = {});
+// Bounds of a directory walk: levels below the directory named, entries
+// read in all (a walk that reaches it stops and says so), and the largest
+// config read.
+constexpr size_t kScanMaxDepth = 12;
+constexpr size_t kScanMaxEntries = 500000;
+constexpr size_t kScanMaxConfig = 4u << 20;
 
-std::string scan_text(const ScanReport &r);
+// Scans the given files and directories (or, when empty, every user's
+// well-known MCP client configs). A directory is walked for the known MCP
+// client config names (is_mcp_config_path), within the bounds above, without
+// following symlinks to directories or entering one directory twice.
+// `progress` is called before each file (index, total, path) and, during a
+// walk, every few thousand entries (entries so far, 0, directory).
+ScanReport run_scan(const std::vector<std::string> &paths, const std::optional<Fingerprinter> &fp,
+                    const std::function<void(size_t, size_t, const std::string &)> &progress = {},
+                    size_t max_entries = kScanMaxEntries);
+
+// Text: one line per finding, then the totals. Where it looked follows when
+// `verbose`, or when it found no config at all.
+std::string scan_text(const ScanReport &r, bool verbose = false);
 nlohmann::json scan_json(const ScanReport &r);
 nlohmann::json scan_sarif(const ScanReport &r);
 
