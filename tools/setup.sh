@@ -26,6 +26,7 @@ PACKAGES=(
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
 	libssl-dev libsqlite3-dev libcpp-httplib-dev
 	libgtest-dev libgmock-dev libpng-dev chromium fonts-liberation poppler-utils
+	python3-prometheus-client
 	iproute2 procps curl systemd openssl util-linux jq
 )
 

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
+
 #include "keytrail/abi.h"
 #include "keytrail/correlate/findings.h"
 #include "keytrail/output/sink.h"
@@ -43,9 +45,11 @@ Agent::Agent(Config cfg, AgentOptions opts, ProbeControl &probe, const Clock &cl
 	std::string key_file = cfg_.fingerprint_key_file.empty()
 	                           ? cfg_.state_dir + "/fingerprint.key"
 	                           : cfg_.fingerprint_key_file;
-	sources_ = std::make_unique<SecretSources>(
-	    Fingerprinter(load_or_create_key(key_file, cfg_.fingerprint_key_file.empty())),
-	    cfg_.secret_paths, cfg_.max_file_size);
+	Fingerprinter keyed(load_or_create_key(key_file, cfg_.fingerprint_key_file.empty()));
+	key_id_ = keyed.key_id();
+	spdlog::info("fingerprint key {} ({})", key_id_, key_file);
+	sources_ = std::make_unique<SecretSources>(std::move(keyed), cfg_.secret_paths,
+	                                           cfg_.max_file_size);
 	ledger_ = std::make_unique<Ledger>(cfg_.state_dir + "/ledger.db");
 	if (!opts_.record.empty())
 		recording_ = std::make_unique<RecordingWriter>(opts_.record);
@@ -107,6 +111,7 @@ void Agent::start()
 	ready["processes"] = procs_.table().live();
 	ready["config"] = cfg_.source.empty() ? "(built-in defaults)" : cfg_.source;
 	ready["state_dir"] = cfg_.state_dir;
+	ready["key_id"] = key_id_;
 	if (metrics_port_)
 		ready["metrics_port"] = metrics_port_;
 	emit(Record{std::move(ready), {}});
@@ -400,20 +405,47 @@ void Agent::reload()
 	r["config"] = cfg_.source;
 	try {
 		Config fresh = load_config(cfg_.source);
+		// What changed, and whether it applies live.
+		auto live = [](const std::string &k) {
+			return k == "inventory" || k == "identities" || k == "environments" ||
+			       k == "exceptions" || k == "tracking.clients" ||
+			       k.starts_with("correlate.");
+		};
+		nlohmann::json applied = nlohmann::json::array(), restart = nlohmann::json::array();
+		std::set<std::string> keys;
+		for (const auto *c : {&cfg_, &fresh})
+			for (const auto &kv : c->settings)
+				keys.insert(kv.first);
+		auto said = [](const Config &c, const std::string &k) {
+			auto it = c.settings.find(k);
+			return it == c.settings.end() ? std::string() : it->second;
+		};
+		for (const auto &k : keys)
+			if (said(cfg_, k) != said(fresh, k))
+				(live(k) ? applied : restart).push_back(k);
 		cfg_.inventory = std::move(fresh.inventory);
 		cfg_.identities = fresh.identities;
 		cfg_.environments = fresh.environments;
 		cfg_.trust_domain = fresh.trust_domain;
 		cfg_.clients = std::move(fresh.clients);
-		cfg_.correlate.exceptions = fresh.correlate.exceptions;
+		cfg_.correlate = fresh.correlate;
+		for (const auto &k : applied)
+			cfg_.settings[k] = said(fresh, k);
 		procs_.reconfigure(cfg_);
 		corr_->set_inventory(cfg_.inventory);
-		corr_->set_exceptions(cfg_.correlate.exceptions);
+		corr_->set_config(cfg_.correlate);
 		counters_.config.reloads++;
-		r["ok"] = true;
+		r["ok"] = restart.empty();
+		r["applied"] = applied;
+		if (!restart.empty())
+			r["restart_required"] = restart;
 		r["inventory_entries"] = cfg_.inventory.size();
-		spdlog::info("reloaded {}: {} inventory entries", cfg_.source,
-		             cfg_.inventory.size());
+		if (restart.empty())
+			spdlog::info("reloaded {}: {} inventory entries", cfg_.source,
+			             cfg_.inventory.size());
+		else
+			spdlog::warn("reloaded {} in part: {} take effect only after a restart",
+			             cfg_.source, restart.dump());
 	} catch (const Error &e) {
 		counters_.config.reload_errors++;
 		r["ok"] = false;

@@ -82,6 +82,18 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 		spdlog::info("metrics on http://{}/metrics", c.metrics_address);
 	}
 	agent.start();
+	{
+		// Where things are, for the person who started it.
+		std::string outputs;
+		for (const auto &o : out.health())
+			outputs += (outputs.empty() ? "" : ", ") + o.value("name", std::string());
+		spdlog::info("probes attached: {} programs in {:.2f} s; ring buffer {} KiB",
+		             loader.attached_programs(), loader.attach_seconds(),
+		             loader.ring_buffer_bytes() / 1024);
+		spdlog::info("config {}; state dir {}",
+		             c.source.empty() ? "(built-in defaults)" : c.source, state);
+		spdlog::info("records to {}", outputs);
+	}
 
 	using steady = std::chrono::steady_clock;
 	auto now = steady::now(), next_health = now + c.health_interval, next_metrics = now;
@@ -108,8 +120,16 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 		}
 		if (metrics && now >= next_metrics) {
 			// What a scrape reads, at most a second old.
-			metrics->publish(
-			    prometheus_text(health_metrics(agent.health_record(false))));
+			nlohmann::json h = agent.health_record(false);
+			std::string why;
+			if (loader.attached_programs() == 0)
+				why = "probes not attached";
+			for (const auto &o : out.health())
+				if (!o.value("healthy", true) && why.empty())
+					why =
+					    "output " + o.value("name", std::string()) +
+					    " is failing: " + o.value("last_error", std::string());
+			metrics->publish(prometheus_text(health_metrics(h)), why.empty(), why);
 			next_metrics = now + std::chrono::seconds(1);
 		}
 		if (now >= deadline)

@@ -34,6 +34,8 @@ int fingerprint(const StateArgs &args)
 			return 2;
 		}
 		std::printf("%s\n", fp(secret.view()).c_str());
+		std::fprintf(stderr, "keytrail fingerprint: key %s (%s)\n", fp.key_id().c_str(),
+		             st.key_file.c_str());
 		return 0;
 	} catch (const Error &e) {
 		std::fprintf(stderr, "keytrail fingerprint: %s\n", e.what());

@@ -1,6 +1,7 @@
 // keytrail report: every credential the ledger has seen, by risk.
 #include "keytrail/tools/report.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@ int report(const Args &a)
 	try {
 		State st = resolve_state(a.state);
 		Progress progress;
+		spdlog::info("ledger {}/ledger.db, journal {}", st.state_dir,
+		             a.journal.empty() ? st.journal : a.journal);
 		auto r = build_report(st.state_dir, a.journal.empty() ? st.journal : a.journal,
 		                      st.cfg.inventory, wall_now_ns(),
 		                      [&](const std::string &w) { progress.note(w); });

@@ -34,6 +34,7 @@ int scan(const Args &a)
 	std::optional<Fingerprinter> fp;
 	try {
 		fp.emplace(load_or_create_key(st.key_file, false));
+		spdlog::info("fingerprints under key {} ({})", fp->key_id(), st.key_file);
 	} catch (const Error &e) {
 		if (!st.default_key) {
 			std::fprintf(stderr, "keytrail scan: %s\n", e.what());

@@ -18,9 +18,9 @@ void Parser::identities(const YAML::Node &n, Config *c) const
 				fail(n["trust_domain"],
 				     "identities.trust_domain must be a bare name");
 		}
+		if (!n["rules"])
+			return;          // a trust domain alone
 		rules.reset(n["rules"]); // operator= would write into n
-		if (!rules)
-			return;
 	}
 	if (!rules.IsSequence())
 		fail(rules, "identity rules must be a list");

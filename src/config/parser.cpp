@@ -4,6 +4,7 @@
 #include <yaml-cpp/depthguard.h>
 
 #include <algorithm>
+#include <set>
 
 #include "keytrail/schema/record.h"
 #include "keytrail/secrets/mask.h"
@@ -158,13 +159,35 @@ Config Parser::parse(const std::string &text) const
 		throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
 		                  std::to_string(e.mark.column + 1) + ": nested too deep");
 	} catch (const YAML::ParserException &e) {
+		// YAML indents with spaces; a tab there reads as a bad value.
+		size_t line = 1, at = 0;
+		while (at < text.size() && line <= static_cast<size_t>(e.mark.line) + 1) {
+			size_t end = text.find('\n', at);
+			std::string_view l(text.data() + at,
+			                   (end == std::string::npos ? text.size() : end) - at);
+			size_t lead = l.find_first_not_of(" \t");
+			if (lead != std::string_view::npos &&
+			    l.substr(0, lead).find('\t') != l.npos)
+				throw ConfigError(
+				    name_ + ":" + std::to_string(line) + ":" +
+				    std::to_string(l.substr(0, lead).find('\t') + 1) +
+				    ": a tab in the indentation; YAML indents with spaces");
+			if (end == std::string::npos)
+				break;
+			at = end + 1;
+			line++;
+		}
 		throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
 		                  std::to_string(e.mark.column + 1) + ": " + e.msg);
 	}
 	try {
 		return parse(root);
 	} catch (const YAML::Exception &e) {
-		// yaml-cpp's own complaints (a bad conversion, an invalid node).
+		// yaml-cpp's own complaints (a bad conversion, an invalid node): a
+		// node of the wrong kind somewhere, when it has no position.
+		if (e.mark.is_null())
+			throw ConfigError(name_ + ": a section has the wrong shape (" + e.msg +
+			                  "); compare it with docs/config.md");
 		throw ConfigError(name_ + ":" + std::to_string(e.mark.line + 1) + ":" +
 		                  std::to_string(e.mark.column + 1) + ": " + e.msg);
 	}
@@ -199,6 +222,18 @@ Config Parser::parse(const YAML::Node &root) const
 		inventory(root["inventory"], &c);
 	if (root["exceptions"] && !root["exceptions"].IsNull())
 		exceptions(root["exceptions"], &c);
+	// Sections of single settings by setting; lists and rule sets whole.
+	static const std::set<std::string> by_key = {"agent", "tracking", "journal", "correlate",
+	                                             "secrets"};
+	for (const auto &kv : root) {
+		std::string k = kv.first.as<std::string>();
+		if (by_key.count(k) && kv.second.IsMap())
+			for (const auto &sub : kv.second)
+				c.settings[k + "." + sub.first.as<std::string>()] =
+				    YAML::Dump(sub.second);
+		else
+			c.settings[k] = YAML::Dump(kv.second);
+	}
 	return c;
 }
 

@@ -204,11 +204,36 @@ TEST(Secrets, SighupReloadsTheInventoryWithoutLosingState)
 	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + tok + " " + server), 0);
 	ASSERT_TRUE(a.wait_until(
 	    [&] { return slurp(a.out()).find("reloaded-entry") != std::string::npos; }, 5000));
+	auto reloads = [&] {
+		std::vector<nlohmann::json> out;
+		for (auto &r : records(a.out()))
+			if (r["type"] == "reload")
+				out.push_back(r);
+		return out;
+	};
+	ASSERT_EQ(reloads().size(), 1u);
+	EXPECT_TRUE(reloads()[0]["ok"].get<bool>()) << reloads()[0].dump();
+	EXPECT_EQ(reloads()[0]["applied"], nlohmann::json::array({"inventory"}));
+	// A setting the running agent cannot take is named, and the rest applies.
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\n  health_interval: 5s\n"
+	    << "secrets:\n  scan_mcp_configs: false\ncorrelate:\n  loopback_upstreams: true\n"
+	    << "inventory:\n  - id: reloaded-entry\n    owner: sre\n    match: { env: "
+	       "GITLAB_TOKEN }\n";
+	a.signal(SIGHUP);
+	ASSERT_TRUE(a.wait_until([&] { return reloads().size() == 2; }, 5000));
+	EXPECT_FALSE(reloads()[1]["ok"].get<bool>()) << reloads()[1].dump();
+	EXPECT_EQ(reloads()[1]["restart_required"],
+	          nlohmann::json::array({"agent.health_interval"}))
+	    << reloads()[1].dump();
+	EXPECT_EQ(reloads()[1]["applied"], nlohmann::json::array({"correlate.loopback_upstreams"}))
+	    << reloads()[1].dump();
 	// A broken edit is refused and the running config kept.
 	std::ofstream(dir + "/cfg.yaml") << "inventory: [ {id: x\n";
 	a.signal(SIGHUP);
-	ASSERT_TRUE(a.wait_until(
-	    [&] { return slurp(a.out()).find("\"ok\":false") != std::string::npos; }, 5000));
+	ASSERT_TRUE(a.wait_until([&] { return reloads().size() == 3; }, 5000));
+	EXPECT_FALSE(reloads()[2]["ok"].get<bool>());
+	EXPECT_TRUE(reloads()[2].contains("error")) << reloads()[2].dump();
 	EXPECT_EQ(a.stop(), 0);
 	Ledger l(dir + "/state/ledger.db", true);
 	auto fp = fingerprint_of(tok, dir + "/state");

@@ -312,6 +312,30 @@ TEST(Tools, StatusAndPrometheusMetricsFromTheRunningAgent)
 	EXPECT_NE(metrics.find("# TYPE keytrail_correlator_alerts_deduplicated_total counter"),
 	          std::string::npos);
 	EXPECT_NE(metrics.find("keytrail_output_healthy{output="), std::string::npos);
+	EXPECT_NE(metrics.find("keytrail_build_info{"), std::string::npos);
+	// A real parser (Prometheus' Python client) reads every family, typed.
+	std::ofstream(dir + "/metrics.txt") << metrics;
+	std::string parsed =
+	    run_out("/usr/bin/python3 -c 'import sys\n"
+	            "from prometheus_client.parser import text_string_to_metric_families as f\n"
+	            "fams = list(f(open(sys.argv[1]).read()))\n"
+	            "bad = [x.name for x in fams if x.type == \"unknown\"]\n"
+	            "print(len(fams), \"families\", \"untyped:\", bad)\n"
+	            "sys.exit(1 if bad or not fams else 0)' " +
+	                dir + "/metrics.txt 2>&1",
+	            &rc);
+	EXPECT_EQ(rc, 0) << parsed;
+	EXPECT_NE(parsed.find("untyped: []"), std::string::npos) << parsed;
+	// Healthy while the probes are attached and the outputs write.
+	std::string healthz = run_out(
+	    "curl -s -w ' %{http_code}' http://127.0.0.1:" + std::to_string(port) + "/healthz",
+	    &rc);
+	EXPECT_EQ(healthz, "ok\n 200");
+	// Where things are, said once at start.
+	std::string err = slurp(a.err());
+	EXPECT_NE(err.find("probes attached: "), std::string::npos) << err;
+	EXPECT_NE(err.find("state dir " + dir + "/state"), std::string::npos) << err;
+	EXPECT_NE(err.find("records to file:" + dir + "/out.jsonl"), std::string::npos) << err;
 	EXPECT_EQ(a.stop(), 0);
 	st = run_out(bin + " status --state-dir " + dir + "/state", &rc);
 	EXPECT_EQ(rc, 3) << st; // stopped

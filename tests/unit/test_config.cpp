@@ -81,6 +81,36 @@ TEST(Config, ErrorsNameFileLineAndReason)
 	EXPECT_NE(error_of("agent: [1, 2\n").find("cfg.yaml:"), std::string::npos); // YAML syntax
 	EXPECT_NE(error_of("agent:\n  state_dir: relative\n").find("absolute"), std::string::npos);
 	EXPECT_NE(error_of("bogus: 1\n").find("unknown key 'bogus'"), std::string::npos);
+	// A tab in the indentation is named as such, where it is.
+	EXPECT_EQ(error_of("agent:\n\tstate_dir: /x\n"),
+	          "cfg.yaml:2:1: a tab in the indentation; YAML indents with spaces");
+	EXPECT_EQ(error_of("agent:\n  state_dir: /x\ncorrelate:\n \tdedupe_window: 1h\n"),
+	          "cfg.yaml:4:2: a tab in the indentation; YAML indents with spaces");
+	// A list where a map belongs: what and where, never yaml-cpp's "invalid node".
+	std::string shape = error_of("identities:\n  rules: {id: x}\n");
+	EXPECT_NE(shape.find("cfg.yaml:2:"), std::string::npos) << shape;
+	EXPECT_EQ(shape.find("invalid node"), std::string::npos) << shape;
+}
+
+TEST(Config, ATrustDomainAloneIsValid)
+{
+	Config c = parse_config("identities: {trust_domain: corp.example}\n", "cfg.yaml");
+	EXPECT_EQ(c.trust_domain, "corp.example");
+	EXPECT_TRUE(c.identities.empty());
+}
+
+TEST(Config, SettingsAreKeptPerKeyForReloads)
+{
+	Config a = parse_config("agent:\n  health_interval: 1s\ncorrelate:\n  loopback_upstreams: "
+	                        "true\noutputs:\n  - type: stdout\n",
+	                        "cfg.yaml");
+	Config b = parse_config("agent:\n  health_interval: 2s\ncorrelate:\n  loopback_upstreams: "
+	                        "true\noutputs:\n  - type: stdout\n",
+	                        "cfg.yaml");
+	EXPECT_NE(a.settings.at("agent.health_interval"), b.settings.at("agent.health_interval"));
+	EXPECT_EQ(a.settings.at("correlate.loopback_upstreams"),
+	          b.settings.at("correlate.loopback_upstreams"));
+	EXPECT_EQ(a.settings.at("outputs"), b.settings.at("outputs"));
 }
 
 TEST(Config, DurationsAndSizes)

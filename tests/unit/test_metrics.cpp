@@ -1,5 +1,6 @@
 // The Prometheus exposition of a health record, and the server behind it.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <regex>
 #include <set>
@@ -83,4 +84,31 @@ TEST(Metrics, BadAddressesAreClearErrors)
 	EXPECT_THROW(MetricsServer("203.0.113.1:9464"), Error); // not an address of this host
 	MetricsServer ok("127.0.0.1:0");
 	EXPECT_GT(ok.port(), 0);
+	// A port in use says so.
+	try {
+		MetricsServer again("127.0.0.1:" + std::to_string(ok.port()));
+		ADD_FAILURE() << "bound a port in use";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("Address already in use"), std::string::npos)
+		    << e.what();
+	}
+}
+
+TEST(Metrics, HealthzIsOkOnlyWhileHealthy)
+{
+	MetricsServer m("127.0.0.1:0");
+	httplib::Client c("127.0.0.1", m.port());
+	auto r = c.Get("/healthz");
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->status, 503) << "not healthy before the first publish";
+	m.publish("keytrail_up 1\n", true);
+	r = c.Get("/healthz");
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->status, 200);
+	EXPECT_EQ(r->body, "ok\n");
+	m.publish("keytrail_up 1\n", false, "output file:/x is failing: disk full");
+	r = c.Get("/healthz");
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->status, 503);
+	EXPECT_NE(r->body.find("disk full"), std::string::npos);
 }

@@ -114,7 +114,8 @@ class Agent
 	const Clock &clock_;
 	Emit emit_;
 	std::string host_;
-	bool want_events_; // observation records (agent.events or the journal)
+	std::string key_id_; // Fingerprinter::key_id() of the fingerprint key
+	bool want_events_;   // observation records (agent.events or the journal)
 	Counters counters_;
 	Latency latency_;
 	int64_t feeding_ns_ = 0; // time of the input being fed

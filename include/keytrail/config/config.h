@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <regex>
 #include <string>
@@ -132,6 +133,10 @@ struct JournalConfig {
 
 struct Config {
 	std::string source; // file it came from ("" = built-in defaults)
+	// What the file said, per setting ("agent.health_interval", "outputs",
+	// "inventory", ...) as YAML text: a reload compares these to name what
+	// changed.
+	std::map<std::string, std::string> settings;
 
 	// agent:
 	std::string state_dir = "/var/lib/keytrail";

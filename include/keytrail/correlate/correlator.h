@@ -86,6 +86,13 @@ class Correlator
 	// A new inventory (SIGHUP): every holding is matched again.
 	void set_inventory(std::vector<InventoryEntry> inv);
 	void set_exceptions(std::vector<AlertException> x) { cfg_.exceptions = std::move(x); }
+	// The correlate: settings (windows, limits, disabled rules, proxies,
+	// exceptions), applied from the next input on.
+	void set_config(const CorrelateConfig &c)
+	{
+		cfg_ = c;
+		disabled_ = {c.disabled_rules.begin(), c.disabled_rules.end()};
+	}
 
 	const CorrelatorCounters &counters() const { return counters_; }
 	size_t processes() const { return procs_.size(); }

@@ -44,7 +44,10 @@ class MetricsServer
 	// when the address is malformed or cannot be bound.
 	explicit MetricsServer(const std::string &address);
 	~MetricsServer();
-	void publish(std::string text);
+	// What /metrics serves, and what /healthz says: 200 "ok" while the
+	// agent is healthy (probes attached, every output healthy), else 503
+	// with why.
+	void publish(std::string text, bool healthy = true, std::string why = "");
 	int port() const { return port_; }
 
       private:
@@ -52,6 +55,8 @@ class MetricsServer
 	std::thread thread_;
 	std::mutex mu_;
 	std::string text_ = "keytrail_up 1\n";
+	bool healthy_ = false; // until the first publish
+	std::string why_ = "starting";
 	int port_ = 0;
 };
 

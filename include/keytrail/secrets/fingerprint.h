@@ -19,6 +19,10 @@ class Fingerprinter
       public:
 	explicit Fingerprinter(SecretBytes key);
 	std::string operator()(std::string_view normalized_secret) const;
+	// Names the key without revealing it (8 hex digits of an HMAC of a
+	// fixed label): tools and the agent print it so an analyst can see two
+	// fingerprints come from the same key.
+	std::string key_id() const { return (*this)("keytrail key id").substr(0, 8); }
 
       private:
 	SecretBytes key_;
