@@ -241,7 +241,8 @@ std::set<std::string> seeds_of(Model &m, const TraceQuery &q)
 	std::set<std::string> seeds;
 	for (const auto &[id, p] : m.procs) {
 		bool hit = (!q.exec_id.empty() && id == q.exec_id) ||
-		           (!q.identity.empty() && p.identity == q.identity);
+		           (!q.identity.empty() &&
+		            trace_identity_matches(q.identity, p.identity, p.mcp_server));
 		for (const auto &s : p.secrets)
 			hit = hit || fps.count(s.fingerprint);
 		for (const auto &c : p.connects)
@@ -296,6 +297,45 @@ std::set<std::string> around(Model &m, const std::set<std::string> &seeds)
 }
 
 } // namespace
+
+bool parse_trace_time(const std::string &s, int64_t now_ns, int64_t *t)
+{
+	if (parse_rfc3339(s, t))
+		return true;
+	// A span: one or more <digits><unit>, e.g. 90s, 1h30m, 7d.
+	int64_t span = 0;
+	size_t i = 0;
+	while (i < s.size()) {
+		size_t digits = 0;
+		int64_t n = 0;
+		for (; i < s.size() && s[i] >= '0' && s[i] <= '9' && digits < 9; i++, digits++)
+			n = n * 10 + (s[i] - '0');
+		if (digits == 0 || i >= s.size())
+			return false;
+		int64_t unit = s[i] == 's'   ? 1
+		               : s[i] == 'm' ? 60
+		               : s[i] == 'h' ? 3600
+		               : s[i] == 'd' ? 86400
+		                             : 0;
+		if (unit == 0)
+			return false;
+		i++;
+		span += n * unit;
+		if (span > 100LL * 365 * 86400)
+			return false; // a century back is a typo
+	}
+	if (s.empty())
+		return false;
+	*t = now_ns - span * 1000000000LL;
+	return true;
+}
+
+bool trace_identity_matches(const std::string &pattern, const std::string &identity,
+                            const std::string &mcp_server)
+{
+	return (!identity.empty() && glob_match(pattern, identity)) ||
+	       (!mcp_server.empty() && glob_match(pattern, mcp_server));
+}
 
 TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q)
 {

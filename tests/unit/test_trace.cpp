@@ -279,3 +279,54 @@ TEST(Trace, HelpersWithNothingNewFoldIntoOneLine)
 	EXPECT_NE(all.find("git --token"), std::string::npos) << all;
 	EXPECT_EQ(all.find("more with nothing new"), std::string::npos) << all;
 }
+
+TEST(Trace, SinceAndUntilTakeSpansBeforeNow)
+{
+	const int64_t now = 1800000000LL * 1000000000LL, s = 1000000000LL;
+	int64_t t = 0;
+	ASSERT_TRUE(parse_trace_time("90s", now, &t));
+	EXPECT_EQ(t, now - 90 * s);
+	ASSERT_TRUE(parse_trace_time("30m", now, &t));
+	EXPECT_EQ(t, now - 1800 * s);
+	ASSERT_TRUE(parse_trace_time("1h", now, &t));
+	EXPECT_EQ(t, now - 3600 * s);
+	ASSERT_TRUE(parse_trace_time("7d", now, &t));
+	EXPECT_EQ(t, now - 7 * 86400 * s);
+	ASSERT_TRUE(parse_trace_time("1h30m", now, &t));
+	EXPECT_EQ(t, now - 5400 * s);
+	// RFC 3339 and dates as before.
+	int64_t want = 0;
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:00:00Z", &want));
+	ASSERT_TRUE(parse_trace_time("2026-11-26T10:00:00Z", now, &t));
+	EXPECT_EQ(t, want);
+	ASSERT_TRUE(parse_trace_time("2026-11-26", now, &t));
+	for (const char *bad : {"", "h", "1", "1x", "-1h", "1h ", "99999999999d", "yesterday"})
+		EXPECT_FALSE(parse_trace_time(bad, now, &t)) << bad;
+}
+
+TEST(Trace, IdentityTakesGlobsAndServerNames)
+{
+	EXPECT_TRUE(trace_identity_matches("*alpha*", "spiffe://t/vm/mcp-server-alpha/mcp", ""));
+	EXPECT_TRUE(trace_identity_matches("mcp-server-alpha", "spiffe://t/x", "mcp-server-alpha"));
+	EXPECT_TRUE(trace_identity_matches("mcp-server-a*", "", "mcp-server-alpha"));
+	EXPECT_FALSE(trace_identity_matches("mcp-server-alpha", "spiffe://t/alpha", "beta"));
+	EXPECT_FALSE(trace_identity_matches("*", "", ""));
+
+	std::string dir = make_journal();
+	TraceQuery q;
+	q.identity = "*t/g*";
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.seeds, std::vector<std::string>({"b:1:100"}));
+	// A bare server name: the mcp_server the records carry.
+	json e = exec("b:5:300", 300, "", "2026-11-26T10:00:04Z", "node", "spiffe://t/x");
+	e["mcp_server"] = "mcp-server-alpha";
+	{
+		std::ofstream o(dir + "/journal-20261126T100100.000000Z.jsonl");
+		o << e.dump() << "\n";
+	}
+	q.identity = "mcp-server-alpha";
+	r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.seeds, std::vector<std::string>({"b:5:300"}));
+}

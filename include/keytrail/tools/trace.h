@@ -21,7 +21,7 @@ struct TraceQuery {
 	std::optional<uint32_t> pid;
 	std::optional<int64_t> at; // with pid: the process alive then
 	std::string exec_id;
-	std::string identity;
+	std::string identity;         // a glob on the identity id, or an MCP server's name
 	int64_t since = 0, until = 0; // 0 = open
 };
 
@@ -56,6 +56,15 @@ struct TraceResult {
 	JournalReadStats stats;
 	std::string error; // the query matched nothing, or the journal is missing
 };
+
+// --since/--until: an RFC 3339 time, a date, or a span before now_ns
+// ("90s", "30m", "1h", "7d", "1h30m"). False if it is none of these.
+bool parse_trace_time(const std::string &s, int64_t now_ns, int64_t *t);
+
+// --identity: a glob on the process's identity id, or on the name of the MCP
+// server it is or descends from (so a bare server name matches too).
+bool trace_identity_matches(const std::string &pattern, const std::string &identity,
+                            const std::string &mcp_server);
 
 TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q);
 
