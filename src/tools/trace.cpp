@@ -57,6 +57,9 @@ struct Model {
 	// fingerprint -> identity -> an exec_id that held it
 	std::map<std::string, std::map<std::string, std::string>> holders;
 	std::map<std::string, std::set<std::string>> inventory; // id -> fingerprints
+	// fingerprint -> alerts that name no process (stale_credential, ...)
+	std::map<std::string, std::vector<TraceAlert>> credential_alerts;
+	std::set<std::string> execd; // processes with an exec record of their own
 
 	TraceProcess &proc(const std::string &exec_id)
 	{
@@ -69,7 +72,9 @@ struct Model {
 	{
 		std::string type = str(r, "type");
 		int64_t t = time_of(r);
-		if (type == "secret_use" || type == "alert") {
+		if (type == "alert" || type == "update")
+			add_alert(r, type, t);
+		if (type == "secret_use" || type == "alert" || type == "update") {
 			add_use(r, type == "secret_use");
 			return;
 		}
@@ -118,6 +123,45 @@ struct Model {
 			c->used.push_back(fp);
 	}
 
+	void add_alert(const nlohmann::json &r, const std::string &type, int64_t t)
+	{
+		TraceAlert a{type,
+		             str(r, "rule"),
+		             str(r, "severity"),
+		             str(r, "finding_id"),
+		             str(r, "summary"),
+		             "",
+		             t};
+		if (auto s = r.find("secret"); s != r.end() && s->is_object())
+			a.fingerprint = str(*s, "fingerprint");
+		auto pj = r.find("process");
+		std::string id = pj != r.end() && pj->is_object() ? str(*pj, "exec_id") : "";
+		if (id.empty()) {
+			if (!a.fingerprint.empty())
+				add_once(credential_alerts[a.fingerprint], std::move(a));
+			return;
+		}
+		TraceProcess &p = proc(id);
+		// What the alert says about its process, where nothing else did.
+		fill(p, *pj, 0);
+		// The agent's exe for it, over what a fork record guessed (the parent's).
+		if (!execd.count(id) && !str(*pj, "exe").empty())
+			p.exe = str(*pj, "exe");
+		if (p.identity.empty())
+			p.identity = identity_of(r);
+		add_once(p.alerts, std::move(a));
+	}
+
+	// An update repeating what is already there adds nothing to show.
+	static void add_once(std::vector<TraceAlert> &v, TraceAlert &&a)
+	{
+		for (const auto &x : v)
+			if (x.finding_id == a.finding_id && x.type == a.type &&
+			    x.summary == a.summary)
+				return;
+		v.push_back(std::move(a));
+	}
+
 	void add_secret(const nlohmann::json &r, const std::string &id, int64_t t)
 	{
 		const nlohmann::json &s = r.value("secret", nlohmann::json::object());
@@ -144,6 +188,7 @@ struct Model {
 
 	void add_exec(const nlohmann::json &r, TraceProcess &p, int64_t t)
 	{
+		execd.insert(p.exec_id);
 		p.start = t;
 		p.comm = str(r, "comm"); // a fork record named it after its parent
 		p.exe = str(r, "filename");
@@ -372,6 +417,24 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q)
 		p.children = std::move(kept);
 		if (p.parent.empty() || !keep.count(p.parent))
 			res.roots.push_back(id);
+	}
+	// Alerts about a credential with no process: where it came into the tree.
+	for (auto &[id, p] : res.processes) {
+		const TraceProcess *parent =
+		    res.processes.count(p.parent) ? &res.processes.at(p.parent) : nullptr;
+		for (const auto &s : p.secrets) {
+			bool inherited =
+			    parent && std::any_of(parent->secrets.begin(), parent->secrets.end(),
+			                          [&](const auto &x) {
+				                          return x.fingerprint == s.fingerprint;
+			                          });
+			auto it = m.credential_alerts.find(s.fingerprint);
+			if (!inherited && it != m.credential_alerts.end())
+				for (const auto &a : it->second)
+					Model::add_once(p.alerts, TraceAlert(a));
+		}
+		std::stable_sort(p.alerts.begin(), p.alerts.end(),
+		                 [](const auto &a, const auto &b) { return a.time < b.time; });
 	}
 	std::sort(res.roots.begin(), res.roots.end(), [&](const auto &a, const auto &b) {
 		return res.processes[a].start < res.processes[b].start;

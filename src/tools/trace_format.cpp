@@ -29,6 +29,17 @@ std::string dot_escape(const std::string &s)
 	return o;
 }
 
+// One label line per rule that fired on the process: "! rule (severity)".
+std::string alert_lines(const TraceProcess &p)
+{
+	std::set<std::string> seen;
+	std::string out;
+	for (const auto &a : p.alerts)
+		if (seen.insert(a.rule).second)
+			out += "\\n! " + dot_escape(a.rule) + " (" + dot_escape(a.severity) + ")";
+	return out;
+}
+
 } // namespace
 
 namespace
@@ -108,7 +119,8 @@ class TreeWriter
 			return it->second;
 		worth_[id] = false; // a cycle in the journal shows nothing more
 		const TraceProcess &p = r_.processes.at(id);
-		bool w = seeds_.count(id) || !p.connects.empty() || depth >= kMaxDepth;
+		bool w = seeds_.count(id) || !p.connects.empty() || !p.alerts.empty() ||
+		         depth >= kMaxDepth;
 		for (size_t i = 0; !w && i < p.secrets.size(); i++)
 			w = !inherited(p.secrets[i], &parent);
 		for (auto c = p.children.begin(); !w && c != p.children.end(); ++c)
@@ -183,6 +195,10 @@ class TreeWriter
 				o_ << " using " << short_fp(u);
 			o_ << "\n";
 		}
+		for (const auto &a : p.alerts)
+			o_ << when(a.time) << "  " << sub << "│  ! " << a.type << " " << a.severity
+			   << " " << a.rule << ": " << sanitize_utf8(a.summary) << " (finding "
+			   << a.finding_id.substr(0, 12) << ")\n";
 	}
 
 	const TraceResult &r_;
@@ -235,6 +251,16 @@ nlohmann::json trace_json(const TraceResult &r)
 			                 {"time", rfc3339(c.time)},
 			                 {"secrets_used", c.used}});
 		j["upstreams"] = conns;
+		nlohmann::json alerts = nlohmann::json::array();
+		for (const auto &a : p.alerts)
+			alerts.push_back({{"type", a.type},
+			                  {"rule", a.rule},
+			                  {"severity", a.severity},
+			                  {"finding_id", a.finding_id},
+			                  {"summary", sanitize_utf8(a.summary)},
+			                  {"fingerprint", a.fingerprint},
+			                  {"time", a.time ? rfc3339(a.time) : ""}});
+		j["alerts"] = alerts;
 		procs.push_back(std::move(j));
 	}
 	nlohmann::json shared = nlohmann::json::object();
@@ -259,7 +285,8 @@ std::string trace_dot(const TraceResult &r)
 	for (const auto &[id, p] : r.processes) {
 		o << "  \"p:" << dot_escape(id) << "\" [shape=box, label=\"" << dot_escape(p.comm)
 		  << "\\npid " << p.pid << (p.mcp_server.empty() ? "" : "\\n" + p.mcp_server)
-		  << "\"];\n";
+		  << alert_lines(p) << "\"" << (p.alerts.empty() ? "" : ", color=red, penwidth=2")
+		  << "];\n";
 		for (const auto &c : p.children)
 			o << "  \"p:" << dot_escape(id) << "\" -> \"p:" << dot_escape(c)
 			  << "\" [label=\"spawned\"];\n";

@@ -330,3 +330,86 @@ TEST(Trace, IdentityTakesGlobsAndServerNames)
 	ASSERT_TRUE(r.error.empty()) << r.error;
 	EXPECT_EQ(r.seeds, std::vector<std::string>({"b:5:300"}));
 }
+
+// Alerts name their process by exec_id; one about a credential alone shows
+// where that credential came in. Tree, JSON and DOT all show them.
+TEST(Trace, AlertsShowOnTheirProcesses)
+{
+	std::string dir = make_journal();
+	std::vector<json> recs = {
+	    {{"type", "alert"},
+	     {"time", "2026-11-26T10:00:05.2Z"},
+	     {"rule", "unexpected_upstream"},
+	     {"severity", "high"},
+	     {"finding_id", "0123456789abcdef0123456789abcdef"},
+	     {"summary", "worker (pid 101) used github_token afdfa8235ec3 toward evil:443"},
+	     {"process", {{"exec_id", "b:2:101"}, {"pid", 101}, {"exe", "/usr/bin/worker"}}},
+	     {"secret", {{"fingerprint", kFp}}},
+	     {"upstream", {{"addr", "203.0.113.7"}, {"port", 443}, {"sni", "api.github.com"}}}},
+	    // A repeat of the same update adds nothing.
+	    {{"type", "update"},
+	     {"time", "2026-11-26T10:00:07Z"},
+	     {"rule", "unexpected_upstream"},
+	     {"severity", "high"},
+	     {"finding_id", "0123456789abcdef0123456789abcdef"},
+	     {"summary", "again"},
+	     {"process", {{"exec_id", "b:2:101"}}},
+	     {"secret", {{"fingerprint", kFp}}}},
+	    {{"type", "update"},
+	     {"time", "2026-11-26T10:00:07Z"},
+	     {"rule", "unexpected_upstream"},
+	     {"severity", "high"},
+	     {"finding_id", "0123456789abcdef0123456789abcdef"},
+	     {"summary", "again"},
+	     {"process", {{"exec_id", "b:2:101"}}},
+	     {"secret", {{"fingerprint", kFp}}}},
+	    {{"type", "alert"},
+	     {"time", "2026-11-26T10:00:08Z"},
+	     {"rule", "stale_credential"},
+	     {"severity", "medium"},
+	     {"finding_id", "fedcba9876543210fedcba9876543210"},
+	     {"summary", "github_token afdfa8235ec3 expired on 2026-11-01 and is still held"},
+	     {"secret", {{"fingerprint", kFp}}}}};
+	{
+		std::ofstream o(dir + "/journal-20261126T100100.000000Z.jsonl");
+		for (const auto &r : recs)
+			o << r.dump() << "\n";
+	}
+	TraceQuery q;
+	q.exec_id = "b:1:100";
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	const auto &w = r.processes.at("b:2:101");
+	ASSERT_EQ(w.alerts.size(), 2u);
+	EXPECT_EQ(w.alerts[0].type, "alert");
+	EXPECT_EQ(w.alerts[0].rule, "unexpected_upstream");
+	EXPECT_EQ(w.alerts[1].type, "update");
+	EXPECT_EQ(w.exe, "/usr/bin/worker");
+	// The credential's own alert: where it came in (the server), not the child.
+	const auto &s = r.processes.at("b:1:100");
+	ASSERT_EQ(s.alerts.size(), 1u);
+	EXPECT_EQ(s.alerts[0].rule, "stale_credential");
+
+	std::string tree = trace_tree(r);
+	EXPECT_NE(tree.find("! alert high unexpected_upstream: worker (pid 101) used github_token "
+	                    "afdfa8235ec3 toward evil:443 (finding 0123456789ab)"),
+	          std::string::npos)
+	    << tree;
+	EXPECT_NE(tree.find("! alert medium stale_credential"), std::string::npos) << tree;
+	auto j = trace_json(r);
+	for (const auto &p : j["processes"])
+		if (p["exec_id"] == "b:2:101") {
+			ASSERT_EQ(p["alerts"].size(), 2u);
+			EXPECT_EQ(p["alerts"][0]["rule"], "unexpected_upstream");
+			EXPECT_EQ(p["alerts"][0]["severity"], "high");
+			EXPECT_EQ(p["alerts"][0]["finding_id"], "0123456789abcdef0123456789abcdef");
+			EXPECT_EQ(p["alerts"][0]["time"], "2026-11-26T10:00:05.200000Z");
+			EXPECT_FALSE(p["alerts"][0]["summary"].get<std::string>().empty());
+		}
+	std::string dot = trace_dot(r);
+	size_t n = dot.find("\n  \"p:b:2:101\" [");
+	ASSERT_NE(n, std::string::npos) << dot;
+	std::string line = dot.substr(n + 1, dot.find('\n', n + 1) - n - 1);
+	EXPECT_NE(line.find("! unexpected_upstream (high)"), std::string::npos) << line;
+	EXPECT_NE(line.find("color=red"), std::string::npos) << line;
+}

@@ -37,6 +37,14 @@ struct TraceConnect {
 	std::vector<std::string> used; // fingerprints a secret_use bound to it
 };
 
+// An alert or update the correlator wrote about a process (process.exec_id),
+// or about a credential with no process (then shown where it came in).
+struct TraceAlert {
+	std::string type; // "alert" or "update"
+	std::string rule, severity, finding_id, summary, fingerprint;
+	int64_t time = 0;
+};
+
 struct TraceProcess {
 	std::string exec_id, parent; // parent's exec_id
 	uint32_t pid = 0, ppid = 0;
@@ -45,6 +53,7 @@ struct TraceProcess {
 	int64_t start = 0, exit = 0;
 	std::vector<TraceSecret> secrets;
 	std::vector<TraceConnect> connects;
+	std::vector<TraceAlert> alerts; // in time order
 	std::set<std::string> children;
 };
 
