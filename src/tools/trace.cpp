@@ -219,7 +219,7 @@ struct Model {
 		TraceProcess &c = proc(str(r, "child_exec_id"));
 		c.pid = static_cast<uint32_t>(num(r, "child_pid"));
 		c.ppid = p.pid;
-		if (!c.start)
+		if (!c.start || (t && t < c.start)) // its own records may have come first
 			c.start = t;
 		if (c.comm.empty())
 			c.comm = p.comm;

@@ -4,7 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <sstream>
+#include <tuple>
 
 #include "keytrail/output/sink.h"
 #include "keytrail/tools/trace.h"
@@ -141,7 +145,7 @@ TEST(Trace, SecretShowsHoldersTheirChildrenUpstreamsAndWhoElseHoldsIt)
 	EXPECT_NE(dot.find("shape=box"), std::string::npos);
 	EXPECT_NE(dot.find("shape=hexagon"), std::string::npos);
 	EXPECT_NE(dot.find("shape=cylinder"), std::string::npos);
-	EXPECT_NE(dot.find("label=\"used\""), std::string::npos);
+	EXPECT_NE(dot.find("label=\"used afdfa8235ec3\""), std::string::npos) << dot;
 	auto j = trace_json(r);
 	EXPECT_EQ(j["journal"]["bad_lines"], 1);
 }
@@ -412,4 +416,138 @@ TEST(Trace, AlertsShowOnTheirProcesses)
 	std::string line = dot.substr(n + 1, dot.find('\n', n + 1) - n - 1);
 	EXPECT_NE(line.find("! unexpected_upstream (high)"), std::string::npos) << line;
 	EXPECT_NE(line.find("color=red"), std::string::npos) << line;
+}
+
+namespace
+{
+
+// The statements of trace_dot's output: nodes and edges with their
+// attributes (it writes one statement a line: "A" [k=v, ...]; or "A" -> "B" [...];).
+struct Dot {
+	std::map<std::string, std::map<std::string, std::string>> nodes;
+	std::vector<std::tuple<std::string, std::string, std::map<std::string, std::string>>> edges;
+	std::vector<std::string> defaults; // graph/node/edge lines
+};
+
+// A quoted string at s[i] ('"'), its escapes kept; i moves past it.
+std::string quoted(const std::string &s, size_t &i)
+{
+	std::string o;
+	for (i++; i < s.size() && s[i] != '"'; i++) {
+		if (s[i] == '\\')
+			o.push_back(s[i++]);
+		o.push_back(s[i]);
+	}
+	i++;
+	return o;
+}
+
+std::map<std::string, std::string> attrs(const std::string &s, size_t i)
+{
+	std::map<std::string, std::string> a;
+	i = s.find('[', i);
+	if (i == std::string::npos)
+		return a;
+	i++;
+	while (i < s.size() && s[i] != ']') {
+		while (s[i] == ' ' || s[i] == ',')
+			i++;
+		size_t eq = s.find('=', i);
+		std::string k = s.substr(i, eq - i);
+		i = eq + 1;
+		if (s[i] == '"') {
+			a[k] = quoted(s, i);
+		} else {
+			size_t e = s.find_first_of(",]", i);
+			a[k] = s.substr(i, e - i);
+			i = e;
+		}
+	}
+	return a;
+}
+
+Dot parse_dot(const std::string &text)
+{
+	Dot d;
+	std::istringstream in(text);
+	std::string line;
+	std::getline(in, line);
+	EXPECT_EQ(line, "digraph keytrail {");
+	while (std::getline(in, line)) {
+		if (line == "}")
+			break;
+		size_t i = line.find_first_not_of(' ');
+		if (line[i] != '"') {
+			d.defaults.push_back(line.substr(i));
+			continue;
+		}
+		std::string a = quoted(line, i);
+		if (line.compare(i, 5, " -> \"") == 0) {
+			i += 4;
+			std::string b = quoted(line, i);
+			d.edges.emplace_back(a, b, attrs(line, i));
+		} else {
+			EXPECT_FALSE(d.nodes.count(a)) << "node declared twice: " << a;
+			d.nodes[a] = attrs(line, i);
+		}
+		EXPECT_EQ(line.back(), ';') << line;
+	}
+	return d;
+}
+
+} // namespace
+
+// The queried process stands out; labels say who and when; one "used" edge
+// per process and upstream, from the process; the upstream shows its address.
+TEST(Trace, DotHighlightsTheQueryAndDrawsOneUseEdgePerUpstream)
+{
+	std::string dir = make_journal();
+	// A second use of the same credential toward the same upstream, and a
+	// second credential: still one edge.
+	json use2 = {
+	    {"type", "secret_use"},
+	    {"time", "2026-11-26T10:00:06Z"},
+	    {"process", {{"exec_id", "b:2:101"}, {"pid", 101}}},
+	    {"secret", {{"fingerprint", "00112233445566778899aabbccddeeff"}}},
+	    {"upstream", {{"addr", "203.0.113.7"}, {"port", 443}, {"sni", "api.github.com"}}}};
+	{
+		std::ofstream o(dir + "/journal-20261126T100100.000000Z.jsonl");
+		o << use2.dump() << "\n" << use2.dump() << "\n";
+	}
+	TraceQuery q;
+	q.pid = 101;
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	std::string text = trace_dot(r);
+	EXPECT_EQ(text, trace_dot(run_trace(dir, q))); // deterministic
+	Dot d = parse_dot(text);
+
+	for (const char *kind : {"graph", "node", "edge"}) {
+		auto it = std::find_if(d.defaults.begin(), d.defaults.end(),
+		                       [&](const std::string &l) { return l.starts_with(kind); });
+		ASSERT_NE(it, d.defaults.end()) << kind;
+		EXPECT_EQ(attrs(*it, 0)["fontname"], "Helvetica") << *it;
+	}
+	const auto &w = d.nodes["p:b:2:101"];
+	EXPECT_NE(w.at("style").find("filled"), std::string::npos);
+	EXPECT_NE(w.at("style").find("bold"), std::string::npos);
+	EXPECT_EQ(w.at("label"), "worker\\npid 101\\n2026-11-26T10:00:01Z");
+	const auto &s = d.nodes["p:b:1:100"];
+	EXPECT_FALSE(s.count("style")); // not asked for
+	EXPECT_EQ(s.at("label"), "server\\npid 100\\nspiffe://t/gh\\n2026-11-26T10:00:00Z");
+
+	std::string up = "u:203.0.113.7:443/api.github.com";
+	ASSERT_TRUE(d.nodes.count(up)) << text;
+	EXPECT_EQ(d.nodes[up].at("label"), "api.github.com:443\\n203.0.113.7");
+	size_t used = 0;
+	for (const auto &[a, b, at] : d.edges) {
+		EXPECT_FALSE(a.starts_with("s:") && b.starts_with("u:")) << a << " -> " << b;
+		if (b == up) {
+			EXPECT_EQ(a, "p:b:2:101");
+			EXPECT_EQ(at.at("label"), "used 001122334455 afdfa8235ec3");
+			EXPECT_EQ(at.at("color"), "red");
+			used++;
+		}
+	}
+	EXPECT_EQ(used, 1u) << text;
 }
