@@ -62,14 +62,22 @@ int trace(Args &a)
 			return 2;
 		}
 	}
-	auto r = run_trace(journal, q);
+	Progress progress;
+	auto r = run_trace(journal, q, [&](size_t i, size_t n, const std::string &seg) {
+		progress.update(i, n, "reading " + seg.substr(seg.rfind('/') + 1));
+	});
+	progress.done();
 	if (r.stats.truncated_segments || r.stats.bad_lines)
 		spdlog::warn("journal: {} truncated segment(s), {} unreadable line(s) skipped",
 		             r.stats.truncated_segments, r.stats.bad_lines);
 	if (!r.error.empty()) {
-		std::fprintf(stderr, "keytrail trace: %s (%llu records read in %s)\n",
+		std::fprintf(stderr,
+		             "keytrail trace: %s (%llu records read in %s; %llu of %llu segments "
+		             "skipped on their index)\n",
 		             r.error.c_str(), static_cast<unsigned long long>(r.stats.records),
-		             journal.c_str());
+		             journal.c_str(),
+		             static_cast<unsigned long long>(r.stats.skipped_segments),
+		             static_cast<unsigned long long>(r.stats.segments));
 		return 1;
 	}
 	std::string text = a.format == "json"  ? trace_json(r).dump(2) + "\n"

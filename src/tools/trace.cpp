@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
+#include "keytrail/output/journal.h"
 #include "keytrail/schema/record.h"
 #include "keytrail/util/clock.h"
 #include "keytrail/util/text.h"
@@ -317,7 +320,10 @@ std::set<std::string> seeds_of(Model &m, const TraceQuery &q)
 
 // Ancestors and descendants of every seed, and its siblings: a script's
 // `cat .env` and the `curl` after it are the pivot.
-std::set<std::string> around(Model &m, const std::set<std::string> &seeds)
+// Those above the seeds' parents go to *ancestors too: only their own
+// records count, not their other children.
+std::set<std::string> around(Model &m, const std::set<std::string> &seeds,
+                             std::set<std::string> *ancestors = nullptr)
 {
 	std::set<std::string> keep;
 	std::vector<std::string> todo;
@@ -327,6 +333,8 @@ std::set<std::string> around(Model &m, const std::set<std::string> &seeds)
 		std::string up = parent.empty() ? "" : m.procs[parent].parent;
 		for (int guard = 0; !up.empty() && guard < 64; guard++) {
 			keep.insert(up);
+			if (ancestors)
+				ancestors->insert(up);
 			up = m.procs[up].parent;
 		}
 	}
@@ -339,6 +347,43 @@ std::set<std::string> around(Model &m, const std::set<std::string> &seeds)
 			todo.push_back(c);
 	}
 	return keep;
+}
+
+bool in_time(const SegmentIndex &ix, const TraceQuery &q)
+{
+	if (ix.records == 0)
+		return false;
+	if (ix.untimed)
+		return true; // the reader keeps untimed records whatever the range
+	return !(q.since && ix.last < q.since) && !(q.until && ix.first > q.until);
+}
+
+// Could a record of this segment make a process a seed (seeds_of)?
+bool may_seed(const SegmentIndex &ix, const TraceQuery &q)
+{
+	if (!q.secret.empty()) {
+		auto it = ix.fingerprints.lower_bound(q.secret);
+		if (it != ix.fingerprints.end() && it->starts_with(q.secret))
+			return true;
+	}
+	if (!q.inventory.empty() && ix.inventory_ids.count(q.inventory))
+		return true;
+	if (q.pid && ix.pids.count(*q.pid))
+		return true;
+	if (!q.exec_id.empty() && (ix.exec_ids.count(q.exec_id) || ix.parents.count(q.exec_id)))
+		return true;
+	if (!q.identity.empty())
+		for (const auto *set : {&ix.identities, &ix.mcp_servers})
+			for (const auto &v : *set)
+				if (glob_match(q.identity, v))
+					return true;
+	return false;
+}
+
+template <class T> bool meets(const std::set<T> &a, const std::set<T> &b)
+{
+	const auto &[small, big] = a.size() < b.size() ? std::tie(a, b) : std::tie(b, a);
+	return std::any_of(small.begin(), small.end(), [&](const T &x) { return big.count(x); });
 }
 
 } // namespace
@@ -382,7 +427,8 @@ bool trace_identity_matches(const std::string &pattern, const std::string &ident
 	       (!mcp_server.empty() && glob_match(pattern, mcp_server));
 }
 
-TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q)
+TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
+                      const TraceProgress &progress)
 {
 	TraceResult res;
 	struct stat st;
@@ -390,18 +436,82 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q)
 		res.error = "no journal at " + journal_dir;
 		return res;
 	}
+	// Segments whose index says they are out of the time range, or name
+	// nothing the query or its tree could need, are not read. The rest are
+	// read in time order; when the tree found reaches into segments not read
+	// yet (a parent's exec, a sibling, another holder of a credential), they
+	// are added and the model is rebuilt from scratch, so it is the model a
+	// full read of the time range would give.
+	std::vector<std::string> segs = journal_segments(journal_dir);
+	std::vector<std::optional<SegmentIndex>> idx(segs.size());
+	std::vector<bool> take(segs.size());
+	uint64_t indexed = 0;
+	for (size_t i = 0; i < segs.size(); i++) {
+		idx[i] = read_segment_index(segs[i]);
+		indexed += idx[i].has_value();
+		take[i] = !idx[i] || (in_time(*idx[i], q) && may_seed(*idx[i], q));
+	}
 	Model m;
-	read_journal(
-	    journal_dir,
-	    [&](nlohmann::json &&r) {
-		    int64_t t = time_of(r);
-		    if ((q.since && t && t < q.since) || (q.until && t && t > q.until))
-			    return true;
-		    m.add(r);
-		    return true;
-	    },
-	    &res.stats);
-	std::set<std::string> seeds = seeds_of(m, q);
+	std::set<std::string> seeds;
+	std::vector<bool> done(segs.size());
+	for (;;) {
+		// Records are taken in time order: a segment added after all those
+		// read is read on top, one added before them means starting over.
+		size_t end_done =
+		    static_cast<size_t>(done.rend() - std::find(done.rbegin(), done.rend(), true));
+		for (size_t i = 0; i < end_done; i++)
+			if (take[i] && !done[i]) {
+				m = Model();
+				res.stats = {};
+				std::fill(done.begin(), done.end(), false);
+				break;
+			}
+		size_t n = static_cast<size_t>(std::count(take.begin(), take.end(), true));
+		size_t k = static_cast<size_t>(std::count(done.begin(), done.end(), true));
+		for (size_t i = 0; i < segs.size(); i++) {
+			if (!take[i] || done[i])
+				continue;
+			done[i] = true;
+			if (progress)
+				progress(k++, n, segs[i]);
+			read_journal_segment(
+			    segs[i],
+			    [&](nlohmann::json &&r) {
+				    int64_t t = time_of(r);
+				    if ((q.since && t && t < q.since) ||
+				        (q.until && t && t > q.until))
+					    return true;
+				    m.add(r);
+				    return true;
+			    },
+			    &res.stats);
+		}
+		seeds = seeds_of(m, q);
+		if (seeds.empty())
+			break;
+		std::set<std::string> ancestors, fps;
+		std::set<std::string> keep = around(m, seeds, &ancestors), below;
+		for (const auto &id : keep) {
+			if (!ancestors.count(id))
+				below.insert(id);
+			for (const auto &sec : m.procs[id].secrets)
+				fps.insert(sec.fingerprint);
+			for (const auto &c : m.procs[id].connects)
+				fps.insert(c.used.begin(), c.used.end());
+		}
+		bool more = false;
+		for (size_t i = 0; i < segs.size(); i++)
+			if (!take[i] && in_time(*idx[i], q) &&
+			    (meets(idx[i]->exec_ids, keep) || meets(idx[i]->parents, below) ||
+			     meets(idx[i]->fingerprints, fps)))
+				more = take[i] = true;
+		if (!more)
+			break;
+	}
+	res.stats.segments = segs.size();
+	res.stats.indexed_segments = indexed;
+	res.stats.skipped_segments =
+	    segs.size() - static_cast<size_t>(std::count(take.begin(), take.end(), true));
 	if (seeds.empty()) {
 		res.error = "nothing in the journal matches the query";
 		return res;

@@ -272,6 +272,8 @@ nlohmann::json trace_json(const TraceResult &r)
 	        {"shared_with", shared},
 	        {"journal",
 	         {{"segments", r.stats.segments},
+	          {"segments_skipped", r.stats.skipped_segments},
+	          {"segments_indexed", r.stats.indexed_segments},
 	          {"records", r.stats.records},
 	          {"bad_lines", r.stats.bad_lines},
 	          {"truncated_segments", r.stats.truncated_segments}}}};

@@ -551,3 +551,125 @@ TEST(Trace, DotHighlightsTheQueryAndDrawsOneUseEdgePerUpstream)
 	}
 	EXPECT_EQ(used, 1u) << text;
 }
+
+namespace
+{
+
+// A closed segment as JournalSink leaves it: .jsonl.gz and its .idx.
+std::string closed_segment(const std::string &dir, const std::string &start,
+                           const std::vector<json> &recs)
+{
+	std::string plain = dir + "/journal-" + start + ".jsonl";
+	{
+		std::ofstream o(plain);
+		for (const auto &r : recs)
+			o << r.dump() << "\n";
+	}
+	SegmentIndex ix = index_segment(plain);
+	EXPECT_TRUE(gzip_file(plain, plain + ".gz"));
+	EXPECT_TRUE(write_segment_index(plain + ".gz", ix));
+	return plain + ".gz";
+}
+
+json noise(int pid, const std::string &t)
+{
+	std::string id = "b:8:" + std::to_string(pid);
+	return exec(id, pid, "b:0:1", t, "noise", "spiffe://t/noise");
+}
+
+} // namespace
+
+// Four closed segments: the one with the credential, two of noise, one with
+// a child of its holder that never names the credential. A --secret query
+// reads the first and the last (the tree reaches it), not the noise: the
+// noise segments are corrupt and the answer is still whole and right.
+TEST(Trace, IndexSkipsSegmentsThatCannotMatch)
+{
+	std::string src = make_journal();
+	std::string dir = temp_dir() + "/journal";
+	make_private_dirs(dir);
+	std::vector<json> first;
+	{
+		std::ifstream in(src + "/journal-20261126T100000.000000Z.jsonl");
+		std::string line;
+		while (std::getline(in, line))
+			if (auto j = json::parse(line, nullptr, false); !j.is_discarded())
+				first.push_back(j);
+	}
+	closed_segment(dir, "20261126T100000.000000Z", first);
+	std::string n1 = closed_segment(
+	    dir, "20261126T100500.000000Z",
+	    {noise(500, "2026-11-26T10:05:00Z"), noise(501, "2026-11-26T10:05:01Z")});
+	closed_segment(
+	    dir, "20261126T101000.000000Z",
+	    {exec("b:7:107", 107, "b:1:100", "2026-11-26T10:10:00Z", "git", "spiffe://t/gh")});
+	std::string n2 =
+	    closed_segment(dir, "20261126T101500.000000Z", {noise(502, "2026-11-26T10:15:00Z")});
+	auto idx = read_segment_index(n1);
+	ASSERT_TRUE(idx);
+	EXPECT_EQ(idx->records, 2u);
+	EXPECT_TRUE(idx->pids.count(500));
+	EXPECT_TRUE(idx->identities.count("spiffe://t/noise"));
+	struct stat st;
+	ASSERT_EQ(stat((n1 + ".idx").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+	TraceQuery q;
+	q.secret = kFp.substr(0, 8);
+	auto whole = run_trace(dir, q);
+	ASSERT_TRUE(whole.error.empty()) << whole.error;
+	EXPECT_EQ(whole.stats.segments, 4u);
+	EXPECT_EQ(whole.stats.indexed_segments, 4u);
+	EXPECT_EQ(whole.stats.skipped_segments, 2u);
+	EXPECT_TRUE(whole.processes.count("b:7:107")); // found in a later round
+	EXPECT_EQ(whole.processes.at("b:7:107").parent, "b:1:100");
+
+	// Garbage of the same size in both noise segments: not read, not noticed.
+	for (const auto &seg : {n1, n2}) {
+		ASSERT_EQ(stat(seg.c_str(), &st), 0);
+		std::ofstream(seg, std::ios::trunc) << std::string(st.st_size, 'x');
+	}
+	std::vector<size_t> seen;
+	auto r = run_trace(
+	    dir, q, [&](size_t i, size_t n, const std::string &) { seen.push_back(i * 10 + n); });
+	EXPECT_EQ(r.stats.truncated_segments, 0u);
+	EXPECT_EQ(r.stats.bad_lines, whole.stats.bad_lines);
+	EXPECT_EQ(trace_tree(r, true), trace_tree(whole, true));
+	EXPECT_EQ(trace_json(r), trace_json(whole));
+	EXPECT_FALSE(seen.empty());
+
+	// Without the indexes every segment is read (and the garbage shows).
+	for (const auto &seg : journal_segments(dir))
+		unlink((seg + ".idx").c_str());
+	auto all = run_trace(dir, q);
+	EXPECT_EQ(all.stats.skipped_segments, 0u);
+	EXPECT_EQ(all.stats.indexed_segments, 0u);
+	EXPECT_GT(all.stats.truncated_segments + all.stats.bad_lines, whole.stats.bad_lines);
+	EXPECT_EQ(trace_tree(all, true), trace_tree(whole, true));
+}
+
+TEST(Trace, IndexSkipsSegmentsOutsideTheTimeRangeAndReadsOpenOnes)
+{
+	std::string dir = temp_dir() + "/journal";
+	make_private_dirs(dir);
+	closed_segment(dir, "20261126T100000.000000Z", {noise(500, "2026-11-26T10:00:00Z")});
+	closed_segment(dir, "20261126T110000.000000Z", {noise(501, "2026-11-26T11:00:00Z")});
+	{
+		std::ofstream o(dir + "/journal-20261126T120000.000000Z.jsonl"); // open: no index
+		o << noise(502, "2026-11-26T12:00:00Z").dump() << "\n";
+	}
+	TraceQuery q;
+	q.identity = "spiffe://t/noise";
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:30:00Z", &q.since));
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.stats.skipped_segments, 1u);
+	EXPECT_TRUE(r.processes.count("b:8:501"));
+	EXPECT_TRUE(r.processes.count("b:8:502"));
+	EXPECT_FALSE(r.processes.count("b:8:500"));
+	EXPECT_EQ(trace_json(r)["journal"]["segments_skipped"], 1);
+	// An index that does not describe its segment (another size) is ignored.
+	std::string seg = dir + "/journal-20261126T100000.000000Z.jsonl.gz";
+	std::ofstream(seg, std::ios::app) << "x";
+	EXPECT_FALSE(read_segment_index(seg));
+}

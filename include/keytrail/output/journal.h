@@ -4,7 +4,9 @@
 // time order) by a background thread at low priority, so writing never
 // waits for gzip. Retention drops the oldest segments past a total size or
 // age. A segment left open by a crash is compressed at the next start; its
-// last line may be cut, and readers skip such a line.
+// last line may be cut, and readers skip such a line. Beside each closed
+// segment, <segment>.idx says what it holds (SegmentIndex), so the tools
+// skip segments that cannot answer a query without decompressing them.
 #pragma once
 
 #include <condition_variable>
@@ -13,6 +15,8 @@
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,7 +41,8 @@ class JournalSink : public Sink
 	bool open_segment(int64_t now_ns);
 	bool close_segment();
 	void retain(int64_t now_ns);
-	void compress_closed(); // the compressor thread
+	void compress_closed();                 // the compressor thread
+	void compress(const std::string &path); // gzip, then write its index
 
 	JournalConfig cfg_;
 	int fd_ = -1;
@@ -59,7 +64,42 @@ std::vector<std::string> journal_segments(const std::string &dir);
 
 struct JournalReadStats {
 	uint64_t records = 0, bad_lines = 0, segments = 0, truncated_segments = 0;
+	// segments a reader passed over on their index, and those that had one
+	uint64_t skipped_segments = 0, indexed_segments = 0;
 };
+
+// What a closed segment holds: its time range and every value `trace`
+// looks records up by (no secret values: fingerprints are HMACs). Sets, not
+// a Bloom filter: a segment of a busy host names some thousands of
+// processes, a few hundred KiB of JSON at most. A reader may skip a segment
+// only on what its index says is absent.
+struct SegmentIndex {
+	uint64_t size = 0; // of the segment file it describes: another size voids it
+	uint64_t records = 0, untimed = 0; // untimed: records with no "time"
+	int64_t first = 0, last = 0;       // record times (wall ns)
+	std::set<std::string> fingerprints, inventory_ids, identities, mcp_servers;
+	// exec_ids: whom records are about (exec_id, process.exec_id, a fork's
+	// child); parents: a fork's parent and every exec_id in an ancestry.
+	std::set<std::string> exec_ids, parents;
+	std::set<uint32_t> pids; // pid, process.pid, child_pid, ancestry pids
+
+	void add(const nlohmann::json &record);
+	nlohmann::json to_json() const;
+	static std::optional<SegmentIndex> from_json(const nlohmann::json &j);
+};
+
+// The index of a segment read whole (plain or gzip).
+SegmentIndex index_segment(const std::string &path);
+
+// Writes segment + ".idx" (0600, atomically) for the segment as it is now.
+bool write_segment_index(const std::string &segment, SegmentIndex ix);
+
+// The index beside a segment, if there is one and it describes the segment.
+std::optional<SegmentIndex> read_segment_index(const std::string &segment);
+
+// Calls f for each record of one segment; as read_journal.
+bool read_journal_segment(const std::string &path, const std::function<bool(nlohmann::json &&)> &f,
+                          JournalReadStats *stats = nullptr);
 
 // Calls f for each record of every segment in order. Lines that are not
 // JSON objects (a cut last line, garbage) are counted and skipped; a

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -75,7 +76,14 @@ bool parse_trace_time(const std::string &s, int64_t now_ns, int64_t *t);
 bool trace_identity_matches(const std::string &pattern, const std::string &identity,
                             const std::string &mcp_server);
 
-TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q);
+// Called before each segment read: (i, n, path), i from 0.
+using TraceProgress = std::function<void(size_t, size_t, const std::string &)>;
+
+// Reads the segments that can matter to q (their .idx says so; a segment
+// without one is read whole) and rebuilds the tree. res.stats counts the
+// segments skipped.
+TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
+                      const TraceProgress &progress = {});
 
 // The indented tree; unless all, helpers with nothing to show are folded.
 std::string trace_tree(const TraceResult &r, bool all = false);
