@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <type_traits>
 
 #include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
@@ -350,9 +351,133 @@ void SegmentIndex::add(const nlohmann::json &r)
 	}
 }
 
+namespace
+{
+
+// FNV-1a, 64 bits, then splitmix64's finalizer (FNV alone leaves names
+// that differ in a digit close): the same in every build, as the file
+// outlives the binary.
+uint64_t mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+uint64_t fnv1a(std::string_view v)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (unsigned char c : v) {
+		h ^= c;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+// A lookup per process of the tree (hundreds) on every segment: each must
+// be rarely wrong, so 24-48 bits an element and 12 hashes (~1e-5 each).
+constexpr int kBloomHashes = 12;
+constexpr size_t kBloomBitsPerElement = 24;
+
+} // namespace
+
+Bloom Bloom::sized(size_t n)
+{
+	size_t bits = 64;
+	while (bits < n * kBloomBitsPerElement)
+		bits *= 2;
+	Bloom b;
+	b.words_.assign(bits / 64, 0);
+	return b;
+}
+
+void Bloom::add(std::string_view v)
+{
+	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1,
+	         mask = words_.size() * 64 - 1;
+	for (int i = 0; i < kBloomHashes; i++) {
+		uint64_t bit = (h1 + static_cast<uint64_t>(i) * h2) & mask;
+		words_[bit / 64] |= 1ULL << (bit % 64);
+	}
+}
+
+bool Bloom::may_have(std::string_view v) const
+{
+	if (words_.empty())
+		return false;
+	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1,
+	         mask = words_.size() * 64 - 1;
+	for (int i = 0; i < kBloomHashes; i++) {
+		uint64_t bit = (h1 + static_cast<uint64_t>(i) * h2) & mask;
+		if (!(words_[bit / 64] & (1ULL << (bit % 64))))
+			return false;
+	}
+	return true;
+}
+
+std::string Bloom::hex() const
+{
+	static const char *digits = "0123456789abcdef";
+	std::string o;
+	o.reserve(words_.size() * 16);
+	for (uint64_t w : words_)
+		for (int shift = 60; shift >= 0; shift -= 4)
+			o.push_back(digits[(w >> shift) & 15]);
+	return o;
+}
+
+std::optional<Bloom> Bloom::from_hex(const std::string &h)
+{
+	size_t words = h.size() / 16;
+	if (h.size() % 16 || words == 0 || (words & (words - 1)))
+		return std::nullopt; // a power of two words, as sized() makes
+	Bloom b;
+	b.words_.assign(words, 0);
+	for (size_t i = 0; i < h.size(); i++) {
+		char c = h[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return std::nullopt;
+		b.words_[i / 16] = b.words_[i / 16] << 4 | static_cast<uint64_t>(d);
+	}
+	return b;
+}
+
+namespace
+{
+
+template <class Set> Bloom bloom_of(const Set &set)
+{
+	Bloom b = Bloom::sized(set.size());
+	for (const auto &v : set) {
+		if constexpr (std::is_same_v<typename Set::value_type, std::string>)
+			b.add(v);
+		else
+			b.add(std::to_string(v));
+	}
+	return b;
+}
+
+} // namespace
+
+bool SegmentIndex::may_name_exec_id(const std::string &id) const
+{
+	return exec_bloom_ ? exec_bloom_->may_have(id) : exec_ids.count(id) > 0;
+}
+
+bool SegmentIndex::may_name_parent(const std::string &id) const
+{
+	return parent_bloom_ ? parent_bloom_->may_have(id) : parents.count(id) > 0;
+}
+
+bool SegmentIndex::may_name_pid(uint32_t pid) const
+{
+	return pid_bloom_ ? pid_bloom_->may_have(std::to_string(pid)) : pids.count(pid) > 0;
+}
+
 nlohmann::json SegmentIndex::to_json() const
 {
-	return {{"version", 1},
+	return {{"version", 2},
 	        {"size", size},
 	        {"records", records},
 	        {"untimed", untimed},
@@ -362,15 +487,15 @@ nlohmann::json SegmentIndex::to_json() const
 	        {"inventory_ids", inventory_ids},
 	        {"identities", identities},
 	        {"mcp_servers", mcp_servers},
-	        {"exec_ids", exec_ids},
-	        {"parents", parents},
-	        {"pids", pids}};
+	        {"exec_ids_bloom", bloom_of(exec_ids).hex()},
+	        {"parents_bloom", bloom_of(parents).hex()},
+	        {"pids_bloom", bloom_of(pids).hex()}};
 }
 
 std::optional<SegmentIndex> SegmentIndex::from_json(const nlohmann::json &j)
 {
 	try {
-		if (!j.is_object() || j.at("version") != 1)
+		if (!j.is_object() || j.at("version") != 2)
 			return std::nullopt;
 		SegmentIndex ix;
 		ix.size = j.at("size").get<uint64_t>();
@@ -385,9 +510,11 @@ std::optional<SegmentIndex> SegmentIndex::from_json(const nlohmann::json &j)
 		ix.inventory_ids = j.at("inventory_ids").get<std::set<std::string>>();
 		ix.identities = j.at("identities").get<std::set<std::string>>();
 		ix.mcp_servers = j.at("mcp_servers").get<std::set<std::string>>();
-		ix.exec_ids = j.at("exec_ids").get<std::set<std::string>>();
-		ix.parents = j.at("parents").get<std::set<std::string>>();
-		ix.pids = j.at("pids").get<std::set<uint32_t>>();
+		ix.exec_bloom_ = Bloom::from_hex(j.at("exec_ids_bloom").get<std::string>());
+		ix.parent_bloom_ = Bloom::from_hex(j.at("parents_bloom").get<std::string>());
+		ix.pid_bloom_ = Bloom::from_hex(j.at("pids_bloom").get<std::string>());
+		if (!ix.exec_bloom_ || !ix.parent_bloom_ || !ix.pid_bloom_)
+			return std::nullopt;
 		return ix;
 	} catch (const nlohmann::json::exception &) {
 		return std::nullopt; // not ours, or cut: the segment is read whole

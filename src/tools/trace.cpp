@@ -368,9 +368,9 @@ bool may_seed(const SegmentIndex &ix, const TraceQuery &q)
 	}
 	if (!q.inventory.empty() && ix.inventory_ids.count(q.inventory))
 		return true;
-	if (q.pid && ix.pids.count(*q.pid))
+	if (q.pid && ix.may_name_pid(*q.pid))
 		return true;
-	if (!q.exec_id.empty() && (ix.exec_ids.count(q.exec_id) || ix.parents.count(q.exec_id)))
+	if (!q.exec_id.empty() && (ix.may_name_exec_id(q.exec_id) || ix.may_name_parent(q.exec_id)))
 		return true;
 	if (!q.identity.empty())
 		for (const auto *set : {&ix.identities, &ix.mcp_servers})
@@ -380,10 +380,9 @@ bool may_seed(const SegmentIndex &ix, const TraceQuery &q)
 	return false;
 }
 
-template <class T> bool meets(const std::set<T> &a, const std::set<T> &b)
+template <class F> bool names_any(const std::set<std::string> &ids, F may_name)
 {
-	const auto &[small, big] = a.size() < b.size() ? std::tie(a, b) : std::tie(b, a);
-	return std::any_of(small.begin(), small.end(), [&](const T &x) { return big.count(x); });
+	return std::any_of(ids.begin(), ids.end(), may_name);
 }
 
 } // namespace
@@ -502,8 +501,13 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
 		bool more = false;
 		for (size_t i = 0; i < segs.size(); i++)
 			if (!take[i] && in_time(*idx[i], q) &&
-			    (meets(idx[i]->exec_ids, keep) || meets(idx[i]->parents, below) ||
-			     meets(idx[i]->fingerprints, fps)))
+			    (names_any(keep,
+			               [&](auto &id) { return idx[i]->may_name_exec_id(id); }) ||
+			     names_any(below,
+			               [&](auto &id) { return idx[i]->may_name_parent(id); }) ||
+			     names_any(fps, [&](auto &fp) {
+				     return idx[i]->fingerprints.count(fp) > 0;
+			     })))
 				more = take[i] = true;
 		if (!more)
 			break;

@@ -412,7 +412,8 @@ TEST(Journal, ClosedSegmentsCarryAnIndexThatRetentionRemovesWithThem)
 		auto ix = read_segment_index(s);
 		ASSERT_TRUE(ix) << s;
 		EXPECT_EQ(mode_of(s + ".idx"), 0600u);
-		EXPECT_EQ(ix->exec_ids.size(), ix->records);
+		EXPECT_GT(ix->records, 0u);
+		EXPECT_FALSE(ix->may_name_exec_id("b:9:404")) << "a false positive, or all";
 		EXPECT_EQ(ix->untimed, 0u);
 		EXPECT_LE(ix->first, ix->last);
 		records += ix->records;

@@ -608,7 +608,10 @@ TEST(Trace, IndexSkipsSegmentsThatCannotMatch)
 	auto idx = read_segment_index(n1);
 	ASSERT_TRUE(idx);
 	EXPECT_EQ(idx->records, 2u);
-	EXPECT_TRUE(idx->pids.count(500));
+	EXPECT_TRUE(idx->may_name_pid(500));
+	EXPECT_TRUE(idx->may_name_exec_id("b:8:501"));
+	EXPECT_TRUE(idx->may_name_parent("b:0:1"));
+	EXPECT_FALSE(idx->may_name_exec_id("b:1:100"));
 	EXPECT_TRUE(idx->identities.count("spiffe://t/noise"));
 	struct stat st;
 	ASSERT_EQ(stat((n1 + ".idx").c_str(), &st), 0);

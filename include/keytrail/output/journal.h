@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -68,24 +69,46 @@ struct JournalReadStats {
 	uint64_t skipped_segments = 0, indexed_segments = 0;
 };
 
+// A Bloom filter (12 hashes, 24-48 bits an element: about 1e-5 false
+// positives a lookup, never a false negative), for the index's large sets.
+class Bloom
+{
+      public:
+	static Bloom sized(size_t n);
+	void add(std::string_view v);
+	bool may_have(std::string_view v) const;
+	std::string hex() const;
+	static std::optional<Bloom> from_hex(const std::string &h);
+
+      private:
+	std::vector<uint64_t> words_;
+};
+
 // What a closed segment holds: its time range and every value `trace`
-// looks records up by (no secret values: fingerprints are HMACs). Sets, not
-// a Bloom filter: a segment of a busy host names some thousands of
-// processes, a few hundred KiB of JSON at most. A reader may skip a segment
-// only on what its index says is absent.
+// looks records up by (no secret values: fingerprints are HMACs). The sets
+// a reader matches by prefix or glob are written as lists; exec_ids,
+// parents and pids (thousands in a segment of a busy host) as Bloom filters.
+// A reader skips a segment only on what its index says is absent.
 struct SegmentIndex {
 	uint64_t size = 0; // of the segment file it describes: another size voids it
 	uint64_t records = 0, untimed = 0; // untimed: records with no "time"
 	int64_t first = 0, last = 0;       // record times (wall ns)
 	std::set<std::string> fingerprints, inventory_ids, identities, mcp_servers;
-	// exec_ids: whom records are about (exec_id, process.exec_id, a fork's
-	// child); parents: a fork's parent and every exec_id in an ancestry.
+	// While indexing (empty when read back: see may_name_*): exec_ids, whom
+	// records are about (exec_id, process.exec_id, a fork's child, a
+	// holder); parents, a fork's parent and every exec_id in an ancestry.
 	std::set<std::string> exec_ids, parents;
 	std::set<uint32_t> pids; // pid, process.pid, child_pid, ancestry pids
 
 	void add(const nlohmann::json &record);
+	bool may_name_exec_id(const std::string &id) const;
+	bool may_name_parent(const std::string &id) const;
+	bool may_name_pid(uint32_t pid) const;
 	nlohmann::json to_json() const;
 	static std::optional<SegmentIndex> from_json(const nlohmann::json &j);
+
+      private:
+	std::optional<Bloom> exec_bloom_, parent_bloom_, pid_bloom_; // when read back
 };
 
 // The index of a segment read whole (plain or gzip).
