@@ -22,15 +22,15 @@ struct Args {
 	CLI::Option *pid_opt = nullptr;
 };
 
-// "2026-11-26T10:00:00Z" or a date; "" = open.
-bool parse_time_opt(const std::string &s, int64_t *t, const char *what)
+// "2026-11-26T10:00:00Z", a date, or a span before now ("1h"); "" = open.
+bool parse_time_opt(const std::string &s, int64_t *t, const char *what, bool relative = true)
 {
 	if (s.empty())
 		return true;
-	if (parse_rfc3339(s, t))
+	if (relative ? parse_trace_time(s, wall_now_ns(), t) : parse_rfc3339(s, t))
 		return true;
-	std::fprintf(stderr, "keytrail: %s must be an RFC 3339 time or a date, not '%s'\n", what,
-	             s.c_str());
+	std::fprintf(stderr, "keytrail: %s must be an RFC 3339 time, a date%s, not '%s'\n", what,
+	             relative ? " or a span before now (90s, 30m, 1h, 7d)" : "", s.c_str());
 	return false;
 }
 
@@ -48,7 +48,8 @@ int trace(Args &a)
 	}
 	int64_t at_ns = 0;
 	if (!parse_time_opt(a.since, &q.since, "--since") ||
-	    !parse_time_opt(a.until, &q.until, "--until") || !parse_time_opt(a.at, &at_ns, "--at"))
+	    !parse_time_opt(a.until, &q.until, "--until") ||
+	    !parse_time_opt(a.at, &at_ns, "--at", false))
 		return 2;
 	if (!a.at.empty())
 		q.at = at_ns;
@@ -61,14 +62,22 @@ int trace(Args &a)
 			return 2;
 		}
 	}
-	auto r = run_trace(journal, q);
+	Progress progress;
+	auto r = run_trace(journal, q, [&](size_t i, size_t n, const std::string &seg) {
+		progress.update(i, n, "reading " + seg.substr(seg.rfind('/') + 1));
+	});
+	progress.done();
 	if (r.stats.truncated_segments || r.stats.bad_lines)
 		spdlog::warn("journal: {} truncated segment(s), {} unreadable line(s) skipped",
 		             r.stats.truncated_segments, r.stats.bad_lines);
 	if (!r.error.empty()) {
-		std::fprintf(stderr, "keytrail trace: %s (%llu records read in %s)\n",
+		std::fprintf(stderr,
+		             "keytrail trace: %s (%llu records read in %s; %llu of %llu segments "
+		             "skipped on their index)\n",
 		             r.error.c_str(), static_cast<unsigned long long>(r.stats.records),
-		             journal.c_str());
+		             journal.c_str(),
+		             static_cast<unsigned long long>(r.stats.skipped_segments),
+		             static_cast<unsigned long long>(r.stats.segments));
 		return 1;
 	}
 	std::string text = a.format == "json"  ? trace_json(r).dump(2) + "\n"
@@ -91,9 +100,13 @@ Command add_trace(CLI::App &app)
 	a->pid_opt = sub->add_option("--pid", a->pid, "A process id");
 	sub->add_option("--at", a->at, "With --pid: the process alive at this time");
 	sub->add_option("--exec-id", a->q.exec_id, "A process instance (exec_id)");
-	sub->add_option("--identity", a->q.identity, "A workload identity id");
-	sub->add_option("--since", a->since, "Only records at or after this time");
-	sub->add_option("--until", a->until, "Only records at or before this time");
+	sub->add_option(
+	    "--identity", a->q.identity,
+	    "A workload identity id, a glob on one ('*alpha*'), or an MCP server's name");
+	sub->add_option(
+	    "--since", a->since,
+	    "Only records at or after this time (RFC 3339, a date, or 90s, 30m, 1h, 7d ago)");
+	sub->add_option("--until", a->until, "Only records at or before this time (as --since)");
 	sub->add_option("-f,--format", a->format, "tree, json or dot (Graphviz)")
 	    ->check(CLI::IsMember({"tree", "json", "dot"}))
 	    ->capture_default_str();

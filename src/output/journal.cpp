@@ -10,6 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <type_traits>
 
 #include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
@@ -54,7 +57,7 @@ JournalSink::JournalSink(JournalConfig cfg) : cfg_(std::move(cfg))
 	make_private_dirs(cfg_.dir);
 	// Segments a crash left open: close them now (their last line may be cut).
 	for (const auto &p : list(cfg_.dir, is_open_segment))
-		gzip_file(p, p + ".gz");
+		compress(p);
 	int64_t now = wall_now_ns();
 	retain(now);
 	if (!open_segment(now))
@@ -86,10 +89,20 @@ void JournalSink::compress_closed()
 		std::string path = std::move(closed_.front());
 		closed_.pop_front();
 		lock.unlock();
-		gzip_file(path, path + ".gz"); // on failure the plain segment stays readable
+		compress(path);
 		retain(wall_now_ns());
 		lock.lock();
 	}
+}
+
+void JournalSink::compress(const std::string &path)
+{
+	// The index is read off the plain file (the page cache has it), then
+	// written beside the .gz once that exists: a reader never finds an index
+	// without its segment, and one without an index reads it whole.
+	SegmentIndex ix = index_segment(path);
+	if (gzip_file(path, path + ".gz")) // on failure the plain segment stays readable
+		write_segment_index(path + ".gz", std::move(ix));
 }
 
 bool JournalSink::open_segment(int64_t now_ns)
@@ -180,6 +193,8 @@ void JournalSink::retain(int64_t now_ns)
 	for (const auto &p : segs) {
 		struct stat st;
 		uint64_t sz = stat(p.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+		if (stat((p + ".idx").c_str(), &st) == 0) // its index counts toward max_size
+			sz += static_cast<uint64_t>(st.st_size);
 		total += sz;
 		sized.emplace_back(p, sz);
 	}
@@ -192,6 +207,7 @@ void JournalSink::retain(int64_t now_ns)
 		if (!too_old && (cfg_.max_bytes == 0 || total <= cfg_.max_bytes))
 			break; // oldest first: the rest are newer and fit
 		unlink(p.c_str());
+		unlink((p + ".idx").c_str());
 		total -= sz;
 	}
 }
@@ -206,58 +222,350 @@ std::vector<std::string> journal_segments(const std::string &dir)
 	return out;
 }
 
-bool read_journal(const std::string &dir, const std::function<bool(nlohmann::json &&)> &f,
-                  JournalReadStats *stats)
+bool read_journal_segment(const std::string &path, const std::function<bool(nlohmann::json &&)> &f,
+                          JournalReadStats *stats)
 {
 	JournalReadStats local;
 	JournalReadStats &st = stats ? *stats : local;
-	for (const auto &path : journal_segments(dir)) {
-		st.segments++;
-		// gzopen reads plain files as they are, too.
-		gzFile gz = gzopen(path.c_str(), "rb");
-		if (!gz) {
-			st.truncated_segments++;
-			continue;
+	st.segments++;
+	// gzopen reads plain files as they are, too.
+	gzFile gz = gzopen(path.c_str(), "rb");
+	if (!gz) {
+		st.truncated_segments++;
+		return true;
+	}
+	gzbuffer(gz, 128 * 1024);
+	std::string line;
+	char buf[64 * 1024];
+	bool more = true;
+	while (more) {
+		int n = gzread(gz, buf, sizeof(buf));
+		if (n <= 0) {
+			int err = Z_OK;
+			gzerror(gz, &err);
+			if (n < 0 || (err != Z_OK && err != Z_STREAM_END))
+				st.truncated_segments++;
+			more = false;
+			n = 0;
 		}
-		gzbuffer(gz, 128 * 1024);
-		std::string line;
-		char buf[64 * 1024];
-		bool more = true;
-		while (more) {
-			int n = gzread(gz, buf, sizeof(buf));
-			if (n <= 0) {
-				int err = Z_OK;
-				gzerror(gz, &err);
-				if (n < 0 || (err != Z_OK && err != Z_STREAM_END))
-					st.truncated_segments++;
-				more = false;
-				n = 0;
+		size_t start = 0;
+		for (int i = 0; i < n; i++) {
+			if (buf[i] != '\n')
+				continue;
+			line.append(buf + start, i - start);
+			start = i + 1;
+			auto j = nlohmann::json::parse(line, nullptr, false);
+			line.clear();
+			if (j.is_discarded() || !j.is_object()) {
+				st.bad_lines++;
+				continue;
 			}
-			size_t start = 0;
-			for (int i = 0; i < n; i++) {
-				if (buf[i] != '\n')
-					continue;
-				line.append(buf + start, i - start);
-				start = i + 1;
-				auto j = nlohmann::json::parse(line, nullptr, false);
-				line.clear();
-				if (j.is_discarded() || !j.is_object()) {
-					st.bad_lines++;
-					continue;
-				}
-				st.records++;
-				if (!f(std::move(j))) {
-					gzclose(gz);
-					return false;
-				}
+			st.records++;
+			if (!f(std::move(j))) {
+				gzclose(gz);
+				return false;
 			}
-			line.append(buf + start, n - start);
 		}
-		if (!line.empty())
-			st.bad_lines++; // a cut last line
-		gzclose(gz);
+		line.append(buf + start, n - start);
+	}
+	if (!line.empty())
+		st.bad_lines++; // a cut last line
+	gzclose(gz);
+	return true;
+}
+
+bool read_journal(const std::string &dir, const std::function<bool(nlohmann::json &&)> &f,
+                  JournalReadStats *stats)
+{
+	for (const auto &path : journal_segments(dir))
+		if (!read_journal_segment(path, f, stats))
+			return false;
+	return true;
+}
+
+namespace
+{
+
+std::string jstr(const nlohmann::json &j, const char *k)
+{
+	auto it = j.find(k);
+	return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+void add_pid(std::set<uint32_t> &pids, const nlohmann::json &j, const char *k)
+{
+	auto it = j.find(k);
+	if (it != j.end() && it->is_number_integer() && it->get<int64_t>() > 0 &&
+	    it->get<int64_t>() <= UINT32_MAX)
+		pids.insert(static_cast<uint32_t>(it->get<int64_t>()));
+}
+
+void add_str(std::set<std::string> &set, const nlohmann::json &j, const char *k)
+{
+	std::string v = jstr(j, k);
+	if (!v.empty())
+		set.insert(std::move(v));
+}
+
+} // namespace
+
+// Every field src/tools/trace.cpp reads a process, credential or link from.
+void SegmentIndex::add(const nlohmann::json &r)
+{
+	records++;
+	int64_t t = 0;
+	std::string ts = jstr(r, "time");
+	if (ts.empty() || !parse_rfc3339(ts, &t)) {
+		untimed++;
+	} else {
+		first = first && first < t ? first : t;
+		last = std::max(last, t);
+	}
+	bool fork = jstr(r, "type") == "fork";
+	add_str(fork ? parents : exec_ids, r, "exec_id");
+	add_str(exec_ids, r, "child_exec_id");
+	add_pid(pids, r, "pid");
+	add_pid(pids, r, "child_pid");
+	add_str(mcp_servers, r, "mcp_server");
+	if (auto it = r.find("identity"); it != r.end()) {
+		if (it->is_string())
+			add_str(identities, r, "identity");
+		else if (it->is_object())
+			add_str(identities, *it, "id");
+	}
+	if (auto a = r.find("ancestry"); a != r.end() && a->is_array())
+		for (const auto &x : *a)
+			if (x.is_object()) {
+				add_str(parents, x, "exec_id");
+				add_pid(pids, x, "pid");
+			}
+	if (auto p = r.find("process"); p != r.end() && p->is_object()) {
+		add_str(exec_ids, *p, "exec_id");
+		add_pid(pids, *p, "pid");
+		add_str(mcp_servers, *p, "mcp_server");
+	}
+	if (auto s = r.find("secret"); s != r.end() && s->is_object()) {
+		add_str(fingerprints, *s, "fingerprint");
+		add_str(inventory_ids, *s, "inventory_id");
+		add_str(exec_ids, *s, "holder_exec_id");
+	}
+}
+
+namespace
+{
+
+// FNV-1a, 64 bits, then splitmix64's finalizer (FNV alone leaves names
+// that differ in a digit close): the same in every build, as the file
+// outlives the binary.
+uint64_t mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+uint64_t fnv1a(std::string_view v)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (unsigned char c : v) {
+		h ^= c;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+// A lookup per process of the tree (hundreds) on every segment: each must
+// be rarely wrong, so 24-48 bits an element and 12 hashes (~1e-5 each).
+constexpr int kBloomHashes = 12;
+constexpr size_t kBloomBitsPerElement = 24;
+
+} // namespace
+
+Bloom Bloom::sized(size_t n)
+{
+	size_t bits = 64;
+	while (bits < n * kBloomBitsPerElement)
+		bits *= 2;
+	Bloom b;
+	b.words_.assign(bits / 64, 0);
+	return b;
+}
+
+void Bloom::add(std::string_view v)
+{
+	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1,
+	         mask = words_.size() * 64 - 1;
+	for (int i = 0; i < kBloomHashes; i++) {
+		uint64_t bit = (h1 + static_cast<uint64_t>(i) * h2) & mask;
+		words_[bit / 64] |= 1ULL << (bit % 64);
+	}
+}
+
+bool Bloom::may_have(std::string_view v) const
+{
+	if (words_.empty())
+		return false;
+	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1,
+	         mask = words_.size() * 64 - 1;
+	for (int i = 0; i < kBloomHashes; i++) {
+		uint64_t bit = (h1 + static_cast<uint64_t>(i) * h2) & mask;
+		if (!(words_[bit / 64] & (1ULL << (bit % 64))))
+			return false;
 	}
 	return true;
+}
+
+std::string Bloom::hex() const
+{
+	static const char *digits = "0123456789abcdef";
+	std::string o;
+	o.reserve(words_.size() * 16);
+	for (uint64_t w : words_)
+		for (int shift = 60; shift >= 0; shift -= 4)
+			o.push_back(digits[(w >> shift) & 15]);
+	return o;
+}
+
+std::optional<Bloom> Bloom::from_hex(const std::string &h)
+{
+	size_t words = h.size() / 16;
+	if (h.size() % 16 || words == 0 || (words & (words - 1)))
+		return std::nullopt; // a power of two words, as sized() makes
+	Bloom b;
+	b.words_.assign(words, 0);
+	for (size_t i = 0; i < h.size(); i++) {
+		char c = h[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return std::nullopt;
+		b.words_[i / 16] = b.words_[i / 16] << 4 | static_cast<uint64_t>(d);
+	}
+	return b;
+}
+
+namespace
+{
+
+template <class Set> Bloom bloom_of(const Set &set)
+{
+	Bloom b = Bloom::sized(set.size());
+	for (const auto &v : set) {
+		if constexpr (std::is_same_v<typename Set::value_type, std::string>)
+			b.add(v);
+		else
+			b.add(std::to_string(v));
+	}
+	return b;
+}
+
+} // namespace
+
+bool SegmentIndex::may_name_exec_id(const std::string &id) const
+{
+	return exec_bloom_ ? exec_bloom_->may_have(id) : exec_ids.count(id) > 0;
+}
+
+bool SegmentIndex::may_name_parent(const std::string &id) const
+{
+	return parent_bloom_ ? parent_bloom_->may_have(id) : parents.count(id) > 0;
+}
+
+bool SegmentIndex::may_name_pid(uint32_t pid) const
+{
+	return pid_bloom_ ? pid_bloom_->may_have(std::to_string(pid)) : pids.count(pid) > 0;
+}
+
+nlohmann::json SegmentIndex::to_json() const
+{
+	return {{"version", 2},
+	        {"size", size},
+	        {"records", records},
+	        {"untimed", untimed},
+	        {"first", first ? rfc3339(first) : ""},
+	        {"last", last ? rfc3339(last) : ""},
+	        {"fingerprints", fingerprints},
+	        {"inventory_ids", inventory_ids},
+	        {"identities", identities},
+	        {"mcp_servers", mcp_servers},
+	        {"exec_ids_bloom", bloom_of(exec_ids).hex()},
+	        {"parents_bloom", bloom_of(parents).hex()},
+	        {"pids_bloom", bloom_of(pids).hex()}};
+}
+
+std::optional<SegmentIndex> SegmentIndex::from_json(const nlohmann::json &j)
+{
+	try {
+		if (!j.is_object() || j.at("version") != 2)
+			return std::nullopt;
+		SegmentIndex ix;
+		ix.size = j.at("size").get<uint64_t>();
+		ix.records = j.at("records").get<uint64_t>();
+		ix.untimed = j.at("untimed").get<uint64_t>();
+		for (auto [k, t] : {std::pair{"first", &ix.first}, std::pair{"last", &ix.last}}) {
+			std::string s = j.at(k).get<std::string>();
+			if (!s.empty() && !parse_rfc3339(s, t))
+				return std::nullopt;
+		}
+		ix.fingerprints = j.at("fingerprints").get<std::set<std::string>>();
+		ix.inventory_ids = j.at("inventory_ids").get<std::set<std::string>>();
+		ix.identities = j.at("identities").get<std::set<std::string>>();
+		ix.mcp_servers = j.at("mcp_servers").get<std::set<std::string>>();
+		ix.exec_bloom_ = Bloom::from_hex(j.at("exec_ids_bloom").get<std::string>());
+		ix.parent_bloom_ = Bloom::from_hex(j.at("parents_bloom").get<std::string>());
+		ix.pid_bloom_ = Bloom::from_hex(j.at("pids_bloom").get<std::string>());
+		if (!ix.exec_bloom_ || !ix.parent_bloom_ || !ix.pid_bloom_)
+			return std::nullopt;
+		return ix;
+	} catch (const nlohmann::json::exception &) {
+		return std::nullopt; // not ours, or cut: the segment is read whole
+	}
+}
+
+SegmentIndex index_segment(const std::string &path)
+{
+	SegmentIndex ix;
+	read_journal_segment(path, [&](nlohmann::json &&r) {
+		ix.add(r);
+		return true;
+	});
+	return ix;
+}
+
+bool write_segment_index(const std::string &segment, SegmentIndex ix)
+{
+	struct stat st;
+	if (stat(segment.c_str(), &st) != 0)
+		return false;
+	ix.size = static_cast<uint64_t>(st.st_size);
+	std::string text = ix.to_json().dump() + "\n";
+	std::string idx = segment + ".idx", tmp = idx + ".tmp";
+	unlink(tmp.c_str());
+	int fd = open_private_file(tmp, false);
+	if (fd < 0)
+		return false;
+	bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+	ok = ::close(fd) == 0 && ok;
+	if (!ok || rename(tmp.c_str(), idx.c_str()) != 0) {
+		unlink(tmp.c_str());
+		return false;
+	}
+	return true;
+}
+
+std::optional<SegmentIndex> read_segment_index(const std::string &segment)
+{
+	struct stat st;
+	if (stat(segment.c_str(), &st) != 0)
+		return std::nullopt;
+	FILE *f = std::fopen((segment + ".idx").c_str(), "re");
+	if (!f)
+		return std::nullopt;
+	auto j = nlohmann::json::parse(f, nullptr, false);
+	std::fclose(f);
+	auto ix = SegmentIndex::from_json(j);
+	if (!ix || ix->size != static_cast<uint64_t>(st.st_size))
+		return std::nullopt;
+	return ix;
 }
 
 } // namespace keytrail

@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
+#include "keytrail/output/journal.h"
 #include "keytrail/schema/record.h"
 #include "keytrail/util/clock.h"
 #include "keytrail/util/text.h"
@@ -57,6 +60,9 @@ struct Model {
 	// fingerprint -> identity -> an exec_id that held it
 	std::map<std::string, std::map<std::string, std::string>> holders;
 	std::map<std::string, std::set<std::string>> inventory; // id -> fingerprints
+	// fingerprint -> alerts that name no process (stale_credential, ...)
+	std::map<std::string, std::vector<TraceAlert>> credential_alerts;
+	std::set<std::string> execd; // processes with an exec record of their own
 
 	TraceProcess &proc(const std::string &exec_id)
 	{
@@ -69,7 +75,9 @@ struct Model {
 	{
 		std::string type = str(r, "type");
 		int64_t t = time_of(r);
-		if (type == "secret_use" || type == "alert") {
+		if (type == "alert" || type == "update")
+			add_alert(r, type, t);
+		if (type == "secret_use" || type == "alert" || type == "update") {
 			add_use(r, type == "secret_use");
 			return;
 		}
@@ -118,6 +126,45 @@ struct Model {
 			c->used.push_back(fp);
 	}
 
+	void add_alert(const nlohmann::json &r, const std::string &type, int64_t t)
+	{
+		TraceAlert a{type,
+		             str(r, "rule"),
+		             str(r, "severity"),
+		             str(r, "finding_id"),
+		             str(r, "summary"),
+		             "",
+		             t};
+		if (auto s = r.find("secret"); s != r.end() && s->is_object())
+			a.fingerprint = str(*s, "fingerprint");
+		auto pj = r.find("process");
+		std::string id = pj != r.end() && pj->is_object() ? str(*pj, "exec_id") : "";
+		if (id.empty()) {
+			if (!a.fingerprint.empty())
+				add_once(credential_alerts[a.fingerprint], std::move(a));
+			return;
+		}
+		TraceProcess &p = proc(id);
+		// What the alert says about its process, where nothing else did.
+		fill(p, *pj, 0);
+		// The agent's exe for it, over what a fork record guessed (the parent's).
+		if (!execd.count(id) && !str(*pj, "exe").empty())
+			p.exe = str(*pj, "exe");
+		if (p.identity.empty())
+			p.identity = identity_of(r);
+		add_once(p.alerts, std::move(a));
+	}
+
+	// An update repeating what is already there adds nothing to show.
+	static void add_once(std::vector<TraceAlert> &v, TraceAlert &&a)
+	{
+		for (const auto &x : v)
+			if (x.finding_id == a.finding_id && x.type == a.type &&
+			    x.summary == a.summary)
+				return;
+		v.push_back(std::move(a));
+	}
+
 	void add_secret(const nlohmann::json &r, const std::string &id, int64_t t)
 	{
 		const nlohmann::json &s = r.value("secret", nlohmann::json::object());
@@ -144,6 +191,7 @@ struct Model {
 
 	void add_exec(const nlohmann::json &r, TraceProcess &p, int64_t t)
 	{
+		execd.insert(p.exec_id);
 		p.start = t;
 		p.comm = str(r, "comm"); // a fork record named it after its parent
 		p.exe = str(r, "filename");
@@ -174,7 +222,7 @@ struct Model {
 		TraceProcess &c = proc(str(r, "child_exec_id"));
 		c.pid = static_cast<uint32_t>(num(r, "child_pid"));
 		c.ppid = p.pid;
-		if (!c.start)
+		if (!c.start || (t && t < c.start)) // its own records may have come first
 			c.start = t;
 		if (c.comm.empty())
 			c.comm = p.comm;
@@ -241,7 +289,8 @@ std::set<std::string> seeds_of(Model &m, const TraceQuery &q)
 	std::set<std::string> seeds;
 	for (const auto &[id, p] : m.procs) {
 		bool hit = (!q.exec_id.empty() && id == q.exec_id) ||
-		           (!q.identity.empty() && p.identity == q.identity);
+		           (!q.identity.empty() &&
+		            trace_identity_matches(q.identity, p.identity, p.mcp_server));
 		for (const auto &s : p.secrets)
 			hit = hit || fps.count(s.fingerprint);
 		for (const auto &c : p.connects)
@@ -271,7 +320,10 @@ std::set<std::string> seeds_of(Model &m, const TraceQuery &q)
 
 // Ancestors and descendants of every seed, and its siblings: a script's
 // `cat .env` and the `curl` after it are the pivot.
-std::set<std::string> around(Model &m, const std::set<std::string> &seeds)
+// Those above the seeds' parents go to *ancestors too: only their own
+// records count, not their other children.
+std::set<std::string> around(Model &m, const std::set<std::string> &seeds,
+                             std::set<std::string> *ancestors = nullptr)
 {
 	std::set<std::string> keep;
 	std::vector<std::string> todo;
@@ -281,6 +333,8 @@ std::set<std::string> around(Model &m, const std::set<std::string> &seeds)
 		std::string up = parent.empty() ? "" : m.procs[parent].parent;
 		for (int guard = 0; !up.empty() && guard < 64; guard++) {
 			keep.insert(up);
+			if (ancestors)
+				ancestors->insert(up);
 			up = m.procs[up].parent;
 		}
 	}
@@ -295,9 +349,85 @@ std::set<std::string> around(Model &m, const std::set<std::string> &seeds)
 	return keep;
 }
 
+bool in_time(const SegmentIndex &ix, const TraceQuery &q)
+{
+	if (ix.records == 0)
+		return false;
+	if (ix.untimed)
+		return true; // the reader keeps untimed records whatever the range
+	return !(q.since && ix.last < q.since) && !(q.until && ix.first > q.until);
+}
+
+// Could a record of this segment make a process a seed (seeds_of)?
+bool may_seed(const SegmentIndex &ix, const TraceQuery &q)
+{
+	if (!q.secret.empty()) {
+		auto it = ix.fingerprints.lower_bound(q.secret);
+		if (it != ix.fingerprints.end() && it->starts_with(q.secret))
+			return true;
+	}
+	if (!q.inventory.empty() && ix.inventory_ids.count(q.inventory))
+		return true;
+	if (q.pid && ix.may_name_pid(*q.pid))
+		return true;
+	if (!q.exec_id.empty() && (ix.may_name_exec_id(q.exec_id) || ix.may_name_parent(q.exec_id)))
+		return true;
+	if (!q.identity.empty())
+		for (const auto *set : {&ix.identities, &ix.mcp_servers})
+			for (const auto &v : *set)
+				if (glob_match(q.identity, v))
+					return true;
+	return false;
+}
+
+template <class F> bool names_any(const std::set<std::string> &ids, F may_name)
+{
+	return std::any_of(ids.begin(), ids.end(), may_name);
+}
+
 } // namespace
 
-TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q)
+bool parse_trace_time(const std::string &s, int64_t now_ns, int64_t *t)
+{
+	if (parse_rfc3339(s, t))
+		return true;
+	// A span: one or more <digits><unit>, e.g. 90s, 1h30m, 7d.
+	int64_t span = 0;
+	size_t i = 0;
+	while (i < s.size()) {
+		size_t digits = 0;
+		int64_t n = 0;
+		for (; i < s.size() && s[i] >= '0' && s[i] <= '9' && digits < 9; i++, digits++)
+			n = n * 10 + (s[i] - '0');
+		if (digits == 0 || i >= s.size())
+			return false;
+		int64_t unit = s[i] == 's'   ? 1
+		               : s[i] == 'm' ? 60
+		               : s[i] == 'h' ? 3600
+		               : s[i] == 'd' ? 86400
+		                             : 0;
+		if (unit == 0)
+			return false;
+		i++;
+		span += n * unit;
+		if (span > 100LL * 365 * 86400)
+			return false; // a century back is a typo
+	}
+	if (s.empty())
+		return false;
+	*t = now_ns - span * 1000000000LL;
+	return true;
+}
+
+bool trace_identity_matches(const std::string &pattern, const std::string &identity,
+                            const std::string &mcp_server)
+{
+	return (!identity.empty() && glob_match(pattern, identity)) ||
+	       (!mcp_server.empty() && glob_match(pattern, mcp_server));
+}
+
+TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
+                      const TraceProgress &progress)
 {
 	TraceResult res;
 	struct stat st;
@@ -305,18 +435,87 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q)
 		res.error = "no journal at " + journal_dir;
 		return res;
 	}
+	// Segments whose index says they are out of the time range, or name
+	// nothing the query or its tree could need, are not read. The rest are
+	// read in time order; when the tree found reaches into segments not read
+	// yet (a parent's exec, a sibling, another holder of a credential), they
+	// are added and the model is rebuilt from scratch, so it is the model a
+	// full read of the time range would give.
+	std::vector<std::string> segs = journal_segments(journal_dir);
+	std::vector<std::optional<SegmentIndex>> idx(segs.size());
+	std::vector<bool> take(segs.size());
+	uint64_t indexed = 0;
+	for (size_t i = 0; i < segs.size(); i++) {
+		idx[i] = read_segment_index(segs[i]);
+		indexed += idx[i].has_value();
+		take[i] = !idx[i] || (in_time(*idx[i], q) && may_seed(*idx[i], q));
+	}
 	Model m;
-	read_journal(
-	    journal_dir,
-	    [&](nlohmann::json &&r) {
-		    int64_t t = time_of(r);
-		    if ((q.since && t && t < q.since) || (q.until && t && t > q.until))
-			    return true;
-		    m.add(r);
-		    return true;
-	    },
-	    &res.stats);
-	std::set<std::string> seeds = seeds_of(m, q);
+	std::set<std::string> seeds;
+	std::vector<bool> done(segs.size());
+	for (;;) {
+		// Records are taken in time order: a segment added after all those
+		// read is read on top, one added before them means starting over.
+		size_t end_done =
+		    static_cast<size_t>(done.rend() - std::find(done.rbegin(), done.rend(), true));
+		for (size_t i = 0; i < end_done; i++)
+			if (take[i] && !done[i]) {
+				m = Model();
+				res.stats = {};
+				std::fill(done.begin(), done.end(), false);
+				break;
+			}
+		size_t n = static_cast<size_t>(std::count(take.begin(), take.end(), true));
+		size_t k = static_cast<size_t>(std::count(done.begin(), done.end(), true));
+		for (size_t i = 0; i < segs.size(); i++) {
+			if (!take[i] || done[i])
+				continue;
+			done[i] = true;
+			if (progress)
+				progress(k++, n, segs[i]);
+			read_journal_segment(
+			    segs[i],
+			    [&](nlohmann::json &&r) {
+				    int64_t t = time_of(r);
+				    if ((q.since && t && t < q.since) ||
+				        (q.until && t && t > q.until))
+					    return true;
+				    m.add(r);
+				    return true;
+			    },
+			    &res.stats);
+		}
+		seeds = seeds_of(m, q);
+		if (seeds.empty())
+			break;
+		std::set<std::string> ancestors, fps;
+		std::set<std::string> keep = around(m, seeds, &ancestors), below;
+		for (const auto &id : keep) {
+			if (!ancestors.count(id))
+				below.insert(id);
+			for (const auto &sec : m.procs[id].secrets)
+				fps.insert(sec.fingerprint);
+			for (const auto &c : m.procs[id].connects)
+				fps.insert(c.used.begin(), c.used.end());
+		}
+		bool more = false;
+		for (size_t i = 0; i < segs.size(); i++)
+			if (!take[i] && in_time(*idx[i], q) &&
+			    (names_any(keep,
+			               [&](auto &id) { return idx[i]->may_name_exec_id(id); }) ||
+			     names_any(below,
+			               [&](auto &id) { return idx[i]->may_name_parent(id); }) ||
+			     names_any(fps, [&](auto &fp) {
+				     return idx[i]->fingerprints.count(fp) > 0;
+			     })))
+				more = take[i] = true;
+		if (!more)
+			break;
+	}
+	res.stats.segments = segs.size();
+	res.stats.indexed_segments = indexed;
+	res.stats.skipped_segments =
+	    segs.size() - static_cast<size_t>(std::count(take.begin(), take.end(), true));
 	if (seeds.empty()) {
 		res.error = "nothing in the journal matches the query";
 		return res;
@@ -332,6 +531,24 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q)
 		p.children = std::move(kept);
 		if (p.parent.empty() || !keep.count(p.parent))
 			res.roots.push_back(id);
+	}
+	// Alerts about a credential with no process: where it came into the tree.
+	for (auto &[id, p] : res.processes) {
+		const TraceProcess *parent =
+		    res.processes.count(p.parent) ? &res.processes.at(p.parent) : nullptr;
+		for (const auto &s : p.secrets) {
+			bool inherited =
+			    parent && std::any_of(parent->secrets.begin(), parent->secrets.end(),
+			                          [&](const auto &x) {
+				                          return x.fingerprint == s.fingerprint;
+			                          });
+			auto it = m.credential_alerts.find(s.fingerprint);
+			if (!inherited && it != m.credential_alerts.end())
+				for (const auto &a : it->second)
+					Model::add_once(p.alerts, TraceAlert(a));
+		}
+		std::stable_sort(p.alerts.begin(), p.alerts.end(),
+		                 [](const auto &a, const auto &b) { return a.time < b.time; });
 	}
 	std::sort(res.roots.begin(), res.roots.end(), [&](const auto &a, const auto &b) {
 		return res.processes[a].start < res.processes[b].start;

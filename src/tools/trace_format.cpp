@@ -29,6 +29,17 @@ std::string dot_escape(const std::string &s)
 	return o;
 }
 
+// One label line per rule that fired on the process: "! rule (severity)".
+std::string alert_lines(const TraceProcess &p)
+{
+	std::set<std::string> seen;
+	std::string out;
+	for (const auto &a : p.alerts)
+		if (seen.insert(a.rule).second)
+			out += "\\n! " + dot_escape(a.rule) + " (" + dot_escape(a.severity) + ")";
+	return out;
+}
+
 } // namespace
 
 namespace
@@ -108,7 +119,8 @@ class TreeWriter
 			return it->second;
 		worth_[id] = false; // a cycle in the journal shows nothing more
 		const TraceProcess &p = r_.processes.at(id);
-		bool w = seeds_.count(id) || !p.connects.empty() || depth >= kMaxDepth;
+		bool w = seeds_.count(id) || !p.connects.empty() || !p.alerts.empty() ||
+		         depth >= kMaxDepth;
 		for (size_t i = 0; !w && i < p.secrets.size(); i++)
 			w = !inherited(p.secrets[i], &parent);
 		for (auto c = p.children.begin(); !w && c != p.children.end(); ++c)
@@ -183,6 +195,10 @@ class TreeWriter
 				o_ << " using " << short_fp(u);
 			o_ << "\n";
 		}
+		for (const auto &a : p.alerts)
+			o_ << when(a.time) << "  " << sub << "│  ! " << a.type << " " << a.severity
+			   << " " << a.rule << ": " << sanitize_utf8(a.summary) << " (finding "
+			   << a.finding_id.substr(0, 12) << ")\n";
 	}
 
 	const TraceResult &r_;
@@ -235,6 +251,16 @@ nlohmann::json trace_json(const TraceResult &r)
 			                 {"time", rfc3339(c.time)},
 			                 {"secrets_used", c.used}});
 		j["upstreams"] = conns;
+		nlohmann::json alerts = nlohmann::json::array();
+		for (const auto &a : p.alerts)
+			alerts.push_back({{"type", a.type},
+			                  {"rule", a.rule},
+			                  {"severity", a.severity},
+			                  {"finding_id", a.finding_id},
+			                  {"summary", sanitize_utf8(a.summary)},
+			                  {"fingerprint", a.fingerprint},
+			                  {"time", a.time ? rfc3339(a.time) : ""}});
+		j["alerts"] = alerts;
 		procs.push_back(std::move(j));
 	}
 	nlohmann::json shared = nlohmann::json::object();
@@ -246,52 +272,112 @@ nlohmann::json trace_json(const TraceResult &r)
 	        {"shared_with", shared},
 	        {"journal",
 	         {{"segments", r.stats.segments},
+	          {"segments_skipped", r.stats.skipped_segments},
+	          {"segments_indexed", r.stats.indexed_segments},
 	          {"records", r.stats.records},
 	          {"bad_lines", r.stats.bad_lines},
 	          {"truncated_segments", r.stats.truncated_segments}}}};
 }
 
+namespace
+{
+
+// "curl\npid 26168\nspiffe://…/alpha/mcp\n2026-11-26T16:30:00Z", then alerts.
+std::string process_label(const TraceProcess &p)
+{
+	std::string l =
+	    dot_escape(p.comm.empty() ? p.exe : p.comm) + "\\npid " + std::to_string(p.pid);
+	if (!p.identity.empty())
+		l += "\\n" + dot_escape(p.identity);
+	else if (!p.mcp_server.empty())
+		l += "\\nmcp " + dot_escape(p.mcp_server);
+	if (p.start)
+		l += "\\n" + rfc3339(p.start).substr(0, 19) + "Z";
+	return l + alert_lines(p);
+}
+
+std::string upstream_key(const TraceConnect &c)
+{
+	return c.addr + ":" + std::to_string(c.port) + "/" + c.name;
+}
+
+// The name a process gave it (SNI, Host) and the address it reached.
+std::string upstream_label(const TraceConnect &c)
+{
+	std::string port = ":" + std::to_string(c.port);
+	if (c.name.empty())
+		return dot_escape(c.addr) + port;
+	return dot_escape(c.name) + port + (c.addr.empty() ? "" : "\\n" + dot_escape(c.addr));
+}
+
+} // namespace
+
 std::string trace_dot(const TraceResult &r)
 {
+	// One font for the graph, its nodes and its edges.
+	const char *font = "fontname=\"Helvetica\", fontsize=10";
 	std::ostringstream o;
-	o << "digraph keytrail {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=10];\n";
-	std::set<std::string> secrets, upstreams;
+	o << "digraph keytrail {\n  rankdir=LR;\n  graph [" << font << "];\n  node [" << font
+	  << "];\n  edge [" << font << "];\n";
+	std::set<std::string> seeds(r.seeds.begin(), r.seeds.end());
+	std::set<std::string> secrets, upstreams, holders;
 	for (const auto &[id, p] : r.processes) {
-		o << "  \"p:" << dot_escape(id) << "\" [shape=box, label=\"" << dot_escape(p.comm)
-		  << "\\npid " << p.pid << (p.mcp_server.empty() ? "" : "\\n" + p.mcp_server)
-		  << "\"];\n";
+		std::string node = "\"p:" + dot_escape(id) + "\"";
+		bool seed = seeds.count(id);
+		o << "  " << node << " [shape=box, label=\"" << process_label(p) << "\"";
+		if (seed) // what the query asked for
+			o << ", style=\"filled,bold\", fillcolor=\"#cfe2ff\", penwidth=2";
+		if (!p.alerts.empty())
+			o << ", color=red" << (seed ? "" : ", penwidth=2");
+		o << "];\n";
 		for (const auto &c : p.children)
-			o << "  \"p:" << dot_escape(id) << "\" -> \"p:" << dot_escape(c)
+			o << "  " << node << " -> \"p:" << dot_escape(c)
 			  << "\" [label=\"spawned\"];\n";
 		for (const auto &s : p.secrets) {
+			std::string sn = "\"s:" + dot_escape(s.fingerprint) + "\"";
 			if (secrets.insert(s.fingerprint).second)
-				o << "  \"s:" << s.fingerprint
-				  << "\" [shape=hexagon, style=filled, "
-				  << "fillcolor=\"#ffe0a0\", label=\"" << dot_escape(s.type)
-				  << "\\n"
-				  << short_fp(s.fingerprint) << "\"];\n";
-			o << "  \"p:" << dot_escape(id) << "\" -> \"s:" << s.fingerprint
-			  << "\" [label=\"obtained (" << dot_escape(s.source) << ")\"];\n";
+				o << "  " << sn
+				  << " [shape=hexagon, style=filled, fillcolor=\"#ffe0a0\", "
+				     "label=\""
+				  << dot_escape(s.type) << "\\n"
+				  << dot_escape(short_fp(s.fingerprint)) << "\"];\n";
+			o << "  " << node << " -> " << sn << " [label=\"obtained ("
+			  << dot_escape(s.source) << ")\"];\n";
 		}
+		// One edge per upstream, from the process: "used" (red) with the
+		// credentials a secret_use bound to it, else "connected".
+		std::vector<std::pair<const TraceConnect *, std::set<std::string>>> ups;
 		for (const auto &c : p.connects) {
-			std::string key = c.addr + ":" + std::to_string(c.port) + "/" + c.name;
-			if (upstreams.insert(key).second)
-				o << "  \"u:" << dot_escape(key) << "\" [shape=cylinder, label=\""
-				  << dot_escape(c.name.empty() ? c.addr : c.name) << ":" << c.port
-				  << "\"];\n";
-			o << "  \"p:" << dot_escape(id) << "\" -> \"u:" << dot_escape(key)
-			  << "\" [label=\"connected\"];\n";
-			for (const auto &u : c.used)
-				o << "  \"s:" << u << "\" -> \"u:" << dot_escape(key)
-				  << "\" [style=dashed, color=red, label=\"used\"];\n";
+			auto it = std::find_if(ups.begin(), ups.end(), [&](const auto &u) {
+				return upstream_key(*u.first) == upstream_key(c);
+			});
+			if (it == ups.end())
+				it = ups.insert(ups.end(), {&c, {}});
+			it->second.insert(c.used.begin(), c.used.end());
+		}
+		for (const auto &[c, used] : ups) {
+			std::string un = "\"u:" + dot_escape(upstream_key(*c)) + "\"";
+			if (upstreams.insert(upstream_key(*c)).second)
+				o << "  " << un << " [shape=cylinder, label=\""
+				  << upstream_label(*c) << "\"];\n";
+			o << "  " << node << " -> " << un;
+			if (used.empty()) {
+				o << " [label=\"connected\"];\n";
+				continue;
+			}
+			o << " [color=red, penwidth=2, label=\"used";
+			for (const auto &fp : used)
+				o << " " << dot_escape(short_fp(fp));
+			o << "\"];\n";
 		}
 	}
 	for (const auto &[fp, ids] : r.shared)
 		for (const auto &id : ids) {
-			o << "  \"i:" << dot_escape(id)
-			  << "\" [shape=ellipse, style=dashed, label=\"" << dot_escape(id)
-			  << "\"];\n";
-			o << "  \"i:" << dot_escape(id) << "\" -> \"s:" << fp
+			std::string in = "\"i:" + dot_escape(id) + "\"";
+			if (holders.insert(id).second)
+				o << "  " << in << " [shape=ellipse, style=dashed, label=\""
+				  << dot_escape(id) << "\"];\n";
+			o << "  " << in << " -> \"s:" << dot_escape(fp)
 			  << "\" [style=dotted, label=\"also holds\"];\n";
 		}
 	o << "}\n";

@@ -1,4 +1,5 @@
 // Sinks, the async Output, the journal and OCSF, without a kernel.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -378,6 +379,61 @@ TEST(Journal, RetentionDropsTheOldestPastTheSizeLimit)
 		total += st.st_size;
 	}
 	EXPECT_LE(total, 3000u + 4096u); // the limit, plus at most the newest segment
+}
+
+// Each closed segment gets an index beside it (0600) that says what it
+// holds; retention removes a segment's index with it.
+TEST(Journal, ClosedSegmentsCarryAnIndexThatRetentionRemovesWithThem)
+{
+	std::string dir = temp_dir() + "/journal";
+	JournalConfig cfg;
+	cfg.dir = dir;
+	cfg.segment_size = 4096;
+	cfg.max_bytes = 6000;
+	{
+		JournalSink j(cfg);
+		for (int i = 0; i < 2000; i++) {
+			std::string pad;
+			for (int k = 0; k < 40; k++)
+				pad.push_back(static_cast<char>('a' + (i * 7 + k * 13) % 26));
+			json r = {{"type", "exec"},
+			          {"time", rfc3339(SystemClock().now_ns())},
+			          {"exec_id", "b:1:" + std::to_string(i)},
+			          {"pid", i + 1},
+			          {"p", pad}};
+			ASSERT_TRUE(j.write(r.dump(), LineMeta{"exec", 6, SystemClock().now_ns()}));
+			j.flush();
+		}
+	}
+	auto segs = journal_segments(dir);
+	ASSERT_FALSE(segs.empty());
+	uint64_t records = 0;
+	for (const auto &s : segs) {
+		auto ix = read_segment_index(s);
+		ASSERT_TRUE(ix) << s;
+		EXPECT_EQ(mode_of(s + ".idx"), 0600u);
+		EXPECT_GT(ix->records, 0u);
+		EXPECT_FALSE(ix->may_name_exec_id("b:9:404")) << "a false positive, or all";
+		EXPECT_EQ(ix->untimed, 0u);
+		EXPECT_LE(ix->first, ix->last);
+		records += ix->records;
+	}
+	EXPECT_LT(records, 2000u); // retention dropped the oldest
+	DIR *d = opendir(dir.c_str());
+	ASSERT_NE(d, nullptr);
+	size_t idx = 0;
+	while (dirent *e = readdir(d)) {
+		std::string n = e->d_name;
+		if (!n.ends_with(".idx"))
+			continue;
+		idx++;
+		struct stat st {
+		};
+		EXPECT_EQ(stat((dir + "/" + n.substr(0, n.size() - 4)).c_str(), &st), 0)
+		    << n << " outlived its segment";
+	}
+	closedir(d);
+	EXPECT_EQ(idx, segs.size());
 }
 
 TEST(Journal, ReaderSurvivesTruncatedSegmentsCutLinesAndGarbage)

@@ -4,7 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <sstream>
+#include <tuple>
 
 #include "keytrail/output/sink.h"
 #include "keytrail/tools/trace.h"
@@ -141,7 +145,7 @@ TEST(Trace, SecretShowsHoldersTheirChildrenUpstreamsAndWhoElseHoldsIt)
 	EXPECT_NE(dot.find("shape=box"), std::string::npos);
 	EXPECT_NE(dot.find("shape=hexagon"), std::string::npos);
 	EXPECT_NE(dot.find("shape=cylinder"), std::string::npos);
-	EXPECT_NE(dot.find("label=\"used\""), std::string::npos);
+	EXPECT_NE(dot.find("label=\"used afdfa8235ec3\""), std::string::npos) << dot;
 	auto j = trace_json(r);
 	EXPECT_EQ(j["journal"]["bad_lines"], 1);
 }
@@ -278,4 +282,397 @@ TEST(Trace, HelpersWithNothingNewFoldIntoOneLine)
 	EXPECT_EQ(count(all, "* secret github_token"), 6u) << all;
 	EXPECT_NE(all.find("git --token"), std::string::npos) << all;
 	EXPECT_EQ(all.find("more with nothing new"), std::string::npos) << all;
+}
+
+TEST(Trace, SinceAndUntilTakeSpansBeforeNow)
+{
+	const int64_t now = 1800000000LL * 1000000000LL, s = 1000000000LL;
+	int64_t t = 0;
+	ASSERT_TRUE(parse_trace_time("90s", now, &t));
+	EXPECT_EQ(t, now - 90 * s);
+	ASSERT_TRUE(parse_trace_time("30m", now, &t));
+	EXPECT_EQ(t, now - 1800 * s);
+	ASSERT_TRUE(parse_trace_time("1h", now, &t));
+	EXPECT_EQ(t, now - 3600 * s);
+	ASSERT_TRUE(parse_trace_time("7d", now, &t));
+	EXPECT_EQ(t, now - 7 * 86400 * s);
+	ASSERT_TRUE(parse_trace_time("1h30m", now, &t));
+	EXPECT_EQ(t, now - 5400 * s);
+	// RFC 3339 and dates as before.
+	int64_t want = 0;
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:00:00Z", &want));
+	ASSERT_TRUE(parse_trace_time("2026-11-26T10:00:00Z", now, &t));
+	EXPECT_EQ(t, want);
+	ASSERT_TRUE(parse_trace_time("2026-11-26", now, &t));
+	for (const char *bad : {"", "h", "1", "1x", "-1h", "1h ", "99999999999d", "yesterday"})
+		EXPECT_FALSE(parse_trace_time(bad, now, &t)) << bad;
+}
+
+TEST(Trace, IdentityTakesGlobsAndServerNames)
+{
+	EXPECT_TRUE(trace_identity_matches("*alpha*", "spiffe://t/vm/mcp-server-alpha/mcp", ""));
+	EXPECT_TRUE(trace_identity_matches("mcp-server-alpha", "spiffe://t/x", "mcp-server-alpha"));
+	EXPECT_TRUE(trace_identity_matches("mcp-server-a*", "", "mcp-server-alpha"));
+	EXPECT_FALSE(trace_identity_matches("mcp-server-alpha", "spiffe://t/alpha", "beta"));
+	EXPECT_FALSE(trace_identity_matches("*", "", ""));
+
+	std::string dir = make_journal();
+	TraceQuery q;
+	q.identity = "*t/g*";
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.seeds, std::vector<std::string>({"b:1:100"}));
+	// A bare server name: the mcp_server the records carry.
+	json e = exec("b:5:300", 300, "", "2026-11-26T10:00:04Z", "node", "spiffe://t/x");
+	e["mcp_server"] = "mcp-server-alpha";
+	{
+		std::ofstream o(dir + "/journal-20261126T100100.000000Z.jsonl");
+		o << e.dump() << "\n";
+	}
+	q.identity = "mcp-server-alpha";
+	r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.seeds, std::vector<std::string>({"b:5:300"}));
+}
+
+// Alerts name their process by exec_id; one about a credential alone shows
+// where that credential came in. Tree, JSON and DOT all show them.
+TEST(Trace, AlertsShowOnTheirProcesses)
+{
+	std::string dir = make_journal();
+	std::vector<json> recs = {
+	    {{"type", "alert"},
+	     {"time", "2026-11-26T10:00:05.2Z"},
+	     {"rule", "unexpected_upstream"},
+	     {"severity", "high"},
+	     {"finding_id", "0123456789abcdef0123456789abcdef"},
+	     {"summary", "worker (pid 101) used github_token afdfa8235ec3 toward evil:443"},
+	     {"process", {{"exec_id", "b:2:101"}, {"pid", 101}, {"exe", "/usr/bin/worker"}}},
+	     {"secret", {{"fingerprint", kFp}}},
+	     {"upstream", {{"addr", "203.0.113.7"}, {"port", 443}, {"sni", "api.github.com"}}}},
+	    // A repeat of the same update adds nothing.
+	    {{"type", "update"},
+	     {"time", "2026-11-26T10:00:07Z"},
+	     {"rule", "unexpected_upstream"},
+	     {"severity", "high"},
+	     {"finding_id", "0123456789abcdef0123456789abcdef"},
+	     {"summary", "again"},
+	     {"process", {{"exec_id", "b:2:101"}}},
+	     {"secret", {{"fingerprint", kFp}}}},
+	    {{"type", "update"},
+	     {"time", "2026-11-26T10:00:07Z"},
+	     {"rule", "unexpected_upstream"},
+	     {"severity", "high"},
+	     {"finding_id", "0123456789abcdef0123456789abcdef"},
+	     {"summary", "again"},
+	     {"process", {{"exec_id", "b:2:101"}}},
+	     {"secret", {{"fingerprint", kFp}}}},
+	    {{"type", "alert"},
+	     {"time", "2026-11-26T10:00:08Z"},
+	     {"rule", "stale_credential"},
+	     {"severity", "medium"},
+	     {"finding_id", "fedcba9876543210fedcba9876543210"},
+	     {"summary", "github_token afdfa8235ec3 expired on 2026-11-01 and is still held"},
+	     {"secret", {{"fingerprint", kFp}}}}};
+	{
+		std::ofstream o(dir + "/journal-20261126T100100.000000Z.jsonl");
+		for (const auto &r : recs)
+			o << r.dump() << "\n";
+	}
+	TraceQuery q;
+	q.exec_id = "b:1:100";
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	const auto &w = r.processes.at("b:2:101");
+	ASSERT_EQ(w.alerts.size(), 2u);
+	EXPECT_EQ(w.alerts[0].type, "alert");
+	EXPECT_EQ(w.alerts[0].rule, "unexpected_upstream");
+	EXPECT_EQ(w.alerts[1].type, "update");
+	EXPECT_EQ(w.exe, "/usr/bin/worker");
+	// The credential's own alert: where it came in (the server), not the child.
+	const auto &s = r.processes.at("b:1:100");
+	ASSERT_EQ(s.alerts.size(), 1u);
+	EXPECT_EQ(s.alerts[0].rule, "stale_credential");
+
+	std::string tree = trace_tree(r);
+	EXPECT_NE(tree.find("! alert high unexpected_upstream: worker (pid 101) used github_token "
+	                    "afdfa8235ec3 toward evil:443 (finding 0123456789ab)"),
+	          std::string::npos)
+	    << tree;
+	EXPECT_NE(tree.find("! alert medium stale_credential"), std::string::npos) << tree;
+	auto j = trace_json(r);
+	for (const auto &p : j["processes"])
+		if (p["exec_id"] == "b:2:101") {
+			ASSERT_EQ(p["alerts"].size(), 2u);
+			EXPECT_EQ(p["alerts"][0]["rule"], "unexpected_upstream");
+			EXPECT_EQ(p["alerts"][0]["severity"], "high");
+			EXPECT_EQ(p["alerts"][0]["finding_id"], "0123456789abcdef0123456789abcdef");
+			EXPECT_EQ(p["alerts"][0]["time"], "2026-11-26T10:00:05.200000Z");
+			EXPECT_FALSE(p["alerts"][0]["summary"].get<std::string>().empty());
+		}
+	std::string dot = trace_dot(r);
+	size_t n = dot.find("\n  \"p:b:2:101\" [");
+	ASSERT_NE(n, std::string::npos) << dot;
+	std::string line = dot.substr(n + 1, dot.find('\n', n + 1) - n - 1);
+	EXPECT_NE(line.find("! unexpected_upstream (high)"), std::string::npos) << line;
+	EXPECT_NE(line.find("color=red"), std::string::npos) << line;
+}
+
+namespace
+{
+
+// The statements of trace_dot's output: nodes and edges with their
+// attributes (it writes one statement a line: "A" [k=v, ...]; or "A" -> "B" [...];).
+struct Dot {
+	std::map<std::string, std::map<std::string, std::string>> nodes;
+	std::vector<std::tuple<std::string, std::string, std::map<std::string, std::string>>> edges;
+	std::vector<std::string> defaults; // graph/node/edge lines
+};
+
+// A quoted string at s[i] ('"'), its escapes kept; i moves past it.
+std::string quoted(const std::string &s, size_t &i)
+{
+	std::string o;
+	for (i++; i < s.size() && s[i] != '"'; i++) {
+		if (s[i] == '\\')
+			o.push_back(s[i++]);
+		o.push_back(s[i]);
+	}
+	i++;
+	return o;
+}
+
+std::map<std::string, std::string> attrs(const std::string &s, size_t i)
+{
+	std::map<std::string, std::string> a;
+	i = s.find('[', i);
+	if (i == std::string::npos)
+		return a;
+	i++;
+	while (i < s.size() && s[i] != ']') {
+		while (s[i] == ' ' || s[i] == ',')
+			i++;
+		size_t eq = s.find('=', i);
+		std::string k = s.substr(i, eq - i);
+		i = eq + 1;
+		if (s[i] == '"') {
+			a[k] = quoted(s, i);
+		} else {
+			size_t e = s.find_first_of(",]", i);
+			a[k] = s.substr(i, e - i);
+			i = e;
+		}
+	}
+	return a;
+}
+
+Dot parse_dot(const std::string &text)
+{
+	Dot d;
+	std::istringstream in(text);
+	std::string line;
+	std::getline(in, line);
+	EXPECT_EQ(line, "digraph keytrail {");
+	while (std::getline(in, line)) {
+		if (line == "}")
+			break;
+		size_t i = line.find_first_not_of(' ');
+		if (line[i] != '"') {
+			d.defaults.push_back(line.substr(i));
+			continue;
+		}
+		std::string a = quoted(line, i);
+		if (line.compare(i, 5, " -> \"") == 0) {
+			i += 4;
+			std::string b = quoted(line, i);
+			d.edges.emplace_back(a, b, attrs(line, i));
+		} else {
+			EXPECT_FALSE(d.nodes.count(a)) << "node declared twice: " << a;
+			d.nodes[a] = attrs(line, i);
+		}
+		EXPECT_EQ(line.back(), ';') << line;
+	}
+	return d;
+}
+
+} // namespace
+
+// The queried process stands out; labels say who and when; one "used" edge
+// per process and upstream, from the process; the upstream shows its address.
+TEST(Trace, DotHighlightsTheQueryAndDrawsOneUseEdgePerUpstream)
+{
+	std::string dir = make_journal();
+	// A second use of the same credential toward the same upstream, and a
+	// second credential: still one edge.
+	json use2 = {
+	    {"type", "secret_use"},
+	    {"time", "2026-11-26T10:00:06Z"},
+	    {"process", {{"exec_id", "b:2:101"}, {"pid", 101}}},
+	    {"secret", {{"fingerprint", "00112233445566778899aabbccddeeff"}}},
+	    {"upstream", {{"addr", "203.0.113.7"}, {"port", 443}, {"sni", "api.github.com"}}}};
+	{
+		std::ofstream o(dir + "/journal-20261126T100100.000000Z.jsonl");
+		o << use2.dump() << "\n" << use2.dump() << "\n";
+	}
+	TraceQuery q;
+	q.pid = 101;
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	std::string text = trace_dot(r);
+	EXPECT_EQ(text, trace_dot(run_trace(dir, q))); // deterministic
+	Dot d = parse_dot(text);
+
+	for (const char *kind : {"graph", "node", "edge"}) {
+		auto it = std::find_if(d.defaults.begin(), d.defaults.end(),
+		                       [&](const std::string &l) { return l.starts_with(kind); });
+		ASSERT_NE(it, d.defaults.end()) << kind;
+		EXPECT_EQ(attrs(*it, 0)["fontname"], "Helvetica") << *it;
+	}
+	const auto &w = d.nodes["p:b:2:101"];
+	EXPECT_NE(w.at("style").find("filled"), std::string::npos);
+	EXPECT_NE(w.at("style").find("bold"), std::string::npos);
+	EXPECT_EQ(w.at("label"), "worker\\npid 101\\n2026-11-26T10:00:01Z");
+	const auto &s = d.nodes["p:b:1:100"];
+	EXPECT_FALSE(s.count("style")); // not asked for
+	EXPECT_EQ(s.at("label"), "server\\npid 100\\nspiffe://t/gh\\n2026-11-26T10:00:00Z");
+
+	std::string up = "u:203.0.113.7:443/api.github.com";
+	ASSERT_TRUE(d.nodes.count(up)) << text;
+	EXPECT_EQ(d.nodes[up].at("label"), "api.github.com:443\\n203.0.113.7");
+	size_t used = 0;
+	for (const auto &[a, b, at] : d.edges) {
+		EXPECT_FALSE(a.starts_with("s:") && b.starts_with("u:")) << a << " -> " << b;
+		if (b == up) {
+			EXPECT_EQ(a, "p:b:2:101");
+			EXPECT_EQ(at.at("label"), "used 001122334455 afdfa8235ec3");
+			EXPECT_EQ(at.at("color"), "red");
+			used++;
+		}
+	}
+	EXPECT_EQ(used, 1u) << text;
+}
+
+namespace
+{
+
+// A closed segment as JournalSink leaves it: .jsonl.gz and its .idx.
+std::string closed_segment(const std::string &dir, const std::string &start,
+                           const std::vector<json> &recs)
+{
+	std::string plain = dir + "/journal-" + start + ".jsonl";
+	{
+		std::ofstream o(plain);
+		for (const auto &r : recs)
+			o << r.dump() << "\n";
+	}
+	SegmentIndex ix = index_segment(plain);
+	EXPECT_TRUE(gzip_file(plain, plain + ".gz"));
+	EXPECT_TRUE(write_segment_index(plain + ".gz", ix));
+	return plain + ".gz";
+}
+
+json noise(int pid, const std::string &t)
+{
+	std::string id = "b:8:" + std::to_string(pid);
+	return exec(id, pid, "b:0:1", t, "noise", "spiffe://t/noise");
+}
+
+} // namespace
+
+// Four closed segments: the one with the credential, two of noise, one with
+// a child of its holder that never names the credential. A --secret query
+// reads the first and the last (the tree reaches it), not the noise: the
+// noise segments are corrupt and the answer is still whole and right.
+TEST(Trace, IndexSkipsSegmentsThatCannotMatch)
+{
+	std::string src = make_journal();
+	std::string dir = temp_dir() + "/journal";
+	make_private_dirs(dir);
+	std::vector<json> first;
+	{
+		std::ifstream in(src + "/journal-20261126T100000.000000Z.jsonl");
+		std::string line;
+		while (std::getline(in, line))
+			if (auto j = json::parse(line, nullptr, false); !j.is_discarded())
+				first.push_back(j);
+	}
+	closed_segment(dir, "20261126T100000.000000Z", first);
+	std::string n1 = closed_segment(
+	    dir, "20261126T100500.000000Z",
+	    {noise(500, "2026-11-26T10:05:00Z"), noise(501, "2026-11-26T10:05:01Z")});
+	closed_segment(
+	    dir, "20261126T101000.000000Z",
+	    {exec("b:7:107", 107, "b:1:100", "2026-11-26T10:10:00Z", "git", "spiffe://t/gh")});
+	std::string n2 =
+	    closed_segment(dir, "20261126T101500.000000Z", {noise(502, "2026-11-26T10:15:00Z")});
+	auto idx = read_segment_index(n1);
+	ASSERT_TRUE(idx);
+	EXPECT_EQ(idx->records, 2u);
+	EXPECT_TRUE(idx->may_name_pid(500));
+	EXPECT_TRUE(idx->may_name_exec_id("b:8:501"));
+	EXPECT_TRUE(idx->may_name_parent("b:0:1"));
+	EXPECT_FALSE(idx->may_name_exec_id("b:1:100"));
+	EXPECT_TRUE(idx->identities.count("spiffe://t/noise"));
+	struct stat st;
+	ASSERT_EQ(stat((n1 + ".idx").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+	TraceQuery q;
+	q.secret = kFp.substr(0, 8);
+	auto whole = run_trace(dir, q);
+	ASSERT_TRUE(whole.error.empty()) << whole.error;
+	EXPECT_EQ(whole.stats.segments, 4u);
+	EXPECT_EQ(whole.stats.indexed_segments, 4u);
+	EXPECT_EQ(whole.stats.skipped_segments, 2u);
+	EXPECT_TRUE(whole.processes.count("b:7:107")); // found in a later round
+	EXPECT_EQ(whole.processes.at("b:7:107").parent, "b:1:100");
+
+	// Garbage of the same size in both noise segments: not read, not noticed.
+	for (const auto &seg : {n1, n2}) {
+		ASSERT_EQ(stat(seg.c_str(), &st), 0);
+		std::ofstream(seg, std::ios::trunc) << std::string(st.st_size, 'x');
+	}
+	std::vector<size_t> seen;
+	auto r = run_trace(
+	    dir, q, [&](size_t i, size_t n, const std::string &) { seen.push_back(i * 10 + n); });
+	EXPECT_EQ(r.stats.truncated_segments, 0u);
+	EXPECT_EQ(r.stats.bad_lines, whole.stats.bad_lines);
+	EXPECT_EQ(trace_tree(r, true), trace_tree(whole, true));
+	EXPECT_EQ(trace_json(r), trace_json(whole));
+	EXPECT_FALSE(seen.empty());
+
+	// Without the indexes every segment is read (and the garbage shows).
+	for (const auto &seg : journal_segments(dir))
+		unlink((seg + ".idx").c_str());
+	auto all = run_trace(dir, q);
+	EXPECT_EQ(all.stats.skipped_segments, 0u);
+	EXPECT_EQ(all.stats.indexed_segments, 0u);
+	EXPECT_GT(all.stats.truncated_segments + all.stats.bad_lines, whole.stats.bad_lines);
+	EXPECT_EQ(trace_tree(all, true), trace_tree(whole, true));
+}
+
+TEST(Trace, IndexSkipsSegmentsOutsideTheTimeRangeAndReadsOpenOnes)
+{
+	std::string dir = temp_dir() + "/journal";
+	make_private_dirs(dir);
+	closed_segment(dir, "20261126T100000.000000Z", {noise(500, "2026-11-26T10:00:00Z")});
+	closed_segment(dir, "20261126T110000.000000Z", {noise(501, "2026-11-26T11:00:00Z")});
+	{
+		std::ofstream o(dir + "/journal-20261126T120000.000000Z.jsonl"); // open: no index
+		o << noise(502, "2026-11-26T12:00:00Z").dump() << "\n";
+	}
+	TraceQuery q;
+	q.identity = "spiffe://t/noise";
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:30:00Z", &q.since));
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.stats.skipped_segments, 1u);
+	EXPECT_TRUE(r.processes.count("b:8:501"));
+	EXPECT_TRUE(r.processes.count("b:8:502"));
+	EXPECT_FALSE(r.processes.count("b:8:500"));
+	EXPECT_EQ(trace_json(r)["journal"]["segments_skipped"], 1);
+	// An index that does not describe its segment (another size) is ignored.
+	std::string seg = dir + "/journal-20261126T100000.000000Z.jsonl.gz";
+	std::ofstream(seg, std::ios::app) << "x";
+	EXPECT_FALSE(read_segment_index(seg));
 }

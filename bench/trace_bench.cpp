@@ -1,0 +1,160 @@
+// keytrail-bench-trace [SEGMENTS] [MIB_PER_SEGMENT]: `trace --secret` over a
+// synthetic journal written through JournalSink (so segments are gzipped
+// and indexed as the agent does it), with each segment's index and without
+// (every segment read), and the ratio. Issue 15's goal: a week-sized
+// journal (1 GiB compressed) answered in <= 1 s.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "keytrail/output/journal.h"
+#include "keytrail/tools/trace.h"
+#include "keytrail/util/clock.h"
+#include "keytrail/util/files.h"
+
+using namespace keytrail;
+using nlohmann::json;
+
+namespace
+{
+
+std::string fp_of(uint64_t i)
+{
+	char buf[33];
+	std::snprintf(buf, sizeof(buf), "%016llx%016llx",
+	              static_cast<unsigned long long>(i * 0x9e3779b97f4a7c15ULL),
+	              static_cast<unsigned long long>(i));
+	return buf;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0)
+{
+	return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+uint64_t dir_bytes(const std::string &dir, const char *suffix)
+{
+	uint64_t n = 0;
+	for (const auto &s : journal_segments(dir)) {
+		struct stat st;
+		std::string p = s + suffix;
+		if (stat(p.c_str(), &st) == 0)
+			n += static_cast<uint64_t>(st.st_size);
+	}
+	return n;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	int segments = argc > 1 ? std::atoi(argv[1]) : 40;
+	int mib = argc > 2 ? std::atoi(argv[2]) : 4;
+	char tmpl[] = "/tmp/kt-trace-bench-XXXXXX";
+	if (!mkdtemp(tmpl))
+		return 1;
+	std::string dir = std::string(tmpl) + "/journal";
+	auto t0 = std::chrono::steady_clock::now();
+	const int64_t start = 1800000000LL * 1000000000LL;
+	uint64_t written = 0, proc = 0;
+	const uint64_t needle = 1u << 30; // the credential asked for: one process, mid-journal
+	bool needle_written = false;
+	{
+		JournalConfig cfg;
+		cfg.dir = dir;
+		cfg.segment_size = static_cast<uint64_t>(mib) << 20;
+		cfg.segment_age = std::chrono::hours(24 * 365);
+		JournalSink sink(cfg);
+		const uint64_t total = static_cast<uint64_t>(segments) * cfg.segment_size;
+		while (written < total) {
+			int64_t t = start + static_cast<int64_t>(proc) * 1000000;
+			std::string id =
+			    "b:" + std::to_string(proc) + ":" + std::to_string(1000 + proc);
+			uint32_t pid = 1000 + proc % 30000;
+			// A server forks 500 helpers: a process's siblings sit in a
+			// segment or two, as on a host with many servers.
+			json anc =
+			    json::array({{{"exec_id", "b:p:" + std::to_string(proc / 500)},
+			                  {"pid", 900},
+			                  {"comm", "node"}},
+			                 {{"exec_id", "b:0:1"}, {"pid", 1}, {"comm", "systemd"}}});
+			// Each server and its helpers hold its credential; the one asked
+			// for was read by one helper, once.
+			bool here = !needle_written && written >= total / 2;
+			needle_written = needle_written || here;
+			std::string fp = fp_of(here ? needle : proc / 500);
+			json recs[] = {
+			    {{"type", "exec"},
+			     {"time", rfc3339(t)},
+			     {"exec_id", id},
+			     {"pid", pid},
+			     {"comm", "node"},
+			     {"filename", "/usr/bin/node"},
+			     {"argv", {"node", "server.js", "--token", "****"}},
+			     {"mcp_server", "mcp-server-" + std::to_string(proc % 50)},
+			     {"identity",
+			      {{"id", "spiffe://t/mcp-server-" + std::to_string(proc % 50)}}},
+			     {"ancestry", anc}},
+			    {{"type", "secret"},
+			     {"time", rfc3339(t + 1000)},
+			     {"exec_id", id},
+			     {"pid", pid},
+			     {"identity",
+			      {{"id", "spiffe://t/mcp-server-" + std::to_string(proc % 50)}}},
+			     {"secret",
+			      {{"fingerprint", fp},
+			       {"type", "github_token"},
+			       {"source", "env"},
+			       {"env", "GH"}}}},
+			    {{"type", "connect"},
+			     {"time", rfc3339(t + 2000)},
+			     {"exec_id", id},
+			     {"pid", pid},
+			     {"addr", "203.0.113.7"},
+			     {"port", 443},
+			     {"sni", "api.github.com"}},
+			    {{"type", "exit"},
+			     {"time", rfc3339(t + 3000)},
+			     {"exec_id", id},
+			     {"pid", pid}}};
+			for (const auto &r : recs) {
+				std::string line = r.dump();
+				written += line.size() + 1;
+				sink.write(line, LineMeta{"x", 6, t});
+			}
+			proc++;
+		}
+	} // the destructor waits for gzip and the indexes
+	std::printf("trace: %d segments of %d MiB, %llu processes, %.1f MiB gzip + %.2f MiB "
+	            "index (written in %.1f s)\n",
+	            segments, mib, static_cast<unsigned long long>(proc),
+	            dir_bytes(dir, "") / 1048576.0, dir_bytes(dir, ".idx") / 1048576.0,
+	            seconds_since(t0));
+	TraceQuery q;
+	q.secret = fp_of(needle).substr(0, 12);
+	t0 = std::chrono::steady_clock::now();
+	auto with = run_trace(dir, q);
+	double indexed = seconds_since(t0);
+	for (const auto &s : journal_segments(dir))
+		unlink((s + ".idx").c_str());
+	t0 = std::chrono::steady_clock::now();
+	auto without = run_trace(dir, q);
+	double full = seconds_since(t0);
+	bool same =
+	    trace_json(with)["processes"] == trace_json(without)["processes"] && with.error.empty();
+	std::printf(
+	    "  trace --secret with indexes    %7.3f s  (%llu of %llu segments read)\n", indexed,
+	    static_cast<unsigned long long>(with.stats.segments - with.stats.skipped_segments),
+	    static_cast<unsigned long long>(with.stats.segments));
+	std::printf("  trace --secret reading all     %7.3f s\n", full);
+	std::printf("  full / indexed: %.1fx   same answer: %s   goal: <= 1 s for 1 GiB gzip\n",
+	            full / (indexed > 0 ? indexed : 1e-9), same ? "yes" : "NO");
+	std::string rm = "rm -rf " + std::string(tmpl);
+	if (std::system(rm.c_str()) != 0)
+		return 1;
+	return same ? 0 : 1;
+}
