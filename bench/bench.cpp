@@ -143,7 +143,8 @@ AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked)
 	double a0 = proc_cpu(agent);
 	auto t0 = std::chrono::steady_clock::now();
 	r.workload_cpu = run_workload(iterations, tracked);
-	r.workload_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	r.workload_wall =
+	    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::this_thread::sleep_for(std::chrono::milliseconds(300)); // let it drain
 	r.agent_cpu = proc_cpu(agent) - a0;
 	kill(agent, SIGTERM);
@@ -379,11 +380,13 @@ int main(int argc, char **argv)
 	std::printf("(b) tracked flood: agent consumes                    %7.0f ev/CPU-s     "
 	            ">= 300000      %s\n",
 	            cap, verdict(cap >= 300000 && drops == 0));
-	std::printf("    %.0f ev/s arrived (the workload's pace), %llu dropped; agent CPU %.3f ms per "
-	            "1000 events\n",
-	            median(consumed_per_s), static_cast<unsigned long long>(drops),
-	            median(agent_cpu_per_kevent) * 1000);
-	double ips = replay.value("inputs_per_second", 0.0), rss = replay.value("peak_rss_mib", 0.0);
+	std::printf(
+	    "    %.0f ev/s arrived (the workload's pace), %llu dropped; agent CPU %.3f ms per "
+	    "1000 events\n",
+	    median(consumed_per_s), static_cast<unsigned long long>(drops),
+	    median(agent_cpu_per_kevent) * 1000);
+	double ips = replay.value("inputs_per_second", 0.0),
+	       rss = replay.value("peak_rss_mib", 0.0);
 	std::printf("(c) correlator replay                                %7.0f in/s        "
 	            ">= 1000000     %s\n",
 	            ips, verdict(ips >= 1e6));

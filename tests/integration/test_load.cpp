@@ -225,7 +225,8 @@ TEST(Load, ProcessChurnForAMinuteStaysBoundedAndAccountsForEveryExec)
 	            children, execs, elapsed, children / elapsed, drops,
 	            h["kernel"]["track_lock_busy"].get<long>(), cpu, 100 * cpu / elapsed,
 	            rss.front(), rss.back(), peak);
-	std::printf("[ churn    ] RSS samples (KiB, 1/s): %s\n", testing::PrintToString(rss).c_str());
+	std::printf("[ churn    ] RSS samples (KiB, 1/s): %s\n",
+	            testing::PrintToString(rss).c_str());
 	// Every line written is JSON (records() fails the test otherwise).
 	EXPECT_FALSE(records(a.out()).empty());
 }
