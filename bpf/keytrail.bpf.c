@@ -224,8 +224,12 @@ static __always_inline void track_leader(struct task_struct *leader, __u32 reaso
 	__u32 tgid = leader->tgid;
 
 	bpf_map_update_elem(&tracked_tgids, &tgid, &mark, BPF_ANY);
-	if (!bpf_task_storage_get(&tracked, leader, &mark, BPF_LOCAL_STORAGE_GET_F_CREATE))
+	if (!bpf_task_storage_get(&tracked, leader, &mark, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
+		// Not tracked: exit would not clean the entry (a reused pid
+		// would inherit it).
+		bpf_map_delete_elem(&tracked_tgids, &tgid);
 		stat_inc(KT_STAT_TRACK_FAIL);
+	}
 }
 
 // Set before load: lifecycle records (exec, fork, exit: every process on the

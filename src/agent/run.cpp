@@ -126,9 +126,10 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 				why = "probes not attached";
 			for (const auto &o : out.health())
 				if (!o.value("healthy", true) && why.empty())
-					why =
-					    "output " + o.value("name", std::string()) +
-					    " is failing: " + o.value("last_error", std::string());
+					// Its error is in status.json, for root: not for any
+					// caller.
+					why = "output " + o.value("name", std::string()) +
+					      " is failing";
 			metrics->publish(prometheus_text(health_metrics(h)), why.empty(), why);
 			next_metrics = now + std::chrono::seconds(1);
 		}

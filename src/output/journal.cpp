@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -89,8 +90,13 @@ void JournalSink::compress_closed()
 		std::string path = std::move(closed_.front());
 		closed_.pop_front();
 		lock.unlock();
-		compress(path);
-		retain(wall_now_ns());
+		try {
+			compress(path);
+			retain(wall_now_ns());
+		} catch (const std::exception &e) {
+			// Never the agent's end: the plain segment stays readable.
+			spdlog::error("journal: cannot compress or index {}: {}", path, e.what());
+		}
 		lock.lock();
 	}
 }
@@ -107,7 +113,19 @@ void JournalSink::compress(const std::string &path)
 
 bool JournalSink::open_segment(int64_t now_ns)
 {
-	path_ = cfg_.dir + "/" + kPrefix + compact_utc(now_ns) + ".jsonl";
+	// Names sort in time order and are never reused: record times need not
+	// increase, and a closed segment may still wait for the compressor
+	// under its plain name.
+	int64_t t = std::max(now_ns, named_ns_ + 1000);
+	auto taken = [](const std::string &p) {
+		struct stat st;
+		return lstat(p.c_str(), &st) == 0 || lstat((p + ".gz").c_str(), &st) == 0;
+	};
+	for (int i = 0; i < 1000 && taken(cfg_.dir + "/" + kPrefix + compact_utc(t) + ".jsonl");
+	     i++)
+		t += 1000; // the names have microseconds
+	named_ns_ = t;
+	path_ = cfg_.dir + "/" + kPrefix + compact_utc(t) + ".jsonl";
 	fd_ = open_private_file(path_, true);
 	if (fd_ < 0)
 		return false;

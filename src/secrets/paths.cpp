@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "keytrail/secrets/mcp_config.h"
 #include "keytrail/util/files.h"
 #include "keytrail/util/kdev.h"
 #include "keytrail/util/secret_bytes.h"
@@ -49,6 +50,8 @@ std::optional<std::string> credential_file_kind(std::string_view path,
 	for (const auto &r : rules)
 		if (path.ends_with(r.suffix))
 			return r.kind;
+	if (is_mcp_config_path(path)) // the names `scan` looks for, too
+		return "mcp_client_config";
 	if (contains(path, "/.azure/"))
 		return "azure_credentials";
 	if (contains(path, "/.ssh/") && base.substr(0, 3) == "id_" && !base.ends_with(".pub"))

@@ -188,8 +188,21 @@ Walk walk_dir(const std::string &root, size_t max_entries,
 			if (type == DT_DIR) {
 				if (depth + 1 < kScanMaxDepth)
 					stack.emplace_back(std::move(path), depth + 1);
-			} else if ((type == DT_REG || type == DT_LNK) && is_mcp_config_path(path)) {
+			} else if (type == DT_REG && is_mcp_config_path(path)) {
 				w.found.push_back(std::move(path));
+			} else if (type == DT_LNK && is_mcp_config_path(path)) {
+				// A dotfile manager's link, yes; a link another user planted
+				// to someone else's config, no: the target must be the
+				// link owner's regular file.
+				struct stat ls, ts;
+				if (fstatat(dirfd(d), e->d_name, &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+				    fstatat(dirfd(d), e->d_name, &ts, 0) == 0 &&
+				    S_ISREG(ts.st_mode) && ts.st_uid == ls.st_uid)
+					w.found.push_back(std::move(path));
+				else
+					errors.emplace_back(
+					    path, "a symbolic link to another owner's file: "
+					          "not read");
 			}
 		}
 		closedir(d);

@@ -30,6 +30,9 @@ TEST(CredentialPaths, WellKnownLocations)
 	          "kubernetes_token");
 	EXPECT_EQ(credential_file_kind("/run/secrets/db_password"), "container_secret");
 	EXPECT_EQ(credential_file_kind("/home/a/.cursor/mcp.json"), "mcp_client_config");
+	// The names scan looks for: a project's .mcp.json, Zed's settings.
+	EXPECT_EQ(credential_file_kind("/srv/app/.mcp.json"), "mcp_client_config");
+	EXPECT_EQ(credential_file_kind("/home/a/.config/zed/settings.json"), "mcp_client_config");
 	EXPECT_EQ(credential_file_kind("/home/a/.config/Claude/claude_desktop_config.json"),
 	          "mcp_client_config");
 	EXPECT_EQ(credential_file_kind("/home/a/.azure/msal_token_cache.json"),

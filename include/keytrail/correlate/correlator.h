@@ -92,6 +92,7 @@ class Correlator
 	{
 		cfg_ = c;
 		disabled_ = {c.disabled_rules.begin(), c.disabled_rules.end()};
+		next_stale_check_ = 0; // a new interval counts from now
 	}
 
 	const CorrelatorCounters &counters() const { return counters_; }

@@ -50,6 +50,7 @@ class JournalSink : public Sink
 	std::string path_;
 	uint64_t size_ = 0;
 	int64_t opened_ns_ = 0;
+	int64_t named_ns_ = 0; // the time in the newest segment's name
 	std::string buf_;
 
 	std::mutex mu_; // guards closed_ and stop_
