@@ -48,6 +48,14 @@ json exec(const std::string &id, int pid, const std::string &parent_id, const st
 	return r;
 }
 
+// Records as JSON lines, one file.
+void write_lines(const std::string &path, const std::vector<json> &recs)
+{
+	std::ofstream o(path);
+	for (const auto &r : recs)
+		o << r.dump() << "\n";
+}
+
 // A journal: the server (s1) reads a token from env, forks a worker (w1)
 // that connects out with it; an unrelated server (s2) holds the same token;
 // records arrive out of order; a record type from a newer version; noise.
@@ -254,11 +262,7 @@ TEST(Trace, HelpersWithNothingNewFoldIntoOneLine)
 	                {"pid", 120},
 	                {"addr", "203.0.113.7"},
 	                {"port", 443}});
-	{
-		std::ofstream o(dir + "/journal-20261126T100000.000000Z.jsonl");
-		for (const auto &r : recs)
-			o << r.dump() << "\n";
-	}
+	write_lines(dir + "/journal-20261126T100000.000000Z.jsonl", recs);
 	TraceQuery q;
 	q.exec_id = "b:1:100";
 	auto r = run_trace(dir, q);
@@ -340,6 +344,14 @@ TEST(Trace, IdentityTakesGlobsAndServerNames)
 TEST(Trace, AlertsShowOnTheirProcesses)
 {
 	std::string dir = make_journal();
+	json update = {{"type", "update"},
+	               {"time", "2026-11-26T10:00:07Z"},
+	               {"rule", "unexpected_upstream"},
+	               {"severity", "high"},
+	               {"finding_id", "0123456789abcdef0123456789abcdef"},
+	               {"summary", "again"},
+	               {"process", {{"exec_id", "b:2:101"}}},
+	               {"secret", {{"fingerprint", kFp}}}};
 	std::vector<json> recs = {
 	    {{"type", "alert"},
 	     {"time", "2026-11-26T10:00:05.2Z"},
@@ -350,23 +362,8 @@ TEST(Trace, AlertsShowOnTheirProcesses)
 	     {"process", {{"exec_id", "b:2:101"}, {"pid", 101}, {"exe", "/usr/bin/worker"}}},
 	     {"secret", {{"fingerprint", kFp}}},
 	     {"upstream", {{"addr", "203.0.113.7"}, {"port", 443}, {"sni", "api.github.com"}}}},
-	    // A repeat of the same update adds nothing.
-	    {{"type", "update"},
-	     {"time", "2026-11-26T10:00:07Z"},
-	     {"rule", "unexpected_upstream"},
-	     {"severity", "high"},
-	     {"finding_id", "0123456789abcdef0123456789abcdef"},
-	     {"summary", "again"},
-	     {"process", {{"exec_id", "b:2:101"}}},
-	     {"secret", {{"fingerprint", kFp}}}},
-	    {{"type", "update"},
-	     {"time", "2026-11-26T10:00:07Z"},
-	     {"rule", "unexpected_upstream"},
-	     {"severity", "high"},
-	     {"finding_id", "0123456789abcdef0123456789abcdef"},
-	     {"summary", "again"},
-	     {"process", {{"exec_id", "b:2:101"}}},
-	     {"secret", {{"fingerprint", kFp}}}},
+	    update,
+	    update, // a repeat of the same update adds nothing
 	    {{"type", "alert"},
 	     {"time", "2026-11-26T10:00:08Z"},
 	     {"rule", "stale_credential"},
@@ -374,11 +371,7 @@ TEST(Trace, AlertsShowOnTheirProcesses)
 	     {"finding_id", "fedcba9876543210fedcba9876543210"},
 	     {"summary", "github_token afdfa8235ec3 expired on 2026-11-01 and is still held"},
 	     {"secret", {{"fingerprint", kFp}}}}};
-	{
-		std::ofstream o(dir + "/journal-20261126T100100.000000Z.jsonl");
-		for (const auto &r : recs)
-			o << r.dump() << "\n";
-	}
+	write_lines(dir + "/journal-20261126T100100.000000Z.jsonl", recs);
 	TraceQuery q;
 	q.exec_id = "b:1:100";
 	auto r = run_trace(dir, q);
@@ -560,11 +553,7 @@ std::string closed_segment(const std::string &dir, const std::string &start,
                            const std::vector<json> &recs)
 {
 	std::string plain = dir + "/journal-" + start + ".jsonl";
-	{
-		std::ofstream o(plain);
-		for (const auto &r : recs)
-			o << r.dump() << "\n";
-	}
+	write_lines(plain, recs);
 	SegmentIndex ix = index_segment(plain);
 	EXPECT_TRUE(gzip_file(plain, plain + ".gz"));
 	EXPECT_TRUE(write_segment_index(plain + ".gz", ix));
