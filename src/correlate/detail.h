@@ -5,15 +5,12 @@
 #include <string>
 #include <string_view>
 
+#include "keytrail/util/text.h"
+
 namespace keytrail::correlate_detail
 {
 
-inline uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull)
-{
-	for (unsigned char c : s)
-		h = (h ^ c) * 1099511628211ull;
-	return h;
-}
+using keytrail::fnv1a;
 
 inline std::string hex64(uint64_t v)
 {

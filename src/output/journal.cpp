@@ -18,6 +18,7 @@
 #include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
 #include "keytrail/util/files.h"
+#include "keytrail/util/text.h"
 
 namespace keytrail
 {
@@ -372,9 +373,9 @@ void SegmentIndex::add(const nlohmann::json &r)
 namespace
 {
 
-// FNV-1a, 64 bits, then splitmix64's finalizer (FNV alone leaves names
-// that differ in a digit close): the same in every build, as the file
-// outlives the binary.
+// FNV-1a, then splitmix64's finalizer (FNV alone leaves names that differ
+// in a digit close): the same in every build, as the file outlives the
+// binary.
 uint64_t mix(uint64_t z)
 {
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -382,19 +383,21 @@ uint64_t mix(uint64_t z)
 	return z ^ (z >> 31);
 }
 
-uint64_t fnv1a(std::string_view v)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (unsigned char c : v) {
-		h ^= c;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 // A lookup per process of the tree (hundreds) on every segment: each must
 // be rarely wrong, so 24-48 bits an element and 12 hashes (~1e-5 each).
 constexpr int kBloomHashes = 12;
+
+// The kBloomHashes bit positions of v in a filter of `bits` (a power of 2),
+// until f returns false.
+template <typename F> bool each_bit(std::string_view v, uint64_t bits, F f)
+{
+	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1;
+	for (int i = 0; i < kBloomHashes; i++)
+		if (!f((h1 + static_cast<uint64_t>(i) * h2) & (bits - 1)))
+			return false;
+	return true;
+}
+
 constexpr size_t kBloomBitsPerElement = 24;
 
 } // namespace
@@ -411,26 +414,17 @@ Bloom Bloom::sized(size_t n)
 
 void Bloom::add(std::string_view v)
 {
-	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1,
-	         mask = words_.size() * 64 - 1;
-	for (int i = 0; i < kBloomHashes; i++) {
-		uint64_t bit = (h1 + static_cast<uint64_t>(i) * h2) & mask;
+	each_bit(v, words_.size() * 64, [&](uint64_t bit) {
 		words_[bit / 64] |= 1ULL << (bit % 64);
-	}
+		return true;
+	});
 }
 
 bool Bloom::may_have(std::string_view v) const
 {
-	if (words_.empty())
-		return false;
-	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1,
-	         mask = words_.size() * 64 - 1;
-	for (int i = 0; i < kBloomHashes; i++) {
-		uint64_t bit = (h1 + static_cast<uint64_t>(i) * h2) & mask;
-		if (!(words_[bit / 64] & (1ULL << (bit % 64))))
-			return false;
-	}
-	return true;
+	return !words_.empty() && each_bit(v, words_.size() * 64, [&](uint64_t bit) {
+		return (words_[bit / 64] & (1ULL << (bit % 64))) != 0;
+	});
 }
 
 std::string Bloom::hex() const

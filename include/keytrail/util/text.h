@@ -3,6 +3,7 @@
 // still become valid JSON.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,15 @@ std::string sanitize_utf8(std::string_view s);
 // Splits a NUL-separated block (argv, environ) into its strings. A trailing
 // string without NUL (cut at a bound) is kept.
 std::vector<std::string> split_nul(std::string_view block);
+
+// FNV-1a, 64 bits: the same in every build (journal indexes outlive the
+// binary that wrote them).
+inline uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull)
+{
+	for (unsigned char c : s)
+		h = (h ^ c) * 1099511628211ull;
+	return h;
+}
 
 inline bool contains(std::string_view s, std::string_view part)
 {
