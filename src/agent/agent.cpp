@@ -406,10 +406,11 @@ void Agent::reload()
 	try {
 		Config fresh = load_config(cfg_.source);
 		// What changed, and whether it applies live.
-		auto live = [](const std::string &k) {
+		auto live = [this](const std::string &k) {
 			return k == "inventory" || k == "identities" || k == "environments" ||
 			       k == "exceptions" || k == "tracking.clients" ||
-			       k.starts_with("correlate.");
+			       k.starts_with("correlate.") ||
+			       (outputs_reopen_ && (k == "outputs" || k == "agent.events"));
 		};
 		nlohmann::json applied = nlohmann::json::array(), restart = nlohmann::json::array();
 		std::set<std::string> keys;
@@ -423,6 +424,16 @@ void Agent::reload()
 		for (const auto &k : keys)
 			if (said(cfg_, k) != said(fresh, k))
 				(live(k) ? applied : restart).push_back(k);
+		// First, as it is the one step that can fail (a path it cannot
+		// open): then nothing is applied and the old outputs stay.
+		bool outputs = std::any_of(applied.begin(), applied.end(), [](const auto &k) {
+			return k == "outputs" || k == "agent.events";
+		});
+		if (outputs) {
+			outputs_reopen_(fresh);
+			cfg_.outputs = fresh.outputs;
+			cfg_.events = fresh.events;
+		}
 		cfg_.inventory = std::move(fresh.inventory);
 		cfg_.identities = fresh.identities;
 		cfg_.environments = fresh.environments;

@@ -13,7 +13,8 @@
 namespace keytrail
 {
 
-void open_outputs(Output &out, const Config &cfg, const AgentOptions &opts)
+std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>>
+configured_outputs(const Config &cfg, const AgentOptions &opts)
 {
 	// Raw observations go to the configured outputs only with agent.events;
 	// the journal takes everything.
@@ -22,14 +23,16 @@ void open_outputs(Output &out, const Config &cfg, const AgentOptions &opts)
 		if (!t.observation)
 			findings.insert(t.name);
 	bool events = opts.events || cfg.events;
+	std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>> routes;
 	auto route = [&](const OutputSpec &spec) {
 		RouteOptions o;
+		o.group = "outputs";
 		o.format = opts.format.empty() ? spec.format : opts.format;
 		if (!spec.records.empty())
 			o.records = {spec.records.begin(), spec.records.end()};
 		else if (!events)
 			o.records = findings;
-		out.add(make_sink(spec), o);
+		routes.emplace_back(make_sink(spec), std::move(o));
 	};
 	if (!opts.output.empty()) {
 		OutputSpec spec;
@@ -44,12 +47,21 @@ void open_outputs(Output &out, const Config &cfg, const AgentOptions &opts)
 		for (const auto &o : cfg.outputs)
 			route(o);
 	}
+	return routes;
+}
+
+void open_outputs(Output &out, const Config &cfg, const AgentOptions &opts)
+{
+	for (auto &[sink, o] : configured_outputs(cfg, opts))
+		out.add(std::move(sink), std::move(o));
 	if (cfg.journal.enabled) {
 		JournalConfig j = cfg.journal;
 		if (j.dir.empty())
 			j.dir =
 			    (opts.state_dir.empty() ? cfg.state_dir : opts.state_dir) + "/journal";
-		out.add(std::make_unique<JournalSink>(j));
+		RouteOptions o;
+		o.group = "journal";
+		out.add(std::make_unique<JournalSink>(j), std::move(o));
 	}
 }
 
@@ -74,6 +86,11 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	            [&out](const Record &r) { out.emit(r); });
 	const Config &c = agent.config();
 	agent.set_outputs_health([&out] { return out.health(); });
+	// A reload opens the new outputs first (an error keeps the old ones),
+	// then drains and closes the old.
+	agent.set_outputs_reopen([&out, opts = agent.options()](const Config &fresh) {
+		out.replace("outputs", configured_outputs(fresh, opts));
+	});
 	loader.start([&agent](const void *data, size_t size) { agent.on_record(data, size); });
 	std::unique_ptr<MetricsServer> metrics;
 	if (!c.metrics_address.empty()) {

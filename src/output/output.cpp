@@ -180,13 +180,10 @@ void Output::Route::run()
 	}
 }
 
-void Output::close(int timeout_ms)
+void Output::finish(std::vector<Route *> routes, int timeout_ms)
 {
-	if (closed_)
-		return;
-	closed_ = true;
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-	for (auto &r : routes_) {
+	for (auto *r : routes) {
 		// Give every sink, failing ones too, until the deadline to drain.
 		std::unique_lock lock(r->mu);
 		while (!r->queue.empty() && std::chrono::steady_clock::now() < deadline) {
@@ -198,16 +195,48 @@ void Output::close(int timeout_ms)
 		r->cv.notify_one();
 		r->room.notify_all();
 	}
-	for (auto &r : routes_) {
+	for (auto *r : routes) {
 		if (r->thread.joinable())
 			r->thread.join();
 		r->sink->flush();
 	}
 }
 
+void Output::close(int timeout_ms)
+{
+	if (closed_)
+		return;
+	closed_ = true;
+	std::vector<Route *> all;
+	for (auto &r : routes_)
+		all.push_back(r.get());
+	finish(all, timeout_ms);
+}
+
+void Output::replace(const std::string &group,
+                     std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>> routes,
+                     int timeout_ms)
+{
+	std::vector<Route *> old;
+	for (auto &r : routes_)
+		if (r->opts.group == group)
+			old.push_back(r.get());
+	finish(old, timeout_ms);
+	for (auto *r : old) {
+		retired_written_ += r->written;
+		retired_errors_ += r->errors;
+		retired_dropped_ += r->dropped;
+	}
+	std::erase_if(routes_, [&](const auto &r) { return r->opts.group == group; });
+	for (auto &[sink, opts] : routes) {
+		opts.group = group;
+		add(std::move(sink), std::move(opts));
+	}
+}
+
 uint64_t Output::written() const
 {
-	uint64_t n = 0;
+	uint64_t n = retired_written_;
 	for (const auto &r : routes_)
 		n += r->written;
 	return n;
@@ -215,7 +244,7 @@ uint64_t Output::written() const
 
 uint64_t Output::errors() const
 {
-	uint64_t n = 0;
+	uint64_t n = retired_errors_;
 	for (const auto &r : routes_)
 		n += r->errors;
 	return n;
@@ -223,7 +252,7 @@ uint64_t Output::errors() const
 
 uint64_t Output::dropped() const
 {
-	uint64_t n = 0;
+	uint64_t n = retired_dropped_;
 	for (const auto &r : routes_)
 		n += r->dropped;
 	return n;

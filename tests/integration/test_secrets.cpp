@@ -177,6 +177,66 @@ TEST(Secrets, ShortLivedChildEnvironmentComesFromTheProbe)
 	EXPECT_EQ(slurp(a.out()).find(tok), std::string::npos);
 }
 
+// outputs: change on SIGHUP without a restart: the new file gets what
+// follows, the old one stops; an output that cannot open fails the reload
+// and keeps the running one.
+TEST(Secrets, SighupSwitchesOutputsLive)
+{
+	std::string dir = temp_dir();
+	chmod(dir.c_str(), 0755);
+	std::string server = dir + "/mcp-server-kt-out";
+	std::ofstream(server) << "#!/bin/sh\nsleep 0.2\n";
+	chmod(server.c_str(), 0755);
+	auto write_cfg = [&](const std::string &path) {
+		std::ofstream(dir + "/cfg.yaml")
+		    << "agent:\n  state_dir: " << dir
+		    << "/state\nsecrets:\n  scan_mcp_configs: false\noutputs:\n  - type: file\n"
+		    << "    path: " << path << "\n";
+	};
+	write_cfg(dir + "/out.jsonl"); // what AgentProcess watches for ready
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml"}, dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	write_cfg(dir + "/second.jsonl");
+	a.signal(SIGHUP);
+	auto has = [](const std::string &path, const std::string &what) {
+		return slurp(path).find(what) != std::string::npos;
+	};
+	ASSERT_TRUE(
+	    a.wait_until([&] { return has(dir + "/second.jsonl", "\"type\":\"reload\""); }, 5000))
+	    << slurp(a.err());
+	auto reload = records(dir + "/second.jsonl").at(0);
+	EXPECT_EQ(reload["type"], "reload");
+	EXPECT_TRUE(reload["ok"].get<bool>()) << reload.dump();
+	EXPECT_EQ(reload["applied"], nlohmann::json::array({"outputs"})) << reload.dump();
+	std::string tok = token("glpat-", 20, 41);
+	ASSERT_EQ(run_cmd("GITLAB_TOKEN=" + tok + " " + server), 0);
+	ASSERT_TRUE(
+	    a.wait_until([&] { return has(dir + "/second.jsonl", "\"type\":\"secret\""); }, 5000));
+	EXPECT_FALSE(has(dir + "/out.jsonl", "\"type\":\"secret\""));
+	EXPECT_FALSE(has(dir + "/out.jsonl", "\"type\":\"reload\""));
+	// A path under a regular file cannot be created: refused, output kept.
+	write_cfg(dir + "/cfg.yaml/x.jsonl");
+	a.signal(SIGHUP);
+	ASSERT_TRUE(a.wait_until(
+	    [&] {
+		    auto n = 0;
+		    for (auto &r : records(dir + "/second.jsonl"))
+			    n += r["type"] == "reload";
+		    return n == 2;
+	    },
+	    5000))
+	    << slurp(a.err());
+	nlohmann::json failed;
+	for (auto &r : records(dir + "/second.jsonl"))
+		if (r["type"] == "reload")
+			failed = r;
+	EXPECT_FALSE(failed["ok"].get<bool>()) << failed.dump();
+	EXPECT_TRUE(failed.contains("error")) << failed.dump();
+	EXPECT_EQ(a.stop(), 0);
+	EXPECT_EQ(slurp(dir + "/second.jsonl").find(tok), std::string::npos);
+	EXPECT_TRUE(has(dir + "/second.jsonl", "\"type\":\"health\"")); // the final one
+}
+
 TEST(Secrets, SighupReloadsTheInventoryWithoutLosingState)
 {
 	std::string dir = temp_dir();

@@ -83,8 +83,14 @@ class Agent
 	{
 		outputs_health_ = std::move(f);
 	}
+	// How a reload replaces the outputs (run_agent: Output::replace).
+	void set_outputs_reopen(std::function<void(const Config &)> f)
+	{
+		outputs_reopen_ = std::move(f);
+	}
 	void set_metrics_port(int port) { metrics_port_ = port; }
 	const Config &config() const { return cfg_; }
+	const AgentOptions &options() const { return opts_; }
 	const Counters &counters() const { return counters_; }
 
       private:
@@ -121,6 +127,7 @@ class Agent
 	int64_t feeding_ns_ = 0; // time of the input being fed
 	std::chrono::steady_clock::time_point started_;
 	std::function<nlohmann::json()> outputs_health_;
+	std::function<void(const Config &)> outputs_reopen_;
 	int metrics_port_ = 0;
 	const uint32_t self_pid_;
 

@@ -10,8 +10,13 @@
 namespace keytrail
 {
 
-// The routes records take: the config's outputs (or --output), each with
-// its format and record filter, and the journal. Throws Error.
+// The routes of the config's outputs (or --output), each with its format and
+// record filter, in the group "outputs". Throws Error.
+std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>>
+configured_outputs(const Config &cfg, const AgentOptions &opts);
+
+// The routes records take: configured_outputs() and the journal. Throws
+// Error.
 void open_outputs(Output &out, const Config &cfg, const AgentOptions &opts);
 
 // Loads the probes and runs the agent until *stop is set or the duration

@@ -30,6 +30,9 @@ struct RouteOptions {
 	// Wait for room instead of dropping (replay: nothing to protect, and
 	// nothing may be lost).
 	bool block_when_full = false;
+	// Routes of one group are replaced together (replace()): "outputs" for
+	// the config's outputs; the journal has its own.
+	std::string group;
 };
 
 class Output
@@ -41,6 +44,12 @@ class Output
 	Output &operator=(const Output &) = delete;
 
 	void add(std::unique_ptr<Sink> sink, RouteOptions opts = {});
+	// Drains (up to timeout_ms) and stops the routes of `group`, then adds
+	// `routes` in their place: a reload's new outputs. Call it from the
+	// thread that emits.
+	void replace(const std::string &group,
+	             std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>> routes,
+	             int timeout_ms = 2000);
 	void emit(const nlohmann::json &record);
 	void emit(const Record &record);
 	// Waits up to `timeout_ms` for the queues to drain, then stops the
@@ -77,8 +86,11 @@ class Output
 		std::thread thread;
 		void run();
 	};
+	static void finish(std::vector<Route *> routes, int timeout_ms);
+
 	std::vector<std::unique_ptr<Route>> routes_;
 	bool closed_ = false;
+	uint64_t retired_written_ = 0, retired_errors_ = 0, retired_dropped_ = 0; // replaced routes
 };
 
 } // namespace keytrail
