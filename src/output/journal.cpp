@@ -1,6 +1,7 @@
 #include "keytrail/output/journal.h"
 
 #include <dirent.h>
+#include <endian.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <type_traits>
 
 #include "keytrail/util/clock.h"
@@ -59,7 +61,7 @@ JournalSink::JournalSink(JournalConfig cfg) : cfg_(std::move(cfg))
 	make_private_dirs(cfg_.dir);
 	// Segments a crash left open: close them now (their last line may be cut).
 	for (const auto &p : list(cfg_.dir, is_open_segment))
-		compress(p);
+		compress(p, std::nullopt);
 	int64_t now = wall_now_ns();
 	retain(now);
 	if (!open_segment(now))
@@ -88,11 +90,11 @@ void JournalSink::compress_closed()
 		wake_.wait(lock, [this] { return stop_ || !closed_.empty(); });
 		if (closed_.empty())
 			return; // stopping, nothing left
-		std::string path = std::move(closed_.front());
+		auto [path, ix] = std::move(closed_.front());
 		closed_.pop_front();
 		lock.unlock();
 		try {
-			compress(path);
+			compress(path, std::move(ix));
 			retain(wall_now_ns());
 		} catch (const std::exception &e) {
 			// Never the agent's end: the plain segment stays readable.
@@ -102,14 +104,15 @@ void JournalSink::compress_closed()
 	}
 }
 
-void JournalSink::compress(const std::string &path)
+void JournalSink::compress(const std::string &path, std::optional<SegmentIndex> ix)
 {
-	// The index is read off the plain file (the page cache has it), then
-	// written beside the .gz once that exists: a reader never finds an index
-	// without its segment, and one without an index reads it whole.
-	SegmentIndex ix = index_segment(path);
+	// The index is written beside the .gz once that exists: a reader never
+	// finds an index without its segment, and one without an index reads
+	// it whole. A segment a crash left open is indexed off the file.
+	if (!ix)
+		ix = index_segment(path);
 	if (gzip_file(path, path + ".gz")) // on failure the plain segment stays readable
-		write_segment_index(path + ".gz", std::move(ix));
+		write_segment_index(path + ".gz", std::move(*ix));
 }
 
 bool JournalSink::open_segment(int64_t now_ns)
@@ -150,8 +153,9 @@ bool JournalSink::close_segment()
 	}
 	{
 		std::lock_guard lock(mu_);
-		closed_.push_back(path_);
+		closed_.emplace_back(path_, std::move(ix_));
 	}
+	ix_ = SegmentIndex();
 	wake_.notify_one();
 	return true;
 }
@@ -171,6 +175,7 @@ bool JournalSink::write(std::string_view line, const LineMeta &meta)
 		return false;
 	buf_.append(line);
 	buf_.push_back('\n');
+	ix_.add_line(line);
 	return true;
 }
 
@@ -241,13 +246,18 @@ std::vector<std::string> journal_segments(const std::string &dir)
 	return out;
 }
 
-bool read_journal_segment(const std::string &path, const std::function<bool(nlohmann::json &&)> &f,
-                          JournalReadStats *stats)
+namespace
 {
-	JournalReadStats local;
-	JournalReadStats &st = stats ? *stats : local;
+
+constexpr size_t kMaxLine = 16u << 20; // no record of ours comes near
+
+// Calls f for each whole line of a segment (plain or gzip: gzopen reads
+// plain files as they are). A cut last line, and a longer one than
+// kMaxLine, are counted bad. Returns false if f does.
+bool read_segment_lines(const std::string &path, const std::function<bool(std::string_view)> &f,
+                        JournalReadStats &st)
+{
 	st.segments++;
-	// gzopen reads plain files as they are, too.
 	gzFile gz = gzopen(path.c_str(), "rb");
 	if (!gz) {
 		st.truncated_segments++;
@@ -255,9 +265,9 @@ bool read_journal_segment(const std::string &path, const std::function<bool(nloh
 	}
 	gzbuffer(gz, 128 * 1024);
 	std::string line;
+	bool too_long = false;
 	char buf[64 * 1024];
-	bool more = true;
-	while (more) {
+	for (bool more = true; more;) {
 		int n = gzread(gz, buf, sizeof(buf));
 		if (n <= 0) {
 			int err = Z_OK;
@@ -268,29 +278,57 @@ bool read_journal_segment(const std::string &path, const std::function<bool(nloh
 			n = 0;
 		}
 		size_t start = 0;
-		for (int i = 0; i < n; i++) {
-			if (buf[i] != '\n')
-				continue;
-			line.append(buf + start, i - start);
-			start = i + 1;
-			auto j = nlohmann::json::parse(line, nullptr, false);
-			line.clear();
-			if (j.is_discarded() || !j.is_object()) {
-				st.bad_lines++;
-				continue;
+		for (const char *p = buf; (p = static_cast<const char *>(memchr(
+		                               p, '\n', static_cast<size_t>(n - (p - buf)))));
+		     p++) {
+			size_t i = static_cast<size_t>(p - buf);
+			std::string_view whole(buf + start, i - start);
+			if (!line.empty() || too_long) {
+				line.append(whole);
+				whole = line;
 			}
-			st.records++;
-			if (!f(std::move(j))) {
+			start = i + 1;
+			if (too_long || whole.size() > kMaxLine) {
+				st.bad_lines++;
+			} else if (!f(whole)) {
 				gzclose(gz);
 				return false;
 			}
+			line.clear();
+			too_long = false;
 		}
-		line.append(buf + start, n - start);
+		if (!too_long)
+			line.append(buf + start, static_cast<size_t>(n) - start);
+		if (line.size() > kMaxLine) {
+			too_long = true;
+			line.clear();
+		}
 	}
-	if (!line.empty())
+	if (!line.empty() || too_long)
 		st.bad_lines++; // a cut last line
 	gzclose(gz);
 	return true;
+}
+
+} // namespace
+
+bool read_journal_segment(const std::string &path, const std::function<bool(nlohmann::json &&)> &f,
+                          JournalReadStats *stats)
+{
+	JournalReadStats local;
+	JournalReadStats &st = stats ? *stats : local;
+	return read_segment_lines(
+	    path,
+	    [&](std::string_view line) {
+		    auto j = nlohmann::json::parse(line, nullptr, false);
+		    if (j.is_discarded() || !j.is_object()) {
+			    st.bad_lines++;
+			    return true;
+		    }
+		    st.records++;
+		    return f(std::move(j));
+	    },
+	    st);
 }
 
 bool read_journal(const std::string &dir, const std::function<bool(nlohmann::json &&)> &f,
@@ -305,69 +343,188 @@ bool read_journal(const std::string &dir, const std::function<bool(nlohmann::jso
 namespace
 {
 
-std::string jstr(const nlohmann::json &j, const char *k)
+// Reads the fields an index keeps off one record line without building a
+// document (the writer indexes every line it writes). Values are kept per
+// line and taken only if the whole line parses: a cut line adds nothing.
+class IndexSax : public nlohmann::json_sax<nlohmann::json>
 {
-	auto it = j.find(k);
-	return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
+      public:
+	// Where a value sits: the record itself or one of the objects in it
+	// that name a process or a credential.
+	enum class In { record, identity, ancestry, ancestor, process, secret, other };
+	enum class Key { fingerprint, inventory_id, identity, mcp_server, exec_id, parent };
 
-void add_pid(std::set<uint32_t> &pids, const nlohmann::json &j, const char *k)
-{
-	auto it = j.find(k);
-	if (it != j.end() && it->is_number_integer() && it->get<int64_t>() > 0 &&
-	    it->get<int64_t>() <= UINT32_MAX)
-		pids.insert(static_cast<uint32_t>(it->get<int64_t>()));
-}
+	struct Line {
+		std::string time, type, exec_id;
+		std::vector<std::pair<Key, std::string>> keys;
+		std::vector<uint32_t> pids;
+	};
 
-void add_str(std::set<std::string> &set, const nlohmann::json &j, const char *k)
-{
-	std::string v = jstr(j, k);
-	if (!v.empty())
-		set.insert(std::move(v));
-}
+	bool parse(std::string_view text)
+	{
+		line_.time.clear();
+		line_.type.clear();
+		line_.exec_id.clear();
+		line_.keys.clear();
+		line_.pids.clear();
+		stack_.clear();
+		depth_ok_ = true;
+		return !text.empty() && text.front() == '{' &&
+		       nlohmann::json::sax_parse(text.begin(), text.end(), this) && depth_ok_;
+	}
+	const Line &line() const { return line_; }
+
+	bool null() override { return true; }
+	bool boolean(bool) override { return true; }
+	bool number_integer(number_integer_t v) override { return number(v); }
+	bool number_unsigned(number_unsigned_t v) override
+	{
+		return number(v <= UINT32_MAX ? static_cast<int64_t>(v) : 0);
+	}
+	bool number_float(number_float_t, const string_t &) override { return true; }
+	bool binary(binary_t &) override { return true; }
+	bool string(string_t &v) override
+	{
+		if (v.empty() || stack_.empty())
+			return true;
+		using K = Key;
+		auto put = [&](Key k) { line_.keys.emplace_back(k, v); };
+		switch (stack_.back()) {
+		case In::record:
+			if (key_ == "time")
+				line_.time = v;
+			else if (key_ == "type")
+				line_.type = v;
+			else if (key_ == "exec_id")
+				line_.exec_id = v;
+			else if (key_ == "child_exec_id")
+				put(K::exec_id);
+			else if (key_ == "mcp_server")
+				put(K::mcp_server);
+			else if (key_ == "identity")
+				put(K::identity);
+			break;
+		case In::identity:
+			if (key_ == "id")
+				put(K::identity);
+			break;
+		case In::ancestor:
+			if (key_ == "exec_id")
+				put(K::parent);
+			break;
+		case In::process:
+			if (key_ == "exec_id")
+				put(K::exec_id);
+			else if (key_ == "mcp_server")
+				put(K::mcp_server);
+			break;
+		case In::secret:
+			if (key_ == "fingerprint")
+				put(K::fingerprint);
+			else if (key_ == "inventory_id")
+				put(K::inventory_id);
+			else if (key_ == "holder_exec_id")
+				put(K::exec_id);
+			break;
+		default: break;
+		}
+		return true;
+	}
+	bool start_object(std::size_t) override { return open(true); }
+	bool start_array(std::size_t) override { return open(false); }
+	bool end_object() override { return close(); }
+	bool end_array() override { return close(); }
+	bool key(string_t &k) override
+	{
+		key_ = k;
+		return true;
+	}
+	bool parse_error(std::size_t, const std::string &,
+	                 const nlohmann::detail::exception &) override
+	{
+		return false;
+	}
+
+      private:
+	bool number(int64_t v)
+	{
+		if (v <= 0 || v > UINT32_MAX || stack_.empty())
+			return true;
+		In in = stack_.back();
+		if ((in == In::record && (key_ == "pid" || key_ == "child_pid")) ||
+		    ((in == In::ancestor || in == In::process) && key_ == "pid"))
+			line_.pids.push_back(static_cast<uint32_t>(v));
+		return true;
+	}
+
+	bool open(bool object)
+	{
+		if (stack_.size() >= kMaxDepth) {
+			depth_ok_ = false; // not a record of ours
+			return false;
+		}
+		In in = In::other;
+		if (stack_.empty())
+			in = In::record;
+		else if (stack_.back() == In::record)
+			in = !object              ? (key_ == "ancestry" ? In::ancestry : In::other)
+			     : key_ == "identity" ? In::identity
+			     : key_ == "process"  ? In::process
+			     : key_ == "secret"   ? In::secret
+			                          : In::other;
+		else if (stack_.back() == In::ancestry && object)
+			in = In::ancestor;
+		stack_.push_back(in);
+		return true;
+	}
+
+	bool close()
+	{
+		if (!stack_.empty())
+			stack_.pop_back();
+		return true;
+	}
+
+	static constexpr size_t kMaxDepth = 64;
+	std::vector<In> stack_;
+	std::string key_;
+	Line line_;
+	bool depth_ok_ = true;
+};
 
 } // namespace
 
 // Every field src/tools/trace.cpp reads a process, credential or link from.
-void SegmentIndex::add(const nlohmann::json &r)
+bool SegmentIndex::add_line(std::string_view text)
 {
+	thread_local IndexSax sax;
+	if (!sax.parse(text))
+		return false;
+	const auto &l = sax.line();
 	records++;
 	int64_t t = 0;
-	std::string ts = jstr(r, "time");
-	if (ts.empty() || !parse_rfc3339(ts, &t)) {
+	if (l.time.empty() || !parse_rfc3339(l.time, &t)) {
 		untimed++;
 	} else {
 		first = first && first < t ? first : t;
 		last = std::max(last, t);
 	}
-	bool fork = jstr(r, "type") == "fork";
-	add_str(fork ? parents : exec_ids, r, "exec_id");
-	add_str(exec_ids, r, "child_exec_id");
-	add_pid(pids, r, "pid");
-	add_pid(pids, r, "child_pid");
-	add_str(mcp_servers, r, "mcp_server");
-	if (auto it = r.find("identity"); it != r.end()) {
-		if (it->is_string())
-			add_str(identities, r, "identity");
-		else if (it->is_object())
-			add_str(identities, *it, "id");
+	if (!l.exec_id.empty())
+		(l.type == "fork" ? parents : exec_ids).add(l.exec_id);
+	using K = IndexSax::Key;
+	for (const auto &[k, v] : l.keys) {
+		switch (k) {
+		case K::fingerprint: fingerprints.insert(v); break;
+		case K::inventory_id: inventory_ids.insert(v); break;
+		case K::identity: identities.insert(v); break;
+		case K::mcp_server: mcp_servers.insert(v); break;
+		case K::exec_id: exec_ids.add(v); break;
+		case K::parent: parents.add(v); break;
+		}
 	}
-	if (auto a = r.find("ancestry"); a != r.end() && a->is_array())
-		for (const auto &x : *a)
-			if (x.is_object()) {
-				add_str(parents, x, "exec_id");
-				add_pid(pids, x, "pid");
-			}
-	if (auto p = r.find("process"); p != r.end() && p->is_object()) {
-		add_str(exec_ids, *p, "exec_id");
-		add_pid(pids, *p, "pid");
-		add_str(mcp_servers, *p, "mcp_server");
-	}
-	if (auto s = r.find("secret"); s != r.end() && s->is_object()) {
-		add_str(fingerprints, *s, "fingerprint");
-		add_str(inventory_ids, *s, "inventory_id");
-		add_str(exec_ids, *s, "holder_exec_id");
-	}
+	for (uint32_t pid : l.pids)
+		pids.add(std::to_string(pid));
+	return true;
 }
 
 namespace
@@ -387,11 +544,11 @@ uint64_t mix(uint64_t z)
 // be rarely wrong, so 24-48 bits an element and 12 hashes (~1e-5 each).
 constexpr int kBloomHashes = 12;
 
-// The kBloomHashes bit positions of v in a filter of `bits` (a power of 2),
+// The kBloomHashes bit positions of a key hashed to h in a filter of `bits` (a power of 2),
 // until f returns false.
-template <typename F> bool each_bit(std::string_view v, uint64_t bits, F f)
+template <typename F> bool each_bit(uint64_t h, uint64_t bits, F f)
 {
-	uint64_t h = fnv1a(v), h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1;
+	uint64_t h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1;
 	for (int i = 0; i < kBloomHashes; i++)
 		if (!f((h1 + static_cast<uint64_t>(i) * h2) & (bits - 1)))
 			return false;
@@ -402,131 +559,123 @@ constexpr size_t kBloomBitsPerElement = 24;
 
 } // namespace
 
-Bloom Bloom::sized(size_t n)
+uint64_t KeySet::hash(std::string_view key)
 {
+	return fnv1a(key);
+}
+
+bool KeySet::may_have_hash(uint64_t h) const
+{
+	if (!words_)
+		return hashes_.count(h) > 0;
+	return each_bit(h, nwords_ * 64, [&](uint64_t bit) {
+		uint64_t w;
+		std::memcpy(&w, words_ + bit / 64 * 8, 8);
+		return (le64toh(w) & (1ULL << (bit % 64))) != 0;
+	});
+}
+
+std::string KeySet::bloom() const
+{
+	if (words_)
+		return std::string(words_, nwords_ * 8);
 	size_t bits = 64;
-	while (bits < n * kBloomBitsPerElement)
+	while (bits < hashes_.size() * kBloomBitsPerElement)
 		bits *= 2;
-	Bloom b;
-	b.words_.assign(bits / 64, 0);
-	return b;
+	std::vector<uint64_t> words(bits / 64);
+	for (uint64_t h : hashes_)
+		each_bit(h, bits, [&](uint64_t bit) {
+			words[bit / 64] |= 1ULL << (bit % 64);
+			return true;
+		});
+	for (auto &w : words)
+		w = htole64(w);
+	return std::string(reinterpret_cast<const char *>(words.data()), words.size() * 8);
 }
 
-void Bloom::add(std::string_view v)
+std::optional<KeySet> KeySet::from_bloom(std::shared_ptr<const std::string> file, size_t at,
+                                         size_t len)
 {
-	each_bit(v, words_.size() * 64, [&](uint64_t bit) {
-		words_[bit / 64] |= 1ULL << (bit % 64);
-		return true;
-	});
-}
-
-bool Bloom::may_have(std::string_view v) const
-{
-	return !words_.empty() && each_bit(v, words_.size() * 64, [&](uint64_t bit) {
-		return (words_[bit / 64] & (1ULL << (bit % 64))) != 0;
-	});
-}
-
-std::string Bloom::hex() const
-{
-	static const char *digits = "0123456789abcdef";
-	std::string o;
-	o.reserve(words_.size() * 16);
-	for (uint64_t w : words_)
-		for (int shift = 60; shift >= 0; shift -= 4)
-			o.push_back(digits[(w >> shift) & 15]);
-	return o;
-}
-
-std::optional<Bloom> Bloom::from_hex(const std::string &h)
-{
-	size_t words = h.size() / 16;
-	if (h.size() % 16 || words == 0 || (words & (words - 1)))
-		return std::nullopt; // a power of two words, as sized() makes
-	Bloom b;
-	b.words_.assign(words, 0);
-	for (size_t i = 0; i < h.size(); i++) {
-		char c = h[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return std::nullopt;
-		b.words_[i / 16] = b.words_[i / 16] << 4 | static_cast<uint64_t>(d);
-	}
-	return b;
+	size_t words = len / 8;
+	if (!file || at > file->size() || len > file->size() - at || len % 8 || words == 0 ||
+	    (words & (words - 1)))
+		return std::nullopt; // a power of two words, as bloom() makes
+	KeySet k;
+	k.words_ = file->data() + at;
+	k.nwords_ = words;
+	k.file_ = std::move(file);
+	return k;
 }
 
 namespace
 {
 
-template <class Set> Bloom bloom_of(const Set &set)
-{
-	Bloom b = Bloom::sized(set.size());
-	for (const auto &v : set) {
-		if constexpr (std::is_same_v<typename Set::value_type, std::string>)
-			b.add(v);
-		else
-			b.add(std::to_string(v));
-	}
-	return b;
-}
+constexpr int kIndexVersion = 4; // 2: JSON, 3: CBOR with copied filters: never trusted
+constexpr size_t kMaxIndexHeader = 64u << 20;
 
 } // namespace
 
-bool SegmentIndex::may_name_exec_id(const std::string &id) const
+std::string SegmentIndex::encode() const
 {
-	return exec_bloom_ ? exec_bloom_->may_have(id) : exec_ids.count(id) > 0;
+	using nlohmann::json;
+	std::string blooms;
+	json at = json::object();
+	for (auto [k, set] : {std::pair{"exec_ids", &exec_ids}, std::pair{"parents", &parents},
+	                      std::pair{"pids", &pids}}) {
+		std::string b = set->bloom();
+		at[k] = {blooms.size(), b.size()};
+		blooms += b;
+	}
+	std::vector<uint8_t> head = json::to_cbor(json{{"version", kIndexVersion},
+	                                               {"size", size},
+	                                               {"records", records},
+	                                               {"untimed", untimed},
+	                                               {"first", first},
+	                                               {"last", last},
+	                                               {"fingerprints", fingerprints},
+	                                               {"inventory_ids", inventory_ids},
+	                                               {"identities", identities},
+	                                               {"mcp_servers", mcp_servers},
+	                                               {"filters", at}});
+	uint32_t n = htole32(static_cast<uint32_t>(head.size()));
+	std::string out(reinterpret_cast<const char *>(&n), 4);
+	out.append(head.begin(), head.end());
+	return out + blooms;
 }
 
-bool SegmentIndex::may_name_parent(const std::string &id) const
+std::optional<SegmentIndex> SegmentIndex::decode(std::shared_ptr<const std::string> file)
 {
-	return parent_bloom_ ? parent_bloom_->may_have(id) : parents.count(id) > 0;
-}
-
-bool SegmentIndex::may_name_pid(uint32_t pid) const
-{
-	return pid_bloom_ ? pid_bloom_->may_have(std::to_string(pid)) : pids.count(pid) > 0;
-}
-
-nlohmann::json SegmentIndex::to_json() const
-{
-	return {{"version", 2},
-	        {"size", size},
-	        {"records", records},
-	        {"untimed", untimed},
-	        {"first", first ? rfc3339(first) : ""},
-	        {"last", last ? rfc3339(last) : ""},
-	        {"fingerprints", fingerprints},
-	        {"inventory_ids", inventory_ids},
-	        {"identities", identities},
-	        {"mcp_servers", mcp_servers},
-	        {"exec_ids_bloom", bloom_of(exec_ids).hex()},
-	        {"parents_bloom", bloom_of(parents).hex()},
-	        {"pids_bloom", bloom_of(pids).hex()}};
-}
-
-std::optional<SegmentIndex> SegmentIndex::from_json(const nlohmann::json &j)
-{
+	uint32_t n = 0;
+	if (!file || file->size() < 4)
+		return std::nullopt;
+	std::memcpy(&n, file->data(), 4);
+	n = le32toh(n);
+	if (n > kMaxIndexHeader || n > file->size() - 4)
+		return std::nullopt;
+	auto j = nlohmann::json::from_cbor(file->begin() + 4, file->begin() + 4 + n, true, false);
 	try {
-		if (!j.is_object() || j.at("version") != 2)
+		if (!j.is_object() || j.at("version") != kIndexVersion)
 			return std::nullopt;
 		SegmentIndex ix;
 		ix.size = j.at("size").get<uint64_t>();
 		ix.records = j.at("records").get<uint64_t>();
 		ix.untimed = j.at("untimed").get<uint64_t>();
-		for (auto [k, t] : {std::pair{"first", &ix.first}, std::pair{"last", &ix.last}}) {
-			std::string s = j.at(k).get<std::string>();
-			if (!s.empty() && !parse_rfc3339(s, t))
-				return std::nullopt;
-		}
+		ix.first = j.at("first").get<int64_t>();
+		ix.last = j.at("last").get<int64_t>();
 		ix.fingerprints = j.at("fingerprints").get<std::set<std::string>>();
 		ix.inventory_ids = j.at("inventory_ids").get<std::set<std::string>>();
 		ix.identities = j.at("identities").get<std::set<std::string>>();
 		ix.mcp_servers = j.at("mcp_servers").get<std::set<std::string>>();
-		ix.exec_bloom_ = Bloom::from_hex(j.at("exec_ids_bloom").get<std::string>());
-		ix.parent_bloom_ = Bloom::from_hex(j.at("parents_bloom").get<std::string>());
-		ix.pid_bloom_ = Bloom::from_hex(j.at("pids_bloom").get<std::string>());
-		if (!ix.exec_bloom_ || !ix.parent_bloom_ || !ix.pid_bloom_)
-			return std::nullopt;
+		const auto &at = j.at("filters");
+		for (auto [k, set] :
+		     {std::pair{"exec_ids", &ix.exec_ids}, std::pair{"parents", &ix.parents},
+		      std::pair{"pids", &ix.pids}}) {
+			auto ks = KeySet::from_bloom(file, 4 + n + at.at(k).at(0).get<size_t>(),
+			                             at.at(k).at(1).get<size_t>());
+			if (!ks)
+				return std::nullopt;
+			*set = std::move(*ks);
+		}
 		return ix;
 	} catch (const nlohmann::json::exception &) {
 		return std::nullopt; // not ours, or cut: the segment is read whole
@@ -536,10 +685,14 @@ std::optional<SegmentIndex> SegmentIndex::from_json(const nlohmann::json &j)
 SegmentIndex index_segment(const std::string &path)
 {
 	SegmentIndex ix;
-	read_journal_segment(path, [&](nlohmann::json &&r) {
-		ix.add(r);
-		return true;
-	});
+	JournalReadStats st;
+	read_segment_lines(
+	    path,
+	    [&](std::string_view line) {
+		    ix.add_line(line);
+		    return true;
+	    },
+	    st);
 	return ix;
 }
 
@@ -549,13 +702,13 @@ bool write_segment_index(const std::string &segment, SegmentIndex ix)
 	if (stat(segment.c_str(), &st) != 0)
 		return false;
 	ix.size = static_cast<uint64_t>(st.st_size);
-	std::string text = ix.to_json().dump() + "\n";
+	std::string bytes = ix.encode();
 	std::string idx = segment + ".idx", tmp = idx + ".tmp";
 	unlink(tmp.c_str());
 	int fd = open_private_file(tmp, false);
 	if (fd < 0)
 		return false;
-	bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+	bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
 	ok = ::close(fd) == 0 && ok;
 	if (!ok || rename(tmp.c_str(), idx.c_str()) != 0) {
 		unlink(tmp.c_str());
@@ -566,15 +719,22 @@ bool write_segment_index(const std::string &segment, SegmentIndex ix)
 
 std::optional<SegmentIndex> read_segment_index(const std::string &segment)
 {
-	struct stat st;
+	struct stat st, ist;
 	if (stat(segment.c_str(), &st) != 0)
 		return std::nullopt;
-	FILE *f = std::fopen((segment + ".idx").c_str(), "re");
-	if (!f)
+	int fd = open((segment + ".idx").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
 		return std::nullopt;
-	auto j = nlohmann::json::parse(f, nullptr, false);
-	std::fclose(f);
-	auto ix = SegmentIndex::from_json(j);
+	auto bytes = std::make_shared<std::string>();
+	// An index is a fraction of its segment: a larger one is not ours.
+	if (fstat(fd, &ist) == 0 && S_ISREG(ist.st_mode) &&
+	    ist.st_size <= 4 * st.st_size + (1 << 20)) {
+		bytes->resize(static_cast<size_t>(ist.st_size));
+		if (::read(fd, bytes->data(), bytes->size()) != ist.st_size)
+			bytes->clear();
+	}
+	::close(fd);
+	auto ix = SegmentIndex::decode(std::move(bytes));
 	if (!ix || ix->size != static_cast<uint64_t>(st.st_size))
 		return std::nullopt;
 	return ix;

@@ -3,7 +3,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <deque>
 #include <functional>
+#include <future>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <tuple>
@@ -349,6 +352,29 @@ std::set<std::string> around(Model &m, const std::set<std::string> &seeds,
 	return keep;
 }
 
+// One segment's records in the query's time range, parsed.
+struct SegmentRead {
+	std::vector<nlohmann::json> records;
+	JournalReadStats stats;
+};
+
+constexpr size_t kCachedRecords = 200000;
+
+std::shared_ptr<const SegmentRead> read_segment(const std::string &path, const TraceQuery &q)
+{
+	auto r = std::make_shared<SegmentRead>();
+	read_journal_segment(
+	    path,
+	    [&](nlohmann::json &&rec) {
+		    int64_t t = time_of(rec);
+		    if (!(q.since && t && t < q.since) && !(q.until && t && t > q.until))
+			    r->records.push_back(std::move(rec));
+		    return true;
+	    },
+	    &r->stats);
+	return r;
+}
+
 bool in_time(const SegmentIndex &ix, const TraceQuery &q)
 {
 	if (ix.records == 0)
@@ -380,7 +406,7 @@ bool may_seed(const SegmentIndex &ix, const TraceQuery &q)
 	return false;
 }
 
-template <class F> bool names_any(const std::set<std::string> &ids, F may_name)
+template <class Set, class F> bool names_any(const Set &ids, F may_name)
 {
 	return std::any_of(ids.begin(), ids.end(), may_name);
 }
@@ -453,6 +479,8 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
 	Model m;
 	std::set<std::string> seeds;
 	std::vector<bool> done(segs.size());
+	std::vector<std::shared_ptr<const SegmentRead>> reads(segs.size());
+	size_t cached = 0;
 	for (;;) {
 		// Records are taken in time order: a segment added after all those
 		// read is read on top, one added before them means starting over.
@@ -467,23 +495,40 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
 			}
 		size_t n = static_cast<size_t>(std::count(take.begin(), take.end(), true));
 		size_t k = static_cast<size_t>(std::count(done.begin(), done.end(), true));
-		for (size_t i = 0; i < segs.size(); i++) {
-			if (!take[i] || done[i])
-				continue;
+		std::vector<size_t> todo;
+		for (size_t i = 0; i < segs.size(); i++)
+			if (take[i] && !done[i])
+				todo.push_back(i);
+		// Parsing is the cost: two segments at a time, added in order.
+		std::deque<std::pair<size_t, std::future<std::shared_ptr<const SegmentRead>>>>
+		    ahead;
+		size_t next = 0;
+		for (size_t i : todo) {
+			while (ahead.size() < 2 && next < todo.size()) {
+				size_t j = todo[next++];
+				ahead.emplace_back(
+				    j, reads[j] ? std::async(std::launch::deferred,
+				                             [&reads, j] { return reads[j]; })
+				                : std::async(std::launch::async, [&, j] {
+					                  return read_segment(segs[j], q);
+				                  }));
+			}
+			auto r = ahead.front().second.get();
+			ahead.pop_front();
 			done[i] = true;
 			if (progress)
 				progress(k++, n, segs[i]);
-			read_journal_segment(
-			    segs[i],
-			    [&](nlohmann::json &&r) {
-				    int64_t t = time_of(r);
-				    if ((q.since && t && t < q.since) ||
-				        (q.until && t && t > q.until))
-					    return true;
-				    m.add(r);
-				    return true;
-			    },
-			    &res.stats);
+			for (const auto &rec : r->records)
+				m.add(rec);
+			res.stats.records += r->stats.records;
+			res.stats.bad_lines += r->stats.bad_lines;
+			res.stats.segments += r->stats.segments;
+			res.stats.truncated_segments += r->stats.truncated_segments;
+			// Kept for a start over, up to a bound (a parsed record is ~1 KiB).
+			if (!reads[i] && cached + r->records.size() <= kCachedRecords) {
+				cached += r->records.size();
+				reads[i] = r;
+			}
 		}
 		seeds = seeds_of(m, q);
 		if (seeds.empty())
@@ -499,12 +544,19 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
 				fps.insert(c.used.begin(), c.used.end());
 		}
 		bool more = false;
+		std::vector<uint64_t> keep_h, below_h;
+		for (const auto &id : keep)
+			keep_h.push_back(KeySet::hash(id));
+		for (const auto &id : below)
+			below_h.push_back(KeySet::hash(id));
 		for (size_t i = 0; i < segs.size(); i++)
 			if (!take[i] && in_time(*idx[i], q) &&
-			    (names_any(keep,
-			               [&](auto &id) { return idx[i]->may_name_exec_id(id); }) ||
-			     names_any(below,
-			               [&](auto &id) { return idx[i]->may_name_parent(id); }) ||
+			    (names_any(
+			         keep_h,
+			         [&](uint64_t h) { return idx[i]->exec_ids.may_have_hash(h); }) ||
+			     names_any(
+			         below_h,
+			         [&](uint64_t h) { return idx[i]->parents.may_have_hash(h); }) ||
 			     names_any(fps, [&](auto &fp) {
 				     return idx[i]->fingerprints.count(fp) > 0;
 			     })))

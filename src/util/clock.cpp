@@ -90,29 +90,50 @@ std::string rfc3339(int64_t wall_ns)
 	return std::string(buf, 27);
 }
 
+namespace
+{
+
+// n decimal digits of s at i, and nothing else.
+bool digits(const std::string &s, size_t i, int n, int *out)
+{
+	if (i + static_cast<size_t>(n) > s.size())
+		return false;
+	int v = 0;
+	for (int k = 0; k < n; k++) {
+		char c = s[i + static_cast<size_t>(k)];
+		if (c < '0' || c > '9')
+			return false;
+		v = v * 10 + (c - '0');
+	}
+	*out = v;
+	return true;
+}
+
+} // namespace
+
 bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
 {
-	int y, mo, d, h = 0, mi = 0, sec = 0, consumed = 0;
-	if (std::sscanf(s.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &consumed) != 3 || consumed != 10)
+	int y, mo, d, h = 0, mi = 0, sec = 0;
+	if (!digits(s, 0, 4, &y) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, &mo) ||
+	    s[7] != '-' || !digits(s, 8, 2, &d))
 		return false;
 	size_t i = 10;
 	int64_t frac_ns = 0, tz_offset_s = 0;
 	if (i < s.size()) {
 		if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
 			return false;
-		if (std::sscanf(s.c_str() + i + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &consumed) !=
-		        3 ||
-		    consumed != 8)
+		if (!digits(s, i + 1, 2, &h) || s.size() < i + 9 || s[i + 3] != ':' ||
+		    !digits(s, i + 4, 2, &mi) || s[i + 6] != ':' || !digits(s, i + 7, 2, &sec))
 			return false;
 		i += 9;
 		if (i < s.size() && s[i] == '.') {
 			int64_t scale = 100000000;
-			size_t digits = 0;
-			for (i++; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+			size_t nfrac = 0;
+			for (i++; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++, nfrac++) {
 				frac_ns += (s[i] - '0') * scale;
 				scale /= 10;
 			}
-			if (digits == 0)
+			if (nfrac == 0)
 				return false;
 		}
 		if (i >= s.size())
@@ -121,8 +142,8 @@ bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
 			i++;
 		} else if (s[i] == '+' || s[i] == '-') {
 			int oh, om;
-			if (std::sscanf(s.c_str() + i + 1, "%2d:%2d%n", &oh, &om, &consumed) != 2 ||
-			    consumed != 5)
+			if (!digits(s, i + 1, 2, &oh) || s.size() < i + 6 || s[i + 3] != ':' ||
+			    !digits(s, i + 4, 2, &om))
 				return false;
 			tz_offset_s = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
 			i += 6;
@@ -132,19 +153,16 @@ bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
 		if (i != s.size())
 			return false;
 	}
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+	using namespace std::chrono;
+	year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
+	                   day{static_cast<unsigned>(d)}};
+	if (!ymd.ok() || h > 23 || mi > 59 || sec > 60)
 		return false;
-	tm t{};
-	t.tm_year = y - 1900;
-	t.tm_mon = mo - 1;
-	t.tm_mday = d;
-	t.tm_hour = h;
-	t.tm_min = mi;
-	t.tm_sec = sec;
-	time_t secs = timegm(&t);
+	int64_t secs = duration_cast<seconds>(sys_days{ymd}.time_since_epoch()).count() +
+	               h * 3600LL + mi * 60LL + sec;
 	// Only what int64 nanoseconds can hold (1677..2262): "1013-..." is an error.
 	int64_t ns;
-	if (__builtin_mul_overflow(static_cast<int64_t>(secs) - tz_offset_s, 1000000000LL, &ns) ||
+	if (__builtin_mul_overflow(secs - tz_offset_s, 1000000000LL, &ns) ||
 	    __builtin_add_overflow(ns, frac_ns, &ns))
 		return false;
 	*wall_ns = ns;

@@ -665,3 +665,58 @@ TEST(Trace, IndexSkipsSegmentsOutsideTheTimeRangeAndReadsOpenOnes)
 	std::ofstream(seg, std::ios::app) << "x";
 	EXPECT_FALSE(read_segment_index(seg));
 }
+
+// The writer's streaming index takes each field from where trace reads it,
+// and nothing from a line that does not parse.
+TEST(Trace, SegmentIndexReadsFieldsByWhereTheySit)
+{
+	SegmentIndex ix;
+	EXPECT_TRUE(ix.add_line(
+	    R"({"type":"fork","time":"2026-11-26T10:00:00Z","exec_id":"b:1:10","child_exec_id":"b:2:11","pid":10,"child_pid":11,"ancestry":[{"exec_id":"b:0:1","pid":1}],"identity":{"id":"spiffe://t/a"},"mcp_server":"srv"})"));
+	EXPECT_TRUE(ix.add_line(
+	    R"({"type":"secret_use","time":"2026-11-26T10:00:01.5Z","process":{"exec_id":"b:3:12","pid":12,"mcp_server":"srv2"},"secret":{"fingerprint":"00aa","inventory_id":"inv","holder_exec_id":"b:4:13"},"argv":["b:9:99"],"x":{"exec_id":"b:9:98"}})"));
+	EXPECT_FALSE(ix.add_line(R"({"type":"exec","exec_id":"b:5:14","pid":14)")); // cut
+	EXPECT_FALSE(ix.add_line(std::string(100, '[') + std::string(100, ']')));
+	EXPECT_TRUE(ix.add_line(R"({"type":"exec","exec_id":"b:6:15","identity":"spiffe://t/b"})"));
+	EXPECT_EQ(ix.records, 3u);
+	EXPECT_EQ(ix.untimed, 1u);
+	int64_t t0 = 0, t1 = 0;
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:00:00Z", &t0));
+	ASSERT_TRUE(parse_rfc3339("2026-11-26T10:00:01.5Z", &t1));
+	EXPECT_EQ(ix.first, t0);
+	EXPECT_EQ(ix.last, t1);
+	EXPECT_TRUE(ix.may_name_parent("b:1:10")); // a fork's exec_id is the parent
+	EXPECT_FALSE(ix.may_name_exec_id("b:1:10"));
+	EXPECT_TRUE(ix.may_name_parent("b:0:1"));
+	for (const char *id : {"b:2:11", "b:3:12", "b:4:13", "b:6:15"})
+		EXPECT_TRUE(ix.may_name_exec_id(id)) << id;
+	for (const char *id : {"b:5:14", "b:9:99", "b:9:98"})
+		EXPECT_FALSE(ix.may_name_exec_id(id)) << id;
+	for (uint32_t pid : {1u, 10u, 11u, 12u})
+		EXPECT_TRUE(ix.may_name_pid(pid)) << pid;
+	EXPECT_FALSE(ix.may_name_pid(14));
+	EXPECT_EQ(ix.fingerprints, std::set<std::string>{"00aa"});
+	EXPECT_EQ(ix.inventory_ids, std::set<std::string>{"inv"});
+	EXPECT_EQ(ix.identities, (std::set<std::string>{"spiffe://t/a", "spiffe://t/b"}));
+	EXPECT_EQ(ix.mcp_servers, (std::set<std::string>{"srv", "srv2"}));
+
+	// Written and read back: the same answers, from the file's bytes.
+	std::string dir = temp_dir();
+	std::string seg = dir + "/journal-20261126T100000.000000Z.jsonl.gz";
+	std::ofstream(seg) << "x";
+	ASSERT_TRUE(write_segment_index(seg, ix));
+	auto back = read_segment_index(seg);
+	ASSERT_TRUE(back);
+	EXPECT_EQ(back->records, 3u);
+	EXPECT_EQ(back->first, t0);
+	EXPECT_EQ(back->fingerprints, ix.fingerprints);
+	EXPECT_TRUE(back->may_name_parent("b:1:10"));
+	EXPECT_TRUE(back->may_name_exec_id("b:4:13"));
+	EXPECT_TRUE(back->may_name_pid(11));
+	EXPECT_FALSE(back->may_name_exec_id("b:5:14"));
+	// A cut index is not trusted.
+	struct stat st;
+	ASSERT_EQ(stat((seg + ".idx").c_str(), &st), 0);
+	ASSERT_EQ(truncate((seg + ".idx").c_str(), st.st_size - 3), 0);
+	EXPECT_FALSE(read_segment_index(seg));
+}

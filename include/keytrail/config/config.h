@@ -125,7 +125,7 @@ struct OutputSpec {
 struct JournalConfig {
 	bool enabled = true;
 	std::string dir;                                // "" = <state_dir>/journal
-	uint64_t segment_size = 64ull << 20;            // uncompressed bytes per segment
+	uint64_t segment_size = 4ull << 20;             // uncompressed bytes per segment
 	std::chrono::milliseconds segment_age{3600000}; // and at most this old
 	uint64_t max_bytes = 1ull << 30;                // retention: total compressed size
 	std::chrono::milliseconds max_age{7 * 86400000LL};

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "keytrail/config/config.h"
@@ -27,6 +29,67 @@
 
 namespace keytrail
 {
+
+// Segments of a journal directory in time order (closed .jsonl.gz ones,
+// then an open .jsonl one).
+std::vector<std::string> journal_segments(const std::string &dir);
+
+struct JournalReadStats {
+	uint64_t records = 0, bad_lines = 0, segments = 0, truncated_segments = 0;
+	// segments a reader passed over on their index, and those that had one
+	uint64_t skipped_segments = 0, indexed_segments = 0;
+};
+
+// A set of keys, as their 64-bit hashes while a segment is written, and as
+// a Bloom filter (12 hashes, 24-48 bits a key: about 1e-5 false positives
+// a lookup, never a false negative) once its index is read back, where the
+// filter is a view of the index file's bytes.
+class KeySet
+{
+      public:
+	static uint64_t hash(std::string_view key);
+	void add(std::string_view key) { hashes_.insert(hash(key)); }
+	bool may_have(std::string_view key) const { return may_have_hash(hash(key)); }
+	bool may_have_hash(uint64_t h) const;
+	std::string bloom() const; // the filter: little-endian 64-bit words
+	// A view of `len` bytes at `at` in `file`, as bloom() wrote them.
+	static std::optional<KeySet> from_bloom(std::shared_ptr<const std::string> file, size_t at,
+	                                        size_t len);
+
+      private:
+	std::unordered_set<uint64_t> hashes_;
+	std::shared_ptr<const std::string> file_; // when read back
+	const char *words_ = nullptr;
+	size_t nwords_ = 0;
+};
+
+// What a closed segment holds: its time range and every value `trace`
+// looks records up by (no secret values: fingerprints are HMACs). The sets
+// a reader matches by prefix or glob are kept whole; exec_ids, parents and
+// pids (thousands in a segment of a busy host) as KeySets. The writer
+// builds it line by line; it is stored beside the segment (encode()). A
+// reader skips a segment only on what its index says is absent.
+struct SegmentIndex {
+	uint64_t size = 0; // of the segment file it describes: another size voids it
+	uint64_t records = 0, untimed = 0; // untimed: records with no "time"
+	int64_t first = 0, last = 0;       // record times (wall ns)
+	std::set<std::string> fingerprints, inventory_ids, identities, mcp_servers;
+	// exec_ids: whom records are about (exec_id, process.exec_id, a fork's
+	// child, a holder); parents: a fork's parent and every exec_id in an
+	// ancestry; pids: pid, process.pid, child_pid, ancestry pids.
+	KeySet exec_ids, parents, pids;
+
+	// Adds one record line; false (and nothing added) if it is not a JSON
+	// object.
+	bool add_line(std::string_view line);
+	bool may_name_exec_id(const std::string &id) const { return exec_ids.may_have(id); }
+	bool may_name_parent(const std::string &id) const { return parents.may_have(id); }
+	bool may_name_pid(uint32_t pid) const { return pids.may_have(std::to_string(pid)); }
+	// The index file: a 4-byte little-endian header length, a CBOR header,
+	// then the three filters.
+	std::string encode() const;
+	static std::optional<SegmentIndex> decode(std::shared_ptr<const std::string> file);
+};
 
 class JournalSink : public Sink
 {
@@ -42,8 +105,9 @@ class JournalSink : public Sink
 	bool open_segment(int64_t now_ns);
 	bool close_segment();
 	void retain(int64_t now_ns);
-	void compress_closed();                 // the compressor thread
-	void compress(const std::string &path); // gzip, then write its index
+	void compress_closed(); // the compressor thread
+	// gzip, then write its index (read off the file when there is none)
+	void compress(const std::string &path, std::optional<SegmentIndex> ix);
 
 	JournalConfig cfg_;
 	int fd_ = -1;
@@ -52,64 +116,13 @@ class JournalSink : public Sink
 	int64_t opened_ns_ = 0;
 	int64_t named_ns_ = 0; // the time in the newest segment's name
 	std::string buf_;
+	SegmentIndex ix_; // of the open segment, line by line
 
 	std::mutex mu_; // guards closed_ and stop_
 	std::condition_variable wake_;
-	std::deque<std::string> closed_; // segments waiting for gzip
+	std::deque<std::pair<std::string, SegmentIndex>> closed_; // waiting for gzip
 	bool stop_ = false;
 	std::thread compressor_;
-};
-
-// Segments of a journal directory in time order (closed .jsonl.gz ones,
-// then an open .jsonl one).
-std::vector<std::string> journal_segments(const std::string &dir);
-
-struct JournalReadStats {
-	uint64_t records = 0, bad_lines = 0, segments = 0, truncated_segments = 0;
-	// segments a reader passed over on their index, and those that had one
-	uint64_t skipped_segments = 0, indexed_segments = 0;
-};
-
-// A Bloom filter (12 hashes, 24-48 bits an element: about 1e-5 false
-// positives a lookup, never a false negative), for the index's large sets.
-class Bloom
-{
-      public:
-	static Bloom sized(size_t n);
-	void add(std::string_view v);
-	bool may_have(std::string_view v) const;
-	std::string hex() const;
-	static std::optional<Bloom> from_hex(const std::string &h);
-
-      private:
-	std::vector<uint64_t> words_;
-};
-
-// What a closed segment holds: its time range and every value `trace`
-// looks records up by (no secret values: fingerprints are HMACs). The sets
-// a reader matches by prefix or glob are written as lists; exec_ids,
-// parents and pids (thousands in a segment of a busy host) as Bloom filters.
-// A reader skips a segment only on what its index says is absent.
-struct SegmentIndex {
-	uint64_t size = 0; // of the segment file it describes: another size voids it
-	uint64_t records = 0, untimed = 0; // untimed: records with no "time"
-	int64_t first = 0, last = 0;       // record times (wall ns)
-	std::set<std::string> fingerprints, inventory_ids, identities, mcp_servers;
-	// While indexing (empty when read back: see may_name_*): exec_ids, whom
-	// records are about (exec_id, process.exec_id, a fork's child, a
-	// holder); parents, a fork's parent and every exec_id in an ancestry.
-	std::set<std::string> exec_ids, parents;
-	std::set<uint32_t> pids; // pid, process.pid, child_pid, ancestry pids
-
-	void add(const nlohmann::json &record);
-	bool may_name_exec_id(const std::string &id) const;
-	bool may_name_parent(const std::string &id) const;
-	bool may_name_pid(uint32_t pid) const;
-	nlohmann::json to_json() const;
-	static std::optional<SegmentIndex> from_json(const nlohmann::json &j);
-
-      private:
-	std::optional<Bloom> exec_bloom_, parent_bloom_, pid_bloom_; // when read back
 };
 
 // The index of a segment read whole (plain or gzip).
