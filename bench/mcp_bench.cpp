@@ -26,7 +26,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,23 +102,28 @@ struct Agent {
 	std::string out;
 };
 
+// The agent binary (--keytrail: another build's, to compare).
+std::string g_keytrail = KEYTRAIL_BINARY;
+
 Agent start_agent(const std::string &dir, pid_t track)
 {
 	Agent a;
 	a.out = dir + "/out.jsonl";
 	std::string cfg = dir + "/bench.yaml";
 	std::ofstream(cfg) << "agent:\n  health_interval: 1h\njournal:\n  enabled: false\n";
+	std::filesystem::remove(a.out); // "ready" must be this agent's
+	std::filesystem::remove_all(dir + "/state");
 	a.pid = fork();
 	if (a.pid == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 2);
 		std::string state = dir + "/state", p = std::to_string(track);
 		if (track > 0)
-			execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "-c", cfg.c_str(),
+			execl(g_keytrail.c_str(), g_keytrail.c_str(), "run", "-c", cfg.c_str(),
 			      "--state-dir", state.c_str(), "-o", a.out.c_str(), "--track",
 			      p.c_str(), nullptr);
 		else
-			execl(KEYTRAIL_BINARY, KEYTRAIL_BINARY, "run", "-c", cfg.c_str(),
+			execl(g_keytrail.c_str(), g_keytrail.c_str(), "run", "-c", cfg.c_str(),
 			      "--state-dir", state.c_str(), "-o", a.out.c_str(), nullptr);
 		_exit(127);
 	}
@@ -141,6 +148,23 @@ double stop_agent(Agent &a)
 	return cpu_of(ru);
 }
 
+// utime + stime of a live process, seconds (/proc/PID/stat fields 14, 15).
+double proc_cpu(pid_t pid)
+{
+	std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+	std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+	size_t close = s.rfind(')');
+	if (close == std::string::npos)
+		return 0;
+	std::istringstream in(s.substr(close + 2));
+	std::string field;
+	double ticks = 0;
+	for (int i = 3; i <= 15 && in >> field; i++)
+		if (i >= 14)
+			ticks += std::stod(field);
+	return ticks / sysconf(_SC_CLK_TCK);
+}
+
 size_t count_lines(const std::string &path, const char *needle)
 {
 	std::ifstream f(path);
@@ -163,7 +187,7 @@ struct CallRun {
 CallRun drive(const std::string &self, const std::string &dir, double seconds, int rate, bool agent)
 {
 	int to[2], from[2];
-	if (pipe(to) || pipe(from))
+	if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC)) // the agent must not hold them
 		std::exit(1);
 	pid_t server = fork();
 	if (server == 0) {
@@ -180,6 +204,7 @@ CallRun drive(const std::string &self, const std::string &dir, double seconds, i
 	if (agent)
 		a = start_agent(dir, server);
 	auto before = prog_stats(kHooks);
+	double agent_before = agent ? proc_cpu(a.pid) : 0;
 	CallRun r;
 	auto start = Clock::now();
 	auto period = std::chrono::nanoseconds(1000000000LL / rate);
@@ -223,7 +248,9 @@ CallRun drive(const std::string &self, const std::string &dir, double seconds, i
 		r.hooks[h] = {after[h].first - before[h].first, after[h].second - before[h].second};
 	if (agent) {
 		std::this_thread::sleep_for(std::chrono::seconds(1));
-		r.agent_cpu = stop_agent(a);
+		// While it served the calls (and wrote their records), not its start.
+		r.agent_cpu = proc_cpu(a.pid) - agent_before;
+		stop_agent(a);
 		r.tool_call_records = count_lines(a.out, "\"type\":\"tool_call\"");
 	}
 	close(from[0]);
@@ -312,6 +339,9 @@ int main(int argc, char **argv)
 	app.add_option("--runs", runs, "runs per mode (medians)");
 	app.add_option("--untracked-calls", untracked_calls, "reads+writes of the untracked pass");
 	app.add_option("--dir", dir, "scratch directory");
+	app.add_option("--keytrail", g_keytrail, "keytrail binary for the untracked pass");
+	bool untracked_only = false;
+	app.add_flag("--untracked-only", untracked_only, "only the untracked pass");
 	CLI11_PARSE(app, argc, argv);
 	if (serve_mode)
 		return serve();
@@ -330,7 +360,7 @@ int main(int argc, char **argv)
 	size_t records = 0;
 	long calls = 0;
 	std::map<std::string, double> per_hook;
-	for (int i = 0; i < runs; i++) {
+	for (int i = 0; i < runs && !untracked_only; i++) {
 		CallRun bare = drive(self, dir, seconds, rate, false);
 		std::filesystem::remove_all(dir + "/state");
 		CallRun t = drive(self, dir, seconds, rate, true);
@@ -346,19 +376,23 @@ int main(int argc, char **argv)
 		records = t.tool_call_records;
 		calls = t.calls;
 	}
-	std::printf("stdio MCP server at %d tools/call per second, %.0f s, median of %d runs:\n",
-	            rate, seconds, runs);
-	std::printf("  server CPU per call, no agent:        %8.2f us\n", median(bare_us));
-	std::printf("  server CPU per call, tracked (stdio): %8.2f us  (%+.2f us)\n",
-	            median(tracked_us), median(tracked_us) - median(bare_us));
-	std::printf("  read/write hooks, kernel per call:    %8.0f ns  (all processes' calls on "
-	            "them during the run, bpf_stats)\n",
-	            median(kernel_ns));
-	for (const auto &[h, v] : per_hook)
-		std::printf("    %-14s %8.1f ns per hook call (last run)\n", h.c_str(), v);
-	std::printf("  agent CPU per call:                   %8.2f us\n", median(agent_us));
-	std::printf("  tool_call records written (last run): %zu of %ld calls\n", records, calls);
-
+	if (!untracked_only) {
+		std::printf(
+		    "stdio MCP server at %d tools/call per second, %.0f s, median of %d runs:\n",
+		    rate, seconds, runs);
+		std::printf("  server CPU per call, no agent:        %8.2f us\n", median(bare_us));
+		std::printf("  server CPU per call, tracked (stdio): %8.2f us  (%+.2f us)\n",
+		            median(tracked_us), median(tracked_us) - median(bare_us));
+		std::printf(
+		    "  read/write hooks, kernel per call:    %8.0f ns  (every process's calls on "
+		    "them during the run, over the tool calls: an upper bound)\n",
+		    median(kernel_ns));
+		for (const auto &[h, v] : per_hook)
+			std::printf("    %-14s %8.1f ns per hook call (last run)\n", h.c_str(), v);
+		std::printf("  agent CPU per call:                   %8.2f us\n", median(agent_us));
+		std::printf("  tool_call records written (last run): %zu of %ld calls\n", records,
+		            calls);
+	}
 	auto floor = untracked_floor(untracked_calls);
 	Agent a = start_agent(dir, 0);
 	auto kt = untracked(untracked_calls);

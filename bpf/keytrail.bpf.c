@@ -256,9 +256,12 @@ static __always_inline void track_leader(struct task_struct *leader, __u32 reaso
 // a tracked flood's cost).
 const volatile __u64 wakeup_bytes = 0;
 
+// Stdio captures of MCP servers too: two per tool call, each wakeup cost the
+// server ~8 us (keytrail-bench-mcp); the ring keeps them in order before
+// the connects they explain, so a later wakeup changes no join.
 static __always_inline __u64 wakeup_flag(__u32 type)
 {
-	if (type != KT_EV_EXEC && type != KT_EV_FORK && type != KT_EV_EXIT)
+	if (type != KT_EV_EXEC && type != KT_EV_FORK && type != KT_EV_EXIT && type != KT_EV_STDIO)
 		return 0;
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 	                                                                     : BPF_RB_NO_WAKEUP;
