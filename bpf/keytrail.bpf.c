@@ -161,9 +161,12 @@ struct pending_io {
 	__u16 family;
 	__u16 port;
 	__u8 addr[16];
+	__u64 buf; // PENDING_STDIN*: the read's buffer (or its iovec array)
 };
 #define PENDING_READ 1
 #define PENDING_CONNECT 2
+#define PENDING_STDIN 3     // a stdio MCP server inside read(0)
+#define PENDING_STDIN_IOV 4 // ... inside readv(0): the first iovec is captured
 
 // @brief a tracked thread inside read*() on a watched fd, or inside connect().
 struct {
@@ -195,27 +198,40 @@ static __always_inline void stat_inc(__u32 idx)
 		(*v)++;
 }
 
-static __always_inline bool leader_tracked(struct task_struct *leader)
+// The mark of a tracked process's leader, NULL if untracked.
+static __always_inline struct kt_task_mark *leader_mark(struct task_struct *leader)
 {
+	struct kt_task_mark *m;
 	__u32 tgid;
 
 	if (!leader || !leader->bpf_storage)
-		return false; // the common case: no BPF task storage at all
-	if (bpf_task_storage_get(&tracked, leader, 0, 0))
-		return true;
+		return NULL; // the common case: no BPF task storage at all
+	m = bpf_task_storage_get(&tracked, leader, 0, 0);
+	if (m)
+		return m;
 	// The lookup also fails while the kernel's per-CPU task storage lock is
 	// held by a preempted task on this CPU (task frees under process churn):
 	// ask the tgid set.
 	tgid = leader->tgid;
-	if (!bpf_map_lookup_elem(&tracked_tgids, &tgid))
-		return false;
-	stat_inc(KT_STAT_TRACK_BUSY);
-	return true;
+	m = bpf_map_lookup_elem(&tracked_tgids, &tgid);
+	if (m)
+		stat_inc(KT_STAT_TRACK_BUSY);
+	return m;
+}
+
+static __always_inline bool leader_tracked(struct task_struct *leader)
+{
+	return leader_mark(leader) != NULL;
+}
+
+static __always_inline struct kt_task_mark *current_mark(void)
+{
+	return leader_mark(bpf_get_current_task_btf()->group_leader);
 }
 
 static __always_inline bool current_tracked(void)
 {
-	return leader_tracked(bpf_get_current_task_btf()->group_leader);
+	return current_mark() != NULL;
 }
 
 static __always_inline void track_leader(struct task_struct *leader, __u32 reason)
@@ -240,9 +256,12 @@ static __always_inline void track_leader(struct task_struct *leader, __u32 reaso
 // a tracked flood's cost).
 const volatile __u64 wakeup_bytes = 0;
 
+// Stdio captures of MCP servers too: two per tool call, each wakeup cost the
+// server ~8 us (keytrail-bench-mcp); the ring keeps them in order before
+// the connects they explain, so a later wakeup changes no join.
 static __always_inline __u64 wakeup_flag(__u32 type)
 {
-	if (type != KT_EV_EXEC && type != KT_EV_FORK && type != KT_EV_EXIT)
+	if (type != KT_EV_EXEC && type != KT_EV_FORK && type != KT_EV_EXIT && type != KT_EV_STDIO)
 		return 0;
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 	                                                                     : BPF_RB_NO_WAKEUP;
@@ -689,14 +708,76 @@ int exit_openat2(struct trace_event_raw_sys_exit *ctx)
 	return open_exit(ctx);
 }
 
-static __always_inline int read_enter(struct trace_event_raw_sys_enter *ctx)
+// Sends what a stdio MCP server read from fd 0 or writes to fd 1: the
+// whole call up to KT_STDIO_MAX bytes, else its head and tail (abi.h).
+// Only processes userspace marked KT_MARK_STDIO get here.
+static __always_inline void stdio_capture(__u32 dir, const char *buf, __s64 total)
+{
+	struct kt_stdio_event *e;
+	__u32 head = total, tail = 0;
+
+	if (total <= 0)
+		return;
+	e = reserve(sizeof(*e), KT_EV_STDIO);
+	if (!e)
+		return;
+	fill_hdr(&e->hdr, KT_EV_STDIO, sizeof(*e), (struct task_struct *)bpf_get_current_task());
+	if (total > KT_STDIO_MAX) {
+		head = KT_STDIO_HEAD;
+		tail = KT_STDIO_MAX - KT_STDIO_HEAD;
+		e->hdr.flags |= KT_F_TRUNCATED;
+		stat_inc(KT_STAT_STDIO_CUT);
+	}
+	if (head > KT_STDIO_MAX)
+		head = KT_STDIO_MAX;
+	if (bpf_probe_read_user(e->data, head, buf) ||
+	    (tail && bpf_probe_read_user(e->data + KT_STDIO_HEAD, KT_STDIO_MAX - KT_STDIO_HEAD,
+	                                 buf + total - (KT_STDIO_MAX - KT_STDIO_HEAD)))) {
+		e->hdr.flags |= KT_F_READ_FAIL;
+		stat_inc(KT_STAT_READ_FAIL);
+		head = tail = 0;
+	}
+	e->dir = dir;
+	e->len = head + tail;
+	e->total = total;
+	e->head = head;
+	e->pad = 0;
+	submit(e, KT_EV_STDIO);
+}
+
+static __always_inline void stdio_capture_iov(__u32 dir, const struct iovec *iov, __s64 total)
+{
+	struct iovec first = {};
+	if (bpf_probe_read_user(&first, sizeof(first), iov)) {
+		stat_inc(KT_STAT_READ_FAIL);
+		return;
+	}
+	if (total > (__s64)first.iov_len) {
+		stat_inc(KT_STAT_STDIO_CUT); // the later iovecs are not sent
+		total = first.iov_len;
+	}
+	stdio_capture(dir, first.iov_base, total);
+}
+
+// stdio: 0 for pread*/preadv (never stdio), READ_STDIO_BUF for read,
+// READ_STDIO_IOV for readv.
+#define READ_STDIO_BUF 1
+#define READ_STDIO_IOV 2
+static __always_inline int read_enter(struct trace_event_raw_sys_enter *ctx, int stdio)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct kt_fd_key k = {.tgid = id >> 32, .fd = ctx->args[0]};
 	struct pending_io p = {.kind = PENDING_READ, .fd = k.fd};
+	struct kt_task_mark *m = current_mark();
 
-	if (!current_tracked() || !bpf_map_lookup_elem(&fds, &k))
+	if (!m) // untracked: nothing more, as before
 		return 0;
+	if (stdio && k.fd == 0 && (m->flags & KT_MARK_STDIO)) {
+		p.kind = stdio == READ_STDIO_IOV ? PENDING_STDIN_IOV : PENDING_STDIN;
+		p.buf = ctx->args[1];
+	} else if (!bpf_map_lookup_elem(&fds, &k)) {
+		return 0;
+	}
 	if (bpf_map_update_elem(&pending_io, &id, &p, BPF_ANY))
 		stat_inc(KT_STAT_PENDING_FULL);
 	return 0;
@@ -711,7 +792,19 @@ static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!current_tracked())
 		return 0;
 	p = bpf_map_lookup_elem(&pending_io, &id);
-	if (!p || p->kind != PENDING_READ)
+	if (!p)
+		return 0;
+	if (p->kind == PENDING_STDIN || p->kind == PENDING_STDIN_IOV) {
+		__u64 buf = p->buf;
+		__u32 kind = p->kind;
+		bpf_map_delete_elem(&pending_io, &id);
+		if (kind == PENDING_STDIN)
+			stdio_capture(KT_STDIO_IN, (const char *)buf, ctx->ret);
+		else if (ctx->ret > 0)
+			stdio_capture_iov(KT_STDIO_IN, (const struct iovec *)buf, ctx->ret);
+		return 0;
+	}
+	if (p->kind != PENDING_READ)
 		return 0;
 	struct kt_fd_key k = {.tgid = id >> 32, .fd = p->fd};
 	bpf_map_delete_elem(&pending_io, &id);
@@ -728,7 +821,7 @@ static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx)
 SEC("tp/syscalls/sys_enter_read")
 int enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-	return read_enter(ctx);
+	return read_enter(ctx, READ_STDIO_BUF);
 }
 SEC("tp/syscalls/sys_exit_read")
 int exit_read(struct trace_event_raw_sys_exit *ctx)
@@ -738,7 +831,7 @@ int exit_read(struct trace_event_raw_sys_exit *ctx)
 SEC("tp/syscalls/sys_enter_readv")
 int enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
-	return read_enter(ctx);
+	return read_enter(ctx, READ_STDIO_IOV);
 }
 SEC("tp/syscalls/sys_exit_readv")
 int exit_readv(struct trace_event_raw_sys_exit *ctx)
@@ -748,7 +841,7 @@ int exit_readv(struct trace_event_raw_sys_exit *ctx)
 SEC("tp/syscalls/sys_enter_pread64")
 int enter_pread64(struct trace_event_raw_sys_enter *ctx)
 {
-	return read_enter(ctx);
+	return read_enter(ctx, 0);
 }
 SEC("tp/syscalls/sys_exit_pread64")
 int exit_pread64(struct trace_event_raw_sys_exit *ctx)
@@ -758,7 +851,7 @@ int exit_pread64(struct trace_event_raw_sys_exit *ctx)
 SEC("tp/syscalls/sys_enter_preadv")
 int enter_preadv(struct trace_event_raw_sys_enter *ctx)
 {
-	return read_enter(ctx);
+	return read_enter(ctx, 0);
 }
 SEC("tp/syscalls/sys_exit_preadv")
 int exit_preadv(struct trace_event_raw_sys_exit *ctx)
@@ -929,9 +1022,22 @@ static __always_inline int first_write_iov(int fd, const struct iovec *iov, __u3
 SEC("tp/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	if (!current_tracked())
+	struct kt_task_mark *m = current_mark();
+
+	if (!m)
 		return 0;
-	return first_write(ctx->args[0], (const void *)ctx->args[1], ctx->args[2], KT_SYS_WRITE);
+	// Each argument read once, after the tracked check (untracked processes
+	// pay nothing for them): clang would otherwise keep a pointer into ctx,
+	// which the verifier refuses.
+	int fd = ctx->args[0];
+	const char *buf = (const char *)ctx->args[1];
+	__u64 len = ctx->args[2];
+	// Captured at entry: there is no write exit hook, and adding one would
+	// cost every process. A partial write on a non-blocking pipe is then
+	// sent again from its rest (the parser counts what it cannot frame).
+	if (fd == 1 && (m->flags & KT_MARK_STDIO))
+		stdio_capture(KT_STDIO_OUT, buf, len);
+	return first_write(fd, buf, len, KT_SYS_WRITE);
 }
 
 // A datagram sent to an address on an unconnected UDP socket: reported as
@@ -985,9 +1091,24 @@ int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_enter_writev")
 int enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	if (!current_tracked())
+	struct kt_task_mark *m = current_mark();
+
+	if (!m)
 		return 0;
-	return first_write_iov(ctx->args[0], (const struct iovec *)ctx->args[1], KT_SYS_WRITEV);
+	// As in enter_write: each argument read once, after the tracked check.
+	int fd = ctx->args[0];
+	const struct iovec *iov = (const struct iovec *)ctx->args[1];
+	__u64 iovcnt = ctx->args[2];
+	if (fd == 1 && (m->flags & KT_MARK_STDIO)) {
+		struct iovec first = {};
+		if (iovcnt > 1)
+			stat_inc(KT_STAT_STDIO_CUT); // the later iovecs are not sent
+		if (bpf_probe_read_user(&first, sizeof(first), iov))
+			stat_inc(KT_STAT_READ_FAIL);
+		else
+			stdio_capture(KT_STDIO_OUT, first.iov_base, first.iov_len);
+	}
+	return first_write_iov(fd, iov, KT_SYS_WRITEV);
 }
 
 SEC("tp/syscalls/sys_enter_sendmsg")

@@ -28,6 +28,13 @@ static inline __u64 kt_bloom_bit(__u64 dev, __u64 ino)
 #define KT_ENV_MAX 8192    // environment bytes kept per exec of a tracked process
 #define KT_PAYLOAD_MAX 512 // first bytes written on a new TCP connection
 #define KT_DNS_MAX 512     // bytes of a DNS answer kept (the classic UDP limit)
+// Bytes kept of each read of fd 0 / write of fd 1 by a stdio MCP server: the
+// whole call when it fits, else its first KT_STDIO_HEAD bytes and its last
+// KT_STDIO_MAX - KT_STDIO_HEAD. A JSON-RPC message's method, tool name and
+// (Python SDK) id come first; the TypeScript SDK writes "jsonrpc" and "id"
+// last, and a result's "isError" just before them: the tail keeps those.
+#define KT_STDIO_MAX 512
+#define KT_STDIO_HEAD 384
 
 enum kt_event_type {
 	KT_EV_EXEC = 1,
@@ -39,7 +46,8 @@ enum kt_event_type {
 	KT_EV_PAYLOAD = 7,
 	KT_EV_DNS = 8,
 	KT_EV_IO_URING = 9,
-	KT_EV_MAX = 10,
+	KT_EV_STDIO = 10,
+	KT_EV_MAX = 11,
 };
 
 // Per-CPU counters in the kt_stats map. Drops are counted per event type at
@@ -51,6 +59,7 @@ enum kt_stat {
 	KT_STAT_PATH_TRUNCATED = 3, // path or argv longer than the copy bound
 	KT_STAT_TRACK_FAIL = 4,     // task storage could not be created: process not tracked
 	KT_STAT_TRACK_BUSY = 5,     // task storage lock busy: tracking read from the tgid set
+	KT_STAT_STDIO_CUT = 6,      // stdio captures cut to head + tail (the middle not sent)
 	KT_STAT_DROP_BASE = 8,      // + enum kt_event_type: ring buffer full
 	KT_STAT_MAX = KT_STAT_DROP_BASE + KT_EV_MAX,
 };
@@ -189,6 +198,20 @@ enum kt_write_syscall {
 	KT_SYS_SENDMSG = 4
 };
 
+// A stdio MCP server's read of fd 0 or write of fd 1 (abi: KT_STDIO_*).
+// JSON-RPC arguments and results may carry secrets: userspace keeps the
+// bytes only in a wiped buffer until it has read the method, id and names.
+enum kt_stdio_dir { KT_STDIO_IN = 1, KT_STDIO_OUT = 2 };
+struct kt_stdio_event {
+	struct kt_event_hdr hdr;
+	__u32 dir;   // enum kt_stdio_dir
+	__u32 len;   // bytes in data
+	__u64 total; // bytes the call read or was asked to write
+	__u32 head;  // data[0, head): the call's first bytes; data[head, len): its last
+	__u32 pad;
+	char data[KT_STDIO_MAX];
+};
+
 struct kt_payload_event {
 	struct kt_event_hdr hdr;
 	__s32 fd;
@@ -224,9 +247,11 @@ enum kt_track_reason {
 	KT_TRACK_WATCHED = 3,
 	KT_TRACK_EXEC_HINT = 4,
 };
+// Mark flags, set by userspace on a tracked process. Not inherited at fork.
+#define KT_MARK_STDIO (1u << 0) // a stdio MCP server: its fd 0 reads and fd 1 writes are captured
 struct kt_task_mark {
 	__u32 reason; // enum kt_track_reason
-	__u32 pad;
+	__u32 flags;  // KT_MARK_*
 };
 
 struct kt_inode_key {

@@ -57,6 +57,17 @@ Agent::Agent(Config cfg, AgentOptions opts, ProbeControl &probe, const Clock &cl
 	                                     [this](Record &&r) { correlated(std::move(r)); });
 	corr_->set_known_findings(ledger_->findings(FindingBook::kMaxFindings));
 	corr_->set_on_finding([this](const FindingState &f) { ledger_->record_finding(f); });
+	{
+		std::vector<Correlator::ToolUpstream> known;
+		for (auto &u : ledger_->tool_uses())
+			known.push_back(
+			    {u.server, u.tool, u.fingerprint, u.upstream, u.first_used});
+		corr_->set_tool_baseline(known);
+	}
+	corr_->set_on_tool_upstream([this](const Correlator::ToolUpstream &u) {
+		ledger_->record_tool_use(
+		    {u.server, u.tool, u.fingerprint, u.upstream, u.first_ns, u.first_ns, 1});
+	});
 	corr_->set_on_use([this](const std::string &fp, const std::string &identity,
 	                         const std::string &upstream, const std::string &addr, int64_t t) {
 		ledger_->record_use(fp, identity, upstream, addr, t);
@@ -170,6 +181,8 @@ void Agent::handle(const ExitEvent &e)
 			emit(records_.exit(e));
 	}
 	files_.forget(e.ctx.pid);
+	stdio_.erase(static_cast<uint64_t>(e.ctx.pid) << 2 | KT_STDIO_IN);
+	stdio_.erase(static_cast<uint64_t>(e.ctx.pid) << 2 | KT_STDIO_OUT);
 	lifecycle_.on_exit(e);
 }
 
@@ -267,8 +280,65 @@ void Agent::connected(const NamedConnect &c)
 		name_connect(*p, in);
 		feed(in);
 	}
-	if (want_events_)
-		emit(records_.connect(c));
+	if (want_events_) {
+		Record r = records_.connect(c);
+		if (ProcessInfo *p = procs_.of(e.ctx)) {
+			nlohmann::json call =
+			    corr_->tool_call_at(p->exec_id, clock_.boot_to_wall_ns(e.ctx.ts_ns));
+			if (!call.is_null())
+				r.fields["mcp"] = {{"tool_call", std::move(call)}};
+		}
+		emit(r);
+	}
+}
+
+// A stdio MCP server's read of fd 0 or write of fd 1: framed per process
+// and direction, reduced to methods, ids and names for the correlator. The
+// bytes (tool arguments and results) stay in wiped buffers.
+void Agent::handle(const StdioEvent &e)
+{
+	ProcessInfo *p = procs_.of(e.ctx);
+	if (!p || p->pending || p->self || !e.bytes)
+		return;
+	uint64_t key = static_cast<uint64_t>(e.ctx.pid) << 2 | e.dir;
+	auto [it, fresh] = stdio_.try_emplace(key);
+	if (fresh)
+		counters_.agent.mcp_streams++;
+	StdioStream &st = it->second;
+	if (st.exec_id != p->exec_id) { // a reused pid, or a new image
+		st = StdioStream{};
+		st.exec_id = p->exec_id;
+	}
+	procs_.ensure_correlated(*p);
+	int64_t t = clock_.boot_to_wall_ns(e.ctx.ts_ns);
+	std::string_view bytes = e.bytes->view();
+	const mcp::FramerStats before = st.framer.stats();
+	st.framer.feed(bytes.substr(0, e.head), e.cut(), bytes.substr(e.head),
+	               [&](const mcp::Message &m) {
+		               McpSeen in;
+		               in.time_ns = t;
+		               in.exec_id = p->exec_id;
+		               in.dir = e.dir == KT_STDIO_IN ? McpSeen::kIn : McpSeen::kOut;
+		               in.kind = m.kind;
+		               in.is_error = m.is_error;
+		               in.partial = m.partial;
+		               in.tools_truncated = m.tools_truncated;
+		               in.method = m.method;
+		               in.id = m.id;
+		               in.tool = m.tool;
+		               in.cancelled_id = m.cancelled_id;
+		               in.client_name = m.client_name;
+		               in.client_version = m.client_version;
+		               in.server_name = m.server_name;
+		               in.server_version = m.server_version;
+		               in.protocol_version = m.protocol_version;
+		               in.tools = m.tools;
+		               feed(in);
+	               });
+	const mcp::FramerStats &after = st.framer.stats();
+	counters_.agent.mcp_messages += after.messages - before.messages;
+	counters_.agent.mcp_partial += after.partial - before.partial;
+	counters_.agent.mcp_unparsable += after.unparsable - before.unparsable;
 }
 
 // Whether the connect goes to the process's proxy, and whether the name it
@@ -362,6 +432,12 @@ void Agent::health(bool final)
 {
 	if (!final) {
 		procs_.table().sweep_vanished(clock_.now_ns());
+		// Stdio streams of processes whose exit record was lost.
+		std::erase_if(stdio_, [&](const auto &kv) {
+			const ProcessInfo *p =
+			    procs_.table().find(static_cast<uint32_t>(kv.first >> 2));
+			return !p || p->exec_id != kv.second.exec_id;
+		});
 		lifecycle_.sweep();
 		files_.sweep_kernel_state();
 	}
@@ -384,6 +460,7 @@ void Agent::stop()
 {
 	for (const auto &c : connects_.expire(true))
 		connected(c);
+	corr_->flush_tool_calls();
 	if (!ledger_->commit())
 		counters_.secrets.ledger_errors++;
 	health(true);

@@ -160,6 +160,8 @@ ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
 		out.proc->untracked = true;
 		out.was_tracked = false;
 	}
+	if (out.proc->tracked)
+		capture_stdio(*out.proc);
 	if (out.proc->tracked || out.match) {
 		// Resolved now, while /proc still shows this exec.
 		procs_.identity(*out.proc);
@@ -283,6 +285,15 @@ bool Lifecycle::keep_tracking(const ProcessInfo &p) const
 	return !p.self && (p.workload || p.reader);
 }
 
+void Lifecycle::capture_stdio(const ProcessInfo &p)
+{
+	if (!p.workload || p.workload->stdio.empty() || p.self)
+		return;
+	if (stdio_of(static_cast<pid_t>(p.pid)) == p.workload->stdio &&
+	    probe_.capture_stdio(static_cast<pid_t>(p.pid)))
+		counters_.stdio_servers++;
+}
+
 std::vector<ProcessInfo *> Lifecycle::track(uint32_t pid, const McpMatch &why)
 {
 	// Depth-first over the known tree and /proc's children lists: children
@@ -319,6 +330,7 @@ std::vector<ProcessInfo *> Lifecycle::track(uint32_t pid, const McpMatch &why)
 			// their own (a nested server found earlier in the scan).
 			if (!info->workload || info->workload == before || p == pid)
 				info->workload = root;
+			capture_stdio(*info);
 			if (!info->secrets_collected)
 				fresh.push_back(info);
 		}

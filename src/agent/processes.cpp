@@ -1,6 +1,10 @@
 #include "keytrail/agent/processes.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
 
 #include "keytrail/abi.h"
 #include "keytrail/detect/mcp_detect.h"
@@ -99,6 +103,40 @@ bool Processes::is_keytrail(const ProcessInfo &p) const
 	return st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
 
+std::string stdio_of(pid_t pid)
+{
+	auto link = [&](int fd) {
+		char path[64], buf[64];
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", static_cast<int>(pid), fd);
+		ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+		return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+	};
+	std::string in = link(0), out = link(1);
+	auto pipe_like = [](const std::string &l) {
+		return l.rfind("pipe:", 0) == 0 || l.rfind("socket:", 0) == 0;
+	};
+	return pipe_like(in) && pipe_like(out) ? in : "";
+}
+
+// A server asked for the Streamable HTTP (or SSE) transport, or a port:
+// `--transport streamable-http`, `--http`, `--sse`, `--port 8080`, `http`
+// as a subcommand.
+bool http_transport(const std::vector<std::string> &argv)
+{
+	for (size_t i = 1; i < argv.size(); i++) {
+		std::string a = argv[i];
+		for (auto &c : a)
+			c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+		if (a == "http" || a == "sse" || a == "--http" || a == "--sse" ||
+		    a.find("streamable") != std::string::npos || a == "--port" ||
+		    a.rfind("--port=", 0) == 0 || a == "--transport=http" ||
+		    a == "--transport=sse" ||
+		    (a == "--transport" && i + 1 < argv.size() && argv[i + 1] != "stdio"))
+			return true;
+	}
+	return false;
+}
+
 std::shared_ptr<const Workload> Processes::make_workload(ProcessInfo &p, const McpMatch &m)
 {
 	auto w = std::make_shared<Workload>();
@@ -106,6 +144,8 @@ std::shared_ptr<const Workload> Processes::make_workload(ProcessInfo &p, const M
 	w->server = m.server;
 	w->rule = m.rule;
 	w->identity = resolve_own(p, m.server);
+	w->stdio = stdio_of(static_cast<pid_t>(p.pid));
+	w->transport = !w->stdio.empty() ? "stdio" : http_transport(p.argv) ? "http" : "";
 	return w;
 }
 

@@ -89,6 +89,9 @@ Record EventRecords::exec(const ExecEvent &e, const ExecOutcome &out)
 		r["truncated"] = true;
 	if (out.match)
 		r["mcp_rule"] = out.match->rule;
+	if (self.workload && self.workload->root_exec_id == self.exec_id &&
+	    !self.workload->transport.empty())
+		r["mcp_transport"] = self.workload->transport;
 	return Record{std::move(r), {}};
 }
 

@@ -219,8 +219,15 @@ void Parser::correlate(const YAML::Node &n, Config *c) const
 	only_keys(n, "correlate",
 	          {"use_window", "loopback_upstreams", "trusted_proxies", "dedupe_window",
 	           "max_alerts_per_minute", "stale_check_interval", "degraded_drops",
-	           "degraded_attribution_failures", "disabled_rules"});
+	           "degraded_attribution_failures", "disabled_rules", "tool_call_linger",
+	           "tool_call_timeout", "tool_baseline_window", "tool_call_startup_grace"});
 	CorrelateConfig &k = c->correlate;
+	for (auto [key, dst] : {std::pair{"tool_call_linger", &k.tool_call_linger},
+	                        std::pair{"tool_call_timeout", &k.tool_call_timeout},
+	                        std::pair{"tool_baseline_window", &k.tool_baseline_window},
+	                        std::pair{"tool_call_startup_grace", &k.tool_call_startup_grace}})
+		if (n[key])
+			*dst = convert(n[key], std::string("correlate.") + key, parse_duration);
 	if (n["use_window"])
 		k.use_window = convert(n["use_window"], "correlate.use_window", parse_duration);
 	if (n["loopback_upstreams"])

@@ -430,8 +430,14 @@ void Correlator::on(const Tick &e)
 	}
 }
 
+void Correlator::flush_tool_calls()
+{
+	write_calls(clock_.now_ns(), true);
+}
+
 void Correlator::expire(int64_t now)
 {
+	write_calls(now, false);
 	while (!exited_.empty() && since(now, exited_.front().first) > grace_ns_)
 		forget_oldest_exited();
 }

@@ -134,7 +134,16 @@ class Dec
 	bool ok_ = true;
 };
 
-enum Kind : uint8_t { kProcStart = 1, kProcExit, kSecret, kConnect, kHealth, kTick, kIoUring };
+enum Kind : uint8_t {
+	kProcStart = 1,
+	kProcExit,
+	kSecret,
+	kConnect,
+	kHealth,
+	kTick,
+	kIoUring,
+	kMcp
+};
 
 } // namespace
 
@@ -215,6 +224,19 @@ std::string encode_input(const Input &in)
 			    e.num(v.time_ns);
 			    e.str(v.exec_id);
 			    e.num(v.opcode);
+		    } else if constexpr (std::is_same_v<T, McpSeen>) {
+			    e.num<uint8_t>(kMcp);
+			    e.num(v.time_ns);
+			    e.str(v.exec_id);
+			    e.num(v.dir);
+			    e.num(v.kind);
+			    e.num<uint8_t>(v.is_error | v.partial << 1 | v.tools_truncated << 2);
+			    for (const std::string *s :
+			         {&v.method, &v.id, &v.tool, &v.cancelled_id, &v.client_name,
+			          &v.client_version, &v.server_name, &v.server_version,
+			          &v.protocol_version})
+				    e.str(*s);
+			    e.strs(v.tools);
 		    } else {
 			    e.num<uint8_t>(kTick);
 			    e.num(v.time_ns);
@@ -332,6 +354,23 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 		v.time_ns = d.num<int64_t>();
 		d.str(v.exec_id);
 		v.opcode = d.num<uint32_t>();
+		break;
+	}
+	case kMcp: {
+		McpSeen &v = as<McpSeen>(out);
+		v.time_ns = d.num<int64_t>();
+		d.str(v.exec_id);
+		v.dir = d.num<uint8_t>();
+		v.kind = d.num<uint8_t>();
+		uint8_t flags = d.num<uint8_t>();
+		v.is_error = flags & 1;
+		v.partial = flags & 2;
+		v.tools_truncated = flags & 4;
+		for (std::string *s :
+		     {&v.method, &v.id, &v.tool, &v.cancelled_id, &v.client_name, &v.client_version,
+		      &v.server_name, &v.server_version, &v.protocol_version})
+			d.str(*s);
+		v.tools = d.strs();
 		break;
 	}
 	default: return false;

@@ -11,38 +11,12 @@
 #include "keytrail/correlate/policy.h"
 #include "keytrail/util/text.h"
 #include "upstream.h"
+#include "use.h"
 
 namespace keytrail
 {
 
 using namespace correlate_detail;
-
-// A connect and what the correlator has worked out about it so far.
-struct Correlator::Use {
-	const ConnectSeen &e;
-	Proc &p;
-	UpstreamOf up;
-	uint64_t up_hash = 0; // the upstream (as records name it) and port
-	std::string up_key;   // "name:port", built on first need
-
-	const std::string &key()
-	{
-		if (up_key.empty())
-			up_key = up.key();
-		return up_key;
-	}
-	// A secret_use record without its credential part.
-	Record record(const Correlator &c, const char *pairing, uint64_t repeats) const
-	{
-		Record rec{c.base("secret_use", e.time_ns), {}};
-		rec.fields["pairing"] = pairing;
-		rec.fields["upstream"] = up.json();
-		if (repeats)
-			rec.fields["repeats"] = repeats;
-		c.add_process_raw(p, rec);
-		return rec;
-	}
-};
 
 bool Correlator::is_upstream(const ConnectSeen &e)
 {
@@ -76,6 +50,21 @@ void Correlator::on(const ConnectSeen &e)
 		if (cands_.empty())
 			counters_.launcher_fetches++;
 	}
+	// The tool call in flight in its workload: credited with the upstream,
+	// named on the uses.
+	calls_at(*p, e.time_ns, in_flight_);
+	nlohmann::json mcp;
+	if (in_flight_.size() > 1) {
+		counters_.uses_in_concurrent_calls++;
+		mcp = {{"tool_calls_in_flight", in_flight_.size()}};
+	} else if (in_flight_.size() == 1) {
+		ToolCall &c = *in_flight_[0];
+		std::string up = UpstreamOf(e).key();
+		if (c.upstreams.size() < 32 &&
+		    std::find(c.upstreams.begin(), c.upstreams.end(), up) == c.upstreams.end())
+			c.upstreams.push_back(std::move(up));
+		mcp = {{"tool_call", call_ref(c)}};
+	}
 	if (cands_.empty())
 		return;
 	// The upstream as records name it, hashed without building the name.
@@ -87,7 +76,8 @@ void Correlator::on(const ConnectSeen &e)
 	      *p,
 	      UpstreamOf(e),
 	      fnv1a(name) ^ (static_cast<uint64_t>(e.port) * 0x9e3779b97f4a7c15ull),
-	      {}};
+	      {},
+	      std::move(mcp)};
 	bind(u);
 }
 
@@ -228,8 +218,10 @@ void Correlator::bound_use(Use &u, const Proc *holder, const Holding *h, const c
 	// A repeat within the window changes nothing an alert would say (same
 	// identity, credential and upstream): counted, no more.
 	uint64_t repeats = 0;
-	if (!first_use(u.p, u.up_hash ^ s.fp_hash, u.e.time_ns, &repeats))
+	if (!first_use(u.p, u.up_hash ^ s.fp_hash, u.e.time_ns, &repeats)) {
+		tool_use(u, s, h); // each call is credited, deduplicated or not
 		return;
+	}
 	if (on_use_)
 		on_use_(s.fingerprint, u.p.start.identity, u.key(), u.e.addr, u.e.time_ns);
 
@@ -246,6 +238,7 @@ void Correlator::bound_use(Use &u, const Proc *holder, const Holding *h, const c
 	counters_.secret_uses++;
 	emit_(std::move(rec));
 	use_alerts(u, s, h);
+	tool_use(u, s, h);
 	check_stale(s, u.e.time_ns, &u.p);
 }
 

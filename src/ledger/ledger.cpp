@@ -59,6 +59,12 @@ constexpr const char *kMigrations[] = {
     "CREATE TABLE IF NOT EXISTS findings(id TEXT PRIMARY KEY, rule TEXT NOT NULL, "
     "key TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, "
     "reported INTEGER NOT NULL, count INTEGER NOT NULL, facets TEXT NOT NULL);",
+    // Which MCP tools used a credential toward which upstreams (the
+    // tool_credential_drift baseline, and the report's tools per credential).
+    "CREATE TABLE IF NOT EXISTS tool_uses(server TEXT NOT NULL, tool TEXT NOT NULL, "
+    "fingerprint TEXT NOT NULL, upstream TEXT NOT NULL, first_used INTEGER NOT NULL, "
+    "last_used INTEGER NOT NULL, count INTEGER NOT NULL, "
+    "PRIMARY KEY(server, tool, fingerprint, upstream));",
 };
 constexpr int kSchemaVersion = 1 + static_cast<int>(std::size(kMigrations));
 
@@ -143,6 +149,10 @@ Ledger::Ledger(const std::string &path, bool read_only) : path_(path)
 	    "DO UPDATE SET last_used = max(last_used, ?4), count = count + 1, addr = ?5");
 	touch_used_ =
 	    prepare("UPDATE secrets SET last_used = max(last_used, ?2) WHERE fingerprint = ?1");
+	upsert_tool_use_ = prepare(
+	    "INSERT INTO tool_uses VALUES(?1, ?2, ?3, ?4, ?5, ?5, 1) "
+	    "ON CONFLICT(server, tool, fingerprint, upstream) DO UPDATE SET "
+	    "first_used = min(first_used, ?5), last_used = max(last_used, ?5), count = count + 1");
 	put_finding_ =
 	    prepare("INSERT OR REPLACE INTO findings VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
 	// The WAL and shared-memory files SQLite makes follow the umask: 0600 too.
@@ -388,6 +398,33 @@ std::vector<FindingState> Ledger::findings(size_t limit)
 					f.facets.push_back(x.get<std::string>());
 		out.push_back(std::move(f));
 	}
+	sqlite3_finalize(s);
+	return out;
+}
+
+void Ledger::record_tool_use(const ToolUseRecord &u)
+{
+	begin();
+	bind_all(upsert_tool_use_, u.server, u.tool, u.fingerprint, u.upstream, u.first_used);
+	sqlite3_step(upsert_tool_use_);
+}
+
+std::vector<ToolUseRecord> Ledger::tool_uses(const std::string &fingerprint)
+{
+	std::vector<ToolUseRecord> out;
+	if (schema_ < 4)
+		return out;
+	sqlite3_stmt *s = nullptr;
+	sqlite3_prepare_v2(db_,
+	                   "SELECT server, tool, fingerprint, upstream, first_used, last_used, "
+	                   "count FROM tool_uses WHERE ?1 = '' OR fingerprint = ?1 "
+	                   "ORDER BY fingerprint, server, tool, upstream",
+	                   -1, &s, nullptr);
+	bind_all(s, fingerprint);
+	while (s && sqlite3_step(s) == SQLITE_ROW)
+		out.push_back({col(s, 0), col(s, 1), col(s, 2), col(s, 3),
+		               sqlite3_column_int64(s, 4), sqlite3_column_int64(s, 5),
+		               static_cast<uint64_t>(sqlite3_column_int64(s, 6))});
 	sqlite3_finalize(s);
 	return out;
 }

@@ -23,6 +23,8 @@ const std::vector<KernelStatInfo> &kernel_stat_info()
 	    {KT_STAT_TRACK_FAIL, "track_failures", "Processes the kernel could not mark tracked."},
 	    {KT_STAT_TRACK_BUSY, "track_lock_busy",
 	     "Tracked checks answered by the tgid set while task storage was locked."},
+	    {KT_STAT_STDIO_CUT, "stdio_cut",
+	     "Stdio MCP captures cut to their first and last bytes (the middle not sent)."},
 	};
 	return info;
 }

@@ -23,6 +23,8 @@ static_assert(sizeof(kt_connect_event) == 104);
 static_assert(offsetof(kt_payload_event, data) == 88);
 static_assert(offsetof(kt_dns_event, data) == 96 && sizeof(kt_dns_event) == 96 + KT_DNS_MAX);
 static_assert(sizeof(kt_io_uring_event) == 80);
+static_assert(offsetof(kt_stdio_event, data) == 96 && sizeof(kt_stdio_event) == 96 + KT_STDIO_MAX);
+static_assert(sizeof(kt_task_mark) == 8);
 static_assert(sizeof(kt_fd_state) == 32 && sizeof(kt_fd_key) == 8 && sizeof(kt_inode_key) == 16);
 
 namespace keytrail
@@ -188,6 +190,25 @@ Decoded decode_payload(const kt_event_hdr &h, const char *base, std::string *err
 	return e;
 }
 
+Decoded decode_stdio(const kt_event_hdr &h, const char *base, std::string *error)
+{
+	constexpr size_t off = offsetof(kt_stdio_event, data);
+	if (h.size < off)
+		return fail(error, "stdio record too short");
+	kt_stdio_event r;
+	std::memcpy(&r, base, off);
+	if (r.len > KT_STDIO_MAX || r.head > r.len || off + r.len > h.size || r.total < r.len ||
+	    (r.dir != KT_STDIO_IN && r.dir != KT_STDIO_OUT))
+		return fail(error, "stdio record length inconsistent");
+	StdioEvent e;
+	e.ctx = context_from(h);
+	e.dir = r.dir;
+	e.total = r.total;
+	e.head = r.head;
+	e.bytes = std::make_shared<const SecretBytes>(std::string_view(base + off, r.len));
+	return e;
+}
+
 // A fixed-size record, read whole.
 template <typename T>
 std::optional<T> fixed(const kt_event_hdr &h, const char *base, std::string *error)
@@ -232,6 +253,7 @@ std::optional<Event> decode_event(const void *data, size_t size, std::string *er
 		return decode_connect(h, base);
 	case KT_EV_PAYLOAD: return decode_payload(h, base, error);
 	case KT_EV_DNS: return decode_dns(h, base, error);
+	case KT_EV_STDIO: return decode_stdio(h, base, error);
 	case KT_EV_IO_URING:
 		if (auto r = fixed<kt_io_uring_event>(h, base, error))
 			return IoUringEvent{context_from(h), r->opcode, r->sq_thread != 0};
@@ -245,12 +267,14 @@ static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_EXEC - 1, Event>, 
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_PAYLOAD - 1, Event>, PayloadEvent>);
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_DNS - 1, Event>, DnsEvent>);
 static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_IO_URING - 1, Event>, IoUringEvent>);
+static_assert(std::is_same_v<std::variant_alternative_t<KT_EV_STDIO - 1, Event>, StdioEvent>);
 static_assert(std::variant_size_v<Event> == KT_EV_MAX - 1);
 
 const char *event_type_name(uint32_t type)
 {
-	static constexpr const char *names[KT_EV_MAX] = {
-	    "", "exec", "fork", "exit", "open", "close", "connect", "payload", "dns", "io_uring"};
+	static constexpr const char *names[KT_EV_MAX] = {"",     "exec",     "fork",    "exit",
+	                                                 "open", "close",    "connect", "payload",
+	                                                 "dns",  "io_uring", "stdio"};
 	return type < KT_EV_MAX ? names[type] : "unknown";
 }
 

@@ -254,6 +254,26 @@ void Loader::untrack(pid_t tgid)
 	close(pidfd);
 }
 
+bool Loader::capture_stdio(pid_t tgid)
+{
+	int pidfd = skel_ && tgid > 0 ? open_pidfd(tgid) : -1;
+	if (pidfd < 0)
+		return false;
+	kt_task_mark mark{};
+	int err = bpf_map__lookup_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark,
+	                               sizeof(mark), 0);
+	if (err == 0) {
+		mark.flags |= KT_MARK_STDIO;
+		err = bpf_map__update_elem(skel_->maps.tracked, &pidfd, sizeof(pidfd), &mark,
+		                           sizeof(mark), BPF_EXIST);
+	}
+	close(pidfd);
+	if (err == 0)
+		bpf_map__update_elem(skel_->maps.tracked_tgids, &tgid, sizeof(tgid), &mark,
+		                     sizeof(mark), BPF_ANY);
+	return err == 0;
+}
+
 bool Loader::is_tracked(pid_t tgid) const
 {
 	int pidfd = skel_ && tgid > 0 ? open_pidfd(tgid) : -1;

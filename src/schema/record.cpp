@@ -6,11 +6,12 @@ namespace keytrail
 const std::vector<RecordType> &record_types()
 {
 	static const std::vector<RecordType> types = {
-	    {"ready", false},  {"health", false},     {"reload", false},
-	    {"secret", false}, {"secret_use", false}, {"credential_file", false},
-	    {"alert", false},  {"update", false},     {"exec", true},
-	    {"fork", true},    {"exit", true},        {"open", true},
-	    {"close", true},   {"connect", true},     {"io_uring", true},
+	    {"ready", false},     {"health", false},     {"reload", false},
+	    {"secret", false},    {"secret_use", false}, {"credential_file", false},
+	    {"alert", false},     {"update", false},     {"exec", true},
+	    {"fork", true},       {"exit", true},        {"open", true},
+	    {"close", true},      {"connect", true},     {"io_uring", true},
+	    {"tool_call", false},
 	};
 	return types;
 }

@@ -84,6 +84,20 @@ const std::vector<RuleInfo> &rule_catalog()
 	     "Tracked workload did network I/O through io_uring",
 	     "io_uring bypasses syscall monitoring: investigate the process, and disable io_uring "
 	     "(sysctl kernel.io_uring_disabled=2) where workloads do not need it."},
+	    {"tool_credential_drift",
+	     "medium",
+	     {"attack.t1078", "attack.t1567", "owasp-nhi.nhi5"},
+	     "MCP tool sent a credential to an upstream it had not used before",
+	     "Check what the tool was asked to do (the tool_call record and the client's log); "
+	     "if the new upstream is not intended, revoke the credential and restrict the "
+	     "server's egress."},
+	    {"secret_use_outside_tool_call",
+	     "low",
+	     {"attack.t1078", "owasp-nhi.nhi5"},
+	     "MCP server used a credential with no tool call in flight",
+	     "Find out what the server does in the background (telemetry, update checks, "
+	     "prefetching); add an exception for a sanctioned upstream, or give that traffic "
+	     "its own credential."},
 	};
 	return rules;
 }

@@ -167,6 +167,8 @@ History read_history(Ledger &ledger, const SecretRecord &s,
 		c.upstreams.insert(u.upstream);
 		h.uses.emplace_back(u.upstream, u.addr);
 	}
+	for (const auto &t : ledger.tool_uses(s.fingerprint))
+		c.tools.insert(t.tool + " (" + t.server + ") -> " + t.upstream);
 	for (const auto &r : ledger.rotations(s.fingerprint)) {
 		if (r.new_fingerprint == s.fingerprint) {
 			c.rotations++;
@@ -393,6 +395,15 @@ std::string report_table(const Report &r, size_t width)
 		}
 		o << (c.findings.empty() ? "-" : row) << "\n";
 	}
+	bool tools = std::any_of(r.credentials.begin(), r.credentials.end(),
+	                         [](const ReportCredential &c) { return !c.tools.empty(); });
+	if (tools) {
+		o << "\nMCP tools that used them:\n";
+		for (const auto &c : r.credentials)
+			for (const auto &t : c.tools)
+				o << "  " << short_fp(c.fingerprint) << "  " << sanitize_utf8(t)
+				  << "\n";
+	}
 	return o.str();
 }
 
@@ -418,6 +429,7 @@ nlohmann::json report_json(const Report &r)
 		    {"holders", sanitized(c.holders)},
 		    {"users", sanitized(c.users)},
 		    {"upstreams", sanitized(c.upstreams)},
+		    {"tools", sanitized(c.tools)},
 		    {"sources", c.sources},
 		    {"locations", sanitized(c.locations)},
 		    {"first_seen", c.first_seen ? rfc3339(c.first_seen) : ""},
@@ -444,7 +456,7 @@ std::string report_csv(const Report &r)
 {
 	std::ostringstream o;
 	o << "risk,fingerprint,type,inventory_id,owner,purpose,status,holders,users,upstreams,"
-	     "first_seen,last_seen,last_used,expires,rotations,findings,locations\n";
+	     "first_seen,last_seen,last_used,expires,rotations,findings,locations,tools\n";
 	for (const auto &c : r.credentials) {
 		o << c.risk << "," << c.fingerprint << "," << csv_field(c.type) << ","
 		  << csv_field(c.inventory_id) << "," << csv_field(c.owner) << ","
@@ -456,7 +468,8 @@ std::string report_csv(const Report &r)
 		  << (c.last_used ? rfc3339(c.last_used) : "") << ","
 		  << (c.expires ? rfc3339(c.expires) : "") << "," << c.rotations << ","
 		  << csv_field(findings_text(c) == "-" ? "" : findings_text(c)) << ","
-		  << csv_field(join(c.locations, ";")) << "\n";
+		  << csv_field(join(c.locations, ";")) << "," << csv_field(join(c.tools, ";"))
+		  << "\n";
 	}
 	return o.str();
 }
@@ -541,6 +554,7 @@ std::string report_html(const Report &r)
 		                                               : "<br>" + html_escape(c.status))
 		  << "</td><td>" << list(c.holders, "-") << "</td><td>" << list(c.users, "none")
 		  << (c.upstreams.empty() ? "" : "<br>&rarr; " + list(c.upstreams, ""))
+		  << (c.tools.empty() ? "" : "<br>by MCP tools: " + list(c.tools, ""))
 		  << "</td><td>first seen <span class=\"ts\">" << when(c.first_seen)
 		  << "</span><br>last seen <span class=\"ts\">" << when(c.last_seen)
 		  << "</span><br>last used <span class=\"ts\">" << when(c.last_used)

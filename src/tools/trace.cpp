@@ -84,6 +84,10 @@ struct Model {
 			add_use(r, type == "secret_use");
 			return;
 		}
+		if (type == "tool_call") {
+			add_tool_call(r);
+			return;
+		}
 		std::string id = str(r, "exec_id");
 		if (id.empty())
 			return;
@@ -127,6 +131,37 @@ struct Model {
 		if (use && !fp.empty() &&
 		    std::find(c->used.begin(), c->used.end(), fp) == c->used.end())
 			c->used.push_back(fp);
+	}
+
+	void add_tool_call(const nlohmann::json &r)
+	{
+		const nlohmann::json &pj = r.value("process", nlohmann::json::object());
+		std::string id = str(pj, "exec_id");
+		if (id.empty())
+			return;
+		TraceProcess &p = proc(id);
+		fill(p, pj, 0);
+		TraceToolCall c;
+		c.id = str(r, "id");
+		c.tool = str(r, "tool");
+		c.outcome = str(r, "outcome");
+		if (auto cl = r.find("client"); cl != r.end() && cl->is_object())
+			c.client = str(*cl, "name");
+		c.start = time_of(r, "started");
+		c.end = time_of(r, "event_time");
+		if (auto d = r.find("duration_ms"); d != r.end() && d->is_number())
+			c.duration_ms = d->get<double>();
+		for (const auto &u : r.value("upstreams", nlohmann::json::array()))
+			if (u.is_string())
+				c.upstreams.push_back(u.get<std::string>());
+		for (const auto &x : r.value("credentials", nlohmann::json::array()))
+			if (x.is_object())
+				c.credentials.emplace_back(str(x, "fingerprint"),
+				                           str(x, "upstream"));
+		for (const auto &x : p.tool_calls)
+			if (x.id == c.id && x.start == c.start)
+				return; // the same record read twice
+		p.tool_calls.push_back(std::move(c));
 	}
 
 	void add_alert(const nlohmann::json &r, const std::string &type, int64_t t)

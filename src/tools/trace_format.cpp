@@ -1,5 +1,6 @@
 // How a trace reads: an indented tree for a person, JSON, Graphviz DOT.
 #include <algorithm>
+#include <iomanip>
 #include <sstream>
 
 #include "keytrail/schema/record.h"
@@ -120,7 +121,7 @@ class TreeWriter
 		worth_[id] = false; // a cycle in the journal shows nothing more
 		const TraceProcess &p = r_.processes.at(id);
 		bool w = seeds_.count(id) || !p.connects.empty() || !p.alerts.empty() ||
-		         depth >= kMaxDepth;
+		         !p.tool_calls.empty() || depth >= kMaxDepth;
 		for (size_t i = 0; !w && i < p.secrets.size(); i++)
 			w = !inherited(p.secrets[i], &parent);
 		for (auto c = p.children.begin(); !w && c != p.children.end(); ++c)
@@ -186,6 +187,21 @@ class TreeWriter
 				           ? ""
 				           : " (inventory " + s.inventory_id + ")")
 				   << "\n";
+		for (const auto &c : p.tool_calls) {
+			o_ << when(c.start) << "  " << sub << "│  ~ tool call "
+			   << sanitize_utf8(c.tool) << " (id " << sanitize_utf8(c.id) << ")";
+			if (!c.client.empty())
+				o_ << " from " << sanitize_utf8(c.client);
+			o_ << ": " << c.outcome << " in " << std::fixed << std::setprecision(1)
+			   << c.duration_ms << " ms";
+			o_.unsetf(std::ios::fixed);
+			for (const auto &u : c.upstreams)
+				o_ << (&u == &c.upstreams.front() ? ", reached " : " ")
+				   << sanitize_utf8(u);
+			for (const auto &[fp, up] : c.credentials)
+				o_ << " using " << short_fp(fp) << "@" << sanitize_utf8(up);
+			o_ << "\n";
+		}
 		for (const auto &c : p.connects) {
 			o_ << when(c.time) << "  " << sub << "│  > connect "
 			   << sanitize_utf8(c.name.empty() ? c.addr : c.name) << ":" << c.port;
@@ -261,6 +277,25 @@ nlohmann::json trace_json(const TraceResult &r)
 			                  {"fingerprint", a.fingerprint},
 			                  {"time", a.time ? rfc3339(a.time) : ""}});
 		j["alerts"] = alerts;
+		nlohmann::json calls = nlohmann::json::array();
+		for (const auto &c : p.tool_calls) {
+			nlohmann::json creds = nlohmann::json::array();
+			for (const auto &[fp, up] : c.credentials)
+				creds.push_back(
+				    {{"fingerprint", fp}, {"upstream", sanitize_utf8(up)}});
+			nlohmann::json ups = nlohmann::json::array();
+			for (const auto &u : c.upstreams)
+				ups.push_back(sanitize_utf8(u));
+			calls.push_back({{"id", sanitize_utf8(c.id)},
+			                 {"tool", sanitize_utf8(c.tool)},
+			                 {"client", sanitize_utf8(c.client)},
+			                 {"outcome", c.outcome},
+			                 {"started", c.start ? rfc3339(c.start) : ""},
+			                 {"duration_ms", c.duration_ms},
+			                 {"upstreams", ups},
+			                 {"credentials", creds}});
+		}
+		j["tool_calls"] = calls;
 		procs.push_back(std::move(j));
 	}
 	nlohmann::json shared = nlohmann::json::object();
@@ -371,6 +406,56 @@ std::string trace_dot(const TraceResult &r)
 			o << "\"];\n";
 		}
 	}
+	// Tool calls, between the client that made them and the upstreams they
+	// reached: client -> call -> upstream (red with the credentials used);
+	// the call is served by its process.
+	std::set<std::string> clients;
+	for (const auto &[id, p] : r.processes)
+		for (const auto &c : p.tool_calls) {
+			std::string tn = "\"t:" + dot_escape(id) + ":" + dot_escape(c.id) + ":" +
+			                 std::to_string(c.start) + "\"";
+			o << "  " << tn << " [shape=note, style=filled, fillcolor=\"#e0f0e0\", "
+			  << "label=\"tool " << dot_escape(c.tool) << "\\nid " << dot_escape(c.id)
+			  << "\\n"
+			  << dot_escape(c.outcome) << ", " << static_cast<int64_t>(c.duration_ms)
+			  << " ms\"];\n";
+			std::string client = c.client.empty() ? "(client)" : c.client;
+			std::string cn = "\"c:" + dot_escape(client) + "\"";
+			if (clients.insert(client).second)
+				o << "  " << cn << " [shape=oval, label=\"client\\n"
+				  << dot_escape(client) << "\"];\n";
+			o << "  " << cn << " -> " << tn << " [label=\"called\"];\n";
+			o << "  " << tn << " -> \"p:" << dot_escape(id)
+			  << "\" [style=dashed, label=\"served by\"];\n";
+			for (const auto &u : c.upstreams) {
+				// The upstream's node as the process's connects named it.
+				std::string key;
+				for (const auto &pc : p.connects) {
+					std::string port = ":" + std::to_string(pc.port);
+					std::string host = pc.name.substr(0, pc.name.rfind(':'));
+					if (u == pc.name + port || u == host + port ||
+					    u == pc.addr + port || u == pc.name)
+						key = upstream_key(pc);
+				}
+				if (key.empty()) {
+					key = u;
+					if (upstreams.insert(key).second)
+						o << "  \"u:" << dot_escape(key)
+						  << "\" [shape=cylinder, label=\"" << dot_escape(u)
+						  << "\"];\n";
+				}
+				o << "  " << tn << " -> \"u:" << dot_escape(key) << "\"";
+				std::string used;
+				for (const auto &[fp, up] : c.credentials)
+					if (up == u)
+						used += " " + dot_escape(short_fp(fp));
+				if (used.empty())
+					o << " [label=\"reached\"];\n";
+				else
+					o << " [color=red, penwidth=2, label=\"used" << used
+					  << "\"];\n";
+			}
+		}
 	for (const auto &[fp, ids] : r.shared)
 		for (const auto &id : ids) {
 			std::string in = "\"i:" + dot_escape(id) + "\"";

@@ -330,3 +330,77 @@ test('one package, launched as client configs do (npx -y, a shell wrapper): one 
 	const alerts = byType(recs, 'alert').filter((a) => a.secret?.fingerprint === fp);
 	assert.deepEqual(alerts.map((a) => a.rule), ['unowned_secret'], JSON.stringify(alerts));
 });
+
+// MCP tool calls (issue 18): the stdio JSON-RPC of the server is read, and
+// the uses made while a call is in flight name it.
+test('server-gitlab: the secret_use names the tool call, and the tool_call record the credential', async () => {
+	const token = tokens.gitlabPat();
+	// Planted in a tool argument and in the tool's result: neither may
+	// appear in anything the agent writes (commonChecks searches it all).
+	const inArgument = 'ghp_' + tokens.dbPassword() + 'ARGplant';
+	const inResult = 'glpat-' + tokens.dbPassword() + 'RESplant';
+	const server = gitlabServer('server-gitlab', bin('mcp-server-gitlab'), token,
+	                            'http://127.0.0.1:8080/api/v4');
+	server.arguments = { search: `keytrail ${inArgument}` };
+	const { agent, recs, result } = await underAgent('gitlab-tool-call', {
+		gitlab: { token, plant: inResult },
+		servers: [server],
+	}, [token, inArgument, inResult], (x) => x.type === 'tool_call', {
+		config: '  tool_call_linger: 1s\n',
+	});
+
+	const s = result.servers[0];
+	assert.ok(s.result.size > 0);
+	const fp = fingerprint(agent, token);
+	const uses = usesOf(recs, fp).filter((u) => u.process.pid === s.pid);
+	assert.ok(uses.length >= 1, 'no secret_use for the token');
+	const called = uses.filter((u) => u.mcp?.tool_call);
+	assert.ok(called.length >= 1, JSON.stringify(uses.map((u) => u.mcp)));
+	assert.equal(called[0].mcp.tool_call.tool, 'search_repositories');
+	assert.equal(called[0].mcp.tool_call.client, 'keytrail-e2e');
+	const calls = byType(recs, 'tool_call').filter((c) => c.pid === s.pid || c.process?.pid === s.pid);
+	const call = calls.find((c) => c.tool === 'search_repositories');
+	assert.ok(call, JSON.stringify(byType(recs, 'tool_call')));
+	assert.equal(call.id, called[0].mcp.tool_call.id);
+	assert.equal(call.outcome, 'ok');
+	assert.equal(call.client.name, 'keytrail-e2e');
+	assert.equal(call.mcp_server, '@modelcontextprotocol/server-gitlab');
+	assert.ok(call.duration_ms >= 0);
+	assert.ok(call.upstreams.includes('127.0.0.1:8080'), JSON.stringify(call.upstreams));
+	assert.ok(call.credentials.some((c) => c.fingerprint === fp && c.upstream === '127.0.0.1:8080'),
+	          JSON.stringify(call.credentials));
+	// The connect observation names the call too.
+	const connects = byType(recs, 'connect').filter((c) => c.pid === s.pid && c.port === 8080);
+	assert.ok(connects.some((c) => c.mcp?.tool_call?.tool === 'search_repositories'));
+	// The calls before it (initialize, tools/list) were not tool calls.
+	assert.equal(calls.length, 1, JSON.stringify(calls));
+});
+
+test('two servers called at once: each tool call has its own upstream uses and credential', async () => {
+	const a = tokens.gitlabPat(), b = tokens.gitlabPat();
+	const api = 'http://127.0.0.1:8080/api/v4';
+	const one = gitlabServer('server-gitlab', bin('mcp-server-gitlab'), a, api);
+	const two = gitlabServer('zereight-mcp-gitlab', bin('mcp-gitlab'), b, api,
+	                         { npm_config_registry: 'http://127.0.0.1:8080/npm' });
+	const { agent, recs, result } = await underAgent('gitlab-concurrent', {
+		gitlab: { token: [a, b] },
+		concurrent: true,
+		servers: [one, two],
+	}, [a, b], { all: (rs) => byType(rs, 'tool_call').length >= 2 }, {
+		config: '  tool_call_linger: 1s\n',
+	});
+	const fpA = fingerprint(agent, a), fpB = fingerprint(agent, b);
+	const pids = Object.fromEntries(result.servers.map((s) => [s.name, s.pid]));
+	const calls = byType(recs, 'tool_call');
+	const callOf = (name) => calls.find((c) => c.process?.pid === pids[name]);
+	const ca = callOf('server-gitlab'), cb = callOf('zereight-mcp-gitlab');
+	assert.ok(ca && cb, JSON.stringify(calls));
+	assert.deepEqual(ca.credentials.map((c) => c.fingerprint), [fpA]);
+	assert.deepEqual(cb.credentials.map((c) => c.fingerprint), [fpB]);
+	for (const u of byType(recs, 'secret_use').filter((u) => u.mcp?.tool_call)) {
+		const mine = u.secret?.fingerprint === fpA ? ca : cb;
+		assert.equal(u.mcp.tool_call.id, mine.id);
+		assert.equal(u.mcp.tool_call.tool, mine.tool);
+		assert.equal(u.mcp.tool_call.started, mine.started);
+	}
+});

@@ -5,7 +5,7 @@
 //
 // The spec comes on stdin (it holds the fake credentials, which must not
 // appear in any argv or file the agent could report):
-//   { hosts, tls: {key, cert}, gitlab: {token}, postgres: {password},
+//   { hosts, tls: {key, cert}, gitlab: {token, plant}, postgres: {password}, concurrent,
 //     registry: [package] (serve them as installed here at 127.0.0.1:8080/npm),
 //     servers: [{ name, command, args, env, cwd, tool, arguments, expect: [str] }] }
 // Output never includes a credential: requests are logged with a boolean
@@ -40,7 +40,7 @@ if (spec.gitlab) {
 		? registry(dirname(fileURLToPath(import.meta.url)), 'http://127.0.0.1:8080/npm',
 		           spec.registry)
 		: null;
-	const handler = gitlabHandler(spec.gitlab.token, out.gitlab, npm);
+	const handler = gitlabHandler(spec.gitlab.token, out.gitlab, npm, spec.gitlab.plant);
 	listeners.push(await httpServer(handler, 8080));
 	if (spec.tls)
 		listeners.push(await httpsServer(handler, 443, {
@@ -51,7 +51,9 @@ if (spec.gitlab) {
 if (spec.postgres)
 	listeners.push(await postgresServer(spec.postgres.password, 5432, out.postgres));
 
-for (const s of spec.servers) {
+// Each server in turn, or (spec.concurrent) all at once: their tool calls
+// then overlap.
+const run = async (s) => {
 	const entry = { name: s.name };
 	out.servers.push(entry);
 	const transport = new StdioClientTransport({
@@ -84,7 +86,12 @@ for (const s of spec.servers) {
 	entry.stderrBytes = stderr.length;
 	if (entry.error || entry.result?.isError)
 		entry.stderrTail = stderr.slice(-2000); // the caller redacts secrets
-}
+};
+if (spec.concurrent)
+	await Promise.all(spec.servers.map(run));
+else
+	for (const s of spec.servers)
+		await run(s);
 
 for (const l of listeners)
 	l.close();

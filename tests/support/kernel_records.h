@@ -34,6 +34,12 @@ class FakeProbe : public ProbeControl
 		tracked.erase(tgid);
 		untracked.insert(tgid);
 	}
+	bool capture_stdio(pid_t tgid) override
+	{
+		stdio.insert(tgid);
+		return tracked.count(tgid) != 0;
+	}
+	std::set<pid_t> stdio;
 	bool set_hint_words(const std::vector<uint32_t> &words) override
 	{
 		hint_words = words;
@@ -193,6 +199,32 @@ class KernelRecords
 		e->syscall = KT_SYS_WRITE;
 		e->len = static_cast<uint32_t>(data.size());
 		std::memcpy(e->data, data.data(), data.size());
+		buf.resize(size);
+		return buf;
+	}
+
+	// A stdio MCP server's read of fd 0 (KT_STDIO_IN) or write to fd 1, cut
+	// to head and tail past KT_STDIO_MAX as the probes cut it.
+	std::vector<char> stdio(const FakeProc &p, uint32_t dir, const std::string &data)
+	{
+		std::vector<char> buf(sizeof(kt_stdio_event));
+		auto *e = reinterpret_cast<kt_stdio_event *>(buf.data());
+		size_t n = std::min<size_t>(data.size(), KT_STDIO_MAX);
+		size_t size = offsetof(kt_stdio_event, data) + n;
+		e->hdr = header(KT_EV_STDIO, size, p);
+		e->dir = dir;
+		e->len = static_cast<uint32_t>(n);
+		e->total = data.size();
+		if (data.size() <= KT_STDIO_MAX) {
+			e->head = static_cast<uint32_t>(n);
+			std::memcpy(e->data, data.data(), n);
+		} else {
+			e->head = KT_STDIO_HEAD;
+			std::memcpy(e->data, data.data(), KT_STDIO_HEAD);
+			std::memcpy(e->data + KT_STDIO_HEAD,
+			            data.data() + data.size() - (KT_STDIO_MAX - KT_STDIO_HEAD),
+			            KT_STDIO_MAX - KT_STDIO_HEAD);
+		}
 		buf.resize(size);
 		return buf;
 	}

@@ -394,3 +394,68 @@ inventory:
 	EXPECT_EQ(a[0]["upstream"]["name_verified"], false);
 	EXPECT_EQ(lines.find(tok), std::string::npos);
 }
+
+// A stdio MCP server's JSON-RPC (initialize, a tools/call with a secret in
+// its arguments, its reply with one in its result, split and cut as the
+// probes send it): the child's use during the call names it, the connect
+// too, and the tool_call record lists the upstream and the credential;
+// neither planted value is written anywhere.
+TEST_F(AgentTest, StdioToolCallJoinsTheUsesMadeDuringIt)
+{
+	make("correlate: {loopback_upstreams: true, tool_call_linger: 1s}\n");
+	const std::string tok = token("ghp_", 36, 9);
+	const std::string in_arg = token("glpat-", 20, 3), in_result = token("xoxb-", 40, 4);
+	FakeProc srv{4600001, 4600000, 1000, 1000000000, "node", KT_F_TRACKED | KT_F_PROVISIONAL};
+	send(k.exec(srv, "/usr/bin/node",
+	            {"node", "/opt/node_modules/@modelcontextprotocol/server-github/dist/index.js"},
+	            {"GITHUB_TOKEN=" + tok}));
+	send(k.stdio(srv, KT_STDIO_IN,
+	             R"({"method":"initialize","params":{"protocolVersion":"2025-06-18",)"
+	             R"("capabilities":{},"clientInfo":{"name":"claude-code","version":"2.0.1"}},)"
+	             R"("jsonrpc":"2.0","id":0})"
+	             "\n"));
+	send(k.stdio(srv, KT_STDIO_OUT,
+	             R"({"result":{"protocolVersion":"2025-06-18","capabilities":{},)"
+	             R"("serverInfo":{"name":"github","version":"1.0.0"}},"jsonrpc":"2.0","id":0})"
+	             "\n"));
+	// The call, split across two reads; its arguments longer than a capture.
+	std::string call =
+	    R"({"method":"tools/call","params":{"name":"search_code","arguments":{"q":")" + in_arg +
+	    std::string(2000, 'q') + R"("}},"jsonrpc":"2.0","id":1})" + "\n";
+	send(k.stdio(srv, KT_STDIO_IN, call.substr(0, 40)));
+	send(k.stdio(srv, KT_STDIO_IN, call.substr(40)));
+	FakeProc child{4600002, 4600001, 1000, 2000000000, "node", KT_F_TRACKED};
+	send(k.fork(srv, child));
+	const uint8_t ip[4] = {203, 0, 113, 9};
+	send(k.connect(child, 7, ip, 443));
+	send(k.payload(child, 7, "GET / HTTP/1.1\r\nHost: api.github.com\r\n\r\n"));
+	send(k.stdio(srv, KT_STDIO_OUT,
+	             R"({"result":{"content":[{"type":"text","text":")" + in_result +
+	                 std::string(3000, 'r') + R"("}]},"jsonrpc":"2.0","id":1})" + "\n"));
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 1u);
+	EXPECT_EQ(uses[0]["mcp"]["tool_call"]["tool"], "search_code");
+	EXPECT_EQ(uses[0]["mcp"]["tool_call"]["id"], "1");
+	EXPECT_EQ(uses[0]["mcp"]["tool_call"]["client"], "claude-code");
+	auto connects = of("connect");
+	ASSERT_EQ(connects.size(), 1u);
+	EXPECT_EQ(connects[0]["mcp"]["tool_call"]["tool"], "search_code");
+	EXPECT_TRUE(of("tool_call").empty());
+	k.now_ns += 5000000000ULL;
+	clock.set(kWall + static_cast<int64_t>(k.now_ns));
+	agent->tick();
+	auto calls = of("tool_call");
+	ASSERT_EQ(calls.size(), 1u);
+	EXPECT_EQ(calls[0]["tool"], "search_code");
+	EXPECT_EQ(calls[0]["outcome"], "ok");
+	EXPECT_EQ(calls[0]["client"]["name"], "claude-code");
+	EXPECT_EQ(calls[0]["server_info"]["name"], "github");
+	EXPECT_EQ(calls[0]["upstreams"], json::array({"api.github.com:443"}));
+	ASSERT_EQ(calls[0]["credentials"].size(), 1u);
+	EXPECT_EQ(calls[0]["credentials"][0]["fingerprint"], uses[0]["secret"]["fingerprint"]);
+	EXPECT_EQ(calls[0]["partial"], true); // read from cut captures
+	EXPECT_EQ(agent->counters().agent.mcp_messages, 4u);
+	EXPECT_EQ(agent->counters().agent.mcp_unparsable, 0u);
+	for (const auto &v : {tok, in_arg, in_result})
+		EXPECT_EQ(lines.find(v), std::string::npos) << "a planted value was written";
+}

@@ -187,7 +187,7 @@ TEST(Report, HtmlShowsEveryDetailAsText)
 		for (const auto &l : c["locations"])
 			env |= l == "env GITHUB_TOKEN";
 	EXPECT_TRUE(env);
-	EXPECT_NE(report_csv(r).find(",locations\n"), std::string::npos);
+	EXPECT_NE(report_csv(r).find(",locations,tools\n"), std::string::npos);
 }
 
 TEST(Report, TableGivesFindingsTheirWidthFirst)
@@ -240,4 +240,40 @@ TEST(Report, AlertsFromTheJournalAreCountedOnTheirCredential)
 TEST(Report, NoLedgerIsAClearError)
 {
 	EXPECT_THROW(build_report("/nonexistent", "/nonexistent/journal", {}, kNow), Error);
+}
+
+// The MCP tools that used a credential (the ledger's tool_uses) are listed
+// with it, in every format.
+TEST(Report, ToolsThatUsedACredentialAreListed)
+{
+	std::string state = make_state();
+	{
+		Ledger l(state + "/ledger.db");
+		l.record_tool_use({"server-gitlab", "get_project", kFine, "gitlab.example.com:443",
+		                   kNow - kDay, kNow - kDay, 1});
+		l.record_tool_use({"server-gitlab", "get_project", kFine, "gitlab.example.com:443",
+		                   kNow - kDay / 2, kNow - kDay / 2, 1});
+		l.commit();
+		auto uses = l.tool_uses(kFine);
+		ASSERT_EQ(uses.size(), 1u);
+		EXPECT_EQ(uses[0].count, 2u);
+		EXPECT_EQ(uses[0].first_used, kNow - kDay);
+		EXPECT_EQ(uses[0].last_used, kNow - kDay / 2);
+	}
+	auto r = build_report(state, state + "/journal", inventory(), kNow);
+	const auto *fine = find(r, kFine);
+	ASSERT_TRUE(fine);
+	EXPECT_EQ(fine->tools,
+	          (std::set<std::string>{"get_project (server-gitlab) -> gitlab.example.com:443"}));
+	EXPECT_TRUE(find(r, kShared)->tools.empty());
+	auto j = report_json(r);
+	bool listed = false;
+	for (const auto &c : j["credentials"])
+		if (c["fingerprint"] == kFine)
+			listed = c["tools"].size() == 1;
+	EXPECT_TRUE(listed);
+	EXPECT_NE(report_table(r).find("MCP tools that used them"), std::string::npos);
+	EXPECT_NE(report_html(r).find("by MCP tools: "), std::string::npos);
+	EXPECT_NE(report_csv(r).find("get_project (server-gitlab) -> gitlab.example.com:443"),
+	          std::string::npos);
 }

@@ -719,4 +719,48 @@ TEST(Trace, SegmentIndexReadsFieldsByWhereTheySit)
 	ASSERT_EQ(stat((seg + ".idx").c_str(), &st), 0);
 	ASSERT_EQ(truncate((seg + ".idx").c_str(), st.st_size - 3), 0);
 	EXPECT_FALSE(read_segment_index(seg));
+
+// A tool_call record shows under its server in the tree, in JSON, and in
+// DOT as a note between the client and the upstream it reached.
+TEST(Trace, ToolCallsShowBetweenClientAndUpstreams)
+{
+	std::string dir = make_journal();
+	std::vector<json> recs = {
+	    {{"type", "tool_call"},
+	     {"time", "2026-11-26T10:00:09Z"},
+	     {"event_time", "2026-11-26T10:00:06.5Z"},
+	     {"started", "2026-11-26T10:00:06.4Z"},
+	     {"tool", "search_code"},
+	     {"id", "7"},
+	     {"client", {{"name", "claude-code"}, {"version", "2.0.1"}}},
+	     {"outcome", "ok"},
+	     {"duration_ms", 100.0},
+	     {"upstreams", {"api.github.com:443"}},
+	     {"credentials", {{{"fingerprint", kFp}, {"upstream", "api.github.com:443"}}}},
+	     {"process", {{"exec_id", "b:1:100"}, {"pid", 100}}}}};
+	write_lines(dir + "/journal-20261126T100100.000000Z.jsonl", recs);
+	TraceQuery q;
+	q.exec_id = "b:1:100";
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	const auto &s = r.processes.at("b:1:100");
+	ASSERT_EQ(s.tool_calls.size(), 1u);
+	EXPECT_EQ(s.tool_calls[0].tool, "search_code");
+	EXPECT_EQ(s.tool_calls[0].client, "claude-code");
+	std::string tree = trace_tree(r);
+	EXPECT_NE(tree.find("~ tool call search_code (id 7) from claude-code: ok in 100.0 ms, "
+	                    "reached api.github.com:443 using afdfa8235ec3@api.github.com:443"),
+	          std::string::npos)
+	    << tree;
+	auto j = trace_json(r);
+	for (const auto &p : j["processes"])
+		if (p["exec_id"] == "b:1:100") {
+			ASSERT_EQ(p["tool_calls"].size(), 1u);
+			EXPECT_EQ(p["tool_calls"][0]["credentials"][0]["fingerprint"], kFp);
+		}
+	std::string dot = trace_dot(r);
+	EXPECT_NE(dot.find("\"c:claude-code\" -> \"t:b:1:100:7:"), std::string::npos) << dot;
+	EXPECT_NE(dot.find("[label=\"called\"]"), std::string::npos) << dot;
+	EXPECT_NE(dot.find("label=\"used afdfa8235ec3\""), std::string::npos) << dot;
+	EXPECT_NE(dot.find("label=\"served by\""), std::string::npos) << dot;
 }

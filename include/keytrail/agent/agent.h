@@ -19,6 +19,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "keytrail/agent/connects.h"
@@ -33,6 +34,7 @@
 #include "keytrail/config/config.h"
 #include "keytrail/correlate/correlator.h"
 #include "keytrail/ledger/ledger.h"
+#include "keytrail/mcp/jsonrpc.h"
 #include "keytrail/probe/control.h"
 #include "keytrail/schema/record.h"
 #include "keytrail/secrets/sources.h"
@@ -103,6 +105,7 @@ class Agent
 	void handle(const PayloadEvent &e);
 	void handle(const DnsEvent &e);
 	void handle(const IoUringEvent &e);
+	void handle(const StdioEvent &e);
 	void name_connect(const ProcessInfo &p, ConnectSeen &in);
 	void collect(const std::vector<ProcessInfo *> &procs, const ExecEvent *e = nullptr);
 	void closed(const EventContext &ctx, std::vector<ClosedFd> fds);
@@ -142,6 +145,12 @@ class Agent
 	std::unique_ptr<SecretIntake> intake_;
 	std::unique_ptr<NameTable> names_;
 	EventRecords records_;
+	// JSON-RPC framing per stdio MCP server process and direction.
+	struct StdioStream {
+		std::string exec_id;
+		mcp::Framer framer;
+	};
+	std::unordered_map<uint64_t, StdioStream> stdio_; // pid << 2 | kt_stdio_dir
 };
 
 } // namespace keytrail

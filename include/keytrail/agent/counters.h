@@ -24,7 +24,13 @@ namespace keytrail
 	X(fd_states_swept, "Read counters of vanished processes dropped from the kernel.")         \
 	X(exits_missed, "Processes retired without their exit record (it was dropped).")           \
 	X(marks_restored, "Execs of a tracked process the kernel saw as untracked (mark "          \
-	                  "restored).")
+	                  "restored).")                                                            \
+	X(stdio_servers,                                                                           \
+	  "Processes marked for stdio MCP capture (they read their server's pipe).")               \
+	X(mcp_messages, "JSON-RPC messages framed from stdio captures.")                           \
+	X(mcp_partial, "JSON-RPC messages framed with bytes missing in the middle.")               \
+	X(mcp_unparsable, "JSON-RPC messages nothing could be read from.")                         \
+	X(mcp_streams, "Stdio streams (process and direction) being framed.")
 
 #define KT_SECRET_COUNTERS(X)                                                                      \
 	X(obtained, "Credential sightings.")                                                       \

@@ -53,6 +53,8 @@ class Lifecycle
       private:
 	ProcessInfo entry_of(const ExecEvent &e) const;
 	bool keep_tracking(const ProcessInfo &p) const;
+	// Marks p for stdio capture when it reads its workload's stdio pipe.
+	void capture_stdio(const ProcessInfo &p);
 	// Applies the real rules to an exec the kernel's hint tracked, or to
 	// the next image of a process we let go of.
 	void settle_hint(const ExecEvent &e, ProcessInfo &info, bool matched, bool *was_tracked);

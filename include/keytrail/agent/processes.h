@@ -21,6 +21,12 @@
 namespace keytrail
 {
 
+// A process's stdin link ("pipe:[123]") when its fd 0 and fd 1 are both
+// pipes or sockets (the stdio MCP transport), else "".
+std::string stdio_of(pid_t pid);
+// Whether a server's argv asks for the Streamable HTTP / SSE transport.
+bool http_transport(const std::vector<std::string> &argv);
+
 // The correlator's inputs go out through this (the agent also records them).
 using Feed = std::function<void(const Input &)>;
 

@@ -108,6 +108,18 @@ struct CorrelateConfig {
 	// HTTP proxies ("addr:port", globs) whose CONNECT targets count as
 	// verified names: the proxy resolves them, not the process.
 	std::vector<std::string> trusted_proxies;
+	// Stdio MCP tool calls: how long after a call's reply its uses can still
+	// arrive (a connect waits agent.connect_hold for its name) before its
+	// tool_call record is written; calls never answered are written after
+	// tool_call_timeout.
+	std::chrono::milliseconds tool_call_linger{3000};
+	std::chrono::milliseconds tool_call_timeout{3600000};
+	// tool_credential_drift: a (server, tool, credential) learns its
+	// upstreams for this long after its first use; a new one later alerts.
+	std::chrono::milliseconds tool_baseline_window{86400000};
+	// secret_use_outside_tool_call: not raised this long after a server's
+	// first JSON-RPC message (start-up: fetching metadata, warming caches).
+	std::chrono::milliseconds tool_call_startup_grace{30000};
 };
 
 struct OutputSpec {

@@ -49,7 +49,14 @@ namespace keytrail
 	X(alert_updates, "Finding updates written (a new holder, upstream, reason, window)")       \
 	X(alerts_excepted, "Alerts an `exceptions:` entry matched, not written")                   \
 	X(alerts_deduplicated, "Repeats of a known finding with nothing new, counted")             \
-	X(alerts_rate_limited, "Alerts not written: over correlate.max_alerts_per_minute")
+	X(alerts_rate_limited, "Alerts not written: over correlate.max_alerts_per_minute")         \
+	X(mcp_messages, "JSON-RPC messages of stdio MCP servers read")                             \
+	X(tool_calls, "tool_call records written")                                                 \
+	X(tool_calls_unanswered, "Tool calls that ended with no reply (server exit, expiry)")      \
+	X(tool_calls_evicted, "Tool calls forgotten unwritten: over the in-flight bound")          \
+	X(mcp_replies_unmatched, "Replies whose id matched no request in flight")                  \
+	X(uses_in_concurrent_calls,                                                                \
+	  "Connects while several tool calls of the workload were in flight (none credited)")
 
 struct CorrelatorCounters {
 	KT_CORRELATOR_COUNTERS(KT_COUNTER_FIELD)
@@ -72,6 +79,9 @@ class Correlator
 	void feed(const Input &in);
 	// Periodic work (stale checks, expiry of old state) at the clock's now.
 	void tick();
+	// Writes every tool call left (the agent is stopping): those in flight
+	// with outcome "unfinished".
+	void flush_tool_calls();
 	void set_on_use(OnUse f) { on_use_ = std::move(f); }
 	// Findings a previous run left (the ledger), and where a finding's
 	// changes go (the ledger again): a restart raises nothing known again.
@@ -83,6 +93,20 @@ class Correlator
 	{
 		on_finding_ = std::move(f);
 	}
+	// What tool_credential_drift learned before (the ledger), and where what
+	// it learns goes: (server, tool, credential fingerprint, upstream).
+	struct ToolUpstream {
+		std::string server, tool, fingerprint, upstream;
+		int64_t first_ns = 0;
+	};
+	void set_tool_baseline(const std::vector<ToolUpstream> &known);
+	void set_on_tool_upstream(std::function<void(const ToolUpstream &)> f)
+	{
+		on_tool_upstream_ = std::move(f);
+	}
+	// The tool call of `exec_id`'s workload in flight at t, if exactly one:
+	// {id, tool, client, started} (connect records carry it too).
+	nlohmann::json tool_call_at(const std::string &exec_id, int64_t t) const;
 	// A new inventory (SIGHUP): every holding is matched again.
 	void set_inventory(std::vector<InventoryEntry> inv);
 	void set_exceptions(std::vector<AlertException> x) { cfg_.exceptions = std::move(x); }
@@ -152,6 +176,35 @@ class Correlator
 	void on(const HealthSeen &e);
 	void on(const Tick &e);
 	void on(const IoUringSeen &e);
+	void on(const McpSeen &e);
+
+	// MCP sessions and tool calls (tool_calls.cpp).
+	struct McpSession {
+		std::string exec_id, workload, server; // the server process and its workload
+		std::string client_name, client_version, server_name, server_version, protocol;
+		int64_t first_ns = 0;
+		std::vector<std::pair<std::string, std::string>> requests; // id -> method, bounded
+	};
+	struct ToolCall {
+		std::string exec_id, workload, server, id, tool, client;
+		int64_t start_ns = 0, end_ns = 0; // end 0: in flight
+		const char *outcome = nullptr;    // ok, error, cancelled, no_reply
+		bool partial = false;
+		std::vector<std::string> upstreams;
+		std::vector<std::pair<uint32_t, std::string>> credentials; // secret, upstream
+	};
+	// The calls of p's workload in flight at t.
+	void calls_at(const Proc &p, int64_t t, std::vector<ToolCall *> &out);
+	const std::string &workload_of(const Proc &p) const
+	{
+		return p.start.workload.empty() ? p.start.exec_id : p.start.workload;
+	}
+	void end_call(ToolCall &c, int64_t t, const char *outcome);
+	void write_calls(int64_t now, bool all);
+	nlohmann::json call_ref(const ToolCall &c) const;
+	// A use bound during a call (or outside one): credit, drift, outside.
+	void tool_use(Use &u, Secret &s, const Holding *h);
+	bool stdio_session(const Proc &p, int64_t t) const;
 
 	// Secrets (correlator.cpp).
 	Secret &learn(const SecretSeen &e);
@@ -238,7 +291,16 @@ class Correlator
 	HealthSeen last_health_{};
 	bool have_health_ = false;
 	CorrelatorCounters counters_;
-	Candidates cands_, distinct_, bound_; // scratch, reused per connect
+	Candidates cands_, distinct_, bound_;               // scratch, reused per connect
+	std::unordered_map<uint64_t, McpSession> sessions_; // by proc_key of the server
+	std::deque<ToolCall> calls_;                        // in flight, then until written
+	std::vector<ToolCall *> in_flight_;                 // scratch
+	struct Baseline {
+		int64_t first_ns = 0;
+		std::vector<std::string> upstreams;
+	};
+	std::unordered_map<std::string, Baseline> baseline_; // server|tool|fingerprint
+	std::function<void(const ToolUpstream &)> on_tool_upstream_;
 };
 
 } // namespace keytrail

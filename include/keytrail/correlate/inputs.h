@@ -95,8 +95,25 @@ struct IoUringSeen {
 	uint32_t opcode = 0;
 };
 
-using Input =
-    std::variant<ProcStart, ProcExit, SecretSeen, ConnectSeen, HealthSeen, Tick, IoUringSeen>;
+// One JSON-RPC message a stdio MCP server read from its client (in) or
+// wrote to it (out), as mcp/jsonrpc.h reduced it: methods, ids and names,
+// never arguments or results.
+struct McpSeen {
+	int64_t time_ns = 0;
+	std::string exec_id;   // the server process
+	uint8_t dir = 0;       // kIn (client to server) or kOut
+	uint8_t kind = 0;      // mcp::Message::Kind
+	bool is_error = false; // a reply with "error" or result.isError
+	bool partial = false;  // read from a cut message
+	bool tools_truncated = false;
+	std::string method, id, tool, cancelled_id;
+	std::string client_name, client_version, server_name, server_version, protocol_version;
+	std::vector<std::string> tools;
+	enum Dir : uint8_t { kIn = 1, kOut = 2 };
+};
+
+using Input = std::variant<ProcStart, ProcExit, SecretSeen, ConnectSeen, HealthSeen, Tick,
+                           IoUringSeen, McpSeen>;
 
 // Time of any input.
 int64_t input_time(const Input &in);

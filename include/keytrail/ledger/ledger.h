@@ -59,6 +59,13 @@ struct Rotation {
 	int64_t time_ns = 0;
 };
 
+// An MCP tool's use of a credential toward an upstream (tool_call records).
+struct ToolUseRecord {
+	std::string server, tool, fingerprint, upstream;
+	int64_t first_used = 0, last_used = 0;
+	uint64_t count = 0;
+};
+
 class Ledger
 {
       public:
@@ -75,6 +82,10 @@ class Ledger
 	void record_use(const std::string &fingerprint, const std::string &identity,
 	                const std::string &upstream, const std::string &addr, int64_t time_ns);
 	void record_finding(const FindingState &f);
+	// One tool call's use (first_used: its time); counted per call.
+	void record_tool_use(const ToolUseRecord &u);
+	// Every tool use, or those of one credential.
+	std::vector<ToolUseRecord> tool_uses(const std::string &fingerprint = "");
 	// The `limit` most recently seen findings; older ones are deleted.
 	std::vector<FindingState> findings(size_t limit);
 	// Commits the open batch. Returns false (and logs) on failure.
@@ -102,7 +113,8 @@ class Ledger
 	std::vector<sqlite3_stmt *> stmts_;
 	sqlite3_stmt *upsert_secret_ = nullptr, *upsert_sighting_ = nullptr, *get_slot_ = nullptr,
 	             *put_slot_ = nullptr, *add_rotation_ = nullptr, *upsert_use_ = nullptr,
-	             *touch_used_ = nullptr, *get_secret_ = nullptr, *put_finding_ = nullptr;
+	             *touch_used_ = nullptr, *get_secret_ = nullptr, *put_finding_ = nullptr,
+	             *upsert_tool_use_ = nullptr;
 };
 
 } // namespace keytrail

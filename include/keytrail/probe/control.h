@@ -43,6 +43,10 @@ class ProbeControl
 	// The tracked set. track() returns false if the process is gone.
 	virtual bool track(pid_t tgid) = 0;
 	virtual void untrack(pid_t tgid) = 0;
+	// Marks a tracked process as a stdio MCP server: the probes then send
+	// what it reads from fd 0 and writes to fd 1 (abi.h: KT_MARK_STDIO).
+	// false if it is gone or not tracked.
+	virtual bool capture_stdio(pid_t tgid) = 0;
 	// Watched inodes (kernel dev_t encoding). false if the map is full.
 	virtual bool watch(uint64_t kdev, uint64_t ino, uint32_t id) = 0;
 	// The config rules' hint words (abi.h: kt_hint_words); false if the

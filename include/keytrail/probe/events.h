@@ -116,8 +116,20 @@ std::string io_uring_op_name(uint32_t opcode);
 // operations are common in libuv and only reported).
 bool io_uring_op_evades(uint32_t opcode);
 
+// A stdio MCP server's read of fd 0 (in) or write of fd 1 (out): JSON-RPC
+// bytes, which may hold secrets in tool arguments and results, so they are
+// kept wiped (SecretBytes) and reduced by mcp/ to methods, ids and names.
+struct StdioEvent {
+	EventContext ctx;
+	uint32_t dir = 0;   // kt_stdio_dir
+	uint64_t total = 0; // bytes of the call
+	uint32_t head = 0;  // bytes[0, head) are the call's first; the rest its last
+	std::shared_ptr<const SecretBytes> bytes;
+	bool cut() const { return bytes && total > bytes->size(); }
+};
+
 using Event = std::variant<ExecEvent, ForkEvent, ExitEvent, OpenEvent, CloseEvent, ConnectEvent,
-                           PayloadEvent, DnsEvent, IoUringEvent>;
+                           PayloadEvent, DnsEvent, IoUringEvent, StdioEvent>;
 
 // "exec", "fork", ... of a kt_event_type (enum in abi.h), and an event's type.
 const char *event_type_name(uint32_t type);

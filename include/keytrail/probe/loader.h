@@ -52,6 +52,7 @@ class Loader : public ProbeControl
 	// through a pidfd (which names the process instance, never a reused pid).
 	bool track(pid_t tgid) override;
 	void untrack(pid_t tgid) override;
+	bool capture_stdio(pid_t tgid) override;
 	bool is_tracked(pid_t tgid) const;
 
 	bool watch(uint64_t kdev, uint64_t ino, uint32_t id) override;

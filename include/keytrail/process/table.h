@@ -30,6 +30,13 @@ struct Workload {
 	std::string server; // canonical MCP server name ("" for a --track'ed tree)
 	std::string rule;   // the detection rule that matched the root
 	Identity identity;  // resolved once, from the root
+	// The root's stdin at detection ("pipe:[123]", "socket:[9]"), when it is
+	// a pipe or socket: the stdio MCP transport. Its processes reading that
+	// same stdin are its server (npx's node child); others are its tools.
+	std::string stdio;
+	// "stdio" (stdio above), "http" (no stdio pipe, and its argv asks for
+	// the Streamable HTTP or SSE transport or a port), "" (cannot tell).
+	std::string transport;
 };
 
 // A credential a process obtained: only its fingerprint and where from.

@@ -26,6 +26,8 @@ struct ReportCredential {
 	std::string fingerprint, type, prefix;
 	std::string inventory_id, owner, purpose, environment, status;
 	std::set<std::string> holders, users, upstreams, sources;
+	// MCP tools that used it: "tool (server) -> upstream", from tool_call records.
+	std::set<std::string> tools;
 	// Where it was seen, with paths and variable names: "env GITHUB_TOKEN",
 	// "file /srv/app/.env (API_KEY)", "argv --db", "mcp_config <path> env.X".
 	std::set<std::string> locations;

@@ -46,6 +46,15 @@ struct TraceAlert {
 	int64_t time = 0;
 };
 
+// A tool call an MCP server (this process) served: its `tool_call` record.
+struct TraceToolCall {
+	std::string id, tool, client, outcome;
+	int64_t start = 0, end = 0;
+	double duration_ms = 0;
+	std::vector<std::string> upstreams;                           // "name:port"
+	std::vector<std::pair<std::string, std::string>> credentials; // fingerprint, upstream
+};
+
 struct TraceProcess {
 	std::string exec_id, parent; // parent's exec_id
 	uint32_t pid = 0, ppid = 0;
@@ -55,6 +64,7 @@ struct TraceProcess {
 	std::vector<TraceSecret> secrets;
 	std::vector<TraceConnect> connects;
 	std::vector<TraceAlert> alerts; // in time order
+	std::vector<TraceToolCall> tool_calls;
 	std::set<std::string> children;
 };
 

@@ -28,9 +28,11 @@ const project = {
 };
 
 // A GitLab REST API (v4) that knows one project. `token` is what a request
-// must present (PRIVATE-TOKEN or Authorization: Bearer) to be authorized.
+// must present (PRIVATE-TOKEN or Authorization: Bearer) to be authorized
+// (or a list of tokens it accepts).
 // Below /npm/: `npm` (lib/registry.mjs) if given and it knows the package.
-export function gitlabHandler(token, log, npm = null) {
+// `plant`: a value put in the project's description, so tool results carry it.
+export function gitlabHandler(token, log, npm = null, plant = null) {
 	return (req, res) => {
 		const bearer = (req.headers.authorization || '').replace(/^Bearer /, '');
 		const presented = req.headers['private-token'] || bearer;
@@ -38,7 +40,7 @@ export function gitlabHandler(token, log, npm = null) {
 			method: req.method,
 			path: new URL(req.url, 'http://x').pathname,
 			host: req.headers.host,
-			authorized: presented === token,
+			authorized: Array.isArray(token) ? token.includes(presented) : presented === token,
 		};
 		log.push(entry);
 		req.resume();
@@ -56,8 +58,9 @@ export function gitlabHandler(token, log, npm = null) {
 		if (!entry.authorized)
 			return send(401, { message: '401 Unauthorized' });
 		const p = entry.path.replace(/^\/api\/v4/, '');
+		const shown = plant ? { ...project, description: `${project.description} ${plant}` } : project;
 		if (p === '/projects')
-			return send(200, [project], { 'x-total': '1', 'x-total-pages': '1' });
+			return send(200, [shown], { 'x-total': '1', 'x-total-pages': '1' });
 		if (p === '/projects/42' || p === '/projects/e2e%2Fkeytrail-e2e')
 			return send(200, project);
 		if (p === '/user')
