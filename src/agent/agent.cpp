@@ -33,7 +33,8 @@ Config with_options(Config cfg, const AgentOptions &opts)
 
 Agent::Agent(Config cfg, AgentOptions opts, ProbeControl &probe, const Clock &clock, Emit emit)
     : cfg_(with_options(std::move(cfg), opts)), opts_(std::move(opts)), probe_(probe),
-      clock_(clock), emit_(std::move(emit)), host_(host_name()),
+      clock_(clock), emit_(std::move(emit)),
+      host_(cfg_.host_name.empty() ? host_name() : cfg_.host_name),
       want_events_(opts_.events || cfg_.events || cfg_.journal.enabled),
       self_pid_(static_cast<uint32_t>(getpid())),
       procs_(cfg_, host_, clock_, counters_.agent, [this](const Input &in) { feed(in); }),
@@ -355,7 +356,9 @@ nlohmann::json Agent::health_record(bool final) const
 	                  corr_.get(), &latency_,  outputs_health_};
 	double uptime =
 	    std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-	return keytrail::health_record(parts, host_, clock_.now_ns(), uptime, final);
+	nlohmann::json r = keytrail::health_record(parts, host_, clock_.now_ns(), uptime, final);
+	r["key_id"] = key_id_; // so a fleet can check its hosts share one key
+	return r;
 }
 
 void Agent::health(bool final)

@@ -118,6 +118,10 @@ std::string status_text(const nlohmann::json &st)
 			  << ": " << (s.value("healthy", false) ? "ok" : "FAILING") << ", "
 			  << s.value("written", 0) << " written, " << s.value("errors", 0)
 			  << " errors, " << s.value("dropped", 0) << " dropped";
+			if (s.contains("lag_seconds"))
+				o << ", " << s.value("retries", 0) << " retries, lag "
+				  << s.value("lag_seconds", 0.0) << " s, spool "
+				  << s.value("spool_bytes", 0) << " bytes";
 			if (s.contains("last_error"))
 				o << " (last error: " << s["last_error"].get<std::string>() << ")";
 			o << "\n";
