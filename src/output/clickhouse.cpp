@@ -277,7 +277,7 @@ std::optional<nlohmann::json> clickhouse_row(const nlohmann::json &r, const std:
 			if (const nlohmann::json *d = field(*k, "drops_by_type");
 			    d && d->is_object())
 				for (const auto &[name, v] : d->items())
-					if (v.is_number_unsigned())
+					if (v.is_number_integer() && v.get<int64_t>() > 0)
 						drops += v.get<uint64_t>();
 		if (const nlohmann::json *outs = field(r, "outputs"); outs && outs->is_array())
 			for (const auto &o : *outs)

@@ -98,7 +98,10 @@ std::string status_text(const nlohmann::json &st)
 	o << "secrets:      ";
 	if (st.contains("secrets_known") && !st["secrets_known"].is_null())
 		o << st["secrets_known"].get<uint64_t>() << " in the ledger, ";
-	o << at<uint64_t>(st, "secrets", "obtained", 0) << " sightings this run\n";
+	o << at<uint64_t>(st, "secrets", "obtained", 0) << " sightings this run";
+	if (st.contains("key_id") && st["key_id"].is_string()) // hosts of a fleet share it
+		o << "; fingerprint key " << sanitize_utf8(st["key_id"].get<std::string>());
+	o << "\n";
 	if (st.contains("correlator")) {
 		auto c = [&](const char *k) { return at<uint64_t>(st, "correlator", k, 0); };
 		o << "findings:     " << c("findings") << " open; " << c("secret_uses")
