@@ -24,7 +24,8 @@ PACKAGES=(
 	build-essential cmake pkg-config clang llvm
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
-	libssl-dev libsqlite3-dev libcpp-httplib-dev
+	libssl-dev libsqlite3-dev libcpp-httplib-dev libcurl4-openssl-dev
+	clickhouse-server clickhouse-client
 	libgtest-dev libgmock-dev libpng-dev chromium fonts-liberation poppler-utils
 	python3-prometheus-client
 	iproute2 procps curl systemd openssl util-linux jq

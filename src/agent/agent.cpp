@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <set>
+#include <tuple>
 
 #include "keytrail/abi.h"
 #include "keytrail/correlate/findings.h"
@@ -33,7 +34,8 @@ Config with_options(Config cfg, const AgentOptions &opts)
 
 Agent::Agent(Config cfg, AgentOptions opts, ProbeControl &probe, const Clock &clock, Emit emit)
     : cfg_(with_options(std::move(cfg), opts)), opts_(std::move(opts)), probe_(probe),
-      clock_(clock), emit_(std::move(emit)), host_(host_name()),
+      clock_(clock), emit_(std::move(emit)),
+      host_(cfg_.host_name.empty() ? host_name() : cfg_.host_name),
       want_events_(opts_.events || cfg_.events || cfg_.journal.enabled),
       self_pid_(static_cast<uint32_t>(getpid())),
       procs_(cfg_, host_, clock_, counters_.agent, [this](const Input &in) { feed(in); }),
@@ -425,7 +427,9 @@ nlohmann::json Agent::health_record(bool final) const
 	                  corr_.get(), &latency_,  outputs_health_};
 	double uptime =
 	    std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-	return keytrail::health_record(parts, host_, clock_.now_ns(), uptime, final);
+	nlohmann::json r = keytrail::health_record(parts, host_, clock_.now_ns(), uptime, final);
+	r["key_id"] = key_id_; // so a fleet can check its hosts share one key
+	return r;
 }
 
 void Agent::health(bool final)
@@ -498,9 +502,24 @@ void Agent::reload()
 			auto it = c.settings.find(k);
 			return it == c.settings.end() ? std::string() : it->second;
 		};
+		// clickhouse outputs ship the journal on their own threads, opened
+		// at start: a change to one needs a restart.
+		auto shipped = [](const Config &c) {
+			std::vector<std::tuple<std::string, std::string, std::string, std::string,
+			                       std::string, uint32_t, int64_t, bool, std::vector<std::string>>>
+			    v;
+			for (const auto &o : c.outputs)
+				if (o.type == "clickhouse")
+					v.emplace_back(o.url, o.database, o.user, o.password_file, o.tls_ca,
+					               o.batch_rows, o.batch_interval.count(), o.allow_host_key,
+					               o.records);
+			return v;
+		};
 		for (const auto &k : keys)
 			if (said(cfg_, k) != said(fresh, k))
-				(live(k) ? applied : restart).push_back(k);
+				(live(k) && (k != "outputs" || shipped(cfg_) == shipped(fresh)) ? applied
+				                                                              : restart)
+				    .push_back(k);
 		// First, as it is the one step that can fail (a path it cannot
 		// open): then nothing is applied and the old outputs stay.
 		bool outputs = std::any_of(applied.begin(), applied.end(), [](const auto &k) {

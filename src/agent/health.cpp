@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "keytrail/correlate/correlator.h"
+#include "keytrail/output/clickhouse.h"
 #include "keytrail/probe/events.h"
 #include "keytrail/process/table.h"
 #include "keytrail/schema/record.h"
@@ -147,15 +148,44 @@ void output_families(std::vector<MetricFamily> &out, const nlohmann::json &h)
 	    "keytrail_output_lines_total", "counter", "Lines per output, by result.", {}};
 	MetricFamily healthy{
 	    "keytrail_output_healthy", "gauge", "1 when the output's last write worked.", {}};
+	MetricFamily retries{
+	    "keytrail_output_retries_total", "counter", "Writes retried after a failure.", {}};
+	MetricFamily lag{"keytrail_output_lag_seconds",
+	                 "gauge",
+	                 "Age of the oldest record a shipping output has not delivered.",
+	                 {}};
+	MetricFamily spool{"keytrail_output_spool_bytes",
+	                   "gauge",
+	                   "Journal bytes a shipping output still holds on to.",
+	                   {}};
+	std::vector<MetricFamily> shipped; // the clickhouse output's counters, by name
+	ClickHouseCounters{}.each([&](const char *name, const char *help, uint64_t) {
+		shipped.push_back(
+		    {std::string("keytrail_clickhouse_") + name + "_total", "counter", help, {}});
+	});
 	for (const auto &o : h.value("outputs", nlohmann::json::array())) {
 		std::string l = metric_label("output", o.value("name", std::string("?")));
 		lines.samples.push_back({l + ",result=\"written\"", num(o, "written")});
 		lines.samples.push_back({l + ",result=\"dropped\"", num(o, "dropped")});
 		lines.samples.push_back({l + ",result=\"error\"", num(o, "errors")});
 		healthy.samples.push_back({l, num(o, "healthy")});
+		retries.samples.push_back({l, num(o, "retries")});
+		if (o.value("format", std::string()) != "clickhouse")
+			continue;
+		lag.samples.push_back({l, num(o, "lag_seconds")});
+		spool.samples.push_back({l, num(o, "spool_bytes")});
+		size_t i = 0;
+		ClickHouseCounters{}.each([&](const char *name, const char *, uint64_t) {
+			shipped[i++].samples.push_back({l, num(o, name)});
+		});
 	}
 	out.push_back(std::move(lines));
 	out.push_back(std::move(healthy));
+	out.push_back(std::move(retries));
+	out.push_back(std::move(lag));
+	out.push_back(std::move(spool));
+	for (auto &f : shipped)
+		out.push_back(std::move(f));
 }
 
 void correlator_families(std::vector<MetricFamily> &out, const nlohmann::json &h)

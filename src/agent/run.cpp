@@ -6,6 +6,7 @@
 #include <cstring>
 #include <set>
 
+#include "keytrail/output/clickhouse.h"
 #include "keytrail/output/journal.h"
 #include "keytrail/output/metrics.h"
 #include "keytrail/probe/loader.h"
@@ -45,7 +46,8 @@ configured_outputs(const Config &cfg, const AgentOptions &opts)
 		route(spec);
 	} else {
 		for (const auto &o : cfg.outputs)
-			route(o);
+			if (o.type != "clickhouse") // it ships the journal (open_shippers)
+				route(o);
 	}
 	return routes;
 }
@@ -63,6 +65,20 @@ void open_outputs(Output &out, const Config &cfg, const AgentOptions &opts)
 		o.group = "journal";
 		out.add(std::make_unique<JournalSink>(j), std::move(o));
 	}
+}
+
+// The clickhouse outputs: threads that ship the journal (cfg as the agent
+// holds it, state_dir resolved).
+std::vector<std::unique_ptr<ClickHouseShipper>> open_shippers(const Config &cfg,
+                                                              const std::string &host)
+{
+	std::vector<std::unique_ptr<ClickHouseShipper>> out;
+	const std::string &state = cfg.state_dir;
+	std::string journal = cfg.journal.dir.empty() ? state + "/journal" : cfg.journal.dir;
+	for (const auto &o : cfg.outputs)
+		if (o.type == "clickhouse")
+			out.push_back(std::make_unique<ClickHouseShipper>(o, journal, state, host));
+	return out;
 }
 
 int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
@@ -85,7 +101,14 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	Agent agent(std::move(cfg), std::move(opts), loader, clock,
 	            [&out](const Record &r) { out.emit(r); });
 	const Config &c = agent.config();
-	agent.set_outputs_health([&out] { return out.health(); });
+	auto shippers = open_shippers(c, agent.host());
+	auto outputs_health = [&out, &shippers] {
+		nlohmann::json h = out.health();
+		for (const auto &s : shippers)
+			h.push_back(s->health());
+		return h;
+	};
+	agent.set_outputs_health(outputs_health);
 	// A reload opens the new outputs first (an error keeps the old ones),
 	// then drains and closes the old.
 	agent.set_outputs_reopen([&out, opts = agent.options()](const Config &fresh) {
@@ -102,7 +125,7 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	{
 		// Where things are, for the person who started it.
 		std::string outputs;
-		for (const auto &o : out.health())
+		for (const auto &o : outputs_health())
 			outputs += (outputs.empty() ? "" : ", ") + o.value("name", std::string());
 		spdlog::info("probes attached: {} programs in {:.2f} s; ring buffer {} KiB",
 		             loader.attached_programs(), loader.attach_seconds(),
@@ -141,7 +164,7 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 			std::string why;
 			if (loader.attached_programs() == 0)
 				why = "probes not attached";
-			for (const auto &o : out.health())
+			for (const auto &o : outputs_health())
 				if (!o.value("healthy", true) && why.empty())
 					// Its error is in status.json, for root: not for any
 					// caller.
@@ -159,6 +182,9 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	agent.stop();
 	loader.stop();
 	out.close();
+	// The journal is complete now: ship what is left, for a while.
+	for (auto &s : shippers)
+		s->stop(std::chrono::seconds(3));
 	return 0;
 }
 

@@ -24,6 +24,8 @@ Command add_scan(CLI::App &app);
 Command add_trace(CLI::App &app);
 Command add_report(CLI::App &app);
 Command add_status(CLI::App &app);
+Command add_key(CLI::App &app);
+Command add_fleet(CLI::App &app);
 
 // Where a tool finds the agent's state: -c/--config and --state-dir, the
 // same on every subcommand.

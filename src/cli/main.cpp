@@ -30,9 +30,9 @@ int main(int argc, char **argv)
 	app.add_flag("-v,--verbose", verbosity,
 	             "More logging on stderr (-vv: libbpf and verifier)");
 	app.set_version_flag("--version", KEYTRAIL_VERSION);
-	const Command commands[] = {add_run(app),         add_replay(app), add_check(app),
-	                            add_fingerprint(app), add_scan(app),   add_trace(app),
-	                            add_report(app),      add_status(app)};
+	const Command commands[] = {
+	    add_run(app),   add_replay(app), add_check(app),  add_fingerprint(app), add_scan(app),
+	    add_trace(app), add_report(app), add_status(app), add_key(app),         add_fleet(app)};
 	// `keytrail help [CMD]`: the same as --help.
 	std::string topic;
 	CLI::App *help = app.add_subcommand("help", "Print this help, or a subcommand's");

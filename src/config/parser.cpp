@@ -222,6 +222,25 @@ Config Parser::parse(const YAML::Node &root) const
 		inventory(root["inventory"], &c);
 	if (root["exceptions"] && !root["exceptions"].IsNull())
 		exceptions(root["exceptions"], &c);
+	// Fleet queries join hosts on fingerprints: those of a per-host key
+	// never match, and would look like a fleet without sharing.
+	for (const auto &o : c.outputs) {
+		if (o.type != "clickhouse")
+			continue;
+		if (c.fingerprint_key_file.empty() && !o.allow_host_key)
+			throw ConfigError(
+			    name_ + ":" + std::to_string(o.line) +
+			    ": a clickhouse output needs fleet-keyed fingerprints: set "
+			    "secrets.fingerprint_key_file to the fleet key (keytrail key "
+			    "init FILE, the same file on every host), or allow_host_key: "
+			    "true to ship per-host fingerprints that never match across "
+			    "hosts");
+		if (!c.journal.enabled)
+			throw ConfigError(
+			    name_ + ":" + std::to_string(o.line) +
+			    ": a clickhouse output ships the journal: journal.enabled "
+			    "must be true");
+	}
 	// Sections of single settings by setting; lists and rule sets whole.
 	static const std::set<std::string> by_key = {"agent", "tracking", "journal", "correlate",
 	                                             "secrets"};

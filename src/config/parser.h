@@ -59,6 +59,7 @@ class Parser
 	void tracking(const YAML::Node &n, Config *c) const;
 	void clients(const YAML::Node &n, Config *c) const;
 	void outputs(const YAML::Node &n, Config *c) const;
+	void clickhouse_output(const YAML::Node &o, OutputSpec *spec) const;
 	void journal(const YAML::Node &n, Config *c) const;
 	void correlate(const YAML::Node &n, Config *c) const;
 	void secrets(const YAML::Node &n, Config *c) const;

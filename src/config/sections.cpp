@@ -11,7 +11,15 @@ void Parser::agent(const YAML::Node &n, Config *c) const
 {
 	only_keys(n, "agent",
 	          {"state_dir", "ring_buffer_size", "health_interval", "connect_hold", "events",
-	           "process_grace", "max_exited_processes", "ancestry_depth", "metrics_address"});
+	           "process_grace", "max_exited_processes", "ancestry_depth", "metrics_address",
+	           "host_name"});
+	if (n["host_name"]) {
+		c->host_name = str(n["host_name"], "agent.host_name");
+		if (c->host_name.empty() || c->host_name.size() > 255 ||
+		    c->host_name.find_first_of(" \t\r\n/\"") != std::string::npos)
+			fail(n["host_name"], "agent.host_name must be 1-255 characters, without "
+			                     "spaces, quotes or slashes");
+	}
 	if (n["metrics_address"]) {
 		c->metrics_address = str(n["metrics_address"], "agent.metrics_address");
 		if (!c->metrics_address.empty() &&
@@ -136,11 +144,18 @@ void Parser::outputs(const YAML::Node &n, Config *c) const
 	for (const auto &o : n) {
 		only_keys(o, "an output",
 		          {"type", "path", "format", "records", "max_size", "keep", "facility",
-		           "app_name"});
+		           "app_name", "url", "database", "user", "password_file", "tls_ca",
+		           "batch_rows", "batch_interval", "allow_host_key"});
 		if (!o["type"])
-			fail(o, "an output needs a type (stdout, file or syslog)");
+			fail(o, "an output needs a type (stdout, file, syslog or clickhouse)");
 		OutputSpec spec;
+		spec.line = static_cast<size_t>(o.Mark().line) + 1;
 		spec.type = str(o["type"], "output type");
+		bool ch = spec.type == "clickhouse";
+		for (const char *k : {"url", "database", "user", "password_file", "tls_ca",
+		                      "batch_rows", "batch_interval", "allow_host_key"})
+			if (!ch && o[k])
+				fail(o[k], std::string(k) + " applies to clickhouse outputs only");
 		if (spec.type == "file") {
 			if (!o["path"])
 				fail(o, "a file output needs a path");
@@ -153,9 +168,11 @@ void Parser::outputs(const YAML::Node &n, Config *c) const
 		} else if (spec.type == "syslog") {
 			if (o["path"])
 				spec.path = str(o["path"], "syslog socket path");
+		} else if (ch) {
+			clickhouse_output(o, &spec);
 		} else {
-			fail(o["type"],
-			     "unknown output type '" + spec.type + "' (stdout, file or syslog)");
+			fail(o["type"], "unknown output type '" + spec.type +
+			                    "' (stdout, file, syslog or clickhouse)");
 		}
 		if (spec.type != "file" && (o["max_size"] || o["keep"]))
 			fail(o, "max_size and keep apply to file outputs only");
@@ -187,6 +204,67 @@ void Parser::outputs(const YAML::Node &n, Config *c) const
 			spec.app_name = str(o["app_name"], "syslog app_name");
 		c->outputs.push_back(spec);
 	}
+}
+
+} // namespace keytrail::config_detail
+
+namespace keytrail
+{
+
+bool valid_clickhouse_name(const std::string &name)
+{
+	if (name.empty() || name.size() > 64 || (name[0] >= '0' && name[0] <= '9'))
+		return false;
+	for (char ch : name)
+		if (!(ch == '_' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= 'A' && ch <= 'Z')))
+			return false;
+	return true;
+}
+
+} // namespace keytrail
+
+namespace keytrail::config_detail
+{
+
+void Parser::clickhouse_output(const YAML::Node &o, OutputSpec *spec) const
+{
+	if (o["path"] || o["format"])
+		fail(o, "a clickhouse output takes no path or format (it ships JSON rows)");
+	if (!o["url"])
+		fail(o, "a clickhouse output needs a url (http://host:8123)");
+	spec->url = str(o["url"], "clickhouse url");
+	if (!spec->url.starts_with("http://") && !spec->url.starts_with("https://"))
+		fail(o["url"], "a clickhouse url must start with http:// or https://");
+	if (spec->url.find('?') != std::string::npos || spec->url.find('@') != std::string::npos)
+		fail(o["url"], "a clickhouse url takes no query or user@ (use user and "
+		               "password_file)");
+	if (o["database"]) {
+		spec->database = str(o["database"], "clickhouse database");
+		if (!valid_clickhouse_name(spec->database))
+			fail(o["database"], "a clickhouse database name is letters, digits and _");
+	}
+	if (o["user"])
+		spec->user = str(o["user"], "clickhouse user");
+	for (auto [k, dst] :
+	     {std::pair{"password_file", &spec->password_file}, std::pair{"tls_ca", &spec->tls_ca}})
+		if (o[k]) {
+			*dst = str(o[k], std::string("clickhouse ") + k);
+			if (dst->empty() || (*dst)[0] != '/')
+				fail(o[k],
+				     std::string("clickhouse ") + k + " must be an absolute path");
+		}
+	if (o["batch_rows"])
+		spec->batch_rows = static_cast<uint32_t>(
+		    number(o["batch_rows"], "clickhouse batch_rows", 1, 1000000));
+	if (o["batch_interval"]) {
+		spec->batch_interval =
+		    convert(o["batch_interval"], "clickhouse batch_interval", parse_duration);
+		if (spec->batch_interval.count() < 10 || spec->batch_interval.count() > 3600000)
+			fail(o["batch_interval"], "clickhouse batch_interval must be 10ms..1h");
+	}
+	if (o["allow_host_key"])
+		spec->allow_host_key = boolean(o["allow_host_key"], "clickhouse allow_host_key");
 }
 
 void Parser::journal(const YAML::Node &n, Config *c) const

@@ -77,6 +77,8 @@ void add_finding(ReportCredential &c, const std::string &rule, const std::string
 	c.findings.push_back({rule, info ? info->severity : "info", detail, 0});
 }
 
+} // namespace
+
 std::string html_escape(const std::string &s)
 {
 	std::string o;
@@ -106,6 +108,9 @@ std::string csv_field(const std::string &s)
 	}
 	return o + "\"";
 }
+
+namespace
+{
 
 std::string findings_text(const ReportCredential &c)
 {

@@ -98,7 +98,10 @@ std::string status_text(const nlohmann::json &st)
 	o << "secrets:      ";
 	if (st.contains("secrets_known") && !st["secrets_known"].is_null())
 		o << st["secrets_known"].get<uint64_t>() << " in the ledger, ";
-	o << at<uint64_t>(st, "secrets", "obtained", 0) << " sightings this run\n";
+	o << at<uint64_t>(st, "secrets", "obtained", 0) << " sightings this run";
+	if (st.contains("key_id") && st["key_id"].is_string()) // hosts of a fleet share it
+		o << "; fingerprint key " << sanitize_utf8(st["key_id"].get<std::string>());
+	o << "\n";
 	if (st.contains("correlator")) {
 		auto c = [&](const char *k) { return at<uint64_t>(st, "correlator", k, 0); };
 		o << "findings:     " << c("findings") << " open; " << c("secret_uses")
@@ -118,6 +121,10 @@ std::string status_text(const nlohmann::json &st)
 			  << ": " << (s.value("healthy", false) ? "ok" : "FAILING") << ", "
 			  << s.value("written", 0) << " written, " << s.value("errors", 0)
 			  << " errors, " << s.value("dropped", 0) << " dropped";
+			if (s.contains("lag_seconds"))
+				o << ", " << s.value("retries", 0) << " retries, lag "
+				  << s.value("lag_seconds", 0.0) << " s, spool "
+				  << s.value("spool_bytes", 0) << " bytes";
 			if (s.contains("last_error"))
 				o << " (last error: " << s["last_error"].get<std::string>() << ")";
 			o << "\n";

@@ -64,7 +64,8 @@ TEST(Config, ErrorsNameFileLineAndReason)
 {
 	EXPECT_EQ(error_of("agent:\n  statedir: /x\n"),
 	          "cfg.yaml:2:3: unknown key 'statedir' in agent (expected one of: ancestry_depth, "
-	          "connect_hold, events, health_interval, max_exited_processes, metrics_address, "
+	          "connect_hold, events, health_interval, host_name, max_exited_processes, "
+	          "metrics_address, "
 	          "process_grace, "
 	          "ring_buffer_size, state_dir)");
 	EXPECT_NE(error_of("agent:\n  health_interval: soon\n")

@@ -93,6 +93,7 @@ class Agent
 	void set_metrics_port(int port) { metrics_port_ = port; }
 	const Config &config() const { return cfg_; }
 	const AgentOptions &options() const { return opts_; }
+	const std::string &host() const { return host_; } // agent.host_name or the system's
 	const Counters &counters() const { return counters_; }
 
       private:

@@ -131,6 +131,12 @@ struct OutputSpec {
 	uint32_t keep = 5;                // file: rotated segments kept (gzip)
 	std::string facility = "daemon";  // syslog
 	std::string app_name = "keytrail";
+	// clickhouse: ships the journal (docs/fleet.md)
+	std::string url, database = "keytrail", user = "default", password_file, tls_ca;
+	uint32_t batch_rows = 10000;                    // rows per INSERT at most
+	std::chrono::milliseconds batch_interval{5000}; // and at least this often
+	bool allow_host_key = false;                    // ship per-host fingerprints anyway
+	size_t line = 0;                                // where it is defined, for messages
 };
 
 // The journal the responder tools read: every record, gzip JSONL segments.
@@ -160,6 +166,7 @@ struct Config {
 	size_t max_exited = 65536;                       // and at most this many of them
 	uint32_t ancestry_depth = 8;                     // ancestors carried in records
 	std::string metrics_address;                     // Prometheus /metrics; "" = off
+	std::string host_name;                           // "" = the system's host name
 
 	// tracking:
 	bool builtin_rules = true;
@@ -195,6 +202,10 @@ Config parse_config(const std::string &text, const std::string &name);
 
 // "daemon" -> 3, "local0" -> 16, ...; -1 if unknown (syslog outputs).
 int syslog_facility_code(const std::string &name);
+
+// A ClickHouse database, table or cluster name we put in SQL unquoted:
+// 1-64 of [A-Za-z0-9_], not starting with a digit.
+bool valid_clickhouse_name(const std::string &name);
 
 // Selector names rules and templates may use.
 const std::vector<std::string> &known_selectors();

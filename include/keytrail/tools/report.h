@@ -63,4 +63,9 @@ std::string report_csv(const Report &r);
 // second (UTC), a past expiry marked, and how the risk score is made.
 std::string report_html(const Report &r);
 
+// Text for an HTML page and for a CSV field (quoted when it must be); both
+// valid UTF-8. The fleet tables use them too.
+std::string html_escape(const std::string &s);
+std::string csv_field(const std::string &s);
+
 } // namespace keytrail

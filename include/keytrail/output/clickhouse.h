@@ -1,0 +1,180 @@
+// The clickhouse output: ships the journal to ClickHouse, so fleet queries
+// (tools/fleet.h) see every host's secret sightings, uses, findings and
+// health. The journal is the spool: a shipper thread tails its segments and
+// keeps a durable cursor (segment, line) of what ClickHouse acknowledged in
+// the state dir, so a restart, an outage or a dead server loses nothing and
+// nothing reaches the probes (the journal route never waits on ClickHouse).
+// Every row carries a stable event id (host, segment, line): a batch sent
+// again after a crash between the INSERT and the cursor write repeats ids,
+// which ReplacingMergeTree folds and every fleet query ignores
+// (docs/fleet.md).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "keytrail/config/config.h"
+#include "keytrail/util/counters.h"
+#include "keytrail/util/secret_bytes.h"
+
+namespace keytrail
+{
+
+// Where a ClickHouse server is and how to log in to it.
+struct ClickHouseTarget {
+	std::string url; // http(s)://host:port, no query, no user
+	std::string database = "keytrail";
+	std::string user = "default";
+	std::string password_file; // "" = no password
+	std::string tls_ca;        // "" = the system's CAs
+};
+
+// One HTTP connection (libcurl, kept alive) to a ClickHouse server.
+class ClickHouseClient
+{
+      public:
+	// Reads the password file (at most 4 KiB; refused if others may read
+	// it). Throws Error.
+	explicit ClickHouseClient(ClickHouseTarget t);
+	~ClickHouseClient();
+	ClickHouseClient(const ClickHouseClient &) = delete;
+	ClickHouseClient &operator=(const ClickHouseClient &) = delete;
+
+	const ClickHouseTarget &target() const { return t_; }
+	// Runs one statement (POSTed); *out gets the response (at most 64 MiB).
+	// false with *err: the transport's error or the server's, first line.
+	bool query(const std::string &sql, std::string *out, std::string *err);
+	// INSERT INTO table FORMAT JSONEachRow with rows (one JSON object a line).
+	bool insert(const std::string &table, const std::string &rows, std::string *err);
+	// query() that throws Error naming the statement's purpose.
+	std::string run(const std::string &sql, const std::string &what);
+
+      private:
+	bool post(const std::string &params, const std::string &body, std::string *out,
+	          std::string *err);
+	ClickHouseTarget t_;
+	SecretBytes password_;
+	void *curl_ = nullptr;
+};
+
+// The row a journal record becomes (the columns of docs/fleet.md), or
+// nullopt for a record without a type or time. event_id names it for good.
+std::optional<nlohmann::json> clickhouse_row(const nlohmann::json &record,
+                                             const std::string &event_id);
+// "<host>:<segment stamp>:<line>": the same for a record wherever and
+// however often it is shipped.
+std::string journal_event_id(const std::string &host, const std::string &segment_base,
+                             uint64_t line);
+
+// Reads a journal directory in order from a cursor, line by line, as the
+// agent writes it: only whole lines of the open segment, and a segment is
+// finished once a newer one exists (the writer closes one before it opens
+// the next).
+class JournalTail
+{
+      public:
+	struct Line {
+		std::string segment; // base name: journal-<stamp>.jsonl
+		uint64_t line;       // 0-based, whole lines before it in the segment
+		std::string text;
+	};
+	// From `line` of `segment` ("" = the oldest segment); complete: the
+	// whole of `segment` was read, start after it.
+	JournalTail(std::string dir, std::string segment, uint64_t line, bool complete = false);
+	~JournalTail();
+	JournalTail(const JournalTail &) = delete;
+	JournalTail &operator=(const JournalTail &) = delete;
+	// Appends up to max lines to out; returns how many.
+	size_t read(size_t max, std::vector<Line> &out);
+	const std::string &segment() const { return seg_; }
+	uint64_t line() const { return line_; }
+	uint64_t lost_segments() const { return lost_; }
+	uint64_t cut_lines() const { return cut_; }
+	// segment() was read to its end (a newer one exists).
+	bool finished() const;
+
+      private:
+	bool open_next();
+	bool read_more(); // more bytes of the current segment into buf_
+	void close_current();
+	std::string dir_, seg_;
+	uint64_t line_ = 0, skip_ = 0, lost_ = 0, cut_ = 0;
+	int fd_ = -1;              // a plain (open) segment
+	void *gz_ = nullptr;       // a closed .gz one
+	std::string buf_;          // read, not yet split
+	bool opened_once_ = false; // seg_ was opened (the cursor's is skipped into)
+};
+
+#define KT_CLICKHOUSE_COUNTERS(X)                                                                  \
+	X(rows_sent, "Rows ClickHouse acknowledged.")                                              \
+	X(records_skipped, "Journal records of types this output does not take.")                  \
+	X(batches, "INSERTs ClickHouse acknowledged.")                                             \
+	X(retries, "INSERTs sent again after a failure.")                                          \
+	X(errors, "INSERTs that failed.")                                                          \
+	X(bad_lines, "Journal lines that were not a JSON record.")                                 \
+	X(cursor_errors, "Cursor writes that failed (the batch is sent again later).")             \
+	X(lost_segments, "Journal segments retention removed before they were shipped.")
+
+struct ClickHouseCounters {
+	KT_CLICKHOUSE_COUNTERS(KT_COUNTER_FIELD)
+	template <typename F> void each(F &&f) const { KT_CLICKHOUSE_COUNTERS(KT_COUNTER_VISIT) }
+};
+
+// The output: one thread, started by the constructor.
+class ClickHouseShipper
+{
+      public:
+	// records: the types shipped (empty = secret, secret_use, alert, update,
+	// health). Throws Error (password file, state dir).
+	ClickHouseShipper(const OutputSpec &spec, std::string journal_dir, std::string state_dir,
+	                  std::string host);
+	~ClickHouseShipper();
+	// Ships what is there for up to `drain`, then stops the thread.
+	void stop(std::chrono::milliseconds drain);
+	std::string name() const;
+	// As Output::health() entries, plus lag_seconds, spool_bytes, cursor.
+	nlohmann::json health() const;
+	// The cursor file of an output (state dir, url and database).
+	static std::string cursor_path(const std::string &state_dir, const std::string &url,
+	                               const std::string &database);
+
+      private:
+	void run();
+	// After a read, under mu_: caught up, and the oldest pending time.
+	void note_pending(const std::vector<JournalTail::Line> &pending);
+	bool ship(std::vector<JournalTail::Line> &lines, size_t *rows, int64_t *newest_ns,
+	          std::string *err);
+	bool save_cursor(const std::string &segment, uint64_t line, bool complete);
+
+	OutputSpec spec_;
+	std::string journal_dir_, cursor_path_, host_;
+	std::set<std::string> records_;
+	std::unique_ptr<ClickHouseClient> client_;
+	std::unique_ptr<JournalTail> tail_;
+
+	mutable std::mutex mu_;
+	std::condition_variable cv_;
+	bool stop_ = false;
+	std::chrono::steady_clock::time_point drain_until_{};
+	ClickHouseCounters counters_;   // under mu_
+	std::string last_error_;        // under mu_
+	bool healthy_ = true;           // under mu_
+	bool caught_up_ = false;        // under mu_: the last read found nothing new
+	int64_t acked_time_ns_ = 0;     // under mu_: newest record time acknowledged
+	int64_t oldest_pending_ns_ = 0; // under mu_: time of the oldest unacknowledged record
+	std::string acked_segment_;     // under mu_
+	uint64_t acked_line_ = 0;       // under mu_
+	std::thread thread_;
+};
+
+} // namespace keytrail
