@@ -506,19 +506,22 @@ void Agent::reload()
 		// at start: a change to one needs a restart.
 		auto shipped = [](const Config &c) {
 			std::vector<std::tuple<std::string, std::string, std::string, std::string,
-			                       std::string, uint32_t, int64_t, bool, std::vector<std::string>>>
+			                       std::string, uint32_t, int64_t, bool,
+			                       std::vector<std::string>>>
 			    v;
 			for (const auto &o : c.outputs)
 				if (o.type == "clickhouse")
-					v.emplace_back(o.url, o.database, o.user, o.password_file, o.tls_ca,
-					               o.batch_rows, o.batch_interval.count(), o.allow_host_key,
+					v.emplace_back(o.url, o.database, o.user, o.password_file,
+					               o.tls_ca, o.batch_rows,
+					               o.batch_interval.count(), o.allow_host_key,
 					               o.records);
 			return v;
 		};
 		for (const auto &k : keys)
 			if (said(cfg_, k) != said(fresh, k))
-				(live(k) && (k != "outputs" || shipped(cfg_) == shipped(fresh)) ? applied
-				                                                              : restart)
+				(live(k) && (k != "outputs" || shipped(cfg_) == shipped(fresh))
+				     ? applied
+				     : restart)
 				    .push_back(k);
 		// First, as it is the one step that can fail (a path it cannot
 		// open): then nothing is applied and the old outputs stay.

@@ -719,6 +719,7 @@ TEST(Trace, SegmentIndexReadsFieldsByWhereTheySit)
 	ASSERT_EQ(stat((seg + ".idx").c_str(), &st), 0);
 	ASSERT_EQ(truncate((seg + ".idx").c_str(), st.st_size - 3), 0);
 	EXPECT_FALSE(read_segment_index(seg));
+}
 
 // A tool_call record shows under its server in the tree, in JSON, and in
 // DOT as a note between the client and the upstream it reached.
