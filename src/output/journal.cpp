@@ -29,6 +29,7 @@ namespace
 {
 
 constexpr const char *kPrefix = "journal-";
+constexpr size_t kCompressBacklog = 4; // closed segments waiting for gzip
 
 bool is_open_segment(const std::string &n)
 {
@@ -151,12 +152,29 @@ bool JournalSink::close_segment()
 		unlink(path_.c_str());
 		return true;
 	}
+	std::optional<std::pair<std::string, SegmentIndex>> mine;
 	{
 		std::lock_guard lock(mu_);
 		closed_.emplace_back(path_, std::move(ix_));
+		// The compressor runs at low priority and starves on a busy host:
+		// past a short backlog the writer compresses the oldest itself, so
+		// the backlog (and the indexes it holds in memory) stays bounded
+		// and a writer that cannot keep up slows its route instead.
+		if (closed_.size() > kCompressBacklog) {
+			mine = std::move(closed_.front());
+			closed_.pop_front();
+		}
 	}
 	ix_ = SegmentIndex();
 	wake_.notify_one();
+	if (mine) {
+		try {
+			compress(mine->first, std::move(mine->second));
+		} catch (const std::exception &e) {
+			spdlog::error("journal: cannot compress or index {}: {}", mine->first,
+			              e.what());
+		}
+	}
 	return true;
 }
 
