@@ -563,12 +563,15 @@ uint64_t mix(uint64_t z)
 constexpr int kBloomHashes = 12;
 
 // The kBloomHashes bit positions of a key hashed to h in a filter of `bits` (a power of 2),
-// until f returns false.
+// until f returns false. Each position is hashed on its own: positions
+// derived from two hashes (h1 + i * h2) are the same for every key that
+// agrees on both modulo `bits`, which in the small filters of a segment
+// with few elements made false positives ~1e4 times likelier than the
+// filter's fill allows.
 template <typename F> bool each_bit(uint64_t h, uint64_t bits, F f)
 {
-	uint64_t h1 = mix(h), h2 = mix(h ^ 0x9e3779b97f4a7c15ULL) | 1;
-	for (int i = 0; i < kBloomHashes; i++)
-		if (!f((h1 + static_cast<uint64_t>(i) * h2) & (bits - 1)))
+	for (uint64_t i = 1; i <= kBloomHashes; i++)
+		if (!f(mix(h + i * 0x9e3779b97f4a7c15ULL) & (bits - 1)))
 			return false;
 	return true;
 }
@@ -628,7 +631,9 @@ std::optional<KeySet> KeySet::from_bloom(std::shared_ptr<const std::string> file
 namespace
 {
 
-constexpr int kIndexVersion = 4; // 2: JSON, 3: CBOR with copied filters: never trusted
+// 2: JSON; 3: CBOR with copied filters; 4: positions from two hashes. An
+// index of another version is never trusted (its segment is read whole).
+constexpr int kIndexVersion = 5;
 constexpr size_t kMaxIndexHeader = 64u << 20;
 
 } // namespace
