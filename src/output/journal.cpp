@@ -4,6 +4,7 @@
 #include <endian.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <type_traits>
 
 #include "keytrail/util/clock.h"
@@ -170,6 +172,7 @@ bool JournalSink::close_segment()
 	if (mine) {
 		try {
 			compress(mine->first, std::move(mine->second));
+			retain(wall_now_ns());
 		} catch (const std::exception &e) {
 			spdlog::error("journal: cannot compress or index {}: {}", mine->first,
 			              e.what());
@@ -229,6 +232,7 @@ bool JournalSink::reopen()
 
 void JournalSink::retain(int64_t now_ns)
 {
+	std::lock_guard lock(retain_mu_); // the writer and the compressor both call it
 	auto segs = list(cfg_.dir, is_closed_segment);
 	uint64_t total = 0;
 	std::vector<std::pair<std::string, uint64_t>> sized;
@@ -614,17 +618,17 @@ std::string KeySet::bloom() const
 	return std::string(reinterpret_cast<const char *>(words.data()), words.size() * 8);
 }
 
-std::optional<KeySet> KeySet::from_bloom(std::shared_ptr<const std::string> file, size_t at,
-                                         size_t len)
+std::optional<KeySet> KeySet::from_bloom(std::string_view file, size_t at, size_t len,
+                                         std::shared_ptr<const void> owner)
 {
 	size_t words = len / 8;
-	if (!file || at > file->size() || len > file->size() - at || len % 8 || words == 0 ||
+	if (at > file.size() || len > file.size() - at || len % 8 || words == 0 ||
 	    (words & (words - 1)))
 		return std::nullopt; // a power of two words, as bloom() makes
 	KeySet k;
-	k.words_ = file->data() + at;
+	k.words_ = file.data() + at;
 	k.nwords_ = words;
-	k.file_ = std::move(file);
+	k.owner_ = std::move(owner);
 	return k;
 }
 
@@ -666,43 +670,142 @@ std::string SegmentIndex::encode() const
 	return out + blooms;
 }
 
-std::optional<SegmentIndex> SegmentIndex::decode(std::shared_ptr<const std::string> file)
+namespace
+{
+
+// Reads an index header's CBOR straight into a SegmentIndex: a trace reads
+// thousands of them, and a document per header was most of that time.
+// Anything but the shape encode() writes fails the parse.
+class HeaderSax : public nlohmann::json_sax<nlohmann::json>
+{
+      public:
+	explicit HeaderSax(SegmentIndex &ix) : ix_(ix) {}
+	int version = 0;
+	std::map<std::string, std::vector<uint64_t>, std::less<>> filters; // name -> at, len
+
+	bool null() override { return false; }
+	bool boolean(bool) override { return false; }
+	bool number_integer(number_integer_t v) override { return number(v, v < 0); }
+	bool number_unsigned(number_unsigned_t v) override
+	{
+		return number(static_cast<int64_t>(v), false);
+	}
+	bool number_float(number_float_t, const string_t &) override { return false; }
+	bool binary(binary_t &) override { return false; }
+	bool string(string_t &v) override
+	{
+		if (depth_ != 2 || !in_array_)
+			return false;
+		std::set<std::string> *set = key_ == "fingerprints"    ? &ix_.fingerprints
+		                             : key_ == "inventory_ids" ? &ix_.inventory_ids
+		                             : key_ == "identities"    ? &ix_.identities
+		                             : key_ == "mcp_servers"   ? &ix_.mcp_servers
+		                                                       : nullptr;
+		if (!set)
+			return false;
+		set->insert(set->end(), std::move(v));
+		return true;
+	}
+	bool start_object(std::size_t) override
+	{
+		// The header, and its "filters".
+		return (depth_ == 0 || (depth_ == 1 && key_ == "filters")) && ++depth_;
+	}
+	bool end_object() override { return depth_-- > 0; }
+	bool start_array(std::size_t) override
+	{
+		if (depth_ == 1)
+			in_array_ = true; // a set of strings
+		else if (depth_ == 2 && key_ == "filters")
+			filter_ = &filters[sub_];
+		else
+			return false;
+		depth_++;
+		return true;
+	}
+	bool end_array() override
+	{
+		depth_--;
+		in_array_ = false;
+		filter_ = nullptr;
+		return true;
+	}
+	bool key(string_t &k) override
+	{
+		(depth_ == 1 ? key_ : sub_) = k;
+		return depth_ == 1 || depth_ == 2;
+	}
+	bool parse_error(std::size_t, const std::string &,
+	                 const nlohmann::detail::exception &) override
+	{
+		return false;
+	}
+
+      private:
+	bool number(int64_t v, bool negative)
+	{
+		if (filter_ && depth_ == 3) {
+			if (negative || filter_->size() >= 2)
+				return false;
+			filter_->push_back(static_cast<uint64_t>(v));
+			return true;
+		}
+		if (depth_ != 1)
+			return false;
+		auto u = static_cast<uint64_t>(v);
+		if (key_ == "version")
+			version = static_cast<int>(v);
+		else if (key_ == "size" && !negative)
+			ix_.size = u;
+		else if (key_ == "records" && !negative)
+			ix_.records = u;
+		else if (key_ == "untimed" && !negative)
+			ix_.untimed = u;
+		else if (key_ == "first")
+			ix_.first = v;
+		else if (key_ == "last")
+			ix_.last = v;
+		return true; // a field a later version added
+	}
+
+	SegmentIndex &ix_;
+	int depth_ = 0;
+	bool in_array_ = false;
+	std::string key_, sub_;
+	std::vector<uint64_t> *filter_ = nullptr;
+};
+
+} // namespace
+
+std::optional<SegmentIndex> SegmentIndex::decode(std::string_view file,
+                                                 std::shared_ptr<const void> owner)
 {
 	uint32_t n = 0;
-	if (!file || file->size() < 4)
+	if (file.size() < 4)
 		return std::nullopt;
-	std::memcpy(&n, file->data(), 4);
+	std::memcpy(&n, file.data(), 4);
 	n = le32toh(n);
-	if (n > kMaxIndexHeader || n > file->size() - 4)
+	if (n > kMaxIndexHeader || n > file.size() - 4)
 		return std::nullopt;
-	auto j = nlohmann::json::from_cbor(file->begin() + 4, file->begin() + 4 + n, true, false);
-	try {
-		if (!j.is_object() || j.at("version") != kIndexVersion)
+	SegmentIndex ix;
+	HeaderSax sax(ix);
+	// Not ours, cut, or another version: the segment is read whole.
+	if (!nlohmann::json::sax_parse(file.begin() + 4, file.begin() + 4 + n, &sax,
+	                               nlohmann::json::input_format_t::cbor) ||
+	    sax.version != kIndexVersion)
+		return std::nullopt;
+	for (auto [k, set] : {std::pair{"exec_ids", &ix.exec_ids},
+	                      std::pair{"parents", &ix.parents}, std::pair{"pids", &ix.pids}}) {
+		auto at = sax.filters.find(std::string_view(k));
+		if (at == sax.filters.end() || at->second.size() != 2 ||
+		    at->second[0] > file.size())
 			return std::nullopt;
-		SegmentIndex ix;
-		ix.size = j.at("size").get<uint64_t>();
-		ix.records = j.at("records").get<uint64_t>();
-		ix.untimed = j.at("untimed").get<uint64_t>();
-		ix.first = j.at("first").get<int64_t>();
-		ix.last = j.at("last").get<int64_t>();
-		ix.fingerprints = j.at("fingerprints").get<std::set<std::string>>();
-		ix.inventory_ids = j.at("inventory_ids").get<std::set<std::string>>();
-		ix.identities = j.at("identities").get<std::set<std::string>>();
-		ix.mcp_servers = j.at("mcp_servers").get<std::set<std::string>>();
-		const auto &at = j.at("filters");
-		for (auto [k, set] :
-		     {std::pair{"exec_ids", &ix.exec_ids}, std::pair{"parents", &ix.parents},
-		      std::pair{"pids", &ix.pids}}) {
-			auto ks = KeySet::from_bloom(file, 4 + n + at.at(k).at(0).get<size_t>(),
-			                             at.at(k).at(1).get<size_t>());
-			if (!ks)
-				return std::nullopt;
-			*set = std::move(*ks);
-		}
-		return ix;
-	} catch (const nlohmann::json::exception &) {
-		return std::nullopt; // not ours, or cut: the segment is read whole
+		auto ks = KeySet::from_bloom(file, 4 + n + at->second[0], at->second[1], owner);
+		if (!ks)
+			return std::nullopt;
+		*set = std::move(*ks);
 	}
+	return ix;
 }
 
 SegmentIndex index_segment(const std::string &path)
@@ -748,16 +851,23 @@ std::optional<SegmentIndex> read_segment_index(const std::string &segment)
 	int fd = open((segment + ".idx").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return std::nullopt;
-	auto bytes = std::make_shared<std::string>();
-	// An index is a fraction of its segment: a larger one is not ours.
-	if (fstat(fd, &ist) == 0 && S_ISREG(ist.st_mode) &&
+	// Mapped, not read: a trace reads thousands of indexes and looks at a
+	// few words of each filter. An index is a fraction of its segment: a
+	// larger one is not ours. (Index files are replaced by rename, never
+	// truncated in place, so a mapping never loses its bytes.)
+	void *map = MAP_FAILED;
+	size_t size = 0;
+	if (fstat(fd, &ist) == 0 && S_ISREG(ist.st_mode) && ist.st_size > 0 &&
 	    ist.st_size <= 4 * st.st_size + (1 << 20)) {
-		bytes->resize(static_cast<size_t>(ist.st_size));
-		if (::read(fd, bytes->data(), bytes->size()) != ist.st_size)
-			bytes->clear();
+		size = static_cast<size_t>(ist.st_size);
+		map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
 	}
 	::close(fd);
-	auto ix = SegmentIndex::decode(std::move(bytes));
+	if (map == MAP_FAILED)
+		return std::nullopt;
+	std::shared_ptr<const void> owner(
+	    map, [size](const void *p) { munmap(const_cast<void *>(p), size); });
+	auto ix = SegmentIndex::decode({static_cast<const char *>(map), size}, owner);
 	if (!ix || ix->size != static_cast<uint64_t>(st.st_size))
 		return std::nullopt;
 	return ix;

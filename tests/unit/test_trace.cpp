@@ -679,7 +679,7 @@ TEST(Trace, KeySetFalsePositivesStayRareInSmallAndLargeFilters)
 		for (int i = 0; i < n; i++)
 			k.add("b:p:" + std::to_string(i) + ":" + id(i));
 		auto file = std::make_shared<const std::string>(k.bloom());
-		auto back = KeySet::from_bloom(file, 0, file->size());
+		auto back = KeySet::from_bloom(*file, 0, file->size(), file);
 		ASSERT_TRUE(back);
 		for (int i = 0; i < n; i++)
 			ASSERT_TRUE(back->may_have("b:p:" + std::to_string(i) + ":" + id(i)));

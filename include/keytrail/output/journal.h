@@ -52,13 +52,14 @@ class KeySet
 	bool may_have(std::string_view key) const { return may_have_hash(hash(key)); }
 	bool may_have_hash(uint64_t h) const;
 	std::string bloom() const; // the filter: little-endian 64-bit words
-	// A view of `len` bytes at `at` in `file`, as bloom() wrote them.
-	static std::optional<KeySet> from_bloom(std::shared_ptr<const std::string> file, size_t at,
-	                                        size_t len);
+	// A view of `len` bytes at `at` in `file` (kept alive by `owner`), as
+	// bloom() wrote them.
+	static std::optional<KeySet> from_bloom(std::string_view file, size_t at, size_t len,
+	                                        std::shared_ptr<const void> owner);
 
       private:
 	std::unordered_set<uint64_t> hashes_;
-	std::shared_ptr<const std::string> file_; // when read back
+	std::shared_ptr<const void> owner_; // of the bytes, when read back
 	const char *words_ = nullptr;
 	size_t nwords_ = 0;
 };
@@ -88,7 +89,9 @@ struct SegmentIndex {
 	// The index file: a 4-byte little-endian header length, a CBOR header,
 	// then the three filters.
 	std::string encode() const;
-	static std::optional<SegmentIndex> decode(std::shared_ptr<const std::string> file);
+	// `file`'s filters are used in place: `owner` keeps its bytes alive.
+	static std::optional<SegmentIndex> decode(std::string_view file,
+	                                          std::shared_ptr<const void> owner);
 };
 
 class JournalSink : public Sink
@@ -118,7 +121,8 @@ class JournalSink : public Sink
 	std::string buf_;
 	SegmentIndex ix_; // of the open segment, line by line
 
-	std::mutex mu_; // guards closed_ and stop_
+	std::mutex mu_;        // guards closed_ and stop_
+	std::mutex retain_mu_; // one retention pass at a time
 	std::condition_variable wake_;
 	std::deque<std::pair<std::string, SegmentIndex>> closed_; // waiting for gzip
 	bool stop_ = false;
