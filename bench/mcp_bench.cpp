@@ -28,12 +28,15 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "noop.skel.h"
+
+#include "keytrail/abi.h"
 
 namespace
 {
@@ -180,7 +183,34 @@ struct CallRun {
 	long calls = 0;
 	std::map<std::string, std::pair<uint64_t, uint64_t>> hooks; // delta
 	size_t tool_call_records = 0;
+	// From the agent's last health record: why calls have no record.
+	uint64_t stdio_cut = 0, stdio_drops = 0, replies_unmatched = 0, unanswered = 0, evicted = 0,
+	         partial = 0;
 };
+
+// The counters of the last health record (written at stop) that account for
+// calls without a tool_call record.
+void last_health(const std::string &path, CallRun &r)
+{
+	std::ifstream f(path);
+	std::string l, last;
+	while (std::getline(f, l))
+		if (l.find("\"type\":\"health\"") != std::string::npos)
+			last = l;
+	auto h = nlohmann::json::parse(last, nullptr, false);
+	if (h.is_discarded() || !h.is_object())
+		return;
+	auto num = [&](const char *a, const char *b) {
+		return h.contains(a) && h[a].contains(b) ? h[a][b].get<uint64_t>() : 0;
+	};
+	r.stdio_cut = num("kernel", "stdio_cut");
+	if (h.contains("kernel") && h["kernel"].contains("drops_by_type"))
+		r.stdio_drops = h["kernel"]["drops_by_type"].value("stdio", uint64_t{0});
+	r.replies_unmatched = num("correlator", "mcp_replies_unmatched");
+	r.unanswered = num("correlator", "tool_calls_unanswered");
+	r.evicted = num("correlator", "tool_calls_evicted");
+	r.partial = num("agent", "mcp_partial");
+}
 
 // Drives one server for `seconds` at `rate` calls/s; under the agent when
 // `agent` (the server is tracked from before its first call).
@@ -252,6 +282,7 @@ CallRun drive(const std::string &self, const std::string &dir, double seconds, i
 		r.agent_cpu = proc_cpu(a.pid) - agent_before;
 		stop_agent(a);
 		r.tool_call_records = count_lines(a.out, "\"type\":\"tool_call\"");
+		last_health(a.out, r);
 	}
 	close(from[0]);
 	if (answered != r.calls)
@@ -359,6 +390,7 @@ int main(int argc, char **argv)
 	std::vector<double> bare_us, tracked_us, agent_us, kernel_ns;
 	size_t records = 0;
 	long calls = 0;
+	CallRun last;
 	std::map<std::string, double> per_hook;
 	for (int i = 0; i < runs && !untracked_only; i++) {
 		CallRun bare = drive(self, dir, seconds, rate, false);
@@ -375,6 +407,7 @@ int main(int argc, char **argv)
 		kernel_ns.push_back(static_cast<double>(ns) / t.calls);
 		records = t.tool_call_records;
 		calls = t.calls;
+		last = t;
 	}
 	if (!untracked_only) {
 		std::printf(
@@ -392,6 +425,23 @@ int main(int argc, char **argv)
 		std::printf("  agent CPU per call:                   %8.2f us\n", median(agent_us));
 		std::printf("  tool_call records written (last run): %zu of %ld calls\n", records,
 		            calls);
+		// The server reads whatever the pipe holds: when it falls behind, one
+		// read(0) returns several requests, and a read longer than
+		// KT_STDIO_MAX is captured as its first and last bytes only. The
+		// requests in the middle are never seen; their replies match no call.
+		std::printf("    without a record: %ld; requests lost in the middle of a read(0) "
+		            "longer than %d bytes (cut to head and tail by the kernel; their "
+		            "replies matched no call): %llu\n",
+		            calls - static_cast<long>(records), KT_STDIO_MAX,
+		            static_cast<unsigned long long>(last.replies_unmatched));
+		std::printf("    reads of fd 0 or writes of fd 1 cut to head and tail: %llu; "
+		            "messages framed across a cut: %llu; stdio ring drops: %llu; "
+		            "calls unanswered at stop: %llu; evicted: %llu\n",
+		            static_cast<unsigned long long>(last.stdio_cut),
+		            static_cast<unsigned long long>(last.partial),
+		            static_cast<unsigned long long>(last.stdio_drops),
+		            static_cast<unsigned long long>(last.unanswered),
+		            static_cast<unsigned long long>(last.evicted));
 	}
 	auto floor = untracked_floor(untracked_calls);
 	Agent a = start_agent(dir, 0);

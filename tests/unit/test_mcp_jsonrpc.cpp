@@ -270,3 +270,42 @@ TEST(McpFramer, LostBytesAndGarbageAreCounted)
 	EXPECT_EQ(out[0].id, "3");
 	EXPECT_TRUE(out[0].partial);
 }
+
+TEST(McpFramer, OneReadOfManyRequestsLosesTheOnesInItsCutMiddle)
+{
+	// A server that falls behind its client reads several requests at once
+	// (keytrail-bench-mcp at 1,000 calls/s). Past KT_STDIO_MAX bytes the
+	// kernel sends the read's head and tail only: of 8 requests of 110
+	// bytes, 1000-1002 and 1007 are whole, 1003's head is framed with 1006's
+	// tail (one partial message: 1003's tool, 1006's id), and 1003-1005 are
+	// never seen (their replies match no call: mcp_replies_unmatched).
+	auto req = [](int id) {
+		return R"({"method":"tools/call","params":{"name":"bench_tool","arguments":)"
+		       R"({"q":"keytrail"}},"jsonrpc":"2.0","id":)" +
+		       std::to_string(id) + "}\n";
+	};
+	std::string read;
+	for (int i = 1000; i < 1008; i++)
+		read += req(i);
+	ASSERT_EQ(read.size(), 880u);
+	Framer f;
+	std::vector<Message> out;
+	capture(f, read, out);
+	std::vector<std::string> ids;
+	for (const auto &m : out) {
+		EXPECT_EQ(m.tool, "bench_tool");
+		ids.push_back(m.id);
+	}
+	EXPECT_EQ(ids, (std::vector<std::string>{"1000", "1001", "1002", "1006", "1007"}));
+	EXPECT_TRUE(out[3].partial);
+	EXPECT_EQ(f.stats().partial, 1u);
+	// Up to 4 whole requests (440 bytes) fit in one capture; 5 (550) are
+	// cut but the 4th's head and tail are its own: nothing lost.
+	std::string five;
+	for (int i = 1010; i < 1015; i++)
+		five += req(i);
+	out.clear();
+	capture(f, five, out);
+	ASSERT_EQ(out.size(), 5u);
+	EXPECT_EQ(out[3].id, "1013");
+}
