@@ -236,6 +236,33 @@ void expect_nowhere(const std::string &secret, const AgentProcess &a, const std:
 	EXPECT_GT(lines, 0u);
 }
 
+// Waits (up to 10 s) until the agent has raised `rule` about the server.
+bool wait_alert(AgentProcess &a, const StdioServer &s, const char *rule)
+{
+	return a.wait_until(
+	    [&] { return !of_pid(records(a.out()), s.pid(), "alert", rule).empty(); }, 10000);
+}
+
+// Waits until the server's calls have their tool_call records, then stops
+// the agent: once a call's record is out, every use before it is in.
+void stop_after_calls(AgentProcess &a, const StdioServer &s, size_t n)
+{
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return of_pid(records(a.out()), s.pid(), "tool_call").size() >= n; }, 10000))
+	    << slurp(a.out());
+	EXPECT_EQ(a.stop(), 0);
+}
+
+// Each call succeeded and credits exactly the planted token.
+void expect_calls_credit(const std::vector<json> &calls, const std::string &fp)
+{
+	for (const auto &c : calls) {
+		EXPECT_EQ(c["outcome"], "ok");
+		ASSERT_EQ(c["credentials"].size(), 1u) << c.dump();
+		EXPECT_EQ(c["credentials"][0]["fingerprint"], fp);
+	}
+}
+
 } // namespace
 
 TEST(ToolCalls, ServerConnectingWithNoCallInFlightRaisesOneOutsideToolCallAlert)
@@ -260,21 +287,10 @@ TEST(ToolCalls, ServerConnectingWithNoCallInFlightRaisesOneOutsideToolCallAlert)
 	ASSERT_TRUE(s.call_fetch(up.port(), "call.kt.test").is_object());
 	// Past the grace, outside any call: one alert, however many connects.
 	s.background(up.port());
-	ASSERT_TRUE(a.wait_until(
-	    [&] {
-		    return !of_pid(records(a.out()), s.pid(), "alert",
-		                   "secret_use_outside_tool_call")
-		                .empty();
-	    },
-	    10000))
-	    << slurp(a.out());
+	ASSERT_TRUE(wait_alert(a, s, "secret_use_outside_tool_call")) << slurp(a.out());
 	s.background(up.port());
-	// A last call: once its tool_call record is out, every earlier use is in.
 	ASSERT_TRUE(s.call_fetch(up.port(), "call.kt.test").is_object());
-	ASSERT_TRUE(a.wait_until(
-	    [&] { return of_pid(records(a.out()), s.pid(), "tool_call").size() >= 2; }, 10000))
-	    << slurp(a.out());
-	EXPECT_EQ(a.stop(), 0);
+	stop_after_calls(a, s, 2);
 
 	auto recs = records(a.out());
 	std::string fp = fingerprint_of(tok, dir + "/state");
@@ -295,11 +311,9 @@ TEST(ToolCalls, ServerConnectingWithNoCallInFlightRaisesOneOutsideToolCallAlert)
 	ASSERT_EQ(calls.size(), 2u);
 	for (const auto &c : calls) {
 		EXPECT_EQ(c["tool"], "fetch");
-		EXPECT_EQ(c["outcome"], "ok");
 		EXPECT_EQ(c["client"]["name"], "kt-test-client");
-		ASSERT_EQ(c["credentials"].size(), 1u) << c.dump();
-		EXPECT_EQ(c["credentials"][0]["fingerprint"], fp);
 	}
+	expect_calls_credit(calls, fp);
 	expect_nowhere(tok, a, dir);
 }
 
@@ -325,19 +339,10 @@ TEST(ToolCalls, ToolReachingANewUpstreamAfterItsBaselineRaisesDriftOnce)
 	// Past the window: B is new, then known.
 	std::this_thread::sleep_until(start + std::chrono::milliseconds(1500));
 	ASSERT_TRUE(s.call_fetch(up_b.port(), "b.kt.test").is_object());
-	ASSERT_TRUE(a.wait_until(
-	    [&] {
-		    return !of_pid(records(a.out()), s.pid(), "alert", "tool_credential_drift")
-		                .empty();
-	    },
-	    10000))
-	    << slurp(a.out());
+	ASSERT_TRUE(wait_alert(a, s, "tool_credential_drift")) << slurp(a.out());
 	ASSERT_TRUE(s.call_fetch(up_b.port(), "b.kt.test").is_object());
 	ASSERT_TRUE(s.call_fetch(up_a.port(), "a.kt.test").is_object());
-	ASSERT_TRUE(a.wait_until(
-	    [&] { return of_pid(records(a.out()), s.pid(), "tool_call").size() >= 5; }, 10000))
-	    << slurp(a.out());
-	EXPECT_EQ(a.stop(), 0);
+	stop_after_calls(a, s, 5);
 
 	auto recs = records(a.out());
 	std::string fp = fingerprint_of(tok, dir + "/state");
@@ -357,10 +362,6 @@ TEST(ToolCalls, ToolReachingANewUpstreamAfterItsBaselineRaisesDriftOnce)
 	EXPECT_TRUE(of_pid(recs, s.pid(), "alert", "secret_use_outside_tool_call").empty());
 	auto calls = of_pid(recs, s.pid(), "tool_call");
 	ASSERT_EQ(calls.size(), 5u);
-	for (const auto &c : calls) {
-		EXPECT_EQ(c["outcome"], "ok");
-		ASSERT_EQ(c["credentials"].size(), 1u) << c.dump();
-		EXPECT_EQ(c["credentials"][0]["fingerprint"], fp);
-	}
+	expect_calls_credit(calls, fp);
 	expect_nowhere(tok, a, dir);
 }
