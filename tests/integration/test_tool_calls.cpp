@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -263,22 +264,43 @@ void expect_calls_credit(const std::vector<json> &calls, const std::string &fp)
 	}
 }
 
+// An agent with `correlate` settings, and the server holding a fresh token
+// (seeded by `seed`), tracked and past its MCP handshake.
+struct Session {
+	Session(const std::string &correlate, int seed)
+	    : dir(prepared_dir()), tok(token("ghp_", 36, seed)),
+	      a({"run", "--config", config(dir, correlate), "-o", dir + "/out.jsonl"}, dir)
+	{
+	}
+	static std::string prepared_dir()
+	{
+		std::string d = temp_dir();
+		chmod(d.c_str(), 0755);
+		return d;
+	}
+	// The server, once the agent is ready.
+	StdioServer &start()
+	{
+		EXPECT_TRUE(a.wait_ready()) << slurp(a.err());
+		s = std::make_unique<StdioServer>(dir, tok);
+		wait_tracked(a, *s);
+		s->handshake();
+		return *s;
+	}
+	std::string dir, tok;
+	AgentProcess a;
+	std::unique_ptr<StdioServer> s;
+};
+
 } // namespace
 
 TEST(ToolCalls, ServerConnectingWithNoCallInFlightRaisesOneOutsideToolCallAlert)
 {
-	std::string dir = temp_dir();
-	chmod(dir.c_str(), 0755);
 	Listener up;
-	const std::string tok = token("ghp_", 36, 1801);
-	AgentProcess a({"run", "--config",
-	                config(dir, "  tool_call_startup_grace: 2s\n  tool_baseline_window: 1h\n"),
-	                "-o", dir + "/out.jsonl"},
-	               dir);
-	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
-	StdioServer s(dir, tok);
-	wait_tracked(a, s);
-	s.handshake();
+	Session run("  tool_call_startup_grace: 2s\n  tool_baseline_window: 1h\n", 1801);
+	StdioServer &s = run.start();
+	AgentProcess &a = run.a;
+	const std::string &dir = run.dir, &tok = run.tok;
 	auto start = std::chrono::steady_clock::now();
 	// Within the start-up grace: background traffic, but no alert.
 	s.background(up.port());
@@ -319,19 +341,11 @@ TEST(ToolCalls, ServerConnectingWithNoCallInFlightRaisesOneOutsideToolCallAlert)
 
 TEST(ToolCalls, ToolReachingANewUpstreamAfterItsBaselineRaisesDriftOnce)
 {
-	std::string dir = temp_dir();
-	chmod(dir.c_str(), 0755);
 	Listener up_a, up_b;
-	const std::string tok = token("ghp_", 36, 1802);
-	AgentProcess a(
-	    {"run", "--config",
-	     config(dir, "  tool_call_startup_grace: 100ms\n  tool_baseline_window: 1s\n"), "-o",
-	     dir + "/out.jsonl"},
-	    dir);
-	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
-	StdioServer s(dir, tok);
-	wait_tracked(a, s);
-	s.handshake();
+	Session run("  tool_call_startup_grace: 100ms\n  tool_baseline_window: 1s\n", 1802);
+	StdioServer &s = run.start();
+	AgentProcess &a = run.a;
+	const std::string &dir = run.dir, &tok = run.tok;
 	// Learned: fetch used the token toward A, within its baseline window.
 	auto start = std::chrono::steady_clock::now();
 	ASSERT_TRUE(s.call_fetch(up_a.port(), "a.kt.test").is_object());
