@@ -315,6 +315,7 @@ void Agent::handle(const StdioEvent &e)
 	int64_t t = clock_.boot_to_wall_ns(e.ctx.ts_ns);
 	std::string_view bytes = e.bytes->view();
 	const mcp::FramerStats before = st.framer.stats();
+	st.framer.keep_argument_keys(cfg_.correlate.tool_argument_keys);
 	st.framer.feed(bytes.substr(0, e.head), e.cut(), bytes.substr(e.head),
 	               [&](const mcp::Message &m) {
 		               McpSeen in;
@@ -335,6 +336,7 @@ void Agent::handle(const StdioEvent &e)
 		               in.server_version = m.server_version;
 		               in.protocol_version = m.protocol_version;
 		               in.tools = m.tools;
+		               in.argument_keys = m.argument_keys;
 		               feed(in);
 	               });
 	const mcp::FramerStats &after = st.framer.stats();

@@ -298,7 +298,8 @@ void Parser::correlate(const YAML::Node &n, Config *c) const
 	          {"use_window", "loopback_upstreams", "trusted_proxies", "dedupe_window",
 	           "max_alerts_per_minute", "stale_check_interval", "degraded_drops",
 	           "degraded_attribution_failures", "disabled_rules", "tool_call_linger",
-	           "tool_call_timeout", "tool_baseline_window", "tool_call_startup_grace"});
+	           "tool_call_timeout", "tool_baseline_window", "tool_call_startup_grace",
+	           "tool_argument_keys"});
 	CorrelateConfig &k = c->correlate;
 	for (auto [key, dst] : {std::pair{"tool_call_linger", &k.tool_call_linger},
 	                        std::pair{"tool_call_timeout", &k.tool_call_timeout},
@@ -311,6 +312,9 @@ void Parser::correlate(const YAML::Node &n, Config *c) const
 	if (n["loopback_upstreams"])
 		k.loopback_upstreams =
 		    boolean(n["loopback_upstreams"], "correlate.loopback_upstreams");
+	if (n["tool_argument_keys"])
+		k.tool_argument_keys =
+		    boolean(n["tool_argument_keys"], "correlate.tool_argument_keys");
 	if (n["trusted_proxies"]) {
 		k.trusted_proxies = str_list(n["trusted_proxies"], "correlate.trusted_proxies");
 		for (const auto &p : k.trusted_proxies)

@@ -237,6 +237,7 @@ std::string encode_input(const Input &in)
 			          &v.protocol_version})
 				    e.str(*s);
 			    e.strs(v.tools);
+			    e.strs(v.argument_keys);
 		    } else {
 			    e.num<uint8_t>(kTick);
 			    e.num(v.time_ns);
@@ -371,6 +372,8 @@ bool decode_input(const unsigned char *p, size_t n, Input &out)
 		      &v.server_name, &v.server_version, &v.protocol_version})
 			d.str(*s);
 		v.tools = d.strs();
+		if (!d.done()) // absent from recordings made before it was kept
+			v.argument_keys = d.strs();
 		break;
 	}
 	default: return false;

@@ -74,6 +74,8 @@ void Correlator::on(const McpSeen &e)
 			c.client = s.client_name;
 			c.start_ns = e.time_ns;
 			c.partial = e.partial;
+			for (const auto &k : e.argument_keys)
+				c.argument_keys.push_back(shown(k));
 		} else if (e.kind == mcp::Message::kRequest) {
 			remember(e.method);
 		} else if (e.method == "notifications/cancelled" && !e.cancelled_id.empty()) {
@@ -303,6 +305,8 @@ void Correlator::write_calls(int64_t now, bool all)
 			                 {"upstream", up}});
 		r["upstreams"] = std::move(ups);
 		r["credentials"] = std::move(creds);
+		if (!c.argument_keys.empty())
+			r["argument_keys"] = c.argument_keys;
 		if (c.partial)
 			r["partial"] = true;
 		auto p = procs_.find(proc_key(c.exec_id));

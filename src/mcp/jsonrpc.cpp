@@ -26,6 +26,7 @@ enum class Role : uint8_t {
 	kServerInfo, // msg.result.serverInfo
 	kTools,      // msg.result.tools
 	kTool,       // msg.result.tools[i]
+	kArguments,  // msg.params.arguments, when its keys are kept
 };
 
 // Keys we look at are short; a longer key is read (for its end) but not kept.
@@ -70,6 +71,8 @@ void finish(Partial &p, bool partial, std::vector<Message> &out)
 		m.kind = m.id.empty() ? Message::kNotification : Message::kRequest;
 	if (m.method == "tools/call")
 		m.tool = std::move(p.param_name);
+	else
+		m.argument_keys.clear();
 	m.partial = m.partial || partial;
 	if (partial && !m.tools.empty())
 		m.tools_truncated = true;
@@ -81,7 +84,7 @@ class Parser
 {
       public:
 	enum Outcome { kComplete, kTruncated, kError };
-	explicit Parser(std::string_view s) : s_(s) {}
+	Parser(std::string_view s, bool argument_keys) : s_(s), argument_keys_(argument_keys) {}
 
 	// Runs to the end of the top-level value, of the input, or to the first
 	// error. Messages that closed go to `out`; one left open is in open().
@@ -108,6 +111,8 @@ class Parser
 					i_++;
 					if (!top.array && !key_(key))
 						return at_end() ? kTruncated : kError;
+					if (!top.array)
+						note_key(top.role, key);
 					expect_value = true;
 				} else if (c == (top.array ? ']' : '}')) {
 					i_++;
@@ -125,6 +130,9 @@ class Parser
 				bool obj = c == '{';
 				Role role = depth == 0 ? (obj ? Role::kMsg : Role::kBatch)
 				                       : child_role(parent, k, obj, !obj);
+				if (argument_keys_ && parent == Role::kParams && k == "arguments" &&
+				    obj)
+					role = Role::kArguments;
 				if (parent == Role::kMsg && (k == "result" || k == "error")) {
 					cur_.m.kind = Message::kResponse;
 					cur_.m.is_error = cur_.m.is_error || k == "error";
@@ -153,6 +161,8 @@ class Parser
 					expect_value = false;
 				} else if (obj && !key_(key)) {
 					return at_end() ? kTruncated : kError;
+				} else if (obj) {
+					note_key(role, key);
 				}
 				continue;
 			}
@@ -177,6 +187,16 @@ class Parser
 
       private:
 	bool at_end() const { return i_ >= s_.size(); }
+
+	// A key of the arguments object: kept (cut at kMaxKey bytes), never
+	// its value.
+	void note_key(Role in, const std::string &key)
+	{
+		auto &keys = cur_.m.argument_keys;
+		if (in == Role::kArguments && keys.size() < kMaxArgumentKeys)
+			keys.push_back(sanitize_utf8(key));
+	}
+
 	void ws()
 	{
 		while (i_ < s_.size() &&
@@ -376,6 +396,7 @@ class Parser
 	size_t i_ = 0;
 	Partial cur_;
 	bool batch_cut_ = false;
+	bool argument_keys_;
 };
 
 // The tail of a message whose middle was lost: what a message writer that
@@ -518,10 +539,10 @@ void read(std::string_view back, Message &m)
 } // namespace
 
 bool parse_message(std::string_view front, bool gap, std::string_view back,
-                   std::vector<Message> &out)
+                   std::vector<Message> &out, bool argument_keys)
 {
 	size_t before = out.size();
-	Parser p(front);
+	Parser p(front, argument_keys);
 	Parser::Outcome r = p.run(out);
 	bool cut = gap || r != Parser::kComplete || p.batch_cut();
 	Partial &open = p.open();
@@ -606,7 +627,7 @@ void Framer::complete(const Sink &sink)
 		stats_.messages++;
 		if (gap_)
 			stats_.partial++;
-		if (!parse_message(front, gap_, back, scratch_))
+		if (!parse_message(front, gap_, back, scratch_, argument_keys_))
 			stats_.unparsable++;
 		for (const Message &m : scratch_)
 			sink(m);

@@ -13,11 +13,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	std::string_view in(reinterpret_cast<const char *>(data), size);
 	std::vector<keytrail::mcp::Message> out;
 	keytrail::mcp::parse_message(in, false, "", out);
+	keytrail::mcp::parse_message(in, false, "", out, true); // argument keys kept
+	for (const auto &m : out)
+		if (m.argument_keys.size() > keytrail::mcp::kMaxArgumentKeys)
+			__builtin_trap();
 	keytrail::mcp::parse_message(in.substr(0, in.size() / 2), true, in.substr(in.size() / 2),
 	                             out);
 	// The first byte of each step sets the capture's length; past
 	// KT_STDIO_MAX it is cut like the kernel cuts it.
 	keytrail::mcp::Framer f;
+	f.keep_argument_keys(size % 2);
 	size_t messages = 0;
 	auto sink = [&](const keytrail::mcp::Message &) { messages++; };
 	while (!in.empty()) {

@@ -42,6 +42,8 @@ bool holds_secret(const Message &m)
 	                  m.server_name + m.server_version + m.protocol_version + m.cancelled_id;
 	for (const auto &t : m.tools)
 		all += t;
+	for (const auto &k : m.argument_keys)
+		all += k;
 	return all.find("PLANTED") != std::string::npos;
 }
 
@@ -308,4 +310,55 @@ TEST(McpFramer, OneReadOfManyRequestsLosesTheOnesInItsCutMiddle)
 	capture(f, five, out);
 	ASSERT_EQ(out.size(), 5u);
 	EXPECT_EQ(out[3].id, "1013");
+}
+
+// Asked for, a tools/call keeps the top-level keys of its arguments, in
+// order, bounded; never a value, nor a nested key, nor keys of any other
+// method's params. Not asked for, nothing.
+TEST(McpJsonRpc, ArgumentKeysOnlyWhenAskedAndNeverValues)
+{
+	std::string call =
+	    std::string(R"({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{)") +
+	    R"("name":"create_issue","arguments":{"project":"g/p","token":")" + kSecret +
+	    R"(","body":{"nested_key":")" + kSecret +
+	    R"("},"labels":["a"],"a_key_longer_than_thirty_two_bytes_in_all":1}}})";
+	auto off = parse(call);
+	ASSERT_EQ(off.size(), 1u);
+	EXPECT_TRUE(off[0].argument_keys.empty());
+	std::vector<Message> on;
+	ASSERT_TRUE(parse_message(call, false, "", on, true));
+	ASSERT_EQ(on.size(), 1u);
+	EXPECT_EQ(on[0].tool, "create_issue");
+	EXPECT_EQ(on[0].argument_keys,
+	          (std::vector<std::string>{"project", "token", "body", "labels",
+	                                    "a_key_longer_than_thirty_two_byt"}));
+	EXPECT_FALSE(holds_secret(on[0]));
+
+	// Another method's params: nothing kept.
+	std::vector<Message> other;
+	ASSERT_TRUE(parse_message(
+	    R"({"jsonrpc":"2.0","id":8,"method":"prompts/get","params":{"name":"x","arguments":{"k":1}}})",
+	    false, "", other, true));
+	ASSERT_EQ(other.size(), 1u);
+	EXPECT_TRUE(other[0].argument_keys.empty());
+
+	// Bounded: a flood of keys keeps the first kMaxArgumentKeys.
+	std::string many =
+	    R"({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"t","arguments":{)";
+	for (int i = 0; i < 100; i++)
+		many += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":0";
+	many += "}}}";
+	std::vector<Message> lots;
+	ASSERT_TRUE(parse_message(many, false, "", lots, true));
+	ASSERT_EQ(lots.size(), 1u);
+	EXPECT_EQ(lots[0].argument_keys.size(), kMaxArgumentKeys);
+	EXPECT_EQ(lots[0].argument_keys.front(), "k0");
+
+	// Through the framer, as the agent feeds it.
+	Framer f;
+	f.keep_argument_keys(true);
+	std::vector<Message> framed;
+	capture(f, call + "\n", framed);
+	ASSERT_EQ(framed.size(), 1u);
+	EXPECT_EQ(framed[0].argument_keys.size(), 5u);
 }

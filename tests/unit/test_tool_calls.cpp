@@ -318,6 +318,32 @@ TEST_F(ToolCallTest, RecordingKeepsMcpInputs)
 	EXPECT_EQ(r.dir, McpSeen::kOut);
 }
 
+// The agent's argument keys reach the call's record (masked like every
+// name), and a call without them has no argument_keys at all.
+TEST_F(ToolCallTest, ArgumentKeysTheAgentKeptAreListedOnTheCallRecord)
+{
+	make();
+	server("s1", "gitlab", kFp1, kT0);
+	initialize("s1", kT0 + kSec);
+	McpSeen call = msg("s1", kT0 + 2 * kSec, McpSeen::kIn, "tools/call", "4", "create_issue");
+	call.argument_keys = {"project", "title", "ghp_0123456789abcdefghijABCDEFGHIJ012345"};
+	feed(call);
+	feed(msg("s1", kT0 + 2 * kSec + 10 * kMs, McpSeen::kOut, "", "4"));
+	feed(msg("s1", kT0 + 3 * kSec, McpSeen::kIn, "tools/call", "5", "list"));
+	feed(msg("s1", kT0 + 3 * kSec + 10 * kMs, McpSeen::kOut, "", "5"));
+	later(kT0 + 10 * kSec);
+	auto calls = of("tool_call");
+	ASSERT_EQ(calls.size(), 2u);
+	ASSERT_TRUE(calls[0].contains("argument_keys")) << calls[0].dump();
+	const json &keys = calls[0]["argument_keys"];
+	ASSERT_EQ(keys.size(), 3u);
+	EXPECT_EQ(keys[0], "project");
+	EXPECT_EQ(keys[1], "title");
+	EXPECT_EQ(keys[2].get<std::string>().find("0123456789abcdefghij"), std::string::npos)
+	    << "a credential-looking key is masked";
+	EXPECT_FALSE(calls[1].contains("argument_keys"));
+}
+
 TEST(McpTransport, HttpServersAreRecognisedByTheirArguments)
 {
 	EXPECT_TRUE(http_transport({"node", "server.js", "--transport", "streamable-http"}));

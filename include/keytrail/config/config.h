@@ -120,6 +120,9 @@ struct CorrelateConfig {
 	// secret_use_outside_tool_call: not raised this long after a server's
 	// first JSON-RPC message (start-up: fetching metadata, warming caches).
 	std::chrono::milliseconds tool_call_startup_grace{30000};
+	// tool_call records list the top-level keys of each call's arguments
+	// (names only: a value is never read into memory that outlives parsing).
+	bool tool_argument_keys = false;
 };
 
 struct OutputSpec {

@@ -192,6 +192,7 @@ class Correlator
 		bool partial = false;
 		std::vector<std::string> upstreams;
 		std::vector<std::pair<uint32_t, std::string>> credentials; // secret, upstream
+		std::vector<std::string> argument_keys; // when the agent keeps them
 	};
 	// The calls of p's workload in flight at t.
 	void calls_at(const Proc &p, int64_t t, std::vector<ToolCall *> &out);

@@ -109,6 +109,7 @@ struct McpSeen {
 	std::string method, id, tool, cancelled_id;
 	std::string client_name, client_version, server_name, server_version, protocol_version;
 	std::vector<std::string> tools;
+	std::vector<std::string> argument_keys; // tools/call, with correlate.tool_argument_keys
 	enum Dir : uint8_t { kIn = 1, kOut = 2 };
 };
 

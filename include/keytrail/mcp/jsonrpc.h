@@ -24,11 +24,12 @@ namespace keytrail::mcp
 // isError the TypeScript SDK writes last.
 inline constexpr size_t kFront = 4096;
 inline constexpr size_t kBack = 256;
-inline constexpr size_t kMaxDepth = 64;  // JSON nesting followed; deeper is unparsable
-inline constexpr size_t kMaxName = 128;  // bytes kept of a tool, client or server name
-inline constexpr size_t kMaxId = 64;     // bytes of an id; a longer id is not matched
-inline constexpr size_t kMaxTools = 256; // tool names kept from one tools/list reply
-inline constexpr size_t kMaxBatch = 64;  // messages taken from one batch array
+inline constexpr size_t kMaxDepth = 64;        // JSON nesting followed; deeper is unparsable
+inline constexpr size_t kMaxName = 128;        // bytes kept of a tool, client or server name
+inline constexpr size_t kMaxId = 64;           // bytes of an id; a longer id is not matched
+inline constexpr size_t kMaxTools = 256;       // tool names kept from one tools/list reply
+inline constexpr size_t kMaxBatch = 64;        // messages taken from one batch array
+inline constexpr size_t kMaxArgumentKeys = 32; // argument keys kept of one tools/call
 
 // What is kept of one JSON-RPC message. No argument or result value.
 struct Message {
@@ -37,6 +38,9 @@ struct Message {
 	std::string method; // requests and notifications
 	std::string id;     // the id as JSON text (3, "a-1"); "" when absent or not seen
 	std::string tool;   // tools/call: params.name
+	// tools/call, when asked for: the top-level keys of params.arguments
+	// (up to kMaxArgumentKeys, each cut at 32 bytes). Never a value.
+	std::vector<std::string> argument_keys;
 	// initialize: params.clientInfo and params.protocolVersion; its reply:
 	// result.serverInfo and result.protocolVersion.
 	std::string client_name, client_version, server_name, server_version, protocol_version;
@@ -49,9 +53,10 @@ struct Message {
 
 // Parses one message (or a batch array of them) from its first bytes and,
 // when bytes in between were lost (`gap`), its last bytes. Appends what it
-// could read to `out`; false when nothing could be (unparsable).
+// could read to `out`; false when nothing could be (unparsable). With
+// `argument_keys`, a tools/call's argument keys are kept too.
 bool parse_message(std::string_view front, bool gap, std::string_view back,
-                   std::vector<Message> &out);
+                   std::vector<Message> &out, bool argument_keys = false);
 
 struct FramerStats {
 	uint64_t messages = 0;   // messages framed (a batch counts once)
@@ -70,6 +75,8 @@ class Framer
 	void feed(std::string_view head, bool cut, std::string_view tail, const Sink &sink);
 	// Bytes were lost (a dropped record): the message in progress has a gap.
 	void lost();
+	// Keep the keys of tools/call arguments (correlate.tool_argument_keys).
+	void keep_argument_keys(bool on) { argument_keys_ = on; }
 	const FramerStats &stats() const { return stats_; }
 	size_t buffered() const { return front_.size() + back_.size(); }
 
@@ -78,6 +85,7 @@ class Framer
 	void complete(const Sink &sink);
 	SecretBytes front_, back_;
 	bool gap_ = false;
+	bool argument_keys_ = false;
 	FramerStats stats_;
 	std::vector<Message> scratch_;
 };
