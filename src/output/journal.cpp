@@ -96,14 +96,19 @@ void JournalSink::compress_closed()
 		auto [path, ix] = std::move(closed_.front());
 		closed_.pop_front();
 		lock.unlock();
-		try {
-			compress(path, std::move(ix));
-			retain(wall_now_ns());
-		} catch (const std::exception &e) {
-			// Never the agent's end: the plain segment stays readable.
-			spdlog::error("journal: cannot compress or index {}: {}", path, e.what());
-		}
+		compress_and_retain(path, std::move(ix));
 		lock.lock();
+	}
+}
+
+void JournalSink::compress_and_retain(const std::string &path, SegmentIndex ix)
+{
+	try {
+		compress(path, std::move(ix));
+		retain(wall_now_ns());
+	} catch (const std::exception &e) {
+		// Never the agent's end: the plain segment stays readable.
+		spdlog::error("journal: cannot compress or index {}: {}", path, e.what());
 	}
 }
 
@@ -169,15 +174,8 @@ bool JournalSink::close_segment()
 	}
 	ix_ = SegmentIndex();
 	wake_.notify_one();
-	if (mine) {
-		try {
-			compress(mine->first, std::move(mine->second));
-			retain(wall_now_ns());
-		} catch (const std::exception &e) {
-			spdlog::error("journal: cannot compress or index {}: {}", mine->first,
-			              e.what());
-		}
-	}
+	if (mine)
+		compress_and_retain(mine->first, std::move(mine->second));
 	return true;
 }
 

@@ -111,6 +111,9 @@ class JournalSink : public Sink
 	void compress_closed(); // the compressor thread
 	// gzip, then write its index (read off the file when there is none)
 	void compress(const std::string &path, std::optional<SegmentIndex> ix);
+	// compress(), then retention; a failure is logged, never thrown (the
+	// compressor thread and a writer past the backlog).
+	void compress_and_retain(const std::string &path, SegmentIndex ix);
 
 	JournalConfig cfg_;
 	int fd_ = -1;
