@@ -4,7 +4,8 @@
 //   (1) rows a second one agent's clickhouse output inserts: N synthetic
 //       records written to a journal, timed until ClickHouse acknowledged all;
 //   (2) `fleet shared` and `fleet blast` over 10M synthetic sightings from
-//       1,000 hosts (generated inside ClickHouse).
+//       1,000 hosts (generated inside ClickHouse), as inserted and after the
+//       credentials' parts are merged.
 // Goals: >= 200k rows/s inserted; each query <= 2 s.
 #include <spdlog/spdlog.h>
 
@@ -119,45 +120,66 @@ int main(int argc, char **argv)
 		// (2) 10M sightings from 1,000 hosts: 100 credentials of each host's
 		// own (100k), and 1 sighting in 50 of 2,000 shared ones, each on 20
 		// hosts.
-		c.run("TRUNCATE TABLE " + database + ".events", "empty events");
+		for (const char *t : {"events", "credentials"})
+			c.run("TRUNCATE TABLE " + database + "." + t, "empty the tables");
 		t0 = std::chrono::steady_clock::now();
-		c.run("INSERT INTO " + database +
-		          ".events (event_id, host, type, time, time_us, fingerprint, secret_type, "
-		          "identity, workload, upstream) SELECT "
-		          "concat('h', toString(number % 1000), ':', toString(number)), "
-		          "concat('host-', toString(number % 1000)), "
-		          "if(number % 4 = 0, 'secret', 'secret_use'), "
-		          "toDateTime(1764547200 + intDiv(number, 1000)), "
-		          "(1764547200 + intDiv(number, 1000)) * 1000000, "
-		          "lower(hex(MD5(if(number % 50 = 0, "
-		          "concat('shared-', toString(intDiv(number, 1000) % 2000)), "
-		          "concat('own-', toString(number % 1000), '-', "
-		          "toString(intDiv(number, 1000) % 100)))))), "
-		          "'github_token', "
-		          "concat('spiffe://keytrail.local/', toString(number % 1000), '/mcp'), "
-		          "concat('mcp-server-', toString(number % 7)), 'api.github.com' "
-		          "FROM numbers(" +
-		          std::to_string(sightings) + ")",
-		      "generate sightings");
+		// In inserts of 1M, as agents' batches arrive (and each inside the
+		// client's timeout); the view aggregates each.
+		for (uint64_t from = 0; from < sightings; from += 1000000)
+			c.run("INSERT INTO " + database +
+			          ".events (event_id, host, type, time, time_us, fingerprint, "
+			          "secret_type, "
+			          "identity, workload, upstream) SELECT "
+			          "concat('h', toString(number % 1000), ':', toString(number)), "
+			          "concat('host-', toString(number % 1000)), "
+			          "if(number % 4 = 0, 'secret', 'secret_use'), "
+			          "toDateTime(1764547200 + intDiv(number, 1000)), "
+			          "(1764547200 + intDiv(number, 1000)) * 1000000, "
+			          "lower(hex(MD5(if(number % 50 = 0, "
+			          "concat('shared-', toString(intDiv(number, 1000) % 2000)), "
+			          "concat('own-', toString(number % 1000), '-', "
+			          "toString(intDiv(number, 1000) % 100)))))), "
+			          "'github_token', "
+			          "concat('spiffe://keytrail.local/', toString(number % 1000), "
+			          "'/mcp'), "
+			          "concat('mcp-server-', toString(number % 7)), 'api.github.com' "
+			          "FROM numbers(" +
+			          std::to_string(from) + ", " +
+			          std::to_string(std::min<uint64_t>(1000000, sightings - from)) +
+			          ")",
+			      "generate sightings");
 		std::printf("generated %llu sightings in %.1f s\n",
 		            static_cast<unsigned long long>(sightings), seconds_since(t0));
 		size("synthetic sightings (no record column)");
-		std::string fp;
-		for (int i = 0; i < 3; i++) {
-			t0 = std::chrono::steady_clock::now();
-			FleetTable shared = fleet_shared(c, 2);
-			double shared_s = seconds_since(t0);
-			if (shared.rows.empty())
-				throw Error("fleet shared found nothing");
-			fp = shared.rows[0]["fingerprint"];
-			t0 = std::chrono::steady_clock::now();
-			FleetTable blast = fleet_blast(c, fp);
-			double blast_s = seconds_since(t0);
-			std::printf(
-			    "run %d: fleet shared %.2f s (%zu credentials); fleet blast %.2f s "
-			    "(%zu rows) (goal <= 2 s each)\n",
-			    i + 1, shared_s, shared.rows.size(), blast_s, blast.rows.size());
-		}
+		// As the inserts left the credentials (a part an insert, each with
+		// most credentials: the worst case), then merged as the server's
+		// background merges make them in time.
+		auto queries = [&](const char *when) {
+			for (int i = 0; i < 3; i++) {
+				t0 = std::chrono::steady_clock::now();
+				FleetTable shared = fleet_shared(c, 2);
+				double shared_s = seconds_since(t0);
+				if (shared.rows.empty())
+					throw Error("fleet shared found nothing");
+				std::string fp = shared.rows[0]["fingerprint"];
+				t0 = std::chrono::steady_clock::now();
+				FleetTable blast = fleet_blast(c, fp);
+				double blast_s = seconds_since(t0);
+				std::printf("%s, run %d: fleet shared %.2f s (%zu credentials); "
+				            "fleet blast "
+				            "%.2f s (%zu rows) (goal <= 2 s each)\n",
+				            when, i + 1, shared_s, shared.rows.size(), blast_s,
+				            blast.rows.size());
+			}
+		};
+		auto credential_rows = [&] {
+			return c.run("SELECT count() FROM " + database + ".credentials", "count");
+		};
+		std::printf("credentials: %s", credential_rows().c_str());
+		queries("as inserted");
+		c.run("OPTIMIZE TABLE " + database + ".credentials FINAL", "merge");
+		std::printf("credentials merged: %s", credential_rows().c_str());
+		queries("merged");
 		c.run("DROP DATABASE IF EXISTS " + database, "drop the scratch database");
 		return 0;
 	} catch (const std::exception &e) {

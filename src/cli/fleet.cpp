@@ -121,9 +121,15 @@ int fleet(const std::string &what, const FleetArgs &a)
 				std::printf("%s\n", line.c_str());
 			return 0;
 		}
-		if (fleet_schema_version(c) == 0)
+		uint32_t version = fleet_schema_version(c);
+		if (version == 0)
 			throw Error("database " + c.target().database +
 			            " has no keytrail tables: run keytrail fleet init first");
+		if (version < kFleetSchemaVersion)
+			throw Error("database " + c.target().database + " has schema version " +
+			            std::to_string(version) + ", older than this keytrail's " +
+			            std::to_string(kFleetSchemaVersion) +
+			            ": run keytrail fleet init (on every shard) to migrate it");
 		FleetTable t;
 		if (what == "shared")
 			t = fleet_shared(c, a.min_hosts);

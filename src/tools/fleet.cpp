@@ -34,6 +34,37 @@ constexpr const char *kEventColumns = "event_id String, host String, type String
 constexpr const char *kFindingColumns =
     "finding_id String, rule String, fingerprint String, raised DateTime, hosts UInt32";
 
+// Version 2: per month and credential, the aggregate states of its
+// sightings and uses, kept by a materialized view at insert. `fleet shared`
+// reads about a row per credential instead of every sighting. Each state is
+// a set, a minimum or a maximum: a row shipped twice changes none of them.
+constexpr const char *kCredentialColumns =
+    "month Date, fingerprint String, type_any AggregateFunction(any, String), "
+    "host_set AggregateFunction(groupUniqArray, String), "
+    "holder_count AggregateFunction(uniqExact, String, String, String), "
+    "workload_set AggregateFunction(groupUniqArray, String), "
+    "identity_set AggregateFunction(groupUniqArray, String), "
+    "environment_set AggregateFunction(groupUniqArray, String), "
+    "upstream_set AggregateFunction(groupUniqArray, String), "
+    "seen_min AggregateFunction(min, UInt64), "
+    "use_min AggregateFunction(minIf, UInt64, UInt8), "
+    "use_max AggregateFunction(maxIf, UInt64, UInt8)";
+
+// The states of kCredentialColumns (a view matches them by name), from the
+// sightings and uses of `events`.
+constexpr const char *kCredentialStates =
+    "SELECT toStartOfMonth(time) AS month, fingerprint, anyState(secret_type) AS type_any, "
+    "groupUniqArrayState(host) AS host_set, "
+    "uniqExactState(host, identity, workload) AS holder_count, "
+    "groupUniqArrayState(workload) AS workload_set, "
+    "groupUniqArrayState(identity) AS identity_set, "
+    "groupUniqArrayState(environment) AS environment_set, "
+    "groupUniqArrayState(upstream) AS upstream_set, minState(time_us) AS seen_min, "
+    "minIfState(time_us, type = 'secret_use') AS use_min, "
+    "maxIfState(time_us, type = 'secret_use') AS use_max FROM ";
+constexpr const char *kCredentialFilter =
+    " WHERE type IN ('secret', 'secret_use') AND fingerprint != '' GROUP BY month, fingerprint";
+
 std::string db_of(const ClickHouseClient &c)
 {
 	const std::string &db = c.target().database;
@@ -195,12 +226,39 @@ std::vector<std::string> fleet_init(ClickHouseClient &c, const FleetInitOptions 
 		done.push_back(
 		    "schema version 1: " + db + "." + events + ", " + db + ".fleet_findings" +
 		    (o.cluster.empty() ? "" : " (local) and Distributed over " + o.cluster));
-	} else {
-		done.push_back("schema version " + std::to_string(have) + " is current in " + db);
 	}
+	std::string events = o.cluster.empty() ? "events" : "events_local";
+	std::string credentials = o.cluster.empty() ? "credentials" : "credentials_local";
+	if (have < 2) {
+		// Version 2. The view first, then what events held before it: a
+		// row both see is aggregated twice, which no state minds.
+		table("credentials", kCredentialColumns,
+		      "AggregatingMergeTree() PARTITION BY month ORDER BY fingerprint",
+		      "cityHash64(fingerprint)");
+		c.run("CREATE MATERIALIZED VIEW IF NOT EXISTS " + db + ".credentials_mv TO " + db +
+		          "." + credentials + " AS " + kCredentialStates + db + "." + events +
+		          kCredentialFilter,
+		      "create " + db + ".credentials_mv");
+		c.run("INSERT INTO " + db + "." + credentials + " " + kCredentialStates + db + "." +
+		          events + kCredentialFilter,
+		      "aggregate the credentials " + db + "." + events + " holds");
+		c.run("INSERT INTO " + db +
+		          ".schema_version VALUES (2, now(), 'credentials, credentials_mv')",
+		      "record schema version 2");
+		done.push_back(
+		    "schema version 2: " + db + "." + credentials + " kept by " + db +
+		    ".credentials_mv" +
+		    (o.cluster.empty() ? "" : " (local) and Distributed over " + o.cluster));
+	}
+	if (have >= kFleetSchemaVersion)
+		done.push_back("schema version " + std::to_string(have) + " is current in " + db);
 	if (ttl_ok) {
-		std::string events = o.cluster.empty() ? "events" : "events_local";
 		c.run("ALTER TABLE " + db + "." + events + " MODIFY" + ttl, "set the TTL");
+		// A month's row goes once its last day is past the TTL.
+		c.run("ALTER TABLE " + db + "." + credentials +
+		          " MODIFY TTL addMonths(month, 1) + INTERVAL " + std::to_string(ttl_days) +
+		          " DAY",
+		      "set the credentials' TTL");
 		done.push_back("rows expire after " + std::to_string(ttl_days) + " days");
 	} else if (o.ttl.count() > 0) {
 		done.push_back(
@@ -214,19 +272,20 @@ std::vector<std::string> fleet_init(ClickHouseClient &c, const FleetInitOptions 
 FleetTable fleet_shared(ClickHouseClient &c, uint32_t min_hosts)
 {
 	std::string db = db_of(c);
+	auto set = [](const char *state, const char *name) {
+		return std::string("arraySort(arrayFilter(x -> x != '', groupUniqArrayMerge(") +
+		       state + "))) AS " + name + ", ";
+	};
 	std::string sql =
-	    "SELECT fingerprint, any(secret_type) AS secret_type, uniqExact(host) AS host_count, "
-	    "uniqExact(host, identity, workload) AS workload_count, "
-	    "arraySort(groupUniqArray(host)) AS hosts, "
-	    "arraySort(groupUniqArrayIf(workload, workload != '')) AS workloads, "
-	    "arraySort(groupUniqArrayIf(identity, identity != '')) AS identities, "
-	    "arraySort(groupUniqArrayIf(environment, environment != '')) AS environments, "
-	    "arraySort(groupUniqArrayIf(upstream, upstream != '')) AS upstreams, "
-	    "min(time_us) AS first_seen_us, minIf(time_us, type = 'secret_use') AS first_use_us, "
-	    "maxIf(time_us, type = 'secret_use') AS last_use_us FROM " +
-	    db +
-	    ".events WHERE type IN ('secret', 'secret_use') AND fingerprint != '' "
-	    "GROUP BY fingerprint HAVING host_count >= " +
+	    "SELECT fingerprint, anyMerge(type_any) AS secret_type, "
+	    "length(groupUniqArrayMerge(host_set)) AS host_count, "
+	    "uniqExactMerge(holder_count) AS workload_count, " +
+	    set("host_set", "hosts") + set("workload_set", "workloads") +
+	    set("identity_set", "identities") + set("environment_set", "environments") +
+	    set("upstream_set", "upstreams") +
+	    "minMerge(seen_min) AS first_seen_us, minIfMerge(use_min) AS first_use_us, "
+	    "maxIfMerge(use_max) AS last_use_us FROM " +
+	    db + ".credentials GROUP BY fingerprint HAVING host_count >= " +
 	    std::to_string(std::max<uint32_t>(1, min_hosts)) +
 	    " AND workload_count >= 2 ORDER BY host_count DESC, workload_count DESC, fingerprint";
 	return table_of("credentials shared across the fleet", select(c, sql, "fleet shared"),

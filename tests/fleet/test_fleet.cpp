@@ -496,6 +496,88 @@ TEST(Fleet, TwoShardsBehindADistributedTable)
 	EXPECT_EQ(mine, 300u);
 }
 
+// A database made by a version-1 keytrail (events only) with rows in it:
+// the queries ask for a migration; `fleet init` adds the credentials the
+// queries read, aggregated from the rows already there, and keeps them as
+// rows arrive.
+TEST(Fleet, InitMigratesAVersionOneDatabaseWithItsRows)
+{
+	std::string dir = temp_dir();
+	ClickHouseServer ch(dir + "/ch", "migrate-pw");
+	ch.start();
+	const std::string db = "kt_v1";
+	ch.query("CREATE DATABASE " + db);
+	ch.query("CREATE TABLE " + db +
+	         ".schema_version (version UInt32, applied DateTime, note String) "
+	         "ENGINE = MergeTree() ORDER BY version");
+	ch.query("CREATE TABLE " + db +
+	         ".events (event_id String, host String, type String, time DateTime, time_us "
+	         "UInt64, fingerprint String, secret_type String, source String, inventory_id "
+	         "String, identity String, environment String, workload String, upstream "
+	         "String, rule String, severity String, finding_id String, reason String, key_id "
+	         "String, drops UInt64, lag_seconds Float64, record String) ENGINE = "
+	         "ReplacingMergeTree() PARTITION BY toYYYYMM(time) ORDER BY (type, fingerprint, "
+	         "host, event_id)");
+	ch.query("CREATE TABLE " + db +
+	         ".fleet_findings (finding_id String, rule String, fingerprint String, raised "
+	         "DateTime, hosts UInt32) ENGINE = ReplacingMergeTree() ORDER BY finding_id");
+	ch.query("INSERT INTO " + db +
+	         ".schema_version VALUES (1, now(), 'events, fleet_findings')");
+	int64_t now_s = wall_now_ns() / 1000000000;
+	auto row = [&](const std::string &id, const std::string &host, const std::string &type,
+	               const std::string &fp, const std::string &workload, int64_t t) {
+		return "('" + id + "', '" + host + "', '" + type + "', " + std::to_string(t) +
+		       ", " + std::to_string(t * 1000000) + ", '" + fp + "', 'github_token', '" +
+		       workload + "', '" + (type == "secret_use" ? "api.github.com" : "") + "')";
+	};
+	// The same row twice (a retried batch): it must count once.
+	ch.query("INSERT INTO " + db +
+	         ".events (event_id, host, type, time, time_us, fingerprint, secret_type, "
+	         "workload, upstream) VALUES " +
+	         row("old-a:1", "old-host-a", "secret", "dd000001", "mcp-a", now_s - 100) + ", " +
+	         row("old-a:1", "old-host-a", "secret", "dd000001", "mcp-a", now_s - 100) + ", " +
+	         row("old-b:1", "old-host-b", "secret_use", "dd000001", "mcp-b", now_s - 50) +
+	         ", " + row("old-a:2", "old-host-a", "secret", "dd000002", "mcp-a", now_s - 10));
+
+	int rc = 0;
+	std::string out = run_out("fleet shared " + fleet_args(ch, db), &rc);
+	EXPECT_NE(rc, 0);
+	EXPECT_NE(out.find("schema version 1, older than this keytrail's 2: run keytrail fleet "
+	                   "init"),
+	          std::string::npos)
+	    << out;
+	std::string init = stdout_of("fleet init " + fleet_args(ch, db));
+	EXPECT_EQ(init.find("schema version 1:"), std::string::npos) << init;
+	EXPECT_NE(init.find("schema version 2: " + db + ".credentials"), std::string::npos) << init;
+	EXPECT_NE(stdout_of("fleet init " + fleet_args(ch, db)).find("schema version 2 is current"),
+	          std::string::npos);
+
+	auto shared = [&] {
+		return nlohmann::json::parse(
+		    stdout_of("fleet shared --format json " + fleet_args(ch, db)));
+	};
+	auto rows = shared();
+	ASSERT_EQ(rows.size(), 1u) << rows.dump();
+	EXPECT_EQ(rows[0]["fingerprint"], "dd000001");
+	EXPECT_EQ(rows[0]["hosts"], nlohmann::json({"old-host-a", "old-host-b"}));
+	EXPECT_EQ(rows[0]["workload_count"], 2);
+	EXPECT_EQ(rows[0]["upstreams"], nlohmann::json({"api.github.com"}));
+	EXPECT_EQ(rows[0]["first_seen"], rfc3339((now_s - 100) * 1000000000));
+	EXPECT_EQ(rows[0]["last_use"], rfc3339((now_s - 50) * 1000000000));
+
+	// Rows shipped after the migration reach the credentials through the view.
+	FakeAgent c(dir, "new-host-c");
+	c.start_shipping(ch, db);
+	c.secret("dd000002", "github_token", "mcp-c", wall_now_ns(), "prod");
+	ASSERT_TRUE(eventually([&] { return rows_of(ch, db, c.host) == c.shipped_types; }))
+	    << c.shipper->health();
+	rows = shared();
+	ASSERT_EQ(rows.size(), 2u) << rows.dump();
+	EXPECT_EQ(rows[1]["fingerprint"], "dd000002");
+	EXPECT_EQ(rows[1]["hosts"], nlohmann::json({"new-host-c", "old-host-a"}));
+	EXPECT_EQ(rows[1]["environments"], nlohmann::json({"prod"}));
+}
+
 // One real agent: the probes see an MCP server start with a token; the agent's
 // clickhouse output ships the sighting and its health under its host name.
 TEST(Fleet, RealAgentShipsItsSightingsUnderItsHostName)
