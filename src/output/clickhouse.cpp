@@ -27,7 +27,7 @@ namespace
 
 constexpr size_t kMaxResponse = 64u << 20;
 constexpr size_t kMaxPasswordFile = 4096;
-constexpr size_t kMaxJsonDepth = 64;
+constexpr size_t kSpareBody = 16u << 20; // a larger batch buffer is freed
 
 struct Response {
 	std::string *out;
@@ -86,20 +86,6 @@ std::string first_line(const std::string &s, size_t max = 300)
 {
 	std::string l = s.substr(0, std::min(s.find('\n'), max));
 	return sanitize_utf8(l);
-}
-
-const nlohmann::json *field(const nlohmann::json &j, const char *k)
-{
-	if (!j.is_object())
-		return nullptr;
-	auto it = j.find(k);
-	return it == j.end() ? nullptr : &*it;
-}
-
-std::string str_at(const nlohmann::json &j, const char *k)
-{
-	const nlohmann::json *v = field(j, k);
-	return v && v->is_string() ? v->get<std::string>() : "";
 }
 
 std::string segment_base(const std::string &path)
@@ -193,9 +179,11 @@ bool ClickHouseClient::query(const std::string &sql, std::string *out, std::stri
 	return post("", sql, out, err);
 }
 
-bool ClickHouseClient::insert(const std::string &table, const std::string &rows, std::string *err)
+bool ClickHouseClient::insert(const std::string &table, const std::string &rows, std::string *err,
+                              const std::string &format, const std::string &columns)
 {
-	std::string sql = "INSERT INTO " + table + " FORMAT JSONEachRow";
+	std::string sql = "INSERT INTO " + table + (columns.empty() ? "" : " (" + columns + ")") +
+	                  " FORMAT " + format;
 	char *q =
 	    curl_easy_escape(static_cast<CURL *>(curl_), sql.c_str(), static_cast<int>(sql.size()));
 	if (!q)
@@ -226,68 +214,6 @@ std::string journal_event_id(const std::string &host, const std::string &segment
 	if (stamp.ends_with(".jsonl"))
 		stamp.resize(stamp.size() - 6);
 	return host + ":" + stamp + ":" + std::to_string(line);
-}
-
-std::optional<nlohmann::json> clickhouse_row(const nlohmann::json &r, const std::string &event_id)
-{
-	std::string type = str_at(r, "type"), time = str_at(r, "time");
-	int64_t ns = 0;
-	if (type.empty() || time.empty() || !parse_rfc3339(time, &ns) || ns < 0)
-		return std::nullopt;
-	nlohmann::json row = {{"event_id", event_id},
-	                      {"host", str_at(r, "host")},
-	                      {"type", type},
-	                      {"time", ns / 1000000000},
-	                      {"time_us", ns / 1000}};
-	const nlohmann::json *secret = field(r, "secret");
-	row["fingerprint"] = secret ? str_at(*secret, "fingerprint") : "";
-	row["secret_type"] = secret ? str_at(*secret, "type") : "";
-	row["source"] = secret ? str_at(*secret, "source") : "";
-	row["inventory_id"] = secret ? str_at(*secret, "inventory_id") : "";
-	std::string identity, env;
-	if (const nlohmann::json *id = field(r, "identity")) {
-		identity = id->is_string() ? id->get<std::string>() : str_at(*id, "id");
-		if (const nlohmann::json *sel = field(*id, "selectors"))
-			env = str_at(*sel, "env");
-	}
-	row["identity"] = identity;
-	row["environment"] = env;
-	std::string workload = str_at(r, "mcp_server");
-	if (workload.empty())
-		if (const nlohmann::json *p = field(r, "process"))
-			workload = str_at(*p, "mcp_server");
-	row["workload"] = workload;
-	std::string upstream;
-	if (const nlohmann::json *u = field(r, "upstream")) {
-		upstream = u->is_string() ? u->get<std::string>() : str_at(*u, "name");
-		if (upstream.empty() && u->is_object()) {
-			upstream = str_at(*u, "addr");
-			if (const nlohmann::json *port = field(*u, "port");
-			    port && port->is_number())
-				upstream += ":" + std::to_string(port->get<int64_t>());
-		}
-	}
-	row["upstream"] = upstream;
-	for (const char *k : {"rule", "severity", "finding_id", "reason", "key_id"})
-		row[k] = str_at(r, k);
-	uint64_t drops = 0;
-	double lag = 0;
-	if (type == "health") {
-		if (const nlohmann::json *k = field(r, "kernel"))
-			if (const nlohmann::json *d = field(*k, "drops_by_type");
-			    d && d->is_object())
-				for (const auto &[name, v] : d->items())
-					if (v.is_number_integer() && v.get<int64_t>() > 0)
-						drops += v.get<uint64_t>();
-		if (const nlohmann::json *outs = field(r, "outputs"); outs && outs->is_array())
-			for (const auto &o : *outs)
-				if (const nlohmann::json *l = field(o, "lag_seconds");
-				    l && l->is_number())
-					lag = std::max(lag, l->get<double>());
-	}
-	row["drops"] = drops;
-	row["lag_seconds"] = lag;
-	return row;
 }
 
 // ---- the journal tail ----
@@ -474,6 +400,7 @@ ClickHouseShipper::ClickHouseShipper(const OutputSpec &spec, std::string journal
 	acked_segment_ = segment;
 	acked_line_ = line;
 	thread_ = std::thread([this] { run(); });
+	sender_ = std::thread([this] { send(); });
 }
 
 ClickHouseShipper::~ClickHouseShipper()
@@ -493,6 +420,8 @@ void ClickHouseShipper::stop(std::chrono::milliseconds drain)
 	cv_.notify_all();
 	if (thread_.joinable())
 		thread_.join();
+	if (sender_.joinable())
+		sender_.join();
 }
 
 std::string ClickHouseShipper::name() const
@@ -527,45 +456,27 @@ bool ClickHouseShipper::save_cursor(const std::string &segment, uint64_t line, b
 	return true;
 }
 
-bool ClickHouseShipper::ship(std::vector<JournalTail::Line> &lines, size_t *rows,
-                             int64_t *newest_ns, std::string *err)
+void ClickHouseShipper::encode(const std::vector<JournalTail::Line> &lines, Batch *b) const
 {
-	std::string body;
-	uint64_t skipped = 0, bad = 0;
-	*rows = 0;
 	for (const auto &l : lines) {
-		if (json_too_deep(l.text, kMaxJsonDepth) != std::string::npos) {
-			bad++;
-			continue;
-		}
-		auto j = nlohmann::json::parse(l.text, nullptr, false);
-		if (j.is_discarded() || !j.is_object()) {
-			bad++;
-			continue;
-		}
-		std::string type = str_at(j, "type");
-		if (!records_.count(type)) {
-			skipped++;
-			continue;
-		}
-		auto row = clickhouse_row(j, journal_event_id(host_, l.segment, l.line));
+		auto row = clickhouse_row(l.text);
 		if (!row) {
-			bad++;
+			b->bad++;
 			continue;
 		}
-		int64_t ns = (*row)["time_us"].get<int64_t>() * 1000;
-		*newest_ns = std::max(*newest_ns, ns);
-		(*row)["record"] = l.text;
-		body += row->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-		body += '\n';
-		(*rows)++;
+		if (!records_.count(row->type)) {
+			b->skipped++;
+			continue;
+		}
+		if (!row->valid()) {
+			b->bad++;
+			continue;
+		}
+		row->event_id = journal_event_id(host_, l.segment, l.line);
+		b->newest_ns = std::max(b->newest_ns, row->time_ns);
+		append_row_binary(*row, l.text, &b->body);
+		b->rows++;
 	}
-	if (*rows && !client_->insert(spec_.database + ".events", body, err))
-		return false;
-	std::lock_guard lock(mu_);
-	counters_.records_skipped += skipped;
-	counters_.bad_lines += bad;
-	return true;
 }
 
 void ClickHouseShipper::note_pending(const std::vector<JournalTail::Line> &pending)
@@ -573,28 +484,29 @@ void ClickHouseShipper::note_pending(const std::vector<JournalTail::Line> &pendi
 	caught_up_ = pending.empty();
 	if (pending.empty() || oldest_pending_ns_ != 0)
 		return;
-	const std::string &text = pending.front().text;
-	auto first = json_too_deep(text, kMaxJsonDepth) == std::string::npos
-	                 ? nlohmann::json::parse(text, nullptr, false)
-	                 : nlohmann::json();
-	int64_t t = 0;
-	oldest_pending_ns_ = first.is_object() && parse_rfc3339(str_at(first, "time"), &t)
-	                         ? t
-	                         : wall_now_ns(); // untimed: lag counts from now
+	auto row = clickhouse_row(pending.front().text);
+	oldest_pending_ns_ =
+	    row && row->time_ns >= 0 ? row->time_ns : wall_now_ns(); // untimed: lag counts from now
 }
 
+// Reads the journal into encoded batches, while the sender ships the one
+// before: at most kQueuedBatches wait or fly at once.
 void ClickHouseShipper::run()
 {
 	using namespace std::chrono;
-	milliseconds backoff{200};
 	std::vector<JournalTail::Line> pending;
-	bool failed = false;
 	std::unique_lock lock(mu_);
 	for (;;) {
+		cv_.wait(lock, [&] { return stop_ || queue_.size() < kQueuedBatches; });
 		bool stopping = stop_;
 		if (stopping &&
 		    (steady_clock::now() >= drain_until_ || (caught_up_ && pending.empty())))
 			break;
+		if (queue_.size() >= kQueuedBatches) {
+			cv_.wait_until(lock, drain_until_,
+			               [&] { return queue_.size() < kQueuedBatches; });
+			continue;
+		}
 		lock.unlock();
 		size_t want = spec_.batch_rows;
 		if (pending.size() < want)
@@ -602,7 +514,7 @@ void ClickHouseShipper::run()
 		lock.lock();
 		note_pending(pending);
 		counters_.lost_segments = tail_->lost_segments();
-		if (pending.size() < want && !stopping && !failed) {
+		if (pending.size() < want && !stopping) {
 			// Wait for a fuller batch (or the interval), then top it up.
 			if (cv_.wait_for(lock, spec_.batch_interval, [&] { return stop_; }))
 				continue;
@@ -613,34 +525,64 @@ void ClickHouseShipper::run()
 		}
 		if (pending.empty())
 			continue;
+		Batch b;
+		b.body = std::move(spare_body_);
+		b.body.clear();
+		b.first_ns = oldest_pending_ns_;
+		lock.unlock();
+		encode(pending, &b);
+		pending.clear();
+		// The tail stands right after the batch's last line.
+		b.segment = tail_->segment();
+		b.line = tail_->line();
+		b.complete = tail_->finished();
+		lock.lock();
+		queue_.push_back(std::move(b));
+		cv_.notify_all();
+	}
+	encoder_done_ = true;
+	cv_.notify_all();
+}
+
+// Ships the oldest encoded batch until ClickHouse takes it, then moves the
+// cursor past it: batches are acknowledged in journal order.
+void ClickHouseShipper::send()
+{
+	using namespace std::chrono;
+	milliseconds backoff{200};
+	std::unique_lock lock(mu_);
+	for (;;) {
+		cv_.wait(lock, [&] { return !queue_.empty() || encoder_done_; });
+		if (queue_.empty() || (stop_ && steady_clock::now() >= drain_until_))
+			break;
+		Batch &b = queue_.front(); // only this thread pops; push_back keeps it in place
 		lock.unlock();
 		std::string err;
-		size_t rows = 0;
-		int64_t newest = 0;
-		bool ok = ship(pending, &rows, &newest, &err);
-		// The tail stands right after the last pending line.
-		std::string seg = tail_->segment();
-		uint64_t line = tail_->line();
-		bool complete = tail_->finished();
-		bool saved = ok && save_cursor(seg, line, complete);
+		bool ok = b.rows == 0 || client_->insert(spec_.database + ".events", b.body, &err,
+		                                         "RowBinary", kClickHouseEventColumns);
+		bool saved = ok && save_cursor(b.segment, b.line, b.complete);
 		lock.lock();
 		if (ok) {
 			if (!saved)
 				counters_.cursor_errors++;
-			counters_.rows_sent += rows;
-			counters_.batches += rows > 0;
-			acked_segment_ = seg;
-			acked_line_ = line;
-			acked_time_ns_ = std::max(acked_time_ns_, newest);
-			oldest_pending_ns_ = 0;
-			pending.clear();
+			counters_.rows_sent += b.rows;
+			counters_.batches += b.rows > 0;
+			counters_.records_skipped += b.skipped;
+			counters_.bad_lines += b.bad;
+			acked_segment_ = b.segment;
+			acked_line_ = b.line;
+			acked_time_ns_ = std::max(acked_time_ns_, b.newest_ns);
+			if (b.body.capacity() <= kSpareBody)
+				spare_body_ = std::move(b.body);
+			queue_.pop_front();
+			oldest_pending_ns_ = queue_.empty() ? 0 : queue_.front().first_ns;
 			backoff = milliseconds{200};
-			failed = false;
 			if (!healthy_) {
 				healthy_ = true;
 				spdlog::info("output {} recovered after {} retries", name(),
 				             counters_.retries);
 			}
+			cv_.notify_all();
 			continue;
 		}
 		counters_.errors++;
@@ -648,7 +590,6 @@ void ClickHouseShipper::run()
 			spdlog::warn("output {} failed: {}; retrying", name(), err);
 		healthy_ = false;
 		last_error_ = err;
-		failed = true;
 		if (cv_.wait_for(lock, backoff,
 		                 [&] { return stop_ && steady_clock::now() >= drain_until_; }))
 			break;

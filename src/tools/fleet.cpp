@@ -22,7 +22,8 @@ namespace keytrail
 namespace
 {
 
-// The row columns (clickhouse_row() makes them; docs/fleet.md lists them).
+// The row columns (clickhouse_row() takes them, kClickHouseEventColumns
+// lists them in this order; docs/fleet.md says what each holds).
 constexpr const char *kEventColumns = "event_id String, host String, type String, "
                                       "time DateTime, time_us UInt64, fingerprint String, "
                                       "secret_type String, source String, inventory_id String, "

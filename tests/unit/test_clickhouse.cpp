@@ -125,26 +125,147 @@ TEST(ClickHouseRow, TakesTheColumnsFromTheRecordAndAStableId)
 	    {"upstream", {{"addr", "140.82.112.6"}, {"port", 443}}}};
 	std::string id = journal_event_id("web-1", "journal-20261201T100000.000000Z.jsonl", 7);
 	EXPECT_EQ(id, "web-1:20261201T100000.000000Z:7");
-	auto row = clickhouse_row(use, id);
+	auto row = clickhouse_row(use.dump());
 	ASSERT_TRUE(row);
-	EXPECT_EQ((*row)["event_id"], id);
-	EXPECT_EQ((*row)["time"], t / 1000000000);
-	EXPECT_EQ((*row)["time_us"], t / 1000);
-	EXPECT_EQ((*row)["fingerprint"], "56c7db766959aaaa56c7db766959aaaa");
-	EXPECT_EQ((*row)["workload"], "mcp-server-github");
-	EXPECT_EQ((*row)["environment"], "prod");
-	EXPECT_EQ((*row)["upstream"], "140.82.112.6:443");
+	EXPECT_TRUE(row->valid());
+	EXPECT_EQ(row->time_ns, t);
+	EXPECT_EQ(row->type, "secret_use");
+	EXPECT_EQ(row->host, "web-1");
+	EXPECT_EQ(row->fingerprint, "56c7db766959aaaa56c7db766959aaaa");
+	EXPECT_EQ(row->secret_type, "github_token");
+	EXPECT_EQ(row->identity, "spiffe://x/web-1/gh/root");
+	EXPECT_EQ(row->workload, "mcp-server-github");
+	EXPECT_EQ(row->environment, "prod");
+	EXPECT_EQ(row->upstream, "140.82.112.6:443");
+	EXPECT_EQ(row->drops, 0u);
 	nlohmann::json health = {{"type", "health"},
 	                         {"time", "2026-12-01T10:00:00Z"},
 	                         {"key_id", "e9a02180"},
 	                         {"kernel", {{"drops_by_type", {{"exec", 1}, {"open", 2}}}}},
 	                         {"outputs", {{{"name", "clickhouse:x"}, {"lag_seconds", 1.5}}}}};
-	row = clickhouse_row(health, "h:1:0");
+	row = clickhouse_row(health.dump());
 	ASSERT_TRUE(row);
-	EXPECT_EQ((*row)["drops"], 3);
-	EXPECT_EQ((*row)["lag_seconds"], 1.5);
-	EXPECT_EQ((*row)["key_id"], "e9a02180");
-	EXPECT_FALSE(clickhouse_row({{"type", "secret"}}, "x")); // no time
+	EXPECT_EQ(row->drops, 3u);
+	EXPECT_EQ(row->lag_seconds, 1.5);
+	EXPECT_EQ(row->key_id, "e9a02180");
+	row = clickhouse_row(R"({"type":"secret"})");
+	ASSERT_TRUE(row);
+	EXPECT_FALSE(row->valid()); // no time: not shipped
+}
+
+// The columns one pass takes are those a parsed document gives: strings
+// only where the schema has strings, a repeated member's last value, the
+// upstream's name before its address, and nothing from a member's namesake
+// deeper down.
+TEST(ClickHouseRow, OnePassAgreesWithTheDocument)
+{
+	auto row = clickhouse_row(
+	    R"({"type":"alert","time":"2026-12-01T10:00:00Z","rule":"shared_credential",)"
+	    R"("identity":"spiffe://x/a","upstream":"api.github.com:443","mcp_server":"gh",)"
+	    R"("process":{"mcp_server":"ignored"},"severity":3,"reason":["not","a","string"],)"
+	    R"("context":{"type":"nested","secret":{"fingerprint":"deadbeef"}},)"
+	    R"("secret":{"fingerprint":"first"},"secret":{"fingerprint":"last","type":"t"},)"
+	    R"("kernel":{"drops_by_type":{"exec":5}},"finding_id":"f1"})");
+	ASSERT_TRUE(row);
+	EXPECT_EQ(row->type, "alert");
+	EXPECT_EQ(row->rule, "shared_credential");
+	EXPECT_EQ(row->identity, "spiffe://x/a");
+	EXPECT_EQ(row->upstream, "api.github.com:443");
+	EXPECT_EQ(row->workload, "gh");
+	EXPECT_EQ(row->severity, "");
+	EXPECT_EQ(row->reason, "");
+	EXPECT_EQ(row->fingerprint, "last");
+	EXPECT_EQ(row->secret_type, "t");
+	EXPECT_EQ(row->finding_id, "f1");
+	EXPECT_EQ(row->drops, 0u); // drops are a health record's
+	row = clickhouse_row(R"({"type":"secret_use","time":"2026-12-01T10:00:00Z",)"
+	                     R"("upstream":{"name":"db.internal","addr":"10.0.0.1","port":5432},)"
+	                     R"("process":{"mcp_server":"pg"}})");
+	ASSERT_TRUE(row);
+	EXPECT_EQ(row->upstream, "db.internal");
+	EXPECT_EQ(row->workload, "pg");
+	row = clickhouse_row(
+	    R"({"type":"health","time":"2026-12-01T10:00:00Z","kernel":)"
+	    R"({"drops_by_type":{"a":-4,"b":2.5,"c":7,"d":18446744073709551615}},)"
+	    R"("outputs":[{"lag_seconds":2},{"lag_seconds":0.5},{"x":{"lag_seconds":9}}]})");
+	ASSERT_TRUE(row);
+	EXPECT_EQ(row->drops, 7u);
+	EXPECT_EQ(row->lag_seconds, 2.0);
+}
+
+TEST(ClickHouseRow, RefusesWhatIsNotOneBoundedObject)
+{
+	for (std::string bad :
+	     {std::string("[1,2]"), std::string("\"x\""), std::string("{\"type\":\"secret\"} {}"),
+	      std::string("{\"type\":\"secret\""), std::string("{\"type\":\"\xff\"}"),
+	      std::string(""), std::string(100, '[') + std::string(100, ']'),
+	      "{\"a\":" + std::string(70, '[') + std::string(70, ']') + "}"})
+		EXPECT_FALSE(clickhouse_row(bad)) << bad;
+	std::string deep_ok =
+	    "{\"type\":\"x\",\"a\":" + std::string(60, '[') + std::string(60, ']') + "}";
+	EXPECT_TRUE(clickhouse_row(deep_ok));
+}
+
+// RowBinary as ClickHouse reads it: LEB128-length strings, little-endian
+// numbers, in kClickHouseEventColumns order.
+TEST(ClickHouseRow, RowBinaryFollowsTheColumnList)
+{
+	auto row = clickhouse_row(R"({"type":"health","time":"2026-12-01T10:00:01.000002Z",)"
+	                          R"("key_id":"k1","kernel":{"drops_by_type":{"x":3}}})");
+	ASSERT_TRUE(row);
+	row->event_id = "h:s:1";
+	std::string record(200, 'r'), out;
+	append_row_binary(*row, record, &out);
+	size_t at = 0;
+	auto str = [&] {
+		uint64_t n = 0;
+		for (int shift = 0;; shift += 7) {
+			uint8_t b = static_cast<uint8_t>(out.at(at++));
+			n |= static_cast<uint64_t>(b & 0x7f) << shift;
+			if (!(b & 0x80))
+				break;
+		}
+		std::string s = out.substr(at, n);
+		at += n;
+		return s;
+	};
+	auto num = [&](size_t bytes) {
+		uint64_t v = 0;
+		for (size_t i = 0; i < bytes; i++)
+			v |= static_cast<uint64_t>(static_cast<uint8_t>(out.at(at++))) << (8 * i);
+		return v;
+	};
+	std::vector<std::string> columns;
+	std::string list = kClickHouseEventColumns;
+	for (size_t from = 0; from <= list.size();) {
+		size_t comma = std::min(list.find(", ", from), list.size());
+		columns.push_back(list.substr(from, comma - from));
+		from = comma + 2;
+	}
+	ASSERT_EQ(columns.size(), 21u);
+	EXPECT_EQ(columns.front(), "event_id");
+	EXPECT_EQ(columns.back(), "record");
+	for (const auto &c : columns) {
+		if (c == "time")
+			EXPECT_EQ(num(4), 1796119201u);
+		else if (c == "time_us")
+			EXPECT_EQ(num(8), 1796119201000002u);
+		else if (c == "drops")
+			EXPECT_EQ(num(8), 3u);
+		else if (c == "lag_seconds")
+			EXPECT_EQ(num(8), 0u); // +0.0
+		else if (c == "event_id")
+			EXPECT_EQ(str(), "h:s:1");
+		else if (c == "type")
+			EXPECT_EQ(str(), "health");
+		else if (c == "key_id")
+			EXPECT_EQ(str(), "k1");
+		else if (c == "record")
+			EXPECT_EQ(str(), record); // a length past 127: two bytes
+		else
+			EXPECT_EQ(str(), "") << c;
+	}
+	EXPECT_EQ(at, out.size());
 }
 
 TEST(ClickHouseConfig, ChecksEveryKey)

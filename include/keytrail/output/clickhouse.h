@@ -14,12 +14,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -54,8 +56,9 @@ class ClickHouseClient
 	// Runs one statement (POSTed); *out gets the response (at most 64 MiB).
 	// false with *err: the transport's error or the server's, first line.
 	bool query(const std::string &sql, std::string *out, std::string *err);
-	// INSERT INTO table FORMAT JSONEachRow with rows (one JSON object a line).
-	bool insert(const std::string &table, const std::string &rows, std::string *err);
+	// INSERT INTO table [(columns)] FORMAT format with rows.
+	bool insert(const std::string &table, const std::string &rows, std::string *err,
+	            const std::string &format = "JSONEachRow", const std::string &columns = "");
 	// query() that throws Error naming the statement's purpose.
 	std::string run(const std::string &sql, const std::string &what);
 
@@ -67,10 +70,25 @@ class ClickHouseClient
 	void *curl_ = nullptr;
 };
 
-// The row a journal record becomes (the columns of docs/fleet.md), or
-// nullopt for a record without a type or time. event_id names it for good.
-std::optional<nlohmann::json> clickhouse_row(const nlohmann::json &record,
-                                             const std::string &event_id);
+// The row of `events` a journal record becomes (the columns of
+// docs/fleet.md, but for `record`, the line itself).
+struct ClickHouseRow {
+	std::string event_id, host, type;
+	int64_t time_ns = -1; // -1: no valid time
+	std::string fingerprint, secret_type, source, inventory_id, identity, environment, workload,
+	    upstream, rule, severity, finding_id, reason, key_id;
+	uint64_t drops = 0;     // health: the kernel's drops, all types
+	double lag_seconds = 0; // health: the largest output lag
+	bool valid() const { return !type.empty() && time_ns >= 0; } // else not shipped
+};
+// The columns from one pass over the line, without building a document;
+// nullopt when it is not one JSON object (or nests deeper than 64). The
+// event id is the caller's (journal_event_id).
+std::optional<ClickHouseRow> clickhouse_row(std::string_view record);
+// The columns of `events` in the order append_row_binary() writes them.
+extern const char *const kClickHouseEventColumns;
+// Appends the row and its record in ClickHouse's RowBinary format.
+void append_row_binary(const ClickHouseRow &row, std::string_view record, std::string *out);
 // "<host>:<segment stamp>:<line>": the same for a record wherever and
 // however often it is shipped.
 std::string journal_event_id(const std::string &host, const std::string &segment_base,
@@ -130,7 +148,9 @@ struct ClickHouseCounters {
 	template <typename F> void each(F &&f) const { KT_CLICKHOUSE_COUNTERS(KT_COUNTER_VISIT) }
 };
 
-// The output: one thread, started by the constructor.
+// The output: two threads, started by the constructor. One reads the
+// journal and encodes batches, the other ships them, so ClickHouse takes one
+// batch while the next is made.
 class ClickHouseShipper
 {
       public:
@@ -149,11 +169,23 @@ class ClickHouseShipper
 	                               const std::string &database);
 
       private:
-	void run();
+	// Journal lines as one INSERT's rows, and the cursor after them.
+	struct Batch {
+		std::string body; // RowBinary
+		size_t rows = 0;
+		uint64_t skipped = 0, bad = 0;
+		int64_t first_ns = 0, newest_ns = 0; // oldest pending, newest record
+		std::string segment;
+		uint64_t line = 0;
+		bool complete = false;
+	};
+	static constexpr size_t kQueuedBatches = 2; // one in flight, one ready
+
+	void run();  // the encoder
+	void send(); // the sender
 	// After a read, under mu_: caught up, and the oldest pending time.
 	void note_pending(const std::vector<JournalTail::Line> &pending);
-	bool ship(std::vector<JournalTail::Line> &lines, size_t *rows, int64_t *newest_ns,
-	          std::string *err);
+	void encode(const std::vector<JournalTail::Line> &lines, Batch *b) const;
 	bool save_cursor(const std::string &segment, uint64_t line, bool complete);
 
 	OutputSpec spec_;
@@ -174,7 +206,10 @@ class ClickHouseShipper
 	int64_t oldest_pending_ns_ = 0; // under mu_: time of the oldest unacknowledged record
 	std::string acked_segment_;     // under mu_
 	uint64_t acked_line_ = 0;       // under mu_
-	std::thread thread_;
+	std::deque<Batch> queue_;       // under mu_: encoded, the oldest (in flight) first
+	std::string spare_body_;        // under mu_: a shipped batch's buffer, for the next
+	bool encoder_done_ = false;     // under mu_
+	std::thread thread_, sender_;
 };
 
 } // namespace keytrail
