@@ -332,6 +332,14 @@ bool read_segment_lines(const std::string &path, const std::function<bool(std::s
 
 } // namespace
 
+bool read_journal_segment_lines(const std::string &path,
+                                const std::function<bool(std::string_view)> &f,
+                                JournalReadStats *stats)
+{
+	JournalReadStats local;
+	return read_segment_lines(path, f, stats ? *stats : local);
+}
+
 bool read_journal_segment(const std::string &path, const std::function<bool(nlohmann::json &&)> &f,
                           JournalReadStats *stats)
 {

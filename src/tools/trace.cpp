@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <tuple>
 
 #include "keytrail/output/journal.h"
@@ -22,40 +23,381 @@ namespace keytrail
 namespace
 {
 
-std::string str(const nlohmann::json &j, const char *k)
-{
-	auto it = j.find(k);
-	return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
+// A process as a record names it: the record itself, its "process" object
+// or one of its ancestors.
+struct Named {
+	std::string exec_id, comm, exe, identity, mcp_server;
+	uint32_t pid = 0, ppid = 0;
+};
 
-uint64_t num(const nlohmann::json &j, const char *k)
-{
-	auto it = j.find(k);
-	return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>()
-	       : it != j.end() && it->is_number_integer()
-	           ? static_cast<uint64_t>(std::max<int64_t>(0, it->get<int64_t>()))
-	           : 0;
-}
+struct Net {
+	std::string addr, sni, http_host;
+	uint32_t port = 0;
+};
 
-int64_t time_of(const nlohmann::json &r, const char *k = "time")
-{
-	int64_t t = 0;
-	std::string s = str(r, k);
-	if (!s.empty())
-		parse_rfc3339(s, &t);
-	return t;
-}
+struct SecretFields {
+	std::string fingerprint, type, source, inventory_id, env, arg, path;
+};
 
-// The identity id of a record: a string, or an object with "id".
-std::string identity_of(const nlohmann::json &r)
+struct Credential {
+	std::string fingerprint, upstream;
+};
+
+// The fields of a journal record the model reads, and nothing else: a
+// document per record (its parse, lookups and free) was most of the time
+// a trace spent on the segments it read. A field that is absent or of
+// another type is empty (or 0), as a lookup in the document gave. Lists
+// are read from arrays only (the document's iteration also took an
+// object's values; the agent writes arrays).
+struct RecordFields {
+	std::string type;
+	int64_t time = 0, event_time = 0, started = 0;
+	Named self; // exec_id, pid, ppid, comm, identity, mcp_server of the record
+	std::string filename, child_exec_id;
+	uint32_t child_pid = 0;
+	std::vector<std::string> argv;
+	std::vector<Named> ancestry; // an element that is no object: all empty
+	bool ancestry_first_object = false;
+	Net net;                   // a connect's own
+	bool has_upstream = false; // "upstream" present, whatever its type
+	Net upstream;
+	bool has_secret = false; // "secret" present, whatever its type
+	SecretFields secret;
+	Named process;
+	std::string rule, severity, finding_id, summary; // alert, update
+	std::string id, tool, outcome, client;           // tool_call
+	double duration_ms = 0;
+	std::vector<std::string> upstreams;
+	std::vector<Credential> credentials;
+};
+
+// Reads a record line into RecordFields without building a document.
+// Only the first levels of a record hold fields the model reads; deeper
+// values are parsed (nlohmann's parser does not recurse, and a line is at
+// most 16 MiB) and dropped. A repeated key replaces what the earlier one
+// gave, as in a document.
+class RecordSax : public nlohmann::json_sax<nlohmann::json>
 {
-	auto it = r.find("identity");
-	if (it == r.end())
-		return "";
-	if (it->is_string())
-		return it->get<std::string>();
-	return it->is_object() ? str(*it, "id") : "";
-}
+      public:
+	// False if the line is not one JSON object; *r is then partly filled.
+	bool parse(std::string_view line, RecordFields *r)
+	{
+		r_ = r;
+		depth_ = 0;
+		object_ = false;
+		return nlohmann::json::sax_parse(line.begin(), line.end(), this) && object_;
+	}
+
+	bool null() override { return value(); }
+	bool boolean(bool) override { return value(); }
+	bool number_integer(number_integer_t v) override
+	{
+		// A negative count or id reads as 0.
+		return number(static_cast<uint32_t>(std::max<int64_t>(0, v)),
+		              static_cast<double>(v));
+	}
+	bool number_unsigned(number_unsigned_t v) override
+	{
+		return number(static_cast<uint32_t>(v), static_cast<double>(v));
+	}
+	bool number_float(number_float_t v, const string_t &) override { return number(0, v); }
+	bool binary(binary_t &) override { return value(); }
+	bool string(string_t &v) override
+	{
+		Slot *s = value_slot();
+		if (!s)
+			return true;
+		if (s->str)
+			*s->str = std::move(v);
+		else if (s->strings)
+			s->strings->push_back(std::move(v));
+		else if (s->time && !v.empty())
+			parse_rfc3339(v, s->time);
+		return true;
+	}
+	bool start_object(std::size_t) override { return open(true); }
+	bool start_array(std::size_t) override { return open(false); }
+	bool end_object() override { return close(); }
+	bool end_array() override { return close(); }
+	bool key(string_t &k) override
+	{
+		if (depth_ < kFrames)
+			frames_[depth_].slot = slot_for(frames_[depth_], std::string_view(k));
+		return true;
+	}
+	bool parse_error(std::size_t, const std::string &,
+	                 const nlohmann::detail::exception &) override
+	{
+		return false;
+	}
+
+      private:
+	// What an object or array is: the record or one of the parts of it the
+	// model reads.
+	enum class In {
+		other,
+		record,
+		named,    // "process", or an element of "ancestry"
+		identity, // {"id": ...}
+		secret,
+		upstream,
+		client,
+		strings, // "argv", "upstreams"
+		ancestry,
+		credentials,
+		credential,
+	};
+
+	// Where the value after a key (or an array's next element) goes.
+	struct Slot {
+		std::string *str = nullptr;
+		uint32_t *num = nullptr;
+		int64_t *time = nullptr; // an RFC 3339 string
+		double *dbl = nullptr;
+		std::vector<std::string> *strings = nullptr; // a string element
+		In object = In::other, array = In::other;    // what a container here is
+		Named *named = nullptr;                      // with In::named
+	};
+
+	struct Frame {
+		In in = In::other;
+		Named *named = nullptr;                      // In::named
+		std::string *id = nullptr;                   // In::identity
+		std::vector<std::string> *strings = nullptr; // In::strings
+		Slot slot;
+	};
+
+	// The record, an object in it, and one in that (an ancestor's fields,
+	// a process's identity): nothing the model reads sits deeper.
+	static constexpr int kFrames = 4;
+
+	// Keys compare as string_views: most differ in length alone.
+	Slot slot_for(const Frame &f, std::string_view k)
+	{
+		using namespace std::literals;
+		RecordFields &r = *r_;
+		Slot s;
+		auto text = [&](std::string &x) {
+			x.clear();
+			s.str = &x;
+		};
+		auto count = [&](uint32_t &x) {
+			x = 0;
+			s.num = &x;
+		};
+		auto when = [&](int64_t &x) {
+			x = 0;
+			s.time = &x;
+		};
+		auto identity = [&](std::string &x) {
+			text(x);
+			s.object = In::identity;
+		};
+		auto named = [&](Named &n) {
+			if (k == "exec_id"sv)
+				text(n.exec_id);
+			else if (k == "pid"sv)
+				count(n.pid);
+			else if (k == "ppid"sv)
+				count(n.ppid);
+			else if (k == "comm"sv)
+				text(n.comm);
+			else if (k == "exe"sv)
+				text(n.exe);
+			else if (k == "identity"sv)
+				identity(n.identity);
+			else if (k == "mcp_server"sv)
+				text(n.mcp_server);
+		};
+		auto net = [&](Net &n) {
+			if (k == "addr"sv)
+				text(n.addr);
+			else if (k == "sni"sv)
+				text(n.sni);
+			else if (k == "http_host"sv)
+				text(n.http_host);
+			else if (k == "port"sv)
+				count(n.port);
+		};
+		switch (f.in) {
+		case In::record:
+			if (k == "type"sv)
+				text(r.type);
+			else if (k == "time"sv)
+				when(r.time);
+			else if (k == "event_time"sv)
+				when(r.event_time);
+			else if (k == "started"sv)
+				when(r.started);
+			else if (k == "filename"sv)
+				text(r.filename);
+			else if (k == "child_exec_id"sv)
+				text(r.child_exec_id);
+			else if (k == "child_pid"sv)
+				count(r.child_pid);
+			else if (k == "argv"sv) {
+				r.argv.clear();
+				s.array = In::strings;
+				s.strings = &r.argv;
+			} else if (k == "ancestry"sv) {
+				r.ancestry.clear();
+				r.ancestry_first_object = false;
+				s.array = In::ancestry;
+			} else if (k == "upstream"sv) {
+				r.has_upstream = true;
+				r.upstream = {};
+				s.object = In::upstream;
+			} else if (k == "secret"sv) {
+				r.has_secret = true;
+				r.secret = {};
+				s.object = In::secret;
+			} else if (k == "process"sv) {
+				r.process = {};
+				s.object = In::named;
+				s.named = &r.process;
+			} else if (k == "rule"sv)
+				text(r.rule);
+			else if (k == "severity"sv)
+				text(r.severity);
+			else if (k == "finding_id"sv)
+				text(r.finding_id);
+			else if (k == "summary"sv)
+				text(r.summary);
+			else if (k == "id"sv)
+				text(r.id);
+			else if (k == "tool"sv)
+				text(r.tool);
+			else if (k == "outcome"sv)
+				text(r.outcome);
+			else if (k == "client"sv) {
+				r.client.clear();
+				s.object = In::client;
+			} else if (k == "duration_ms"sv) {
+				r.duration_ms = 0;
+				s.dbl = &r.duration_ms;
+			} else if (k == "upstreams"sv) {
+				r.upstreams.clear();
+				s.array = In::strings;
+				s.strings = &r.upstreams;
+			} else if (k == "credentials"sv) {
+				r.credentials.clear();
+				s.array = In::credentials;
+			} else if (k == "addr"sv || k == "sni"sv || k == "http_host"sv ||
+			           k == "port"sv)
+				net(r.net);
+			else
+				named(r.self);
+			break;
+		case In::named: named(*f.named); break;
+		case In::identity:
+			if (k == "id"sv)
+				text(*f.id);
+			break;
+		case In::secret:
+			for (auto [name, field] :
+			     {std::pair{"fingerprint"sv, &r.secret.fingerprint},
+			      {"type", &r.secret.type},
+			      {"source", &r.secret.source},
+			      {"inventory_id", &r.secret.inventory_id},
+			      {"env", &r.secret.env},
+			      {"arg", &r.secret.arg},
+			      {"path", &r.secret.path}})
+				if (k == name)
+					text(*field);
+			break;
+		case In::upstream: net(r.upstream); break;
+		case In::client:
+			if (k == "name"sv)
+				text(r.client);
+			break;
+		case In::credential:
+			if (k == "fingerprint"sv)
+				text(r.credentials.back().fingerprint);
+			else if (k == "upstream"sv)
+				text(r.credentials.back().upstream);
+			break;
+		default: break;
+		}
+		return s;
+	}
+
+	// The slot of the value that starts now, if anything reads it. In an
+	// array, an element of the ancestry is counted whatever it is.
+	Slot *value_slot()
+	{
+		if (depth_ == 0 || depth_ >= kFrames)
+			return nullptr;
+		Frame &f = frames_[depth_];
+		switch (f.in) {
+		case In::strings:
+			f.slot = {};
+			f.slot.strings = f.strings;
+			break;
+		case In::ancestry:
+			f.slot = {};
+			f.slot.object = In::named;
+			f.slot.named = &r_->ancestry.emplace_back();
+			break;
+		case In::credentials:
+			f.slot = {};
+			f.slot.object = In::credential;
+			break;
+		default: break;
+		}
+		return &f.slot;
+	}
+
+	bool value()
+	{
+		value_slot();
+		return true;
+	}
+
+	bool number(uint32_t n, double d)
+	{
+		Slot *s = value_slot();
+		if (s && s->num)
+			*s->num = n;
+		if (s && s->dbl)
+			*s->dbl = d;
+		return true;
+	}
+
+	bool open(bool object)
+	{
+		Frame f;
+		if (depth_ == 0) {
+			object_ = object;
+			f.in = object ? In::record : In::other;
+		} else if (Slot *s = value_slot()) {
+			f.in = object ? s->object : s->array;
+			f.named = s->named;
+			f.id = s->str;
+			f.strings = s->strings;
+			if (f.in == In::named && frames_[depth_].in == In::ancestry &&
+			    r_->ancestry.size() == 1)
+				r_->ancestry_first_object = true;
+			if (f.in == In::credential)
+				r_->credentials.emplace_back();
+		}
+		// A string expected and a container found: the string stays empty.
+		depth_++;
+		if (depth_ < kFrames)
+			frames_[depth_] = f;
+		return true;
+	}
+
+	bool close()
+	{
+		depth_--;
+		return true;
+	}
+
+	RecordFields *r_ = nullptr;
+	int depth_ = 0; // containers open
+	bool object_ = false;
+	Frame frames_[kFrames];
+};
 
 // Everything the journal says, by exec_id.
 struct Model {
@@ -74,10 +416,10 @@ struct Model {
 		return p;
 	}
 
-	void add(const nlohmann::json &r)
+	void add(const RecordFields &r)
 	{
-		std::string type = str(r, "type");
-		int64_t t = time_of(r);
+		const std::string &type = r.type;
+		int64_t t = r.time;
 		if (type == "alert" || type == "update")
 			add_alert(r, type, t);
 		if (type == "secret_use" || type == "alert" || type == "update") {
@@ -88,7 +430,7 @@ struct Model {
 			add_tool_call(r);
 			return;
 		}
-		std::string id = str(r, "exec_id");
+		const std::string &id = r.self.exec_id;
 		if (id.empty())
 			return;
 		if (type == "secret") {
@@ -96,7 +438,7 @@ struct Model {
 			return;
 		}
 		TraceProcess &p = proc(id);
-		fill(p, r, t);
+		fill(p, r.self, t);
 		if (type == "exec")
 			add_exec(r, p, t);
 		else if (type == "fork")
@@ -104,79 +446,60 @@ struct Model {
 		else if (type == "exit")
 			p.exit = t;
 		else if (type == "connect")
-			add_connect(r, p, t);
+			add_connect(r.net, p, t);
 	}
 
 	// A connect a secret_use (or an alert) names; a use binds a credential to it.
-	void add_use(const nlohmann::json &r, bool use)
+	void add_use(const RecordFields &r, bool use)
 	{
-		const nlohmann::json &pj = r.value("process", nlohmann::json::object());
-		std::string id = str(pj, "exec_id");
-		if (id.empty() || !r.contains("secret") || !r.contains("upstream"))
+		const std::string &id = r.process.exec_id;
+		if (id.empty() || !r.has_secret || !r.has_upstream)
 			return;
 		TraceProcess &p = proc(id);
-		const auto &u = r["upstream"];
-		std::string addr = str(u, "addr"), name = str(u, "sni");
-		if (name.empty())
-			name = str(u, "http_host");
-		auto port = static_cast<uint32_t>(num(u, "port"));
+		const Net &u = r.upstream;
+		const std::string &name = u.sni.empty() ? u.http_host : u.sni;
 		auto c = std::find_if(p.connects.begin(), p.connects.end(), [&](auto &x) {
-			return x.addr == addr && x.port == port && x.name == name;
+			return x.addr == u.addr && x.port == u.port && x.name == name;
 		});
 		if (c == p.connects.end()) {
-			p.connects.push_back({addr, name, port, time_of(r, "event_time"), {}});
+			p.connects.push_back({u.addr, name, u.port, r.event_time, {}});
 			c = p.connects.end() - 1;
 		}
-		std::string fp = str(r["secret"], "fingerprint");
+		const std::string &fp = r.secret.fingerprint;
 		if (use && !fp.empty() &&
 		    std::find(c->used.begin(), c->used.end(), fp) == c->used.end())
 			c->used.push_back(fp);
 	}
 
-	void add_tool_call(const nlohmann::json &r)
+	void add_tool_call(const RecordFields &r)
 	{
-		const nlohmann::json &pj = r.value("process", nlohmann::json::object());
-		std::string id = str(pj, "exec_id");
+		const std::string &id = r.process.exec_id;
 		if (id.empty())
 			return;
 		TraceProcess &p = proc(id);
-		fill(p, pj, 0);
+		fill(p, r.process, 0);
 		TraceToolCall c;
-		c.id = str(r, "id");
-		c.tool = str(r, "tool");
-		c.outcome = str(r, "outcome");
-		if (auto cl = r.find("client"); cl != r.end() && cl->is_object())
-			c.client = str(*cl, "name");
-		c.start = time_of(r, "started");
-		c.end = time_of(r, "event_time");
-		if (auto d = r.find("duration_ms"); d != r.end() && d->is_number())
-			c.duration_ms = d->get<double>();
-		for (const auto &u : r.value("upstreams", nlohmann::json::array()))
-			if (u.is_string())
-				c.upstreams.push_back(u.get<std::string>());
-		for (const auto &x : r.value("credentials", nlohmann::json::array()))
-			if (x.is_object())
-				c.credentials.emplace_back(str(x, "fingerprint"),
-				                           str(x, "upstream"));
+		c.id = r.id;
+		c.tool = r.tool;
+		c.outcome = r.outcome;
+		c.client = r.client;
+		c.start = r.started;
+		c.end = r.event_time;
+		c.duration_ms = r.duration_ms;
+		c.upstreams = r.upstreams;
+		for (const auto &x : r.credentials)
+			c.credentials.emplace_back(x.fingerprint, x.upstream);
 		for (const auto &x : p.tool_calls)
 			if (x.id == c.id && x.start == c.start)
 				return; // the same record read twice
 		p.tool_calls.push_back(std::move(c));
 	}
 
-	void add_alert(const nlohmann::json &r, const std::string &type, int64_t t)
+	void add_alert(const RecordFields &r, const std::string &type, int64_t t)
 	{
-		TraceAlert a{type,
-		             str(r, "rule"),
-		             str(r, "severity"),
-		             str(r, "finding_id"),
-		             str(r, "summary"),
-		             "",
-		             t};
-		if (auto s = r.find("secret"); s != r.end() && s->is_object())
-			a.fingerprint = str(*s, "fingerprint");
-		auto pj = r.find("process");
-		std::string id = pj != r.end() && pj->is_object() ? str(*pj, "exec_id") : "";
+		TraceAlert a{
+		    type, r.rule, r.severity, r.finding_id, r.summary, r.secret.fingerprint, t};
+		const std::string &id = r.process.exec_id;
 		if (id.empty()) {
 			if (!a.fingerprint.empty())
 				add_once(credential_alerts[a.fingerprint], std::move(a));
@@ -184,12 +507,12 @@ struct Model {
 		}
 		TraceProcess &p = proc(id);
 		// What the alert says about its process, where nothing else did.
-		fill(p, *pj, 0);
+		fill(p, r.process, 0);
 		// The agent's exe for it, over what a fork record guessed (the parent's).
-		if (!execd.count(id) && !str(*pj, "exe").empty())
-			p.exe = str(*pj, "exe");
+		if (!execd.count(id) && !r.process.exe.empty())
+			p.exe = r.process.exe;
 		if (p.identity.empty())
-			p.identity = identity_of(r);
+			p.identity = r.self.identity;
 		add_once(p.alerts, std::move(a));
 	}
 
@@ -203,22 +526,20 @@ struct Model {
 		v.push_back(std::move(a));
 	}
 
-	void add_secret(const nlohmann::json &r, const std::string &id, int64_t t)
+	void add_secret(const RecordFields &r, const std::string &id, int64_t t)
 	{
-		const nlohmann::json &s = r.value("secret", nlohmann::json::object());
-		TraceSecret ts{str(s, "fingerprint"),  str(s, "type"),
-		               str(s, "source"),       "",
-		               str(s, "inventory_id"), t};
-		for (const char *k : {"env", "arg", "path"})
+		const SecretFields &s = r.secret;
+		TraceSecret ts{s.fingerprint, s.type, s.source, "", s.inventory_id, t};
+		for (const std::string *x : {&s.env, &s.arg, &s.path})
 			if (ts.location.empty())
-				ts.location = str(s, k);
+				ts.location = *x;
 		if (ts.fingerprint.empty())
 			return;
 		if (!ts.inventory_id.empty())
 			inventory[ts.inventory_id].insert(ts.fingerprint);
 		TraceProcess &p = proc(id);
-		fill(p, r, t);
-		std::string who = identity_of(r);
+		fill(p, r.self, t);
+		const std::string &who = r.self.identity;
 		if (!who.empty())
 			holders[ts.fingerprint].emplace(who, id);
 		for (const auto &x : p.secrets)
@@ -227,38 +548,35 @@ struct Model {
 		p.secrets.push_back(std::move(ts));
 	}
 
-	void add_exec(const nlohmann::json &r, TraceProcess &p, int64_t t)
+	void add_exec(const RecordFields &r, TraceProcess &p, int64_t t)
 	{
 		execd.insert(p.exec_id);
 		p.start = t;
-		p.comm = str(r, "comm"); // a fork record named it after its parent
-		p.exe = str(r, "filename");
-		p.argv.clear();
-		for (const auto &a : r.value("argv", nlohmann::json::array()))
-			if (a.is_string())
-				p.argv.push_back(a.get<std::string>());
-		const auto &anc = r.value("ancestry", nlohmann::json::array());
-		if (anc.empty() || !anc[0].is_object())
+		p.comm = r.self.comm; // a fork record named it after its parent
+		p.exe = r.filename;
+		p.argv = r.argv;
+		const auto &anc = r.ancestry;
+		if (anc.empty() || !r.ancestry_first_object)
 			return;
-		link(str(anc[0], "exec_id"), p);
+		link(anc[0].exec_id, p);
 		// Ancestors the journal never saw exec are still named.
 		for (size_t i = 0; i < anc.size(); i++) {
-			TraceProcess &a = proc(str(anc[i], "exec_id"));
+			TraceProcess &a = proc(anc[i].exec_id);
 			if (a.comm.empty())
-				a.comm = str(anc[i], "comm");
+				a.comm = anc[i].comm;
 			if (a.exe.empty())
-				a.exe = str(anc[i], "exe");
+				a.exe = anc[i].exe;
 			if (!a.pid)
-				a.pid = static_cast<uint32_t>(num(anc[i], "pid"));
+				a.pid = anc[i].pid;
 			if (i + 1 < anc.size())
-				link(str(anc[i + 1], "exec_id"), a);
+				link(anc[i + 1].exec_id, a);
 		}
 	}
 
-	void add_fork(const nlohmann::json &r, TraceProcess &p, const std::string &id, int64_t t)
+	void add_fork(const RecordFields &r, TraceProcess &p, const std::string &id, int64_t t)
 	{
-		TraceProcess &c = proc(str(r, "child_exec_id"));
-		c.pid = static_cast<uint32_t>(num(r, "child_pid"));
+		TraceProcess &c = proc(r.child_exec_id);
+		c.pid = r.child_pid;
 		c.ppid = p.pid;
 		if (!c.start || (t && t < c.start)) // its own records may have come first
 			c.start = t;
@@ -269,32 +587,29 @@ struct Model {
 		link(id, c);
 	}
 
-	void add_connect(const nlohmann::json &r, TraceProcess &p, int64_t t)
+	void add_connect(const Net &n, TraceProcess &p, int64_t t)
 	{
-		std::string addr = str(r, "addr"), name = str(r, "sni");
-		if (name.empty())
-			name = str(r, "http_host");
-		auto port = static_cast<uint32_t>(num(r, "port"));
-		if (addr.empty() || port == 0)
+		const std::string &name = n.sni.empty() ? n.http_host : n.sni;
+		if (n.addr.empty() || n.port == 0)
 			return;
 		for (const auto &c : p.connects)
-			if (c.addr == addr && c.port == port && c.name == name)
+			if (c.addr == n.addr && c.port == n.port && c.name == name)
 				return;
-		p.connects.push_back({addr, name, port, t, {}});
+		p.connects.push_back({n.addr, name, n.port, t, {}});
 	}
 
-	void fill(TraceProcess &p, const nlohmann::json &r, int64_t t)
+	void fill(TraceProcess &p, const Named &n, int64_t t)
 	{
 		if (!p.pid)
-			p.pid = static_cast<uint32_t>(num(r, "pid"));
+			p.pid = n.pid;
 		if (!p.ppid)
-			p.ppid = static_cast<uint32_t>(num(r, "ppid"));
+			p.ppid = n.ppid;
 		if (p.comm.empty())
-			p.comm = str(r, "comm");
+			p.comm = n.comm;
 		if (p.identity.empty())
-			p.identity = identity_of(r);
+			p.identity = n.identity;
 		if (p.mcp_server.empty())
-			p.mcp_server = str(r, "mcp_server");
+			p.mcp_server = n.mcp_server;
 		if (!p.start || (t && t < p.start))
 			p.start = t;
 	}
@@ -389,21 +704,34 @@ std::set<std::string> around(Model &m, const std::set<std::string> &seeds,
 
 // One segment's records in the query's time range, parsed.
 struct SegmentRead {
-	std::vector<nlohmann::json> records;
+	std::vector<RecordFields> records;
 	JournalReadStats stats;
 };
 
 constexpr size_t kCachedRecords = 200000;
 
-std::shared_ptr<const SegmentRead> read_segment(const std::string &path, const TraceQuery &q)
+// expect: the records its index counted. Reserved up front, as growing
+// the vector touched twice the memory, and page faults were a third of
+// the parse; bounded, as the index is input too.
+std::shared_ptr<const SegmentRead> read_segment(const std::string &path, const TraceQuery &q,
+                                                uint64_t expect)
 {
 	auto r = std::make_shared<SegmentRead>();
-	read_journal_segment(
+	r->records.reserve(std::min<uint64_t>(expect, 1u << 16));
+	RecordSax sax;
+	read_journal_segment_lines(
 	    path,
-	    [&](nlohmann::json &&rec) {
-		    int64_t t = time_of(rec);
-		    if (!(q.since && t && t < q.since) && !(q.until && t && t > q.until))
-			    r->records.push_back(std::move(rec));
+	    [&](std::string_view line) {
+		    RecordFields &rec = r->records.emplace_back();
+		    if (!sax.parse(line, &rec)) {
+			    r->records.pop_back();
+			    r->stats.bad_lines++; // not a JSON object
+			    return true;
+		    }
+		    r->stats.records++;
+		    int64_t t = rec.time;
+		    if ((q.since && t && t < q.since) || (q.until && t && t > q.until))
+			    r->records.pop_back();
 		    return true;
 	    },
 	    &r->stats);
@@ -549,11 +877,13 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
 			while (ahead.size() < 2 && next < todo.size()) {
 				size_t j = todo[next++];
 				ahead.emplace_back(
-				    j, reads[j] ? std::async(std::launch::deferred,
-				                             [&reads, j] { return reads[j]; })
-				                : std::async(std::launch::async, [&, j] {
-					                  return read_segment(segs[j], q);
-				                  }));
+				    j, reads[j]
+				           ? std::async(std::launch::deferred,
+				                        [&reads, j] { return reads[j]; })
+				           : std::async(std::launch::async, [&, j] {
+					             return read_segment(
+					                 segs[j], q, idx[j] ? idx[j]->records : 0);
+				             }));
 			}
 			auto r = ahead.front().second.get();
 			ahead.pop_front();
@@ -566,7 +896,7 @@ TraceResult run_trace(const std::string &journal_dir, const TraceQuery &q,
 			res.stats.bad_lines += r->stats.bad_lines;
 			res.stats.segments += r->stats.segments;
 			res.stats.truncated_segments += r->stats.truncated_segments;
-			// Kept for a start over, up to a bound (a parsed record is ~1 KiB).
+			// Kept for a start over, up to a bound (a record read is ~1.3 KiB).
 			if (!reads[i] && cached + r->records.size() <= kCachedRecords) {
 				cached += r->records.size();
 				reads[i] = r;

@@ -791,3 +791,53 @@ TEST(Trace, ToolCallsShowBetweenClientAndUpstreams)
 	EXPECT_NE(dot.find("label=\"used afdfa8235ec3\""), std::string::npos) << dot;
 	EXPECT_NE(dot.find("label=\"served by\""), std::string::npos) << dot;
 }
+
+// Records are read field by field, not as documents; odd lines read as a
+// document lookup would: a repeated key's last value, a number of the wrong
+// kind as 0, deep nesting where nothing is read, an ancestry that is no
+// array (which made the document lookup throw) as none.
+TEST(Trace, OddRecordsReadAsTheirLastKeyAndNothingElse)
+{
+	std::string dir = temp_dir() + "/journal";
+	make_private_dirs(dir);
+	std::string deep = std::string(100000, '[') + std::string(100000, ']');
+	std::ofstream o(dir + "/journal-20261126T100000.000000Z.jsonl");
+	o << R"({"type":"exec","time":"2026-11-26T10:00:00Z","exec_id":"b:1:100","pid":100,)"
+	  << R"("comm":"first","comm":"server","junk":)" << deep
+	  << R"(,"identity":{"id":"spiffe://t/a","id":"spiffe://t/gh"},)"
+	  << R"("argv":["server",7,"--flag"],"ancestry":[{"exec_id":"b:0:1","pid":1,"comm":"init"}]})"
+	  << "\n";
+	o << R"({"type":"secret","time":"2026-11-26T10:00:01Z","exec_id":"b:1:100","identity":"x",)"
+	  << R"("secret":"none","secret":{"fingerprint":")" << kFp << R"(","env":"GH"}})"
+	  << "\n";
+	o << R"({"type":"exec","time":"2026-11-26T10:00:02Z","exec_id":"b:2:101","pid":101.5,)"
+	  << R"("ppid":-4,"ancestry":{"exec_id":"b:1:100"}})"
+	  << "\n";
+	o << "[1,2]\n\"x\"\n"
+	  << R"({"type":"exit")"
+	  << "\n";
+	o.close();
+
+	TraceQuery q;
+	q.secret = kFp;
+	auto r = run_trace(dir, q);
+	ASSERT_TRUE(r.error.empty()) << r.error;
+	EXPECT_EQ(r.stats.records, 3u);
+	EXPECT_EQ(r.stats.bad_lines, 3u);
+	const auto &s = r.processes.at("b:1:100");
+	EXPECT_EQ(s.comm, "server");
+	EXPECT_EQ(s.identity, "spiffe://t/gh");
+	EXPECT_EQ(s.argv, (std::vector<std::string>{"server", "--flag"}));
+	EXPECT_EQ(s.parent, "b:0:1");
+	ASSERT_EQ(s.secrets.size(), 1u);
+	EXPECT_EQ(s.secrets[0].location, "GH");
+
+	TraceQuery e;
+	e.exec_id = "b:2:101";
+	auto r2 = run_trace(dir, e);
+	ASSERT_TRUE(r2.error.empty()) << r2.error;
+	const auto &p = r2.processes.at("b:2:101");
+	EXPECT_EQ(p.pid, 0u);
+	EXPECT_EQ(p.ppid, 0u);
+	EXPECT_EQ(p.parent, "");
+}

@@ -141,6 +141,13 @@ bool write_segment_index(const std::string &segment, SegmentIndex ix);
 // The index beside a segment, if there is one and it describes the segment.
 std::optional<SegmentIndex> read_segment_index(const std::string &segment);
 
+// Calls f for each whole line of one segment (plain or gzip), for a reader
+// that parses records its own way; lines over the size bound and a cut last
+// line are counted bad and not passed. Returns false if f does.
+bool read_journal_segment_lines(const std::string &path,
+                                const std::function<bool(std::string_view)> &f,
+                                JournalReadStats *stats = nullptr);
+
 // Calls f for each record of one segment; as read_journal.
 bool read_journal_segment(const std::string &path, const std::function<bool(nlohmann::json &&)> &f,
                           JournalReadStats *stats = nullptr);
