@@ -152,7 +152,7 @@ bool ClickHouseClient::post(const std::string &params, const std::string &body, 
 	if (!t_.tls_ca.empty())
 		curl_easy_setopt(c, CURLOPT_CAINFO, t_.tls_ca.c_str());
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
@@ -400,7 +400,12 @@ ClickHouseShipper::ClickHouseShipper(const OutputSpec &spec, std::string journal
 	acked_segment_ = segment;
 	acked_line_ = line;
 	thread_ = std::thread([this] { run(); });
-	sender_ = std::thread([this] { send(); });
+	try {
+		sender_ = std::thread([this] { send(); });
+	} catch (...) {
+		stop(std::chrono::milliseconds(0));
+		throw;
+	}
 }
 
 ClickHouseShipper::~ClickHouseShipper()
@@ -482,10 +487,10 @@ void ClickHouseShipper::encode(const std::vector<JournalTail::Line> &lines, Batc
 void ClickHouseShipper::note_pending(const std::vector<JournalTail::Line> &pending)
 {
 	caught_up_ = pending.empty();
-	if (pending.empty() || oldest_pending_ns_ != 0)
+	if (pending.empty() || pending_first_ns_ != 0)
 		return;
 	auto row = clickhouse_row(pending.front().text);
-	oldest_pending_ns_ =
+	pending_first_ns_ =
 	    row && row->time_ns >= 0 ? row->time_ns : wall_now_ns(); // untimed: lag counts from now
 }
 
@@ -528,7 +533,7 @@ void ClickHouseShipper::run()
 		Batch b;
 		b.body = std::move(spare_body_);
 		b.body.clear();
-		b.first_ns = oldest_pending_ns_;
+		b.first_ns = pending_first_ns_;
 		lock.unlock();
 		encode(pending, &b);
 		pending.clear();
@@ -538,6 +543,7 @@ void ClickHouseShipper::run()
 		b.complete = tail_->finished();
 		lock.lock();
 		queue_.push_back(std::move(b));
+		pending_first_ns_ = 0;
 		cv_.notify_all();
 	}
 	encoder_done_ = true;
@@ -575,7 +581,6 @@ void ClickHouseShipper::send()
 			if (b.body.capacity() <= kSpareBody)
 				spare_body_ = std::move(b.body);
 			queue_.pop_front();
-			oldest_pending_ns_ = queue_.empty() ? 0 : queue_.front().first_ns;
 			backoff = milliseconds{200};
 			if (!healthy_) {
 				healthy_ = true;
@@ -618,9 +623,10 @@ nlohmann::json ClickHouseShipper::health() const
 	}
 	j["spool_bytes"] = spool;
 	// Lag: the age of the oldest record not yet acknowledged.
+	int64_t oldest = !queue_.empty() ? queue_.front().first_ns : pending_first_ns_;
 	double lag = 0;
-	if (oldest_pending_ns_ > 0)
-		lag = std::max(0.0, static_cast<double>(wall_now_ns() - oldest_pending_ns_) / 1e9);
+	if (oldest > 0)
+		lag = std::max(0.0, static_cast<double>(wall_now_ns() - oldest) / 1e9);
 	j["lag_seconds"] = lag;
 	j["cursor"] = acked_segment_ + ":" + std::to_string(acked_line_);
 	if (!last_error_.empty())

@@ -5,6 +5,7 @@
 
 #include <bit>
 #include <cstring>
+#include <memory>
 
 #include "keytrail/output/clickhouse.h"
 #include "keytrail/util/clock.h"
@@ -21,6 +22,9 @@ using simdjson::dom::element_type;
 using simdjson::dom::object;
 
 constexpr size_t kMaxRowDepth = 64;
+constexpr size_t kMaxRecord = 1u << 20;     // a longer line is not a record to ship
+constexpr size_t kKeepParser = 64u << 10;   // a parser grown past this is made anew
+constexpr int64_t kMaxSeconds = UINT32_MAX; // DateTime's last second (2106)
 
 // A string member's value; "" for a member of another JSON type.
 void take(element v, std::string *out)
@@ -40,7 +44,12 @@ std::optional<int64_t> whole(element v)
 	case element_type::UINT64:
 		return static_cast<int64_t>(
 		    std::min<uint64_t>(v.get_uint64().value_unsafe(), INT64_MAX));
-	case element_type::DOUBLE: return static_cast<int64_t>(v.get_double().value_unsafe());
+	case element_type::DOUBLE: {
+		double d = v.get_double().value_unsafe();
+		if (!(d > -9.2e18 && d < 9.2e18))
+			return std::nullopt; // no int64 (or NaN): no number
+		return static_cast<int64_t>(d);
+	}
 	default: return std::nullopt;
 	}
 }
@@ -181,12 +190,21 @@ const char *const kClickHouseEventColumns =
 
 std::optional<ClickHouseRow> clickhouse_row(std::string_view record)
 {
-	// One parser a thread, reused line after line.
-	thread_local simdjson::dom::parser parser;
-	thread_local bool ready = parser.allocate(4096, kMaxRowDepth) == SUCCESS;
+	if (record.size() > kMaxRecord)
+		return std::nullopt;
+	// One parser a thread, reused line after line; one a long line grew is
+	// replaced before the next, so it does not hold that memory for good.
+	thread_local std::unique_ptr<simdjson::dom::parser> parser;
+	if (!parser || parser->capacity() > kKeepParser) {
+		parser = std::make_unique<simdjson::dom::parser>();
+		if (parser->allocate(4096, kMaxRowDepth) != SUCCESS) {
+			parser.reset();
+			return std::nullopt;
+		}
+	}
 	element doc;
 	object root;
-	if (!ready || parser.parse(record.data(), record.size()).get(doc) != SUCCESS ||
+	if (parser->parse(record.data(), record.size()).get(doc) != SUCCESS ||
 	    doc.get_object().get(root) != SUCCESS)
 		return std::nullopt;
 	ClickHouseRow row;
@@ -205,7 +223,7 @@ std::optional<ClickHouseRow> clickhouse_row(std::string_view record)
 	if (row.type != "health")
 		row.drops = 0, row.lag_seconds = 0;
 	int64_t ns = -1;
-	if (!time.empty() && parse_rfc3339(time, &ns) && ns >= 0)
+	if (!time.empty() && parse_rfc3339(time, &ns) && ns >= 0 && ns / 1000000000 <= kMaxSeconds)
 		row.time_ns = ns;
 	return row;
 }

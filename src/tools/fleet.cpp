@@ -1,10 +1,12 @@
 #include "keytrail/tools/fleet.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "keytrail/config/config.h"
 #include "keytrail/schema/finding.h"
@@ -159,6 +161,38 @@ bool server_has_ttl(ClickHouseClient &c)
 	return major > 19 || (major == 19 && minor >= 6);
 }
 
+// An INSERT that started before a view was made is not seen by it, and a
+// backfill started while it runs may miss its later blocks: wait for those
+// running now (an agent's batch takes seconds) before one.
+void wait_for_inserts_before_now(ClickHouseClient &c, const std::string &table)
+{
+	// The pattern is built by the server, so this query does not match it.
+	std::string running = "SELECT query_id FROM system.processes WHERE "
+	                      "positionCaseInsensitive(query, concat('INSERT INTO ', '" +
+	                      table + "')) > 0";
+	std::string ids;
+	for (const auto &r : select(c, running, "list running inserts")) {
+		std::string id = r.value("query_id", "");
+		// Ids are UUIDs unless a client chose one: others are not waited for.
+		if (!id.empty() && id.size() <= 64 &&
+		    std::all_of(id.begin(), id.end(), [](char ch) {
+			    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' ||
+			           ch == '_';
+		    }))
+			ids += (ids.empty() ? "'" : ", '") + id + "'";
+	}
+	if (ids.empty())
+		return;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+	while (!select(c, running + " AND query_id IN (" + ids + ")", "wait for running inserts")
+	            .empty()) {
+		if (std::chrono::steady_clock::now() > deadline)
+			throw Error("inserts into " + table +
+			            " still run after 10 minutes: run fleet init again later");
+		std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	}
+}
+
 } // namespace
 
 uint32_t fleet_schema_version(ClickHouseClient &c)
@@ -240,9 +274,13 @@ std::vector<std::string> fleet_init(ClickHouseClient &c, const FleetInitOptions 
 		          "." + credentials + " AS " + kCredentialStates + db + "." + events +
 		          kCredentialFilter,
 		      "create " + db + ".credentials_mv");
+		wait_for_inserts_before_now(c, db + ".events");
+		// One statement over the whole table: no time limit.
+		c.set_timeout(std::chrono::milliseconds(0));
 		c.run("INSERT INTO " + db + "." + credentials + " " + kCredentialStates + db + "." +
 		          events + kCredentialFilter,
 		      "aggregate the credentials " + db + "." + events + " holds");
+		c.set_timeout(std::chrono::milliseconds(120000));
 		c.run("INSERT INTO " + db +
 		          ".schema_version VALUES (2, now(), 'credentials, credentials_mv')",
 		      "record schema version 2");
@@ -280,10 +318,10 @@ FleetTable fleet_shared(ClickHouseClient &c, uint32_t min_hosts)
 	std::string sql =
 	    "SELECT fingerprint, anyMerge(type_any) AS secret_type, "
 	    "length(groupUniqArrayMerge(host_set)) AS host_count, "
-	    "uniqExactMerge(holder_count) AS workload_count, " +
-	    set("host_set", "hosts") + set("workload_set", "workloads") +
-	    set("identity_set", "identities") + set("environment_set", "environments") +
-	    set("upstream_set", "upstreams") +
+	    "uniqExactMerge(holder_count) AS workload_count, "
+	    "arraySort(groupUniqArrayMerge(host_set)) AS hosts, " +
+	    set("workload_set", "workloads") + set("identity_set", "identities") +
+	    set("environment_set", "environments") + set("upstream_set", "upstreams") +
 	    "minMerge(seen_min) AS first_seen_us, minIfMerge(use_min) AS first_use_us, "
 	    "maxIfMerge(use_max) AS last_use_us FROM " +
 	    db + ".credentials GROUP BY fingerprint HAVING host_count >= " +

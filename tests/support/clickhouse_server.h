@@ -71,6 +71,27 @@ class ClickHouseServer
 		cluster_ += "</" + name + "></remote_servers>";
 	}
 
+	// Also serve HTTPS with a certificate for 127.0.0.1 of its own (made
+	// with the openssl command); https_url() and ca_file() reach it.
+	void enable_https()
+	{
+		mkdir(dir_.c_str(), 0700);
+		https_port_ = free_port();
+		std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+		                  "/CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+		                  dir_ + "/key.pem -out " + ca_file() + " 2>" + dir_ +
+		                  "/openssl.log";
+		ASSERT_EQ(system(cmd.c_str()), 0)
+		    << "openssl could not make a certificate: see " << dir_ << "/openssl.log";
+		https_ = "<https_port>" + std::to_string(https_port_) +
+		         "</https_port>\n<openSSL><server><certificateFile>" + ca_file() +
+		         "</certificateFile><privateKeyFile>" + dir_ +
+		         "/key.pem</privateKeyFile><verificationMode>none</verificationMode>"
+		         "<loadDefaultCAFile>false</loadDefaultCAFile></server></openSSL>";
+	}
+	std::string https_url() const { return "https://127.0.0.1:" + std::to_string(https_port_); }
+	std::string ca_file() const { return dir_ + "/cert.pem"; }
+
 	// Starts it and waits until it answers (up to 60 s). Test assertions
 	// say why when it cannot.
 	void start()
@@ -97,7 +118,7 @@ class ClickHouseServer
 		    << "<default_database>default</default_database>\n<timezone>UTC</timezone>\n"
 		    << "<mark_cache_size>268435456</mark_cache_size>\n"
 		    << "<uncompressed_cache_size>268435456</uncompressed_cache_size>\n"
-		    << cluster_ << "\n</yandex>\n";
+		    << https_ << cluster_ << "\n</yandex>\n";
 		std::ofstream(dir_ + "/users.xml")
 		    << "<?xml version=\"1.0\"?>\n<yandex><profiles><default/></profiles>"
 		    << "<users><default><password>" << password_ << "</password>"
@@ -196,8 +217,8 @@ class ClickHouseServer
 		return c.query("SELECT 1", &out, err) && out == "1\n";
 	}
 
-	std::string dir_, password_, cluster_;
-	int http_port_, tcp_port_;
+	std::string dir_, password_, cluster_, https_;
+	int http_port_, tcp_port_, https_port_ = -1;
 	pid_t pid_ = -1;
 };
 

@@ -201,6 +201,15 @@ TEST(ClickHouseRow, RefusesWhatIsNotOneBoundedObject)
 	      std::string(""), std::string(100, '[') + std::string(100, ']'),
 	      "{\"a\":" + std::string(70, '[') + std::string(70, ']') + "}"})
 		EXPECT_FALSE(clickhouse_row(bad)) << bad;
+	std::string huge = "{\"type\":\"secret\",\"x\":\"" + std::string(1u << 20, 'a') + "\"}";
+	EXPECT_FALSE(clickhouse_row(huge));                  // over 1 MiB: not a record to ship
+	EXPECT_TRUE(clickhouse_row(R"({"type":"secret"})")); // the parser works on after it
+	// No number where no int64 or DateTime holds it.
+	auto row = clickhouse_row(R"({"type":"secret_use","time":"2107-01-01T00:00:00Z",)"
+	                          R"("upstream":{"addr":"10.0.0.1","port":1e300}})");
+	ASSERT_TRUE(row);
+	EXPECT_EQ(row->upstream, "10.0.0.1");
+	EXPECT_FALSE(row->valid());
 	std::string deep_ok =
 	    "{\"type\":\"x\",\"a\":" + std::string(60, '[') + std::string(60, ']') + "}";
 	EXPECT_TRUE(clickhouse_row(deep_ok));

@@ -61,12 +61,15 @@ class ClickHouseClient
 	            const std::string &format = "JSONEachRow", const std::string &columns = "");
 	// query() that throws Error naming the statement's purpose.
 	std::string run(const std::string &sql, const std::string &what);
+	// How long one statement may take (default 120 s; 0 = no limit).
+	void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
 
       private:
 	bool post(const std::string &params, const std::string &body, std::string *out,
 	          std::string *err);
 	ClickHouseTarget t_;
 	SecretBytes password_;
+	std::chrono::milliseconds timeout_{120000};
 	void *curl_ = nullptr;
 };
 
@@ -198,17 +201,17 @@ class ClickHouseShipper
 	std::condition_variable cv_;
 	bool stop_ = false;
 	std::chrono::steady_clock::time_point drain_until_{};
-	ClickHouseCounters counters_;   // under mu_
-	std::string last_error_;        // under mu_
-	bool healthy_ = true;           // under mu_
-	bool caught_up_ = false;        // under mu_: the last read found nothing new
-	int64_t acked_time_ns_ = 0;     // under mu_: newest record time acknowledged
-	int64_t oldest_pending_ns_ = 0; // under mu_: time of the oldest unacknowledged record
-	std::string acked_segment_;     // under mu_
-	uint64_t acked_line_ = 0;       // under mu_
-	std::deque<Batch> queue_;       // under mu_: encoded, the oldest (in flight) first
-	std::string spare_body_;        // under mu_: a shipped batch's buffer, for the next
-	bool encoder_done_ = false;     // under mu_
+	ClickHouseCounters counters_;  // under mu_
+	std::string last_error_;       // under mu_
+	bool healthy_ = true;          // under mu_
+	bool caught_up_ = false;       // under mu_: the last read found nothing new
+	int64_t acked_time_ns_ = 0;    // under mu_: newest record time acknowledged
+	int64_t pending_first_ns_ = 0; // under mu_: time of the oldest line read, not queued
+	std::string acked_segment_;    // under mu_
+	uint64_t acked_line_ = 0;      // under mu_
+	std::deque<Batch> queue_;      // under mu_: encoded, the oldest (in flight) first
+	std::string spare_body_;       // under mu_: a shipped batch's buffer, for the next
+	bool encoder_done_ = false;    // under mu_
 	std::thread thread_, sender_;
 };
 
