@@ -265,10 +265,16 @@ void kernel_pass(const std::string &dir, long iterations)
 	std::printf("  %-14s %10s %10s %8s\n", "hook", "no-op ns", "keytrail", "extra");
 	double sum_f = 0, sum_k = 0;
 	for (auto &[f, k] : hooks) {
+		bool hooked = after.count(k); // before per_call, which adds it
 		double kn = per_call(k);
 		sum_f += ns[f];
 		sum_k += kn;
-		std::printf("  %-14s %10.1f %10.1f %+8.1f\n", k.c_str(), ns[f], kn, kn - ns[f]);
+		if (hooked)
+			std::printf("  %-14s %10.1f %10.1f %+8.1f\n", k.c_str(), ns[f], kn,
+			            kn - ns[f]);
+		else
+			std::printf("  %-14s %10.1f %10s %+8.1f\n", k.c_str(), ns[f], "not hooked",
+			            -ns[f]);
 	}
 	std::printf("  %-14s %10.1f %10.1f %+8.1f\n", "all five", sum_f, sum_k, sum_k - sum_f);
 }

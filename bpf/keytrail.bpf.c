@@ -3,7 +3,9 @@
 // network activity for tracked processes only. An untracked process pays a
 // look at its own task_struct per hooked syscall (is there any task storage?)
 // and, on a successful open while inodes are watched, an inode lookup.
-// Classification, identity and policy live in userspace.
+// Opens and reads are hooked at their exit only (their arguments read from
+// the registers the syscall saved), so a process pays one program per open
+// or read, not two. Classification, identity and policy live in userspace.
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -124,17 +126,6 @@ struct {
 	__type(value, __u8);
 } udp_dests SEC(".maps");
 
-// @brief a tracked thread inside open*(): the path, copied at entry so a
-// racing thread cannot swap it before the kernel reads it. Not preallocated:
-// each entry is 4 KiB and only tracked threads use it.
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
-	__type(value, struct kt_open_event);
-} pending_open SEC(".maps");
-
 // @brief local ports of tracked processes' UDP sockets connected to port 53
 // (their resolver's queries), to the tgid: the ingress hook copies only the
 // answers those sockets receive, so a name can be checked against the
@@ -156,19 +147,13 @@ struct {
 } io_uring_ops SEC(".maps");
 
 struct pending_io {
-	__u32 kind; // PENDING_*
 	__s32 fd;
 	__u16 family;
 	__u16 port;
 	__u8 addr[16];
-	__u64 buf; // PENDING_STDIN*: the read's buffer (or its iovec array)
 };
-#define PENDING_READ 1
-#define PENDING_CONNECT 2
-#define PENDING_STDIN 3     // a stdio MCP server inside read(0)
-#define PENDING_STDIN_IOV 4 // ... inside readv(0): the first iovec is captured
 
-// @brief a tracked thread inside read*() on a watched fd, or inside connect().
+// @brief a tracked thread inside connect(): the address it asked for.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -551,24 +536,52 @@ int handle_exit(void *ctx)
 
 /* ---------------------------------------------------------------- files */
 
-static __always_inline int open_enter(__u32 syscall, int dirfd, const char *path, __u32 flags,
-                                      __u32 mode)
+// Records the fd of a regular file so its reads are summed.
+static __always_inline void remember_fd(__u32 tgid, int fd, struct kt_inode_key *ik)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 zero = 0;
-	struct kt_open_event *e;
+	struct kt_fd_key k = {.tgid = tgid, .fd = fd};
+	struct kt_fd_state st = {.dev = ik->dev, .ino = ik->ino};
+	if (bpf_map_update_elem(&fds, &k, &st, BPF_ANY))
+		stat_inc(KT_STAT_PENDING_FULL);
+}
+
+// A tracked process's open*() arguments, read at the syscall's exit from the
+// registers it saved on entry: one program per open for every process on
+// the host, not two. The path is copied from the process's memory after the
+// kernel's own copy, so a second thread that rewrites it in between can
+// change the path shown, never the inode (dev, ino and the fd are the
+// kernel's, and userspace names the file from the fd as well).
+static __always_inline void open_args(struct kt_open_event *e, __u32 syscall,
+                                      struct task_struct *task)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	const char *path;
 	long n;
 
-	if (!current_tracked())
-		return 0;
-	e = bpf_map_lookup_elem(&open_scratch, &zero);
-	if (!e)
-		return 0;
 	e->hdr.flags = 0;
 	e->syscall = syscall;
-	e->dirfd = dirfd;
-	e->flags = flags;
-	e->mode = mode;
+	e->dirfd = -100; // AT_FDCWD
+	if (syscall == KT_SYS_OPENAT || syscall == KT_SYS_OPENAT2) {
+		e->dirfd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+		path = (const char *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+	} else {
+		path = (const char *)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	}
+	if (syscall == KT_SYS_OPENAT) {
+		e->flags = PT_REGS_PARM3_CORE_SYSCALL(regs);
+		e->mode = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	} else if (syscall == KT_SYS_OPEN) {
+		e->flags = PT_REGS_PARM2_CORE_SYSCALL(regs);
+		e->mode = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	} else if (syscall == KT_SYS_CREAT) {
+		e->flags = O_CREAT | O_WRONLY | O_TRUNC;
+		e->mode = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	} else {
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)PT_REGS_PARM3_CORE_SYSCALL(regs));
+		e->flags = how.flags;
+		e->mode = how.mode;
+	}
 	n = bpf_probe_read_user_str(e->path, KT_PATH_MAX, path);
 	if (n < 0) {
 		e->hdr.flags |= KT_F_READ_FAIL;
@@ -579,72 +592,25 @@ static __always_inline int open_enter(__u32 syscall, int dirfd, const char *path
 		stat_inc(KT_STAT_PATH_TRUNCATED);
 	}
 	e->path_len = n > 0 ? n - 1 : 0;
-	if (bpf_map_update_elem(&pending_open, &id, e, BPF_ANY))
-		stat_inc(KT_STAT_PENDING_FULL);
-	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_openat")
-int enter_openat(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx, __u32 syscall)
 {
-	return open_enter(KT_SYS_OPENAT, ctx->args[0], (const char *)ctx->args[1], ctx->args[2],
-	                  ctx->args[3]);
-}
-
-SEC("tp/syscalls/sys_enter_open")
-int enter_open(struct trace_event_raw_sys_enter *ctx)
-{
-	return open_enter(KT_SYS_OPEN, -100 /* AT_FDCWD */, (const char *)ctx->args[0],
-	                  ctx->args[1], ctx->args[2]);
-}
-
-SEC("tp/syscalls/sys_enter_creat")
-int enter_creat(struct trace_event_raw_sys_enter *ctx)
-{
-	return open_enter(KT_SYS_CREAT, -100, (const char *)ctx->args[0],
-	                  O_CREAT | O_WRONLY | O_TRUNC, ctx->args[1]);
-}
-
-SEC("tp/syscalls/sys_enter_openat2")
-int enter_openat2(struct trace_event_raw_sys_enter *ctx)
-{
-	struct open_how how = {};
-	if (!current_tracked())
-		return 0;
-	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
-	return open_enter(KT_SYS_OPENAT2, ctx->args[0], (const char *)ctx->args[1], how.flags,
-	                  how.mode);
-}
-
-// Records the fd of a regular file so its reads are summed.
-static __always_inline void remember_fd(__u32 tgid, int fd, struct kt_inode_key *ik)
-{
-	struct kt_fd_key k = {.tgid = tgid, .fd = fd};
-	struct kt_fd_state st = {.dev = ik->dev, .ino = ik->ino};
-	if (bpf_map_update_elem(&fds, &k, &st, BPF_ANY))
-		stat_inc(KT_STAT_PENDING_FULL);
-}
-
-static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32, zero = 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
 	struct task_struct *task;
 	struct kt_inode_key ik = {};
 	struct kt_open_event *e;
 	struct kt_watch_filter *filter;
 	struct file *f = NULL;
-	bool watched_hit = false, regular = false;
+	bool tracked, watched_hit = false, regular = false;
 	long fd = ctx->ret;
 
-	e = current_tracked() ? bpf_map_lookup_elem(&pending_open, &id) : NULL;
-	if (!e && fd < 0)
-		return 0;
+	tracked = current_tracked();
 	filter = fd >= 0 ? watching() : NULL;
-	if (!e && !filter)
+	if (!tracked && !filter)
 		return 0; // the common case for every untracked process
 
-	task = (struct task_struct *)bpf_get_current_task();
+	task = bpf_get_current_task_btf();
 	if (fd >= 0) {
 		f = fd_file(task, fd);
 		if (f) {
@@ -655,15 +621,17 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 			watched_hit = filter && inode_watched(filter, &ik);
 		}
 	}
-	if (!e) {
+	if (!tracked && !watched_hit)
+		return 0;
+	e = bpf_map_lookup_elem(&open_scratch, &zero);
+	if (!e)
+		return 0;
+	if (tracked) {
+		open_args(e, syscall, task);
+	} else {
 		// An untracked process opened a watched secret file: report it and
 		// follow the process from now on.
-		if (!watched_hit)
-			return 0;
-		e = bpf_map_lookup_elem(&open_scratch, &zero);
-		if (!e)
-			return 0;
-		track_leader(bpf_get_current_task_btf()->group_leader, KT_TRACK_WATCHED);
+		track_leader(task->group_leader, KT_TRACK_WATCHED);
 		e->hdr.flags = 0;
 		e->syscall = 0;
 		e->dirfd = -1;
@@ -683,29 +651,28 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx)
 	__u32 size = offsetof(struct kt_open_event, path) + (e->path_len & (KT_PATH_MAX - 1));
 	e->hdr.size = size;
 	output(e, size, KT_EV_OPEN);
-	bpf_map_delete_elem(&pending_open, &id);
 	return 0;
 }
 
 SEC("tp/syscalls/sys_exit_openat")
 int exit_openat(struct trace_event_raw_sys_exit *ctx)
 {
-	return open_exit(ctx);
+	return open_exit(ctx, KT_SYS_OPENAT);
 }
 SEC("tp/syscalls/sys_exit_open")
 int exit_open(struct trace_event_raw_sys_exit *ctx)
 {
-	return open_exit(ctx);
+	return open_exit(ctx, KT_SYS_OPEN);
 }
 SEC("tp/syscalls/sys_exit_creat")
 int exit_creat(struct trace_event_raw_sys_exit *ctx)
 {
-	return open_exit(ctx);
+	return open_exit(ctx, KT_SYS_CREAT);
 }
 SEC("tp/syscalls/sys_exit_openat2")
 int exit_openat2(struct trace_event_raw_sys_exit *ctx)
 {
-	return open_exit(ctx);
+	return open_exit(ctx, KT_SYS_OPENAT2);
 }
 
 // Sends what a stdio MCP server read from fd 0 or writes to fd 1: the
@@ -759,104 +726,104 @@ static __always_inline void stdio_capture_iov(__u32 dir, const struct iovec *iov
 	stdio_capture(dir, first.iov_base, total);
 }
 
+// A tracked process reading through an fd the open above did not record:
+// one it dup'd, or inherited from its parent. If the file is watched, the
+// fd is reported as an open of it (syscall 0, no path) and its reads are
+// summed from here on. Other fds (sockets, pipes) end at the filter.
+static __always_inline struct kt_fd_state *adopt_fd(struct task_struct *task, struct kt_fd_key *k)
+{
+	struct kt_watch_filter *filter = watching();
+	struct kt_inode_key ik = {};
+	struct kt_open_event *e;
+	struct inode *inode;
+	struct file *f;
+	__u32 zero = 0;
+
+	if (!filter || !(f = fd_file(task, k->fd)))
+		return NULL;
+	inode = BPF_CORE_READ(f, f_inode);
+	ik.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	ik.ino = BPF_CORE_READ(inode, i_ino);
+	if (!inode_watched(filter, &ik))
+		return NULL;
+	remember_fd(k->tgid, k->fd, &ik);
+	e = bpf_map_lookup_elem(&open_scratch, &zero);
+	if (e) {
+		fill_hdr(&e->hdr, KT_EV_OPEN, 0, task);
+		e->hdr.flags |= KT_F_WATCHED;
+		e->syscall = 0;
+		e->dirfd = -1;
+		e->flags = 0;
+		e->mode = 0;
+		e->path_len = 0; // userspace names it from the watched table
+		e->fd = k->fd;
+		e->dev = ik.dev;
+		e->ino = ik.ino;
+		e->hdr.size = offsetof(struct kt_open_event, path);
+		output(e, offsetof(struct kt_open_event, path), KT_EV_OPEN);
+	}
+	return bpf_map_lookup_elem(&fds, k);
+}
+
+// Reads are seen at their exit only: one program per read for every process
+// on the host, not two. The fd and buffer come from the registers the
+// syscall saved on entry (bpf_task_pt_regs), which it leaves as they were;
+// arm64 keeps the first argument in orig_x0 (libbpf's _SYSCALL accessors).
 // stdio: 0 for pread*/preadv (never stdio), READ_STDIO_BUF for read,
 // READ_STDIO_IOV for readv.
 #define READ_STDIO_BUF 1
 #define READ_STDIO_IOV 2
-static __always_inline int read_enter(struct trace_event_raw_sys_enter *ctx, int stdio)
+static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx, int stdio)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct kt_fd_key k = {.tgid = id >> 32, .fd = ctx->args[0]};
-	struct pending_io p = {.kind = PENDING_READ, .fd = k.fd};
 	struct kt_task_mark *m = current_mark();
-
-	if (!m) // untracked: nothing more, as before
-		return 0;
-	if (stdio && k.fd == 0 && (m->flags & KT_MARK_STDIO)) {
-		p.kind = stdio == READ_STDIO_IOV ? PENDING_STDIN_IOV : PENDING_STDIN;
-		p.buf = ctx->args[1];
-	} else if (!bpf_map_lookup_elem(&fds, &k)) {
-		return 0;
-	}
-	if (bpf_map_update_elem(&pending_io, &id, &p, BPF_ANY))
-		stat_inc(KT_STAT_PENDING_FULL);
-	return 0;
-}
-
-static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct pending_io *p;
+	struct task_struct *task;
 	struct kt_fd_state *st;
+	struct pt_regs *regs;
+	long ret = ctx->ret;
 
-	if (!current_tracked())
+	if (!m || ret <= 0) // untracked: nothing more
 		return 0;
-	p = bpf_map_lookup_elem(&pending_io, &id);
-	if (!p)
-		return 0;
-	if (p->kind == PENDING_STDIN || p->kind == PENDING_STDIN_IOV) {
-		__u64 buf = p->buf;
-		__u32 kind = p->kind;
-		bpf_map_delete_elem(&pending_io, &id);
-		if (kind == PENDING_STDIN)
-			stdio_capture(KT_STDIO_IN, (const char *)buf, ctx->ret);
-		else if (ctx->ret > 0)
-			stdio_capture_iov(KT_STDIO_IN, (const struct iovec *)buf, ctx->ret);
+	task = bpf_get_current_task_btf();
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct kt_fd_key k = {.tgid = bpf_get_current_pid_tgid() >> 32,
+	                      .fd = (int)PT_REGS_PARM1_CORE_SYSCALL(regs)};
+	if (stdio && k.fd == 0 && (m->flags & KT_MARK_STDIO)) {
+		__u64 buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+		if (stdio == READ_STDIO_IOV)
+			stdio_capture_iov(KT_STDIO_IN, (const struct iovec *)buf, ret);
+		else
+			stdio_capture(KT_STDIO_IN, (const char *)buf, ret);
 		return 0;
 	}
-	if (p->kind != PENDING_READ)
-		return 0;
-	struct kt_fd_key k = {.tgid = id >> 32, .fd = p->fd};
-	bpf_map_delete_elem(&pending_io, &id);
-	if (ctx->ret <= 0)
-		return 0;
 	st = bpf_map_lookup_elem(&fds, &k);
+	if (!st)
+		st = adopt_fd(task, &k);
 	if (st) {
-		__sync_fetch_and_add(&st->bytes_read, ctx->ret);
+		__sync_fetch_and_add(&st->bytes_read, ret);
 		__sync_fetch_and_add(&st->reads, 1);
 	}
 	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_read")
-int enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ctx, READ_STDIO_BUF);
-}
 SEC("tp/syscalls/sys_exit_read")
 int exit_read(struct trace_event_raw_sys_exit *ctx)
 {
-	return read_exit(ctx);
-}
-SEC("tp/syscalls/sys_enter_readv")
-int enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ctx, READ_STDIO_IOV);
+	return read_exit(ctx, READ_STDIO_BUF);
 }
 SEC("tp/syscalls/sys_exit_readv")
 int exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return read_exit(ctx);
-}
-SEC("tp/syscalls/sys_enter_pread64")
-int enter_pread64(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ctx, 0);
+	return read_exit(ctx, READ_STDIO_IOV);
 }
 SEC("tp/syscalls/sys_exit_pread64")
 int exit_pread64(struct trace_event_raw_sys_exit *ctx)
 {
-	return read_exit(ctx);
-}
-SEC("tp/syscalls/sys_enter_preadv")
-int enter_preadv(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ctx, 0);
+	return read_exit(ctx, 0);
 }
 SEC("tp/syscalls/sys_exit_preadv")
 int exit_preadv(struct trace_event_raw_sys_exit *ctx)
 {
-	return read_exit(ctx);
+	return read_exit(ctx, 0);
 }
 
 SEC("tp/syscalls/sys_enter_close")
@@ -916,7 +883,7 @@ SEC("tp/syscalls/sys_enter_connect")
 int enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pending_io p = {.kind = PENDING_CONNECT, .fd = ctx->args[0]};
+	struct pending_io p = {.fd = ctx->args[0]};
 	const void *sa = (const void *)ctx->args[1];
 
 	if (!current_tracked())
@@ -940,7 +907,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	if (!current_tracked())
 		return 0;
 	p = bpf_map_lookup_elem(&pending_io, &id);
-	if (!p || p->kind != PENDING_CONNECT)
+	if (!p)
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
 	f = fd_file(task, p->fd);

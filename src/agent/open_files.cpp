@@ -35,6 +35,11 @@ ClosedFd OpenFiles::on_close(const CloseEvent &e)
 			pit->second.erase(fit);
 		}
 	}
+	if (c.path.empty()) { // a dup'd or inherited fd the kernel adopted
+		auto it = paths_.find({e.dev, e.ino});
+		if (it != paths_.end())
+			c.path = it->second;
+	}
 	return c;
 }
 

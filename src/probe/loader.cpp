@@ -55,9 +55,7 @@ int on_record(void *ctx, void *data, size_t size)
 // open/creat; openat2 is 5.6+). Others are required.
 bool optional_tracepoint(const std::string &name)
 {
-	return name == "sys_enter_open" || name == "sys_exit_open" || name == "sys_enter_creat" ||
-	       name == "sys_exit_creat" || name == "sys_enter_openat2" ||
-	       name == "sys_exit_openat2" || name == "sys_enter_preadv" ||
+	return name == "sys_exit_open" || name == "sys_exit_creat" || name == "sys_exit_openat2" ||
 	       name == "sys_exit_preadv";
 }
 

@@ -150,6 +150,30 @@ TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
 	EXPECT_GE(ready["programs"].get<int>(), 20);
 }
 
+// Nothing the agent does makes another process wait for it: stopped, it
+// lets every open of a watched file through, and sees them once it runs.
+TEST(Cli, AStoppedAgentBlocksNoOneOpeningAWatchedFile)
+{
+	std::string dir = temp_dir();
+	std::ofstream(dir + "/vault-token") << "hvs.fakefakefakefakefake\n";
+	std::ofstream(dir + "/cfg.yaml")
+	    << "agent:\n  state_dir: " << dir << "/state\ntracking:\n  watch_paths: [" << dir
+	    << "/vault-*]\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	a.signal(SIGSTOP);
+	// `timeout` turns a blocked reader into a failure instead of a hang.
+	int rc = run_cmd("timeout 60 sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do cat " + dir +
+	                 "/vault-token > /dev/null || exit 1; done'");
+	a.signal(SIGCONT);
+	EXPECT_EQ(rc, 0) << "a reader of a watched file waited for the stopped agent";
+	ASSERT_TRUE(a.wait_until(
+	    [&] { return slurp(a.out()).find("\"watched\":true") != std::string::npos; }, 10000))
+	    << "the opens made while the agent was stopped should be reported once it runs";
+	EXPECT_EQ(a.stop(SIGINT), 0);
+}
+
 TEST(Cli, DurationStopsCleanly)
 {
 	std::string dir = temp_dir();

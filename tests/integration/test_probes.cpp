@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -289,6 +293,105 @@ TEST_F(Probes, UntrackedOpenOfWatchedInodeIsReportedAndTracked)
 	EXPECT_EQ(count<OpenEvent>(
 	              [&](const OpenEvent &e) { return mine(e) && e.ino == other.st.st_ino; }),
 	          0u);
+}
+
+// The watch is on the inode: every name for it is the same file.
+TEST_F(Probes, WatchedInodeIsSeenThroughAHardlinkASymlinkAndABindMount)
+{
+	TempFile secret(64, "credentials");
+	ASSERT_TRUE(loader_->watch(secret.kdev(), secret.st.st_ino, 7));
+	std::string dir = secret.path.substr(0, secret.path.rfind('/'));
+	std::string hard = dir + "/hardlink", sym = dir + "/symlink";
+	char mnt[] = "/tmp/kt-it-bind-XXXXXX";
+	ASSERT_TRUE(mkdtemp(mnt));
+	struct Cleanup {
+		std::string hard, sym, mnt;
+		~Cleanup()
+		{
+			unlink(hard.c_str());
+			unlink(sym.c_str());
+			umount2(mnt.c_str(), MNT_DETACH);
+			rmdir(mnt.c_str());
+		}
+	} cleanup{hard, sym, mnt};
+	ASSERT_EQ(link(secret.path.c_str(), hard.c_str()), 0);
+	ASSERT_EQ(symlink(secret.path.c_str(), sym.c_str()), 0);
+	ASSERT_EQ(mount(dir.c_str(), mnt, nullptr, MS_BIND, nullptr), 0) << strerror(errno);
+	for (const std::string &via : {hard, sym, std::string(mnt) + "/credentials"}) {
+		Child child([&] { return read_all(via, 64); }); // untracked until it opens
+		child.go();
+		ASSERT_EQ(child.wait(), 0);
+		auto mine = [&](const auto &e) {
+			return e.ctx.pid == static_cast<uint32_t>(child.pid());
+		};
+		auto o = wait_for<OpenEvent>([&](const OpenEvent &e) { return mine(e); });
+		ASSERT_TRUE(o) << via;
+		EXPECT_TRUE(o->ctx.flags & KT_F_WATCHED) << via;
+		EXPECT_EQ(o->ino, secret.st.st_ino) << via;
+		EXPECT_EQ(o->dev, secret.kdev()) << via;
+		auto c = wait_for<CloseEvent>([&](const CloseEvent &e) { return mine(e); });
+		ASSERT_TRUE(c) << via;
+		EXPECT_EQ(c->bytes_read, 64u) << via;
+	}
+}
+
+// A dup'd fd and an fd a child inherited are not opens the kernel saw: the
+// first read through one adopts it (reported as an open of the watched
+// file, no path), and its reads are summed from there.
+TEST_F(Probes, ReadsThroughADupdAndAnInheritedFdOfAWatchedFileAreSeen)
+{
+	TempFile secret(1000, "credentials");
+	ASSERT_TRUE(loader_->watch(secret.kdev(), secret.st.st_ino, 7));
+	int pipefd[2];
+	ASSERT_EQ(pipe(pipefd), 0);
+	Child child([&] {
+		int fd = open(secret.path.c_str(), O_RDONLY);
+		int copy = fcntl(fd, F_DUPFD, 100);
+		char buf[300];
+		if (fd < 0 || copy < 100 || read(copy, buf, 300) != 300)
+			return 1;
+		close(copy);
+		pid_t kid = fork();
+		if (kid == 0) // reads the inherited fd and exits without closing it
+			_exit(read(fd, buf, 200) == 200 ? 0 : 1);
+		int status = 0;
+		waitpid(kid, &status, 0);
+		close(fd);
+		if (write(pipefd[1], &kid, sizeof(kid)) != sizeof(kid))
+			return 3;
+		return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 2;
+	});
+	ASSERT_TRUE(loader_->track(child.pid()));
+	child.go();
+	ASSERT_EQ(child.wait(), 0);
+	pid_t kid = 0;
+	ASSERT_EQ(read(pipefd[0], &kid, sizeof(kid)), static_cast<ssize_t>(sizeof(kid)));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	auto pid = static_cast<uint32_t>(child.pid());
+
+	auto dup_open = wait_for<OpenEvent>(
+	    [&](const OpenEvent &e) { return e.ctx.pid == pid && e.fd >= 100; });
+	ASSERT_TRUE(dup_open) << "the dup'd fd's first read should adopt it";
+	EXPECT_TRUE(dup_open->ctx.flags & KT_F_WATCHED);
+	EXPECT_EQ(dup_open->ino, secret.st.st_ino);
+	EXPECT_TRUE(dup_open->path.empty());
+	auto dup_close = wait_for<CloseEvent>(
+	    [&](const CloseEvent &e) { return e.ctx.pid == pid && e.fd == dup_open->fd; });
+	ASSERT_TRUE(dup_close);
+	EXPECT_EQ(dup_close->bytes_read, 300u);
+	EXPECT_EQ(dup_close->reads, 1u);
+
+	auto kid_open = wait_for<OpenEvent>(
+	    [&](const OpenEvent &e) { return e.ctx.pid == static_cast<uint32_t>(kid); });
+	ASSERT_TRUE(kid_open) << "the inherited fd's first read should adopt it";
+	EXPECT_TRUE(kid_open->ctx.flags & KT_F_WATCHED);
+	EXPECT_EQ(kid_open->ino, secret.st.st_ino);
+	ASSERT_TRUE(wait_for<ExitEvent>(
+	    [&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(kid); }));
+	auto st = loader_->take_fd_state(kid, kid_open->fd); // it never closed it
+	ASSERT_TRUE(st);
+	EXPECT_EQ(st->bytes_read, 200u);
 }
 
 TEST_F(Probes, ForkInheritsTrackingAndExecCarriesArgv)
