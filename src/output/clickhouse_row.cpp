@@ -9,6 +9,7 @@
 
 #include "keytrail/output/clickhouse.h"
 #include "keytrail/util/clock.h"
+#include "keytrail/util/json_dom.h"
 
 namespace keytrail
 {
@@ -21,9 +22,7 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-constexpr size_t kMaxRowDepth = 64;
 constexpr size_t kMaxRecord = 1u << 20;     // a longer line is not a record to ship
-constexpr size_t kKeepParser = 64u << 10;   // a parser grown past this is made anew
 constexpr int64_t kMaxSeconds = UINT32_MAX; // DateTime's last second (2106)
 
 // A string member's value; "" for a member of another JSON type.
@@ -192,16 +191,9 @@ std::optional<ClickHouseRow> clickhouse_row(std::string_view record)
 {
 	if (record.size() > kMaxRecord)
 		return std::nullopt;
-	// One parser a thread, reused line after line; one a long line grew is
-	// replaced before the next, so it does not hold that memory for good.
-	thread_local std::unique_ptr<simdjson::dom::parser> parser;
-	if (!parser || parser->capacity() > kKeepParser) {
-		parser = std::make_unique<simdjson::dom::parser>();
-		if (parser->allocate(4096, kMaxRowDepth) != SUCCESS) {
-			parser.reset();
-			return std::nullopt;
-		}
-	}
+	simdjson::dom::parser *parser = thread_json_parser();
+	if (!parser)
+		return std::nullopt;
 	element doc;
 	object root;
 	if (parser->parse(record.data(), record.size()).get(doc) != SUCCESS ||

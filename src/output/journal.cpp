@@ -22,6 +22,7 @@
 #include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
 #include "keytrail/util/files.h"
+#include "keytrail/util/json_dom.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -371,187 +372,120 @@ bool read_journal(const std::string &dir, const std::function<bool(nlohmann::jso
 namespace
 {
 
-// Reads the fields an index keeps off one record line without building a
-// document (the writer indexes every line it writes). Values are kept per
-// line and taken only if the whole line parses: a cut line adds nothing.
-class IndexSax : public nlohmann::json_sax<nlohmann::json>
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+// A pid as the index keeps it: a positive number that fits 32 bits.
+void add_pid(element v, KeySet &pids)
 {
-      public:
-	// Where a value sits: the record itself or one of the objects in it
-	// that name a process or a credential.
-	enum class In { record, identity, ancestry, ancestor, process, secret, other };
-	enum class Key { fingerprint, inventory_id, identity, mcp_server, exec_id, parent };
+	uint64_t u = 0;
+	int64_t i = 0;
+	if (v.type() == element_type::UINT64 && v.get_uint64().get(u) == simdjson::SUCCESS &&
+	    u <= UINT32_MAX && u > 0)
+		pids.add(std::to_string(u));
+	else if (v.type() == element_type::INT64 && v.get_int64().get(i) == simdjson::SUCCESS &&
+	         i > 0 && i <= UINT32_MAX)
+		pids.add(std::to_string(i));
+}
 
-	struct Line {
-		std::string time, type, exec_id;
-		std::vector<std::pair<Key, std::string>> keys;
-		std::vector<uint32_t> pids;
-	};
-
-	bool parse(std::string_view text)
-	{
-		line_.time.clear();
-		line_.type.clear();
-		line_.exec_id.clear();
-		line_.keys.clear();
-		line_.pids.clear();
-		stack_.clear();
-		depth_ok_ = true;
-		return !text.empty() && text.front() == '{' &&
-		       nlohmann::json::sax_parse(text.begin(), text.end(), this) && depth_ok_;
-	}
-	const Line &line() const { return line_; }
-
-	bool null() override { return true; }
-	bool boolean(bool) override { return true; }
-	bool number_integer(number_integer_t v) override { return number(v); }
-	bool number_unsigned(number_unsigned_t v) override
-	{
-		return number(v <= UINT32_MAX ? static_cast<int64_t>(v) : 0);
-	}
-	bool number_float(number_float_t, const string_t &) override { return true; }
-	bool binary(binary_t &) override { return true; }
-	bool string(string_t &v) override
-	{
-		if (v.empty() || stack_.empty())
-			return true;
-		using K = Key;
-		auto put = [&](Key k) { line_.keys.emplace_back(k, v); };
-		switch (stack_.back()) {
-		case In::record:
-			if (key_ == "time")
-				line_.time = v;
-			else if (key_ == "type")
-				line_.type = v;
-			else if (key_ == "exec_id")
-				line_.exec_id = v;
-			else if (key_ == "child_exec_id")
-				put(K::exec_id);
-			else if (key_ == "mcp_server")
-				put(K::mcp_server);
-			else if (key_ == "identity")
-				put(K::identity);
-			break;
-		case In::identity:
-			if (key_ == "id")
-				put(K::identity);
-			break;
-		case In::ancestor:
-			if (key_ == "exec_id")
-				put(K::parent);
-			break;
-		case In::process:
-			if (key_ == "exec_id")
-				put(K::exec_id);
-			else if (key_ == "mcp_server")
-				put(K::mcp_server);
-			break;
-		case In::secret:
-			if (key_ == "fingerprint")
-				put(K::fingerprint);
-			else if (key_ == "inventory_id")
-				put(K::inventory_id);
-			else if (key_ == "holder_exec_id")
-				put(K::exec_id);
-			break;
-		default: break;
-		}
-		return true;
-	}
-	bool start_object(std::size_t) override { return open(true); }
-	bool start_array(std::size_t) override { return open(false); }
-	bool end_object() override { return close(); }
-	bool end_array() override { return close(); }
-	bool key(string_t &k) override
-	{
-		key_ = k;
-		return true;
-	}
-	bool parse_error(std::size_t, const std::string &,
-	                 const nlohmann::detail::exception &) override
-	{
-		return false;
-	}
-
-      private:
-	bool number(int64_t v)
-	{
-		if (v <= 0 || v > UINT32_MAX || stack_.empty())
-			return true;
-		In in = stack_.back();
-		if ((in == In::record && (key_ == "pid" || key_ == "child_pid")) ||
-		    ((in == In::ancestor || in == In::process) && key_ == "pid"))
-			line_.pids.push_back(static_cast<uint32_t>(v));
-		return true;
-	}
-
-	bool open(bool object)
-	{
-		if (stack_.size() >= kMaxDepth) {
-			depth_ok_ = false; // not a record of ours
-			return false;
-		}
-		In in = In::other;
-		if (stack_.empty())
-			in = In::record;
-		else if (stack_.back() == In::record)
-			in = !object              ? (key_ == "ancestry" ? In::ancestry : In::other)
-			     : key_ == "identity" ? In::identity
-			     : key_ == "process"  ? In::process
-			     : key_ == "secret"   ? In::secret
-			                          : In::other;
-		else if (stack_.back() == In::ancestry && object)
-			in = In::ancestor;
-		stack_.push_back(in);
-		return true;
-	}
-
-	bool close()
-	{
-		if (!stack_.empty())
-			stack_.pop_back();
-		return true;
-	}
-
-	static constexpr size_t kMaxDepth = 64;
-	std::vector<In> stack_;
-	std::string key_;
-	Line line_;
-	bool depth_ok_ = true;
-};
+std::string_view str(element v)
+{
+	std::string_view s;
+	return v.get_string().get(s) == simdjson::SUCCESS ? s : std::string_view{};
+}
 
 } // namespace
 
-// Every field src/tools/trace.cpp reads a process, credential or link from.
+// Every field src/tools/trace.cpp reads a process, credential or link from:
+// the record's own (time, type, exec_id, child_exec_id, mcp_server, identity,
+// pid, child_pid), identity.id, process.{exec_id, mcp_server, pid},
+// secret.{fingerprint, inventory_id, holder_exec_id}, and ancestry[].{exec_id,
+// pid}. A repeated key counts every time (the last time for time, type and
+// exec_id). One simdjson pass: the writer indexes every line it writes.
 bool SegmentIndex::add_line(std::string_view text)
 {
-	thread_local IndexSax sax;
-	if (!sax.parse(text))
+	simdjson::dom::parser *parser = thread_json_parser();
+	simdjson::dom::object root;
+	if (!parser || text.empty() || text.front() != '{' ||
+	    parser->parse(text.data(), text.size()).get_object().get(root) != simdjson::SUCCESS)
 		return false;
-	const auto &l = sax.line();
 	records++;
+	std::string_view time, type, exec_id;
+	for (auto [key, v] : root) {
+		switch (v.type()) {
+		case element_type::STRING: {
+			std::string_view s = str(v);
+			if (s.empty())
+				break;
+			if (key == "time")
+				time = s;
+			else if (key == "type")
+				type = s;
+			else if (key == "exec_id")
+				exec_id = s;
+			else if (key == "child_exec_id")
+				exec_ids.add(s);
+			else if (key == "mcp_server")
+				mcp_servers.emplace(s);
+			else if (key == "identity")
+				identities.emplace(s);
+			break;
+		}
+		case element_type::INT64:
+		case element_type::UINT64:
+			if (key == "pid" || key == "child_pid")
+				add_pid(v, pids);
+			break;
+		case element_type::OBJECT: {
+			simdjson::dom::object o = v.get_object().value_unsafe();
+			for (auto [k, m] : o) {
+				if (key == "identity" && k == "id" && !str(m).empty())
+					identities.emplace(str(m));
+				else if (key == "process" && k == "exec_id" && !str(m).empty())
+					exec_ids.add(str(m));
+				else if (key == "process" && k == "mcp_server" && !str(m).empty())
+					mcp_servers.emplace(str(m));
+				else if (key == "process" && k == "pid")
+					add_pid(m, pids);
+				else if (key == "secret" && k == "fingerprint" && !str(m).empty())
+					fingerprints.emplace(str(m));
+				else if (key == "secret" && k == "inventory_id" && !str(m).empty())
+					inventory_ids.emplace(str(m));
+				else if (key == "secret" && k == "holder_exec_id" &&
+				         !str(m).empty())
+					exec_ids.add(str(m));
+			}
+			break;
+		}
+		case element_type::ARRAY: {
+			if (key != "ancestry")
+				break;
+			simdjson::dom::array list = v.get_array().value_unsafe();
+			for (element a : list) {
+				simdjson::dom::object o;
+				if (a.get_object().get(o) != simdjson::SUCCESS)
+					continue;
+				for (auto [k, m] : o) {
+					if (k == "exec_id" && !str(m).empty())
+						parents.add(str(m));
+					else if (k == "pid")
+						add_pid(m, pids);
+				}
+			}
+			break;
+		}
+		default: break;
+		}
+	}
 	int64_t t = 0;
-	if (l.time.empty() || !parse_rfc3339(l.time, &t)) {
+	if (time.empty() || !parse_rfc3339(std::string(time), &t)) {
 		untimed++;
 	} else {
 		first = first && first < t ? first : t;
 		last = std::max(last, t);
 	}
-	if (!l.exec_id.empty())
-		(l.type == "fork" ? parents : exec_ids).add(l.exec_id);
-	using K = IndexSax::Key;
-	for (const auto &[k, v] : l.keys) {
-		switch (k) {
-		case K::fingerprint: fingerprints.insert(v); break;
-		case K::inventory_id: inventory_ids.insert(v); break;
-		case K::identity: identities.insert(v); break;
-		case K::mcp_server: mcp_servers.insert(v); break;
-		case K::exec_id: exec_ids.add(v); break;
-		case K::parent: parents.add(v); break;
-		}
-	}
-	for (uint32_t pid : l.pids)
-		pids.add(std::to_string(pid));
+	if (!exec_id.empty())
+		(type == "fork" ? parents : exec_ids).add(exec_id);
 	return true;
 }
 
