@@ -48,31 +48,50 @@ nlohmann::json EventRecords::base(const char *type, const EventContext &ctx)
 	return r;
 }
 
-Record EventRecords::observation(const char *type, const EventContext &ctx)
+Record EventRecords::observation(const char *type, const EventContext &ctx, JsonMembers own)
 {
 	Record r;
+	r.fields["type"] = type;
+	JsonMembers head;
+	head.str("time", rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns))).unum("tid", ctx.tid);
 	ProcessInfo *p = procs_.of(ctx);
 	if (!p) {
-		r.fields = base(type, ctx);
-		return r;
-	}
-	r.fields["type"] = type;
-	r.fields["time"] = rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns));
-	r.fields["tid"] = ctx.tid;
-	auto &m = p->members;
-	bool identity = p->tracked || (ctx.flags & KT_F_TRACKED);
-	if (!m.json || m.ppid != ctx.ppid || m.uid != ctx.uid || m.gid != ctx.gid ||
-	    m.comm != ctx.comm || m.identity != identity) {
 		nlohmann::json b = base(type, ctx);
-		for (const char *own : {"type", "time", "tid"})
-			b.erase(own);
+		for (const char *mine : {"type", "time", "tid"})
+			b.erase(mine);
 		std::string s = dump_json(b);
-		m = {ctx.ppid, ctx.uid,
-		     ctx.gid,  ctx.comm,
-		     identity, std::make_shared<const std::string>(s.substr(1, s.size() - 2))};
+		r.raw.push_back(
+		    {"", std::make_shared<const std::string>(s.substr(1, s.size() - 2))});
+	} else {
+		auto &m = p->members;
+		bool identity = p->tracked || (ctx.flags & KT_F_TRACKED);
+		if (!m.json || m.ppid != ctx.ppid || m.uid != ctx.uid || m.gid != ctx.gid ||
+		    m.comm != ctx.comm || m.identity != identity) {
+			nlohmann::json b = base(type, ctx);
+			for (const char *mine : {"type", "time", "tid"})
+				b.erase(mine);
+			std::string s = dump_json(b);
+			m = {ctx.ppid,
+			     ctx.uid,
+			     ctx.gid,
+			     ctx.comm,
+			     identity,
+			     std::make_shared<const std::string>(s.substr(1, s.size() - 2))};
+		}
+		r.raw.push_back({"", m.json});
 	}
-	r.raw.push_back({"", m.json});
+	r.raw.push_back({"", std::make_shared<const std::string>(head.append(own.text()).take())});
 	return r;
+}
+
+const std::string &EventRecords::shown_path(const std::string &path)
+{
+	// Opens and closes of a busy server name the same few files again and
+	// again: masking each name once, not per record.
+	auto &slot = shown_paths_[std::hash<std::string>{}(path) % shown_paths_.size()];
+	if (!slot.valid || slot.path != path)
+		slot = {true, path, shown(path)};
+	return slot.shown;
 }
 
 Record EventRecords::exec(const ExecEvent &e, const ExecOutcome &out)
@@ -125,38 +144,36 @@ Record EventRecords::io_uring(const IoUringEvent &e)
 
 Record EventRecords::open(const OpenEvent &e, const std::string &path)
 {
-	Record rec = observation("open", e.ctx);
-	auto &r = rec.fields;
-	r["path"] = shown(path);
+	JsonMembers r;
+	r.str("path", shown_path(path));
 	if (e.dirfd != AT_FDCWD && e.syscall != 0)
-		r["dirfd"] = e.dirfd;
-	r["flags"] = open_flags_string(e.flags);
-	r["fd"] = e.fd;
-	r["result"] = errno_name(e.fd < 0 ? -e.fd : 0);
+		r.num("dirfd", e.dirfd);
+	r.str("flags", open_flags_string(e.flags));
+	r.num("fd", e.fd);
+	r.str("result", errno_name(e.fd < 0 ? -e.fd : 0));
 	if (e.fd >= 0) {
-		r["dev"] = dev_string(e.dev);
-		r["inode"] = e.ino;
+		r.str("dev", dev_string(e.dev));
+		r.unum("inode", e.ino);
 	}
-	r["watched"] = static_cast<bool>(e.ctx.flags & KT_F_WATCHED);
+	r.boolean("watched", e.ctx.flags & KT_F_WATCHED);
 	if (e.ctx.flags & KT_F_TRUNCATED)
-		r["truncated"] = true;
+		r.boolean("truncated", true);
 	if (e.ctx.flags & KT_F_READ_FAIL)
-		r["path_unreadable"] = true;
-	return rec;
+		r.boolean("path_unreadable", true);
+	return observation("open", e.ctx, std::move(r));
 }
 
 Record EventRecords::close(const EventContext &ctx, const ClosedFd &c)
 {
-	Record rec = observation("close", ctx);
-	auto &r = rec.fields;
-	r["fd"] = c.fd;
-	r["path"] = shown(c.path);
-	r["dev"] = dev_string(c.state.dev);
-	r["inode"] = c.state.ino;
-	r["bytes_read"] = c.state.bytes_read;
-	r["reads"] = c.state.reads;
-	r["reason"] = close_reason_name(c.reason);
-	return rec;
+	JsonMembers r;
+	r.num("fd", c.fd)
+	    .str("path", shown_path(c.path))
+	    .str("dev", dev_string(c.state.dev))
+	    .unum("inode", c.state.ino)
+	    .unum("bytes_read", c.state.bytes_read)
+	    .unum("reads", c.state.reads)
+	    .str("reason", close_reason_name(c.reason));
+	return observation("close", ctx, std::move(r));
 }
 
 Record EventRecords::connect(const NamedConnect &c)

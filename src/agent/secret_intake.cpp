@@ -159,7 +159,7 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
 		if (it != p->identity->selectors.end())
 			cwd = it->second;
 	}
-	if (cwd.empty() && e.ctx.ppid)
+	if (cwd.empty() && e.ctx.ppid && !e.path.empty() && e.path[0] != '/')
 		cwd = read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd");
 	// An fd that cannot read (O_PATH needs only search permission on the
 	// way; O_WRONLY) holds no secret: the agent must not read it for them.

@@ -190,6 +190,9 @@ FileScan SecretSources::scan_content(const std::string &path, const std::string 
 namespace
 {
 
+constexpr auto kPlainTtl = std::chrono::seconds(2);
+constexpr size_t kMaxPlain = 16384;
+
 // The name of the very inode an open reached, when the name used was a
 // symlink: the fd's link while it is open, else the used name resolved
 // (the inode must match, so a link changed since names nothing).
@@ -233,13 +236,27 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 	}
 	auto kind = credential_file_kind(f.logical, globs_);
 	if (!kind) {
-		auto it = files_.find({kdev, ino});
+		auto key = std::make_pair(kdev, ino);
+		auto it = files_.find(key);
+		bool by_link = it == files_.end() && known_as.empty();
+		auto now = std::chrono::steady_clock::now();
+		if (by_link) {
+			auto p = plain_.find(key);
+			if (p != plain_.end() && p->second > now)
+				return std::nullopt;
+		}
 		std::string real = it != files_.end()  ? it->second.scan.path
 		                   : !known_as.empty() ? known_as
 		                                       : true_name(f);
 		if (real.empty() || real == f.logical ||
-		    !(kind = credential_file_kind(real, globs_)))
+		    !(kind = credential_file_kind(real, globs_))) {
+			if (by_link && !real.empty()) {
+				if (plain_.size() >= kMaxPlain)
+					plain_.clear();
+				plain_[key] = now + kPlainTtl;
+			}
 			return std::nullopt;
+		}
 		counters_.files_by_true_name++;
 		f.logical = real;
 	}

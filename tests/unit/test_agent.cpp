@@ -7,8 +7,11 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "keytrail/agent/agent.h"
+#include "keytrail/secrets/mask.h"
 #include "keytrail/tools/report.h"
 #include "keytrail/util/kdev.h"
 #include "support/kernel_records.h"
@@ -174,6 +177,61 @@ TEST_F(AgentTest, CredentialFileIsReadWatchedAndItsReadsCounted)
 	EXPECT_EQ(opens[1]["path"], env_file);
 	EXPECT_EQ(opens[1]["watched"], true);
 	EXPECT_EQ(lines.find(key), std::string::npos) << "the key was written";
+}
+
+// Opens and closes are written without a DOM: the same members, each once,
+// and a hostile file name arrives as valid JSON, masked and shown as
+// shown() shows it.
+TEST_F(AgentTest, OpenAndCloseRecordsKeepTheirSchemaWithoutADom)
+{
+	make();
+	FakeProc srv{4500041, 1, 0, 1000000000, "mcp-server-z", KT_F_TRACKED};
+	send(k.exec(srv, "/usr/local/bin/mcp-server-z", {"mcp-server-z"}));
+	const std::string hostile =
+	    "/tmp/a \"quoted\" \\ back\nline\ttab\x01\x7f \xff\xfe ghp_" + std::string(36, 'A');
+	send(k.open(srv, hostile, 5, 1, 77));
+	send(k.close(srv, 5, 1, 77, 123));
+	std::vector<std::string> mine;
+	std::istringstream in(lines);
+	for (std::string l; std::getline(in, l);)
+		if (l.find("\"pid\":4500041") != std::string::npos &&
+		    (l.find("\"type\":\"open\"") != std::string::npos ||
+		     l.find("\"type\":\"close\"") != std::string::npos))
+			mine.push_back(l);
+	ASSERT_EQ(mine.size(), 2u) << lines;
+	const std::set<std::string> common = {
+	    "type", "time",    "tid",        "host",     "pid",  "ppid", "comm", "uid",
+	    "gid",  "exec_id", "mcp_server", "identity", "path", "fd",   "dev",  "inode"};
+	std::set<std::string> open_keys = common, close_keys = common;
+	for (const char *key : {"flags", "result", "watched"})
+		open_keys.insert(key);
+	for (const char *key : {"bytes_read", "reads", "reason"})
+		close_keys.insert(key);
+	for (size_t i = 0; i < 2; i++) {
+		auto j = json::parse(mine[i]); // throws on invalid JSON or UTF-8
+		std::set<std::string> keys;
+		for (auto it = j.begin(); it != j.end(); ++it)
+			keys.insert(it.key());
+		EXPECT_EQ(keys, i == 0 ? open_keys : close_keys) << mine[i];
+		size_t members = 0; // every key once: as many "key": as the DOM has keys
+		for (const auto &key : keys)
+			members += [&] {
+				size_t n = 0;
+				for (size_t at = 0;
+				     (at = mine[i].find("\"" + key + "\":", at)) != std::string::npos;
+				     at++)
+					n++;
+				return n;
+			}();
+		EXPECT_EQ(members, keys.size()) << mine[i];
+		EXPECT_EQ(j["path"], shown(hostile));
+		EXPECT_EQ(j["inode"], 77);
+		EXPECT_EQ(j["fd"], 5);
+		EXPECT_EQ(mine[i].find(std::string(36, 'A')), std::string::npos)
+		    << "token not masked";
+	}
+	EXPECT_EQ(json::parse(mine[1])["bytes_read"], 123);
+	EXPECT_EQ(json::parse(mine[0])["result"], "ok");
 }
 
 // An exit reports the fds still open with what the kernel counted, and

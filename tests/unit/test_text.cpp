@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
+#include "keytrail/schema/json_members.h"
+#include "keytrail/schema/record.h"
 #include "keytrail/util/clock.h"
 #include "keytrail/util/text.h"
 
@@ -47,4 +50,31 @@ TEST(Clock, Rfc3339RoundTrip)
 	EXPECT_FALSE(parse_rfc3339("2026-13-01", &t));
 	EXPECT_FALSE(parse_rfc3339("2026-11-26T12:35:51", &t)); // no zone
 	EXPECT_FALSE(parse_rfc3339("yesterday", &t));
+}
+
+// Records written without a DOM must be the bytes dump_json() writes.
+TEST(JsonMembers, WritesWhatDumpJsonWrites)
+{
+	std::mt19937 rng(7);
+	for (int round = 0; round < 2000; round++) {
+		std::string s;
+		size_t n = rng() % 40;
+		for (size_t i = 0; i < n; i++)
+			s.push_back(static_cast<char>(rng() % 256));
+		s = sanitize_utf8(s); // what every caller passes: valid UTF-8
+		int64_t i64 = static_cast<int64_t>(rng()) - (1LL << 31) * (round % 3);
+		uint64_t u64 = (static_cast<uint64_t>(rng()) << 32) | rng();
+		JsonMembers m;
+		m.str("s", s).num("i", i64).unum("u", u64).boolean("b", round % 2);
+		std::string want = "{" + dump_json(nlohmann::json{{"s", s}}).substr(1);
+		want.pop_back();
+		want += ",\"i\":" + dump_json(i64) + ",\"u\":" + dump_json(u64) +
+		        ",\"b\":" + dump_json(static_cast<bool>(round % 2)) + "}";
+		EXPECT_EQ("{" + m.text() + "}", want);
+		EXPECT_EQ(nlohmann::json::parse("{" + m.text() + "}")["s"], s);
+	}
+	JsonMembers a, b;
+	a.str("x", "1");
+	b.append(a.text()).append("").str("y", "\x1f\"\\\b\f\n\r\t");
+	EXPECT_EQ(b.text(), R"("x":"1","y":"\u001f\"\\\b\f\n\r\t")");
 }

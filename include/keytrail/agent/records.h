@@ -3,6 +3,7 @@
 // Secrets, uses and alerts come from the correlator; health from Health.
 #pragma once
 
+#include <array>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include "keytrail/agent/lifecycle.h"
 #include "keytrail/agent/open_files.h"
 #include "keytrail/agent/processes.h"
+#include "keytrail/schema/json_members.h"
 #include "keytrail/schema/record.h"
 #include "keytrail/secrets/sources.h"
 
@@ -39,14 +41,21 @@ class EventRecords
       private:
 	// Every field a record about the process that made the event carries.
 	nlohmann::json base(const char *type, const EventContext &ctx);
-	// An observation: type, time and tid as fields, the rest of base()
-	// spliced from the process's cached members (a flood of opens builds
-	// three fields per record, not twelve).
-	Record observation(const char *type, const EventContext &ctx);
+	// An observation: "type" the one field, then the process's cached
+	// members (the rest of base()), then time, tid and `own`: a flood of
+	// opens builds no DOM.
+	Record observation(const char *type, const EventContext &ctx, JsonMembers own);
+	// shown(path), remembered for the last paths seen.
+	const std::string &shown_path(const std::string &path);
 
 	std::string host_;
 	const Clock &clock_;
 	Processes &procs_;
+	struct ShownPath {
+		bool valid = false;
+		std::string path, shown;
+	};
+	std::array<ShownPath, 64> shown_paths_;
 };
 
 } // namespace keytrail

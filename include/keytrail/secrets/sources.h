@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -121,6 +122,12 @@ class SecretSources
 	uint64_t max_file_size_;
 	SourceCounters counters_;
 	std::map<std::pair<uint64_t, uint64_t>, KnownFile> files_;
+	// Inodes whose true name was read lately and named no credential file,
+	// to when that answer expires: a server opening the same plain file all
+	// day reads its fd's link once a kPlainTtl, not at every open. A file
+	// moved into a credential's place is looked at again when its answer
+	// expires, or at once if it is opened by a credential name or watched.
+	std::map<std::pair<uint64_t, uint64_t>, std::chrono::steady_clock::time_point> plain_;
 };
 
 } // namespace keytrail

@@ -1,0 +1,88 @@
+#include "keytrail/schema/json_members.h"
+
+#include <charconv>
+
+namespace keytrail
+{
+
+void append_json_string(std::string &out, std::string_view s)
+{
+	static const char hex[] = "0123456789abcdef";
+	out.push_back('"');
+	size_t plain = 0; // bytes since the last escape, appended in one go
+	for (size_t i = 0; i < s.size(); i++) {
+		auto c = static_cast<unsigned char>(s[i]);
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		out.append(s.data() + plain, i - plain);
+		plain = i + 1;
+		out.push_back('\\');
+		switch (c) {
+		case '"': out.push_back('"'); break;
+		case '\\': out.push_back('\\'); break;
+		case '\b': out.push_back('b'); break;
+		case '\f': out.push_back('f'); break;
+		case '\n': out.push_back('n'); break;
+		case '\r': out.push_back('r'); break;
+		case '\t': out.push_back('t'); break;
+		default:
+			out.append("u00");
+			out.push_back(hex[c >> 4]);
+			out.push_back(hex[c & 15]);
+		}
+	}
+	out.append(s.data() + plain, s.size() - plain);
+	out.push_back('"');
+}
+
+void JsonMembers::key(std::string_view k)
+{
+	if (!s_.empty())
+		s_.push_back(',');
+	append_json_string(s_, k);
+	s_.push_back(':');
+}
+
+JsonMembers &JsonMembers::str(std::string_view k, std::string_view value)
+{
+	key(k);
+	append_json_string(s_, value);
+	return *this;
+}
+
+JsonMembers &JsonMembers::num(std::string_view k, int64_t value)
+{
+	key(k);
+	char buf[24];
+	auto r = std::to_chars(buf, buf + sizeof(buf), value);
+	s_.append(buf, r.ptr);
+	return *this;
+}
+
+JsonMembers &JsonMembers::unum(std::string_view k, uint64_t value)
+{
+	key(k);
+	char buf[24];
+	auto r = std::to_chars(buf, buf + sizeof(buf), value);
+	s_.append(buf, r.ptr);
+	return *this;
+}
+
+JsonMembers &JsonMembers::boolean(std::string_view k, bool value)
+{
+	key(k);
+	s_.append(value ? "true" : "false");
+	return *this;
+}
+
+JsonMembers &JsonMembers::append(std::string_view members)
+{
+	if (members.empty())
+		return *this;
+	if (!s_.empty())
+		s_.push_back(',');
+	s_.append(members);
+	return *this;
+}
+
+} // namespace keytrail
