@@ -75,6 +75,13 @@ JsonMembers &JsonMembers::boolean(std::string_view k, bool value)
 	return *this;
 }
 
+JsonMembers &JsonMembers::raw(std::string_view k, std::string_view json)
+{
+	key(k);
+	s_.append(json);
+	return *this;
+}
+
 JsonMembers &JsonMembers::append(std::string_view members)
 {
 	if (members.empty())

@@ -1,5 +1,9 @@
 #include "keytrail/schema/record.h"
 
+#include <simdjson.h>
+
+#include "keytrail/schema/json_members.h"
+
 namespace keytrail
 {
 
@@ -40,7 +44,12 @@ std::string dump_json(const nlohmann::json &j)
 	return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string serialize(const Record &r)
+namespace
+{
+
+// The fields dumped whole, the raw ones spliced in: for fields the fast
+// path cannot write.
+std::string serialize_dom(const Record &r)
 {
 	std::string s = dump_json(r.fields);
 	if (r.raw.empty() || s.size() < 2 || s.back() != '}')
@@ -57,6 +66,49 @@ std::string serialize(const Record &r)
 		}
 		s += *f.json;
 	}
+	s.push_back('}');
+	return s;
+}
+
+} // namespace
+
+std::string serialize(const Record &r)
+{
+	if (!r.fields.is_object())
+		return serialize_dom(r);
+	// Members one by one, in the document's (sorted) order: the bytes
+	// dump_json would write, without its serializer for every scalar. Text
+	// that is not valid UTF-8 goes through dump_json, which replaces it.
+	JsonMembers m;
+	auto utf8 = [](const std::string &t) {
+		return simdjson::validate_utf8(t.data(), t.size());
+	};
+	for (auto it = r.fields.begin(); it != r.fields.end(); ++it) {
+		const std::string &key = it.key();
+		const nlohmann::json &v = it.value();
+		if (!utf8(key))
+			return serialize_dom(r);
+		if (v.is_string() && utf8(v.get_ref<const std::string &>()))
+			m.str(key, v.get_ref<const std::string &>());
+		else if (v.is_number_unsigned())
+			m.unum(key, v.get<uint64_t>());
+		else if (v.is_number_integer())
+			m.num(key, v.get<int64_t>());
+		else if (v.is_boolean())
+			m.boolean(key, v.get<bool>());
+		else
+			m.raw(key, dump_json(v));
+	}
+	for (const auto &f : r.raw) {
+		if (f.key.empty())
+			m.append(*f.json);
+		else if (utf8(f.key))
+			m.raw(f.key, *f.json);
+		else
+			return serialize_dom(r);
+	}
+	std::string s = m.take();
+	s.insert(s.begin(), '{');
 	s.push_back('}');
 	return s;
 }

@@ -92,7 +92,9 @@ std::optional<ResolvedPath> resolve_process_path(pid_t pid, int dirfd, const std
 			return std::nullopt;
 		logical = base + "/" + path;
 	}
-	logical = std::filesystem::path(logical).lexically_normal().string();
+	// Only a path with "//" or a "/." can change (most have neither).
+	if (logical.find("//") != std::string::npos || logical.find("/.") != std::string::npos)
+		logical = std::filesystem::path(logical).lexically_normal().string();
 	return ResolvedPath{logical, proc + "/root" + logical};
 }
 

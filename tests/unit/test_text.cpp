@@ -78,3 +78,25 @@ TEST(JsonMembers, WritesWhatDumpJsonWrites)
 	b.append(a.text()).append("").str("y", "\x1f\"\\\b\f\n\r\t");
 	EXPECT_EQ(b.text(), R"("x":"1","y":"\u001f\"\\\b\f\n\r\t")");
 }
+
+// serialize() writes a record's fields member by member: the bytes
+// dump_json writes for the same document, bad UTF-8 in keys and values
+// included.
+TEST(JsonMembers, SerializeWritesWhatDumpJsonWrites)
+{
+	nlohmann::json f = {
+	    {"type", "alert"},   {"count", 3},
+	    {"big", UINT64_MAX}, {"neg", -42},
+	    {"ratio", 0.25},     {"ok", true},
+	    {"none", nullptr},   {"text", "caf\xC3\xA9 \"q\" \x01"},
+	    {"bad", "\xff\xfe"}, {"nested", {{"b", {1, 2, "x"}}, {"a", {{"z", "\n"}}}}}};
+	EXPECT_EQ(serialize(Record{f, {}}), dump_json(f));
+	nlohmann::json bad_key = f;
+	bad_key["k\xff"] = 1;
+	EXPECT_EQ(serialize(Record{bad_key, {}}), dump_json(bad_key));
+	Record with_raw{{{"type", "open"}}, {}};
+	with_raw.raw.push_back({"", std::make_shared<const std::string>("\"a\":1")});
+	with_raw.raw.push_back({"process", std::make_shared<const std::string>("{\"pid\":2}")});
+	EXPECT_EQ(serialize(with_raw), R"({"type":"open","a":1,"process":{"pid":2}})");
+	EXPECT_EQ(to_json(with_raw), nlohmann::json::parse(serialize(with_raw)));
+}

@@ -24,6 +24,8 @@ class JsonMembers
 	JsonMembers &num(std::string_view key, int64_t value);
 	JsonMembers &unum(std::string_view key, uint64_t value);
 	JsonMembers &boolean(std::string_view key, bool value);
+	// A member whose value is JSON text already.
+	JsonMembers &raw(std::string_view key, std::string_view json);
 	// Another set of members, appended after these.
 	JsonMembers &append(std::string_view members);
 	const std::string &text() const { return s_; }
