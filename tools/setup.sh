@@ -23,7 +23,7 @@ MODE=${1:-}
 PACKAGES=(
 	build-essential cmake pkg-config clang llvm
 	libbpf-dev bpftool libelf-dev zlib1g-dev
-	libspdlog-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev
+	libspdlog-dev nlohmann-json3-dev libsimdjson-dev libdeflate-dev libyaml-cpp-dev libcli11-dev
 	libssl-dev libsqlite3-dev libcpp-httplib-dev libcurl4-openssl-dev
 	clickhouse-server clickhouse-client
 	libgtest-dev libgmock-dev libpng-dev chromium fonts-liberation poppler-utils

@@ -120,7 +120,13 @@ void JournalSink::compress(const std::string &path, std::optional<SegmentIndex> 
 	// it whole. A segment a crash left open is indexed off the file.
 	if (!ix)
 		ix = index_segment(path);
-	if (gzip_file(path, path + ".gz")) // on failure the plain segment stays readable
+	if (!gzip_file(path, path + ".gz")) // on failure the plain segment stays readable
+		return;
+	// Retention (the writer's) may have removed the .gz already: its index
+	// must not outlive it.
+	std::lock_guard lock(retain_mu_);
+	struct stat st;
+	if (lstat((path + ".gz").c_str(), &st) == 0)
 		write_segment_index(path + ".gz", std::move(*ix));
 }
 

@@ -2,17 +2,18 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <libdeflate.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 
 #include "keytrail/util/clock.h"
 #include "keytrail/util/error.h"
@@ -63,6 +64,10 @@ std::string compact_utc(int64_t wall_ns)
 
 bool gzip_file(const std::string &src, const std::string &dst)
 {
+	// libdeflate (about 2x zlib's speed at level 1, a smaller file), one
+	// gzip member per MiB so memory stays bounded whatever the segment size:
+	// gzip readers (zlib's gzread, zcat) read the members as one stream.
+	constexpr size_t kChunk = 1u << 20;
 	int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		return false;
@@ -71,34 +76,44 @@ bool gzip_file(const std::string &src, const std::string &dst)
 	std::string tmp = dst + ".tmp";
 	unlink(tmp.c_str());
 	int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0) {
+	std::unique_ptr<libdeflate_compressor, void (*)(libdeflate_compressor *)> c(
+	    libdeflate_alloc_compressor(1), libdeflate_free_compressor);
+	if (out < 0 || !c) {
 		::close(in);
-		return false;
-	}
-	gzFile gz = gzdopen(out, "wb1"); // fastest: ~35% less CPU than 6, still ~50x on JSON lines
-	if (!gz) {
-		::close(in);
-		::close(out);
-		unlink(tmp.c_str());
-		return false;
-	}
-	bool ok = true;
-	char buf[64 * 1024];
-	for (;;) {
-		ssize_t n = ::read(in, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ok = n == 0;
-			break;
+		if (out >= 0) {
+			::close(out);
+			unlink(tmp.c_str());
 		}
-		if (gzwrite(gz, buf, static_cast<unsigned>(n)) != n) {
+		return false;
+	}
+	std::string plain(kChunk, '\0'),
+	    packed(libdeflate_gzip_compress_bound(c.get(), kChunk), '\0');
+	bool ok = true;
+	for (;;) {
+		size_t got = 0;
+		while (got < kChunk) {
+			ssize_t n = ::read(in, plain.data() + got, kChunk - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				ok = false;
+			if (n <= 0)
+				break;
+			got += static_cast<size_t>(n);
+		}
+		if (!ok || got == 0)
+			break;
+		size_t len = libdeflate_gzip_compress(c.get(), plain.data(), got, packed.data(),
+		                                      packed.size());
+		if (len == 0 || !write_all(out, std::string_view(packed.data(), len))) {
 			ok = false;
 			break;
 		}
+		if (got < kChunk)
+			break;
 	}
 	int saved = errno;
-	ok = (gzclose(gz) == Z_OK) && ok;
+	ok = ::close(out) == 0 && ok;
 	::close(in);
 	if (!ok || rename(tmp.c_str(), dst.c_str()) != 0) {
 		unlink(tmp.c_str());
