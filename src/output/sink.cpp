@@ -86,8 +86,11 @@ bool gzip_file(const std::string &src, const std::string &dst)
 		}
 		return false;
 	}
-	std::string plain(kChunk, '\0'),
-	    packed(libdeflate_gzip_compress_bound(c.get(), kChunk), '\0');
+	// Kept by the thread (the compressor, or a writer catching up): 2 MiB
+	// allocated and faulted in once, not per segment.
+	thread_local std::string plain, packed;
+	plain.resize(kChunk);
+	packed.resize(libdeflate_gzip_compress_bound(c.get(), kChunk));
 	bool ok = true;
 	for (;;) {
 		size_t got = 0;
