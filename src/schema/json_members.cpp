@@ -1,9 +1,24 @@
 #include "keytrail/schema/json_members.h"
 
+#include <array>
 #include <charconv>
 
 namespace keytrail
 {
+
+namespace
+{
+
+// The bytes a JSON string must escape: control bytes, '"' and '\\'.
+constexpr std::array<bool, 256> kEscape = [] {
+	std::array<bool, 256> t{};
+	for (int c = 0; c < 0x20; c++)
+		t[c] = true;
+	t['"'] = t['\\'] = true;
+	return t;
+}();
+
+} // namespace
 
 void append_json_string(std::string &out, std::string_view s)
 {
@@ -12,7 +27,7 @@ void append_json_string(std::string &out, std::string_view s)
 	size_t plain = 0; // bytes since the last escape, appended in one go
 	for (size_t i = 0; i < s.size(); i++) {
 		auto c = static_cast<unsigned char>(s[i]);
-		if (c >= 0x20 && c != '"' && c != '\\')
+		if (!kEscape[c])
 			continue;
 		out.append(s.data() + plain, i - plain);
 		plain = i + 1;
@@ -37,7 +52,9 @@ void append_json_string(std::string &out, std::string_view s)
 
 void JsonMembers::key(std::string_view k)
 {
-	if (!s_.empty())
+	if (s_.empty())
+		s_.reserve(512); // most records: one allocation
+	else
 		s_.push_back(',');
 	append_json_string(s_, k);
 	s_.push_back(':');
