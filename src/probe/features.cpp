@@ -197,6 +197,15 @@ void bpf_features(std::vector<Feature> &fs, bool btf, bool tracefs)
 	                         : "needs Linux 5.11+ with CONFIG_BPF_SYSCALL";
 	fs.push_back(ts);
 
+	Feature regs{
+	    "task_pt_regs",
+	    libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs, nullptr) == 1,
+	    true, ""};
+	regs.detail = regs.available
+	                  ? "bpf_task_pt_regs: open and read arguments read at the syscall's exit"
+	                  : "needs Linux 5.15+ (bpf_task_pt_regs)";
+	fs.push_back(regs);
+
 	Feature loop{"bpf_loop",
 	             libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1,
 	             false, ""};
