@@ -251,7 +251,7 @@ void kernel_pass(const std::string &dir, long iterations)
 		      "/dev/null", nullptr);
 		_exit(127);
 	}
-	for (int i = 0; i < 300 && prog_stats({"enter_openat"}).empty(); i++)
+	for (int i = 0; i < 300 && prog_stats({"exit_openat"}).empty(); i++)
 		std::this_thread::sleep_for(std::chrono::milliseconds(50));
 	before = prog_stats(names);
 	run_workload(iterations, false);

@@ -451,8 +451,14 @@ int main(int argc, char **argv)
 	            "call, includes the stats' own clock reads):\n",
 	            untracked_calls);
 	std::printf("  %-12s %10s %10s %8s\n", "hook", "no-op", "keytrail", "extra");
-	for (const auto &h : {"enter_read", "exit_read", "enter_write"})
-		std::printf("  %-12s %10.1f %10.1f %+8.1f\n", h, floor[h], kt[h], kt[h] - floor[h]);
+	for (const auto &h : {"enter_read", "exit_read", "enter_write"}) {
+		if (kt[h] > 0)
+			std::printf("  %-12s %10.1f %10.1f %+8.1f\n", h, floor[h], kt[h],
+			            kt[h] - floor[h]);
+		else // reads are hooked at their exit only
+			std::printf("  %-12s %10.1f %10s %+8.1f\n", h, floor[h], "not hooked",
+			            -floor[h]);
+	}
 	if (stats_fd >= 0)
 		close(stats_fd);
 	return 0;

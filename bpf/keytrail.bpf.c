@@ -28,6 +28,12 @@ char LICENSE[] SEC("license") = "GPL";
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_UDP 17
 #define O_WRONLY 01
+#define O_RDWR 02
+#define O_ACCMODE 03
+#define O_PATH 010000000
+#define FMODE_READ 0x1
+#define FMODE_WRITE 0x2
+#define FMODE_PATH 0x4000
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define S_IFMT 00170000
@@ -545,6 +551,38 @@ static __always_inline void remember_fd(__u32 tgid, int fd, struct kt_inode_key 
 		stat_inc(KT_STAT_PENDING_FULL);
 }
 
+// open flags with the access mode the kernel gave the file (f_mode), not the
+// one the process asked for in memory another thread can rewrite (openat2's
+// struct open_how): userspace decides from it whether the file is readable.
+static __always_inline __u32 kernel_access(__u32 flags, struct file *f)
+{
+	__u32 mode = BPF_CORE_READ(f, f_mode);
+	flags &= ~(__u32)(O_ACCMODE | O_PATH);
+	if (mode & FMODE_PATH)
+		return flags | O_PATH;
+	if ((mode & FMODE_READ) && (mode & FMODE_WRITE))
+		return flags | O_RDWR;
+	return flags | ((mode & FMODE_WRITE) ? O_WRONLY : 0);
+}
+
+// A close record for an fd's summed reads; the entry is removed.
+static __always_inline void report_close(struct kt_fd_key *k, struct kt_fd_state *st,
+                                         struct task_struct *task)
+{
+	struct kt_close_event *e = reserve(sizeof(*e), KT_EV_CLOSE);
+	if (e) {
+		fill_hdr(&e->hdr, KT_EV_CLOSE, sizeof(*e), task);
+		e->fd = k->fd;
+		e->reason = KT_CLOSE_CLOSE;
+		e->dev = st->dev;
+		e->ino = st->ino;
+		e->bytes_read = st->bytes_read;
+		e->reads = st->reads;
+		submit(e, KT_EV_CLOSE);
+	}
+	bpf_map_delete_elem(&fds, k);
+}
+
 // A tracked process's open*() arguments, read at the syscall's exit from the
 // registers it saved on entry: one program per open for every process on
 // the host, not two. The path is copied from the process's memory after the
@@ -645,6 +683,8 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx, __u32
 	e->fd = fd;
 	e->dev = ik.dev;
 	e->ino = ik.ino;
+	if (f)
+		e->flags = kernel_access(e->flags, f);
 	if (fd >= 0 && regular)
 		remember_fd(tgid, fd, &ik);
 
@@ -727,38 +767,36 @@ static __always_inline void stdio_capture_iov(__u32 dir, const struct iovec *iov
 }
 
 // A tracked process reading through an fd the open above did not record:
-// one it dup'd, or inherited from its parent. If the file is watched, the
-// fd is reported as an open of it (syscall 0, no path) and its reads are
-// summed from here on. Other fds (sockets, pipes) end at the filter.
-static __always_inline struct kt_fd_state *adopt_fd(struct task_struct *task, struct kt_fd_key *k)
+// one it dup'd, or inherited from its parent. The file is watched (checked
+// by the caller): the fd is reported as an open of it (syscall 0, no path)
+// and its reads are summed from here on. Reported once: the entry is made
+// only if none is there (another thread of the process may be adopting it),
+// and a full map is counted, not reported again and again.
+static __always_inline struct kt_fd_state *adopt_fd(struct task_struct *task, struct kt_fd_key *k,
+                                                    struct kt_inode_key *ik, struct file *f)
 {
-	struct kt_watch_filter *filter = watching();
-	struct kt_inode_key ik = {};
+	struct kt_fd_state fresh = {.dev = ik->dev, .ino = ik->ino};
 	struct kt_open_event *e;
-	struct inode *inode;
-	struct file *f;
 	__u32 zero = 0;
 
-	if (!filter || !(f = fd_file(task, k->fd)))
-		return NULL;
-	inode = BPF_CORE_READ(f, f_inode);
-	ik.dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	ik.ino = BPF_CORE_READ(inode, i_ino);
-	if (!inode_watched(filter, &ik))
-		return NULL;
-	remember_fd(k->tgid, k->fd, &ik);
+	if (bpf_map_update_elem(&fds, k, &fresh, BPF_NOEXIST)) {
+		struct kt_fd_state *st = bpf_map_lookup_elem(&fds, k);
+		if (!st)
+			stat_inc(KT_STAT_PENDING_FULL);
+		return st;
+	}
 	e = bpf_map_lookup_elem(&open_scratch, &zero);
 	if (e) {
 		fill_hdr(&e->hdr, KT_EV_OPEN, 0, task);
 		e->hdr.flags |= KT_F_WATCHED;
 		e->syscall = 0;
 		e->dirfd = -1;
-		e->flags = 0;
+		e->flags = kernel_access(0, f);
 		e->mode = 0;
 		e->path_len = 0; // userspace names it from the watched table
 		e->fd = k->fd;
-		e->dev = ik.dev;
-		e->ino = ik.ino;
+		e->dev = ik->dev;
+		e->ino = ik->ino;
 		e->hdr.size = offsetof(struct kt_open_event, path);
 		output(e, offsetof(struct kt_open_event, path), KT_EV_OPEN);
 	}
@@ -776,9 +814,13 @@ static __always_inline struct kt_fd_state *adopt_fd(struct task_struct *task, st
 static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx, int stdio)
 {
 	struct kt_task_mark *m = current_mark();
+	struct kt_watch_filter *filter;
+	struct kt_inode_key ik = {};
 	struct task_struct *task;
 	struct kt_fd_state *st;
 	struct pt_regs *regs;
+	struct inode *inode;
+	struct file *f;
 	long ret = ctx->ret;
 
 	if (!m || ret <= 0) // untracked: nothing more
@@ -796,8 +838,26 @@ static __always_inline int read_exit(struct trace_event_raw_sys_exit *ctx, int s
 		return 0;
 	}
 	st = bpf_map_lookup_elem(&fds, &k);
-	if (!st)
-		st = adopt_fd(task, &k);
+	filter = watching();
+	if (!st && !filter)
+		return 0;
+	f = fd_file(task, k.fd);
+	if (!f)
+		return 0;
+	inode = BPF_CORE_READ(f, f_inode);
+	ik.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	ik.ino = BPF_CORE_READ(inode, i_ino);
+	if (st && (st->dev != ik.dev || st->ino != ik.ino)) {
+		// The number names another file now (dup2/dup3 over it,
+		// close_range, an exec's close-on-exec): the old file was closed.
+		report_close(&k, st, task);
+		st = NULL;
+	}
+	if (!st) {
+		if (!filter || !inode_watched(filter, &ik))
+			return 0;
+		st = adopt_fd(task, &k, &ik, f);
+	}
 	if (st) {
 		__sync_fetch_and_add(&st->bytes_read, ret);
 		__sync_fetch_and_add(&st->reads, 1);
@@ -832,27 +892,13 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct kt_fd_key k = {.tgid = id >> 32, .fd = ctx->args[0]};
 	struct kt_fd_state *st;
-	struct kt_close_event *e;
 
 	if (!current_tracked())
 		return 0;
 	bpf_map_delete_elem(&fresh_socks, &k);
 	st = bpf_map_lookup_elem(&fds, &k);
-	if (!st)
-		return 0;
-	e = reserve(sizeof(*e), KT_EV_CLOSE);
-	if (e) {
-		fill_hdr(&e->hdr, KT_EV_CLOSE, sizeof(*e),
-		         (struct task_struct *)bpf_get_current_task());
-		e->fd = k.fd;
-		e->reason = KT_CLOSE_CLOSE;
-		e->dev = st->dev;
-		e->ino = st->ino;
-		e->bytes_read = st->bytes_read;
-		e->reads = st->reads;
-		submit(e, KT_EV_CLOSE);
-	}
-	bpf_map_delete_elem(&fds, &k);
+	if (st)
+		report_close(&k, st, bpf_get_current_task_btf());
 	return 0;
 }
 

@@ -30,9 +30,11 @@ bool write_all(int fd, std::string_view data)
 	size_t done = 0;
 	while (done < data.size()) {
 		ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO; // no progress: never loop on it
 			return false;
 		}
 		done += static_cast<size_t>(n);
@@ -92,6 +94,7 @@ bool gzip_file(const std::string &src, const std::string &dst)
 	plain.resize(kChunk);
 	packed.resize(libdeflate_gzip_compress_bound(c.get(), kChunk));
 	bool ok = true;
+	size_t members = 0;
 	for (;;) {
 		size_t got = 0;
 		while (got < kChunk) {
@@ -104,14 +107,15 @@ bool gzip_file(const std::string &src, const std::string &dst)
 				break;
 			got += static_cast<size_t>(n);
 		}
-		if (!ok || got == 0)
-			break;
+		if (!ok || (got == 0 && members > 0))
+			break; // an empty file still gets one (empty) member: a valid gzip
 		size_t len = libdeflate_gzip_compress(c.get(), plain.data(), got, packed.data(),
 		                                      packed.size());
 		if (len == 0 || !write_all(out, std::string_view(packed.data(), len))) {
 			ok = false;
 			break;
 		}
+		members++;
 		if (got < kChunk)
 			break;
 	}

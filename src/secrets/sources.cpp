@@ -236,9 +236,9 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 	}
 	auto kind = credential_file_kind(f.logical, globs_);
 	if (!kind) {
-		auto key = std::make_pair(kdev, ino);
-		auto it = files_.find(key);
+		auto it = files_.find({kdev, ino});
 		bool by_link = it == files_.end() && known_as.empty();
+		auto key = std::make_tuple(kdev, ino, f.logical);
 		auto now = std::chrono::steady_clock::now();
 		if (by_link) {
 			auto p = plain_.find(key);

@@ -394,6 +394,50 @@ TEST_F(Probes, ReadsThroughADupdAndAnInheritedFdOfAWatchedFileAreSeen)
 	EXPECT_EQ(st->bytes_read, 200u);
 }
 
+// dup2 of a watched file over an fd that named another file: the next
+// read finds the number naming another inode, reports the old file closed
+// and adopts the watched one, whose reads it sums.
+TEST_F(Probes, AnFdNumberDup2dOverIsTheNewFileAtItsNextRead)
+{
+	TempFile secret(500, "credentials");
+	TempFile plain(100, "plain");
+	ASSERT_TRUE(loader_->watch(secret.kdev(), secret.st.st_ino, 7));
+	Child child([&] {
+		int p = open(plain.path.c_str(), O_RDONLY);
+		int s = open(secret.path.c_str(), O_RDONLY);
+		char buf[500];
+		if (p < 0 || s < 0 || read(p, buf, 10) != 10 || dup2(s, p) != p ||
+		    read(p, buf, 500) != 500)
+			return 1;
+		close(p);
+		close(s);
+		return 0;
+	});
+	ASSERT_TRUE(loader_->track(child.pid()));
+	child.go();
+	ASSERT_EQ(child.wait(), 0);
+	auto pid = static_cast<uint32_t>(child.pid());
+	auto plain_open = wait_for<OpenEvent>(
+	    [&](const OpenEvent &e) { return e.ctx.pid == pid && e.ino == plain.st.st_ino; });
+	ASSERT_TRUE(plain_open);
+	int fd = plain_open->fd;
+	auto plain_close = wait_for<CloseEvent>([&](const CloseEvent &e) {
+		return e.ctx.pid == pid && e.fd == fd && e.ino == plain.st.st_ino;
+	});
+	ASSERT_TRUE(plain_close) << "the file dup2 replaced should be reported closed";
+	EXPECT_EQ(plain_close->bytes_read, 10u);
+	auto adopted = wait_for<OpenEvent>([&](const OpenEvent &e) {
+		return e.ctx.pid == pid && e.fd == fd && e.ino == secret.st.st_ino;
+	});
+	ASSERT_TRUE(adopted) << "the watched file now at that number should be adopted";
+	EXPECT_TRUE(adopted->ctx.flags & KT_F_WATCHED);
+	auto secret_close = wait_for<CloseEvent>([&](const CloseEvent &e) {
+		return e.ctx.pid == pid && e.fd == fd && e.ino == secret.st.st_ino;
+	});
+	ASSERT_TRUE(secret_close);
+	EXPECT_EQ(secret_close->bytes_read, 500u);
+}
+
 TEST_F(Probes, ForkInheritsTrackingAndExecCarriesArgv)
 {
 	TempFile f(10);

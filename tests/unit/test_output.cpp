@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -504,4 +505,40 @@ TEST(Record, SplicesRawValuesAndRawMembers)
 	EXPECT_EQ(j["host"], "vm");
 	EXPECT_EQ(j["uid"], 0);
 	EXPECT_EQ(to_json(r), j);
+}
+
+// gzip_file writes one gzip member a MiB: what every gzip reader reads as
+// one stream, an empty file included (one empty member, not zero bytes).
+TEST(GzipFile, MembersReadBackAsOneStreamAndAnEmptyFileIsValidGzip)
+{
+	std::string dir = temp_dir();
+	std::string plain = dir + "/big", empty = dir + "/empty";
+	std::string data;
+	for (int i = 0; data.size() < (5u << 20) / 2; i++)
+		data += "{\"n\":" + std::to_string(i) + ",\"pad\":\"" + std::string(i % 50, 'x') +
+		        "\"}\n";
+	std::ofstream(plain) << data;
+	std::ofstream(empty).close();
+	ASSERT_TRUE(gzip_file(plain, plain + ".gz"));
+	ASSERT_TRUE(gzip_file(empty, empty + ".gz"));
+	EXPECT_EQ(mode_of(plain + ".gz"), 0600u);
+	struct stat st {
+	};
+	EXPECT_NE(stat(plain.c_str(), &st), 0) << "the source is removed";
+	ASSERT_EQ(stat((empty + ".gz").c_str(), &st), 0);
+	EXPECT_GT(st.st_size, 0) << "an empty gzip is 20 bytes, not none";
+	auto read_gz = [](const std::string &path) {
+		std::string out;
+		gzFile gz = gzopen(path.c_str(), "rb");
+		char buf[65536];
+		int n;
+		while (gz && (n = gzread(gz, buf, sizeof(buf))) > 0)
+			out.append(buf, static_cast<size_t>(n));
+		if (gz)
+			gzclose(gz);
+		return out;
+	};
+	EXPECT_EQ(read_gz(plain + ".gz"), data);
+	EXPECT_EQ(read_gz(empty + ".gz"), "");
+	EXPECT_EQ(std::system(("gzip -t " + plain + ".gz " + empty + ".gz").c_str()), 0);
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "keytrail/secrets/catalog.h"
@@ -122,12 +123,14 @@ class SecretSources
 	uint64_t max_file_size_;
 	SourceCounters counters_;
 	std::map<std::pair<uint64_t, uint64_t>, KnownFile> files_;
-	// Inodes whose true name was read lately and named no credential file,
-	// to when that answer expires: a server opening the same plain file all
-	// day reads its fd's link once a kPlainTtl, not at every open. A file
-	// moved into a credential's place is looked at again when its answer
-	// expires, or at once if it is opened by a credential name or watched.
-	std::map<std::pair<uint64_t, uint64_t>, std::chrono::steady_clock::time_point> plain_;
+	// Names (dev, inode, the name opened) whose true name was read lately
+	// and named no credential file, to when that answer expires: a server
+	// opening the same plain file all day reads its fd's link once a
+	// kPlainTtl, not at every open. Any other name for the inode (a
+	// hardlink, a symlink to it) is looked at afresh; a watched inode is
+	// never held back by it.
+	std::map<std::tuple<uint64_t, uint64_t, std::string>, std::chrono::steady_clock::time_point>
+	    plain_;
 };
 
 } // namespace keytrail
