@@ -352,6 +352,51 @@ TEST_F(AgentTest, AServerForkedByARejectedShellIsFollowedFromItsExec)
 	EXPECT_EQ(execs[1]["identity"]["id"], execs[0]["identity"]["id"]);
 }
 
+// Processes no rule tracks come and go by the thousand (a shell loop, make):
+// each is dropped from the table at its exit. One that is a parent stays,
+// exited, for its children's ancestry: a server started through `sh -c`
+// names the shell and the shell's parent after both have exited.
+TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
+{
+	make();
+	auto kept = [&] {
+		return agent->health_record(false)["processes"]["exited_kept"].get<size_t>();
+	};
+	FakeProc shell{4500401, 1, 0, 1000000000, "bash"};
+	send(k.exec(shell, "/bin/bash", {"bash", "loop.sh"}));
+	size_t before = kept();
+	for (uint32_t i = 0; i < 200; i++) {
+		FakeProc t{4500500 + i, shell.pid, 0, 2000000000 + i * 1000000ULL, "true"};
+		send(k.exec(t, "/bin/true", {"true"}));
+		send(k.exit(t));
+	}
+	EXPECT_EQ(kept(), before) << "untracked leaves are not kept after their exit";
+	EXPECT_TRUE(of("exec").empty());
+
+	FakeProc sh{4500801, shell.pid, 0, 3000000000, "sh"};
+	send(k.exec(sh, "/bin/sh", {"sh", "-c", "mcp-server-kids &"}));
+	FakeProc srv{4500802, sh.pid, 0, 3100000000, "sh", KT_F_TRACKED | KT_F_PROVISIONAL};
+	srv.comm = "mcp-server-kids";
+	send(k.exec(srv, "/usr/local/bin/mcp-server-kids", {"mcp-server-kids"}));
+	send(k.exit(sh));
+	send(k.exit(shell));
+	EXPECT_EQ(kept(), before + 2) << "the parents are kept";
+	FakeProc kid{4500803, srv.pid, 0, 3200000000, "mcp-server-kids", KT_F_TRACKED};
+	send(k.fork(srv, kid));
+	kid.comm = "git";
+	send(k.exec(kid, "/usr/bin/git", {"git", "fetch"}));
+	auto execs = of("exec");
+	ASSERT_EQ(execs.size(), 2u);
+	EXPECT_EQ(execs[1]["mcp_server"], "mcp-server-kids");
+	const json &anc = execs[1]["ancestry"];
+	ASSERT_GE(anc.size(), 3u) << anc.dump();
+	EXPECT_EQ(anc[0]["pid"], srv.pid);
+	EXPECT_EQ(anc[1]["pid"], sh.pid);
+	EXPECT_EQ(anc[1]["exe"], "/bin/sh");
+	EXPECT_EQ(anc[2]["pid"], shell.pid);
+	EXPECT_EQ(anc[2]["exe"], "/bin/bash");
+}
+
 // HTTPS through a proxy: the upstream is what CONNECT asked for, via the
 // proxy; a Host header naming a host the process never resolved to that
 // address does not make the upstream allowed.
