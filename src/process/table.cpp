@@ -154,9 +154,13 @@ ProcessInfo &ProcessTable::upsert(ProcessInfo info)
 		if (missed_exit_)
 			missed_exit_(it->second);
 		retire(it);
-	} else if (it != live_.end() && info.secrets.empty())
-		info.secrets =
-		    std::move(it->second.secrets); // same process: what it held, it still holds
+	} else if (it != live_.end()) {
+		// The same process (a new image): what it held, it still holds, and
+		// its children are still its children.
+		if (info.secrets.empty())
+			info.secrets = std::move(it->second.secrets);
+		info.parent = info.parent || it->second.parent;
+	}
 	if (info.parent_exec_id.empty())
 		if (ProcessInfo *parent = find(info.ppid);
 		    parent && parent->start_ticks <= info.start_ticks) {

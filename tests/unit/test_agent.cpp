@@ -354,8 +354,9 @@ TEST_F(AgentTest, AServerForkedByARejectedShellIsFollowedFromItsExec)
 
 // Processes no rule tracks come and go by the thousand (a shell loop, make):
 // each is dropped from the table at its exit. One that is a parent stays,
-// exited, for its children's ancestry: a server started through `sh -c`
-// names the shell and the shell's parent after both have exited.
+// exited, for its children's ancestry, though it exec'd again since: a
+// server started through `sh -c` names the shell and the shell's parent
+// after both have exited.
 TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
 {
 	make();
@@ -378,6 +379,8 @@ TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
 	FakeProc srv{4500802, sh.pid, 0, 3100000000, "sh", KT_F_TRACKED | KT_F_PROVISIONAL};
 	srv.comm = "mcp-server-kids";
 	send(k.exec(srv, "/usr/local/bin/mcp-server-kids", {"mcp-server-kids"}));
+	sh.comm = "sleep"; // `... & exec sleep 1`: a new image, the same parent
+	send(k.exec(sh, "/bin/sleep", {"sleep", "1"}));
 	send(k.exit(sh));
 	send(k.exit(shell));
 	EXPECT_EQ(kept(), before + 2) << "the parents are kept";
@@ -392,7 +395,7 @@ TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
 	ASSERT_GE(anc.size(), 3u) << anc.dump();
 	EXPECT_EQ(anc[0]["pid"], srv.pid);
 	EXPECT_EQ(anc[1]["pid"], sh.pid);
-	EXPECT_EQ(anc[1]["exe"], "/bin/sh");
+	EXPECT_EQ(anc[1]["exe"], "/bin/sleep");
 	EXPECT_EQ(anc[2]["pid"], shell.pid);
 	EXPECT_EQ(anc[2]["exe"], "/bin/bash");
 }
