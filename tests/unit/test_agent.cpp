@@ -355,7 +355,7 @@ TEST_F(AgentTest, AServerForkedByARejectedShellIsFollowedFromItsExec)
 // Processes no rule tracks come and go by the thousand (a shell loop, make):
 // each is dropped from the table at its exit. One that is a parent stays,
 // exited, for its children's ancestry, though it exec'd again since: a
-// server started through `sh -c` names the shell and the shell's parent
+// reader started through `sh -c` names the shell and the shell's parent
 // after both have exited.
 TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
 {
@@ -374,30 +374,28 @@ TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
 	EXPECT_EQ(kept(), before) << "untracked leaves are not kept after their exit";
 	EXPECT_TRUE(of("exec").empty());
 
+	// `sh -c 'cat creds & exec sleep 1'`: nothing tracked yet when the
+	// shell and its parent exit; then cat opens a watched credential file.
 	FakeProc sh{4500801, shell.pid, 0, 3000000000, "sh"};
-	send(k.exec(sh, "/bin/sh", {"sh", "-c", "mcp-server-kids &"}));
-	FakeProc srv{4500802, sh.pid, 0, 3100000000, "sh", KT_F_TRACKED | KT_F_PROVISIONAL};
-	srv.comm = "mcp-server-kids";
-	send(k.exec(srv, "/usr/local/bin/mcp-server-kids", {"mcp-server-kids"}));
-	sh.comm = "sleep"; // `... & exec sleep 1`: a new image, the same parent
+	send(k.exec(sh, "/bin/sh", {"sh", "-c", "cat creds & exec sleep 1"}));
+	FakeProc cat{4500802, sh.pid, 0, 3100000000, "cat"};
+	send(k.exec(cat, "/bin/cat", {"cat", "creds"}));
+	sh.comm = "sleep"; // a new image, the same parent
 	send(k.exec(sh, "/bin/sleep", {"sleep", "1"}));
 	send(k.exit(sh));
 	send(k.exit(shell));
 	EXPECT_EQ(kept(), before + 2) << "the parents are kept";
-	FakeProc kid{4500803, srv.pid, 0, 3200000000, "mcp-server-kids", KT_F_TRACKED};
-	send(k.fork(srv, kid));
-	kid.comm = "git";
-	send(k.exec(kid, "/usr/bin/git", {"git", "fetch"}));
+	cat.flags = KT_F_TRACKED; // the kernel marks a reader at its watched open
+	send(k.open(cat, "", 3, 0x800001, 4242, KT_F_WATCHED));
 	auto execs = of("exec");
-	ASSERT_EQ(execs.size(), 2u);
-	EXPECT_EQ(execs[1]["mcp_server"], "mcp-server-kids");
-	const json &anc = execs[1]["ancestry"];
-	ASSERT_GE(anc.size(), 3u) << anc.dump();
-	EXPECT_EQ(anc[0]["pid"], srv.pid);
-	EXPECT_EQ(anc[1]["pid"], sh.pid);
-	EXPECT_EQ(anc[1]["exe"], "/bin/sleep");
-	EXPECT_EQ(anc[2]["pid"], shell.pid);
-	EXPECT_EQ(anc[2]["exe"], "/bin/bash");
+	ASSERT_EQ(execs.size(), 1u); // the reader, described at its open
+	EXPECT_EQ(execs[0]["pid"], cat.pid);
+	const json &anc = execs[0]["ancestry"];
+	ASSERT_GE(anc.size(), 2u) << anc.dump();
+	EXPECT_EQ(anc[0]["pid"], sh.pid);
+	EXPECT_EQ(anc[0]["exe"], "/bin/sleep");
+	EXPECT_EQ(anc[1]["pid"], shell.pid);
+	EXPECT_EQ(anc[1]["exe"], "/bin/bash");
 }
 
 // HTTPS through a proxy: the upstream is what CONNECT asked for, via the
