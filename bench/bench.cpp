@@ -1,5 +1,5 @@
 // keytrail-bench: every KeyTrail performance goal, measured in one run and
-// summed up side by side at the end as (a)-(e). First what KeyTrail costs the
+// summed up side by side at the end as (a)-(f). First what KeyTrail costs the
 // host, alternating modes so machine noise spreads evenly:
 //   unprobed          the workload alone
 //   floor             the shared no-op floor's 11 tracepoints
@@ -11,6 +11,7 @@
 // noise that only ever adds time, so the minimum is reported beside the
 // median. A last pass reads the kernel's own accounting of each program's
 // run time (kernel.bpf_stats_enabled), which isolates the probes' cost.
+// Then (f): the agent's CPU per untracked process lifecycle (churn_pass).
 // Then keytrail-bench-replay: the correlator's replay throughput and memory,
 // and the kernel-event-to-alert latency of a live agent.
 #include <bpf/bpf.h>
@@ -58,8 +59,10 @@ void pin_to_cpu(int cpu)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-// Runs the workload to completion; returns its CPU seconds.
-double run_workload(long iterations, bool tracked)
+// Runs the workload (or, untracked, another binary taking the same
+// ITERATIONS argument) to completion; returns its CPU seconds, its reaped
+// children's included.
+double run_workload(long iterations, bool tracked, const char *binary = WORKLOAD_BINARY)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -69,7 +72,7 @@ double run_workload(long iterations, bool tracked)
 			execl(WORKLOAD_BINARY, WORKLOAD_BINARY, n.c_str(), "/etc/hostname", "400",
 			      kMarker, nullptr);
 		else
-			execl(WORKLOAD_BINARY, WORKLOAD_BINARY, n.c_str(), nullptr);
+			execl(binary, binary, n.c_str(), nullptr);
 		_exit(127);
 	}
 	int status = 0;
@@ -112,7 +115,8 @@ struct AgentRun {
 	nlohmann::json health;
 };
 
-AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked)
+AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked,
+                         const char *binary = WORKLOAD_BINARY)
 {
 	std::string out = dir + "/out.jsonl";
 	unlink(out.c_str());
@@ -142,7 +146,7 @@ AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked)
 	}
 	double a0 = proc_cpu(agent);
 	auto t0 = std::chrono::steady_clock::now();
-	r.workload_cpu = run_workload(iterations, tracked);
+	r.workload_cpu = run_workload(iterations, tracked, binary);
 	r.workload_wall =
 	    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::this_thread::sleep_for(std::chrono::milliseconds(300)); // let it drain
@@ -203,6 +207,57 @@ prog_stats(const std::vector<std::string> &names)
 		close(fd);
 	}
 	return out;
+}
+
+// (f) Process churn, untracked: bench/churn.c forks, execs /bin/true and
+// waits, n times a run, alone and then under `keytrail run` (no rule
+// matches /bin/true). What the agent's CPU (all its threads, idle time
+// included) costs per process lifecycle (exec + exit records; an untracked
+// parent's fork sends none).
+struct ChurnResult {
+	std::vector<double> us_per_proc, execs_per_s, alone_execs_per_s, agent_over_workload,
+	    workload_us, alone_workload_us;
+	uint64_t drops = 0;
+};
+
+ChurnResult churn_pass(const std::string &dir, long n, int rounds)
+{
+	ChurnResult c;
+	for (int r = 0; r < rounds; r++) {
+		std::fprintf(stderr, "churn round %d/%d\r", r + 1, rounds);
+		auto t0 = std::chrono::steady_clock::now();
+		double alone = run_workload(n, false, CHURN_BINARY);
+		double wall =
+		    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+		c.alone_execs_per_s.push_back(n / wall);
+		c.alone_workload_us.push_back(alone / n * 1e6);
+		AgentRun u = run_under_agent(dir, n, false, CHURN_BINARY);
+		c.us_per_proc.push_back(u.agent_cpu / n * 1e6);
+		c.execs_per_s.push_back(n / u.workload_wall);
+		c.workload_us.push_back(u.workload_cpu / n * 1e6);
+		if (u.workload_cpu > 0)
+			c.agent_over_workload.push_back(u.agent_cpu / u.workload_cpu);
+		if (!u.health.is_discarded() && u.health.contains("kernel"))
+			c.drops += u.health["kernel"].value("drops", uint64_t{0});
+	}
+	auto maximum = [](const std::vector<double> &v) {
+		return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+	};
+	std::printf("\nuntracked process churn (fork + exec /bin/true + wait), %ld processes, %d "
+	            "rounds:\n",
+	            n, rounds);
+	std::printf("  agent CPU per process      %6.1f us median (min %.1f, max %.1f)\n",
+	            median(c.us_per_proc), minimum(c.us_per_proc), maximum(c.us_per_proc));
+	std::printf("  agent CPU / workload CPU   %6.3f median (min %.3f, max %.3f)\n",
+	            median(c.agent_over_workload), minimum(c.agent_over_workload),
+	            maximum(c.agent_over_workload));
+	std::printf("  execs/s                    %6.0f under keytrail, %.0f alone (median)\n",
+	            median(c.execs_per_s), median(c.alone_execs_per_s));
+	std::printf("  workload CPU per process   %6.1f us under keytrail, %.1f us alone "
+	            "(median); %llu records dropped\n",
+	            median(c.workload_us), median(c.alone_workload_us),
+	            static_cast<unsigned long long>(c.drops));
+	return c;
 }
 
 // Kernel-side ns per call of the hooks the workload hits, untracked.
@@ -286,9 +341,12 @@ int main(int argc, char **argv)
 	CLI::App app{"KeyTrail overhead benchmark (run as root)"};
 	long iterations = 500000;
 	int rounds = 5;
+	long churn = 10000;
 	app.add_option("-n,--iterations", iterations, "Workload iterations per run")
 	    ->capture_default_str();
 	app.add_option("-r,--rounds", rounds, "Paired rounds (median is reported)")
+	    ->capture_default_str();
+	app.add_option("--churn", churn, "Processes per churn run, goal (f)")
 	    ->capture_default_str();
 	CLI11_PARSE(app, argc, argv);
 	if (geteuid() != 0) {
@@ -360,6 +418,7 @@ int main(int argc, char **argv)
 	    median(agent_cpu_per_kevent) * 1000, median(events_per_s));
 	std::printf("attach:    %.3f s (median; goal <= 1 s)\n", median(attach));
 	kernel_pass(dir, iterations);
+	ChurnResult ch = churn_pass(dir, churn, rounds);
 
 	// The correlator's replay and the live latency, in their own binary.
 	std::printf("\n");
@@ -406,6 +465,13 @@ int main(int argc, char **argv)
 	std::printf("(e) kernel event -> alert latency        p50 %6.1f ms, p99 %6.1f ms   "
 	            "p99 <= 100 ms  %s\n",
 	            p50, p99, verdict(p99 >= 0 && p99 <= 100));
+	double churn_us = median(ch.us_per_proc), churn_rate = median(ch.execs_per_s);
+	std::printf("(f) untracked churn: agent CPU per process       %6.1f us (min %.1f)   "
+	            "<= 10 us       %s\n",
+	            churn_us, minimum(ch.us_per_proc),
+	            verdict(churn_us > 0 && churn_us <= 10 && churn_rate >= 1000));
+	std::printf("    at %.0f execs/s (goal >= 1000); agent CPU / workload CPU %.3f\n",
+	            churn_rate, median(ch.agent_over_workload));
 	std::system(("rm -rf '" + dir + "'").c_str());
 	return 0;
 }

@@ -5,7 +5,7 @@
 #   tools/setup.sh run [keytrail run options...]   build, then `keytrail run`
 #   tools/setup.sh test                            build, then every test tier
 #   tools/setup.sh build                           build only
-#   tools/setup.sh bench [options...]              build, then every benchmark, goals (a)-(e)
+#   tools/setup.sh bench [options...]              build, then every benchmark, goals (a)-(f)
 #   tools/setup.sh precision [SECONDS]             build, then the precision run (default 300 s)
 #   tools/setup.sh fuzz [SECONDS]                  fuzz every target for SECONDS (default 600)
 #   tools/setup.sh sanitize                        unit + root tiers under ASan and UBSan
@@ -130,7 +130,7 @@ fuzz)
 bench)
 	install_packages
 	build
-	# Micro-benchmarks first, then every goal (a)-(e) in one run.
+	# Micro-benchmarks first, then every goal (a)-(f) in one run.
 	"$BUILD_DIR/bench/keytrail-bench-identity"
 	"$BUILD_DIR/bench/keytrail-bench-secrets"
 	exec "$BUILD_DIR/bench/keytrail-bench" "$@"

@@ -272,9 +272,18 @@ void Lifecycle::on_exit(const ExitEvent &e)
 	let_go_.erase(e.ctx.pid);
 	int64_t when = procs_.wall_ns(e.ctx.ts_ns);
 	ProcessTable &table = procs_.table();
-	if (ProcessInfo *p = table.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns)))
+	ProcessInfo *p = table.find_instance(e.ctx.pid, ns_to_clock_ticks(e.ctx.start_time_ns));
+	if (p)
 		procs_.exited(*p, when);
-	table.mark_exited(e.ctx.pid, when);
+	// Kept for a while as exited only if something can still ask for it: a
+	// child's ancestry, a trace of a process the correlator knows, a
+	// workload's root. Most processes on a host (`/bin/true` from a shell
+	// loop, a compiler from make) are none of these, and are gone now.
+	if (p && !p->parent && !p->correlated && !p->tracked && !p->pending && !p->reader &&
+	    !p->workload && p->secrets.empty())
+		table.forget(e.ctx.pid);
+	else
+		table.mark_exited(e.ctx.pid, when);
 }
 
 // A tracked process is a workload's, a reader of a watched file's, or a

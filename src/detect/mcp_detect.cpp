@@ -551,12 +551,16 @@ McpDetector::McpDetector(bool builtin_rules, std::vector<TrackingRule> rules,
                          ProcessPackageLookup lookup)
     : builtin_(builtin_rules), rules_(std::move(rules)), lookup_(std::move(lookup))
 {
+	for (const auto &r : rules_)
+		argv_literals_.push_back(r.argv && r.argv_source ? regex_literal(*r.argv_source)
+		                                                 : "");
 }
 
 std::optional<McpMatch> McpDetector::match(const ProcessFacts &p) const
 {
 	std::string joined;
-	for (const auto &r : rules_) {
+	for (size_t i = 0; i < rules_.size(); i++) {
+		const TrackingRule &r = rules_[i];
 		if (r.exe && !glob_match(*r.exe, p.exe))
 			continue;
 		if (r.uid && *r.uid != p.uid)
@@ -566,9 +570,14 @@ std::optional<McpMatch> McpDetector::match(const ProcessFacts &p) const
 			continue;
 		if (r.argv) {
 			if (joined.empty())
-				for (const auto &a : p.argv)
-					joined += (joined.empty() ? "" : " ") + a;
-			if (!std::regex_search(joined, *r.argv))
+				for (const auto &a : p.argv) {
+					if (!joined.empty())
+						joined += ' ';
+					joined += a;
+				}
+			const std::string &lit = argv_literals_[i];
+			if ((!lit.empty() && joined.find(lit) == std::string::npos) ||
+			    !std::regex_search(joined, *r.argv))
 				continue;
 		}
 		return McpMatch{r.name, "config:" + r.name};

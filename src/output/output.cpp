@@ -97,7 +97,9 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 		r->queued_bytes += line.size();
 		r->queue.push_back({std::move(line), type, severity, now});
 		r->urgent = r->urgent || !is_observation(type);
-		if (r->waiting && (r->urgent || r->queue.size() >= kBatchLines))
+		// The first line wakes an idle writer, which then lingers for more.
+		if (r->waiting &&
+		    (r->urgent || r->queue.size() == 1 || r->queue.size() >= kBatchLines))
 			r->cv.notify_one();
 	}
 }
@@ -111,6 +113,10 @@ void Output::Route::run()
 	std::unique_lock lock(mu);
 	for (;;) {
 		waiting = true;
+		// Idle (nothing queued, nothing the sink holds): asleep until a
+		// line comes, not woken every kLinger for nothing.
+		if (queue.empty() && !unflushed)
+			cv.wait(lock, [&] { return stop || !queue.empty(); });
 		cv.wait_for(lock, kLinger,
 		            [&] { return stop || urgent || queue.size() >= kBatchLines; });
 		waiting = false;

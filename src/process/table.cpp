@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -118,7 +119,18 @@ std::string read_boot_id()
 
 std::string make_exec_id(const std::string &boot_id, uint64_t start_ticks, uint32_t pid)
 {
-	return boot_id + ":" + std::to_string(start_ticks) + ":" + std::to_string(pid);
+	char ticks[24], num[16];
+	char *ticks_end = std::to_chars(ticks, ticks + sizeof(ticks), start_ticks).ptr;
+	char *num_end = std::to_chars(num, num + sizeof(num), pid).ptr;
+	std::string id;
+	id.reserve(boot_id.size() + 2 + static_cast<size_t>(ticks_end - ticks) +
+	           static_cast<size_t>(num_end - num));
+	id.append(boot_id)
+	    .append(1, ':')
+	    .append(ticks, ticks_end)
+	    .append(1, ':')
+	    .append(num, num_end);
+	return id;
 }
 
 ProcessTable::ProcessTable(std::string boot_id, int64_t exit_grace_ns, size_t max_exited)
@@ -142,16 +154,21 @@ ProcessInfo &ProcessTable::upsert(ProcessInfo info)
 		if (missed_exit_)
 			missed_exit_(it->second);
 		retire(it);
-	} else if (it != live_.end() && info.secrets.empty())
-		info.secrets =
-		    std::move(it->second.secrets); // same process: what it held, it still holds
+	} else if (it != live_.end()) {
+		// The same process (a new image): what it held, it still holds, and
+		// its children are still its children.
+		if (info.secrets.empty())
+			info.secrets = std::move(it->second.secrets);
+		info.parent = info.parent || it->second.parent;
+	}
 	if (info.parent_exec_id.empty())
-		if (const ProcessInfo *parent = find(info.ppid);
-		    parent && parent->start_ticks <= info.start_ticks)
+		if (ProcessInfo *parent = find(info.ppid);
+		    parent && parent->start_ticks <= info.start_ticks) {
 			info.parent_exec_id = parent->exec_id;
+			parent->parent = true;
+		}
 	auto &slot = live_[info.pid];
 	slot = std::move(info);
-	by_exec_[slot.exec_id] = &slot;
 	return slot;
 }
 
@@ -175,6 +192,16 @@ ProcessInfo *ProcessTable::find_instance(uint32_t pid, uint64_t start_ticks)
 
 ProcessInfo *ProcessTable::find_exec(const std::string &exec_id)
 {
+	// A live instance by its pid (the exec_id's last field), else an exited one.
+	size_t colon = exec_id.rfind(':');
+	if (colon != std::string::npos) {
+		char *end;
+		unsigned long pid = std::strtoul(exec_id.c_str() + colon + 1, &end, 10);
+		if (*end == '\0')
+			if (ProcessInfo *p = find(static_cast<uint32_t>(pid));
+			    p && p->exec_id == exec_id)
+				return p;
+	}
 	auto it = by_exec_.find(exec_id);
 	return it == by_exec_.end() ? nullptr : it->second;
 }
@@ -187,6 +214,7 @@ ProcessInfo *ProcessTable::parent_of(ProcessInfo &p)
 		if (!parent || parent->start_ticks > p.start_ticks || parent == &p)
 			return nullptr;
 		p.parent_exec_id = parent->exec_id;
+		parent->parent = true;
 	}
 	return find_exec(p.parent_exec_id);
 }

@@ -410,6 +410,52 @@ TEST_F(AgentTest, AServerForkedByARejectedShellIsFollowedFromItsExec)
 	EXPECT_EQ(execs[1]["identity"]["id"], execs[0]["identity"]["id"]);
 }
 
+// Processes no rule tracks come and go by the thousand (a shell loop, make):
+// each is dropped from the table at its exit. One that is a parent stays,
+// exited, for its children's ancestry, though it exec'd again since: a
+// reader started through `sh -c` names the shell and the shell's parent
+// after both have exited.
+TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
+{
+	make();
+	auto kept = [&] {
+		return agent->health_record(false)["processes"]["exited_kept"].get<size_t>();
+	};
+	FakeProc shell{4500401, 1, 0, 1000000000, "bash"};
+	send(k.exec(shell, "/bin/bash", {"bash", "loop.sh"}));
+	size_t before = kept();
+	for (uint32_t i = 0; i < 200; i++) {
+		FakeProc t{4500500 + i, shell.pid, 0, 2000000000 + i * 1000000ULL, "true"};
+		send(k.exec(t, "/bin/true", {"true"}));
+		send(k.exit(t));
+	}
+	EXPECT_EQ(kept(), before) << "untracked leaves are not kept after their exit";
+	EXPECT_TRUE(of("exec").empty());
+
+	// `sh -c 'cat creds & exec sleep 1'`: nothing tracked yet when the
+	// shell and its parent exit; then cat opens a watched credential file.
+	FakeProc sh{4500801, shell.pid, 0, 3000000000, "sh"};
+	send(k.exec(sh, "/bin/sh", {"sh", "-c", "cat creds & exec sleep 1"}));
+	FakeProc cat{4500802, sh.pid, 0, 3100000000, "cat"};
+	send(k.exec(cat, "/bin/cat", {"cat", "creds"}));
+	sh.comm = "sleep"; // a new image, the same parent
+	send(k.exec(sh, "/bin/sleep", {"sleep", "1"}));
+	send(k.exit(sh));
+	send(k.exit(shell));
+	EXPECT_EQ(kept(), before + 2) << "the parents are kept";
+	cat.flags = KT_F_TRACKED; // the kernel marks a reader at its watched open
+	send(k.open(cat, "", 3, 0x800001, 4242, KT_F_WATCHED));
+	auto execs = of("exec");
+	ASSERT_EQ(execs.size(), 1u); // the reader, described at its open
+	EXPECT_EQ(execs[0]["pid"], cat.pid);
+	const json &anc = execs[0]["ancestry"];
+	ASSERT_GE(anc.size(), 2u) << anc.dump();
+	EXPECT_EQ(anc[0]["pid"], sh.pid);
+	EXPECT_EQ(anc[0]["exe"], "/bin/sleep");
+	EXPECT_EQ(anc[1]["pid"], shell.pid);
+	EXPECT_EQ(anc[1]["exe"], "/bin/bash");
+}
+
 // HTTPS through a proxy: the upstream is what CONNECT asked for, via the
 // proxy; a Host header naming a host the process never resolved to that
 // address does not make the upstream allowed.

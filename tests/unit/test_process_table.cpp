@@ -69,6 +69,11 @@ TEST(ProcessTable, AncestryReachesExitedParents)
 	t.mark_exited(60, 5);       // npx exits; node lives on
 	ProcessInfo *node = t.find(70);
 	ASSERT_NE(node, nullptr);
+	EXPECT_EQ(t.find_exec(node->exec_id), node); // live, by its pid
+	EXPECT_EQ(t.find_exec("b:30:71"), nullptr);
+	EXPECT_EQ(t.find_exec("b:31:70"), nullptr); // another instance of pid 70
+	ASSERT_NE(t.find_exec("b:20:60"), nullptr); // exited
+	EXPECT_EQ(t.find_exec("b:20:60")->exit_time_ns, 5);
 	auto chain = t.ancestry(*node, 0);
 	ASSERT_EQ(chain.size(), 3u);
 	EXPECT_EQ(chain[0]->pid, 60u);

@@ -55,6 +55,10 @@ class McpDetector
       private:
 	bool builtin_;
 	std::vector<TrackingRule> rules_;
+	// Per rule, a run of characters every argv its regex matches contains
+	// (as the kernel's exec hint uses it): most execs are ruled out by a
+	// substring search, not the regex.
+	std::vector<std::string> argv_literals_;
 	ProcessPackageLookup lookup_;
 };
 

@@ -62,6 +62,7 @@ struct ProcessInfo {
 	bool reader = false; // tracked for opening a watched credential file (or a child of such)
 	bool untracked = false;           // the agent removed the kernel's mark
 	bool pending = false;             // marked by the kernel, not followed: its exec decides
+	bool parent = false;              // an entry's parent_exec_id names this instance
 	std::vector<std::string> proxies; // "host:port" its *_PROXY variables name
 	std::shared_ptr<const Workload> workload; // null: not part of an MCP workload
 	std::optional<Identity> identity;         // resolved once, at exec or first need
@@ -128,6 +129,10 @@ class ProcessTable
 	std::vector<ProcessInfo *> ancestry(ProcessInfo &p, size_t depth);
 
 	void mark_exited(uint32_t pid, int64_t when_ns);
+	// Drops the live entry for pid without keeping it as exited: for an
+	// exited process nothing can ask for again (not tracked, never
+	// correlated, no entry's parent).
+	void forget(uint32_t pid) { live_.erase(pid); }
 	// Live entries whose process is gone without an exit record (it was
 	// dropped) are retired as exited at when_ns. Returns how many.
 	size_t sweep_vanished(int64_t when_ns);
@@ -155,7 +160,7 @@ class ProcessTable
 	size_t max_exited_;
 	std::unordered_map<uint32_t, ProcessInfo> live_;
 	std::deque<ProcessInfo> exited_; // in exit order (deque: references stay valid)
-	std::unordered_map<std::string, ProcessInfo *> by_exec_;
+	std::unordered_map<std::string, ProcessInfo *> by_exec_; // exited entries only
 	std::function<void(const ProcessInfo &)> missed_exit_;
 };
 
