@@ -324,12 +324,15 @@ static __always_inline struct kt_watch_filter *watching(void)
 	return f && f->count ? f : NULL;
 }
 
+static __always_inline bool bloom_hit(struct kt_watch_filter *f, __u64 ino)
+{
+	__u64 bit = kt_bloom_bit(ino);
+	return f->bloom[(bit >> 6) & (KT_WATCH_BLOOM_WORDS - 1)] & (1ULL << (bit & 63));
+}
+
 static __always_inline bool inode_watched(struct kt_watch_filter *f, struct kt_inode_key *k)
 {
-	__u64 bit = kt_bloom_bit(k->dev, k->ino);
-	if (!(f->bloom[(bit >> 6) & (KT_WATCH_BLOOM_WORDS - 1)] & (1ULL << (bit & 63))))
-		return false;
-	return bpf_map_lookup_elem(&watched, k) != NULL;
+	return bloom_hit(f, k->ino) && bpf_map_lookup_elem(&watched, k) != NULL;
 }
 
 /* ---------------------------------------------------------------- process lifecycle */
@@ -653,8 +656,10 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx, __u32
 		f = fd_file(task, fd);
 		if (f) {
 			struct inode *inode = BPF_CORE_READ(f, f_inode);
-			ik.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 			ik.ino = BPF_CORE_READ(inode, i_ino);
+			if (!tracked && (!filter || !bloom_hit(filter, ik.ino)))
+				return 0; // an untracked open of a file nobody watches
+			ik.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 			regular = (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFREG;
 			watched_hit = filter && inode_watched(filter, &ik);
 		}

@@ -16,10 +16,12 @@
 #define KT_WATCH_BLOOM_BITS 4096u
 #define KT_WATCH_BLOOM_WORDS (KT_WATCH_BLOOM_BITS / 64)
 
-// The bloom filter's bit for an inode; one definition for both sides.
-static inline __u64 kt_bloom_bit(__u64 dev, __u64 ino)
+// The bloom filter's bit for an inode; one definition for both sides. By
+// inode number only: an untracked open reads no more of the inode than that
+// unless the bit is set.
+static inline __u64 kt_bloom_bit(__u64 ino)
 {
-	return (ino ^ (dev * 0x9E3779B97F4A7C15ULL)) & (KT_WATCH_BLOOM_BITS - 1);
+	return ((ino * 0x9E3779B97F4A7C15ULL) >> 32) & (KT_WATCH_BLOOM_BITS - 1);
 }
 
 #define KT_COMM_LEN 16

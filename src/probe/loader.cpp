@@ -322,7 +322,7 @@ void Loader::rebuild_bloom()
 	kt_watch_filter f{};
 	f.count = static_cast<uint32_t>(watched_.size());
 	for (auto &[dev, ino] : watched_) {
-		uint64_t bit = kt_bloom_bit(dev, ino);
+		uint64_t bit = kt_bloom_bit(ino);
 		f.bloom[bit >> 6] |= 1ULL << (bit & 63);
 	}
 	// The hash map entry is in place before its bit appears, so a racing
