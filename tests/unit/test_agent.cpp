@@ -217,8 +217,8 @@ TEST_F(AgentTest, OpenAndCloseRecordsKeepTheirSchemaWithoutADom)
 		for (const auto &key : keys)
 			members += [&] {
 				size_t n = 0;
-				for (size_t at = 0;
-				     (at = mine[i].find("\"" + key + "\":", at)) != std::string::npos;
+				for (size_t at = 0; (at = mine[i].find("\"" + key + "\":", at)) !=
+				                    std::string::npos;
 				     at++)
 					n++;
 				return n;
