@@ -67,7 +67,7 @@ JsonMembers &JsonMembers::str(std::string_view k, std::string_view value)
 	return *this;
 }
 
-JsonMembers &JsonMembers::num(std::string_view k, int64_t value)
+template <typename T> JsonMembers &JsonMembers::number(std::string_view k, T value)
 {
 	key(k);
 	char buf[24];
@@ -76,13 +76,14 @@ JsonMembers &JsonMembers::num(std::string_view k, int64_t value)
 	return *this;
 }
 
+JsonMembers &JsonMembers::num(std::string_view k, int64_t value)
+{
+	return number(k, value);
+}
+
 JsonMembers &JsonMembers::unum(std::string_view k, uint64_t value)
 {
-	key(k);
-	char buf[24];
-	auto r = std::to_chars(buf, buf + sizeof(buf), value);
-	s_.append(buf, r.ptr);
-	return *this;
+	return number(k, value);
 }
 
 JsonMembers &JsonMembers::boolean(std::string_view k, bool value)

@@ -123,15 +123,21 @@ TEST(Cli, DetectsMcpServerAndReportsItsActivityWithSecretsMasked)
 	EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
-TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
+// `keytrail run --events` watching DIR/vault-token, a fake token file.
+AgentProcess agent_watching_a_vault_token(const std::string &dir)
 {
-	std::string dir = temp_dir();
 	std::ofstream(dir + "/vault-token") << "hvs.fakefakefakefakefake\n";
 	std::ofstream(dir + "/cfg.yaml")
 	    << "agent:\n  state_dir: " << dir << "/state\ntracking:\n  watch_paths: [" << dir
 	    << "/vault-*]\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
-	               dir);
+	return AgentProcess(
+	    {"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"}, dir);
+}
+
+TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
+{
+	std::string dir = temp_dir();
+	AgentProcess a = agent_watching_a_vault_token(dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	ASSERT_EQ(run_cmd("cat " + dir + "/vault-token > /dev/null"), 0);
 	ASSERT_TRUE(a.wait_until(
@@ -155,12 +161,7 @@ TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
 TEST(Cli, AStoppedAgentBlocksNoOneOpeningAWatchedFile)
 {
 	std::string dir = temp_dir();
-	std::ofstream(dir + "/vault-token") << "hvs.fakefakefakefakefake\n";
-	std::ofstream(dir + "/cfg.yaml")
-	    << "agent:\n  state_dir: " << dir << "/state\ntracking:\n  watch_paths: [" << dir
-	    << "/vault-*]\n";
-	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
-	               dir);
+	AgentProcess a = agent_watching_a_vault_token(dir);
 	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
 	a.signal(SIGSTOP);
 	// `timeout` turns a blocked reader into a failure instead of a hang.

@@ -33,6 +33,7 @@ class JsonMembers
 
       private:
 	void key(std::string_view k);
+	template <typename T> JsonMembers &number(std::string_view k, T value);
 	std::string s_;
 };
 
