@@ -431,13 +431,18 @@ std::string regex_literal(const std::string &re)
 	for (size_t i = 0; i < re.size(); i++) {
 		char c = re[i];
 		if (in_class || in_count) {
+			if (in_class && c == '\\')
+				i++; // an escaped ']' does not end the class
 			in_class = in_class && c != ']';
 			in_count = in_count && c != '}';
 			continue;
 		}
 		if (c == '\\') {
+			// An escape is no literal text, nor are the digits or letter
+			// after \xHH, \uHHHH and \cX.
 			end_run();
-			i++;
+			char e = i + 1 < re.size() ? re[i + 1] : '\0';
+			i += e == 'x' ? 3 : e == 'u' ? 5 : e == 'c' ? 2 : 1;
 			continue;
 		}
 		if (c == '|' && depth == 0)

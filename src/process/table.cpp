@@ -160,6 +160,10 @@ ProcessInfo &ProcessTable::upsert(ProcessInfo info)
 		if (info.secrets.empty())
 			info.secrets = std::move(it->second.secrets);
 		info.parent = info.parent || it->second.parent;
+		// ... and its parent is the one that started it, even if that one
+		// has exited and the kernel has reparented it since.
+		if (info.parent_exec_id.empty())
+			info.parent_exec_id = it->second.parent_exec_id;
 	}
 	if (info.parent_exec_id.empty())
 		if (ProcessInfo *parent = find(info.ppid);

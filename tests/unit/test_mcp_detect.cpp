@@ -296,3 +296,30 @@ TEST(McpDetect, RuleHintWordsComeFromLiteralsEveryMatchContains)
 	EXPECT_EQ(unhinted, (std::vector<std::string>{"alt", "short", "class", "count", "spaced",
 	                                              "parent-only"}));
 }
+
+// A config rule's argv regex is tried only when its argv holds the regex's
+// literal: escapes that spell other characters (\x41, \u0041, \cJ) and an
+// escaped ']' in a class must not make up a literal the argv cannot hold.
+TEST(McpDetect, EscapesNeverGateARuleThatMatches)
+{
+	Config c = parse_config(R"(
+tracking:
+  rules:
+    - name: hex
+      argv: "\\x41BC-server"
+    - name: unicode
+      argv: "\\u0041BD-server"
+    - name: class
+      argv: "[\\]longword]x-tool"
+)",
+	                        "t.yaml");
+	McpDetector d(false, c.rules);
+	auto server = [&](const std::string &arg) {
+		auto m = d.match(ProcessFacts{1, 0, "/usr/bin/tool", {"tool", arg}, "", ""});
+		return m ? m->server : std::string("none");
+	};
+	EXPECT_EQ(server("ABC-server"), "hex");
+	EXPECT_EQ(server("ABD-server"), "unicode");
+	EXPECT_EQ(server("lx-tool"), "class");
+	EXPECT_EQ(server("plain"), "none");
+}

@@ -89,6 +89,22 @@ TEST(ProcessTable, AncestryReachesExitedParents)
 	EXPECT_EQ(t.ancestry(*node, 0).size(), 0u);
 }
 
+// A process that execs again after its parent exited (reparented to init
+// by then) keeps the parent that started it.
+TEST(ProcessTable, AReExecAfterReparentingKeepsItsParent)
+{
+	ProcessTable t("b", 1000000);
+	t.upsert(proc(1, 1, 0));
+	t.upsert(proc(50, 10, 1));  // bash script
+	t.upsert(proc(60, 20, 50)); // sh -c '...; exec cat creds' &
+	t.mark_exited(50, 5);       // bash exits; sh is reparented
+	ProcessInfo again = proc(60, 20, 1);
+	t.upsert(std::move(again)); // the exec of cat, ppid 1 now
+	auto chain = t.ancestry(*t.find(60), 0);
+	ASSERT_GE(chain.size(), 1u);
+	EXPECT_EQ(chain[0]->pid, 50u) << "the launcher, not init";
+}
+
 TEST(ProcessTable, MissedExitsAreRetired)
 {
 	ProcessTable t("b", 1000);
