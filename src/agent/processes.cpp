@@ -292,7 +292,9 @@ void Processes::describe_reader(ProcessInfo &p)
 		if (table_.parent_of(*cur) || cur->ppid <= 1)
 			break;
 		auto up = read_proc(cur->ppid);
-		if (!up)
+		// A parent starts before its child: a later start is a reused pid
+		// (the parent has exited), not to be taken for it or written over.
+		if (!up || up->start_ticks > cur->start_ticks)
 			break;
 		cur = &table_.upsert(process_from_snapshot(*up));
 	}
