@@ -54,30 +54,23 @@ Record EventRecords::observation(const char *type, const EventContext &ctx, Json
 	r.fields["type"] = type;
 	JsonMembers head;
 	head.str("time", rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns))).unum("tid", ctx.tid);
-	ProcessInfo *p = procs_.of(ctx);
-	if (!p) {
+	// base() without what this record writes itself, as members.
+	auto members = [&] {
 		nlohmann::json b = base(type, ctx);
 		for (const char *mine : {"type", "time", "tid"})
 			b.erase(mine);
 		std::string s = dump_json(b);
-		r.raw.push_back(
-		    {"", std::make_shared<const std::string>(s.substr(1, s.size() - 2))});
+		return std::make_shared<const std::string>(s.substr(1, s.size() - 2));
+	};
+	ProcessInfo *p = procs_.of(ctx);
+	if (!p) {
+		r.raw.push_back({"", members()});
 	} else {
 		auto &m = p->members;
 		bool identity = p->tracked || (ctx.flags & KT_F_TRACKED);
 		if (!m.json || m.ppid != ctx.ppid || m.uid != ctx.uid || m.gid != ctx.gid ||
-		    m.comm != ctx.comm || m.identity != identity) {
-			nlohmann::json b = base(type, ctx);
-			for (const char *mine : {"type", "time", "tid"})
-				b.erase(mine);
-			std::string s = dump_json(b);
-			m = {ctx.ppid,
-			     ctx.uid,
-			     ctx.gid,
-			     ctx.comm,
-			     identity,
-			     std::make_shared<const std::string>(s.substr(1, s.size() - 2))};
-		}
+		    m.comm != ctx.comm || m.identity != identity)
+			m = {ctx.ppid, ctx.uid, ctx.gid, ctx.comm, identity, members()};
 		r.raw.push_back({"", m.json});
 	}
 	r.raw.push_back({"", std::make_shared<const std::string>(head.append(own.text()).take())});
