@@ -27,10 +27,15 @@ inline std::string slurp(const std::string &path)
 	return ss.str();
 }
 
+// Every complete line of a JSON-lines file. A running agent's file can end in
+// a line still being written (a reader sees a write() page by page), so the
+// last line counts only once its newline is there, as a tailing SIEM reads it.
 inline std::vector<nlohmann::json> records(const std::string &path)
 {
 	std::vector<nlohmann::json> out;
-	std::istringstream in(slurp(path));
+	std::string text = slurp(path);
+	text.resize(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+	std::istringstream in(text);
 	std::string line;
 	while (std::getline(in, line)) {
 		auto j = nlohmann::json::parse(line, nullptr, false);
