@@ -3,7 +3,7 @@
 // dropped and made afresh).
 //   (1) rows a second one agent's clickhouse output inserts: N synthetic
 //       records written to a journal, timed until ClickHouse acknowledged all;
-//   (2) `fleet shared` and `fleet blast` over 10M synthetic sightings from
+//   (2) `fleet shared`, `fleet blast` and `fleet stale` over 10M synthetic sightings from
 //       1,000 hosts (generated inside ClickHouse), as inserted and after the
 //       credentials' parts are merged.
 // Goals: >= 200k rows/s inserted; each query <= 2 s.
@@ -27,6 +27,9 @@ using namespace keytrail;
 
 namespace
 {
+
+// The synthetic sightings start here, 1,000 a second.
+constexpr int64_t kSpanStart = 1764547200;
 
 double seconds_since(std::chrono::steady_clock::time_point t)
 {
@@ -146,8 +149,10 @@ int main(int argc, char **argv)
 			          "concat('h', toString(number % 1000), ':', toString(number)), "
 			          "concat('host-', toString(number % 1000)), "
 			          "if(number % 4 = 0, 'secret', 'secret_use'), "
-			          "toDateTime(1764547200 + intDiv(number, 1000)), "
-			          "(1764547200 + intDiv(number, 1000)) * 1000000, "
+			          "toDateTime(" +
+			          std::to_string(kSpanStart) + " + intDiv(number, 1000)), (" +
+			          std::to_string(kSpanStart) +
+			          " + intDiv(number, 1000)) * 1000000, "
 			          "lower(hex(MD5(if(number % 50 = 0, "
 			          "concat('shared-', toString(intDiv(number, 1000) % 2000)), "
 			          "concat('own-', toString(number % 1000), '-', "
@@ -178,11 +183,19 @@ int main(int argc, char **argv)
 				t0 = std::chrono::steady_clock::now();
 				FleetTable blast = fleet_blast(c, fp);
 				double blast_s = seconds_since(t0);
-				std::printf("%s, run %d: fleet shared %.2f s (%zu credentials); "
-				            "fleet blast "
-				            "%.2f s (%zu rows) (goal <= 2 s each)\n",
-				            when, i + 1, shared_s, shared.rows.size(), blast_s,
-				            blast.rows.size());
+				// Unused for the second half of the sightings' span: every
+				// credential's last use is compared.
+				t0 = std::chrono::steady_clock::now();
+				FleetTable stale =
+				    fleet_stale(c, std::chrono::hours(1),
+				                (kSpanStart + 5000 + 3600) * 1000000000LL);
+				double stale_s = seconds_since(t0);
+				std::printf(
+				    "%s, run %d: fleet shared %.2f s (%zu credentials); "
+				    "fleet blast %.2f s (%zu rows); fleet stale %.2f s (%zu "
+				    "credentials) (goal <= 2 s each)\n",
+				    when, i + 1, shared_s, shared.rows.size(), blast_s,
+				    blast.rows.size(), stale_s, stale.rows.size());
 			}
 		};
 		auto credential_rows = [&] {

@@ -37,36 +37,95 @@ constexpr const char *kEventColumns = "event_id String, host String, type String
 constexpr const char *kFindingColumns =
     "finding_id String, rule String, fingerprint String, raised DateTime, hosts UInt32";
 
-// Version 2: per month and credential, the aggregate states of its
-// sightings and uses, kept by a materialized view at insert. `fleet shared`
-// reads about a row per credential instead of every sighting. Each state is
-// a set, a minimum or a maximum: a row shipped twice changes none of them.
-constexpr const char *kCredentialColumns =
-    "month Date, fingerprint String, type_any AggregateFunction(any, String), "
-    "host_set AggregateFunction(groupUniqArray, String), "
-    "holder_count AggregateFunction(uniqExact, String, String, String), "
-    "workload_set AggregateFunction(groupUniqArray, String), "
-    "identity_set AggregateFunction(groupUniqArray, String), "
-    "environment_set AggregateFunction(groupUniqArray, String), "
-    "upstream_set AggregateFunction(groupUniqArray, String), "
-    "seen_min AggregateFunction(min, UInt64), "
-    "use_min AggregateFunction(minIf, UInt64, UInt8), "
-    "use_max AggregateFunction(maxIf, UInt64, UInt8)";
+// Per month and credential, the aggregate states of its sightings and uses
+// and of the agents' stale findings, kept by materialized views at insert.
+// `fleet shared` and `fleet stale` read about a row per credential instead
+// of every sighting. Each state is a set, a minimum or a maximum: a row
+// shipped twice changes none of them.
+struct CredentialColumn {
+	const char *name, *type;
+	uint32_t since;         // the schema version that added it
+	const char *state;      // its state, from a sighting or use
+	const char *stale;      // its state, from a stale_credential finding
+	const char *empty_args; // the empty arrays arrayReduce makes an empty state of
+};
 
-// The states of kCredentialColumns (a view matches them by name), from the
-// sightings and uses of `events`.
-constexpr const char *kCredentialStates =
-    "SELECT toStartOfMonth(time) AS month, fingerprint, anyState(secret_type) AS type_any, "
-    "groupUniqArrayState(host) AS host_set, "
-    "uniqExactState(host, identity, workload) AS holder_count, "
-    "groupUniqArrayState(workload) AS workload_set, "
-    "groupUniqArrayState(identity) AS identity_set, "
-    "groupUniqArrayState(environment) AS environment_set, "
-    "groupUniqArrayState(upstream) AS upstream_set, minState(time_us) AS seen_min, "
-    "minIfState(time_us, type = 'secret_use') AS use_min, "
-    "maxIfState(time_us, type = 'secret_use') AS use_max FROM ";
-constexpr const char *kCredentialFilter =
-    " WHERE type IN ('secret', 'secret_use') AND fingerprint != '' GROUP BY month, fingerprint";
+constexpr CredentialColumn kCredentialColumns[] = {
+    {"type_any", "AggregateFunction(any, String)", 2, "anyState(secret_type)", nullptr,
+     "'anyState', emptyArrayString()"},
+    {"host_set", "AggregateFunction(groupUniqArray, String)", 2, "groupUniqArrayState(host)",
+     nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"holder_count", "AggregateFunction(uniqExact, String, String, String)", 2,
+     "uniqExactState(host, identity, workload)", nullptr,
+     "'uniqExactState', emptyArrayString(), emptyArrayString(), emptyArrayString()"},
+    {"workload_set", "AggregateFunction(groupUniqArray, String)", 2,
+     "groupUniqArrayState(workload)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"identity_set", "AggregateFunction(groupUniqArray, String)", 2,
+     "groupUniqArrayState(identity)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"environment_set", "AggregateFunction(groupUniqArray, String)", 2,
+     "groupUniqArrayState(environment)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"upstream_set", "AggregateFunction(groupUniqArray, String)", 2,
+     "groupUniqArrayState(upstream)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"seen_min", "AggregateFunction(min, UInt64)", 2, "minState(time_us)", nullptr,
+     "'minState', emptyArrayUInt64()"},
+    {"use_min", "AggregateFunction(minIf, UInt64, UInt8)", 2,
+     "minIfState(time_us, type = 'secret_use')", nullptr,
+     "'minIfState', emptyArrayUInt64(), emptyArrayUInt8()"},
+    {"use_max", "AggregateFunction(maxIf, UInt64, UInt8)", 2,
+     "maxIfState(time_us, type = 'secret_use')", nullptr,
+     "'maxIfState', emptyArrayUInt64(), emptyArrayUInt8()"},
+    {"seen_max", "AggregateFunction(max, UInt64)", 3, "maxState(time_us)", nullptr,
+     "'maxState', emptyArrayUInt64()"},
+    {"stale_reasons", "AggregateFunction(groupUniqArray, String)", 3, nullptr,
+     "groupUniqArrayState(reason)", "'groupUniqArrayState', emptyArrayString()"},
+};
+
+// The credentials' view of a kind: a sighting or use, or a stale finding.
+enum class CredentialView { kSeen, kStale };
+
+// "month Date, fingerprint String, <column> <type>, ..."
+std::string credential_columns()
+{
+	std::string out = "month Date, fingerprint String";
+	for (const auto &col : kCredentialColumns)
+		out += std::string(", ") + col.name + " " + col.type;
+	return out;
+}
+
+// The SELECT of a view (or a backfill) into credentials, up to FROM: each
+// column's state from the view's kind of row, or an empty state (18.16's
+// views must give every column). With only_since, only the columns that
+// version added, and the INSERT names them.
+std::string credential_states(CredentialView view, uint32_t only_since = 0)
+{
+	std::string out = "SELECT toStartOfMonth(time) AS month, fingerprint";
+	for (const auto &col : kCredentialColumns) {
+		if (only_since && col.since != only_since)
+			continue;
+		const char *state = view == CredentialView::kSeen ? col.state : col.stale;
+		out += std::string(", ") +
+		       (state ? state : "arrayReduce(" + std::string(col.empty_args) + ")") +
+		       " AS " + col.name;
+	}
+	return out + " FROM ";
+}
+
+std::string credential_filter(CredentialView view)
+{
+	return view == CredentialView::kSeen
+	           ? " WHERE type IN ('secret', 'secret_use') AND fingerprint != '' GROUP BY "
+	             "month, fingerprint"
+	           : " WHERE type IN ('alert', 'update') AND rule = 'stale_credential' AND "
+	             "reason != '' AND fingerprint != '' GROUP BY month, fingerprint";
+}
+
+// A set state merged over a credential's rows, sorted, without the empty
+// value (a sighting with no workload, a row of the other view).
+std::string merged_set(const char *state, const char *name)
+{
+	return std::string("arraySort(arrayFilter(x -> x != '', groupUniqArrayMerge(") + state +
+	       "))) AS " + name + ", ";
+}
 
 std::string db_of(const ClickHouseClient &c)
 {
@@ -265,28 +324,72 @@ std::vector<std::string> fleet_init(ClickHouseClient &c, const FleetInitOptions 
 	std::string events = o.cluster.empty() ? "events" : "events_local";
 	std::string credentials = o.cluster.empty() ? "credentials" : "credentials_local";
 	if (have < 2) {
-		// Version 2. The view first, then what events held before it: a
-		// row both see is aggregated twice, which no state minds.
-		table("credentials", kCredentialColumns,
+		// Version 2 (with the later versions' columns): a row per credential
+		// and month, aggregated at insert.
+		table("credentials", credential_columns().c_str(),
 		      "AggregatingMergeTree() PARTITION BY month ORDER BY fingerprint",
 		      "cityHash64(fingerprint)");
-		c.run("CREATE MATERIALIZED VIEW IF NOT EXISTS " + db + ".credentials_mv TO " + db +
-		          "." + credentials + " AS " + kCredentialStates + db + "." + events +
-		          kCredentialFilter,
-		      "create " + db + ".credentials_mv");
+	}
+	if (have < 3) {
+		// Version 3. A version 2 table gets the new columns (on the
+		// Distributed table too). Then the views, first, and what events
+		// held before them: a row both see is aggregated twice, which no
+		// state minds. Version 2's view goes once its successors run.
+		auto names = select(c,
+		                    "SELECT name FROM system.columns WHERE database = '" + db +
+		                        "' AND table = '" + credentials + "'",
+		                    "read the columns of " + db + "." + credentials);
+		auto has = [&](const std::string &col) {
+			return std::any_of(
+			    names.begin(), names.end(),
+			    [&](const nlohmann::json &r) { return r.value("name", "") == col; });
+		};
+		for (const auto &col : kCredentialColumns) {
+			if (has(col.name))
+				continue;
+			std::string add = std::string(" ADD COLUMN ") + col.name + " " + col.type;
+			c.run("ALTER TABLE " + db + "." + credentials + add,
+			      "add " + std::string(col.name) + " to " + db + "." + credentials);
+			if (!o.cluster.empty())
+				c.run("ALTER TABLE " + db + ".credentials" + add,
+				      "add " + std::string(col.name) + " to " + db +
+				          ".credentials");
+		}
+		for (auto [view, name] :
+		     {std::pair{CredentialView::kSeen, "credentials_seen_mv"},
+		      std::pair{CredentialView::kStale, "credentials_stale_mv"}})
+			c.run("CREATE MATERIALIZED VIEW IF NOT EXISTS " + db + "." + name + " TO " +
+			          db + "." + credentials + " AS " + credential_states(view) + db +
+			          "." + events + credential_filter(view),
+			      "create " + db + "." + name);
+		c.run("DROP TABLE IF EXISTS " + db + ".credentials_mv",
+		      "drop version 2's " + db + ".credentials_mv");
 		wait_for_inserts_before_now(c, db + ".events");
-		// One statement over the whole table: no time limit.
+		// A version 2 table's rows already hold the older states: only the
+		// new ones are added. One statement each over the whole table: no
+		// time limit.
+		uint32_t only = have < 2 ? 0 : 3;
 		c.set_timeout(std::chrono::milliseconds(0));
-		c.run("INSERT INTO " + db + "." + credentials + " " + kCredentialStates + db + "." +
-		          events + kCredentialFilter,
-		      "aggregate the credentials " + db + "." + events + " holds");
+		for (auto view : {CredentialView::kSeen, CredentialView::kStale}) {
+			std::string cols = "month, fingerprint";
+			for (const auto &col : kCredentialColumns)
+				if (!only || col.since == only)
+					cols += std::string(", ") + col.name;
+			c.run("INSERT INTO " + db + "." + credentials + " (" + cols + ") " +
+			          credential_states(view, only) + db + "." + events +
+			          credential_filter(view),
+			      "aggregate what " + db + "." + events +
+			          " holds into the credentials");
+		}
 		c.set_timeout(std::chrono::milliseconds(120000));
-		c.run("INSERT INTO " + db +
-		          ".schema_version VALUES (2, now(), 'credentials, credentials_mv')",
-		      "record schema version 2");
+		c.run(
+		    "INSERT INTO " + db +
+		        ".schema_version VALUES (3, now(), 'credentials: seen_max, stale_reasons, "
+		        "credentials_seen_mv, credentials_stale_mv')",
+		    "record schema version 3");
 		done.push_back(
-		    "schema version 2: " + db + "." + credentials + " kept by " + db +
-		    ".credentials_mv" +
+		    "schema version 3: " + db + "." + credentials + " kept by " + db +
+		    ".credentials_seen_mv and " + db + ".credentials_stale_mv" +
 		    (o.cluster.empty() ? "" : " (local) and Distributed over " + o.cluster));
 	}
 	if (have >= kFleetSchemaVersion)
@@ -311,17 +414,14 @@ std::vector<std::string> fleet_init(ClickHouseClient &c, const FleetInitOptions 
 FleetTable fleet_shared(ClickHouseClient &c, uint32_t min_hosts)
 {
 	std::string db = db_of(c);
-	auto set = [](const char *state, const char *name) {
-		return std::string("arraySort(arrayFilter(x -> x != '', groupUniqArrayMerge(") +
-		       state + "))) AS " + name + ", ";
-	};
 	std::string sql =
 	    "SELECT fingerprint, anyMerge(type_any) AS secret_type, "
 	    "length(groupUniqArrayMerge(host_set)) AS host_count, "
 	    "uniqExactMerge(holder_count) AS workload_count, "
 	    "arraySort(groupUniqArrayMerge(host_set)) AS hosts, " +
-	    set("workload_set", "workloads") + set("identity_set", "identities") +
-	    set("environment_set", "environments") + set("upstream_set", "upstreams") +
+	    merged_set("workload_set", "workloads") + merged_set("identity_set", "identities") +
+	    merged_set("environment_set", "environments") +
+	    merged_set("upstream_set", "upstreams") +
 	    "minMerge(seen_min) AS first_seen_us, minIfMerge(use_min) AS first_use_us, "
 	    "maxIfMerge(use_max) AS last_use_us FROM " +
 	    db + ".credentials GROUP BY fingerprint HAVING host_count >= " +
@@ -338,20 +438,17 @@ FleetTable fleet_stale(ClickHouseClient &c, std::chrono::milliseconds unused, in
 	std::string db = db_of(c);
 	int64_t cutoff_us = now_ns / 1000 - unused.count() * 1000;
 	std::string sql =
-	    "SELECT fingerprint, any(secret_type) AS secret_type, "
-	    "arraySort(groupUniqArray(host)) AS hosts, "
-	    "arraySort(groupUniqArrayIf(workload, workload != '')) AS workloads, "
-	    "min(time_us) AS first_seen_us, max(time_us) AS last_seen_us, "
-	    "maxIf(time_us, type = 'secret_use') AS last_use_us, "
-	    "arraySort(groupUniqArrayIf(reason, rule = 'stale_credential' AND reason != '')) AS "
-	    "reasons FROM " +
+	    "SELECT fingerprint, anyMerge(type_any) AS secret_type, " +
+	    merged_set("host_set", "hosts") + merged_set("workload_set", "workloads") +
+	    "minMerge(seen_min) AS first_seen_us, maxMerge(seen_max) AS last_seen_us, "
+	    "maxIfMerge(use_max) AS last_use_us, arraySort(groupUniqArrayMerge("
+	    "stale_reasons)) AS reasons FROM " +
 	    db +
-	    ".events WHERE fingerprint != '' AND type IN ('secret', 'secret_use', 'alert', "
-	    "'update') GROUP BY fingerprint HAVING if(last_use_us > 0, last_use_us, last_seen_us) "
-	    "< " +
+	    ".credentials GROUP BY fingerprint HAVING if(last_use_us > 0, "
+	    "last_use_us, last_seen_us) < " +
 	    std::to_string(cutoff_us) +
-	    " OR length(reasons) > 0 ORDER BY if(last_use_us > 0, last_use_us, last_seen_us), "
-	    "fingerprint";
+	    " OR length(reasons) > 0 ORDER BY if(last_use_us > 0, last_use_us, "
+	    "last_seen_us), fingerprint";
 	return table_of("credentials unused since " + rfc3339(cutoff_us * 1000) +
 	                    ", or found stale by an agent",
 	                select(c, sql, "fleet stale"),

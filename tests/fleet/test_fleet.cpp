@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -130,6 +131,15 @@ struct FakeAgent {
 		       {"process", {{"mcp_server", server}}},
 		       {"upstream", {{"name", upstream}, {"port", 443}}}});
 	}
+	void stale_finding(const std::string &fp, const std::string &reason, int64_t t_ns)
+	{
+		write({{"type", "alert"},
+		       {"time", rfc3339(t_ns)},
+		       {"rule", "stale_credential"},
+		       {"reason", reason},
+		       {"finding_id", "stale-" + fp},
+		       {"secret", {{"fingerprint", fp}, {"type", "gitlab_pat"}}}});
+	}
 	void health(const std::string &key_id, int64_t t_ns)
 	{
 		write({{"type", "health"},
@@ -174,6 +184,28 @@ std::string dump_database(const ClickHouseServer &ch, const std::string &db)
 	while (std::getline(in, t))
 		all += ch.query("SELECT * FROM " + db + "." + t + " FORMAT TSV");
 	return all;
+}
+
+// The tables keytrail's schema version 1 made, as it made them.
+void create_version_one(const ClickHouseServer &ch, const std::string &db)
+{
+	ch.query("CREATE DATABASE " + db);
+	ch.query("CREATE TABLE " + db +
+	         ".schema_version (version UInt32, applied DateTime, note String) "
+	         "ENGINE = MergeTree() ORDER BY version");
+	ch.query("CREATE TABLE " + db +
+	         ".events (event_id String, host String, type String, time DateTime, time_us "
+	         "UInt64, fingerprint String, secret_type String, source String, inventory_id "
+	         "String, identity String, environment String, workload String, upstream "
+	         "String, rule String, severity String, finding_id String, reason String, key_id "
+	         "String, drops UInt64, lag_seconds Float64, record String) ENGINE = "
+	         "ReplacingMergeTree() PARTITION BY toYYYYMM(time) ORDER BY (type, fingerprint, "
+	         "host, event_id)");
+	ch.query("CREATE TABLE " + db +
+	         ".fleet_findings (finding_id String, rule String, fingerprint String, raised "
+	         "DateTime, hosts UInt32) ENGINE = ReplacingMergeTree() ORDER BY finding_id");
+	ch.query("INSERT INTO " + db +
+	         ".schema_version VALUES (1, now(), 'events, fleet_findings')");
 }
 
 } // namespace
@@ -247,6 +279,7 @@ TEST(Fleet, ThreeAgentsSharedStaleBlastHostsAndOneFleetAlert)
 	c.secret(alone, "gitlab_pat", "mcp-server-gitlab", now - day, "prod");
 	c.use(alone, "mcp-server-gitlab", "gitlab.example.test", now);
 	c.secret(old, "slack_bot_token", "mcp-server-slack", now - 40 * day, "prod");
+	c.stale_finding(alone, "expired 2026-11-01", now);
 	for (auto *ag : {&a, &b, &c})
 		ASSERT_TRUE(eventually([&] {
 			return rows_of(ch, db, ag->host) == ag->shipped_types;
@@ -294,15 +327,23 @@ TEST(Fleet, ThreeAgentsSharedStaleBlastHostsAndOneFleetAlert)
 	}
 	EXPECT_EQ(raised, 1);
 
-	// stale: the slack token, unseen for 40 days; not the ones in use.
+	// stale: the slack token, unseen for 40 days, and the one an agent found
+	// expired; not the shared one in use.
 	auto stale = nlohmann::json::parse(
 	    stdout_of("fleet stale --unused 30d --format json " + fleet_args(ch, db)));
-	std::set<std::string> stale_fps;
+	std::map<std::string, nlohmann::json> stale_rows;
 	for (const auto &r : stale)
-		stale_fps.insert(r["fingerprint"]);
-	EXPECT_TRUE(stale_fps.count(old)) << stale.dump();
-	EXPECT_FALSE(stale_fps.count(shared));
-	EXPECT_FALSE(stale_fps.count(alone));
+		stale_rows[r["fingerprint"]] = r;
+	ASSERT_TRUE(stale_rows.count(old)) << stale.dump();
+	EXPECT_EQ(stale_rows[old]["hosts"], nlohmann::json({"fleet-host-c"}));
+	EXPECT_EQ(stale_rows[old]["workloads"], nlohmann::json({"mcp-server-slack"}));
+	EXPECT_EQ(stale_rows[old]["last_seen"], rfc3339((now - 40 * day) / 1000 * 1000));
+	EXPECT_EQ(stale_rows[old]["last_use"], "");
+	EXPECT_EQ(stale_rows[old]["reasons"], nlohmann::json::array());
+	ASSERT_TRUE(stale_rows.count(alone)) << stale.dump();
+	EXPECT_EQ(stale_rows[alone]["reasons"], nlohmann::json({"expired 2026-11-01"}));
+	EXPECT_EQ(stale_rows[alone]["last_use"], rfc3339(now / 1000 * 1000));
+	EXPECT_FALSE(stale_rows.count(shared));
 
 	// blast: every holder and use, in time order; DOT names both hosts.
 	auto blast = nlohmann::json::parse(
@@ -552,23 +593,7 @@ TEST(Fleet, InitMigratesAVersionOneDatabaseWithItsRows)
 	ClickHouseServer ch(dir + "/ch", "migrate-pw");
 	ch.start();
 	const std::string db = "kt_v1";
-	ch.query("CREATE DATABASE " + db);
-	ch.query("CREATE TABLE " + db +
-	         ".schema_version (version UInt32, applied DateTime, note String) "
-	         "ENGINE = MergeTree() ORDER BY version");
-	ch.query("CREATE TABLE " + db +
-	         ".events (event_id String, host String, type String, time DateTime, time_us "
-	         "UInt64, fingerprint String, secret_type String, source String, inventory_id "
-	         "String, identity String, environment String, workload String, upstream "
-	         "String, rule String, severity String, finding_id String, reason String, key_id "
-	         "String, drops UInt64, lag_seconds Float64, record String) ENGINE = "
-	         "ReplacingMergeTree() PARTITION BY toYYYYMM(time) ORDER BY (type, fingerprint, "
-	         "host, event_id)");
-	ch.query("CREATE TABLE " + db +
-	         ".fleet_findings (finding_id String, rule String, fingerprint String, raised "
-	         "DateTime, hosts UInt32) ENGINE = ReplacingMergeTree() ORDER BY finding_id");
-	ch.query("INSERT INTO " + db +
-	         ".schema_version VALUES (1, now(), 'events, fleet_findings')");
+	create_version_one(ch, db);
 	int64_t now_s = wall_now_ns() / 1000000000;
 	auto row = [&](const std::string &id, const std::string &host, const std::string &type,
 	               const std::string &fp, const std::string &workload, int64_t t) {
@@ -588,14 +613,14 @@ TEST(Fleet, InitMigratesAVersionOneDatabaseWithItsRows)
 	int rc = 0;
 	std::string out = run_out("fleet shared " + fleet_args(ch, db), &rc);
 	EXPECT_NE(rc, 0);
-	EXPECT_NE(out.find("schema version 1, older than this keytrail's 2: run keytrail fleet "
+	EXPECT_NE(out.find("schema version 1, older than this keytrail's 3: run keytrail fleet "
 	                   "init"),
 	          std::string::npos)
 	    << out;
 	std::string init = stdout_of("fleet init " + fleet_args(ch, db));
 	EXPECT_EQ(init.find("schema version 1:"), std::string::npos) << init;
-	EXPECT_NE(init.find("schema version 2: " + db + ".credentials"), std::string::npos) << init;
-	EXPECT_NE(stdout_of("fleet init " + fleet_args(ch, db)).find("schema version 2 is current"),
+	EXPECT_NE(init.find("schema version 3: " + db + ".credentials"), std::string::npos) << init;
+	EXPECT_NE(stdout_of("fleet init " + fleet_args(ch, db)).find("schema version 3 is current"),
 	          std::string::npos);
 
 	auto shared = [&] {
@@ -622,6 +647,110 @@ TEST(Fleet, InitMigratesAVersionOneDatabaseWithItsRows)
 	EXPECT_EQ(rows[1]["fingerprint"], "dd000002");
 	EXPECT_EQ(rows[1]["hosts"], nlohmann::json({"new-host-c", "old-host-a"}));
 	EXPECT_EQ(rows[1]["environments"], nlohmann::json({"prod"}));
+}
+
+// A database at version 2 (credentials without their last sighting or stale
+// reasons, kept by credentials_mv) is migrated in place: its rows keep their
+// states and gain the new ones, and later rows reach them through the new
+// views. `fleet stale` then reads the credentials, not the events.
+TEST(Fleet, InitMigratesAVersionTwoDatabaseInPlace)
+{
+	std::string dir = temp_dir();
+	ClickHouseServer ch(dir + "/ch", "migrate2-pw");
+	ch.start();
+	const std::string db = "kt_v2";
+	create_version_one(ch, db);
+	ch.query("CREATE TABLE " + db +
+	         ".credentials (month Date, fingerprint String, type_any AggregateFunction(any, "
+	         "String), host_set AggregateFunction(groupUniqArray, String), holder_count "
+	         "AggregateFunction(uniqExact, String, String, String), workload_set "
+	         "AggregateFunction(groupUniqArray, String), identity_set "
+	         "AggregateFunction(groupUniqArray, String), environment_set "
+	         "AggregateFunction(groupUniqArray, String), upstream_set "
+	         "AggregateFunction(groupUniqArray, String), seen_min AggregateFunction(min, "
+	         "UInt64), use_min AggregateFunction(minIf, UInt64, UInt8), use_max "
+	         "AggregateFunction(maxIf, UInt64, UInt8)) ENGINE = AggregatingMergeTree() "
+	         "PARTITION BY month ORDER BY fingerprint");
+	ch.query("CREATE MATERIALIZED VIEW " + db + ".credentials_mv TO " + db +
+	         ".credentials AS SELECT toStartOfMonth(time) AS month, fingerprint, "
+	         "anyState(secret_type) AS type_any, groupUniqArrayState(host) AS host_set, "
+	         "uniqExactState(host, identity, workload) AS holder_count, "
+	         "groupUniqArrayState(workload) AS workload_set, groupUniqArrayState(identity) AS "
+	         "identity_set, groupUniqArrayState(environment) AS environment_set, "
+	         "groupUniqArrayState(upstream) AS upstream_set, minState(time_us) AS seen_min, "
+	         "minIfState(time_us, type = 'secret_use') AS use_min, maxIfState(time_us, type = "
+	         "'secret_use') AS use_max FROM " +
+	         db +
+	         ".events WHERE type IN ('secret', 'secret_use') AND fingerprint != '' GROUP BY "
+	         "month, fingerprint");
+	ch.query("INSERT INTO " + db + ".schema_version VALUES (2, now(), 'credentials')");
+	int64_t now_s = wall_now_ns() / 1000000000, day = 86400;
+	auto row = [&](const std::string &id, const std::string &host, const std::string &type,
+	               const std::string &fp, int64_t t, const std::string &rule = "",
+	               const std::string &reason = "") {
+		return "('" + id + "', '" + host + "', '" + type + "', " + std::to_string(t) +
+		       ", " + std::to_string(t * 1000000) + ", '" + fp +
+		       "', 'github_token', 'mcp-" + host.substr(host.size() - 1) + "', '" + rule +
+		       "', '" + reason + "')";
+	};
+	// Through version 2's view: ee01 on two hosts 40 days ago, ee02 seen
+	// then and found overdue, ee03 in use.
+	ch.query("INSERT INTO " + db +
+	         ".events (event_id, host, type, time, time_us, fingerprint, secret_type, "
+	         "workload, rule, reason) VALUES " +
+	         row("v2-a:1", "v2-host-a", "secret", "ee000001", now_s - 40 * day) + ", " +
+	         row("v2-b:1", "v2-host-b", "secret", "ee000001", now_s - 41 * day) + ", " +
+	         row("v2-a:2", "v2-host-a", "secret", "ee000002", now_s - 40 * day) + ", " +
+	         row("v2-a:3", "v2-host-a", "alert", "ee000002", now_s - 39 * day,
+	             "stale_credential", "not rotated for 400 days") +
+	         ", " + row("v2-b:2", "v2-host-b", "secret_use", "ee000003", now_s - 10));
+
+	int rc = 0;
+	std::string out = run_out("fleet stale " + fleet_args(ch, db), &rc);
+	EXPECT_NE(rc, 0);
+	EXPECT_NE(out.find("schema version 2, older than this keytrail's 3"), std::string::npos)
+	    << out;
+	std::string init = stdout_of("fleet init " + fleet_args(ch, db));
+	EXPECT_NE(init.find("schema version 3: " + db + ".credentials kept by"), std::string::npos)
+	    << init;
+	EXPECT_NE(stdout_of("fleet init " + fleet_args(ch, db)).find("schema version 3 is current"),
+	          std::string::npos);
+	EXPECT_EQ(ch.count("SELECT count() FROM system.tables WHERE database = '" + db +
+	                   "' AND name = 'credentials_mv'"),
+	          0u);
+
+	auto stale = [&] {
+		std::map<std::string, nlohmann::json> by_fp;
+		for (const auto &r : nlohmann::json::parse(
+		         stdout_of("fleet stale --unused 30d --format json " + fleet_args(ch, db))))
+			by_fp[r["fingerprint"]] = r;
+		return by_fp;
+	};
+	auto rows = stale();
+	ASSERT_TRUE(rows.count("ee000001")) << init;
+	EXPECT_EQ(rows["ee000001"]["hosts"], nlohmann::json({"v2-host-a", "v2-host-b"}));
+	EXPECT_EQ(rows["ee000001"]["first_seen"], rfc3339((now_s - 41 * day) * 1000000000));
+	EXPECT_EQ(rows["ee000001"]["last_seen"], rfc3339((now_s - 40 * day) * 1000000000));
+	EXPECT_EQ(rows["ee000001"]["reasons"], nlohmann::json::array());
+	ASSERT_TRUE(rows.count("ee000002"));
+	EXPECT_EQ(rows["ee000002"]["reasons"], nlohmann::json({"not rotated for 400 days"}));
+	EXPECT_FALSE(rows.count("ee000003"));
+
+	// Rows shipped after the migration reach the new states through the views.
+	FakeAgent c(dir, "v2-host-c");
+	c.start_shipping(ch, db);
+	c.secret("ee000001", "github_token", "mcp-c", wall_now_ns(), "prod");
+	c.stale_finding("ee000003", "expired 2026-11-30", wall_now_ns());
+	ASSERT_TRUE(eventually([&] { return rows_of(ch, db, c.host) == c.shipped_types; }))
+	    << c.shipper->health();
+	rows = stale();
+	EXPECT_FALSE(rows.count("ee000001"));
+	ASSERT_TRUE(rows.count("ee000003"));
+	EXPECT_EQ(rows["ee000003"]["reasons"], nlohmann::json({"expired 2026-11-30"}));
+	auto shared =
+	    nlohmann::json::parse(stdout_of("fleet shared --format json " + fleet_args(ch, db)));
+	ASSERT_EQ(shared.size(), 1u) << shared.dump();
+	EXPECT_EQ(shared[0]["hosts"], nlohmann::json({"v2-host-a", "v2-host-b", "v2-host-c"}));
 }
 
 // One real agent: the probes see an MCP server start with a token; the agent's

@@ -18,7 +18,7 @@
 namespace keytrail
 {
 
-inline constexpr uint32_t kFleetSchemaVersion = 2;
+inline constexpr uint32_t kFleetSchemaVersion = 3;
 
 struct FleetInitOptions {
 	std::string cluster;              // "": plain tables; else local tables + Distributed
