@@ -408,6 +408,19 @@ std::string_view str(element v)
 // secret.{fingerprint, inventory_id, holder_exec_id}, and ancestry[].{exec_id,
 // pid}. A repeated key counts every time (the last time for time, type and
 // exec_id). One simdjson pass: the writer indexes every line it writes.
+namespace
+{
+
+// Most lines repeat a name the segment already holds: look before
+// allocating a node for it.
+void add_name(SegmentIndex::Names &set, std::string_view name)
+{
+	if (!name.empty() && set.find(name) == set.end())
+		set.emplace(name);
+}
+
+} // namespace
+
 bool SegmentIndex::add_line(std::string_view text)
 {
 	simdjson::dom::parser *parser = thread_json_parser();
@@ -432,9 +445,9 @@ bool SegmentIndex::add_line(std::string_view text)
 			else if (key == "child_exec_id")
 				exec_ids.add(s);
 			else if (key == "mcp_server")
-				mcp_servers.emplace(s);
+				add_name(mcp_servers, s);
 			else if (key == "identity")
-				identities.emplace(s);
+				add_name(identities, s);
 			break;
 		}
 		case element_type::INT64:
@@ -445,18 +458,18 @@ bool SegmentIndex::add_line(std::string_view text)
 		case element_type::OBJECT: {
 			simdjson::dom::object o = v.get_object().value_unsafe();
 			for (auto [k, m] : o) {
-				if (key == "identity" && k == "id" && !str(m).empty())
-					identities.emplace(str(m));
+				if (key == "identity" && k == "id")
+					add_name(identities, str(m));
 				else if (key == "process" && k == "exec_id" && !str(m).empty())
 					exec_ids.add(str(m));
-				else if (key == "process" && k == "mcp_server" && !str(m).empty())
-					mcp_servers.emplace(str(m));
+				else if (key == "process" && k == "mcp_server")
+					add_name(mcp_servers, str(m));
 				else if (key == "process" && k == "pid")
 					add_pid(m, pids);
-				else if (key == "secret" && k == "fingerprint" && !str(m).empty())
-					fingerprints.emplace(str(m));
-				else if (key == "secret" && k == "inventory_id" && !str(m).empty())
-					inventory_ids.emplace(str(m));
+				else if (key == "secret" && k == "fingerprint")
+					add_name(fingerprints, str(m));
+				else if (key == "secret" && k == "inventory_id")
+					add_name(inventory_ids, str(m));
 				else if (key == "secret" && k == "holder_exec_id" &&
 				         !str(m).empty())
 					exec_ids.add(str(m));
@@ -484,7 +497,7 @@ bool SegmentIndex::add_line(std::string_view text)
 		}
 	}
 	int64_t t = 0;
-	if (time.empty() || !parse_rfc3339(std::string(time), &t)) {
+	if (time.empty() || !parse_rfc3339(time, &t)) {
 		untimed++;
 	} else {
 		first = first && first < t ? first : t;
@@ -642,11 +655,11 @@ class HeaderSax : public nlohmann::json_sax<nlohmann::json>
 	{
 		if (depth_ != 2 || !in_array_)
 			return false;
-		std::set<std::string> *set = key_ == "fingerprints"    ? &ix_.fingerprints
-		                             : key_ == "inventory_ids" ? &ix_.inventory_ids
-		                             : key_ == "identities"    ? &ix_.identities
-		                             : key_ == "mcp_servers"   ? &ix_.mcp_servers
-		                                                       : nullptr;
+		SegmentIndex::Names *set = key_ == "fingerprints"    ? &ix_.fingerprints
+		                           : key_ == "inventory_ids" ? &ix_.inventory_ids
+		                           : key_ == "identities"    ? &ix_.identities
+		                           : key_ == "mcp_servers"   ? &ix_.mcp_servers
+		                                                     : nullptr;
 		if (!set)
 			return false;
 		set->insert(set->end(), std::move(v));

@@ -94,7 +94,7 @@ namespace
 {
 
 // n decimal digits of s at i, and nothing else.
-bool digits(const std::string &s, size_t i, int n, int *out)
+bool digits(std::string_view s, size_t i, int n, int *out)
 {
 	if (i + static_cast<size_t>(n) > s.size())
 		return false;
@@ -111,7 +111,7 @@ bool digits(const std::string &s, size_t i, int n, int *out)
 
 } // namespace
 
-bool parse_rfc3339(const std::string &s, int64_t *wall_ns)
+bool parse_rfc3339(std::string_view s, int64_t *wall_ns)
 {
 	int y, mo, d, h = 0, mi = 0, sec = 0;
 	if (!digits(s, 0, 4, &y) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, &mo) ||

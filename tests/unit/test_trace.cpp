@@ -721,10 +721,10 @@ TEST(Trace, SegmentIndexReadsFieldsByWhereTheySit)
 	for (uint32_t pid : {1u, 10u, 11u, 12u})
 		EXPECT_TRUE(ix.may_name_pid(pid)) << pid;
 	EXPECT_FALSE(ix.may_name_pid(14));
-	EXPECT_EQ(ix.fingerprints, std::set<std::string>{"00aa"});
-	EXPECT_EQ(ix.inventory_ids, std::set<std::string>{"inv"});
-	EXPECT_EQ(ix.identities, (std::set<std::string>{"spiffe://t/a", "spiffe://t/b"}));
-	EXPECT_EQ(ix.mcp_servers, (std::set<std::string>{"srv", "srv2"}));
+	EXPECT_EQ(ix.fingerprints, SegmentIndex::Names{"00aa"});
+	EXPECT_EQ(ix.inventory_ids, SegmentIndex::Names{"inv"});
+	EXPECT_EQ(ix.identities, (SegmentIndex::Names{"spiffe://t/a", "spiffe://t/b"}));
+	EXPECT_EQ(ix.mcp_servers, (SegmentIndex::Names{"srv", "srv2"}));
 
 	// Written and read back: the same answers, from the file's bytes.
 	std::string dir = temp_dir();

@@ -74,7 +74,8 @@ struct SegmentIndex {
 	uint64_t size = 0; // of the segment file it describes: another size voids it
 	uint64_t records = 0, untimed = 0; // untimed: records with no "time"
 	int64_t first = 0, last = 0;       // record times (wall ns)
-	std::set<std::string> fingerprints, inventory_ids, identities, mcp_servers;
+	using Names = std::set<std::string, std::less<>>;
+	Names fingerprints, inventory_ids, identities, mcp_servers;
 	// exec_ids: whom records are about (exec_id, process.exec_id, a fork's
 	// child, a holder); parents: a fork's parent and every exec_id in an
 	// ancestry; pids: pid, process.pid, child_pid, ancestry pids.

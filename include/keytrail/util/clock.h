@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace keytrail
 {
@@ -77,7 +78,7 @@ std::string date_or_time(int64_t wall_ns);
 // Parses RFC 3339 ("...Z" or "+hh:mm", optional fraction) or a bare date
 // (YYYY-MM-DD, midnight UTC). Returns false when it is neither, or outside
 // what int64 nanoseconds hold (1677..2262).
-bool parse_rfc3339(const std::string &s, int64_t *wall_ns);
+bool parse_rfc3339(std::string_view s, int64_t *wall_ns);
 
 // Ticks (1/sysconf(_SC_CLK_TCK) s) of a ns duration: the unit of
 // /proc/PID/stat's starttime, so kernel and /proc stamps compare equal.
