@@ -22,7 +22,7 @@ configured_outputs(const Config &cfg, const AgentOptions &opts)
 	std::set<std::string> findings;
 	for (const auto &t : record_types())
 		if (!t.observation)
-			findings.insert(t.name);
+			findings.emplace(t.name);
 	bool events = opts.events || cfg.events;
 	std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>> routes;
 	auto route = [&](const OutputSpec &spec) {

@@ -67,6 +67,7 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 	std::string json; // serialized once, on first need
 	int severity = syslog_severity(fields);
 	int64_t now = wall_now_ns();
+	bool urgent = !is_observation(type);
 	size_t json_routes = 0; // the last one takes the line, the others copy it
 	for (auto &r : routes_)
 		json_routes += r->opts.format != "ocsf" &&
@@ -96,7 +97,7 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 		}
 		r->queued_bytes += line.size();
 		r->queue.push_back({std::move(line), type, severity, now});
-		r->urgent = r->urgent || !is_observation(type);
+		r->urgent = r->urgent || urgent;
 		// The first line wakes an idle writer, which then lingers for more.
 		if (r->waiting &&
 		    (r->urgent || r->queue.size() == 1 || r->queue.size() >= kBatchLines))

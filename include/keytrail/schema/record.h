@@ -21,7 +21,7 @@ namespace keytrail
 inline constexpr const char *kSchemaVersion = "2";
 
 struct RecordType {
-	const char *name;
+	std::string_view name;
 	bool observation; // a raw kernel observation (agent.events), not a finding
 };
 
