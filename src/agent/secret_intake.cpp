@@ -151,16 +151,19 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
                                                 const std::string &watched_as)
 {
 	// Where a relative path started, should the process be gone by now: its
-	// cwd as resolved at exec, else its parent's (a shell's `cd dir && cat
-	// .env` child inherits it). A wrong guess fails the inode check.
-	std::string cwd;
-	if (p && p->identity) {
-		auto it = p->identity->selectors.find("mcp.cwd");
-		if (it != p->identity->selectors.end())
-			cwd = it->second;
+	// parent's cwd (a shell's `cd dir && cat .env` child inherits it), else
+	// its workload's at exec. The one under which the path is this inode
+	// wins; a wrong guess fails the inode check.
+	std::vector<std::string> cwds;
+	if (!e.path.empty() && e.path[0] != '/') {
+		if (e.ctx.ppid)
+			cwds.push_back(read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd"));
+		if (p && p->identity) {
+			auto it = p->identity->selectors.find("mcp.cwd");
+			if (it != p->identity->selectors.end())
+				cwds.push_back(it->second);
+		}
 	}
-	if (cwd.empty() && e.ctx.ppid && !e.path.empty() && e.path[0] != '/')
-		cwd = read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd");
 	// An fd that cannot read (O_PATH needs only search permission on the
 	// way; O_WRONLY) holds no secret: the agent must not read it for them.
 	if (!e.path.empty() && ((e.flags & O_PATH) || (e.flags & O_ACCMODE) == O_WRONLY))
@@ -168,7 +171,7 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
 	auto scan = watched && e.path.empty()
 	                ? sources_.cached_inode(e.dev, e.ino)
 	                : sources_.from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,
-	                                     e.dev, e.ino, cwd, watched_as);
+	                                     e.dev, e.ino, cwds, watched_as);
 	if (!scan || scan->unreadable)
 		return std::nullopt; // counted: secrets.files_unreadable
 	int64_t when = procs_.wall_ns(e.ctx.ts_ns);

@@ -218,7 +218,8 @@ std::string true_name(const SecretSources::OpenedFile &f)
 
 std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
                                                  const std::string &path, uint64_t kdev,
-                                                 uint64_t ino, const std::string &cwd_hint,
+                                                 uint64_t ino,
+                                                 const std::vector<std::string> &cwd_hints,
                                                  const std::string &known_as)
 {
 	OpenedFile f{
@@ -228,10 +229,22 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 		if (auto r = resolve_process_path(pid, dirfd, path)) {
 			f.logical = r->logical;
 			f.access = r->access;
-		} else if (path[0] != '/' && !cwd_hint.empty() && dirfd == AT_FDCWD) {
-			f.logical = std::filesystem::path(cwd_hint + "/" + path)
-			                .lexically_normal()
-			                .string();
+		} else if (path[0] != '/' && dirfd == AT_FDCWD) {
+			for (const auto &cwd : cwd_hints) {
+				if (cwd.empty())
+					continue;
+				std::string c = std::filesystem::path(cwd + "/" + path)
+				                    .lexically_normal()
+				                    .string();
+				struct stat st;
+				bool same = stat(c.c_str(), &st) == 0 &&
+				            static_cast<uint64_t>(st.st_ino) == ino &&
+				            (!kdev || user_dev_to_kernel(st.st_dev) == kdev);
+				if (f.logical == path || same)
+					f.logical = c;
+				if (same)
+					break;
+			}
 		}
 	}
 	auto kind = credential_file_kind(f.logical, globs_);

@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "keytrail/secrets/sources.h"
 
@@ -59,6 +61,43 @@ TEST(SecretSources, ADeletedFileIsReadThroughTheFdTheProcessDupedItTo)
 	EXPECT_TRUE(gone->unreadable);
 	EXPECT_EQ(sources.counters().files_unreadable, 1u);
 	rmdir(dir.c_str());
+}
+
+// `cd proj && cat .env` by a process already gone: the relative name is
+// tried under each cwd the agent could guess (the parent's, the workload's),
+// and the one where it is this inode is taken, in whatever order they come.
+TEST(SecretSources, ARelativeNameOfAGoneProcessIsResolvedUnderTheCwdWhereItIsThisInode)
+{
+	std::string dir = ::testing::TempDir() + "/kt-rel-" + std::to_string(getpid());
+	mkdir(dir.c_str(), 0700);
+	mkdir((dir + "/proj").c_str(), 0700);
+	std::string tok = "glpat-" + std::string("Zq3") + "x7Rk2Lm9Pw4Tn8Vb6Hc1";
+	std::ofstream(dir + "/proj/.env") << "GITLAB_TOKEN=" << tok << "\n";
+	std::ofstream(dir + "/.env") << "PORT=1\n"; // same name, another inode
+	struct stat st;
+	ASSERT_EQ(stat((dir + "/proj/.env").c_str(), &st), 0);
+	pid_t gone = fork();
+	if (gone == 0)
+		_exit(0);
+	waitpid(gone, nullptr, 0);
+
+	for (const auto &hints : {std::vector<std::string>{dir, dir + "/proj"},
+	                          std::vector<std::string>{dir + "/proj", dir}}) {
+		SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {},
+		                      1 << 20);
+		auto scan = sources.from_open(gone, 3, AT_FDCWD, ".env", 0, st.st_ino, hints);
+		ASSERT_TRUE(scan);
+		EXPECT_FALSE(scan->unreadable);
+		EXPECT_EQ(scan->path, std::filesystem::path(dir + "/proj/.env").lexically_normal());
+		ASSERT_EQ(scan->secrets.size(), 1u);
+		EXPECT_EQ(scan->secrets[0].type, "gitlab_pat");
+	}
+	// No hint names it: unreadable, never the other file of that name.
+	SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {}, 1 << 20);
+	auto scan = sources.from_open(gone, 3, AT_FDCWD, ".env", 0, st.st_ino, {dir});
+	ASSERT_TRUE(scan);
+	EXPECT_TRUE(scan->unreadable);
+	std::filesystem::remove_all(dir);
 }
 
 // `env NAME=VALUE cmd` sets cmd's environment: env-sourced, never "hard-coded
