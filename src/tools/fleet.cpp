@@ -43,41 +43,43 @@ constexpr const char *kFindingColumns =
 // of every sighting. Each state is a set, a minimum or a maximum: a row
 // shipped twice changes none of them.
 struct CredentialColumn {
-	const char *name, *type;
-	uint32_t since;         // the schema version that added it
-	const char *state;      // its state, from a sighting or use
-	const char *stale;      // its state, from a stale_credential finding
-	const char *empty_args; // the empty arrays arrayReduce makes an empty state of
+	const char *name, *type; // seen_max on: added in version 3
+	const char *state;       // its state, from a sighting or use
+	const char *stale;       // its state, from a stale_credential finding
+	const char *empty_args;  // the empty arrays arrayReduce makes an empty state of
 };
 
 constexpr CredentialColumn kCredentialColumns[] = {
-    {"type_any", "AggregateFunction(any, String)", 2, "anyState(secret_type)", nullptr,
+    {"type_any", "AggregateFunction(any, String)", "anyState(secret_type)", "anyState(secret_type)",
      "'anyState', emptyArrayString()"},
-    {"host_set", "AggregateFunction(groupUniqArray, String)", 2, "groupUniqArrayState(host)",
-     nullptr, "'groupUniqArrayState', emptyArrayString()"},
-    {"holder_count", "AggregateFunction(uniqExact, String, String, String)", 2,
+    {"host_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(host)", nullptr,
+     "'groupUniqArrayState', emptyArrayString()"},
+    {"holder_count", "AggregateFunction(uniqExact, String, String, String)",
      "uniqExactState(host, identity, workload)", nullptr,
      "'uniqExactState', emptyArrayString(), emptyArrayString(), emptyArrayString()"},
-    {"workload_set", "AggregateFunction(groupUniqArray, String)", 2,
-     "groupUniqArrayState(workload)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
-    {"identity_set", "AggregateFunction(groupUniqArray, String)", 2,
-     "groupUniqArrayState(identity)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
-    {"environment_set", "AggregateFunction(groupUniqArray, String)", 2,
+    {"workload_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(workload)",
+     nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"identity_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(identity)",
+     nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"environment_set", "AggregateFunction(groupUniqArray, String)",
      "groupUniqArrayState(environment)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
-    {"upstream_set", "AggregateFunction(groupUniqArray, String)", 2,
-     "groupUniqArrayState(upstream)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
-    {"seen_min", "AggregateFunction(min, UInt64)", 2, "minState(time_us)", nullptr,
+    {"upstream_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(upstream)",
+     nullptr, "'groupUniqArrayState', emptyArrayString()"},
+    {"seen_min", "AggregateFunction(min, UInt64)", "minState(time_us)", nullptr,
      "'minState', emptyArrayUInt64()"},
-    {"use_min", "AggregateFunction(minIf, UInt64, UInt8)", 2,
+    {"use_min", "AggregateFunction(minIf, UInt64, UInt8)",
      "minIfState(time_us, type = 'secret_use')", nullptr,
      "'minIfState', emptyArrayUInt64(), emptyArrayUInt8()"},
-    {"use_max", "AggregateFunction(maxIf, UInt64, UInt8)", 2,
+    {"use_max", "AggregateFunction(maxIf, UInt64, UInt8)",
      "maxIfState(time_us, type = 'secret_use')", nullptr,
      "'maxIfState', emptyArrayUInt64(), emptyArrayUInt8()"},
-    {"seen_max", "AggregateFunction(max, UInt64)", 3, "maxState(time_us)", nullptr,
+    {"seen_max", "AggregateFunction(max, UInt64)", "maxState(time_us)", nullptr,
      "'maxState', emptyArrayUInt64()"},
-    {"stale_reasons", "AggregateFunction(groupUniqArray, String)", 3, nullptr,
+    {"stale_reasons", "AggregateFunction(groupUniqArray, String)", nullptr,
      "groupUniqArrayState(reason)", "'groupUniqArrayState', emptyArrayString()"},
+    // The hosts that found it stale (not holders: `shared` never reads it).
+    {"stale_host_set", "AggregateFunction(groupUniqArray, String)", nullptr,
+     "groupUniqArrayState(host)", "'groupUniqArrayState', emptyArrayString()"},
 };
 
 // The credentials' view of a kind: a sighting or use, or a stale finding.
@@ -94,14 +96,11 @@ std::string credential_columns()
 
 // The SELECT of a view (or a backfill) into credentials, up to FROM: each
 // column's state from the view's kind of row, or an empty state (18.16's
-// views must give every column). With only_since, only the columns that
-// version added, and the INSERT names them.
-std::string credential_states(CredentialView view, uint32_t only_since = 0)
+// views must give every column).
+std::string credential_states(CredentialView view)
 {
 	std::string out = "SELECT toStartOfMonth(time) AS month, fingerprint";
 	for (const auto &col : kCredentialColumns) {
-		if (only_since && col.since != only_since)
-			continue;
 		const char *state = view == CredentialView::kSeen ? col.state : col.stale;
 		out += std::string(", ") +
 		       (state ? state : "arrayReduce(" + std::string(col.empty_args) + ")") +
@@ -331,29 +330,32 @@ std::vector<std::string> fleet_init(ClickHouseClient &c, const FleetInitOptions 
 		      "cityHash64(fingerprint)");
 	}
 	if (have < 3) {
-		// Version 3. A version 2 table gets the new columns (on the
-		// Distributed table too). Then the views, first, and what events
-		// held before them: a row both see is aggregated twice, which no
-		// state minds. Version 2's view goes once its successors run.
-		auto names = select(c,
-		                    "SELECT name FROM system.columns WHERE database = '" + db +
-		                        "' AND table = '" + credentials + "'",
-		                    "read the columns of " + db + "." + credentials);
-		auto has = [&](const std::string &col) {
-			return std::any_of(
-			    names.begin(), names.end(),
-			    [&](const nlohmann::json &r) { return r.value("name", "") == col; });
-		};
-		for (const auto &col : kCredentialColumns) {
-			if (has(col.name))
-				continue;
-			std::string add = std::string(" ADD COLUMN ") + col.name + " " + col.type;
-			c.run("ALTER TABLE " + db + "." + credentials + add,
-			      "add " + std::string(col.name) + " to " + db + "." + credentials);
-			if (!o.cluster.empty())
-				c.run("ALTER TABLE " + db + ".credentials" + add,
-				      "add " + std::string(col.name) + " to " + db +
-				          ".credentials");
+		// Version 3. Version 2's view goes first: it gives none of the new
+		// columns, so once they exist every insert through it would fail.
+		// Then the columns (on a version 2 table, and on the Distributed
+		// one over it, each checked: a rerun after an interrupted init
+		// finishes the job), the views, and what events held before them,
+		// every column: a row aggregated twice changes no state.
+		c.run("DROP TABLE IF EXISTS " + db + ".credentials_mv",
+		      "drop version 2's " + db + ".credentials_mv");
+		std::vector<std::string> tables{credentials};
+		if (!o.cluster.empty())
+			tables.push_back("credentials");
+		for (const auto &t : tables) {
+			auto names = select(c,
+			                    "SELECT name FROM system.columns WHERE database = '" +
+			                        db + "' AND table = '" + t + "'",
+			                    "read the columns of " + db + "." + t);
+			for (const auto &col : kCredentialColumns) {
+				if (std::any_of(names.begin(), names.end(),
+				                [&](const nlohmann::json &r) {
+					                return r.value("name", "") == col.name;
+				                }))
+					continue;
+				c.run("ALTER TABLE " + db + "." + t + " ADD COLUMN " + col.name +
+				          " " + col.type,
+				      "add " + std::string(col.name) + " to " + db + "." + t);
+			}
 		}
 		for (auto [view, name] :
 		     {std::pair{CredentialView::kSeen, "credentials_seen_mv"},
@@ -362,30 +364,20 @@ std::vector<std::string> fleet_init(ClickHouseClient &c, const FleetInitOptions 
 			          db + "." + credentials + " AS " + credential_states(view) + db +
 			          "." + events + credential_filter(view),
 			      "create " + db + "." + name);
-		c.run("DROP TABLE IF EXISTS " + db + ".credentials_mv",
-		      "drop version 2's " + db + ".credentials_mv");
 		wait_for_inserts_before_now(c, db + ".events");
-		// A version 2 table's rows already hold the older states: only the
-		// new ones are added. One statement each over the whole table: no
-		// time limit.
-		uint32_t only = have < 2 ? 0 : 3;
+		// One statement each over the whole table: no time limit.
 		c.set_timeout(std::chrono::milliseconds(0));
-		for (auto view : {CredentialView::kSeen, CredentialView::kStale}) {
-			std::string cols = "month, fingerprint";
-			for (const auto &col : kCredentialColumns)
-				if (!only || col.since == only)
-					cols += std::string(", ") + col.name;
-			c.run("INSERT INTO " + db + "." + credentials + " (" + cols + ") " +
-			          credential_states(view, only) + db + "." + events +
+		for (auto view : {CredentialView::kSeen, CredentialView::kStale})
+			c.run("INSERT INTO " + db + "." + credentials + " " +
+			          credential_states(view) + db + "." + events +
 			          credential_filter(view),
 			      "aggregate what " + db + "." + events +
 			          " holds into the credentials");
-		}
 		c.set_timeout(std::chrono::milliseconds(120000));
 		c.run(
 		    "INSERT INTO " + db +
 		        ".schema_version VALUES (3, now(), 'credentials: seen_max, stale_reasons, "
-		        "credentials_seen_mv, credentials_stale_mv')",
+		        "stale_host_set; credentials_seen_mv, credentials_stale_mv')",
 		    "record schema version 3");
 		done.push_back(
 		    "schema version 3: " + db + "." + credentials + " kept by " + db +
@@ -437,18 +429,24 @@ FleetTable fleet_stale(ClickHouseClient &c, std::chrono::milliseconds unused, in
 {
 	std::string db = db_of(c);
 	int64_t cutoff_us = now_ns / 1000 - unused.count() * 1000;
+	// Hosts that hold it or found it stale. A credential's last sighting is
+	// at least its first: a version 2 row whose events were dropped before
+	// the migration has no seen_max.
 	std::string sql =
-	    "SELECT fingerprint, anyMerge(type_any) AS secret_type, " +
-	    merged_set("host_set", "hosts") + merged_set("workload_set", "workloads") +
-	    "minMerge(seen_min) AS first_seen_us, maxMerge(seen_max) AS last_seen_us, "
-	    "maxIfMerge(use_max) AS last_use_us, arraySort(groupUniqArrayMerge("
+	    "SELECT fingerprint, anyMerge(type_any) AS secret_type, "
+	    "arraySort(arrayFilter(x -> x != '', arrayReduce('groupUniqArray', "
+	    "arrayConcat(groupUniqArrayMerge(host_set), groupUniqArrayMerge(stale_host_set))))) "
+	    "AS hosts, " +
+	    merged_set("workload_set", "workloads") +
+	    "minMerge(seen_min) AS first_seen_us, greatest(maxMerge(seen_max), first_seen_us) AS "
+	    "last_seen_us, maxIfMerge(use_max) AS last_use_us, arraySort(groupUniqArrayMerge("
 	    "stale_reasons)) AS reasons FROM " +
 	    db +
-	    ".credentials GROUP BY fingerprint HAVING if(last_use_us > 0, "
-	    "last_use_us, last_seen_us) < " +
+	    ".credentials GROUP BY fingerprint HAVING if(last_use_us > 0, last_use_us, "
+	    "last_seen_us) < " +
 	    std::to_string(cutoff_us) +
-	    " OR length(reasons) > 0 ORDER BY if(last_use_us > 0, last_use_us, "
-	    "last_seen_us), fingerprint";
+	    " OR length(reasons) > 0 ORDER BY if(last_use_us > 0, last_use_us, last_seen_us), "
+	    "fingerprint";
 	return table_of("credentials unused since " + rfc3339(cutoff_us * 1000) +
 	                    ", or found stale by an agent",
 	                select(c, sql, "fleet stale"),

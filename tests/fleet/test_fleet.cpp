@@ -280,6 +280,10 @@ TEST(Fleet, ThreeAgentsSharedStaleBlastHostsAndOneFleetAlert)
 	c.use(alone, "mcp-server-gitlab", "gitlab.example.test", now);
 	c.secret(old, "slack_bot_token", "mcp-server-slack", now - 40 * day, "prod");
 	c.stale_finding(alone, "expired 2026-11-01", now);
+	// A credential this fleet knows only from a finding (its sightings were
+	// not shipped, or their month was dropped).
+	const std::string finding_only = "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f";
+	c.stale_finding(finding_only, "expired 2026-10-01", now);
 	for (auto *ag : {&a, &b, &c})
 		ASSERT_TRUE(eventually([&] {
 			return rows_of(ch, db, ag->host) == ag->shipped_types;
@@ -344,6 +348,10 @@ TEST(Fleet, ThreeAgentsSharedStaleBlastHostsAndOneFleetAlert)
 	EXPECT_EQ(stale_rows[alone]["reasons"], nlohmann::json({"expired 2026-11-01"}));
 	EXPECT_EQ(stale_rows[alone]["last_use"], rfc3339(now / 1000 * 1000));
 	EXPECT_FALSE(stale_rows.count(shared));
+	ASSERT_TRUE(stale_rows.count(finding_only)) << stale.dump();
+	EXPECT_EQ(stale_rows[finding_only]["hosts"], nlohmann::json({"fleet-host-c"}));
+	EXPECT_EQ(stale_rows[finding_only]["secret_type"], "gitlab_pat");
+	EXPECT_EQ(stale_rows[finding_only]["reasons"], nlohmann::json({"expired 2026-10-01"}));
 
 	// blast: every holder and use, in time order; DOT names both hosts.
 	auto blast = nlohmann::json::parse(
