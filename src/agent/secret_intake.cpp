@@ -150,6 +150,10 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
                                                 const std::string &path, bool watched,
                                                 const std::string &watched_as)
 {
+	// An fd that cannot read (O_PATH needs only search permission on the
+	// way; O_WRONLY) holds no secret: the agent must not read it for them.
+	if (!e.path.empty() && ((e.flags & O_PATH) || (e.flags & O_ACCMODE) == O_WRONLY))
+		return std::nullopt;
 	// Where a relative path started, should the process be gone by now: its
 	// parent's cwd (a shell's `cd dir && cat .env` child inherits it), else
 	// its workload's at exec. The one under which the path is this inode
@@ -164,10 +168,6 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
 				cwds.push_back(it->second);
 		}
 	}
-	// An fd that cannot read (O_PATH needs only search permission on the
-	// way; O_WRONLY) holds no secret: the agent must not read it for them.
-	if (!e.path.empty() && ((e.flags & O_PATH) || (e.flags & O_ACCMODE) == O_WRONLY))
-		return std::nullopt;
 	auto scan = watched && e.path.empty()
 	                ? sources_.cached_inode(e.dev, e.ino)
 	                : sources_.from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,

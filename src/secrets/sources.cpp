@@ -231,19 +231,16 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 			f.access = r->access;
 		} else if (path[0] != '/' && dirfd == AT_FDCWD) {
 			for (const auto &cwd : cwd_hints) {
-				if (cwd.empty())
-					continue;
 				std::string c = std::filesystem::path(cwd + "/" + path)
 				                    .lexically_normal()
 				                    .string();
 				struct stat st;
-				bool same = stat(c.c_str(), &st) == 0 &&
-				            static_cast<uint64_t>(st.st_ino) == ino &&
-				            (!kdev || user_dev_to_kernel(st.st_dev) == kdev);
-				if (f.logical == path || same)
+				if (!cwd.empty() && stat(c.c_str(), &st) == 0 &&
+				    static_cast<uint64_t>(st.st_ino) == ino &&
+				    (!kdev || user_dev_to_kernel(st.st_dev) == kdev)) {
 					f.logical = c;
-				if (same)
 					break;
+				}
 			}
 		}
 	}

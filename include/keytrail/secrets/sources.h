@@ -84,7 +84,7 @@ class SecretSources
 	// in its mount namespace; read once per (dev, inode, mtime, size).
 	// cwd_hints: where a relative path may have started, for when the
 	// process is gone: the first under which the path names this very
-	// inode, else the first.
+	// inode (no other is guessed).
 	// A file is a credential file by the name it was opened as, else by
 	// what that name hides: a symlink's target, or an inode known as one
 	// (watched as `known_as`, or scanned before under another name: a
