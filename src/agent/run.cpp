@@ -141,10 +141,12 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	    duration_s > 0
 	        ? now + std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000))
 	        : steady::time_point::max();
+	int n = 0;
 	while (!stop.load()) {
-		// The poll timeout bounds event latency: the kernel wakes us only
-		// for a backlog.
-		int n = loader.poll(25);
+		// The poll timeout bounds event latency: the kernel wakes us at most
+		// once a millisecond (bpf/keytrail.bpf.c wakeup_flag). After records,
+		// look again soon: a burst's last ones sent no wakeup.
+		n = loader.poll(n > 0 ? 2 : 25);
 		if (n < 0) {
 			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
 			break;
