@@ -400,6 +400,17 @@ std::string_view str(element v)
 	return v.get_string().get(s) == simdjson::SUCCESS ? s : std::string_view{};
 }
 
+// Most lines repeat a name the segment already holds: look before
+// allocating a node for it.
+void add_name(SegmentIndex::Names &set, std::string_view name)
+{
+	if (name.empty())
+		return;
+	auto at = set.lower_bound(name);
+	if (at == set.end() || *at != name)
+		set.emplace_hint(at, name);
+}
+
 } // namespace
 
 // Every field src/tools/trace.cpp reads a process, credential or link from:
@@ -408,19 +419,6 @@ std::string_view str(element v)
 // secret.{fingerprint, inventory_id, holder_exec_id}, and ancestry[].{exec_id,
 // pid}. A repeated key counts every time (the last time for time, type and
 // exec_id). One simdjson pass: the writer indexes every line it writes.
-namespace
-{
-
-// Most lines repeat a name the segment already holds: look before
-// allocating a node for it.
-void add_name(SegmentIndex::Names &set, std::string_view name)
-{
-	if (!name.empty() && set.find(name) == set.end())
-		set.emplace(name);
-}
-
-} // namespace
-
 bool SegmentIndex::add_line(std::string_view text)
 {
 	simdjson::dom::parser *parser = thread_json_parser();

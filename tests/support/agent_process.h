@@ -34,7 +34,7 @@ inline std::vector<nlohmann::json> records(const std::string &path)
 {
 	std::vector<nlohmann::json> out;
 	std::string text = slurp(path);
-	text.resize(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+	text.resize(text.find_last_of('\n') + 1); // npos + 1 == 0
 	std::istringstream in(text);
 	std::string line;
 	while (std::getline(in, line)) {
