@@ -36,6 +36,9 @@ struct StateArgs {
 	CLI::Option *config_opt = nullptr;
 };
 void add_state_args(CLI::App *sub, StateArgs &a, bool key_file = false);
+// A path given on the command line, absolute: relative to the caller's cwd
+// ("-" and "" as they are). The agent takes only absolute paths.
+std::string absolute_arg(std::string path);
 
 // The config (an explicit --config must exist; the default path is
 // optional) and what follows from it. Throws Error.

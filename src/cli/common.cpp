@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "commands.h"
 #include "keytrail/util/error.h"
@@ -13,6 +14,15 @@
 namespace keytrail::cli
 {
 
+std::string absolute_arg(std::string path)
+{
+	if (path.empty() || path == "-" || path[0] == '/')
+		return path;
+	std::error_code ec;
+	auto abs = std::filesystem::absolute(path, ec);
+	return ec ? path : abs.lexically_normal().string();
+}
+
 void add_state_args(CLI::App *sub, StateArgs &a, bool key_file)
 {
 	a.config_opt = sub->add_option("-c,--config", a.config,
@@ -20,9 +30,11 @@ void add_state_args(CLI::App *sub, StateArgs &a, bool key_file)
 	                               "secrets.fingerprint_key_file, ...)")
 	                   ->capture_default_str();
 	sub->add_option("--state-dir", a.state_dir,
-	                "The agent's state dir (default: the config's, /var/lib/keytrail)");
+	                "The agent's state dir (default: the config's, /var/lib/keytrail)")
+	    ->transform(absolute_arg);
 	if (key_file)
-		sub->add_option("--key-file", a.key_file, "The fingerprint key to use");
+		sub->add_option("--key-file", a.key_file, "The fingerprint key to use")
+		    ->transform(absolute_arg);
 }
 
 Config resolve_config(const std::string &path, bool explicit_path)

@@ -50,7 +50,8 @@ Command add_run(CLI::App &app)
 	auto a = std::make_shared<Args>();
 	auto *run = app.add_subcommand("run", "Load the probes and write JSON lines until stopped");
 	add_state_args(run, a->state);
-	run->add_option("-o,--output", a->opts.output, "Write records to FILE, or - for stdout");
+	run->add_option("-o,--output", a->opts.output, "Write records to FILE, or - for stdout")
+	    ->transform(absolute_arg);
 	run->add_flag("--events", a->opts.events,
 	              "Also write raw observations (exec, open, connect, ...)");
 	run->add_option("--duration", a->opts.duration_s, "Stop after SECONDS")
@@ -62,7 +63,8 @@ Command add_run(CLI::App &app)
 	run->add_option("--metrics", a->opts.metrics,
 	                "Serve Prometheus metrics at ADDR/metrics (e.g. 127.0.0.1:9464)");
 	run->add_option("--record", a->opts.record,
-	                "Also write the correlator's inputs to FILE (for keytrail replay)");
+	                "Also write the correlator's inputs to FILE (for keytrail replay)")
+	    ->transform(absolute_arg);
 	return {run, [a] {
 		        Config cfg;
 		        try {
