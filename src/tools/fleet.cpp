@@ -46,40 +46,33 @@ struct CredentialColumn {
 	const char *name, *type; // seen_max on: added in version 3
 	const char *state;       // its state, from a sighting or use
 	const char *stale;       // its state, from a stale_credential finding
-	const char *empty_args;  // the empty arrays arrayReduce makes an empty state of
 };
 
 constexpr CredentialColumn kCredentialColumns[] = {
-    {"type_any", "AggregateFunction(any, String)", "anyState(secret_type)", "anyState(secret_type)",
-     "'anyState', emptyArrayString()"},
-    {"host_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(host)", nullptr,
-     "'groupUniqArrayState', emptyArrayString()"},
+    {"type_any", "AggregateFunction(any, String)", "anyState(secret_type)",
+     "anyState(secret_type)"},
+    {"host_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(host)", nullptr},
     {"holder_count", "AggregateFunction(uniqExact, String, String, String)",
-     "uniqExactState(host, identity, workload)", nullptr,
-     "'uniqExactState', emptyArrayString(), emptyArrayString(), emptyArrayString()"},
+     "uniqExactState(host, identity, workload)", nullptr},
     {"workload_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(workload)",
-     nullptr, "'groupUniqArrayState', emptyArrayString()"},
+     nullptr},
     {"identity_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(identity)",
-     nullptr, "'groupUniqArrayState', emptyArrayString()"},
+     nullptr},
     {"environment_set", "AggregateFunction(groupUniqArray, String)",
-     "groupUniqArrayState(environment)", nullptr, "'groupUniqArrayState', emptyArrayString()"},
+     "groupUniqArrayState(environment)", nullptr},
     {"upstream_set", "AggregateFunction(groupUniqArray, String)", "groupUniqArrayState(upstream)",
-     nullptr, "'groupUniqArrayState', emptyArrayString()"},
-    {"seen_min", "AggregateFunction(min, UInt64)", "minState(time_us)", nullptr,
-     "'minState', emptyArrayUInt64()"},
+     nullptr},
+    {"seen_min", "AggregateFunction(min, UInt64)", "minState(time_us)", nullptr},
     {"use_min", "AggregateFunction(minIf, UInt64, UInt8)",
-     "minIfState(time_us, type = 'secret_use')", nullptr,
-     "'minIfState', emptyArrayUInt64(), emptyArrayUInt8()"},
+     "minIfState(time_us, type = 'secret_use')", nullptr},
     {"use_max", "AggregateFunction(maxIf, UInt64, UInt8)",
-     "maxIfState(time_us, type = 'secret_use')", nullptr,
-     "'maxIfState', emptyArrayUInt64(), emptyArrayUInt8()"},
-    {"seen_max", "AggregateFunction(max, UInt64)", "maxState(time_us)", nullptr,
-     "'maxState', emptyArrayUInt64()"},
+     "maxIfState(time_us, type = 'secret_use')", nullptr},
+    {"seen_max", "AggregateFunction(max, UInt64)", "maxState(time_us)", nullptr},
     {"stale_reasons", "AggregateFunction(groupUniqArray, String)", nullptr,
-     "groupUniqArrayState(reason)", "'groupUniqArrayState', emptyArrayString()"},
+     "groupUniqArrayState(reason)"},
     // The hosts that found it stale (not holders: `shared` never reads it).
     {"stale_host_set", "AggregateFunction(groupUniqArray, String)", nullptr,
-     "groupUniqArrayState(host)", "'groupUniqArrayState', emptyArrayString()"},
+     "groupUniqArrayState(host)"},
 };
 
 // The credentials' view of a kind: a sighting or use, or a stale finding.
@@ -94,6 +87,23 @@ std::string credential_columns()
 	return out;
 }
 
+// An empty state of an AggregateFunction(fn, T...) column:
+// arrayReduce('fnState', emptyArrayT(), ...), which merges into nothing.
+std::string empty_state(std::string_view type)
+{
+	// "fn, T1, T2" between the parentheses.
+	std::string_view inner = type.substr(type.find('(') + 1);
+	inner.remove_suffix(1);
+	size_t comma = inner.find(", ");
+	std::string out = "arrayReduce('" + std::string(inner.substr(0, comma)) + "State'";
+	while (comma != std::string_view::npos) {
+		inner.remove_prefix(comma + 2);
+		comma = inner.find(", ");
+		out += ", emptyArray" + std::string(inner.substr(0, comma)) + "()";
+	}
+	return out + ")";
+}
+
 // The SELECT of a view (or a backfill) into credentials, up to FROM: each
 // column's state from the view's kind of row, or an empty state (18.16's
 // views must give every column).
@@ -102,8 +112,7 @@ std::string credential_states(CredentialView view)
 	std::string out = "SELECT toStartOfMonth(time) AS month, fingerprint";
 	for (const auto &col : kCredentialColumns) {
 		const char *state = view == CredentialView::kSeen ? col.state : col.stale;
-		out += std::string(", ") +
-		       (state ? state : "arrayReduce(" + std::string(col.empty_args) + ")") +
+		out += std::string(", ") + (state ? std::string(state) : empty_state(col.type)) +
 		       " AS " + col.name;
 	}
 	return out + " FROM ";
