@@ -158,16 +158,17 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
 	// parent's cwd (a shell's `cd dir && cat .env` child inherits it), else
 	// its workload's at exec. The one under which the path is this inode
 	// wins; a wrong guess fails the inode check.
-	std::vector<std::string> cwds;
-	if (!e.path.empty() && e.path[0] != '/') {
+	auto cwds = [&] {
+		std::vector<std::string> out;
 		if (e.ctx.ppid)
-			cwds.push_back(read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd"));
+			out.push_back(read_link("/proc/" + std::to_string(e.ctx.ppid) + "/cwd"));
 		if (p && p->identity) {
 			auto it = p->identity->selectors.find("mcp.cwd");
 			if (it != p->identity->selectors.end())
-				cwds.push_back(it->second);
+				out.push_back(it->second);
 		}
-	}
+		return out;
+	};
 	auto scan = watched && e.path.empty()
 	                ? sources_.cached_inode(e.dev, e.ino)
 	                : sources_.from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,

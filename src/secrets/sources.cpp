@@ -193,6 +193,14 @@ namespace
 constexpr auto kPlainTtl = std::chrono::seconds(2);
 constexpr size_t kMaxPlain = 16384;
 
+// Whether `path` is that very inode (kdev 0: any device).
+bool names_inode(const char *path, uint64_t kdev, uint64_t ino)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && static_cast<uint64_t>(st.st_ino) == ino &&
+	       (!kdev || user_dev_to_kernel(st.st_dev) == kdev);
+}
+
 // The name of the very inode an open reached, when the name used was a
 // symlink: the fd's link while it is open, else the used name resolved
 // (the inode must match, so a link changed since names nothing).
@@ -205,10 +213,7 @@ std::string true_name(const SecretSources::OpenedFile &f)
 		if (p->empty() || (*p)[0] != '/')
 			continue;
 		char buf[PATH_MAX];
-		struct stat st;
-		if (realpath(p->c_str(), buf) && stat(buf, &st) == 0 &&
-		    static_cast<uint64_t>(st.st_ino) == f.ino &&
-		    (!f.kdev || user_dev_to_kernel(st.st_dev) == f.kdev))
+		if (realpath(p->c_str(), buf) && names_inode(buf, f.kdev, f.ino))
 			return buf;
 	}
 	return "";
@@ -218,8 +223,7 @@ std::string true_name(const SecretSources::OpenedFile &f)
 
 std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
                                                  const std::string &path, uint64_t kdev,
-                                                 uint64_t ino,
-                                                 const std::vector<std::string> &cwd_hints,
+                                                 uint64_t ino, const CwdHints &cwd_hints,
                                                  const std::string &known_as)
 {
 	OpenedFile f{
@@ -230,14 +234,12 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 			f.logical = r->logical;
 			f.access = r->access;
 		} else if (path[0] != '/' && dirfd == AT_FDCWD) {
-			for (const auto &cwd : cwd_hints) {
+			for (const auto &cwd :
+			     cwd_hints ? cwd_hints() : std::vector<std::string>{}) {
 				std::string c = std::filesystem::path(cwd + "/" + path)
 				                    .lexically_normal()
 				                    .string();
-				struct stat st;
-				if (!cwd.empty() && stat(c.c_str(), &st) == 0 &&
-				    static_cast<uint64_t>(st.st_ino) == ino &&
-				    (!kdev || user_dev_to_kernel(st.st_dev) == kdev)) {
+				if (!cwd.empty() && names_inode(c.c_str(), kdev, ino)) {
 					f.logical = c;
 					break;
 				}

@@ -85,7 +85,8 @@ TEST(SecretSources, ARelativeNameOfAGoneProcessIsResolvedUnderTheCwdWhereItIsThi
 	                          std::vector<std::string>{dir + "/proj", dir}}) {
 		SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {},
 		                      1 << 20);
-		auto scan = sources.from_open(gone, 3, AT_FDCWD, ".env", 0, st.st_ino, hints);
+		auto scan = sources.from_open(gone, 3, AT_FDCWD, ".env", 0, st.st_ino,
+		                              [&] { return hints; });
 		ASSERT_TRUE(scan);
 		EXPECT_FALSE(scan->unreadable);
 		EXPECT_EQ(scan->path, std::filesystem::path(dir + "/proj/.env").lexically_normal());
@@ -94,7 +95,8 @@ TEST(SecretSources, ARelativeNameOfAGoneProcessIsResolvedUnderTheCwdWhereItIsThi
 	}
 	// No hint names it: unreadable, never the other file of that name.
 	SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {}, 1 << 20);
-	auto scan = sources.from_open(gone, 3, AT_FDCWD, ".env", 0, st.st_ino, {dir});
+	auto scan = sources.from_open(gone, 3, AT_FDCWD, ".env", 0, st.st_ino,
+	                              [&] { return std::vector<std::string>{dir}; });
 	ASSERT_TRUE(scan);
 	EXPECT_TRUE(scan->unreadable);
 	std::filesystem::remove_all(dir);

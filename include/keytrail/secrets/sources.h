@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -82,16 +83,17 @@ class SecretSources
 	// A file a process opened: nullopt unless it is a credential file.
 	// Read through /proc/PID/fd/FD (the very file it opened), else the path
 	// in its mount namespace; read once per (dev, inode, mtime, size).
-	// cwd_hints: where a relative path may have started, for when the
-	// process is gone: the first under which the path names this very
+	// cwd_hints: where a relative path may have started, asked only when
+	// the process is gone: the first under which the path names this very
 	// inode (no other is guessed).
 	// A file is a credential file by the name it was opened as, else by
 	// what that name hides: a symlink's target, or an inode known as one
 	// (watched as `known_as`, or scanned before under another name: a
 	// hardlink, a bind mount). It is then named by its true name.
+	using CwdHints = std::function<std::vector<std::string>()>;
 	std::optional<FileScan> from_open(pid_t pid, int fd, int dirfd, const std::string &path,
 	                                  uint64_t kdev, uint64_t ino,
-	                                  const std::vector<std::string> &cwd_hints = {},
+	                                  const CwdHints &cwd_hints = {},
 	                                  const std::string &known_as = "");
 	// The cached scan of an inode seen before (watched opens).
 	std::optional<FileScan> cached_inode(uint64_t kdev, uint64_t ino) const;
