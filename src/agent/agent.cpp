@@ -509,14 +509,14 @@ void Agent::reload()
 		auto shipped = [](const Config &c) {
 			std::vector<std::tuple<std::string, std::string, std::string, std::string,
 			                       std::string, uint32_t, int64_t, bool,
-			                       std::vector<std::string>>>
+			                       std::vector<std::string>, std::vector<std::string>>>
 			    v;
 			for (const auto &o : c.outputs)
 				if (o.type == "clickhouse")
 					v.emplace_back(o.url, o.database, o.user, o.password_file,
 					               o.tls_ca, o.batch_rows,
 					               o.batch_interval.count(), o.allow_host_key,
-					               o.records);
+					               o.records, o.record_column);
 			return v;
 		};
 		for (const auto &k : keys)

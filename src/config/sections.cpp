@@ -145,15 +145,16 @@ void Parser::outputs(const YAML::Node &n, Config *c) const
 		only_keys(o, "an output",
 		          {"type", "path", "format", "records", "max_size", "keep", "facility",
 		           "app_name", "url", "database", "user", "password_file", "tls_ca",
-		           "batch_rows", "batch_interval", "allow_host_key"});
+		           "batch_rows", "batch_interval", "allow_host_key", "record_column"});
 		if (!o["type"])
 			fail(o, "an output needs a type (stdout, file, syslog or clickhouse)");
 		OutputSpec spec;
 		spec.line = static_cast<size_t>(o.Mark().line) + 1;
 		spec.type = str(o["type"], "output type");
 		bool ch = spec.type == "clickhouse";
-		for (const char *k : {"url", "database", "user", "password_file", "tls_ca",
-		                      "batch_rows", "batch_interval", "allow_host_key"})
+		for (const char *k :
+		     {"url", "database", "user", "password_file", "tls_ca", "batch_rows",
+		      "batch_interval", "allow_host_key", "record_column"})
 			if (!ch && o[k])
 				fail(o[k], std::string(k) + " applies to clickhouse outputs only");
 		if (spec.type == "file") {
@@ -265,6 +266,8 @@ void Parser::clickhouse_output(const YAML::Node &o, OutputSpec *spec) const
 	}
 	if (o["allow_host_key"])
 		spec->allow_host_key = boolean(o["allow_host_key"], "clickhouse allow_host_key");
+	if (o["record_column"])
+		spec->record_column = records_list(o["record_column"], "clickhouse record_column");
 }
 
 void Parser::journal(const YAML::Node &n, Config *c) const

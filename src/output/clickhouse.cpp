@@ -27,7 +27,7 @@ namespace
 
 constexpr size_t kMaxResponse = 64u << 20;
 constexpr size_t kMaxPasswordFile = 4096;
-constexpr size_t kSpareBody = 16u << 20; // a larger batch buffer is freed
+constexpr size_t kSpareBody = 32u << 20; // a larger batch buffer is freed
 
 struct Response {
 	std::string *out;
@@ -368,6 +368,7 @@ ClickHouseShipper::ClickHouseShipper(const OutputSpec &spec, std::string journal
 	records_ = spec_.records.empty()
 	               ? default_records()
 	               : std::set<std::string>(spec_.records.begin(), spec_.records.end());
+	whole_records_.insert(spec_.record_column.begin(), spec_.record_column.end());
 	client_ = std::make_unique<ClickHouseClient>(ClickHouseTarget{
 	    spec_.url, spec_.database, spec_.user, spec_.password_file, spec_.tls_ca});
 	// The cursor: what ClickHouse acknowledged. None: the whole journal.
@@ -465,6 +466,8 @@ void ClickHouseShipper::encode(const std::vector<JournalTail::Line> &lines, Batc
 {
 	for (const auto &l : lines) {
 		auto row = clickhouse_row(l.text);
+		if (b->first_ns == 0) // untimed: lag counts from now
+			b->first_ns = row && row->time_ns >= 0 ? row->time_ns : wall_now_ns();
 		if (!row) {
 			b->bad++;
 			continue;
@@ -479,19 +482,32 @@ void ClickHouseShipper::encode(const std::vector<JournalTail::Line> &lines, Batc
 		}
 		row->event_id = journal_event_id(host_, l.segment, l.line);
 		b->newest_ns = std::max(b->newest_ns, row->time_ns);
-		append_row_binary(*row, l.text, &b->body);
+		bool whole = whole_records_.count(row->type);
+		append_row_binary(*row, whole ? std::string_view(l.text) : std::string_view(),
+		                  &b->body);
 		b->rows++;
 	}
 }
 
-void ClickHouseShipper::note_pending(const std::vector<JournalTail::Line> &pending)
+bool ClickHouseShipper::fill(Batch *b)
 {
-	caught_up_ = pending.empty();
-	if (pending.empty() || pending_first_ns_ != 0)
-		return;
-	auto row = clickhouse_row(pending.front().text);
-	pending_first_ns_ =
-	    row && row->time_ns >= 0 ? row->time_ns : wall_now_ns(); // untimed: lag counts from now
+	// A few lines at a time: a batch never holds its records twice.
+	constexpr size_t kChunk = 256;
+	std::vector<JournalTail::Line> lines;
+	while (b->lines < spec_.batch_rows && b->body.size() < kMaxBody) {
+		size_t want = std::min<size_t>(kChunk, spec_.batch_rows - b->lines);
+		lines.clear();
+		size_t n = tail_->read(want, lines);
+		encode(lines, b);
+		b->lines += n;
+		// The tail stands right after the batch's last line.
+		b->segment = tail_->segment();
+		b->line = tail_->line();
+		b->complete = tail_->finished();
+		if (n < want)
+			return false;
+	}
+	return true;
 }
 
 // Reads the journal into encoded batches, while the sender ships the one
@@ -499,50 +515,46 @@ void ClickHouseShipper::note_pending(const std::vector<JournalTail::Line> &pendi
 void ClickHouseShipper::run()
 {
 	using namespace std::chrono;
-	std::vector<JournalTail::Line> pending;
+	Batch b; // being filled
 	std::unique_lock lock(mu_);
+	// After a read: caught up, and the oldest time not yet queued.
+	auto filled = [&] {
+		caught_up_ = b.lines == 0;
+		pending_first_ns_ = b.first_ns;
+		counters_.lost_segments = tail_->lost_segments();
+	};
 	for (;;) {
 		cv_.wait(lock, [&] { return stop_ || queue_.size() < kQueuedBatches; });
 		bool stopping = stop_;
 		if (stopping &&
-		    (steady_clock::now() >= drain_until_ || (caught_up_ && pending.empty())))
+		    (steady_clock::now() >= drain_until_ || (caught_up_ && b.lines == 0)))
 			break;
 		if (queue_.size() >= kQueuedBatches) {
 			cv_.wait_until(lock, drain_until_,
 			               [&] { return queue_.size() < kQueuedBatches; });
 			continue;
 		}
+		if (b.lines == 0 && spare_body_.capacity() > b.body.capacity()) {
+			std::swap(b.body, spare_body_);
+			b.body.clear();
+		}
 		lock.unlock();
-		size_t want = spec_.batch_rows;
-		if (pending.size() < want)
-			tail_->read(want - pending.size(), pending);
+		bool full = fill(&b);
 		lock.lock();
-		note_pending(pending);
-		counters_.lost_segments = tail_->lost_segments();
-		if (pending.size() < want && !stopping) {
+		filled();
+		if (!full && !stopping) {
 			// Wait for a fuller batch (or the interval), then top it up.
 			if (cv_.wait_for(lock, spec_.batch_interval, [&] { return stop_; }))
 				continue;
 			lock.unlock();
-			tail_->read(want - pending.size(), pending);
+			fill(&b);
 			lock.lock();
-			note_pending(pending);
+			filled();
 		}
-		if (pending.empty())
+		if (b.lines == 0)
 			continue;
-		Batch b;
-		b.body = std::move(spare_body_);
-		b.body.clear();
-		b.first_ns = pending_first_ns_;
-		lock.unlock();
-		encode(pending, &b);
-		pending.clear();
-		// The tail stands right after the batch's last line.
-		b.segment = tail_->segment();
-		b.line = tail_->line();
-		b.complete = tail_->finished();
-		lock.lock();
 		queue_.push_back(std::move(b));
+		b = Batch{};
 		pending_first_ns_ = 0;
 		cv_.notify_all();
 	}

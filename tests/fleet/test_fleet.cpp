@@ -802,6 +802,15 @@ TEST(Fleet, RealAgentShipsItsSightingsUnderItsHostName)
 	             ".events WHERE type = 'health' AND host = 'fleet-real-agent' AND key_id = '" +
 	             kid + "'"),
 	    0u);
+	// The whole record goes with health (and alerts), not with sightings.
+	EXPECT_EQ(ch.count("SELECT count() FROM " + db +
+	                   ".events WHERE type = 'health' AND host = 'fleet-real-agent' AND "
+	                   "position(record, '\"type\":\"health\"') = 0"),
+	          0u);
+	EXPECT_EQ(ch.count("SELECT count() FROM " + db +
+	                   ".events WHERE type = 'secret' AND host = 'fleet-real-agent' AND "
+	                   "record != ''"),
+	          0u);
 	// The journal and ClickHouse agree on every shipped record.
 	uint64_t journal = 0;
 	read_journal(dir + "/state/journal", [&](nlohmann::json &&r) {

@@ -285,6 +285,7 @@ TEST(ClickHouseConfig, ChecksEveryKey)
 	    parse_config(head + "    url: https://ch:8443\n    database: fleet_1\n"
 	                        "    password_file: /etc/kt/ch.pw\n    tls_ca: /etc/kt/ca.pem\n"
 	                        "    batch_rows: 500\n    batch_interval: 2s\n"
+	                        "    record_column: [secret_use, alert]\n"
 	                        "agent:\n  host_name: node-7\n",
 	                 "t.yaml");
 	ASSERT_EQ(c.outputs.size(), 1u);
@@ -292,15 +293,25 @@ TEST(ClickHouseConfig, ChecksEveryKey)
 	EXPECT_EQ(c.outputs[0].database, "fleet_1");
 	EXPECT_EQ(c.outputs[0].batch_rows, 500u);
 	EXPECT_EQ(c.outputs[0].batch_interval.count(), 2000);
+	EXPECT_EQ(c.outputs[0].record_column, (std::vector<std::string>{"secret_use", "alert"}));
 	EXPECT_EQ(c.host_name, "node-7");
+	// By default the whole record goes with the few records an analyst opens,
+	// not with every sighting.
+	EXPECT_EQ(parse_config(head + "    url: http://ch\n", "t.yaml").outputs[0].record_column,
+	          (std::vector<std::string>{"alert", "update", "health", "ready"}));
 	for (const char *bad : {"    url: ftp://ch\n", "    url: http://u:p@ch:8123\n",
 	                        "    url: http://ch\n    database: \"a;DROP\"\n",
 	                        "    url: http://ch\n    password_file: rel.pw\n",
 	                        "    url: http://ch\n    batch_rows: 0\n", "    database: x\n",
-	                        "    url: http://ch\n    path: /x\n"})
+	                        "    url: http://ch\n    path: /x\n",
+	                        "    url: http://ch\n    record_column: [secrets]\n"})
 		EXPECT_THROW(parse_config(head + bad, "t.yaml"), ConfigError) << bad;
-	EXPECT_THROW(
-	    parse_config("outputs:\n  - type: file\n    path: /x\n    url: http://ch\n", "t.yaml"),
-	    ConfigError);
+	for (const char *ch_only : {"url: http://ch", "record_column: [alert]"})
+		EXPECT_THROW(
+		    parse_config(std::string("outputs:\n  - type: file\n    path: /x\n    ") +
+		                     ch_only + "\n",
+		                 "t.yaml"),
+		    ConfigError)
+		    << ch_only;
 	EXPECT_THROW(parse_config("agent:\n  host_name: \"a b\"\n", "t.yaml"), ConfigError);
 }

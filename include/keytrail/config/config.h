@@ -136,10 +136,13 @@ struct OutputSpec {
 	std::string app_name = "keytrail";
 	// clickhouse: ships the journal (docs/fleet.md)
 	std::string url, database = "keytrail", user = "default", password_file, tls_ca;
-	uint32_t batch_rows = 10000;                    // rows per INSERT at most
+	uint32_t batch_rows = 100000;                   // rows per INSERT at most (and 16 MiB)
 	std::chrono::milliseconds batch_interval{5000}; // and at least this often
 	bool allow_host_key = false;                    // ship per-host fingerprints anyway
-	size_t line = 0;                                // where it is defined, for messages
+	// Record types whose whole JSON record fills the `record` column; the
+	// others ship their columns only (the journal keeps them whole).
+	std::vector<std::string> record_column = {"alert", "update", "health", "ready"};
+	size_t line = 0; // where it is defined, for messages
 };
 
 // The journal the responder tools read: every record, gzip JSONL segments.

@@ -175,6 +175,7 @@ class ClickHouseShipper
 	// Journal lines as one INSERT's rows, and the cursor after them.
 	struct Batch {
 		std::string body; // RowBinary
+		size_t lines = 0; // journal lines read into it (rows, skipped, bad)
 		size_t rows = 0;
 		uint64_t skipped = 0, bad = 0;
 		int64_t first_ns = 0, newest_ns = 0; // oldest pending, newest record
@@ -182,18 +183,21 @@ class ClickHouseShipper
 		uint64_t line = 0;
 		bool complete = false;
 	};
-	static constexpr size_t kQueuedBatches = 2; // one in flight, one ready
+	static constexpr size_t kQueuedBatches = 2;   // one in flight, one ready
+	static constexpr size_t kMaxBody = 16u << 20; // a batch ends at this many bytes
 
 	void run();  // the encoder
 	void send(); // the sender
-	// After a read, under mu_: caught up, and the oldest pending time.
-	void note_pending(const std::vector<JournalTail::Line> &pending);
+	// Reads and encodes journal lines into b until it holds batch_rows
+	// lines or kMaxBody bytes (true), or the journal has no more now.
+	bool fill(Batch *b);
 	void encode(const std::vector<JournalTail::Line> &lines, Batch *b) const;
 	bool save_cursor(const std::string &segment, uint64_t line, bool complete);
 
 	OutputSpec spec_;
 	std::string journal_dir_, cursor_path_, host_;
 	std::set<std::string> records_;
+	std::set<std::string> whole_records_; // these fill the record column
 	std::unique_ptr<ClickHouseClient> client_;
 	std::unique_ptr<JournalTail> tail_;
 
@@ -206,7 +210,7 @@ class ClickHouseShipper
 	bool healthy_ = true;          // under mu_
 	bool caught_up_ = false;       // under mu_: the last read found nothing new
 	int64_t acked_time_ns_ = 0;    // under mu_: newest record time acknowledged
-	int64_t pending_first_ns_ = 0; // under mu_: time of the oldest line read, not queued
+	int64_t pending_first_ns_ = 0; // under mu_: the oldest time in the batch being filled
 	std::string acked_segment_;    // under mu_
 	uint64_t acked_line_ = 0;      // under mu_
 	std::deque<Batch> queue_;      // under mu_: encoded, the oldest (in flight) first
