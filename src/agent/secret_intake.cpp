@@ -169,13 +169,13 @@ std::optional<FileScan> SecretIntake::from_open(ProcessInfo *p, const OpenEvent 
 		}
 		return out;
 	};
+	int64_t when = procs_.wall_ns(e.ctx.ts_ns);
 	auto scan = watched && e.path.empty()
 	                ? sources_.cached_inode(e.dev, e.ino)
 	                : sources_.from_open(static_cast<pid_t>(e.ctx.pid), e.fd, e.dirfd, path,
-	                                     e.dev, e.ino, cwds, watched_as);
+	                                     e.dev, e.ino, cwds, watched_as, when);
 	if (!scan || scan->unreadable)
-		return std::nullopt; // counted: secrets.files_unreadable
-	int64_t when = procs_.wall_ns(e.ctx.ts_ns);
+		return std::nullopt; // counted: secrets.files_unreadable, files_rewritten
 	if (p && !scan->secrets.empty())
 		procs_.ensure_correlated(*p);
 	for (const auto &o : scan->secrets) {

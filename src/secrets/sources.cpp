@@ -202,12 +202,14 @@ bool names_inode(const char *path, uint64_t kdev, uint64_t ino)
 }
 
 // The name of the very inode an open reached, when the name used was a
-// symlink: the fd's link while it is open, else the used name resolved
-// (the inode must match, so a link changed since names nothing).
+// symlink: the fd's link while it is open, else the used name resolved.
+// The inode must match either way: a link changed since names nothing, and
+// the fd number may be another file's by now (a process that opened a
+// locale file, closed it and opened .env under the same number).
 std::string true_name(const SecretSources::OpenedFile &f)
 {
 	std::string t = read_link(f.via_fd);
-	if (!t.empty())
+	if (!t.empty() && names_inode(f.via_fd.c_str(), f.kdev, f.ino))
 		return t;
 	for (const std::string *p : {&f.access, &f.logical}) {
 		if (p->empty() || (*p)[0] != '/')
@@ -224,7 +226,7 @@ std::string true_name(const SecretSources::OpenedFile &f)
 std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
                                                  const std::string &path, uint64_t kdev,
                                                  uint64_t ino, const CwdHints &cwd_hints,
-                                                 const std::string &known_as)
+                                                 const std::string &known_as, int64_t opened_ns)
 {
 	OpenedFile f{
 	    pid, fd,  kdev, ino, "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd),
@@ -296,6 +298,25 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 	counters_.files_read++;
 	FileScan scan = scan_content(f.logical, *kind, content.view());
 	scan.mtime_ns = mtime;
+	// Written about when it was opened or after (a `> .env` of a script's
+	// next step racing this read): an empty answer would be a claim about
+	// content the process may never have seen. File times come from a
+	// coarse clock, the open's from another: here they disagreed by up to
+	// 17 ms, hence the margin.
+	constexpr int64_t kRewriteMargin = 50000000;
+	if (scan.secrets.empty() && opened_ns > 0 && mtime >= opened_ns - kRewriteMargin) {
+		counters_.files_rewritten++;
+		if (it != files_.end() && it->second.mtime_ns < mtime &&
+		    it->second.mtime_ns <= opened_ns) {
+			FileScan before = it->second.scan; // what was there at the open
+			before.path = f.logical;
+			before.cached = true;
+			return before;
+		}
+		// Not kept: the next open reads it again and reports what it holds.
+		scan.unreadable = true;
+		return scan;
+	}
 	files_[key] = KnownFile{mtime, size, scan};
 	return scan;
 }

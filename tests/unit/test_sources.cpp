@@ -121,3 +121,109 @@ TEST(SecretSources, EnvAssignmentsAreEnvironmentNotCommandLine)
 	ASSERT_EQ(plain.size(), 1u);
 	EXPECT_EQ(plain[0].source, "argv");
 }
+
+// `printf ... > .env` of a script's next step can empty a file between a
+// reader's open and the agent's read of it: the scan from before the open
+// stands for what the reader read, and without one nothing is claimed.
+TEST(SecretSources, AFileRewrittenAfterTheOpenIsNotReportedEmpty)
+{
+	std::string dir = ::testing::TempDir() + "/kt-rw-" + std::to_string(getpid());
+	mkdir(dir.c_str(), 0700);
+	std::string path = dir + "/.env", fresh = dir + "/fresh/.env";
+	mkdir((dir + "/fresh").c_str(), 0700);
+	std::string tok = "glpat-" + std::string("Zq3") + "x7Rk2Lm9Pw4Tn8Vb6Hc1";
+	constexpr int64_t s = 1000000000;
+	int64_t t0 = 1790000000 * s;
+	auto write_at = [](const std::string &p, const std::string &text, int64_t ns) {
+		std::ofstream(p, std::ios::trunc) << text;
+		timespec ts[2] = {{ns / s, ns % s}, {ns / s, ns % s}};
+		ASSERT_EQ(utimensat(AT_FDCWD, p.c_str(), ts, 0), 0);
+	};
+	auto ino = [](const std::string &p) {
+		struct stat st;
+		EXPECT_EQ(stat(p.c_str(), &st), 0);
+		return static_cast<uint64_t>(st.st_ino);
+	};
+	SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {}, 1 << 20);
+	pid_t gone = 0; // the readers exited: the files are read by name
+
+	write_at(path, "GITLAB_TOKEN=" + tok + "\n", t0);
+	auto first = sources.from_open(gone, 3, AT_FDCWD, path, 0, ino(path), {}, "", t0 + s);
+	ASSERT_TRUE(first);
+	ASSERT_EQ(first->secrets.size(), 1u);
+
+	// Opened at t0 + 2 s, emptied at t0 + 3 s, read after: the token stands.
+	write_at(path, "", t0 + 3 * s);
+	auto raced = sources.from_open(gone, 3, AT_FDCWD, path, 0, ino(path), {}, "", t0 + 2 * s);
+	ASSERT_TRUE(raced);
+	EXPECT_FALSE(raced->unreadable);
+	ASSERT_EQ(raced->secrets.size(), 1u);
+	EXPECT_EQ(raced->secrets[0].fingerprint, first->secrets[0].fingerprint);
+	EXPECT_EQ(sources.counters().files_rewritten, 1u);
+
+	// A file never read before, rewritten after the open: nothing known.
+	write_at(fresh, "", t0 + 3 * s);
+	auto unknown =
+	    sources.from_open(gone, 3, AT_FDCWD, fresh, 0, ino(fresh), {}, "", t0 + 2 * s);
+	ASSERT_TRUE(unknown);
+	EXPECT_TRUE(unknown->unreadable);
+	EXPECT_EQ(sources.counters().files_rewritten, 2u);
+
+	// Opened after it was emptied: it holds nothing, and says so.
+	for (const auto &p : {path, fresh}) {
+		auto later = sources.from_open(gone, 3, AT_FDCWD, p, 0, ino(p), {}, "", t0 + 4 * s);
+		ASSERT_TRUE(later) << p;
+		EXPECT_FALSE(later->unreadable) << p;
+		EXPECT_TRUE(later->secrets.empty()) << p;
+	}
+	EXPECT_EQ(sources.counters().files_rewritten, 2u);
+	std::filesystem::remove_all(dir);
+}
+
+// The agent reads an open's event after the fact: by then the fd number may
+// name another file. A process that opened a plain file, closed it and
+// opened .env under the same number: the plain file's open is not a
+// credential file named .env.
+TEST(SecretSources, AnFdNumberReusedSinceTheOpenDoesNotNameTheFile)
+{
+	std::string dir = ::testing::TempDir() + "/kt-reuse-" + std::to_string(getpid());
+	mkdir(dir.c_str(), 0700);
+	std::string plain = dir + "/LC_IDENTIFICATION", env = dir + "/.env";
+	std::ofstream(plain) << "identification data\n";
+	std::string tok = "glpat-" + std::string("Zq3") + "x7Rk2Lm9Pw4Tn8Vb6Hc1";
+	std::ofstream(env) << "GITLAB_TOKEN=" << tok << "\n";
+	struct stat st;
+	ASSERT_EQ(stat(plain.c_str(), &st), 0);
+	// Through a symlink, so the name opened says nothing and the fd's link
+	// is asked.
+	std::string link = dir + "/data";
+	ASSERT_EQ(symlink(plain.c_str(), link.c_str()), 0);
+
+	int ready[2], done[2];
+	ASSERT_EQ(pipe(ready), 0);
+	ASSERT_EQ(pipe(done), 0);
+	pid_t child = fork();
+	if (child == 0) {
+		int a = open(link.c_str(), O_RDONLY);
+		close(a);
+		int b = open(env.c_str(), O_RDONLY); // the same number
+		char c = b == a ? 'r' : 'x';
+		(void)!write(ready[1], &c, 1);
+		(void)!read(done[0], &c, 1);
+		_exit(0);
+	}
+	char c = 0;
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	int fd = 0;
+	for (const auto &e :
+	     std::filesystem::directory_iterator("/proc/" + std::to_string(child) + "/fd"))
+		if (std::filesystem::read_symlink(e.path()) == env)
+			fd = std::stoi(e.path().filename());
+	SecretSources sources(Fingerprinter(SecretBytes(std::string(32, 'k'))), {}, 1 << 20);
+	auto scan = sources.from_open(child, fd, AT_FDCWD, link, 0, st.st_ino);
+	(void)!write(done[1], &c, 1);
+	waitpid(child, nullptr, 0);
+	EXPECT_EQ(c, 'r');
+	EXPECT_FALSE(scan) << scan->path;
+	std::filesystem::remove_all(dir);
+}

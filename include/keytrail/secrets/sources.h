@@ -36,9 +36,10 @@ struct FileScan {
 	std::string path; // as the process saw it
 	std::string kind; // catalog kind
 	std::vector<Obtained> secrets;
-	bool cached = false;     // content unchanged since last read: not read again
-	bool unreadable = false; // gone before it could be read: nothing is known of it
-	int64_t mtime_ns = 0;    // of the content read
+	bool cached = false; // content unchanged since last read: not read again
+	bool unreadable =
+	    false;            // gone or rewritten before it could be read: nothing is known of it
+	int64_t mtime_ns = 0; // of the content read
 };
 
 struct ConfigScanResult {
@@ -51,7 +52,9 @@ struct ConfigScanResult {
 #define KT_SOURCE_COUNTERS(X)                                                                      \
 	X(files_read, "Credential files read and scanned.")                                        \
 	X(files_unreadable, "Credential files gone before they could be read.")                    \
-	X(files_by_true_name, "Credential files opened under another name (symlink, hardlink).")
+	X(files_by_true_name, "Credential files opened under another name (symlink, hardlink).")   \
+	X(files_rewritten, "Credential files rewritten between an open and the agent's read, "     \
+	                   "their content at the open unknown.")
 
 struct SourceCounters {
 	KT_SOURCE_COUNTERS(KT_COUNTER_FIELD)
@@ -90,11 +93,14 @@ class SecretSources
 	// what that name hides: a symlink's target, or an inode known as one
 	// (watched as `known_as`, or scanned before under another name: a
 	// hardlink, a bind mount). It is then named by its true name.
+	// opened_ns (wall clock, 0 = unknown): when the process opened it. A
+	// file rewritten since holds what the process read no more: the last
+	// scan from before the open stands for it, else nothing is known.
 	using CwdHints = std::function<std::vector<std::string>()>;
 	std::optional<FileScan> from_open(pid_t pid, int fd, int dirfd, const std::string &path,
 	                                  uint64_t kdev, uint64_t ino,
 	                                  const CwdHints &cwd_hints = {},
-	                                  const std::string &known_as = "");
+	                                  const std::string &known_as = "", int64_t opened_ns = 0);
 	// The cached scan of an inode seen before (watched opens).
 	std::optional<FileScan> cached_inode(uint64_t kdev, uint64_t ino) const;
 
