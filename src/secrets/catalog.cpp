@@ -1,6 +1,7 @@
 #include "keytrail/secrets/catalog.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <set>
 
@@ -340,39 +341,119 @@ std::vector<Finding> scan_environ(const std::vector<std::string> &env)
 	return out;
 }
 
-std::vector<Finding> scan_argv(const std::vector<std::string> &argv)
+namespace
+{
+
+constexpr size_t kMaxShellWords = 1024;
+
+bool shell_separator(char c)
+{
+	return std::isspace(static_cast<unsigned char>(c)) || c == ';' || c == '&' || c == '|' ||
+	       c == '(' || c == ')';
+}
+
+// The words of a shell line (`sh -c "tool --token X; other"`), quotes
+// removed: what the command it runs would see as its arguments, near
+// enough to name what is passed to an option.
+std::vector<std::string> shell_words(std::string_view line)
+{
+	std::vector<std::string> words;
+	size_t i = 0;
+	while (i < line.size() && words.size() < kMaxShellWords) {
+		while (i < line.size() && shell_separator(line[i]))
+			i++;
+		if (i >= line.size())
+			break;
+		std::string w;
+		char quote = 0;
+		for (; i < line.size(); i++) {
+			char c = line[i];
+			if (quote) {
+				if (c == quote)
+					quote = 0;
+				else
+					w += c;
+			} else if (c == '"' || c == '\'') {
+				quote = c;
+			} else if (shell_separator(c)) {
+				break;
+			} else if (c != '\\') {
+				w += c;
+			}
+		}
+		words.push_back(std::move(w));
+	}
+	return words;
+}
+
+std::vector<Finding> scan_args(const std::vector<std::string> &argv, bool nested)
 {
 	std::vector<Finding> out;
 	for (size_t i = 0; i < argv.size(); i++) {
 		const std::string &a = argv[i];
-		auto found = scan_text(a);
-		for (auto &f : found) {
-			f.name = "argv[" + std::to_string(i) + "]";
-			f.line = 0;
-			add(out, std::move(f));
-		}
-		if (!found.empty())
+		std::string at = "argv[" + std::to_string(i) + "]";
+		// A shell line in one argument: its words, each named by its option.
+		if (!nested && a.find_first_of(" \t\n;&|") != std::string::npos) {
+			for (auto &f : scan_args(shell_words(a), true)) {
+				if (f.name.starts_with("argv["))
+					f.name = at;
+				add(out, std::move(f));
+			}
+			// And formats that span words (a PEM key).
+			for (auto &f : scan_text(a)) {
+				f.name = at;
+				f.line = 0;
+				add(out, std::move(f));
+			}
 			continue;
+		}
 		// --token=VALUE, NAME=VALUE, or --token VALUE.
 		size_t eq = a.find('=');
 		std::string_view name, value;
+		bool next = false;
 		if (eq != std::string::npos && eq > 0) {
 			name = std::string_view(a).substr(0, eq);
 			value = std::string_view(a).substr(eq + 1);
 		} else if (a.size() > 1 && a[0] == '-' && i + 1 < argv.size() &&
-		           argv[i + 1][0] != '-') {
-			name = a;
+		           !argv[i + 1].starts_with("-") &&
+		           argv[i + 1].find_first_of(" \t\n;&|") == std::string::npos) {
+			name = a; // (a shell line after `-c` is read as one, above)
 			value = argv[i + 1];
+			next = true;
 		}
-		if (!name.empty() && generic_secret(name, value)) {
+		// A name is one word: anything else is not shown as one.
+		if (name.size() > 128 || name.find_first_of(" \t\n\"'") != std::string_view::npos)
+			name = {}, value = {}, next = false;
+		// A known format is named by the option it is passed to.
+		auto found = scan_text(name.empty() ? std::string_view(a) : value);
+		if (!found.empty()) {
+			for (auto &f : found) {
+				f.name = name.empty() ? at : std::string(name);
+				f.line = 0;
+				add(out, std::move(f));
+			}
+			i += next; // the value was this option's
+			continue;
+		}
+		if (name.empty())
+			continue;
+		if (generic_secret(name, value)) {
 			Finding f;
 			f.type = "generic_secret";
 			f.secret = normalize_secret(value);
 			f.name = std::string(name);
 			add(out, std::move(f));
+			i += next;
 		}
 	}
 	return out;
+}
+
+} // namespace
+
+std::vector<Finding> scan_argv(const std::vector<std::string> &argv)
+{
+	return scan_args(argv, false);
 }
 
 } // namespace keytrail

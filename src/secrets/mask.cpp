@@ -151,6 +151,62 @@ std::string mask_pairs(std::string s)
 	return s;
 }
 
+bool text_separator(char c)
+{
+	return std::isspace(static_cast<unsigned char>(c)) || c == ';' || c == '&' || c == '|' ||
+	       c == '(' || c == ')';
+}
+
+// `--api-token VALUE` inside one text (a `sh -c` line, a command line
+// shown whole): the word after an option that names a credential is
+// masked, as mask_argv masks the argument after one (options only: a
+// sentence that names a token type is not a command). $VAR is a
+// reference, not a value.
+std::string mask_option_values(std::string s)
+{
+	bool mask_next = false;
+	size_t i = 0;
+	while (i < s.size()) {
+		while (i < s.size() && text_separator(s[i])) {
+			if (s[i] == ';' || s[i] == '&' || s[i] == '|')
+				mask_next = false; // a new command
+			i++;
+		}
+		if (i >= s.size())
+			break;
+		size_t start = i;
+		char quote = 0;
+		for (; i < s.size(); i++) {
+			char c = s[i];
+			if (quote) {
+				if (c == quote)
+					quote = 0;
+			} else if (c == '"' || c == '\'') {
+				quote = c;
+			} else if (text_separator(c)) {
+				break;
+			}
+		}
+		size_t vs = start, ve = i;
+		while (vs < ve && (s[vs] == '"' || s[vs] == '\''))
+			vs++;
+		while (ve > vs && (s[ve - 1] == '"' || s[ve - 1] == '\''))
+			ve--;
+		std::string_view word = std::string_view(s).substr(vs, ve - vs);
+		if (mask_next && !word.empty() && word[0] != '-' && word[0] != '$' &&
+		    word.find(kMask) == std::string_view::npos) {
+			std::string m = masked_value(word);
+			s.replace(vs, ve - vs, m);
+			i = vs + m.size() + (i - ve);
+			mask_next = false;
+			continue;
+		}
+		mask_next = word.size() > 1 && word[0] == '-' &&
+		            word.find('=') == std::string_view::npos && credential_like_name(word);
+	}
+	return s;
+}
+
 } // namespace
 
 bool credential_like_name(std::string_view name)
@@ -186,7 +242,8 @@ std::string mask_text(std::string_view text, bool catalog)
 {
 	std::string s(text);
 	if (!catalog)
-		return mask_prefixed_tokens(mask_pairs(mask_url_password(std::move(s))));
+		return mask_prefixed_tokens(
+		    mask_option_values(mask_pairs(mask_url_password(std::move(s)))));
 	// The catalog's formats first (a JWT, an AWS key), from the back so
 	// offsets stay right; overlapping spans are masked once.
 	auto spans = credential_spans(s);
@@ -199,7 +256,8 @@ std::string mask_text(std::string_view text, bool catalog)
 		s.replace(sp.pos + sp.public_len, sp.len - sp.public_len, kMask);
 		limit = sp.pos;
 	}
-	return mask_prefixed_tokens(mask_pairs(mask_url_password(std::move(s))));
+	return mask_prefixed_tokens(
+	    mask_option_values(mask_pairs(mask_url_password(std::move(s)))));
 }
 
 std::string mask_arg(std::string_view arg, bool catalog)

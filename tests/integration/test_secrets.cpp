@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "keytrail/ledger/ledger.h"
+#include "keytrail/output/journal.h"
 #include "support/agent_process.h"
 #include "support/fake_secrets.h"
 
@@ -24,7 +25,10 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	const std::string openai = token("sk-proj-", 48, 3); // file (.env)
 	const std::string aws_secret = token("", 40, 4);     // file (.aws/credentials)
 	const std::string hard = token("ghp_", 36, 5);       // MCP client config
-	const std::vector<std::string> planted = {gitlab, db_pw, openai, aws_secret, hard};
+	// argv of a child's shell line, as npm runs a bin: `sh -c "'bin' --opt V"`
+	const std::string api = token("", 28, 6), client = token("", 30, 7);
+	const std::vector<std::string> planted = {gitlab, db_pw, openai, aws_secret,
+	                                          hard,   api,   client};
 
 	ASSERT_EQ(system(("mkdir -p " + dir + "/home/.aws " + dir + "/proj").c_str()), 0);
 	std::ofstream(dir + "/proj/.env") << "PORT=8080\nOPENAI_API_KEY=" << openai << "\n";
@@ -38,7 +42,9 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	std::string server = dir + "/mcp-server-kt-secrets";
 	// It reads its files at once; the kernel's exec hint tracks it from exec.
 	std::ofstream(server) << "#!/bin/sh\ncd " << dir << "/proj && cat .env > /dev/null\ncat "
-	                      << dir << "/home/.aws/credentials > /dev/null\nsleep 0.3\n";
+	                      << dir << "/home/.aws/credentials > /dev/null\n"
+	                      << "sh -c \"'true' stdio --api-token " << api
+	                      << " --client-secret=" << client << "; sleep 0.1\"\nsleep 0.3\n";
 	chmod(server.c_str(), 0755);
 	std::ofstream(dir + "/cfg.yaml")
 	    << "agent:\n  state_dir: " << dir << "/state\n"
@@ -52,7 +58,11 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	                  " postgresql://app:" + db_pw + "@127.0.0.1:5432/app"),
 	          0);
 	ASSERT_TRUE(a.wait_until(
-	    [&] { return slurp(a.out()).find("aws_secret_access_key") != std::string::npos; },
+	    [&] {
+		    std::string out = slurp(a.out());
+		    return out.find("aws_secret_access_key") != std::string::npos &&
+		           out.find("--client-secret") != std::string::npos;
+	    },
 	    5000));
 	EXPECT_EQ(a.stop(), 0);
 
@@ -66,6 +76,8 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	    {openai, "openai_api_key", "file", dir + "/proj/.env"},
 	    {aws_secret, "aws_secret_access_key", "file", dir + "/home/.aws/credentials"},
 	    {hard, "github_token", "mcp_config", dir + "/mcp.json"},
+	    {api, "generic_secret", "argv", "--api-token"},
+	    {client, "generic_secret", "argv", "--client-secret"},
 	};
 	Ledger ledger(state + "/ledger.db", true);
 	for (const auto &e : expected) {
@@ -114,6 +126,16 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 		for (const auto &s : planted)
 			EXPECT_EQ(content.find(s), std::string::npos) << "secret found in " << f;
 	}
+	// And the journal, every record (the exec records' argv among them).
+	size_t journal = 0;
+	read_journal(state + "/journal", [&](nlohmann::json &&r) {
+		std::string line = r.dump();
+		journal++;
+		for (const auto &s : planted)
+			EXPECT_EQ(line.find(s), std::string::npos) << "secret found in the journal";
+		return true;
+	});
+	EXPECT_GT(journal, 10u);
 	struct stat st;
 	for (const char *f : {"/ledger.db", "/fingerprint.key", "/status.json"}) {
 		ASSERT_EQ(stat((state + f).c_str(), &st), 0) << f;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <map>
 #include <random>
 
 #include "keytrail/secrets/catalog.h"
@@ -170,6 +171,40 @@ TEST(Catalog, Argv)
 	EXPECT_EQ(f[0].name, "argv[2]");
 	EXPECT_EQ(f[1].name, "--token");
 	EXPECT_EQ(f[2].name, "--api-key");
+}
+
+// npm runs a bin as `sh -c "'bin' --api-token X --client-secret=Y"`: one
+// argument holding a shell line. Each credential is named by its option,
+// and no name holds a value.
+TEST(Catalog, ArgvShellLineNamesEachCredentialByItsOption)
+{
+	std::string g = rnd(28, "0123456789abcdef"), h = rnd(30, kAlnum, 3);
+	std::string gh = "ghp_" + rnd(36, kAlnum, 4), svc = rnd(32, kAlnum, 5);
+	auto f = scan_argv({"sh", "-c",
+	                    "'mcp-server-everything' stdio --api-token " + g +
+	                        " --client-secret=" + h + " --github-token \"" + gh +
+	                        "\"; deploy --service-token " + svc + " --verbose"});
+	ASSERT_EQ(f.size(), 4u);
+	std::map<std::string, std::string> by_name;
+	for (const auto &x : f) {
+		by_name[x.name] = x.type;
+		for (const auto &v : {g, h, gh, svc})
+			EXPECT_EQ(x.name.find(v), std::string::npos) << x.name;
+	}
+	EXPECT_EQ(by_name["--api-token"], "generic_secret");
+	EXPECT_EQ(by_name["--client-secret"], "generic_secret");
+	EXPECT_EQ(by_name["--github-token"], "github_token");
+	EXPECT_EQ(by_name["--service-token"], "generic_secret");
+	// A known format after its option is one finding, named by the option.
+	auto one = scan_argv({"server", "--github-token", gh});
+	ASSERT_EQ(one.size(), 1u);
+	EXPECT_EQ(one[0].type, "github_token");
+	EXPECT_EQ(one[0].name, "--github-token");
+	// Shell text that passes nothing: nothing (git's helper, printf lines).
+	EXPECT_TRUE(scan_argv({"sh", "-c",
+	                       "git -c credential.helper=store credential fill <<EOF\n"
+	                       "protocol=https\nhost=example.test\nEOF"})
+	                .empty());
 }
 
 TEST(Fingerprint, KeyedStableAndTruncated)

@@ -24,6 +24,23 @@ TEST(Mask, CredentialOptionsAndPairs)
 	EXPECT_EQ(v[8], "me");
 }
 
+// One argument holding a shell line (npm's `sh -c`): the word after a
+// credential option is masked as the next argument would be.
+TEST(Mask, OptionValuesInsideAShellLine)
+{
+	std::string g = "9f3a61c0d2b74e58a1c6f0e2d4b8", svc = "Qm7vT2xK9pL4wR8nZ3bC6dF1";
+	auto v = mask_argv({"sh", "-c",
+	                    "'mcp-server-everything' stdio --api-token " + g +
+	                        " --client-secret=abc123XYZ789 --path /srv; deploy "
+	                        "--service-token \"" +
+	                        svc + "\" --verbose --token $TOKEN"});
+	EXPECT_EQ(v[2], "'mcp-server-everything' stdio --api-token **** --client-secret=**** "
+	                "--path /srv; deploy --service-token \"****\" --verbose --token $TOKEN");
+	// A sentence is not a command line.
+	EXPECT_EQ(mask_text("github_token used by node toward api.github.com"),
+	          "github_token used by node toward api.github.com");
+}
+
 TEST(Mask, KnownTokenPrefixesKeepOnlyThePrefix)
 {
 	std::string gh = "ghp_" + std::string(36, 'A');
