@@ -10,6 +10,7 @@
 
 #include "keytrail/secrets/mcp_config.h"
 #include "keytrail/secrets/paths.h"
+#include "keytrail/util/clock.h"
 #include "keytrail/util/kdev.h"
 #include "keytrail/util/text.h"
 
@@ -298,17 +299,23 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 	counters_.files_read++;
 	FileScan scan = scan_content(f.logical, *kind, content.view());
 	scan.mtime_ns = mtime;
-	// Written about when it was opened or after (a `> .env` of a script's
-	// next step racing this read): an empty answer would be a claim about
-	// content the process may never have seen. File times come from a
-	// coarse clock, the open's from another: here they disagreed by up to
-	// 17 ms, hence the margin.
-	constexpr int64_t kRewriteMargin = 50000000;
-	if (scan.secrets.empty() && opened_ns > 0 && mtime >= opened_ns - kRewriteMargin) {
+	// Rewritten around the open (a script's next `> .env` racing this read)
+	// an empty answer would be a claim about content the process may never
+	// have seen. File times come from a coarse clock, the open's from
+	// another: here they disagreed by up to 17 ms, hence the margin. Written
+	// clearly after the open, the content scanned before it (if any) is what
+	// the process read; emptied about when it was opened, nothing is known.
+	// An mtime in the future is a skewed clock (a copy, a network share),
+	// not a rewrite.
+	constexpr int64_t kMargin = 50000000;
+	bool skewed = mtime > wall_now_ns() + kMargin;
+	bool after_open = mtime > opened_ns + kMargin;
+	bool emptied = size == 0 && mtime >= opened_ns - kMargin;
+	if (scan.secrets.empty() && opened_ns > 0 && !skewed && (after_open || emptied)) {
 		counters_.files_rewritten++;
-		if (it != files_.end() && it->second.mtime_ns < mtime &&
+		if (after_open && it != files_.end() && it->second.mtime_ns < mtime &&
 		    it->second.mtime_ns <= opened_ns) {
-			FileScan before = it->second.scan; // what was there at the open
+			FileScan before = it->second.scan;
 			before.path = f.logical;
 			before.cached = true;
 			return before;

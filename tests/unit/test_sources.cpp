@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "keytrail/secrets/sources.h"
+#include "keytrail/util/clock.h"
 
 using namespace keytrail;
 
@@ -115,7 +116,7 @@ TEST(SecretSources, EnvAssignmentsAreEnvironmentNotCommandLine)
 	EXPECT_EQ(got[0].source, "env");
 	EXPECT_EQ(got[0].location, "GITLAB_TOKEN");
 	EXPECT_EQ(got[1].source, "argv");
-	EXPECT_EQ(got[1].location, "argv[5]");
+	EXPECT_EQ(got[1].location, "--token");
 	// Not env: the same word is a command-line credential.
 	auto plain = sources.from_argv({"mcp-server-x", "GITLAB_TOKEN=" + tok});
 	ASSERT_EQ(plain.size(), 1u);
@@ -177,6 +178,43 @@ TEST(SecretSources, AFileRewrittenAfterTheOpenIsNotReportedEmpty)
 		EXPECT_TRUE(later->secrets.empty()) << p;
 	}
 	EXPECT_EQ(sources.counters().files_rewritten, 2u);
+
+	// Emptied 20 ms before the open (a revocation's `: > .env`, then a
+	// restart): the server read nothing, and the old token is not its.
+	write_at(path, "GITLAB_TOKEN=" + tok + "\n", t0 + 5 * s);
+	ASSERT_EQ(sources.from_open(gone, 3, AT_FDCWD, path, 0, ino(path), {}, "", t0 + 6 * s)
+	              ->secrets.size(),
+	          1u);
+	write_at(path, "", t0 + 7 * s - 20000000);
+	auto emptied = sources.from_open(gone, 3, AT_FDCWD, path, 0, ino(path), {}, "", t0 + 7 * s);
+	ASSERT_TRUE(emptied);
+	EXPECT_TRUE(emptied->unreadable);
+	EXPECT_TRUE(emptied->secrets.empty());
+	EXPECT_EQ(sources.counters().files_rewritten, 3u);
+
+	// Written with no credential 20 ms before the open (`printf > .env &&
+	// node server.js`): that is what it holds, and it says so.
+	std::string plain = dir + "/fresh/.env.local";
+	write_at(plain, "DEBUG=1\n", t0 + 8 * s - 20000000);
+	auto written =
+	    sources.from_open(gone, 3, AT_FDCWD, plain, 0, ino(plain), {}, "", t0 + 8 * s);
+	ASSERT_TRUE(written);
+	EXPECT_FALSE(written->unreadable);
+	EXPECT_FALSE(written->cached);
+	EXPECT_TRUE(written->secrets.empty());
+
+	// A time in the future is a skewed clock (a copy, a network share), not
+	// a rewrite: reported once, then known.
+	std::string skewed = dir + "/fresh/.env.skewed";
+	write_at(skewed, "", wall_now_ns() + 3600 * s);
+	for (bool again : {false, true}) {
+		auto r = sources.from_open(gone, 3, AT_FDCWD, skewed, 0, ino(skewed), {}, "",
+		                           t0 + 9 * s);
+		ASSERT_TRUE(r);
+		EXPECT_FALSE(r->unreadable);
+		EXPECT_EQ(r->cached, again);
+	}
+	EXPECT_EQ(sources.counters().files_rewritten, 3u);
 	std::filesystem::remove_all(dir);
 }
 

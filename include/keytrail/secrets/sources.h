@@ -53,8 +53,8 @@ struct ConfigScanResult {
 	X(files_read, "Credential files read and scanned.")                                        \
 	X(files_unreadable, "Credential files gone before they could be read.")                    \
 	X(files_by_true_name, "Credential files opened under another name (symlink, hardlink).")   \
-	X(files_rewritten, "Credential files rewritten between an open and the agent's read, "     \
-	                   "their content at the open unknown.")
+	X(files_rewritten, "Credential files emptied or rewritten around an open, before the "     \
+	                   "agent's read: not reported as holding nothing.")
 
 struct SourceCounters {
 	KT_SOURCE_COUNTERS(KT_COUNTER_FIELD)
@@ -94,8 +94,9 @@ class SecretSources
 	// (watched as `known_as`, or scanned before under another name: a
 	// hardlink, a bind mount). It is then named by its true name.
 	// opened_ns (wall clock, 0 = unknown): when the process opened it. A
-	// file rewritten since holds what the process read no more: the last
-	// scan from before the open stands for it, else nothing is known.
+	// file found without credentials, but rewritten clearly after the open,
+	// is taken as its scan from before the open; emptied about when it was
+	// opened, nothing is known of it (unreadable).
 	using CwdHints = std::function<std::vector<std::string>()>;
 	std::optional<FileScan> from_open(pid_t pid, int fd, int dirfd, const std::string &path,
 	                                  uint64_t kdev, uint64_t ino,
