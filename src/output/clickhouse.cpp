@@ -511,7 +511,7 @@ bool ClickHouseShipper::fill(Batch *b)
 }
 
 // Reads the journal into encoded batches, while the sender ships the one
-// before: at most kQueuedBatches wait or fly at once.
+// before: one batch in flight, the next being made.
 void ClickHouseShipper::run()
 {
 	using namespace std::chrono;
@@ -524,16 +524,10 @@ void ClickHouseShipper::run()
 		counters_.lost_segments = tail_->lost_segments();
 	};
 	for (;;) {
-		cv_.wait(lock, [&] { return stop_ || queue_.size() < kQueuedBatches; });
 		bool stopping = stop_;
 		if (stopping &&
 		    (steady_clock::now() >= drain_until_ || (caught_up_ && b.lines == 0)))
 			break;
-		if (queue_.size() >= kQueuedBatches) {
-			cv_.wait_until(lock, drain_until_,
-			               [&] { return queue_.size() < kQueuedBatches; });
-			continue;
-		}
 		if (b.lines == 0 && spare_body_.capacity() > b.body.capacity()) {
 			std::swap(b.body, spare_body_);
 			b.body.clear();
@@ -553,6 +547,14 @@ void ClickHouseShipper::run()
 		}
 		if (b.lines == 0)
 			continue;
+		// Made while the one before was in flight; queued once that is
+		// acknowledged. Past the drain it is dropped unacknowledged: the
+		// cursor stands before it, and a restart ships it.
+		cv_.wait(lock, [&] { return stop_ || queue_.size() < kQueuedBatches; });
+		if (queue_.size() >= kQueuedBatches && !cv_.wait_until(lock, drain_until_, [&] {
+			    return queue_.size() < kQueuedBatches;
+		    }))
+			break;
 		queue_.push_back(std::move(b));
 		b = Batch{};
 		pending_first_ns_ = 0;

@@ -183,7 +183,7 @@ class ClickHouseShipper
 		uint64_t line = 0;
 		bool complete = false;
 	};
-	static constexpr size_t kQueuedBatches = 2;   // one in flight, one ready
+	static constexpr size_t kQueuedBatches = 1;   // in flight; the encoder makes the next
 	static constexpr size_t kMaxBody = 16u << 20; // a batch ends at this many bytes
 
 	void run();  // the encoder
