@@ -219,7 +219,21 @@ void Correlator::on(const SecretSeen &e)
 	if (p.in_workload)
 		s.mcp_held = true;
 	p.held.push_back(h);
-	emit_(secret_record(s, h, e, &p));
+	// Inherited: a child of the same identity given the environment its
+	// parent was reported for holds it (its uses are its own), but is no
+	// new sighting: one token in npx's environment would be reported again
+	// for sh, node and every git or curl the server runs.
+	bool inherited = false;
+	if (e.source == "env" && !p.start.parent_exec_id.empty())
+		if (const Proc *parent = known_proc(p.start.parent_exec_id);
+		    parent && parent->start.identity == p.start.identity)
+			for (const auto &ph : parent->held)
+				inherited = inherited || (ph.secret == idx && ph.source == "env" &&
+				                          ph.location == e.location);
+	if (inherited)
+		counters_.sightings_inherited++;
+	else
+		emit_(secret_record(s, h, e, &p));
 	holding_alerts(s, p, h, e);
 	check_shared(s, p, p.start.identity);
 	check_stale(s, e.time_ns, &p);
@@ -269,9 +283,9 @@ void Correlator::holding_alerts(Secret &s, const Proc &p, const Holding &h, cons
 	if (e.source == "argv")
 		alert("hardcoded_secret", s.fingerprint, "argv:" + identity, e.time_ns, {&p, &s},
 		      [&] {
-			      return make(who(p) + " has " + what +
-			                  " hard-coded in its command line (" +
-			                  sanitize_utf8(e.location) + ")");
+			      return make(who(p) + " has " + what + " on its command line (" +
+			                  sanitize_utf8(e.location) +
+			                  "), where every local user can read it");
 		      });
 	if (inv && inv->status != "active")
 		alert("revoked_credential_used", s.fingerprint, identity, e.time_ns, {&p, &s}, [&] {

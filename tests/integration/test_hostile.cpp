@@ -52,13 +52,14 @@ TEST(Hostile, NamesDeletedFilesAndVanishingProcessesKeepEveryLineValid)
 	// before reading it, then starts children that exit at once, each with
 	// a token in its environment.
 	std::string server = home + "/mcp-server-kthostile";
-	std::ofstream(server)
-	    << "#!/bin/sh\n"
-	    << "cat \"$1\" >/dev/null\n"
-	    << "exec 3<\"$2\"\nrm -f \"$2\"\nsleep 0.3\ncat <&3 >/dev/null\n"
-	    << "exec 3<&-\n"
-	    << "for i in 1 2 3 4 5 6 7 8; do SHORT_TOKEN=\"$KT_SHORT\" /bin/true; done\n"
-	    << "sleep 0.3\n";
+	std::ofstream(server) << "#!/bin/sh\n"
+	                      << "cat \"$1\" >/dev/null\n"
+	                      << "exec 3<\"$2\"\nrm -f \"$2\"\nsleep 0.3\ncat <&3 >/dev/null\n"
+	                      << "exec 3<&-\n"
+	                      // Not inherited (that would be the server's sighting): given anew.
+	                      << "S=\"$KT_SHORT\"; unset KT_SHORT\n"
+	                      << "for i in 1 2 3 4 5 6 7 8; do SHORT_TOKEN=\"$S\" /bin/true; done\n"
+	                      << "sleep 0.3\n";
 	chmod(server.c_str(), 0755);
 
 	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n"

@@ -134,6 +134,35 @@ TEST_F(CorrelatorTest, SoleSecretUseNamesIdentitySecretAndUpstream)
 	EXPECT_EQ(corr->counters().uses_deduplicated, 1u);
 }
 
+// npx -> sh -> node -> curl, one token in the environment of all: one
+// sighting, and the child that connects is still the one that used it.
+TEST_F(CorrelatorTest, AnInheritedEnvironmentCredentialIsOneSighting)
+{
+	make();
+	feed(proc("npx", "spiffe://t/srv", kT0));
+	feed(secret("npx", kFp1, kT0 + 1));
+	feed(proc("sh", "spiffe://t/srv", kT0 + 2, "npx"));
+	feed(secret("sh", kFp1, kT0 + 3));
+	feed(proc("curl", "spiffe://t/srv", kT0 + 4, "sh"));
+	feed(secret("curl", kFp1, kT0 + 5));
+	// Under another name it is another way to hold it.
+	feed(secret("curl", kFp1, kT0 + 6, "env", "GH_TOKEN"));
+	auto seen = of("secret");
+	ASSERT_EQ(seen.size(), 2u);
+	EXPECT_EQ(seen[0]["exec_id"], "npx");
+	EXPECT_EQ(seen[1]["exec_id"], "curl");
+	EXPECT_EQ(seen[1]["secret"]["env"], "GH_TOKEN");
+	EXPECT_EQ(corr->counters().sightings_inherited, 2u);
+	feed(connect("curl", kT0 + kSec));
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 1u);
+	EXPECT_EQ(uses[0]["process"]["exec_id"], "curl");
+	// A child of another identity (su, a different uid) is its own sighting.
+	feed(proc("other", "spiffe://t/else", kT0 + 7, "npx"));
+	feed(secret("other", kFp1, kT0 + 8));
+	EXPECT_EQ(of("secret").size(), 3u);
+}
+
 TEST_F(CorrelatorTest, DnsProbesLoopbackUnixAndFailuresAreNotUpstreams)
 {
 	make();

@@ -33,6 +33,8 @@ namespace keytrail
 #define KT_CORRELATOR_COUNTERS(X)                                                                  \
 	X(inputs, "Inputs the correlator was fed")                                                 \
 	X(secret_uses, "secret_use records written")                                               \
+	X(sightings_inherited,                                                                     \
+	  "Environment credentials a child inherited from a parent already reported, not written") \
 	X(uses_deduplicated, "Repeated uses within the dedupe window, counted not written")        \
 	X(ambiguous_uses, "Uses by a process holding several credentials, none bound")             \
 	X(connects_not_upstream, "Connects that are not upstreams (loopback, DNS, unix)")          \
