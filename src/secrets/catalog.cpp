@@ -48,7 +48,7 @@ const std::vector<Detector> &detectors()
 	    det("aws_access_key_id",
 	        {"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA",
 	         "APKA"},
-	        "(AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z2-7]{16}", 20, 2.5),
+	        "(AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z2-7]{16}", 4, 2.5),
 	    det("aws_secret_access_key",
 	        {"aws_secret_access_key", "secret_access_key", "secretaccesskey"},
 	        "(aws_)?secret_?access_?key[\"']?\\s*[:=]\\s*[\"']?([A-Za-z0-9/"

@@ -27,13 +27,14 @@ TEST(Secrets, FourRoutesReachTheLedgerAndNothingLeaks)
 	const std::string hard = token("ghp_", 36, 5);       // MCP client config
 	// argv of a child's shell line, as npm runs a bin: `sh -c "'bin' --opt V"`
 	const std::string api = token("", 28, 6), client = token("", 30, 7);
+	const std::string aws_key_id = "AKIAQ3EGT5LMNOPRSTUV"; // shown as AKIA only
 	const std::vector<std::string> planted = {gitlab, db_pw, openai, aws_secret,
-	                                          hard,   api,   client};
+	                                          hard,   api,   client, aws_key_id};
 
 	ASSERT_EQ(system(("mkdir -p " + dir + "/home/.aws " + dir + "/proj").c_str()), 0);
 	std::ofstream(dir + "/proj/.env") << "PORT=8080\nOPENAI_API_KEY=" << openai << "\n";
 	std::ofstream(dir + "/home/.aws/credentials")
-	    << "[default]\naws_access_key_id = AKIAQ3EGT5LMNOPRSTUV\n"
+	    << "[default]\naws_access_key_id = " << aws_key_id << "\n"
 	    << "aws_secret_access_key = " << aws_secret << "\n";
 	std::ofstream(dir + "/mcp.json")
 	    << "{\"mcpServers\": {\"github\": {\"command\": \"github-mcp-server\", "
