@@ -27,7 +27,8 @@ namespace
 
 constexpr size_t kMaxResponse = 64u << 20;
 constexpr size_t kMaxPasswordFile = 4096;
-constexpr size_t kSpareBody = 32u << 20; // a larger batch buffer is freed
+constexpr size_t kSpareBody = 32u << 20;    // a larger batch buffer is freed
+constexpr size_t kIdleSpareBody = 1u << 20; // kept after a batch that was not full
 
 struct Response {
 	std::string *out;
@@ -533,7 +534,7 @@ void ClickHouseShipper::run()
 			b.body.clear();
 		}
 		lock.unlock();
-		bool full = fill(&b);
+		bool full = b.full = fill(&b);
 		lock.lock();
 		filled();
 		if (!full && !stopping) {
@@ -541,7 +542,7 @@ void ClickHouseShipper::run()
 			if (cv_.wait_for(lock, spec_.batch_interval, [&] { return stop_; }))
 				continue;
 			lock.unlock();
-			fill(&b);
+			b.full = fill(&b);
 			lock.lock();
 			filled();
 		}
@@ -592,7 +593,10 @@ void ClickHouseShipper::send()
 			acked_segment_ = b.segment;
 			acked_line_ = b.line;
 			acked_time_ns_ = std::max(acked_time_ns_, b.newest_ns);
-			if (b.body.capacity() <= kSpareBody)
+			// Kept for the next while catching up (a full batch); a large
+			// buffer is not held once the output is idle.
+			if (b.body.capacity() <= kSpareBody &&
+			    (b.full || b.body.capacity() <= kIdleSpareBody))
 				spare_body_ = std::move(b.body);
 			queue_.pop_front();
 			backoff = milliseconds{200};

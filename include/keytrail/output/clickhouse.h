@@ -174,8 +174,9 @@ class ClickHouseShipper
       private:
 	// Journal lines as one INSERT's rows, and the cursor after them.
 	struct Batch {
-		std::string body; // RowBinary
-		size_t lines = 0; // journal lines read into it (rows, skipped, bad)
+		std::string body;  // RowBinary
+		size_t lines = 0;  // journal lines read into it (rows, skipped, bad)
+		bool full = false; // ended at batch_rows or kMaxBody: more was waiting
 		size_t rows = 0;
 		uint64_t skipped = 0, bad = 0;
 		int64_t first_ns = 0, newest_ns = 0; // oldest pending, newest record
