@@ -7,6 +7,7 @@
 
 #include "keytrail/secrets/fingerprint.h"
 #include "keytrail/secrets/mask.h"
+#include "keytrail/util/text.h"
 
 namespace keytrail
 {
@@ -344,46 +345,13 @@ std::vector<Finding> scan_environ(const std::vector<std::string> &env)
 namespace
 {
 
-constexpr size_t kMaxShellWords = 1024;
-
-bool shell_separator(char c)
+// A name shown for a credential: one plain word, never a value.
+bool plain_name(std::string_view n)
 {
-	return std::isspace(static_cast<unsigned char>(c)) || c == ';' || c == '&' || c == '|' ||
-	       c == '(' || c == ')';
-}
-
-// The words of a shell line (`sh -c "tool --token X; other"`), quotes
-// removed: what the command it runs would see as its arguments, near
-// enough to name what is passed to an option.
-std::vector<std::string> shell_words(std::string_view line)
-{
-	std::vector<std::string> words;
-	size_t i = 0;
-	while (i < line.size() && words.size() < kMaxShellWords) {
-		while (i < line.size() && shell_separator(line[i]))
-			i++;
-		if (i >= line.size())
-			break;
-		std::string w;
-		char quote = 0;
-		for (; i < line.size(); i++) {
-			char c = line[i];
-			if (quote) {
-				if (c == quote)
-					quote = 0;
-				else
-					w += c;
-			} else if (c == '"' || c == '\'') {
-				quote = c;
-			} else if (shell_separator(c)) {
-				break;
-			} else if (c != '\\') {
-				w += c;
-			}
-		}
-		words.push_back(std::move(w));
-	}
-	return words;
+	return !n.empty() && n.size() <= 128 && std::all_of(n.begin(), n.end(), [](char c) {
+		return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+		       c == '.';
+	});
 }
 
 std::vector<Finding> scan_args(const std::vector<std::string> &argv, bool nested)
@@ -392,10 +360,13 @@ std::vector<Finding> scan_args(const std::vector<std::string> &argv, bool nested
 	for (size_t i = 0; i < argv.size(); i++) {
 		const std::string &a = argv[i];
 		std::string at = "argv[" + std::to_string(i) + "]";
-		// A shell line in one argument: its words, each named by its option.
-		if (!nested && a.find_first_of(" \t\n;&|") != std::string::npos) {
-			for (auto &f : scan_args(shell_words(a), true)) {
-				if (f.name.starts_with("argv["))
+		// The line a shell runs: its words, each named by its option.
+		if (!nested && shell_line_arg(argv, i)) {
+			std::vector<std::string> words;
+			for (auto &w : shell_words(a))
+				words.push_back(std::move(w.text));
+			for (auto &f : scan_args(words, true)) {
+				if (!plain_name(f.name) || f.name.starts_with("argv"))
 					f.name = at;
 				add(out, std::move(f));
 			}
@@ -415,23 +386,33 @@ std::vector<Finding> scan_args(const std::vector<std::string> &argv, bool nested
 			name = std::string_view(a).substr(0, eq);
 			value = std::string_view(a).substr(eq + 1);
 		} else if (a.size() > 1 && a[0] == '-' && i + 1 < argv.size() &&
-		           !argv[i + 1].starts_with("-") &&
-		           argv[i + 1].find_first_of(" \t\n;&|") == std::string::npos) {
-			name = a; // (a shell line after `-c` is read as one, above)
+		           (nested || !shell_line_arg(argv, i + 1)) &&
+		           (!argv[i + 1].starts_with("-") || credential_like_name(a))) {
+			name = a;
 			value = argv[i + 1];
 			next = true;
 		}
-		// A name is one word: anything else is not shown as one.
-		if (name.size() > 128 || name.find_first_of(" \t\n\"'") != std::string_view::npos)
+		// Only a plain word is a name (not a URL with a password before its
+		// query's '='): else the whole argument is scanned, and named by its slot.
+		if (!plain_name(name))
 			name = {}, value = {}, next = false;
-		// A known format is named by the option it is passed to.
-		auto found = scan_text(name.empty() ? std::string_view(a) : value);
-		if (!found.empty()) {
-			for (auto &f : found) {
-				f.name = name.empty() ? at : std::string(name);
+		// A known format is named by the option it is passed to; formats
+		// anchored on the whole argument (a URL, `AccountKey=`) are found too.
+		std::vector<Finding> found;
+		if (!name.empty())
+			for (auto &f : scan_text(value)) {
+				f.name = std::string(name);
 				f.line = 0;
-				add(out, std::move(f));
+				add(found, std::move(f));
 			}
+		for (auto &f : scan_text(a)) {
+			f.name = at;
+			f.line = 0;
+			add(found, std::move(f));
+		}
+		if (!found.empty()) {
+			for (auto &f : found)
+				add(out, std::move(f));
 			i += next; // the value was this option's
 			continue;
 		}

@@ -151,58 +151,28 @@ std::string mask_pairs(std::string s)
 	return s;
 }
 
-bool text_separator(char c)
-{
-	return std::isspace(static_cast<unsigned char>(c)) || c == ';' || c == '&' || c == '|' ||
-	       c == '(' || c == ')';
-}
-
-// `--api-token VALUE` inside one text (a `sh -c` line, a command line
-// shown whole): the word after an option that names a credential is
-// masked, as mask_argv masks the argument after one (options only: a
-// sentence that names a token type is not a command). $VAR is a
-// reference, not a value.
+// `--api-token VALUE` inside one text (a command line shown whole): the
+// word after an option that names a credential is masked, as mask_argv
+// masks the argument after one (options only: a sentence that names a
+// token type is not a command). $VAR is a reference, not a value.
 std::string mask_option_values(std::string s)
 {
+	auto words = shell_words(s);
 	bool mask_next = false;
-	size_t i = 0;
-	while (i < s.size()) {
-		while (i < s.size() && text_separator(s[i])) {
-			if (s[i] == ';' || s[i] == '&' || s[i] == '|')
-				mask_next = false; // a new command
-			i++;
-		}
-		if (i >= s.size())
-			break;
-		size_t start = i;
-		char quote = 0;
-		for (; i < s.size(); i++) {
-			char c = s[i];
-			if (quote) {
-				if (c == quote)
-					quote = 0;
-			} else if (c == '"' || c == '\'') {
-				quote = c;
-			} else if (text_separator(c)) {
-				break;
-			}
-		}
-		size_t vs = start, ve = i;
-		while (vs < ve && (s[vs] == '"' || s[vs] == '\''))
-			vs++;
-		while (ve > vs && (s[ve - 1] == '"' || s[ve - 1] == '\''))
-			ve--;
-		std::string_view word = std::string_view(s).substr(vs, ve - vs);
-		if (mask_next && !word.empty() && word[0] != '-' && word[0] != '$' &&
-		    word.find(kMask) == std::string_view::npos) {
-			std::string m = masked_value(word);
-			s.replace(vs, ve - vs, m);
-			i = vs + m.size() + (i - ve);
+	std::vector<const ShellWord *> values;
+	for (const auto &w : words) {
+		if (w.command)
 			mask_next = false;
+		if (mask_next && !w.reference && !w.text.empty())
+			values.push_back(&w);
+		mask_next = w.text.size() > 1 && w.text[0] == '-' &&
+		            w.text.find('=') == std::string::npos && credential_like_name(w.text);
+	}
+	for (auto it = values.rbegin(); it != values.rend(); ++it) {
+		const ShellWord &w = **it;
+		if (w.text.find(kMask) != std::string::npos && w.text.size() == kMask.size())
 			continue;
-		}
-		mask_next = word.size() > 1 && word[0] == '-' &&
-		            word.find('=') == std::string_view::npos && credential_like_name(word);
+		s.replace(w.start, w.end - w.start, masked_value(w.text));
 	}
 	return s;
 }
@@ -309,6 +279,101 @@ bool credential_key_word(std::string_view a)
 
 } // namespace
 
+std::vector<ShellWord> shell_words(std::string_view line, size_t max_words)
+{
+	auto separator = [](char c) {
+		return std::isspace(static_cast<unsigned char>(c)) || c == ';' || c == '&' ||
+		       c == '|' || c == '(' || c == ')';
+	};
+	std::vector<ShellWord> words;
+	bool command = true;
+	size_t i = 0;
+	while (i < line.size() && words.size() < max_words) {
+		while (i < line.size() && separator(line[i])) {
+			if (line[i] == ';' || line[i] == '&' || line[i] == '|' || line[i] == '(')
+				command = true;
+			i++;
+		}
+		if (i >= line.size())
+			break;
+		ShellWord w;
+		w.start = i;
+		w.command = command;
+		command = false;
+		w.reference =
+		    line[i] == '$' || (line[i] == '"' && i + 1 < line.size() && line[i + 1] == '$');
+		char quote = 0;
+		for (; i < line.size(); i++) {
+			char c = line[i];
+			if (quote == '\'') {
+				if (c == quote)
+					quote = 0;
+				else
+					w.text += c;
+			} else if (c == '\\' && i + 1 < line.size()) {
+				if (line[++i] != '\n') // a line continuation is nothing
+					w.text += line[i];
+			} else if (quote) {
+				if (c == quote)
+					quote = 0;
+				else
+					w.text += c;
+			} else if (c == '"' || c == '\'') {
+				quote = c;
+			} else if (separator(c)) {
+				break;
+			} else {
+				w.text += c;
+			}
+		}
+		w.end = i;
+		if (w.text.empty() && line[w.start] == '\\')
+			continue; // only a line continuation: no word
+		words.push_back(std::move(w));
+	}
+	return words;
+}
+
+bool shell_line_arg(const std::vector<std::string> &argv, size_t i)
+{
+	if (i < 2 || i >= argv.size())
+		return false;
+	std::string_view prog = basename_of(argv[0]), flag = argv[i - 1];
+	static constexpr std::string_view shells[] = {"sh",  "bash", "dash", "zsh",
+	                                              "ksh", "ash",  "mksh", "busybox"};
+	return std::find(std::begin(shells), std::end(shells), prog) != std::end(shells) &&
+	       flag.size() >= 2 && flag[0] == '-' && flag[1] != '-' && flag.back() == 'c';
+}
+
+namespace
+{
+
+// The line a shell runs, masked command by command as an argv.
+std::string mask_shell_line(std::string_view line, bool catalog)
+{
+	std::string s(line);
+	auto words = shell_words(line);
+	std::vector<std::pair<const ShellWord *, std::string>> changed;
+	for (size_t from = 0; from < words.size();) {
+		size_t to = from + 1;
+		while (to < words.size() && !words[to].command)
+			to++;
+		std::vector<std::string> cmd;
+		for (size_t k = from; k < to; k++)
+			cmd.push_back(words[k].text);
+		auto masked = mask_argv(cmd, catalog);
+		for (size_t k = from; k < to; k++)
+			if (masked[k - from] != words[k].text && !words[k].reference)
+				changed.emplace_back(&words[k], masked[k - from]);
+		from = to;
+	}
+	for (auto it = changed.rbegin(); it != changed.rend(); ++it)
+		s.replace(it->first->start, it->first->end - it->first->start, it->second);
+	return mask_text(s, catalog);
+}
+
+} // namespace
+
 std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool catalog)
 {
 	std::vector<std::string> out;
@@ -331,6 +396,11 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool ca
 	enum { kNone, kAll, kAfterColon } next = kNone;
 	for (size_t i = 0; i < argv.size(); i++) {
 		const std::string &a = argv[i];
+		if (shell_line_arg(argv, i)) {
+			out.push_back(mask_shell_line(a, catalog));
+			next = kNone;
+			continue;
+		}
 		if (next != kNone && !a.empty() && (a[0] != '-' || next == kAll)) {
 			size_t colon = a.find(':');
 			if (next == kAfterColon && colon != std::string::npos)

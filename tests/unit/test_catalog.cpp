@@ -200,6 +200,22 @@ TEST(Catalog, ArgvShellLineNamesEachCredentialByItsOption)
 	ASSERT_EQ(one.size(), 1u);
 	EXPECT_EQ(one[0].type, "github_token");
 	EXPECT_EQ(one[0].name, "--github-token");
+	// No name holds a value: a URL with a password and a query is scanned
+	// whole and named by its slot; anchored formats are still found.
+	std::string pw = rnd(14, kAlnum, 6);
+	auto url = scan_argv({"tool", "https://ci:" + pw + "@git.example.test/api?access_token=" +
+	                                  rnd(24, kAlnum, 7)});
+	for (const auto &x : url)
+		EXPECT_EQ(x.name.find(pw), std::string::npos) << x.name;
+	auto db = scan_argv({"tool", "postgres://app:" + pw + "@db/app?sslmode=require"});
+	ASSERT_EQ(db.size(), 1u);
+	EXPECT_EQ(db[0].type, "database_url");
+	EXPECT_EQ(db[0].name, "argv[1]");
+	// A password with spaces or shell characters, as its own argument.
+	auto spaced = scan_argv({"tool", "--password", "Xk9&mP2;qz correct horse"});
+	ASSERT_EQ(spaced.size(), 1u);
+	EXPECT_EQ(spaced[0].name, "--password");
+	EXPECT_EQ(spaced[0].secret.view(), "Xk9&mP2;qz correct horse");
 	// Shell text that passes nothing: nothing (git's helper, printf lines).
 	EXPECT_TRUE(scan_argv({"sh", "-c",
 	                       "git -c credential.helper=store credential fill <<EOF\n"

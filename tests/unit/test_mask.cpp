@@ -35,7 +35,22 @@ TEST(Mask, OptionValuesInsideAShellLine)
 	                        "--service-token \"" +
 	                        svc + "\" --verbose --token $TOKEN"});
 	EXPECT_EQ(v[2], "'mcp-server-everything' stdio --api-token **** --client-secret=**** "
-	                "--path /srv; deploy --service-token \"****\" --verbose --token $TOKEN");
+	                "--path /srv; deploy --service-token **** --verbose --token $TOKEN");
+	// Escapes, quotes, values that look like options or pairs, and the
+	// argv rules (curl -u, mysql -p, sshpass -p) hold inside the line too.
+	for (const auto &[line, secret] : std::vector<std::pair<std::string, std::string>>{
+	         {"echo it\\'s; deploy --api-token Zq3x7Rk2Lm9Pw4Tn", "Zq3x7Rk2Lm9Pw4Tn"},
+	         {"tool --password \\\n Zq3x7Rk2Lm9Pw4Tn", "Zq3x7Rk2Lm9Pw4Tn"},
+	         {"tool --password -Xk9vQ2mL7pR4", "Xk9vQ2mL7pR4"},
+	         {"tool --password '$Up3rS3cr3tV4lue'", "Up3rS3cr3tV4lue"},
+	         {"tool --password MyPassword=2024xQ7", "2024xQ7"},
+	         {"tool --password MyPassword=2024xQ7", "MyPassword"},
+	         {"cd /x && curl -u alice:S3cr3tPw9 https://h", "S3cr3tPw9"},
+	         {"mysql -pS3cr3tPw9 db", "S3cr3tPw9"},
+	         {"sshpass -p S3cr3tPw9 ssh h", "S3cr3tPw9"}}) {
+		std::string got = mask_argv({"/bin/bash", "-lc", line})[2];
+		EXPECT_EQ(got.find(secret), std::string::npos) << line << " -> " << got;
+	}
 	// A sentence is not a command line.
 	EXPECT_EQ(mask_text("github_token used by node toward api.github.com"),
 	          "github_token used by node toward api.github.com");

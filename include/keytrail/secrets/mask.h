@@ -34,9 +34,22 @@ std::string shown(std::string_view text);
 // anything else as mask_text.
 std::string mask_arg(std::string_view arg, bool catalog = true);
 
+// A word of a shell line: where it stands in the line, its text with
+// quotes and escapes removed, whether it starts a command (first, or after
+// ; & |), and whether it is a $reference rather than a literal.
+struct ShellWord {
+	size_t start = 0, end = 0;
+	std::string text;
+	bool command = false, reference = false;
+};
+std::vector<ShellWord> shell_words(std::string_view line, size_t max_words = 1024);
+// argv[i] is the line a shell runs: `sh -c LINE`, `bash -lc LINE`.
+bool shell_line_arg(const std::vector<std::string> &argv, size_t i);
+
 // Masks a whole argv, including values given as the next argument:
 // "--token" V, "aws_secret_access_key" V, curl's "-u" user:V, and "-p" V or
 // -pV for programs where -p is a password (mysql, docker login, sshpass).
+// The line a shell runs is masked command by command with the same rules.
 std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool catalog = true);
 
 } // namespace keytrail
