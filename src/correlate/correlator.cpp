@@ -214,22 +214,26 @@ void Correlator::on(const SecretSeen &e)
 			return;
 		}
 	Holding h{idx, e.source, e.location, e.name, e.time_ns, -1};
+	h.identity = std::hash<std::string>{}(p.start.identity);
 	h.inv = match_inv(s, h, p.start.identity);
 	s.inv = h.inv;
 	if (p.in_workload)
 		s.mcp_held = true;
 	p.held.push_back(h);
-	// Inherited: a child of the same identity given the environment its
-	// parent was reported for holds it (its uses are its own), but is no
+	// Inherited: a child given the environment its parent was reported for
+	// under the same identity holds it (its uses are its own), but is no
 	// new sighting: one token in npx's environment would be reported again
-	// for sh, node and every git or curl the server runs.
+	// for sh, node and every git or curl the server runs. (A parent that
+	// re-exec'd into another identity reported it under the old one.)
 	bool inherited = false;
-	if (e.source == "env" && !p.start.parent_exec_id.empty())
-		if (const Proc *parent = known_proc(p.start.parent_exec_id);
-		    parent && parent->start.identity == p.start.identity)
-			for (const auto &ph : parent->held)
-				inherited = inherited || (ph.secret == idx && ph.source == "env" &&
-				                          ph.location == e.location);
+	auto parent = p.start.parent_exec_id.empty()
+	                  ? procs_.end()
+	                  : procs_.find(proc_key(p.start.parent_exec_id));
+	if (e.source == "env" && parent != procs_.end())
+		for (const auto &ph : parent->second.held)
+			inherited =
+			    inherited || (ph.secret == idx && ph.source == "env" &&
+			                  ph.location == e.location && ph.identity == h.identity);
 	if (inherited)
 		counters_.sightings_inherited++;
 	else

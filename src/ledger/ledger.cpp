@@ -213,6 +213,9 @@ void Ledger::migrate()
 			            std::to_string(kSchemaVersion) + ")");
 		for (; schema_ < kSchemaVersion; schema_++)
 			exec(kMigrations[schema_ - 1]);
+		// Older agents kept an AWS access key id whole as its prefix.
+		exec("UPDATE secrets SET prefix = substr(prefix, 1, 4) "
+		     "WHERE type = 'aws_access_key_id' AND length(prefix) > 4");
 		exec(("UPDATE meta SET value = '" + std::to_string(schema_) +
 		      "' WHERE key = 'schema'")
 		         .c_str());

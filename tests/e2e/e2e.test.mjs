@@ -186,7 +186,9 @@ test('server-filesystem: reads a fake .aws/credentials and .env in its allowed d
 		assert.equal(r.mcp_server, '@modelcontextprotocol/server-filesystem');
 		assert.equal(r.pid, result.servers[0].pid);
 	}
-	assert.equal(files.find((x) => x.secret.type === 'aws_access_key_id').secret.prefix, id);
+	// The key id's kind, not the id itself.
+	assert.equal(files.find((x) => x.secret.type === 'aws_access_key_id').secret.prefix, 'AKIA');
+	assert.ok(!JSON.stringify(recs).includes(id), 'the AWS key id is in a record');
 	// The server opened both files (the raw observations say so, too).
 	const opens = byType(recs, 'open').map((o) => o.path);
 	assert.ok(opens.includes(creds) && opens.includes(env), JSON.stringify(opens));
@@ -307,10 +309,11 @@ test('one package, launched as client configs do (npx -y, a shell wrapper): one 
 	// npx fetched the package from the fake registry (not a local copy).
 	assert.ok(result.gitlab.some((q) => q.path.startsWith('/npm/-/tarball/')), 'npx did not install');
 	const fp = fingerprint(agent, token);
-	// Every process that held the token, npm, sh and node alike, is the one
+	// Each launch's first holder reports it (npm, the wrapper's sh); the
+	// children that inherit it are held, not sighted again. All are the one
 	// package's workload: one name, one identity.
 	const holders = byType(recs, 'secret').filter((x) => x.secret.fingerprint === fp);
-	assert.ok(holders.length >= 3, JSON.stringify(holders.map((h) => h.comm)));
+	assert.ok(holders.length >= 2, JSON.stringify(holders.map((h) => h.comm)));
 	for (const h of holders)
 		assert.equal(h.identity.selectors['mcp.server'], '@modelcontextprotocol/server-gitlab',
 		             `${h.comm} (pid ${h.pid})`);

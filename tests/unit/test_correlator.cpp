@@ -161,6 +161,15 @@ TEST_F(CorrelatorTest, AnInheritedEnvironmentCredentialIsOneSighting)
 	feed(proc("other", "spiffe://t/else", kT0 + 7, "npx"));
 	feed(secret("other", kFp1, kT0 + 8));
 	EXPECT_EQ(of("secret").size(), 3u);
+	// `sh -c 'exec mcp-server-b'`: the shell reported it as itself; the
+	// server it became has children of its own identity, which report it.
+	feed(proc("shell", "spiffe://t/sh", kT0 + 9));
+	feed(secret("shell", kFp2, kT0 + 10));
+	feed(proc("shell", "spiffe://t/b", kT0 + 11)); // the re-exec
+	feed(proc("b-kid", "spiffe://t/b", kT0 + 12, "shell"));
+	feed(secret("b-kid", kFp2, kT0 + 13));
+	EXPECT_EQ(of("secret").size(), 5u);
+	EXPECT_EQ(corr->counters().unknown_process, 0u);
 }
 
 TEST_F(CorrelatorTest, DnsProbesLoopbackUnixAndFailuresAreNotUpstreams)

@@ -151,3 +151,25 @@ INSERT INTO uses VALUES('fp', 'spiffe://x/a', 'gitlab.test:443', 30, 30, 1);
 	EXPECT_EQ(l.uses("fp")[0].addr, "10.0.0.1");
 	EXPECT_EQ(l.secret("fp")->last_used, 40);
 }
+
+// Agents before this one kept an AWS access key id whole as its prefix: a
+// ledger they wrote shows only its kind once opened again.
+TEST(Ledger, AnAwsKeyIdKeptWholeIsCutToItsKindOnOpen)
+{
+	std::string path = temp_db();
+	const std::string id = "AKIAQ3EGT5LMNOPRSTUV";
+	{
+		Ledger l(path);
+		l.record_sighting(Sighting{"fpaws", "aws_access_key_id", id, "file",
+		                           "/root/.aws/credentials", "", "spiffe://x/a", 100});
+		ASSERT_TRUE(l.commit());
+	}
+	{
+		Ledger l(path);
+		ASSERT_TRUE(l.commit());
+	}
+	Ledger l(path, true);
+	auto r = l.secret("fpaws");
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->prefix, "AKIA");
+}

@@ -132,7 +132,8 @@ class Correlator
 		uint32_t secret; // index into secrets_
 		std::string source, location, name;
 		int64_t time_ns = 0;
-		int inv = -1; // inventory entry index
+		int inv = -1;          // inventory entry index
+		uint64_t identity = 0; // hash of the identity it was seen under
 	};
 	struct Dedupe {
 		int64_t last_ns = 0;
