@@ -290,7 +290,7 @@ void Agent::connected(const NamedConnect &c)
 			if (!call.is_null())
 				r.fields["mcp"] = {{"tool_call", std::move(call)}};
 		}
-		emit(r);
+		emit(std::move(r));
 	}
 }
 
@@ -408,7 +408,7 @@ void Agent::feed(const Input &in)
 void Agent::correlated(Record &&r)
 {
 	latency_.add(clock_.now_ns() - feeding_ns_);
-	emit(r);
+	emit(std::move(r));
 }
 
 void Agent::tick()

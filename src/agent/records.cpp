@@ -48,32 +48,58 @@ nlohmann::json EventRecords::base(const char *type, const EventContext &ctx)
 	return r;
 }
 
-Record EventRecords::observation(const char *type, const EventContext &ctx, JsonMembers own)
+template <typename Own>
+Record EventRecords::observation(const char *type, const EventContext &ctx, Own own)
 {
-	Record r;
-	r.fields["type"] = type;
-	JsonMembers head;
-	head.str("time", rfc3339(clock_.boot_to_wall_ns(ctx.ts_ns))).unum("tid", ctx.tid);
-	// base() without what this record writes itself, as members.
+	// base() without what this record writes itself, as members, and the
+	// keys the journal indexes them by.
 	auto members = [&] {
 		nlohmann::json b = base(type, ctx);
 		for (const char *mine : {"type", "time", "tid"})
 			b.erase(mine);
+		auto keys = std::make_shared<IndexKeys>();
+		keys->exec_id = b.value("exec_id", "");
+		keys->mcp_server = b.value("mcp_server", "");
+		keys->identity = b.value("identity", "");
+		keys->pid = ctx.pid;
 		std::string s = dump_json(b);
-		return std::make_shared<const std::string>(s.substr(1, s.size() - 2));
+		return std::make_pair(
+		    std::make_shared<const std::string>(s.substr(1, s.size() - 2)),
+		    std::shared_ptr<const IndexKeys>(std::move(keys)));
 	};
+	std::shared_ptr<const std::string> json;
+	std::shared_ptr<const IndexKeys> keys;
 	ProcessInfo *p = procs_.of(ctx);
 	if (!p) {
-		r.raw.push_back({"", members()});
+		std::tie(json, keys) = members();
 	} else {
 		auto &m = p->members;
 		bool identity = p->tracked || (ctx.flags & KT_F_TRACKED);
 		if (!m.json || m.ppid != ctx.ppid || m.uid != ctx.uid || m.gid != ctx.gid ||
-		    m.comm != ctx.comm || m.identity != identity)
-			m = {ctx.ppid, ctx.uid, ctx.gid, ctx.comm, identity, members()};
-		r.raw.push_back({"", m.json});
+		    m.comm != ctx.comm || m.identity != identity) {
+			auto [j, k] = members();
+			m = {ctx.ppid, ctx.uid,      ctx.gid,     ctx.comm,
+			     identity, std::move(j), std::move(k)};
+		}
+		json = m.json;
+		keys = m.keys;
 	}
-	r.raw.push_back({"", std::make_shared<const std::string>(head.append(own.text()).take())});
+	int64_t wall = clock_.boot_to_wall_ns(ctx.ts_ns);
+	Record r;
+	r.type = type;
+	r.time_ns = rfc3339_time(wall);
+	r.keys = std::move(keys);
+	std::string line;
+	line.reserve(json->size() + 256);
+	line += "{\"type\":";
+	append_json_string(line, type);
+	if (!json->empty())
+		line.append(",").append(*json);
+	JsonMembers m(std::move(line));
+	m.str("time", rfc3339(wall)).unum("tid", ctx.tid);
+	own(m);
+	r.line = m.take();
+	r.line.push_back('}');
 	return r;
 }
 
@@ -137,36 +163,36 @@ Record EventRecords::io_uring(const IoUringEvent &e)
 
 Record EventRecords::open(const OpenEvent &e, const std::string &path)
 {
-	JsonMembers r;
-	r.str("path", shown_path(path));
-	if (e.dirfd != AT_FDCWD && e.syscall != 0)
-		r.num("dirfd", e.dirfd);
-	r.str("flags", open_flags_string(e.flags));
-	r.num("fd", e.fd);
-	r.str("result", errno_name(e.fd < 0 ? -e.fd : 0));
-	if (e.fd >= 0) {
-		r.str("dev", dev_string(e.dev));
-		r.unum("inode", e.ino);
-	}
-	r.boolean("watched", e.ctx.flags & KT_F_WATCHED);
-	if (e.ctx.flags & KT_F_TRUNCATED)
-		r.boolean("truncated", true);
-	if (e.ctx.flags & KT_F_READ_FAIL)
-		r.boolean("path_unreadable", true);
-	return observation("open", e.ctx, std::move(r));
+	return observation("open", e.ctx, [&](JsonMembers &r) {
+		r.str("path", shown_path(path));
+		if (e.dirfd != AT_FDCWD && e.syscall != 0)
+			r.num("dirfd", e.dirfd);
+		r.str("flags", open_flags_string(e.flags));
+		r.num("fd", e.fd);
+		r.str("result", errno_name(e.fd < 0 ? -e.fd : 0));
+		if (e.fd >= 0) {
+			r.str("dev", dev_string(e.dev));
+			r.unum("inode", e.ino);
+		}
+		r.boolean("watched", e.ctx.flags & KT_F_WATCHED);
+		if (e.ctx.flags & KT_F_TRUNCATED)
+			r.boolean("truncated", true);
+		if (e.ctx.flags & KT_F_READ_FAIL)
+			r.boolean("path_unreadable", true);
+	});
 }
 
 Record EventRecords::close(const EventContext &ctx, const ClosedFd &c)
 {
-	JsonMembers r;
-	r.num("fd", c.fd)
-	    .str("path", shown_path(c.path))
-	    .str("dev", dev_string(c.state.dev))
-	    .unum("inode", c.state.ino)
-	    .unum("bytes_read", c.state.bytes_read)
-	    .unum("reads", c.state.reads)
-	    .str("reason", close_reason_name(c.reason));
-	return observation("close", ctx, std::move(r));
+	return observation("close", ctx, [&](JsonMembers &r) {
+		r.num("fd", c.fd)
+		    .str("path", shown_path(c.path))
+		    .str("dev", dev_string(c.state.dev))
+		    .unum("inode", c.state.ino)
+		    .unum("bytes_read", c.state.bytes_read)
+		    .unum("reads", c.state.reads)
+		    .str("reason", close_reason_name(c.reason));
+	});
 }
 
 Record EventRecords::connect(const NamedConnect &c)

@@ -99,7 +99,7 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	Loader loader(LoaderOptions{cfg.ring_buffer_bytes, 0});
 	double duration_s = opts.duration_s;
 	Agent agent(std::move(cfg), std::move(opts), loader, clock,
-	            [&out](const Record &r) { out.emit(r); });
+	            [&out](Record &&r) { out.emit(std::move(r)); });
 	const Config &c = agent.config();
 	auto shippers = open_shippers(c, agent.host());
 	auto outputs_health = [&out, &shippers] {

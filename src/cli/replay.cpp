@@ -60,7 +60,7 @@ int replay(const Args &a)
 		// Time is what the recording says: alerts carry the times they
 		// would have had.
 		ManualClock clock;
-		Correlator corr("replay", cfg, clock, [&](Record &&r) { out.emit(r); });
+		Correlator corr("replay", cfg, clock, [&](Record &&r) { out.emit(std::move(r)); });
 		auto t0 = std::chrono::steady_clock::now();
 		uint64_t decoded = 0;
 		while (const Input *in = reader.next()) {

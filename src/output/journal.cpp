@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -201,7 +202,10 @@ bool JournalSink::write(std::string_view line, const LineMeta &meta)
 		return false;
 	buf_.append(line);
 	buf_.push_back('\n');
-	ix_.add_line(line);
+	if (meta.keys)
+		ix_.add_keys(meta.type, meta.record_ns, *meta.keys);
+	else
+		ix_.add_line(line);
 	return true;
 }
 
@@ -504,6 +508,22 @@ bool SegmentIndex::add_line(std::string_view text)
 	if (!exec_id.empty())
 		(type == "fork" ? parents : exec_ids).add(exec_id);
 	return true;
+}
+
+void SegmentIndex::add_keys(std::string_view type, int64_t time_ns, const IndexKeys &keys)
+{
+	records++;
+	first = first && first < time_ns ? first : time_ns; // an observation has a time
+	last = std::max(last, time_ns);
+	if (!keys.exec_id.empty())
+		(type == "fork" ? parents : exec_ids).add(keys.exec_id);
+	if (keys.pid) {
+		char buf[16];
+		auto r = std::to_chars(buf, buf + sizeof(buf), keys.pid);
+		pids.add(std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+	}
+	add_name(mcp_servers, keys.mcp_server);
+	add_name(identities, keys.identity);
 }
 
 namespace

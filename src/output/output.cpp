@@ -30,6 +30,14 @@ int syslog_severity(const nlohmann::json &r)
 	return severity(it->get_ref<const std::string &>()).syslog;
 }
 
+std::string_view type_of(const nlohmann::json &r)
+{
+	auto it = r.find("type");
+	if (it == r.end() || !it->is_string())
+		return {};
+	return it->get_ref<const std::string &>();
+}
+
 } // namespace
 
 Output::~Output()
@@ -50,22 +58,31 @@ void Output::add(std::unique_ptr<Sink> sink, RouteOptions opts)
 void Output::emit(const nlohmann::json &record)
 {
 	emit(
-	    record, [&] { return dump_json(record); }, [&] { return to_ocsf(record); });
+	    type_of(record), syslog_severity(record), [&] { return dump_json(record); },
+	    [&] { return to_ocsf(record); });
 }
 
-void Output::emit(const Record &record)
+void Output::emit(Record &&record)
 {
+	if (!record.line.empty()) {
+		// An observation: its line is made already, and moved to a route.
+		emit(
+		    record.type, severity("info").syslog, [&] { return std::move(record.line); },
+		    [] { return nlohmann::json(); }, record.time_ns, record.keys);
+		return;
+	}
 	emit(
-	    record.fields, [&] { return serialize(record); },
-	    [&] { return to_ocsf(to_json(record)); });
+	    type_of(record.fields), syslog_severity(record.fields),
+	    [&] { return serialize(record); }, [&] { return to_ocsf(to_json(record)); });
 }
 
-void Output::emit(const nlohmann::json &fields, const std::function<std::string()> &json_line,
-                  const std::function<nlohmann::json()> &ocsf)
+void Output::emit(std::string_view type_name, int severity,
+                  const std::function<std::string()> &json_line,
+                  const std::function<nlohmann::json()> &ocsf, int64_t time_ns,
+                  const std::shared_ptr<const IndexKeys> &keys)
 {
-	std::string type = fields.value("type", "");
+	std::string type(type_name);
 	std::string json; // serialized once, on first need
-	int severity = syslog_severity(fields);
 	int64_t now = wall_now_ns();
 	bool urgent = !is_observation(type);
 	size_t json_routes = 0; // the last one takes the line, the others copy it
@@ -96,7 +113,7 @@ void Output::emit(const nlohmann::json &fields, const std::function<std::string(
 			continue;
 		}
 		r->queued_bytes += line.size();
-		r->queue.push_back({std::move(line), type, severity, now});
+		r->queue.push_back({std::move(line), type, severity, now, time_ns, keys});
 		r->urgent = r->urgent || urgent;
 		// The first line wakes an idle writer, which then lingers for more.
 		if (r->waiting &&
@@ -135,8 +152,8 @@ void Output::Route::run()
 		int err = 0;
 		for (; done < batch.size(); done++) {
 			const Item &item = batch[done];
-			if (!sink->write(item.line,
-			                 LineMeta{item.type, item.severity, item.time_ns})) {
+			if (!sink->write(item.line, LineMeta{item.type, item.severity, item.time_ns,
+			                                     item.record_ns, item.keys.get()})) {
 				ok = false;
 				err = errno;
 				break;

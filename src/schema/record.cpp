@@ -72,8 +72,20 @@ std::string serialize_dom(const Record &r)
 
 } // namespace
 
+std::string_view record_type(const Record &r)
+{
+	if (!r.line.empty())
+		return r.type;
+	auto it = r.fields.find("type");
+	if (it == r.fields.end() || !it->is_string())
+		return {};
+	return it->get_ref<const std::string &>();
+}
+
 std::string serialize(const Record &r)
 {
+	if (!r.line.empty())
+		return r.line;
 	if (!r.fields.is_object())
 		return serialize_dom(r);
 	// Members one by one, in the document's (sorted) order: the bytes
@@ -115,6 +127,8 @@ std::string serialize(const Record &r)
 
 nlohmann::json to_json(const Record &r)
 {
+	if (!r.line.empty())
+		return nlohmann::json::parse(r.line, nullptr, false);
 	nlohmann::json j = r.fields;
 	for (const auto &f : r.raw) {
 		if (f.key.empty()) {

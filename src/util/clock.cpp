@@ -58,15 +58,30 @@ std::string date_or_time(int64_t wall_ns)
 	return wall_ns % kDay == 0 ? t.substr(0, 10) : t;
 }
 
+namespace
+{
+
+// 1970 .. 2262 (int64 ns): a time from a damaged recording is clamped,
+// never a signed overflow in the calendar arithmetic.
+int64_t clamp_wall(int64_t wall_ns)
+{
+	constexpr int64_t kMax = INT64_MAX - 2 * 86400LL * 1000000000LL;
+	return std::clamp<int64_t>(wall_ns, 0, kMax);
+}
+
+} // namespace
+
+int64_t rfc3339_time(int64_t wall_ns)
+{
+	return clamp_wall(wall_ns) / 1000 * 1000;
+}
+
 std::string rfc3339(int64_t wall_ns)
 {
 	// Called for every record: std::chrono's calendar instead of gmtime_r
 	// and snprintf (no locale, no tz lock), digits written in place.
 	using namespace std::chrono;
-	// 1970 .. 2262 (int64 ns): a time from a damaged recording is clamped,
-	// never a signed overflow in the calendar arithmetic.
-	constexpr int64_t kMax = INT64_MAX - 2 * 86400LL * 1000000000LL;
-	wall_ns = std::clamp<int64_t>(wall_ns, 0, kMax);
+	wall_ns = clamp_wall(wall_ns);
 	sys_time<nanoseconds> tp{nanoseconds{wall_ns}};
 	auto day = floor<days>(tp);
 	year_month_day ymd{day};

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "keytrail/agent/agent.h"
+#include "keytrail/output/journal.h"
 #include "keytrail/secrets/mask.h"
 #include "keytrail/tools/report.h"
 #include "keytrail/util/kdev.h"
@@ -57,6 +58,8 @@ class AgentTest : public ::testing::Test
 		agent = std::make_unique<Agent>(cfg, opts, probe, clock, [this](const Record &r) {
 			out.push_back(to_json(r));
 			lines += serialize(r) + "\n";
+			if (!r.line.empty())
+				built_lines.push_back(r);
 		});
 		agent->start();
 	}
@@ -82,6 +85,7 @@ class AgentTest : public ::testing::Test
 	std::unique_ptr<Agent> agent;
 	std::vector<json> out;
 	std::string lines;
+	std::vector<Record> built_lines; // observations built straight as their line
 };
 
 } // namespace
@@ -232,6 +236,40 @@ TEST_F(AgentTest, OpenAndCloseRecordsKeepTheirSchemaWithoutADom)
 	}
 	EXPECT_EQ(json::parse(mine[1])["bytes_read"], 123);
 	EXPECT_EQ(json::parse(mine[0])["result"], "ok");
+}
+
+// The journal indexes an observation by the keys its producer hands over,
+// not by parsing it: they must say what parsing the line would.
+TEST_F(AgentTest, ObservationsCarryTheIndexKeysTheirLinesHold)
+{
+	make();
+	FakeProc srv{4500051, 1, 1000, 1000000000, "node", KT_F_TRACKED | KT_F_PROVISIONAL};
+	send(k.exec(
+	    srv, "/usr/bin/node",
+	    {"node", "/opt/node_modules/@modelcontextprotocol/server-github/dist/index.js"}));
+	FakeProc child{4500052, 4500051, 1000, 2000000000, "node", KT_F_TRACKED};
+	send(k.fork(srv, child));
+	FakeProc stranger{4500053, 4500050, 1000, 3000000000, "cat", KT_F_TRACKED};
+	for (const FakeProc *p : {&srv, &child, &stranger}) {
+		send(k.open(*p, "/etc/hostname", 7, 1, 88));
+		send(k.close(*p, 7, 1, 88, 9));
+	}
+	size_t mine = 0, named = 0;
+	for (const Record &r : built_lines) {
+		if (r.line.find("\"pid\":45000") == std::string::npos)
+			continue;
+		mine++;
+		ASSERT_TRUE(r.keys);
+		named += !r.keys->mcp_server.empty() && !r.keys->identity.empty();
+		SegmentIndex parsed, handed;
+		ASSERT_TRUE(parsed.add_line(r.line)) << r.line;
+		handed.add_keys(r.type, r.time_ns, *r.keys);
+		EXPECT_EQ(handed.encode(), parsed.encode()) << r.line;
+		EXPECT_EQ(handed.first, parsed.first) << r.line;
+		EXPECT_EQ(json::parse(r.line)["type"], std::string(r.type));
+	}
+	EXPECT_EQ(mine, 6u);
+	EXPECT_GE(named, 4u); // the server's and its child's
 }
 
 // An exit reports the fds still open with what the kernel counted, and

@@ -58,7 +58,7 @@ struct AgentOptions {
 class Agent
 {
       public:
-	using Emit = std::function<void(const Record &)>;
+	using Emit = std::function<void(Record &&)>;
 
 	// Creates the state dir, the key, the ledger and the correlator.
 	// Throws Error.
@@ -116,7 +116,7 @@ class Agent
 	// A secret_use or alert from the correlator: measured (kernel event to
 	// now), then written.
 	void correlated(Record &&r);
-	void emit(const Record &r) { emit_(r); }
+	void emit(Record &&r) { emit_(std::move(r)); }
 
 	Config cfg_;
 	AgentOptions opts_;

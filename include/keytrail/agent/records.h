@@ -41,10 +41,11 @@ class EventRecords
       private:
 	// Every field a record about the process that made the event carries.
 	nlohmann::json base(const char *type, const EventContext &ctx);
-	// An observation: "type" the one field, then the process's cached
-	// members (the rest of base()), then time, tid and `own`: a flood of
-	// opens builds no DOM.
-	Record observation(const char *type, const EventContext &ctx, JsonMembers own);
+	// An observation, built straight as its line: "type", the process's
+	// cached members (the rest of base()), time, tid, then what own(JsonMembers &)
+	// adds. A flood of opens builds no DOM and parses nothing back.
+	template <typename Own>
+	Record observation(const char *type, const EventContext &ctx, Own own);
 	// shown(path), remembered for the last paths seen.
 	const std::string &shown_path(const std::string &path);
 

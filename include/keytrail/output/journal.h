@@ -84,6 +84,9 @@ struct SegmentIndex {
 	// Adds one record line; false (and nothing added) if it is not a JSON
 	// object.
 	bool add_line(std::string_view line);
+	// What add_line would add for an observation line its producer
+	// described (Record::time_ns, keys) without parsing it.
+	void add_keys(std::string_view type, int64_t time_ns, const IndexKeys &keys);
 	bool may_name_exec_id(const std::string &id) const { return exec_ids.may_have(id); }
 	bool may_name_parent(const std::string &id) const { return parents.may_have(id); }
 	bool may_name_pid(uint32_t pid) const { return pids.may_have(std::to_string(pid)); }

@@ -51,7 +51,7 @@ class Output
 	             std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>> routes,
 	             int timeout_ms = 2000);
 	void emit(const nlohmann::json &record);
-	void emit(const Record &record);
+	void emit(Record &&record);
 	// Waits up to `timeout_ms` for the queues to drain, then stops the
 	// writer threads. Idempotent.
 	void close(int timeout_ms = 3000);
@@ -62,8 +62,12 @@ class Output
 	nlohmann::json health() const;
 
       private:
-	void emit(const nlohmann::json &fields, const std::function<std::string()> &json_line,
-	          const std::function<nlohmann::json()> &ocsf);
+	// `json_line` is called once, on first need; `time_ns` and `keys` go to
+	// the sinks (LineMeta) when the producer knows them.
+	void emit(std::string_view type, int severity,
+	          const std::function<std::string()> &json_line,
+	          const std::function<nlohmann::json()> &ocsf, int64_t time_ns = 0,
+	          const std::shared_ptr<const IndexKeys> &keys = nullptr);
 
 	struct Route {
 		std::unique_ptr<Sink> sink;
@@ -71,7 +75,8 @@ class Output
 		struct Item {
 			std::string line, type;
 			int severity;
-			int64_t time_ns;
+			int64_t time_ns, record_ns;
+			std::shared_ptr<const IndexKeys> keys;
 		};
 		mutable std::mutex mu;
 		std::condition_variable cv, room;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "keytrail/config/config.h"
+#include "keytrail/schema/record.h"
 #include "keytrail/util/files.h"
 
 namespace keytrail
@@ -20,6 +21,10 @@ struct LineMeta {
 	std::string_view type; // record type: alert, secret_use, health, ...
 	int severity = 6;      // syslog severity: 2 crit .. 6 info
 	int64_t time_ns = 0;   // wall clock
+	// Known to the producer of an observation (Record::time_ns, keys): the
+	// record's own time and index keys, so the journal need not parse it.
+	int64_t record_ns = 0;
+	const IndexKeys *keys = nullptr;
 };
 
 class Sink

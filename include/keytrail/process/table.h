@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "keytrail/identity/identity.h"
+#include "keytrail/schema/record.h"
 
 namespace keytrail
 {
@@ -81,6 +82,7 @@ struct ProcessInfo {
 		std::string comm;
 		bool identity = false;
 		std::shared_ptr<const std::string> json;
+		std::shared_ptr<const IndexKeys> keys; // what the journal indexes them by
 	} members;
 
 	const std::string &server() const

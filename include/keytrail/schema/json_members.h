@@ -20,6 +20,9 @@ void append_json_string(std::string &out, std::string_view s);
 class JsonMembers
 {
       public:
+	JsonMembers() = default;
+	// Members written after `start` (a comma first, unless it is empty).
+	explicit JsonMembers(std::string start) : s_(std::move(start)) {}
 	JsonMembers &str(std::string_view key, std::string_view value);
 	JsonMembers &num(std::string_view key, int64_t value);
 	JsonMembers &unum(std::string_view key, uint64_t value);

@@ -42,12 +42,31 @@ struct RawField {
 	std::shared_ptr<const std::string> json; // a serialized JSON value
 };
 
+// What the journal indexes an observation by (SegmentIndex::add_keys),
+// known to whoever built it: a process's keys are made once with its
+// serialized members and shared by all its records.
+struct IndexKeys {
+	std::string exec_id, mcp_server, identity; // empty: absent
+	uint32_t pid = 0;
+};
+
 struct Record {
 	nlohmann::json fields; // an object, with "type"
 	std::vector<RawField> raw;
+	// Observations (by the hundred thousand a second) are built straight as
+	// their line: `line` holds the whole object, fields and raw stay empty,
+	// `type` names it (a static string), `time_ns` is its "time" as written
+	// (µs) and `keys` what else the journal indexes it by.
+	std::string line;
+	std::string_view type;
+	int64_t time_ns = 0;
+	std::shared_ptr<const IndexKeys> keys;
 };
 
-// One JSON line (no newline): the fields, then the raw fields.
+// The record's type, for either form.
+std::string_view record_type(const Record &r);
+
+// One JSON line (no newline): the fields, then the raw fields (or the line).
 std::string serialize(const Record &r);
 // The whole record as a DOM (the raw fields parsed).
 nlohmann::json to_json(const Record &r);

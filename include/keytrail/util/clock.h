@@ -73,6 +73,8 @@ inline int64_t to_ns(std::chrono::milliseconds d)
 
 // "2026-11-26T12:35:51.123456Z"
 std::string rfc3339(int64_t wall_ns);
+// The time rfc3339(wall_ns) writes, as parse_rfc3339 reads it back.
+int64_t rfc3339_time(int64_t wall_ns);
 // "2026-11-26" for midnight UTC (a date-only expiry), else rfc3339().
 std::string date_or_time(int64_t wall_ns);
 // Parses RFC 3339 ("...Z" or "+hh:mm", optional fraction) or a bare date
