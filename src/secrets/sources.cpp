@@ -224,11 +224,24 @@ std::string true_name(const SecretSources::OpenedFile &f)
 
 } // namespace
 
+bool SecretSources::plain_lately(uint64_t dev, uint64_t ino, std::string_view name) const
+{
+	auto p = plain_.find(PlainView{dev, ino, name});
+	return p != plain_.end() && p->second > std::chrono::steady_clock::now();
+}
+
 std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
                                                  const std::string &path, uint64_t kdev,
                                                  uint64_t ino, const CwdHints &cwd_hints,
                                                  const std::string &known_as, int64_t opened_ns)
 {
+	// The same plain file opened again by the same absolute name (most
+	// opens of a busy server): answered before any name is built. A name
+	// found plain was normal (lexically_normal), so an unnormalized one
+	// never matches here.
+	if (!path.empty() && path[0] == '/' && known_as.empty() &&
+	    files_.find({kdev, ino}) == files_.end() && plain_lately(kdev, ino, path))
+		return std::nullopt;
 	OpenedFile f{
 	    pid, fd,  kdev, ino, "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd),
 	    "",  path};
@@ -253,13 +266,8 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 	if (!kind) {
 		auto it = files_.find({kdev, ino});
 		bool by_link = it == files_.end() && known_as.empty();
-		auto key = std::make_tuple(kdev, ino, f.logical);
-		auto now = std::chrono::steady_clock::now();
-		if (by_link) {
-			auto p = plain_.find(key);
-			if (p != plain_.end() && p->second > now)
-				return std::nullopt;
-		}
+		if (by_link && plain_lately(kdev, ino, f.logical))
+			return std::nullopt;
 		std::string real = it != files_.end()  ? it->second.scan.path
 		                   : !known_as.empty() ? known_as
 		                                       : true_name(f);
@@ -268,7 +276,8 @@ std::optional<FileScan> SecretSources::from_open(pid_t pid, int fd, int dirfd,
 			if (by_link && !real.empty()) {
 				if (plain_.size() >= kMaxPlain)
 					plain_.clear();
-				plain_[key] = now + kPlainTtl;
+				plain_[PlainName{kdev, ino, f.logical}] =
+				    std::chrono::steady_clock::now() + kPlainTtl;
 			}
 			return std::nullopt;
 		}

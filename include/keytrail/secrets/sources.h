@@ -139,8 +139,25 @@ class SecretSources
 	// kPlainTtl, not at every open. Any other name for the inode (a
 	// hardlink, a symlink to it) is looked at afresh; a watched inode is
 	// never held back by it.
-	std::map<std::tuple<uint64_t, uint64_t, std::string>, std::chrono::steady_clock::time_point>
-	    plain_;
+	struct PlainName {
+		uint64_t dev, ino;
+		std::string name;
+	};
+	struct PlainView { // a lookup of a PlainName without its string
+		uint64_t dev, ino;
+		std::string_view name;
+	};
+	struct PlainOrder {
+		using is_transparent = void;
+		template <typename A, typename B> bool operator()(const A &a, const B &b) const
+		{
+			using T = std::tuple<uint64_t, uint64_t, std::string_view>;
+			return T(a.dev, a.ino, a.name) < T(b.dev, b.ino, b.name);
+		}
+	};
+	// Whether (dev, ino, name) was found plain lately (kPlainTtl).
+	bool plain_lately(uint64_t dev, uint64_t ino, std::string_view name) const;
+	std::map<PlainName, std::chrono::steady_clock::time_point, PlainOrder> plain_;
 };
 
 } // namespace keytrail
