@@ -153,6 +153,7 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 		}
 		now = steady::now();
 		agent.tick();
+		out.flush(); // the observations of this batch, to the writers at once
 		if (reload && reload->exchange(false))
 			agent.reload();
 		if (now >= next_health) {

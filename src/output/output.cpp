@@ -20,6 +20,7 @@ namespace
 // server: their writer is woken per batch (or after kLinger), not per line.
 // Everything else (alerts, secrets, health) wakes it at once.
 constexpr size_t kBatchLines = 512;
+constexpr size_t kStagedLines = 64;
 constexpr auto kLinger = std::chrono::milliseconds(25);
 
 int syslog_severity(const nlohmann::json &r)
@@ -102,24 +103,43 @@ void Output::emit(std::string_view type_name, int severity,
 				json = json_line();
 			line = --json_routes ? json : std::move(json);
 		}
-		std::unique_lock lock(r->mu);
-		if (r->opts.block_when_full)
-			r->room.wait(lock, [&] {
-				return r->stop || r->queued_bytes == 0 ||
-				       r->queued_bytes + line.size() <= r->opts.max_queue_bytes;
+		r->staged.push_back({std::move(line), type, severity, now, time_ns, keys});
+		if (urgent || r->staged.size() >= kStagedLines)
+			r->hand_over();
+	}
+}
+
+void Output::flush()
+{
+	for (auto &r : routes_)
+		r->hand_over();
+}
+
+void Output::Route::hand_over()
+{
+	if (staged.empty())
+		return;
+	std::unique_lock lock(mu);
+	bool idle = queue.empty();
+	// Only the last can be other than an observation: it handed them over.
+	urgent = urgent || !is_observation(staged.back().type);
+	for (auto &item : staged) {
+		if (opts.block_when_full)
+			room.wait(lock, [&] {
+				return stop || queued_bytes == 0 ||
+				       queued_bytes + item.line.size() <= opts.max_queue_bytes;
 			});
-		if (r->queued_bytes + line.size() > r->opts.max_queue_bytes || r->stop) {
-			r->dropped++;
+		if (queued_bytes + item.line.size() > opts.max_queue_bytes || stop) {
+			dropped++;
 			continue;
 		}
-		r->queued_bytes += line.size();
-		r->queue.push_back({std::move(line), type, severity, now, time_ns, keys});
-		r->urgent = r->urgent || urgent;
-		// The first line wakes an idle writer, which then lingers for more.
-		if (r->waiting &&
-		    (r->urgent || r->queue.size() == 1 || r->queue.size() >= kBatchLines))
-			r->cv.notify_one();
+		queued_bytes += item.line.size();
+		queue.push_back(std::move(item));
 	}
+	staged.clear();
+	// An idle writer is woken by the first lines, then lingers for more.
+	if (waiting && (urgent || idle || queue.size() >= kBatchLines))
+		cv.notify_one();
 }
 
 void Output::Route::run()
@@ -208,6 +228,7 @@ void Output::finish(std::vector<Route *> routes, int timeout_ms)
 {
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 	for (auto *r : routes) {
+		r->hand_over();
 		// Give every sink, failing ones too, until the deadline to drain.
 		std::unique_lock lock(r->mu);
 		while (!r->queue.empty() && std::chrono::steady_clock::now() < deadline) {

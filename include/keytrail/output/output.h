@@ -52,6 +52,10 @@ class Output
 	             int timeout_ms = 2000);
 	void emit(const nlohmann::json &record);
 	void emit(Record &&record);
+	// Hands the observations emit() staged to the routes' writers (any
+	// other record hands them over itself, before it). The emitting thread
+	// calls it after each batch of kernel records.
+	void flush();
 	// Waits up to `timeout_ms` for the queues to drain, then stops the
 	// writer threads. Idempotent.
 	void close(int timeout_ms = 3000);
@@ -78,6 +82,11 @@ class Output
 			int64_t time_ns, record_ns;
 			std::shared_ptr<const IndexKeys> keys;
 		};
+		// Observations staged by the emitting thread (no lock), handed over
+		// kStagedLines at a time or by flush(): a flood takes the lock and
+		// wakes the writer per batch, not per line.
+		std::vector<Item> staged;
+		void hand_over();
 		mutable std::mutex mu;
 		std::condition_variable cv, room;
 		std::deque<Item> queue;
