@@ -96,7 +96,7 @@ Record EventRecords::observation(const char *type, const EventContext &ctx, Own 
 	if (!json->empty())
 		line.append(",").append(*json);
 	JsonMembers m(std::move(line));
-	m.str("time", rfc3339(wall)).unum("tid", ctx.tid);
+	m.str("time", rfc3339_chars(wall).view()).unum("tid", ctx.tid);
 	own(m);
 	r.line = m.take();
 	r.line.push_back('}');
@@ -110,6 +110,14 @@ const std::string &EventRecords::shown_path(const std::string &path)
 	auto &slot = shown_paths_[std::hash<std::string>{}(path) % shown_paths_.size()];
 	if (!slot.valid || slot.path != path)
 		slot = {true, path, shown(path)};
+	return slot.shown;
+}
+
+const std::string &EventRecords::shown_flags(uint32_t flags)
+{
+	auto &slot = shown_flags_[(flags ^ (flags >> 12)) % shown_flags_.size()];
+	if (!slot.valid || slot.flags != flags)
+		slot = {true, flags, open_flags_string(flags)};
 	return slot.shown;
 }
 
@@ -167,7 +175,7 @@ Record EventRecords::open(const OpenEvent &e, const std::string &path)
 		r.str("path", shown_path(path));
 		if (e.dirfd != AT_FDCWD && e.syscall != 0)
 			r.num("dirfd", e.dirfd);
-		r.str("flags", open_flags_string(e.flags));
+		r.str("flags", shown_flags(e.flags));
 		r.num("fd", e.fd);
 		r.str("result", errno_name(e.fd < 0 ? -e.fd : 0));
 		if (e.fd >= 0) {

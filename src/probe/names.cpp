@@ -25,7 +25,7 @@ std::string open_flags_string(uint32_t f)
 	    {O_NOFOLLOW, "O_NOFOLLOW"}, {O_CLOEXEC, "O_CLOEXEC"},   {O_PATH, "O_PATH"}};
 	for (auto &[bit, name] : names)
 		if ((f & bit) == bit)
-			s += std::string("|") + name;
+			s.append("|").append(name);
 	return s;
 }
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstring>
 
 namespace keytrail
 {
@@ -18,14 +19,34 @@ constexpr std::array<bool, 256> kEscape = [] {
 	return t;
 }();
 
+// Where the first byte to escape is (s.size(): none).
+size_t first_escape(std::string_view s)
+{
+	size_t i = 0;
+	while (i < s.size() && !kEscape[static_cast<unsigned char>(s[i])])
+		i++;
+	return i;
+}
+
 } // namespace
 
 void append_json_string(std::string &out, std::string_view s)
 {
+	size_t first = first_escape(s);
+	if (first == s.size()) {
+		// Most strings (names, paths, times): one resize and a copy.
+		size_t at = out.size();
+		out.resize(at + s.size() + 2);
+		char *d = out.data() + at;
+		d[0] = '"';
+		std::memcpy(d + 1, s.data(), s.size());
+		d[s.size() + 1] = '"';
+		return;
+	}
 	static const char hex[] = "0123456789abcdef";
 	out.push_back('"');
 	size_t plain = 0; // bytes since the last escape, appended in one go
-	for (size_t i = 0; i < s.size(); i++) {
+	for (size_t i = first; i < s.size(); i++) {
 		auto c = static_cast<unsigned char>(s[i]);
 		if (!kEscape[c])
 			continue;
@@ -52,12 +73,26 @@ void append_json_string(std::string &out, std::string_view s)
 
 void JsonMembers::key(std::string_view k)
 {
-	if (s_.empty())
+	bool comma = !s_.empty();
+	if (!comma)
 		s_.reserve(512); // most records: one allocation
-	else
-		s_.push_back(',');
+	if (first_escape(k) == k.size()) {
+		// ,"key": in one go (every key the agent writes)
+		size_t at = s_.size();
+		s_.resize(at + comma + k.size() + 3);
+		char *d = s_.data() + at;
+		if (comma)
+			*d++ = ',';
+		*d++ = '"';
+		std::memcpy(d, k.data(), k.size());
+		d[k.size()] = '"';
+		d[k.size() + 1] = ':';
+		return;
+	}
+	if (comma)
+		s_ += ',';
 	append_json_string(s_, k);
-	s_.push_back(':');
+	s_ += ':';
 }
 
 JsonMembers &JsonMembers::str(std::string_view k, std::string_view value)

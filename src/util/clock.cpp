@@ -76,7 +76,7 @@ int64_t rfc3339_time(int64_t wall_ns)
 	return clamp_wall(wall_ns) / 1000 * 1000;
 }
 
-std::string rfc3339(int64_t wall_ns)
+Rfc3339 rfc3339_chars(int64_t wall_ns)
 {
 	// Called for every record: std::chrono's calendar instead of gmtime_r
 	// and snprintf (no locale, no tz lock), digits written in place.
@@ -86,7 +86,8 @@ std::string rfc3339(int64_t wall_ns)
 	auto day = floor<days>(tp);
 	year_month_day ymd{day};
 	auto us = duration_cast<microseconds>(tp - day).count();
-	char buf[32] = "0000-00-00T00:00:00.000000Z";
+	Rfc3339 out;
+	char *buf = out.text;
 	auto put = [&](int pos, long long v, int width) {
 		for (int i = width - 1; i >= 0; i--, v /= 10)
 			buf[pos + i] = static_cast<char>('0' + v % 10);
@@ -102,7 +103,12 @@ std::string rfc3339(int64_t wall_ns)
 	put(14, secs / 60 % 60, 2);
 	put(17, secs % 60, 2);
 	put(20, us % 1000000, 6);
-	return std::string(buf, 27);
+	return out;
+}
+
+std::string rfc3339(int64_t wall_ns)
+{
+	return std::string(rfc3339_chars(wall_ns).view());
 }
 
 namespace

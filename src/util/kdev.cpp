@@ -2,6 +2,8 @@
 
 #include <sys/sysmacros.h>
 
+#include <charconv>
+
 namespace keytrail
 {
 
@@ -17,7 +19,11 @@ uint64_t user_dev_to_kernel(uint64_t udev)
 
 std::string dev_string(uint64_t kdev)
 {
-	return std::to_string(kdev >> 20) + ":" + std::to_string(kdev & 0xFFFFF);
+	char buf[48]; // two 64-bit numbers and a colon
+	char *end = std::to_chars(buf, buf + 20, kdev >> 20).ptr;
+	*end++ = ':';
+	end = std::to_chars(end, buf + sizeof(buf), kdev & 0xFFFFF).ptr;
+	return std::string(buf, end);
 }
 
 } // namespace keytrail

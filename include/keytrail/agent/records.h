@@ -57,6 +57,14 @@ class EventRecords
 		std::string path, shown;
 	};
 	std::array<ShownPath, 64> shown_paths_;
+	// open_flags_string(), remembered for the last flag sets seen.
+	const std::string &shown_flags(uint32_t flags);
+	struct ShownFlags {
+		bool valid = false;
+		uint32_t flags = 0;
+		std::string shown;
+	};
+	std::array<ShownFlags, 16> shown_flags_;
 };
 
 } // namespace keytrail

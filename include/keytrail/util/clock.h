@@ -73,6 +73,12 @@ inline int64_t to_ns(std::chrono::milliseconds d)
 
 // "2026-11-26T12:35:51.123456Z"
 std::string rfc3339(int64_t wall_ns);
+// The same text without an allocation, for records made at event rate.
+struct Rfc3339 {
+	char text[28] = "0000-00-00T00:00:00.000000Z";
+	std::string_view view() const { return {text, 27}; }
+};
+Rfc3339 rfc3339_chars(int64_t wall_ns);
 // The time rfc3339(wall_ns) writes, as parse_rfc3339 reads it back.
 int64_t rfc3339_time(int64_t wall_ns);
 // "2026-11-26" for midnight UTC (a date-only expiry), else rfc3339().
