@@ -120,7 +120,6 @@ void Output::Route::hand_over()
 	if (staged.empty())
 		return;
 	std::unique_lock lock(mu);
-	bool idle = queue.empty();
 	// Only the last can be other than an observation: it handed them over.
 	urgent = urgent || !is_observation(staged.back().type);
 	for (auto &item : staged) {
@@ -137,8 +136,13 @@ void Output::Route::hand_over()
 		queue.push_back(std::move(item));
 	}
 	staged.clear();
-	// An idle writer is woken by the first lines, then lingers for more.
-	if (waiting && (urgent || idle || queue.size() >= kBatchLines))
+	// An idle writer is woken by the first lines, then lingers for more; a
+	// lingering one by a full batch or an urgent line. Woken after the
+	// unlock, so it does not wake only to wait for the lock.
+	bool wake = (waiting == Wait::idle && !queue.empty()) ||
+	            (waiting == Wait::linger && (urgent || queue.size() >= kBatchLines));
+	lock.unlock();
+	if (wake)
 		cv.notify_one();
 }
 
@@ -149,15 +153,20 @@ void Output::Route::run()
 	bool unflushed = false; // the sink buffers lines it accepted
 	std::deque<Item> batch;
 	std::unique_lock lock(mu);
+	bool busy = false; // the last batch was full: more is on its way
 	for (;;) {
-		waiting = true;
-		// Idle (nothing queued, nothing the sink holds): asleep until a
-		// line comes, not woken every kLinger for nothing.
-		if (queue.empty() && !unflushed)
+		// Idle (nothing queued, nothing the sink holds, no flood going
+		// on): asleep until a line comes, not woken every kLinger for
+		// nothing. In a flood, straight to lingering for the next batch.
+		if (queue.empty() && !unflushed && !busy) {
+			waiting = Wait::idle;
 			cv.wait(lock, [&] { return stop || !queue.empty(); });
+		}
+		waiting = Wait::linger;
 		cv.wait_for(lock, kLinger,
 		            [&] { return stop || urgent || queue.size() >= kBatchLines; });
-		waiting = false;
+		waiting = Wait::no;
+		busy = queue.size() >= kBatchLines;
 		if (queue.empty() && !unflushed) {
 			if (stop)
 				break;

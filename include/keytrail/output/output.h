@@ -92,8 +92,10 @@ class Output
 		std::deque<Item> queue;
 		size_t queued_bytes = 0;
 		bool stop = false;
-		bool urgent = false;  // a record other than a raw observation is queued
-		bool waiting = false; // the writer sleeps on cv
+		bool urgent = false; // a record other than a raw observation is queued
+		// How the writer sleeps on cv: idle (until a line comes) or
+		// lingering (until a batch is full, an urgent line or kLinger).
+		enum class Wait { no, idle, linger } waiting = Wait::no;
 		std::atomic<uint64_t> written{0}, errors{0}, dropped{0}, retries{0};
 		std::atomic<bool> healthy{true};
 		std::string last_error; // under mu
