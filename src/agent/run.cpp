@@ -6,6 +6,7 @@
 #include <cstring>
 #include <set>
 
+#include "keytrail/abi.h"
 #include "keytrail/output/clickhouse.h"
 #include "keytrail/output/journal.h"
 #include "keytrail/output/metrics.h"
@@ -141,12 +142,23 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	    duration_s > 0
 	        ? now + std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000))
 	        : steady::time_point::max();
-	int n = 0;
+	// Records that may wake the agent (bpf/keytrail.bpf.c wakeup_flag):
+	// those of tracked processes, at most once a millisecond. Lifecycle and
+	// stdio records never do; they wait for the 25 ms poll.
+	auto prompt_records = [&agent] {
+		const auto &k = agent.counters().agent;
+		return k.records - k.records_by_type[KT_EV_EXEC] - k.records_by_type[KT_EV_FORK] -
+		       k.records_by_type[KT_EV_EXIT] - k.records_by_type[KT_EV_STDIO];
+	};
+	int timeout_ms = 25;
 	while (!stop.load()) {
-		// The poll timeout bounds event latency: the kernel wakes us at most
-		// once a millisecond (bpf/keytrail.bpf.c wakeup_flag). After records,
-		// look again soon: a burst's last ones sent no wakeup.
-		n = loader.poll(n > 0 ? 2 : 25);
+		// The poll timeout bounds event latency. After records that may
+		// wake us, look again soon: a burst's last ones sent no wakeup.
+		// After lifecycle records only (a busy host's churn), not: that
+		// would wake the agent every 2 ms for records that never hurry.
+		uint64_t prompt = prompt_records();
+		int n = loader.poll(timeout_ms);
+		timeout_ms = n > 0 && prompt_records() > prompt ? 2 : 25;
 		if (n < 0) {
 			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
 			break;
