@@ -613,8 +613,13 @@ void ClickHouseShipper::send()
 			spdlog::warn("output {} failed: {}; retrying", name(), err);
 		healthy_ = false;
 		last_error_ = err;
-		if (cv_.wait_for(lock, backoff,
-		                 [&] { return stop_ && steady_clock::now() >= drain_until_; }))
+		// Wait out the backoff; a stop cuts it short at its drain deadline
+		// (what is left stays in the journal for the next start).
+		auto retry_at = steady_clock::now() + backoff;
+		if (cv_.wait_until(lock, retry_at, [&] { return stop_; }))
+			cv_.wait_until(lock, std::min(retry_at, drain_until_),
+			               [&] { return steady_clock::now() >= drain_until_; });
+		if (stop_ && steady_clock::now() >= drain_until_)
 			break;
 		backoff = std::min(backoff * 2, milliseconds{30000});
 		counters_.retries++;

@@ -502,6 +502,14 @@ TEST(Fleet, WrongPasswordIsUnhealthyWithTheReasonAndNeverThePassword)
 	read_journal(a.state + "/journal", [&](nlohmann::json &&) { return ++lines > 0; });
 	EXPECT_EQ(lines, 2u);
 	EXPECT_EQ(rows_of(ch, db, a.host), 0u);
+	// A stop during a retry's backoff (3.2 s after four retries) ends at
+	// its drain deadline, not at the end of the backoff.
+	ASSERT_TRUE(
+	    eventually([&] { return a.shipper->health()["retries"].get<uint64_t>() >= 4; }));
+	auto t0 = std::chrono::steady_clock::now();
+	a.shipper->stop(std::chrono::milliseconds(300));
+	double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	EXPECT_LT(secs, 2.0) << "stop waited out the backoff";
 	// A password file others can read is refused outright.
 	chmod(bad.c_str(), 0644);
 	OutputSpec o;
