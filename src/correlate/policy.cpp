@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "keytrail/util/clock.h"
@@ -82,6 +83,84 @@ const InventoryEntry *match(const std::vector<InventoryEntry> &inventory, const 
 		return &e;
 	}
 	return nullptr;
+}
+
+namespace
+{
+
+bool iequals(std::string_view a, std::string_view b)
+{
+	return a.size() == b.size() &&
+	       std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+		       return std::tolower(static_cast<unsigned char>(x)) ==
+		              std::tolower(static_cast<unsigned char>(y));
+	       });
+}
+
+struct HostPort {
+	std::string_view host;
+	int port = -1; // none written
+};
+
+// "host", "host:port", "[v6]:port" or a bare IPv6 address; an IPv4-mapped
+// address is its IPv4 one.
+HostPort host_port(std::string_view s)
+{
+	HostPort hp{s};
+	std::string_view rest;
+	if (!s.empty() && s[0] == '[') {
+		size_t close = s.find(']');
+		if (close == std::string_view::npos)
+			return hp;
+		hp.host = s.substr(1, close - 1);
+		rest = s.substr(close + 1);
+	} else if (size_t colon = s.find(':');
+	           colon != std::string_view::npos && s.rfind(':') == colon) {
+		hp.host = s.substr(0, colon);
+		rest = s.substr(colon);
+	}
+	if (rest.size() > 1 && rest[0] == ':') {
+		int port = 0;
+		auto r = std::from_chars(rest.data() + 1, rest.data() + rest.size(), port);
+		if (r.ec == std::errc() && r.ptr == rest.data() + rest.size() && port > 0 &&
+		    port < 65536)
+			hp.port = port;
+	}
+	constexpr std::string_view mapped = "::ffff:";
+	if (hp.host.size() > mapped.size() && iequals(hp.host.substr(0, mapped.size()), mapped) &&
+	    hp.host.find('.') != std::string_view::npos)
+		hp.host.remove_prefix(mapped.size());
+	return hp;
+}
+
+} // namespace
+
+std::string_view credential_scope(std::string_view source, std::string_view name)
+{
+	if (source != "file" || name.substr(0, 2) != "//")
+		return {};
+	name.remove_prefix(2);
+	size_t end = name.find('/');
+	return end == std::string_view::npos ? std::string_view{} : name.substr(0, end);
+}
+
+bool scope_reaches(std::string_view scope, const std::string &addr, uint16_t port,
+                   const std::string &sni, const std::string &http_host,
+                   const std::string &proxy_target)
+{
+	HostPort want = host_port(scope);
+	if (want.host.empty())
+		return false;
+	auto reaches = [&](std::string_view name) {
+		if (name.empty())
+			return false;
+		HostPort got = host_port(name);
+		int p = got.port >= 0 ? got.port : port;
+		return iequals(got.host, want.host) && (want.port < 0 || want.port == p);
+	};
+	// Through a proxy, its address is not the registry's.
+	return reaches(proxy_target) || reaches(sni) || reaches(http_host) ||
+	       (proxy_target.empty() && reaches(addr));
 }
 
 bool fetch_credential(std::string_view type, std::string_view source)

@@ -41,6 +41,16 @@ void Correlator::on(const ConnectSeen &e)
 	if (!p)
 		return;
 	usable(*p, e.time_ns, cands_);
+	// A credential scoped to a registry (.npmrc "//host/:_authToken") is
+	// sent only there.
+	size_t before = cands_.size();
+	std::erase_if(cands_, [&](const auto &c) {
+		std::string_view scope = policy::credential_scope(c.second->source, c.second->name);
+		return !scope.empty() && !policy::scope_reaches(scope, e.addr, e.port, e.sni,
+		                                                e.http_host, e.proxy_target);
+	});
+	if (cands_.size() < before)
+		counters_.credentials_out_of_scope++;
 	if (p->start.launcher && !cands_.empty()) {
 		// npx fetching the server: not a use of what it only passes down.
 		std::erase_if(cands_, [&](const auto &c) {

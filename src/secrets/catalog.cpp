@@ -267,7 +267,9 @@ bool assignment(std::string_view line, std::string_view *name, std::string_view 
 		*value = rest.substr(0, rest.find(' '));
 		return true;
 	}
-	size_t sep = line.find_first_of("=:");
+	// An .npmrc registry key ("//host:port/:_authToken=...") holds colons:
+	// its value starts after the '='.
+	size_t sep = line.substr(0, 2) == "//" ? line.find('=') : line.find_first_of("=:");
 	if (sep == std::string_view::npos || sep == 0)
 		return false;
 	*name = trim(line.substr(0, sep));

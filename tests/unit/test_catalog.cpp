@@ -267,4 +267,16 @@ TEST(Catalog, FilesGetNamesAndTheGenericRule)
 	ASSERT_EQ(netrc.size(), 1u);
 	EXPECT_EQ(netrc[0].name, "password");
 	EXPECT_TRUE(scan_file("HOSTNAME=web-1\nLOG_LEVEL=debug\n").empty());
+	// .npmrc registry keys hold colons: the name is the whole key (its
+	// scope), the value what follows '='.
+	std::string npm = "npm_" + rnd(36, kAlnum, 13);
+	auto npmrc =
+	    scan_file("registry=http://127.0.0.1:4873/\n//127.0.0.1:4873/:_authToken=" + npm +
+	              "\n//npm.example.test/:_authToken=" + pw + "\n");
+	ASSERT_EQ(npmrc.size(), 2u);
+	EXPECT_EQ(npmrc[0].name, "//127.0.0.1:4873/:_authToken");
+	EXPECT_EQ(npmrc[0].secret.view(), npm);
+	EXPECT_EQ(npmrc[1].type, "generic_secret");
+	EXPECT_EQ(npmrc[1].name, "//npm.example.test/:_authToken");
+	EXPECT_EQ(npmrc[1].secret.view(), pw);
 }

@@ -11,6 +11,7 @@
 #include "keytrail/config/config.h"
 #include "keytrail/correlate/correlator.h"
 #include "keytrail/correlate/findings.h"
+#include "keytrail/correlate/policy.h"
 
 using namespace keytrail;
 using nlohmann::json;
@@ -286,6 +287,46 @@ TEST_F(CorrelatorTest, APackageRunnerFetchingItsServerUsesOnlyRegistryCredential
 	feed(secret("srv", kFp1, kT0 + 4, "env", "GITLAB_TOKEN"));
 	feed(connect("srv", kT0 + 5, "203.0.113.7", 443, "gitlab.example.com"));
 	EXPECT_EQ(of("secret_use").size(), 2u);
+}
+
+// An .npmrc token is scoped to its registry ("//host:port/:_authToken"):
+// a connect elsewhere (npx fetching from registry.npmjs.org) is not a use
+// of it, a connect to its registry is.
+TEST_F(CorrelatorTest, ARegistryScopedTokenIsUsedOnlyWithItsRegistry)
+{
+	make();
+	ProcStart npx = proc("npx", "spiffe://t/gitlab", kT0);
+	npx.launcher = true;
+	feed(npx);
+	SecretSeen local = secret("npx", kFp1, kT0, "file", "/root/.npmrc");
+	local.type = "npm_token";
+	local.name = "//10.1.2.3:4873/:_authToken";
+	feed(local);
+	feed(connect("npx", kT0 + 1, "104.16.0.35", 443, "registry.npmjs.org"));
+	feed(connect("npx", kT0 + 2, "10.1.2.3", 4874, ""));
+	EXPECT_TRUE(of("secret_use").empty());
+	EXPECT_EQ(corr->counters().credentials_out_of_scope, 2u);
+	ConnectSeen mine = connect("npx", kT0 + 3, "::ffff:10.1.2.3", 4873, "");
+	feed(mine);
+	SecretSeen npmjs = secret("npx", kFp2, kT0 + 4, "file", "/root/.npmrc");
+	npmjs.type = "npm_token";
+	npmjs.name = "//Registry.npmjs.org/:_authToken";
+	feed(npmjs);
+	feed(connect("npx", kT0 + 5, "104.16.0.35", 443, "registry.npmjs.org"));
+	auto uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 2u);
+	EXPECT_EQ(uses[0]["secret"]["fingerprint"], kFp1);
+	EXPECT_EQ(uses[0]["upstream"]["port"], 4873);
+	EXPECT_EQ(uses[1]["secret"]["fingerprint"], kFp2); // the other is out of scope there
+	EXPECT_EQ(uses[1]["pairing"], uses[0]["pairing"]);
+	// Any port of a scope without one, through a proxy by its target only.
+	EXPECT_TRUE(policy::scope_reaches("registry.npmjs.org", "10.0.0.1", 8443,
+	                                  "Registry.NPMJS.org", "", ""));
+	EXPECT_FALSE(policy::scope_reaches("registry.npmjs.org", "10.0.0.1", 443, "", "",
+	                                   "other.example:443"));
+	EXPECT_TRUE(policy::scope_reaches("[::1]:4873", "::1", 4873, "", "", ""));
+	EXPECT_EQ(policy::credential_scope("file", "//h:1/path/:_auth"), "h:1");
+	EXPECT_EQ(policy::credential_scope("env", "//h/:_authToken"), "");
 }
 
 TEST_F(CorrelatorTest, SeveralSecretsWithoutBindingAreReportedAsCandidates)

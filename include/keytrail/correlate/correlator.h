@@ -46,6 +46,8 @@ namespace keytrail
 	X(connects_ignored_loopback, "Loopback connects that name no remote host")                 \
 	X(launcher_fetches,                                                                        \
 	  "Connects of a package runner (npx, uvx) holding only its server's credentials")         \
+	X(credentials_out_of_scope,                                                                \
+	  "Connects elsewhere than the registry a held credential is scoped to (.npmrc //host/)")  \
 	X(unknown_process, "Inputs naming a process the correlator was never told of")             \
 	X(alerts, "Alerts and finding updates written")                                            \
 	X(alert_updates, "Finding updates written (a new holder, upstream, reason, window)")       \

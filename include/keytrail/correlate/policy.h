@@ -36,6 +36,18 @@ bool identity_allowed(const InventoryEntry &e, std::string_view identity);
 // credentials in its environment only pass through it.
 bool fetch_credential(std::string_view type, std::string_view source);
 
+// The registry a credential is scoped to by where it is stored: "host" or
+// "host:port" of an .npmrc key "//host[:port]/path/:_authToken". Empty:
+// not scoped (it may go anywhere its inventory entry allows).
+std::string_view credential_scope(std::string_view source, std::string_view name);
+
+// Whether a connect reaches that scope: the scope's host names the
+// upstream (its proxy target, SNI, HTTP Host, or else its address), and
+// the scope's port, when it has one, is the upstream's.
+bool scope_reaches(std::string_view scope, const std::string &addr, uint16_t port,
+                   const std::string &sni, const std::string &http_host,
+                   const std::string &proxy_target);
+
 // An upstream matches one of the patterns: a CIDR ("10.0.0.0/8",
 // "::1/128") against the address, else a host glob against the address,
 // the TLS SNI and the HTTP Host.
