@@ -126,6 +126,8 @@ HostPort host_port(std::string_view s)
 		    port < 65536)
 			hp.port = port;
 	}
+	if (hp.host.size() > 1 && hp.host.back() == '.') // a fully qualified name
+		hp.host.remove_suffix(1);
 	constexpr std::string_view mapped = "::ffff:";
 	if (hp.host.size() > mapped.size() && iequals(hp.host.substr(0, mapped.size()), mapped) &&
 	    hp.host.find('.') != std::string_view::npos)
@@ -135,9 +137,14 @@ HostPort host_port(std::string_view s)
 
 } // namespace
 
-std::string_view credential_scope(std::string_view source, std::string_view name)
+std::string_view credential_scope(std::string_view source, std::string_view location,
+                                  std::string_view name)
 {
-	if (source != "file" || name.substr(0, 2) != "//")
+	auto ends = [](std::string_view s, std::string_view tail) {
+		return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+	};
+	if (source != "file" || !ends(location, "npmrc") || name.substr(0, 2) != "//" ||
+	    !(ends(name, ":_authToken") || ends(name, ":_auth") || ends(name, ":_password")))
 		return {};
 	name.remove_prefix(2);
 	size_t end = name.find('/');

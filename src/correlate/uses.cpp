@@ -41,17 +41,20 @@ void Correlator::on(const ConnectSeen &e)
 	if (!p)
 		return;
 	usable(*p, e.time_ns, cands_);
-	// A credential scoped to a registry (.npmrc "//host/:_authToken") is
-	// sent only there.
-	size_t before = cands_.size();
-	std::erase_if(cands_, [&](const auto &c) {
-		std::string_view scope = policy::credential_scope(c.second->source, c.second->name);
-		return !scope.empty() && !policy::scope_reaches(scope, e.addr, e.port, e.sni,
-		                                                e.http_host, e.proxy_target);
-	});
-	if (cands_.size() < before)
-		counters_.credentials_out_of_scope++;
 	if (p->start.launcher && !cands_.empty()) {
+		// A package runner sends a registry token of its .npmrc
+		// ("//host/:_authToken") only to that registry. Any other process
+		// holding it may send it anywhere: that stays a use.
+		size_t before = cands_.size();
+		std::erase_if(cands_, [&](const auto &c) {
+			std::string_view scope = policy::credential_scope(
+			    c.second->source, c.second->location, c.second->name);
+			return !scope.empty() &&
+			       !policy::scope_reaches(scope, e.addr, e.port, e.sni, e.http_host,
+			                              e.proxy_target);
+		});
+		if (cands_.size() < before)
+			counters_.credentials_out_of_scope++;
 		// npx fetching the server: not a use of what it only passes down.
 		std::erase_if(cands_, [&](const auto &c) {
 			return !policy::fetch_credential(secrets_[c.second->secret].type,

@@ -269,7 +269,9 @@ bool assignment(std::string_view line, std::string_view *name, std::string_view 
 	}
 	// An .npmrc registry key ("//host:port/:_authToken=...") holds colons:
 	// its value starts after the '='.
-	size_t sep = line.substr(0, 2) == "//" ? line.find('=') : line.find_first_of("=:");
+	size_t sep = line.substr(0, 2) == "//" && line.find('=') != std::string_view::npos
+	                 ? line.find('=')
+	                 : line.find_first_of("=:");
 	if (sep == std::string_view::npos || sep == 0)
 		return false;
 	*name = trim(line.substr(0, sep));

@@ -325,8 +325,24 @@ TEST_F(CorrelatorTest, ARegistryScopedTokenIsUsedOnlyWithItsRegistry)
 	EXPECT_FALSE(policy::scope_reaches("registry.npmjs.org", "10.0.0.1", 443, "", "",
 	                                   "other.example:443"));
 	EXPECT_TRUE(policy::scope_reaches("[::1]:4873", "::1", 4873, "", "", ""));
-	EXPECT_EQ(policy::credential_scope("file", "//h:1/path/:_auth"), "h:1");
-	EXPECT_EQ(policy::credential_scope("env", "//h/:_authToken"), "");
+	EXPECT_TRUE(policy::scope_reaches("registry.npmjs.org", "10.0.0.1", 443,
+	                                  "registry.npmjs.org.", "", ""));
+	EXPECT_EQ(policy::credential_scope("file", "/etc/npmrc", "//h:1/path/:_auth"), "h:1");
+	EXPECT_EQ(policy::credential_scope("env", "NPMRC", "//h/:_authToken"), "");
+	EXPECT_EQ(policy::credential_scope("file", "/srv/.env", "//h/:_authToken"), "");
+	EXPECT_EQ(policy::credential_scope("file", "/root/.npmrc", "//h/:email"), "");
+	// Another process holding the same token may send it anywhere: a use.
+	ProcStart curl = proc("curl", "spiffe://t/gitlab", kT0 + 6);
+	feed(curl);
+	SecretSeen read = local;
+	read.exec_id = "curl";
+	read.time_ns = kT0 + 6;
+	feed(read);
+	feed(connect("curl", kT0 + 7, "198.51.100.9", 443, "evil.example"));
+	uses = of("secret_use");
+	ASSERT_EQ(uses.size(), 3u);
+	EXPECT_EQ(uses[2]["secret"]["fingerprint"], kFp1);
+	EXPECT_EQ(uses[2]["upstream"]["name"], "evil.example");
 }
 
 TEST_F(CorrelatorTest, SeveralSecretsWithoutBindingAreReportedAsCandidates)

@@ -36,10 +36,11 @@ bool identity_allowed(const InventoryEntry &e, std::string_view identity);
 // credentials in its environment only pass through it.
 bool fetch_credential(std::string_view type, std::string_view source);
 
-// The registry a credential is scoped to by where it is stored: "host" or
-// "host:port" of an .npmrc key "//host[:port]/path/:_authToken". Empty:
-// not scoped (it may go anywhere its inventory entry allows).
-std::string_view credential_scope(std::string_view source, std::string_view name);
+// The registry a package runner sends a credential to: "host" or
+// "host:port" of an npmrc key "//host[:port]/path/:_authToken" (or
+// :_auth, :_password) read from an npmrc file. Empty: not scoped.
+std::string_view credential_scope(std::string_view source, std::string_view location,
+                                  std::string_view name);
 
 // Whether a connect reaches that scope: the scope's host names the
 // upstream (its proxy target, SNI, HTTP Host, or else its address), and
