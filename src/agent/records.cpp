@@ -57,15 +57,19 @@ Record EventRecords::observation(const char *type, const EventContext &ctx, Own 
 		nlohmann::json b = base(type, ctx);
 		for (const char *mine : {"type", "time", "tid"})
 			b.erase(mine);
-		auto keys = std::make_shared<IndexKeys>();
-		keys->exec_id = b.value("exec_id", "");
-		keys->mcp_server = b.value("mcp_server", "");
-		keys->identity = b.value("identity", "");
-		keys->pid = ctx.pid;
 		std::string s = dump_json(b);
-		return std::make_pair(
-		    std::make_shared<const std::string>(s.substr(1, s.size() - 2)),
-		    std::shared_ptr<const IndexKeys>(std::move(keys)));
+		auto json = std::make_shared<const std::string>(s.substr(1, s.size() - 2));
+		// The keys as the line holds them (dump_json replaced any invalid
+		// UTF-8 of a name): read back, once per process.
+		nlohmann::json line = nlohmann::json::parse(s, nullptr, false);
+		if (!line.is_object())
+			return std::make_pair(json, std::shared_ptr<const IndexKeys>());
+		auto keys = std::make_shared<IndexKeys>();
+		keys->exec_id = line.value("exec_id", "");
+		keys->mcp_server = line.value("mcp_server", "");
+		keys->identity = line.value("identity", "");
+		keys->pid = ctx.pid;
+		return std::make_pair(json, std::shared_ptr<const IndexKeys>(std::move(keys)));
 	};
 	std::shared_ptr<const std::string> json;
 	std::shared_ptr<const IndexKeys> keys;

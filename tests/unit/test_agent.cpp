@@ -250,7 +250,13 @@ TEST_F(AgentTest, ObservationsCarryTheIndexKeysTheirLinesHold)
 	FakeProc child{4500052, 4500051, 1000, 2000000000, "node", KT_F_TRACKED};
 	send(k.fork(srv, child));
 	FakeProc stranger{4500053, 4500050, 1000, 3000000000, "cat", KT_F_TRACKED};
-	for (const FakeProc *p : {&srv, &child, &stranger}) {
+	// A server whose name (from its argv) is not valid UTF-8: the line
+	// shows it replaced, and so must the keys.
+	FakeProc odd{4500054, 1, 1000, 4000000000, "node", KT_F_TRACKED | KT_F_PROVISIONAL};
+	send(k.exec(
+	    odd, "/usr/bin/node",
+	    {"node", "/opt/node_modules/@modelcontextprotocol/server-\xff\xfex/dist/index.js"}));
+	for (const FakeProc *p : {&srv, &child, &stranger, &odd}) {
 		send(k.open(*p, "/etc/hostname", 7, 1, 88));
 		send(k.close(*p, 7, 1, 88, 9));
 	}
@@ -268,8 +274,8 @@ TEST_F(AgentTest, ObservationsCarryTheIndexKeysTheirLinesHold)
 		EXPECT_EQ(handed.first, parsed.first) << r.line;
 		EXPECT_EQ(json::parse(r.line)["type"], std::string(r.type));
 	}
-	EXPECT_EQ(mine, 6u);
-	EXPECT_GE(named, 4u); // the server's and its child's
+	EXPECT_EQ(mine, 8u);
+	EXPECT_GE(named, 6u); // the servers' and the child's
 }
 
 // An exit reports the fds still open with what the kernel counted, and
