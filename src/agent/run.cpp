@@ -150,20 +150,22 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 		return k.records - k.records_by_type[KT_EV_EXEC] - k.records_by_type[KT_EV_FORK] -
 		       k.records_by_type[KT_EV_EXIT] - k.records_by_type[KT_EV_STDIO];
 	};
-	int timeout_ms = 25;
+	steady::time_point last_prompt{};
 	while (!stop.load()) {
-		// The poll timeout bounds event latency. After records that may
-		// wake us, look again soon: a burst's last ones sent no wakeup.
-		// After lifecycle records only (a busy host's churn), not: that
-		// would wake the agent every 2 ms for records that never hurry.
+		// The poll timeout bounds event latency. For a few ms after
+		// records that may wake us, look again soon: a burst's last ones
+		// sent no wakeup (one a ms). After lifecycle records only (a busy
+		// host's churn), not: that would wake the agent every 2 ms for
+		// records that never hurry.
 		uint64_t prompt = prompt_records();
-		int n = loader.poll(timeout_ms);
-		timeout_ms = n > 0 && prompt_records() > prompt ? 2 : 25;
+		int n = loader.poll(now - last_prompt < std::chrono::milliseconds(3) ? 2 : 25);
 		if (n < 0) {
 			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
 			break;
 		}
 		now = steady::now();
+		if (prompt_records() > prompt)
+			last_prompt = now;
 		agent.tick();
 		out.flush(); // the observations of this batch, to the writers at once
 		if (reload && reload->exchange(false))

@@ -123,6 +123,9 @@ void Output::Route::hand_over()
 	// Only the last can be other than an observation: it handed them over.
 	urgent = urgent || !is_observation(staged.back().type);
 	for (auto &item : staged) {
+		if (opts.block_when_full && waiting == Wait::idle &&
+		    queued_bytes + item.line.size() > opts.max_queue_bytes)
+			cv.notify_one(); // what is queued frees room only once written
 		if (opts.block_when_full)
 			room.wait(lock, [&] {
 				return stop || queued_bytes == 0 ||
