@@ -69,6 +69,7 @@ Record EventRecords::observation(const char *type, const EventContext &ctx, Own 
 		keys->mcp_server = line.value("mcp_server", "");
 		keys->identity = line.value("identity", "");
 		keys->pid = ctx.pid;
+		keys->members = *json;
 		return std::make_pair(json, std::shared_ptr<const IndexKeys>(std::move(keys)));
 	};
 	std::shared_ptr<const std::string> json;

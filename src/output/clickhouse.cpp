@@ -239,6 +239,7 @@ void JournalTail::close_current()
 	fd_ = -1;
 	gz_ = nullptr;
 	buf_.clear();
+	records_ = SegmentLines();
 }
 
 bool JournalTail::open_next()
@@ -307,12 +308,19 @@ size_t JournalTail::read(size_t max, std::vector<Line> &out)
 			return n;
 		size_t start = 0, nl;
 		while (n < max && (nl = buf_.find('\n', start)) != std::string::npos) {
+			// Line numbers count every line of the file (event ids name
+			// them); members lines are read even where skipped, never sent.
 			uint64_t no = line_++;
+			std::string_view record;
+			auto kind =
+			    records_.take(std::string_view(buf_).substr(start, nl - start), record);
 			if (skip_ > 0) {
 				skip_--;
-			} else {
-				out.push_back({seg_, no, buf_.substr(start, nl - start)});
+			} else if (kind == SegmentLines::Kind::record) {
+				out.push_back({seg_, no, std::string(record)});
 				n++;
+			} else if (kind == SegmentLines::Kind::unresolved) {
+				cut_++;
 			}
 			start = nl + 1;
 		}
@@ -523,6 +531,7 @@ void ClickHouseShipper::run()
 		caught_up_ = b.lines == 0;
 		pending_first_ns_ = b.first_ns;
 		counters_.lost_segments = tail_->lost_segments();
+		counters_.cut_lines = tail_->cut_lines();
 	};
 	for (;;) {
 		bool stopping = stop_;

@@ -40,6 +40,23 @@ bool is_open_segment(const std::string &n)
 	return n.starts_with(kPrefix) && n.ends_with(".jsonl");
 }
 
+// A record type as the writer compacts it and the reader expands it.
+bool is_name(std::string_view s)
+{
+	return !s.empty() && std::all_of(s.begin(), s.end(),
+	                                 [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
+}
+
+void append_number(std::string &out, uint32_t n)
+{
+	char buf[16];
+	auto r = std::to_chars(buf, buf + sizeof(buf), n);
+	out.append(buf, static_cast<size_t>(r.ptr - buf));
+}
+
+constexpr std::string_view kMembersType = "{\"type\":\"journal_members\",\"journal_members\":";
+constexpr size_t kMaxMembersBytes = 64u << 20; // a reader's bound, per segment
+
 bool is_closed_segment(const std::string &n)
 {
 	return n.starts_with(kPrefix) && n.ends_with(".jsonl.gz");
@@ -145,6 +162,10 @@ bool JournalSink::open_segment(int64_t now_ns)
 	     i++)
 		t += 1000; // the names have microseconds
 	named_ns_ = t;
+	expand_leftover();
+	members_.clear();
+	member_ids_.clear();
+	last_keys_ = nullptr;
 	path_ = cfg_.dir + "/" + kPrefix + compact_utc(t) + ".jsonl";
 	fd_ = open_private_file(path_, true);
 	if (fd_ < 0)
@@ -187,6 +208,31 @@ bool JournalSink::close_segment()
 	return true;
 }
 
+void JournalSink::expand_leftover()
+{
+	if (buf_.empty() || members_.empty())
+		return;
+	// They may refer to the failed segment's members: the next does not
+	// have them.
+	SegmentLines lines;
+	std::string def;
+	for (size_t i = 0; i < members_.size(); i++) {
+		def.clear();
+		SegmentLines::append_members_line(def, static_cast<uint32_t>(i), members_[i]);
+		std::string_view ignored;
+		lines.take(std::string_view(def).substr(0, def.size() - 1), ignored);
+	}
+	std::string whole;
+	std::string_view rest = buf_;
+	for (size_t nl; (nl = rest.find('\n')) != std::string_view::npos;
+	     rest.remove_prefix(nl + 1)) {
+		std::string_view record;
+		if (lines.take(rest.substr(0, nl), record) == SegmentLines::Kind::record)
+			whole.append(record).push_back('\n');
+	}
+	buf_ = std::move(whole);
+}
+
 bool JournalSink::write(std::string_view line, const LineMeta &meta)
 {
 	int64_t now = meta.time_ns ? meta.time_ns : wall_now_ns();
@@ -200,13 +246,59 @@ bool JournalSink::write(std::string_view line, const LineMeta &meta)
 	}
 	if (buf_.size() >= (64u << 10) && !flush() && buf_.size() >= (4u << 20))
 		return false;
-	buf_.append(line);
-	buf_.push_back('\n');
-	if (meta.keys)
-		ix_.add_keys(meta.type, meta.record_ns, *meta.keys);
-	else
+	if (!meta.keys) {
+		buf_.append(line);
+		buf_.push_back('\n');
 		ix_.add_line(line);
+		return true;
+	}
+	// An observation: {"type":"<type>",<its process's members>,<the rest>}.
+	// Its members go into the segment once; the line refers to them.
+	const std::string &members = meta.keys->members;
+	size_t head = 11 + meta.type.size(); // {"type":"<type>",
+	// (A fork indexes its exec_id as a parent: never compacted.)
+	bool compact =
+	    !members.empty() && meta.type != "fork" && is_name(meta.type) &&
+	    line.size() > head + members.size() && line.starts_with("{\"type\":\"") &&
+	    line.substr(9, meta.type.size()) == meta.type && line.substr(head - 2, 2) == "\"," &&
+	    line.substr(head, members.size()) == members && line[head + members.size()] == ',';
+	if (!compact) {
+		buf_.append(line);
+		buf_.push_back('\n');
+		ix_.add_keys(meta.type, meta.record_ns, *meta.keys);
+		return true;
+	}
+	bool fresh = false;
+	uint32_t id = members_id(*meta.keys, fresh);
+	if (fresh) {
+		SegmentLines::append_members_line(buf_, id, members);
+		ix_.add_keys(meta.type, meta.record_ns, *meta.keys);
+	} else {
+		ix_.add_time(meta.record_ns); // the same keys: they are in the index
+	}
+	buf_.append(line.substr(0, head));
+	buf_.append("\"journal_members\":");
+	append_number(buf_, id);
+	buf_.append(line.substr(head + members.size()));
+	buf_.push_back('\n');
 	return true;
+}
+
+uint32_t JournalSink::members_id(const IndexKeys &keys, bool &fresh)
+{
+	if (&keys == last_keys_ && members_[last_id_] == keys.members)
+		return last_id_;
+	auto it = member_ids_.find(keys.members);
+	fresh = it == member_ids_.end();
+	if (fresh) {
+		members_.push_back(keys.members);
+		it =
+		    member_ids_.emplace(members_.back(), static_cast<uint32_t>(members_.size() - 1))
+		        .first;
+	}
+	last_keys_ = &keys;
+	last_id_ = it->second;
+	return last_id_;
 }
 
 bool JournalSink::flush()
@@ -267,6 +359,51 @@ void JournalSink::retain(int64_t now_ns)
 	}
 }
 
+void SegmentLines::append_members_line(std::string &out, uint32_t id, std::string_view members)
+{
+	out.append(kMembersType);
+	append_number(out, id);
+	out.push_back(',');
+	out.append(members);
+	out.append("}\n");
+}
+
+SegmentLines::Kind SegmentLines::take(std::string_view line, std::string_view &record)
+{
+	record = line;
+	// {"type":"<name>","journal_members":<N>, ...
+	constexpr std::string_view kType = "{\"type\":\"", kRef = "\",\"journal_members\":";
+	if (!line.starts_with(kType))
+		return Kind::record;
+	size_t end = line.find('"', kType.size());
+	if (end == std::string_view::npos ||
+	    !is_name(line.substr(kType.size(), end - kType.size())) ||
+	    line.substr(end, kRef.size()) != kRef)
+		return Kind::record;
+	size_t at = end + kRef.size();
+	uint32_t id = 0;
+	auto [ptr, ec] = std::from_chars(line.data() + at, line.data() + line.size(), id);
+	size_t after = static_cast<size_t>(ptr - line.data());
+	if (ec != std::errc() || after >= line.size() || line[after] != ',')
+		return Kind::record;
+	if (line.starts_with(kMembersType)) {
+		// Numbered in order from 0; bounded.
+		if (id != members_.size() || !line.ends_with('}') ||
+		    bytes_ + line.size() > kMaxMembersBytes)
+			return Kind::unresolved;
+		members_.emplace_back(line.substr(after + 1, line.size() - after - 2));
+		bytes_ += line.size();
+		return Kind::members;
+	}
+	if (id >= members_.size())
+		return Kind::unresolved;
+	whole_.assign(line.substr(0, end + 2)); // {"type":"<name>",
+	whole_.append(members_[id]);
+	whole_.append(line.substr(after));
+	record = whole_;
+	return Kind::record;
+}
+
 std::vector<std::string> journal_segments(const std::string &dir)
 {
 	auto out = list(dir, is_closed_segment);
@@ -295,6 +432,7 @@ bool read_segment_lines(const std::string &path, const std::function<bool(std::s
 		return true;
 	}
 	gzbuffer(gz, 128 * 1024);
+	SegmentLines records;
 	std::string line;
 	bool too_long = false;
 	char buf[64 * 1024];
@@ -319,9 +457,13 @@ bool read_segment_lines(const std::string &path, const std::function<bool(std::s
 				whole = line;
 			}
 			start = i + 1;
+			std::string_view record;
 			if (too_long || whole.size() > kMaxLine) {
 				st.bad_lines++;
-			} else if (!f(whole)) {
+			} else if (auto kind = records.take(whole, record);
+			           kind == SegmentLines::Kind::unresolved) {
+				st.bad_lines++;
+			} else if (kind == SegmentLines::Kind::record && !f(record)) {
 				gzclose(gz);
 				return false;
 			}
@@ -510,11 +652,16 @@ bool SegmentIndex::add_line(std::string_view text)
 	return true;
 }
 
-void SegmentIndex::add_keys(std::string_view type, int64_t time_ns, const IndexKeys &keys)
+void SegmentIndex::add_time(int64_t time_ns)
 {
 	records++;
 	first = first && first < time_ns ? first : time_ns; // an observation has a time
 	last = std::max(last, time_ns);
+}
+
+void SegmentIndex::add_keys(std::string_view type, int64_t time_ns, const IndexKeys &keys)
+{
+	add_time(time_ns);
 	if (!keys.exec_id.empty())
 		(type == "fork" ? parents : exec_ids).add(keys.exec_id);
 	if (keys.pid) {

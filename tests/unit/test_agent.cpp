@@ -273,6 +273,11 @@ TEST_F(AgentTest, ObservationsCarryTheIndexKeysTheirLinesHold)
 		EXPECT_EQ(handed.encode(), parsed.encode()) << r.line;
 		EXPECT_EQ(handed.first, parsed.first) << r.line;
 		EXPECT_EQ(json::parse(r.line)["type"], std::string(r.type));
+		// What the journal writes once per segment, as the line has it.
+		std::string head = "{\"type\":\"" + std::string(r.type) + "\",";
+		EXPECT_EQ(r.line.substr(0, head.size() + r.keys->members.size() + 1),
+		          head + r.keys->members + ",")
+		    << r.line;
 	}
 	EXPECT_EQ(mine, 8u);
 	EXPECT_GE(named, 6u); // the servers' and the child's

@@ -88,6 +88,44 @@ TEST(JournalTail, ReadsAGrowingSegmentThenTheNextAndResumesFromACursor)
 	EXPECT_NE(next.front().segment, got[0].segment);
 }
 
+// Observations the journal wrote against their process's members line are
+// shipped whole; a cursor past that line still has them.
+TEST(JournalTail, ShipsObservationsWholeAndNumbersEveryLineOfTheFile)
+{
+	std::string dir = tmpdir();
+	JournalConfig cfg;
+	cfg.dir = dir + "/journal";
+	auto keys = std::make_shared<IndexKeys>();
+	keys->exec_id = "b00t:1:4200";
+	keys->pid = 4200;
+	keys->members = "\"comm\":\"node\",\"exec_id\":\"b00t:1:4200\",\"pid\":4200";
+	std::vector<std::string> lines;
+	{
+		JournalSink j(cfg);
+		for (int i = 0; i < 6; i++) {
+			lines.push_back("{\"type\":\"open\"," + keys->members +
+			                ",\"time\":\"2026-12-03T04:00:00.000001Z\",\"fd\":" +
+			                std::to_string(i) + "}");
+			ASSERT_TRUE(j.write(lines.back(), LineMeta{"open", 6, 1, 1, keys.get()}));
+		}
+		ASSERT_TRUE(j.flush());
+	}
+	std::vector<JournalTail::Line> got;
+	JournalTail tail(cfg.dir, "", 0);
+	tail.read(100, got);
+	ASSERT_EQ(got.size(), 6u);
+	for (size_t i = 0; i < got.size(); i++) {
+		EXPECT_EQ(got[i].text, lines[i]);
+		EXPECT_EQ(got[i].line, i + 1); // line 0 holds the members
+	}
+	JournalTail again(cfg.dir, got[3].segment, got[3].line);
+	std::vector<JournalTail::Line> rest;
+	again.read(100, rest);
+	ASSERT_EQ(rest.size(), 3u);
+	EXPECT_EQ(rest[0].text, lines[3]);
+	EXPECT_EQ(again.cut_lines(), 0u);
+}
+
 TEST(JournalTail, SkipsALineACrashCutAndCountsALostSegment)
 {
 	std::string dir = tmpdir();

@@ -492,6 +492,138 @@ TEST(Journal, ASegmentLeftOpenByACrashIsClosedAtStart)
 	EXPECT_EQ(gunzip(segs[0]), "{\"i\":1}\n");
 }
 
+namespace
+{
+
+// An observation as EventRecords::observation builds it: the type, its
+// process's members (what IndexKeys::members holds), then its own.
+struct Observation {
+	std::string line;
+	std::shared_ptr<const IndexKeys> keys;
+};
+
+std::shared_ptr<const IndexKeys> process_keys(uint32_t pid, const std::string &comm)
+{
+	auto k = std::make_shared<IndexKeys>();
+	k->exec_id = "b00t:" + std::to_string(pid * 7) + ":" + std::to_string(pid);
+	k->pid = pid;
+	k->mcp_server = "github";
+	k->identity = "spiffe://keytrail.local/h/github/u1000";
+	std::string m = json{
+	    {"comm", comm},
+	    {"exec_id", k->exec_id},
+	    {"gid", 1000},
+	    {"host", "h"},
+	    {"identity", k->identity},
+	    {"mcp_server", k->mcp_server},
+	    {"pid", pid},
+	    {"ppid", 1},
+	    {"uid", 1000}}.dump();
+	k->members = m.substr(1, m.size() - 2);
+	return k;
+}
+
+Observation observation(const std::shared_ptr<const IndexKeys> &k, const char *type, int i)
+{
+	return {std::string("{\"type\":\"") + type + "\"," + k->members +
+	            ",\"time\":\"2026-12-03T04:00:00.000001Z\",\"fd\":" + std::to_string(i) +
+	            ",\"path\":\"/srv/\\\"members\\\":" + std::to_string(i) + "\"}",
+	        k};
+}
+
+std::vector<std::string> segment_lines(const std::string &path, JournalReadStats *st = nullptr)
+{
+	std::vector<std::string> out;
+	read_journal_segment_lines(
+	    path,
+	    [&](std::string_view l) {
+		    out.emplace_back(l);
+		    return true;
+	    },
+	    st);
+	return out;
+}
+
+} // namespace
+
+// The journal writes a process's members once per segment and its
+// observations refer to them; every reader gets each record back byte for
+// byte, from any segment read alone.
+TEST(Journal, ObservationsReferToTheirProcessAndReadBackWhole)
+{
+	std::string dir = temp_dir() + "/journal";
+	JournalConfig cfg;
+	cfg.dir = dir;
+	cfg.segment_size = 8192;
+	auto a = process_keys(4100, "node"), b = process_keys(4101, "git \"x\" \u00fc");
+	// Another process's keys whose members the line does not hold: whole.
+	auto liar = process_keys(4102, "curl");
+	std::vector<std::string> written;
+	{
+		JournalSink j(cfg);
+		for (int i = 0; i < 300; i++) {
+			Observation o = observation(i % 3 ? a : b, i % 2 ? "open" : "close", i);
+			if (i % 50 == 7)
+				o = {observation(a, "open", i).line, liar};
+			LineMeta meta{i % 2 ? "open" : "close", 6, SystemClock().now_ns(),
+			              SystemClock().now_ns(), o.keys.get()};
+			ASSERT_TRUE(j.write(o.line, meta));
+			written.push_back(o.line);
+			if (i % 10 == 0) {
+				std::string alert = json{{"type", "alert"}, {"i", i}}.dump();
+				ASSERT_TRUE(
+				    j.write(alert, LineMeta{"alert", 4, SystemClock().now_ns()}));
+				written.push_back(alert);
+			}
+			ASSERT_TRUE(j.flush());
+		}
+	}
+	auto segs = journal_segments(dir);
+	ASSERT_GT(segs.size(), 3u);
+	std::vector<std::string> read;
+	size_t raw_bytes = 0, whole_bytes = 0;
+	for (const auto &s : segs) {
+		JournalReadStats st;
+		auto lines = segment_lines(s, &st);
+		EXPECT_EQ(st.bad_lines, 0u) << s;
+		std::string raw = gunzip(s);
+		raw_bytes += raw.size();
+		// Each segment defines the members it uses, from 0.
+		EXPECT_NE(raw.find("{\"type\":\"journal_members\",\"journal_members\":0,"),
+		          std::string::npos);
+		for (auto &l : lines)
+			whole_bytes += l.size() + 1;
+		read.insert(read.end(), lines.begin(), lines.end());
+	}
+	EXPECT_EQ(read, written);
+	EXPECT_LT(raw_bytes, whole_bytes * 2 / 3); // the members are most of a line here
+	// The index holds the keys of every segment's processes.
+	auto ix = read_segment_index(segs[0]);
+	ASSERT_TRUE(ix);
+	EXPECT_TRUE(ix->may_name_exec_id(a->exec_id));
+	EXPECT_TRUE(ix->may_name_pid(4101));
+	EXPECT_EQ(ix->records, segment_lines(segs[0]).size());
+}
+
+TEST(Journal, AReferenceToMembersTheSegmentLacksIsCountedNotGuessed)
+{
+	std::string dir = temp_dir();
+	{
+		std::ofstream o(dir + "/journal-20260102T000000.000000Z.jsonl");
+		o << "{\"type\":\"journal_members\",\"journal_members\":0,\"pid\":1}\n"
+		  << "{\"type\":\"open\",\"journal_members\":0,\"fd\":3}\n"
+		  << "{\"type\":\"open\",\"journal_members\":1,\"fd\":4}\n"
+		  << "{\"type\":\"journal_members\",\"journal_members\":5,\"pid\":2}\n"
+		  << "{\"type\":\"open\",\"journal_members\":x,\"fd\":5}\n";
+	}
+	JournalReadStats st;
+	auto lines = segment_lines(dir + "/journal-20260102T000000.000000Z.jsonl", &st);
+	ASSERT_EQ(lines.size(), 2u);
+	EXPECT_EQ(lines[0], "{\"type\":\"open\",\"pid\":1,\"fd\":3}");
+	EXPECT_EQ(lines[1], "{\"type\":\"open\",\"journal_members\":x,\"fd\":5}"); // not ours
+	EXPECT_EQ(st.bad_lines, 2u); // member 1 never defined; 5 out of order
+}
+
 TEST(Record, SplicesRawValuesAndRawMembers)
 {
 	Record r;

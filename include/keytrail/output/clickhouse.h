@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "keytrail/config/config.h"
+#include "keytrail/output/journal.h"
 #include "keytrail/util/counters.h"
 #include "keytrail/util/secret_bytes.h"
 
@@ -133,6 +134,7 @@ class JournalTail
 	int fd_ = -1;              // a plain (open) segment
 	void *gz_ = nullptr;       // a closed .gz one
 	std::string buf_;          // read, not yet split
+	SegmentLines records_;     // of the current segment
 	bool opened_once_ = false; // seg_ was opened (the cursor's is skipped into)
 };
 
@@ -144,7 +146,9 @@ class JournalTail
 	X(errors, "INSERTs that failed.")                                                          \
 	X(bad_lines, "Journal lines that were not a JSON record.")                                 \
 	X(cursor_errors, "Cursor writes that failed (the batch is sent again later).")             \
-	X(lost_segments, "Journal segments retention removed before they were shipped.")
+	X(lost_segments, "Journal segments retention removed before they were shipped.")           \
+	X(cut_lines, "Journal lines not shipped: cut by a crash, or naming members their "         \
+	             "segment does not hold.")
 
 struct ClickHouseCounters {
 	KT_CLICKHOUSE_COUNTERS(KT_COUNTER_FIELD)

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -87,6 +88,8 @@ struct SegmentIndex {
 	// What add_line would add for an observation line its producer
 	// described (Record::time_ns, keys) without parsing it.
 	void add_keys(std::string_view type, int64_t time_ns, const IndexKeys &keys);
+	// Another observation whose keys were added before.
+	void add_time(int64_t time_ns);
 	bool may_name_exec_id(const std::string &id) const { return exec_ids.may_have(id); }
 	bool may_name_parent(const std::string &id) const { return parents.may_have(id); }
 	bool may_name_pid(uint32_t pid) const { return pids.may_have(std::to_string(pid)); }
@@ -96,6 +99,34 @@ struct SegmentIndex {
 	// `file`'s filters are used in place: `owner` keeps its bytes alive.
 	static std::optional<SegmentIndex> decode(std::string_view file,
 	                                          std::shared_ptr<const void> owner);
+};
+
+// A segment's lines as records. The journal writes a process's members
+// (comm, exec_id, host, pid, ...: what every observation of it repeats)
+// once per segment, as
+//   {"type":"journal_members","journal_members":N,<the members>}
+// and each observation of it (open, close) as
+//   {"type":"open","journal_members":N,<the rest of the record>}
+// A reader passes every line of one segment, from its first, through one
+// SegmentLines, which gives each record back whole, byte for byte as it
+// was emitted, and hides the members lines.
+class SegmentLines
+{
+      public:
+	enum class Kind {
+		record,     // `record` is the record
+		members,    // a members line: not a record
+		unresolved, // refers to members this segment never defined
+	};
+	// `record` stays valid until the next call.
+	Kind take(std::string_view line, std::string_view &record);
+	// The members line for `members` as number `id`.
+	static void append_members_line(std::string &out, uint32_t id, std::string_view members);
+
+      private:
+	std::vector<std::string> members_;
+	size_t bytes_ = 0;
+	std::string whole_;
 };
 
 class JournalSink : public Sink
@@ -110,6 +141,11 @@ class JournalSink : public Sink
 
       private:
 	bool open_segment(int64_t now_ns);
+	// The number of these members in the open segment; fresh: not written
+	// before (the caller writes its members line).
+	uint32_t members_id(const IndexKeys &keys, bool &fresh);
+	// Lines a failed segment left unwritten, made whole for the next one.
+	void expand_leftover();
 	bool close_segment();
 	void retain(int64_t now_ns);
 	void compress_closed(); // the compressor thread
@@ -127,6 +163,11 @@ class JournalSink : public Sink
 	int64_t named_ns_ = 0; // the time in the newest segment's name
 	std::string buf_;
 	SegmentIndex ix_; // of the open segment, line by line
+	// The open segment's members lines: text by number, number by text.
+	std::deque<std::string> members_;
+	std::unordered_map<std::string_view, uint32_t> member_ids_;
+	const IndexKeys *last_keys_ = nullptr; // and its number: most lines repeat it
+	uint32_t last_id_ = 0;
 
 	std::mutex mu_;        // guards closed_ and stop_
 	std::mutex retain_mu_; // one retention pass at a time
@@ -145,9 +186,10 @@ bool write_segment_index(const std::string &segment, SegmentIndex ix);
 // The index beside a segment, if there is one and it describes the segment.
 std::optional<SegmentIndex> read_segment_index(const std::string &segment);
 
-// Calls f for each whole line of one segment (plain or gzip), for a reader
-// that parses records its own way; lines over the size bound and a cut last
-// line are counted bad and not passed. Returns false if f does.
+// Calls f for each record line of one segment (plain or gzip), made whole
+// (SegmentLines), for a reader that parses records its own way; lines over
+// the size bound, a cut last line and a reference to undefined members are
+// counted bad and not passed. Returns false if f does.
 bool read_journal_segment_lines(const std::string &path,
                                 const std::function<bool(std::string_view)> &f,
                                 JournalReadStats *stats = nullptr);

@@ -44,10 +44,13 @@ struct RawField {
 
 // What the journal indexes an observation by (SegmentIndex::add_keys),
 // known to whoever built it: a process's keys are made once with its
-// serialized members and shared by all its records.
+// serialized members and shared by all its records. `members` are those
+// members as the line holds them, right after its "type": the journal
+// writes them once per segment and the line refers to them.
 struct IndexKeys {
 	std::string exec_id, mcp_server, identity; // empty: absent
 	uint32_t pid = 0;
+	std::string members;
 };
 
 struct Record {
