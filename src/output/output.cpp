@@ -54,6 +54,7 @@ void Output::add(std::unique_ptr<Sink> sink, RouteOptions opts)
 	Route *raw = r.get();
 	r->thread = std::thread([raw] { raw->run(); });
 	routes_.push_back(std::move(r));
+	observation_routes_.clear();
 }
 
 void Output::emit(const nlohmann::json &record)
@@ -66,10 +67,7 @@ void Output::emit(const nlohmann::json &record)
 void Output::emit(Record &&record)
 {
 	if (!record.line.empty()) {
-		// An observation: its line is made already, and moved to a route.
-		emit(
-		    record.type, severity("info").syslog, [&] { return std::move(record.line); },
-		    [] { return nlohmann::json(); }, record.time_ns, record.keys);
+		emit_observation(std::move(record));
 		return;
 	}
 	emit(
@@ -79,8 +77,7 @@ void Output::emit(Record &&record)
 
 void Output::emit(std::string_view type_name, int severity,
                   const std::function<std::string()> &json_line,
-                  const std::function<nlohmann::json()> &ocsf, int64_t time_ns,
-                  const std::shared_ptr<const IndexKeys> &keys)
+                  const std::function<nlohmann::json()> &ocsf)
 {
 	std::string type(type_name);
 	std::string json; // serialized once, on first need
@@ -103,8 +100,39 @@ void Output::emit(std::string_view type_name, int severity,
 				json = json_line();
 			line = --json_routes ? json : std::move(json);
 		}
-		r->staged.push_back({std::move(line), type, severity, now, time_ns, keys});
+		r->staged.push_back({std::move(line), type, severity, now, 0, nullptr});
 		if (urgent || r->staged.size() >= kStagedLines)
+			r->hand_over();
+	}
+}
+
+const std::vector<Output::Route *> &Output::observation_routes(std::string_view type)
+{
+	for (const auto &[t, routes] : observation_routes_)
+		if (t == type)
+			return routes;
+	std::vector<Route *> to;
+	for (auto &r : routes_)
+		if (r->opts.format != "ocsf" &&
+		    (r->opts.records.empty() || r->opts.records.count(std::string(type))))
+			to.push_back(r.get());
+	observation_routes_.emplace_back(type, std::move(to));
+	return observation_routes_.back().second;
+}
+
+void Output::emit_observation(Record &&record)
+{
+	static const int info = severity("info").syslog;
+	const auto &to = observation_routes(record.type);
+	// Its own time stands for when it was emitted: no clock read per line.
+	int64_t now = record.time_ns ? record.time_ns : wall_now_ns();
+	for (size_t i = 0; i < to.size(); i++) {
+		Route *r = to[i];
+		// The last route takes the line, the others copy it.
+		r->staged.push_back({i + 1 < to.size() ? record.line : std::move(record.line),
+		                     std::string(record.type), info, now, record.time_ns,
+		                     record.keys});
+		if (r->staged.size() >= kStagedLines)
 			r->hand_over();
 	}
 }
@@ -285,6 +313,7 @@ void Output::replace(const std::string &group,
 		retired_dropped_ += r->dropped;
 	}
 	std::erase_if(routes_, [&](const auto &r) { return r->opts.group == group; });
+	observation_routes_.clear();
 	for (auto &[sink, opts] : routes) {
 		opts.group = group;
 		add(std::move(sink), std::move(opts));

@@ -257,6 +257,73 @@ TEST(Output, RecordFiltersAndOcsfRoutes)
 	EXPECT_EQ(f["class_uid"], 2004);
 }
 
+// Observations (built as their line) go to the JSON routes whose filter
+// takes their type, as the routes are after a reload replaced them.
+namespace
+{
+
+// Lines kept past the sink's end (a replaced route's sink is destroyed).
+class KeptSink : public Sink
+{
+      public:
+	explicit KeptSink(std::shared_ptr<std::vector<std::string>> lines)
+	    : lines_(std::move(lines))
+	{
+	}
+	bool write(std::string_view line, const LineMeta &) override
+	{
+		lines_->emplace_back(line); // one writer thread per sink
+		return true;
+	}
+	std::string name() const override { return "kept"; }
+
+      private:
+	std::shared_ptr<std::vector<std::string>> lines_;
+};
+
+} // namespace
+
+// Observations (built as their line) go to the JSON routes whose filter
+// takes their type, as the routes are after a reload replaced them.
+TEST(Output, ObservationsFollowTheFiltersOfTheRoutesOfTheMoment)
+{
+	auto observation = [](const char *type, int i) {
+		Record r;
+		r.type = type;
+		r.line = std::string("{\"type\":\"") + type + "\",\"i\":" + std::to_string(i) + "}";
+		r.time_ns = 1;
+		return r;
+	};
+	using Lines = std::vector<std::string>;
+	auto all = std::make_shared<Lines>(), opens = std::make_shared<Lines>(),
+	     closes = std::make_shared<Lines>(), ocsf = std::make_shared<Lines>();
+	Output out;
+	out.add(std::make_unique<KeptSink>(all));
+	RouteOptions only;
+	only.records = {"open"};
+	only.group = "outputs";
+	out.add(std::make_unique<KeptSink>(opens), only);
+	RouteOptions f;
+	f.format = "ocsf";
+	out.add(std::make_unique<KeptSink>(ocsf), f);
+	out.emit(observation("open", 1));
+	out.emit(observation("close", 2));
+	// A reload: the filtered route now takes closes only.
+	RouteOptions now;
+	now.records = {"close"};
+	std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>> routes;
+	routes.emplace_back(std::make_unique<KeptSink>(closes), now);
+	out.replace("outputs", std::move(routes));
+	out.emit(observation("open", 3));
+	out.emit(observation("close", 4));
+	out.close();
+	EXPECT_EQ(*all, (Lines{"{\"type\":\"open\",\"i\":1}", "{\"type\":\"close\",\"i\":2}",
+	                       "{\"type\":\"open\",\"i\":3}", "{\"type\":\"close\",\"i\":4}"}));
+	EXPECT_EQ(*opens, (Lines{"{\"type\":\"open\",\"i\":1}"}));
+	EXPECT_EQ(*closes, (Lines{"{\"type\":\"close\",\"i\":4}"}));
+	EXPECT_TRUE(ocsf->empty());
+}
+
 TEST(Ocsf, DetectionFindingCarriesTheRequiredFields)
 {
 	json alert = {

@@ -66,12 +66,10 @@ class Output
 	nlohmann::json health() const;
 
       private:
-	// `json_line` is called once, on first need; `time_ns` and `keys` go to
-	// the sinks (LineMeta) when the producer knows them.
+	// `json_line` is called once, on first need.
 	void emit(std::string_view type, int severity,
 	          const std::function<std::string()> &json_line,
-	          const std::function<nlohmann::json()> &ocsf, int64_t time_ns = 0,
-	          const std::shared_ptr<const IndexKeys> &keys = nullptr);
+	          const std::function<nlohmann::json()> &ocsf);
 
 	struct Route {
 		std::unique_ptr<Sink> sink;
@@ -103,8 +101,14 @@ class Output
 		void run();
 	};
 	static void finish(std::vector<Route *> routes, int timeout_ms);
+	// An observation (its line made already): straight to the JSON routes
+	// that take its type, found once per type.
+	void emit_observation(Record &&record);
+	const std::vector<Route *> &observation_routes(std::string_view type);
 
 	std::vector<std::unique_ptr<Route>> routes_;
+	// By observation type; cleared when the routes change.
+	std::vector<std::pair<std::string, std::vector<Route *>>> observation_routes_;
 	bool closed_ = false;
 	uint64_t retired_written_ = 0, retired_errors_ = 0, retired_dropped_ = 0; // replaced routes
 };
