@@ -143,7 +143,7 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	        ? now + std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000))
 	        : steady::time_point::max();
 	// Records that may wake the agent (bpf/keytrail.bpf.c wakeup_flag):
-	// those of tracked processes, at most once a millisecond. Lifecycle and
+	// those of tracked processes, at most once every 4 ms. Lifecycle and
 	// stdio records never do; they wait for the 25 ms poll.
 	auto prompt_records = [&agent] {
 		const auto &k = agent.counters().agent;
@@ -154,11 +154,11 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	while (!stop.load()) {
 		// The poll timeout bounds event latency. For a few ms after
 		// records that may wake us, look again soon: a burst's last ones
-		// sent no wakeup (one a ms). After lifecycle records only (a busy
-		// host's churn), not: that would wake the agent every 2 ms for
-		// records that never hurry.
+		// sent no wakeup (one every 4 ms). After lifecycle records only (a
+		// busy host's churn), not: that would wake the agent every 4 ms
+		// for records that never hurry.
 		uint64_t prompt = prompt_records();
-		int n = loader.poll(now - last_prompt < std::chrono::milliseconds(3) ? 2 : 25);
+		int n = loader.poll(now - last_prompt < std::chrono::milliseconds(6) ? 4 : 25);
 		if (n < 0) {
 			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
 			break;
