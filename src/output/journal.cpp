@@ -55,7 +55,6 @@ void append_number(std::string &out, uint32_t n)
 }
 
 constexpr std::string_view kMembersType = "{\"type\":\"journal_members\",\"journal_members\":";
-constexpr size_t kMaxMembersBytes = 64u << 20; // a reader's bound, per segment
 
 bool is_closed_segment(const std::string &n)
 {
@@ -165,6 +164,7 @@ bool JournalSink::open_segment(int64_t now_ns)
 	expand_leftover();
 	members_.clear();
 	member_ids_.clear();
+	members_bytes_ = 0;
 	last_keys_ = nullptr;
 	path_ = cfg_.dir + "/" + kPrefix + compact_utc(t) + ".jsonl";
 	fd_ = open_private_file(path_, true);
@@ -262,35 +262,44 @@ bool JournalSink::write(std::string_view line, const LineMeta &meta)
 	    line.size() > head + members.size() && line.starts_with("{\"type\":\"") &&
 	    line.substr(9, meta.type.size()) == meta.type && line.substr(head - 2, 2) == "\"," &&
 	    line.substr(head, members.size()) == members && line[head + members.size()] == ',';
-	if (!compact) {
+	bool fresh = false;
+	std::optional<uint32_t> id;
+	if (compact)
+		id = members_id(*meta.keys, fresh);
+	if (!id) {
 		buf_.append(line);
 		buf_.push_back('\n');
 		ix_.add_keys(meta.type, meta.record_ns, *meta.keys);
 		return true;
 	}
-	bool fresh = false;
-	uint32_t id = members_id(*meta.keys, fresh);
 	if (fresh) {
-		SegmentLines::append_members_line(buf_, id, members);
+		SegmentLines::append_members_line(buf_, *id, members);
 		ix_.add_keys(meta.type, meta.record_ns, *meta.keys);
 	} else {
 		ix_.add_time(meta.record_ns); // the same keys: they are in the index
 	}
 	buf_.append(line.substr(0, head));
 	buf_.append("\"journal_members\":");
-	append_number(buf_, id);
+	append_number(buf_, *id);
 	buf_.append(line.substr(head + members.size()));
 	buf_.push_back('\n');
 	return true;
 }
 
-uint32_t JournalSink::members_id(const IndexKeys &keys, bool &fresh)
+std::optional<uint32_t> JournalSink::members_id(const IndexKeys &keys, bool &fresh)
 {
 	if (&keys == last_keys_ && members_[last_id_] == keys.members)
 		return last_id_;
 	auto it = member_ids_.find(keys.members);
 	fresh = it == member_ids_.end();
 	if (fresh) {
+		// Within what a reader keeps of a segment's members; past it, the
+		// segment's lines are written whole.
+		size_t bytes = SegmentLines::members_line_size(
+		    static_cast<uint32_t>(members_.size()), keys.members);
+		if (members_bytes_ + bytes > SegmentLines::kMaxMembersBytes)
+			return std::nullopt;
+		members_bytes_ += bytes;
 		members_.push_back(keys.members);
 		it =
 		    member_ids_.emplace(members_.back(), static_cast<uint32_t>(members_.size() - 1))
@@ -357,6 +366,13 @@ void JournalSink::retain(int64_t now_ns)
 		unlink((p + ".idx").c_str());
 		total -= sz;
 	}
+}
+
+size_t SegmentLines::members_line_size(uint32_t id, std::string_view members)
+{
+	char digits[16];
+	auto r = std::to_chars(digits, digits + sizeof(digits), id);
+	return kMembersType.size() + static_cast<size_t>(r.ptr - digits) + members.size() + 2;
 }
 
 void SegmentLines::append_members_line(std::string &out, uint32_t id, std::string_view members)

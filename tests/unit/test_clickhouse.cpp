@@ -126,6 +126,52 @@ TEST(JournalTail, ShipsObservationsWholeAndNumbersEveryLineOfTheFile)
 	EXPECT_EQ(again.cut_lines(), 0u);
 }
 
+// Across segments: each defines its own members; a cursor in a later one
+// still reads it whole.
+TEST(JournalTail, ResumesInALaterSegmentOfObservations)
+{
+	std::string dir = tmpdir();
+	JournalConfig cfg;
+	cfg.dir = dir + "/journal";
+	cfg.segment_size = 1024;
+	std::vector<std::shared_ptr<IndexKeys>> procs;
+	for (uint32_t p = 0; p < 3; p++) {
+		auto k = std::make_shared<IndexKeys>();
+		k->exec_id = "b00t:1:" + std::to_string(4300 + p);
+		k->pid = 4300 + p;
+		k->members = "\"comm\":\"sh\",\"exec_id\":\"" + k->exec_id +
+		             "\",\"pid\":" + std::to_string(k->pid);
+		procs.push_back(k);
+	}
+	std::vector<std::string> lines;
+	{
+		JournalSink j(cfg);
+		for (int i = 0; i < 60; i++) {
+			const auto &k = procs[static_cast<size_t>(i) % 3];
+			lines.push_back("{\"type\":\"close\"," + k->members +
+			                ",\"time\":\"2026-12-03T04:00:00.000001Z\",\"fd\":" +
+			                std::to_string(i) + "}");
+			ASSERT_TRUE(j.write(lines.back(), LineMeta{"close", 6, 1, 1, k.get()}));
+			ASSERT_TRUE(j.flush());
+		}
+	}
+	std::vector<JournalTail::Line> got;
+	JournalTail tail(cfg.dir, "", 0);
+	tail.read(1000, got);
+	ASSERT_EQ(got.size(), lines.size());
+	for (size_t i = 0; i < got.size(); i++)
+		EXPECT_EQ(got[i].text, lines[i]);
+	EXPECT_NE(got.front().segment, got.back().segment);
+	const auto &late = got[50];
+	JournalTail again(cfg.dir, late.segment, late.line);
+	std::vector<JournalTail::Line> rest;
+	again.read(1000, rest);
+	ASSERT_EQ(rest.size(), 10u);
+	for (size_t i = 0; i < rest.size(); i++)
+		EXPECT_EQ(rest[i].text, lines[50 + i]);
+	EXPECT_EQ(again.cut_lines(), 0u);
+}
+
 TEST(JournalTail, SkipsALineACrashCutAndCountsALostSegment)
 {
 	std::string dir = tmpdir();

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -9,6 +10,7 @@
 #include <zlib.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -664,12 +666,107 @@ TEST(Journal, ObservationsReferToTheirProcessAndReadBackWhole)
 	}
 	EXPECT_EQ(read, written);
 	EXPECT_LT(raw_bytes, whole_bytes * 2 / 3); // the members are most of a line here
-	// The index holds the keys of every segment's processes.
-	auto ix = read_segment_index(segs[0]);
-	ASSERT_TRUE(ix);
-	EXPECT_TRUE(ix->may_name_exec_id(a->exec_id));
-	EXPECT_TRUE(ix->may_name_pid(4101));
-	EXPECT_EQ(ix->records, segment_lines(segs[0]).size());
+	// Every segment's index holds the keys of its processes, though they
+	// were added once per segment.
+	for (const auto &s : segs) {
+		auto ix = read_segment_index(s);
+		ASSERT_TRUE(ix) << s;
+		EXPECT_TRUE(ix->may_name_exec_id(a->exec_id)) << s;
+		EXPECT_TRUE(ix->may_name_exec_id(b->exec_id)) << s;
+		EXPECT_TRUE(ix->may_name_pid(4100) && ix->may_name_pid(4101)) << s;
+		EXPECT_EQ(ix->records, segment_lines(s).size()) << s;
+	}
+}
+
+// A reader keeps up to 64 MiB of a segment's members: past that, the
+// writer writes lines whole, and nothing is lost.
+TEST(Journal, PastWhatAReaderKeepsOfMembersLinesAreWrittenWhole)
+{
+	std::string dir = temp_dir() + "/journal";
+	JournalConfig cfg;
+	cfg.dir = dir;
+	cfg.segment_size = 256u << 20;
+	const size_t kPad = 16u << 10;
+	size_t processes = SegmentLines::kMaxMembersBytes / kPad + 100;
+	std::vector<std::string> written;
+	{
+		JournalSink j(cfg);
+		for (size_t i = 0; i < processes; i++) {
+			auto k = std::make_shared<IndexKeys>();
+			k->exec_id = "b00t:1:" + std::to_string(i);
+			k->pid = static_cast<uint32_t>(i + 1);
+			k->members = "\"exec_id\":\"" + k->exec_id + "\",\"pad\":\"" +
+			             std::string(kPad, 'a' + i % 26) + "\"";
+			Observation o = observation(k, "open", static_cast<int>(i));
+			ASSERT_TRUE(j.write(o.line, LineMeta{"open", 6, 1, 1, k.get()}));
+			written.push_back(o.line);
+		}
+		ASSERT_TRUE(j.flush());
+	}
+	auto segs = journal_segments(dir);
+	ASSERT_EQ(segs.size(), 1u);
+	JournalReadStats st;
+	auto lines = segment_lines(segs[0], &st);
+	EXPECT_EQ(st.bad_lines, 0u);
+	ASSERT_EQ(lines.size(), written.size());
+	EXPECT_TRUE(lines == written);
+	// The last ones went in whole.
+	EXPECT_NE(gunzip(segs[0]).find(written.back() + "\n"), std::string::npos);
+}
+
+// A segment that cannot be written (the disk is full) leaves lines that
+// refer to its members: the next segment gets them whole.
+TEST(Journal, LinesAFailedSegmentLeftGoWholeIntoTheNext)
+{
+	signal(SIGXFSZ, SIG_IGN); // a write past the limit fails with EFBIG instead
+	std::string dir = temp_dir() + "/journal";
+	JournalConfig cfg;
+	cfg.dir = dir;
+	cfg.segment_size = 4096;
+	auto k = process_keys(4200, "node");
+	std::vector<std::string> accepted;
+	rlimit old{};
+	ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+	{
+		JournalSink j(cfg);
+		int i = 0;
+		auto put = [&] {
+			Observation o = observation(k, "open", i++);
+			if (!j.write(o.line, LineMeta{"open", 6, 1, 1, k.get()}))
+				return false;
+			accepted.push_back(o.line);
+			return true;
+		};
+		ASSERT_TRUE(put());
+		ASSERT_TRUE(j.flush());
+		// Full: no byte more fits in the segment (its members line is in).
+		auto segs = journal_segments(dir);
+		ASSERT_EQ(segs.size(), 1u);
+		struct stat st {
+		};
+		ASSERT_EQ(stat(segs[0].c_str(), &st), 0);
+		rlimit full{static_cast<rlim_t>(st.st_size), old.rlim_max};
+		ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &full), 0);
+		ASSERT_TRUE(put());
+		EXPECT_FALSE(j.flush());
+		while (put() && i < 1000) {
+		} // until the segment is full and cannot be closed
+		ASSERT_LT(i, 1000);
+		ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+		ASSERT_TRUE(j.reopen());
+		for (int n = 0; n < 3; n++)
+			ASSERT_TRUE(put());
+		ASSERT_TRUE(j.flush());
+	}
+	std::vector<std::string> read;
+	JournalReadStats st;
+	for (const auto &s : journal_segments(dir)) {
+		auto lines = segment_lines(s, &st);
+		read.insert(read.end(), lines.begin(), lines.end());
+	}
+	EXPECT_EQ(st.bad_lines, 0u);
+	EXPECT_EQ(read, accepted);
+	EXPECT_GE(accepted.size(), 5u);
 }
 
 TEST(Journal, AReferenceToMembersTheSegmentLacksIsCountedNotGuessed)

@@ -120,8 +120,11 @@ class SegmentLines
 	};
 	// `record` stays valid until the next call.
 	Kind take(std::string_view line, std::string_view &record);
-	// The members line for `members` as number `id`.
+	// The members line for `members` as number `id`, and its size without
+	// the newline (a reader keeps up to kMaxMembersBytes of them a segment).
 	static void append_members_line(std::string &out, uint32_t id, std::string_view members);
+	static size_t members_line_size(uint32_t id, std::string_view members);
+	static constexpr size_t kMaxMembersBytes = 64u << 20;
 
       private:
 	std::vector<std::string> members_;
@@ -143,7 +146,8 @@ class JournalSink : public Sink
 	bool open_segment(int64_t now_ns);
 	// The number of these members in the open segment; fresh: not written
 	// before (the caller writes its members line).
-	uint32_t members_id(const IndexKeys &keys, bool &fresh);
+	// None once the segment's members lines would pass what a reader keeps.
+	std::optional<uint32_t> members_id(const IndexKeys &keys, bool &fresh);
 	// Lines a failed segment left unwritten, made whole for the next one.
 	void expand_leftover();
 	bool close_segment();
@@ -166,6 +170,7 @@ class JournalSink : public Sink
 	// The open segment's members lines: text by number, number by text.
 	std::deque<std::string> members_;
 	std::unordered_map<std::string_view, uint32_t> member_ids_;
+	size_t members_bytes_ = 0;             // their lines', as a reader counts them
 	const IndexKeys *last_keys_ = nullptr; // and its number: most lines repeat it
 	uint32_t last_id_ = 0;
 
