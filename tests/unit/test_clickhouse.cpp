@@ -41,6 +41,40 @@ std::vector<int> numbers(const std::vector<JournalTail::Line> &lines)
 
 } // namespace
 
+namespace
+{
+
+// A process as the journal gets its observations (IndexKeys::members).
+std::shared_ptr<IndexKeys> process(uint32_t pid)
+{
+	auto k = std::make_shared<IndexKeys>();
+	k->exec_id = "b00t:1:" + std::to_string(pid);
+	k->pid = pid;
+	k->members =
+	    "\"comm\":\"node\",\"exec_id\":\"" + k->exec_id + "\",\"pid\":" + std::to_string(pid);
+	return k;
+}
+
+// Writes `n` observations of `type`, the i-th by procs[i % size]; returns
+// their lines.
+std::vector<std::string> write_observations(const JournalConfig &cfg, const char *type, int n,
+                                            const std::vector<std::shared_ptr<IndexKeys>> &procs)
+{
+	std::vector<std::string> lines;
+	JournalSink j(cfg);
+	for (int i = 0; i < n; i++) {
+		const auto &k = procs[static_cast<size_t>(i) % procs.size()];
+		lines.push_back(
+		    std::string("{\"type\":\"") + type + "\"," + k->members +
+		    ",\"time\":\"2026-12-03T04:00:00.000001Z\",\"fd\":" + std::to_string(i) + "}");
+		EXPECT_TRUE(j.write(lines.back(), LineMeta{type, 6, 1, 1, k.get()}));
+		EXPECT_TRUE(j.flush());
+	}
+	return lines;
+}
+
+} // namespace
+
 TEST(JournalTail, ReadsAGrowingSegmentThenTheNextAndResumesFromACursor)
 {
 	std::string dir = tmpdir();
@@ -95,21 +129,7 @@ TEST(JournalTail, ShipsObservationsWholeAndNumbersEveryLineOfTheFile)
 	std::string dir = tmpdir();
 	JournalConfig cfg;
 	cfg.dir = dir + "/journal";
-	auto keys = std::make_shared<IndexKeys>();
-	keys->exec_id = "b00t:1:4200";
-	keys->pid = 4200;
-	keys->members = "\"comm\":\"node\",\"exec_id\":\"b00t:1:4200\",\"pid\":4200";
-	std::vector<std::string> lines;
-	{
-		JournalSink j(cfg);
-		for (int i = 0; i < 6; i++) {
-			lines.push_back("{\"type\":\"open\"," + keys->members +
-			                ",\"time\":\"2026-12-03T04:00:00.000001Z\",\"fd\":" +
-			                std::to_string(i) + "}");
-			ASSERT_TRUE(j.write(lines.back(), LineMeta{"open", 6, 1, 1, keys.get()}));
-		}
-		ASSERT_TRUE(j.flush());
-	}
+	std::vector<std::string> lines = write_observations(cfg, "open", 6, {process(4200)});
 	std::vector<JournalTail::Line> got;
 	JournalTail tail(cfg.dir, "", 0);
 	tail.read(100, got);
@@ -134,27 +154,8 @@ TEST(JournalTail, ResumesInALaterSegmentOfObservations)
 	JournalConfig cfg;
 	cfg.dir = dir + "/journal";
 	cfg.segment_size = 1024;
-	std::vector<std::shared_ptr<IndexKeys>> procs;
-	for (uint32_t p = 0; p < 3; p++) {
-		auto k = std::make_shared<IndexKeys>();
-		k->exec_id = "b00t:1:" + std::to_string(4300 + p);
-		k->pid = 4300 + p;
-		k->members = "\"comm\":\"sh\",\"exec_id\":\"" + k->exec_id +
-		             "\",\"pid\":" + std::to_string(k->pid);
-		procs.push_back(k);
-	}
-	std::vector<std::string> lines;
-	{
-		JournalSink j(cfg);
-		for (int i = 0; i < 60; i++) {
-			const auto &k = procs[static_cast<size_t>(i) % 3];
-			lines.push_back("{\"type\":\"close\"," + k->members +
-			                ",\"time\":\"2026-12-03T04:00:00.000001Z\",\"fd\":" +
-			                std::to_string(i) + "}");
-			ASSERT_TRUE(j.write(lines.back(), LineMeta{"close", 6, 1, 1, k.get()}));
-			ASSERT_TRUE(j.flush());
-		}
-	}
+	std::vector<std::string> lines =
+	    write_observations(cfg, "close", 60, {process(4300), process(4301), process(4302)});
 	std::vector<JournalTail::Line> got;
 	JournalTail tail(cfg.dir, "", 0);
 	tail.read(1000, got);
