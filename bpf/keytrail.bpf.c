@@ -241,27 +241,29 @@ static __always_inline void track_leader(struct task_struct *leader, __u32 reaso
 
 // When a record wakes the agent. A wakeup is an irq_work + IPI (a VM exit
 // here), paid by the process the record is about, plus a sleep and wake of
-// the agent's main thread; the agent also polls on a 25 ms clock.
+// the agent's main thread.
 //  - Any record, once wakeup_bytes (set before load) are waiting.
-//  - Lifecycle records (exec, fork, exit: every process on the host) and
-//    stdio captures, otherwise never: ~15 us per exec/exit in the probe,
-//    ~8 us per tool call (keytrail-bench-mcp); the ring keeps them in order.
-//  - Other records of tracked processes, at most once per
-//    wakeup_interval_ns host-wide: a sparse open is handled at once, while
-//    the process that made it is still there to be read through /proc,
-//    and a flood is read in batches. With the kernel's adaptive wakeup a
-//    tracked flood woke the agent every 6 records; measured (412k records):
-//    the workload's CPU 2.8 s -> 1.7 s, the agent's 1.9 s -> 1.1 s (at
-//    1 ms; 4 ms took another 4% off the agent's CPU).
+//  - Exec, fork and exit of untracked processes (every process on the
+//    host) and stdio captures, otherwise never (kt_record_prompt): ~15 us
+//    per exec/exit in the probe, ~8 us per tool call (keytrail-bench-mcp);
+//    the ring keeps them in order and the agent's poll picks them up.
+//  - Other records, those of tracked processes (their exec, fork and exit
+//    too) and opens of watched files, at most once per wakeup_interval_ns
+//    host-wide: a sparse open is handled at once, while the process that
+//    made it is still there to be read through /proc, and a flood is read
+//    in batches. With the kernel's adaptive wakeup a tracked flood woke the
+//    agent every 6 records; measured (412k records): the workload's CPU
+//    2.8 s -> 1.7 s, the agent's 1.9 s -> 1.1 s (at 1 ms; 4 ms took another
+//    4% off the agent's CPU).
 const volatile __u64 wakeup_bytes = 0;
 const volatile __u64 wakeup_interval_ns = 4000000;
 __u64 last_wakeup_ns = 0; // racy across CPUs: at worst an extra wakeup
 
-static __always_inline __u64 wakeup_flag(__u32 type)
+static __always_inline __u64 wakeup_flag(const struct kt_event_hdr *h)
 {
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		return BPF_RB_FORCE_WAKEUP;
-	if (type == KT_EV_EXEC || type == KT_EV_FORK || type == KT_EV_EXIT || type == KT_EV_STDIO)
+	if (!kt_record_prompt(h->type, h->flags))
 		return BPF_RB_NO_WAKEUP;
 	__u64 now = bpf_ktime_get_ns();
 	if (now - last_wakeup_ns < wakeup_interval_ns)
@@ -273,7 +275,7 @@ static __always_inline __u64 wakeup_flag(__u32 type)
 // Sends a record built in a map value; counts it either way.
 static __always_inline void output(void *rec, __u32 size, __u32 type)
 {
-	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag(type)))
+	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag(rec)))
 		stat_inc(KT_STAT_DROP_BASE + type);
 	else
 		stat_inc(KT_STAT_EVENTS);
@@ -289,7 +291,7 @@ static __always_inline void *reserve(__u32 size, __u32 type)
 
 static __always_inline void submit(void *rec, __u32 type)
 {
-	bpf_ringbuf_submit(rec, wakeup_flag(type));
+	bpf_ringbuf_submit(rec, wakeup_flag(rec));
 	stat_inc(KT_STAT_EVENTS);
 }
 

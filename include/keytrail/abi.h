@@ -89,6 +89,20 @@ struct kt_event_hdr {
 #define KT_F_READ_FAIL (1u << 4)   // some field could not be read
 #define KT_F_PROVISIONAL (1u << 5) // exec: tracked by the kernel's name hint, to be confirmed
 
+// Whether a record may wake the agent (bpf/keytrail.bpf.c wakeup_flag, at
+// most once per wakeup interval; src/agent/run.cpp looks again soon after
+// one): a tracked process's records, and opens of watched files, but not
+// stdio captures. Exec, fork and exit of the rest of the host (every
+// process) wait for the agent's poll.
+static inline int kt_record_prompt(__u32 type, __u32 flags)
+{
+	if (type == KT_EV_STDIO)
+		return 0;
+	if (type == KT_EV_EXEC || type == KT_EV_FORK || type == KT_EV_EXIT)
+		return (flags & KT_F_TRACKED) != 0;
+	return 1;
+}
+
 // Exec hint: the kernel tracks a process at exec, before userspace has read
 // the record, when its filename or the first KT_HINT_SCAN bytes of argv hold
 // "mcp" or "contextprotocol" (@modelcontextprotocol/...). Userspace then

@@ -88,8 +88,10 @@ void Agent::start()
 	// Config rules in the kernel, so their servers are followed from exec.
 	std::vector<std::string> unhinted;
 	auto words = rule_hint_words(cfg_.rules, &unhinted);
-	if (!words.empty() && !probe_.set_hint_words(words))
+	bool hinted = probe_.set_hint_words(words); // false: this kernel has no exec hint
+	if (!hinted && !words.empty())
 		unhinted.insert(unhinted.begin(), "(all: this kernel has no exec hint)");
+	exec_hint_complete_ = hinted && unhinted.empty();
 	for (const auto &name : unhinted)
 		spdlog::warn("tracking rule {}: no literal of 4+ characters in exe or argv for the "
 		             "kernel to match at exec; its servers are followed once their exec is "
@@ -133,6 +135,10 @@ void Agent::start()
 
 void Agent::on_record(const void *data, size_t size)
 {
+	if (size >= sizeof(kt_event_hdr)) {
+		const auto *h = static_cast<const kt_event_hdr *>(data);
+		prompt_records_ += kt_record_prompt(h->type, h->flags) ? 1 : 0;
+	}
 	std::string err;
 	auto ev = decode_event(data, size, &err);
 	if (!ev) {

@@ -142,29 +142,23 @@ int run_agent(Config cfg, AgentOptions opts, const std::atomic<bool> &stop,
 	    duration_s > 0
 	        ? now + std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000))
 	        : steady::time_point::max();
-	// Records that may wake the agent (bpf/keytrail.bpf.c wakeup_flag):
-	// those of tracked processes, at most once every 4 ms. Lifecycle and
-	// stdio records never do; they wait for the 25 ms poll.
-	auto prompt_records = [&agent] {
-		const auto &k = agent.counters().agent;
-		return k.records - k.records_by_type[KT_EV_EXEC] - k.records_by_type[KT_EV_FORK] -
-		       k.records_by_type[KT_EV_EXIT] - k.records_by_type[KT_EV_STDIO];
-	};
 	steady::time_point last_prompt{};
 	while (!stop.load()) {
-		// The poll timeout bounds event latency. For a few ms after
-		// records that may wake us, look again soon: a burst's last ones
-		// sent no wakeup (one every 4 ms). After lifecycle records only (a
-		// busy host's churn), not: that would wake the agent every 4 ms
-		// for records that never hurry.
-		uint64_t prompt = prompt_records();
-		int n = loader.poll(now - last_prompt < std::chrono::milliseconds(6) ? 4 : 25);
+		// The poll timeout bounds event latency. Records that may wake us
+		// (kt_record_prompt: a tracked process's) do so at most once every
+		// 4 ms, so for a few ms after one, look again soon: a burst's last
+		// ones sent no wakeup. Otherwise the idle poll: exec, fork and exit
+		// of untracked processes wake nobody and wait for it.
+		uint64_t prompt = agent.prompt_records();
+		int n = loader.poll(now - last_prompt < std::chrono::milliseconds(6)
+		                        ? 4
+		                        : static_cast<int>(agent.idle_poll().count()));
 		if (n < 0) {
 			spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
 			break;
 		}
 		now = steady::now();
-		if (prompt_records() > prompt)
+		if (agent.prompt_records() > prompt)
 			last_prompt = now;
 		agent.tick();
 		out.flush(); // the observations of this batch, to the writers at once

@@ -43,9 +43,10 @@ class FakeProbe : public ProbeControl
 	bool set_hint_words(const std::vector<uint32_t> &words) override
 	{
 		hint_words = words;
-		return true;
+		return has_exec_hint;
 	}
 	std::vector<uint32_t> hint_words;
+	bool has_exec_hint = true; // false: a kernel without bpf_loop
 	bool watch(uint64_t kdev, uint64_t ino, uint32_t) override
 	{
 		watched.insert({kdev, ino});

@@ -506,6 +506,47 @@ TEST_F(AgentTest, UntrackedChurnIsForgottenButParentsStayForAncestry)
 	EXPECT_EQ(anc[1]["exe"], "/bin/bash");
 }
 
+// What may wake the agent (kt_record_prompt, the kernel's rule too): a
+// tracked process's records, its exec and exit included, but not its stdio;
+// exec and exit of the rest of the host wait for the idle poll.
+TEST_F(AgentTest, OnlyTrackedRecordsAreCountedAsOnesThatMayWakeTheAgent)
+{
+	make();
+	FakeProc t{4500901, 1, 0, 1000000000, "true"};
+	send(k.exec(t, "/bin/true", {"true"}));
+	send(k.exit(t));
+	EXPECT_EQ(agent->prompt_records(), 0u);
+
+	FakeProc s{4500902, 1, 1000, 1100000000, "mcp-server-x", KT_F_TRACKED | KT_F_PROVISIONAL};
+	send(k.exec(s, "/usr/bin/mcp-server-x", {"mcp-server-x"}));
+	EXPECT_EQ(agent->prompt_records(), 1u);
+	s.flags = KT_F_TRACKED;
+	send(k.stdio(s, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n"));
+	EXPECT_EQ(agent->prompt_records(), 1u) << "stdio waits for the poll";
+	send(k.open(s, "/etc/hostname", 3, 0x800001, 4243));
+	send(k.exit(s));
+	EXPECT_EQ(agent->prompt_records(), 3u);
+}
+
+// The idle poll is how long an exec nobody tracks waits: long where the
+// kernel follows every rule's servers from exec, short where it cannot.
+TEST_F(AgentTest, TheIdlePollIsShortOnlyWhereTheExecHintMissesARule)
+{
+	using std::chrono::milliseconds;
+	make();
+	EXPECT_EQ(agent->idle_poll(), milliseconds(100));
+	agent.reset();
+	make("tracking:\n  rules:\n    - {name: billing, exe: /opt/billing/bin/server}\n");
+	EXPECT_EQ(agent->idle_poll(), milliseconds(100)) << "a literal the kernel matches";
+	agent.reset();
+	make("tracking:\n  rules:\n    - {name: byuid, uid: 1234}\n");
+	EXPECT_EQ(agent->idle_poll(), milliseconds(25)) << "no literal: userspace matches it";
+	probe.has_exec_hint = false;
+	agent.reset();
+	make();
+	EXPECT_EQ(agent->idle_poll(), milliseconds(25)) << "no exec hint in this kernel";
+}
+
 // HTTPS through a proxy: the upstream is what CONNECT asked for, via the
 // proxy; a Host header naming a host the process never resolved to that
 // address does not make the upstream allowed.

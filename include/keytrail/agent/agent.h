@@ -95,6 +95,18 @@ class Agent
 	const AgentOptions &options() const { return opts_; }
 	const std::string &host() const { return host_; } // agent.host_name or the system's
 	const Counters &counters() const { return counters_; }
+	// Records that may have woken the agent (kt_record_prompt).
+	uint64_t prompt_records() const { return prompt_records_; }
+	// The poll period when nothing hurries: how long an exec nobody tracks
+	// yet may wait. 100 ms where the kernel's exec hint follows every
+	// tracking rule's servers from their exec; 25 ms where it cannot (a
+	// rule with no literal, a kernel without bpf_loop), as that wait is
+	// then a window in which a server is not followed.
+	std::chrono::milliseconds idle_poll() const
+	{
+		return exec_hint_complete_ ? std::chrono::milliseconds(100)
+		                           : std::chrono::milliseconds(25);
+	}
 
       private:
 	void handle(const ExecEvent &e);
@@ -127,6 +139,8 @@ class Agent
 	std::string key_id_; // Fingerprinter::key_id() of the fingerprint key
 	bool want_events_;   // observation records (agent.events or the journal)
 	Counters counters_;
+	uint64_t prompt_records_ = 0;
+	bool exec_hint_complete_ = false; // set by start()
 	Latency latency_;
 	int64_t feeding_ns_ = 0; // time of the input being fed
 	std::chrono::steady_clock::time_point started_;
