@@ -9,6 +9,7 @@
 #include "keytrail/output/ocsf.h"
 #include "keytrail/schema/rules.h"
 #include "keytrail/util/clock.h"
+#include "keytrail/util/error.h"
 
 namespace keytrail
 {
@@ -48,7 +49,13 @@ Output::~Output()
 
 void Output::add(std::unique_ptr<Sink> sink, RouteOptions opts)
 {
+	uint64_t used = 0;
+	for (const auto &x : routes_)
+		used |= x->bit;
+	if (~used == 0)
+		throw Error("at most 64 outputs");
 	auto r = std::make_unique<Route>();
+	r->bit = ~used & (used + 1); // the lowest one free
 	r->sink = std::move(sink);
 	r->opts = std::move(opts);
 	Route *raw = r.get();
@@ -80,9 +87,14 @@ void Output::emit(std::string_view type_name, int severity,
                   const std::function<nlohmann::json()> &ocsf)
 {
 	std::string type(type_name);
-	std::string json; // serialized once, on first need
 	int64_t now = wall_now_ns();
-	bool urgent = !is_observation(type);
+	if (is_observation(type)) {
+		if (uint64_t to = observation_routes(type))
+			stage(Observation{json_line(), std::move(type), now, 0, nullptr, to});
+		return;
+	}
+	hand_over();            // the observations before it go first
+	std::string json;       // serialized once, on first need
 	size_t json_routes = 0; // the last one takes the line, the others copy it
 	for (auto &r : routes_)
 		json_routes += r->opts.format != "ocsf" &&
@@ -100,81 +112,139 @@ void Output::emit(std::string_view type_name, int severity,
 				json = json_line();
 			line = --json_routes ? json : std::move(json);
 		}
-		r->staged.push_back({std::move(line), type, severity, now, 0, nullptr});
-		if (urgent || r->staged.size() >= kStagedLines)
-			r->hand_over();
+		size_t bytes = line.size();
+		Route::Item item;
+		item.line = std::move(line);
+		item.type = type;
+		item.severity = severity;
+		item.time_ns = now;
+		r->take(std::move(item), bytes, true);
 	}
 }
 
-const std::vector<Output::Route *> &Output::observation_routes(std::string_view type)
+uint64_t Output::observation_routes(std::string_view type)
 {
-	for (const auto &[t, routes] : observation_routes_)
+	for (const auto &[t, bits] : observation_routes_)
 		if (t == type)
-			return routes;
-	std::vector<Route *> to;
+			return bits;
+	uint64_t bits = 0;
 	for (auto &r : routes_)
 		if (r->opts.format != "ocsf" &&
 		    (r->opts.records.empty() || r->opts.records.count(std::string(type))))
-			to.push_back(r.get());
-	observation_routes_.emplace_back(type, std::move(to));
-	return observation_routes_.back().second;
+			bits |= r->bit;
+	observation_routes_.emplace_back(type, bits);
+	return bits;
 }
 
 void Output::emit_observation(Record &&record)
 {
-	static const int info = severity("info").syslog;
-	const auto &to = observation_routes(record.type);
+	uint64_t to = observation_routes(record.type);
+	if (!to)
+		return;
 	// Its own time stands for when it was emitted: no clock read per line.
 	int64_t now = record.time_ns ? record.time_ns : wall_now_ns();
-	for (size_t i = 0; i < to.size(); i++) {
-		Route *r = to[i];
-		// The last route takes the line, the others copy it.
-		r->staged.push_back({i + 1 < to.size() ? record.line : std::move(record.line),
-		                     std::string(record.type), info, now, record.time_ns,
-		                     record.keys});
-		if (r->staged.size() >= kStagedLines)
-			r->hand_over();
+	stage(Observation{std::move(record.line), std::string(record.type), now, record.time_ns,
+	                  std::move(record.keys), to});
+}
+
+void Output::stage(Observation &&o)
+{
+	if (!staged_) {
+		staged_ = std::make_shared<Observations>();
+		staged_->reserve(kStagedLines);
 	}
+	staged_routes_ |= o.routes;
+	staged_->push_back(std::move(o));
+	if (staged_->size() >= kStagedLines)
+		hand_over();
+}
+
+void Output::hand_over()
+{
+	if (!staged_)
+		return;
+	std::shared_ptr<const Observations> batch = std::move(staged_);
+	staged_.reset();
+	for (auto &r : routes_) {
+		if (!(staged_routes_ & r->bit))
+			continue;
+		Route::Item item;
+		item.batch = batch;
+		item.lines = 0;
+		size_t bytes = 0;
+		for (const auto &o : *batch)
+			if (o.routes & r->bit) {
+				item.lines++;
+				bytes += o.line.size();
+			}
+		r->take(std::move(item), bytes, false);
+	}
+	staged_routes_ = 0;
 }
 
 void Output::flush()
 {
-	for (auto &r : routes_)
-		r->hand_over();
+	hand_over();
 }
 
-void Output::Route::hand_over()
+void Output::Route::take(Item item, size_t bytes, bool urgent_item)
 {
-	if (staged.empty())
-		return;
 	std::unique_lock lock(mu);
-	// Only the last can be other than an observation: it handed them over.
-	urgent = urgent || !is_observation(staged.back().type);
-	for (auto &item : staged) {
-		if (opts.block_when_full && waiting == Wait::idle &&
-		    queued_bytes + item.line.size() > opts.max_queue_bytes)
-			cv.notify_one(); // what is queued frees room only once written
-		if (opts.block_when_full)
-			room.wait(lock, [&] {
-				return stop || queued_bytes == 0 ||
-				       queued_bytes + item.line.size() <= opts.max_queue_bytes;
-			});
-		if (queued_bytes + item.line.size() > opts.max_queue_bytes || stop) {
-			dropped++;
-			continue;
-		}
-		queued_bytes += item.line.size();
-		queue.push_back(std::move(item));
+	if (opts.block_when_full && waiting == Wait::idle &&
+	    queued_bytes + bytes > opts.max_queue_bytes)
+		cv.notify_one(); // what is queued frees room only once written
+	if (opts.block_when_full)
+		room.wait(lock, [&] {
+			return stop || queued_bytes == 0 ||
+			       queued_bytes + bytes <= opts.max_queue_bytes;
+		});
+	// A batch is taken whole, and alone whatever its size: the bound holds
+	// to within one batch.
+	bool fits =
+	    queued_bytes + bytes <= opts.max_queue_bytes || (item.batch && queued_bytes == 0);
+	if (!fits || stop) {
+		dropped += item.lines;
+		return;
 	}
-	staged.clear();
+	queued_bytes += bytes;
+	queued_lines += item.lines;
+	queue.push_back(std::move(item));
+	urgent = urgent || urgent_item;
 	// An idle writer is woken by the first lines, then lingers for more; a
 	// lingering one by a full batch or an urgent line. Woken after the
 	// unlock, so it does not wake only to wait for the lock.
-	bool wake = (waiting == Wait::idle && !queue.empty()) ||
-	            (waiting == Wait::linger && (urgent || queue.size() >= kBatchLines));
+	bool wake = waiting == Wait::idle ||
+	            (waiting == Wait::linger && (urgent || queued_lines >= kBatchLines));
 	lock.unlock();
 	if (wake)
 		cv.notify_one();
+}
+
+bool Output::Route::write(Item &item, size_t &lines, size_t &bytes)
+{
+	static const int info = severity("info").syslog;
+	if (!item.batch) {
+		if (!sink->write(item.line, LineMeta{item.type, item.severity, item.time_ns,
+		                                     item.record_ns, item.keys.get()}))
+			return false;
+		lines++;
+		bytes += item.line.size();
+		item.lines = 0;
+		return true;
+	}
+	const Observations &obs = *item.batch;
+	for (; item.from < obs.size(); item.from++) {
+		const Observation &o = obs[item.from];
+		if (!(o.routes & bit))
+			continue;
+		if (!sink->write(o.line,
+		                 LineMeta{o.type, info, o.time_ns, o.record_ns, o.keys.get()}))
+			return false;
+		lines++;
+		bytes += o.line.size();
+		item.lines--;
+	}
+	return true;
 }
 
 void Output::Route::run()
@@ -195,9 +265,9 @@ void Output::Route::run()
 		}
 		waiting = Wait::linger;
 		cv.wait_for(lock, kLinger,
-		            [&] { return stop || urgent || queue.size() >= kBatchLines; });
+		            [&] { return stop || urgent || queued_lines >= kBatchLines; });
 		waiting = Wait::no;
-		busy = queue.size() >= kBatchLines;
+		busy = queued_lines >= kBatchLines;
 		if (queue.empty() && !unflushed) {
 			if (stop)
 				break;
@@ -207,20 +277,16 @@ void Output::Route::run()
 		batch.swap(queue);
 		urgent = false;
 		lock.unlock();
-		size_t done = 0, bytes = 0;
+		size_t done = 0, lines = 0, bytes = 0;
 		bool ok = true;
 		int err = 0;
-		for (; done < batch.size(); done++) {
-			const Item &item = batch[done];
-			if (!sink->write(item.line, LineMeta{item.type, item.severity, item.time_ns,
-			                                     item.record_ns, item.keys.get()})) {
+		for (; done < batch.size(); done++)
+			if (!write(batch[done], lines, bytes)) {
 				ok = false;
 				err = errno;
 				break;
 			}
-			bytes += item.line.size();
-		}
-		if (done)
+		if (lines)
 			unflushed = true;
 		if (ok) {
 			ok = sink->flush();
@@ -229,7 +295,8 @@ void Output::Route::run()
 		}
 		lock.lock();
 		queued_bytes -= bytes;
-		written += done;
+		queued_lines -= lines;
+		written += lines;
 		room.notify_all();
 		// What was not written goes back to the front, in order.
 		queue.insert(queue.begin(), std::make_move_iterator(batch.begin() + done),
@@ -250,8 +317,8 @@ void Output::Route::run()
 		if (healthy.exchange(false))
 			spdlog::warn("output {} failed: {}; retrying", sink->name(), last_error);
 		if (cv.wait_for(lock, backoff, [&] { return stop; })) {
-			dropped += queue.size();
-			queued_bytes = 0;
+			dropped += queued_lines;
+			queued_bytes = queued_lines = 0;
 			queue.clear();
 			room.notify_all();
 			return;
@@ -268,7 +335,6 @@ void Output::finish(std::vector<Route *> routes, int timeout_ms)
 {
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 	for (auto *r : routes) {
-		r->hand_over();
 		// Give every sink, failing ones too, until the deadline to drain.
 		std::unique_lock lock(r->mu);
 		while (!r->queue.empty() && std::chrono::steady_clock::now() < deadline) {
@@ -292,6 +358,7 @@ void Output::close(int timeout_ms)
 	if (closed_)
 		return;
 	closed_ = true;
+	hand_over();
 	std::vector<Route *> all;
 	for (auto &r : routes_)
 		all.push_back(r.get());
@@ -302,6 +369,7 @@ void Output::replace(const std::string &group,
                      std::vector<std::pair<std::unique_ptr<Sink>, RouteOptions>> routes,
                      int timeout_ms)
 {
+	hand_over();
 	std::vector<Route *> old;
 	for (auto &r : routes_)
 		if (r->opts.group == group)
@@ -352,7 +420,7 @@ nlohmann::json Output::health() const
 		nlohmann::json j = {{"name", r->sink->name()},      {"format", r->opts.format},
 		                    {"healthy", r->healthy.load()}, {"written", r->written.load()},
 		                    {"errors", r->errors.load()},   {"retries", r->retries.load()},
-		                    {"dropped", r->dropped.load()}, {"queued", r->queue.size()}};
+		                    {"dropped", r->dropped.load()}, {"queued", r->queued_lines}};
 		if (!r->last_error.empty())
 			j["last_error"] = r->last_error;
 		a.push_back(std::move(j));

@@ -326,6 +326,103 @@ TEST(Output, ObservationsFollowTheFiltersOfTheRoutesOfTheMoment)
 	EXPECT_TRUE(ocsf->empty());
 }
 
+namespace
+{
+
+// Fails its `at`-th write (from 1) once, then records lines.
+class FailsOnceSink : public Sink
+{
+      public:
+	explicit FailsOnceSink(int at) : at_(at) {}
+	bool write(std::string_view line, const LineMeta &meta) override
+	{
+		if (++calls_ == at_) {
+			errno = EIO;
+			return false;
+		}
+		lines.emplace_back(line);
+		types.emplace_back(meta.type);
+		return true;
+	}
+	std::string name() const override { return "fails-once"; }
+	std::vector<std::string> lines, types; // one writer thread per sink
+
+      private:
+	int at_, calls_ = 0;
+};
+
+} // namespace
+
+// A batch of observations is made once and shared by the routes that take
+// them: each gets its own lines, in order with the other records, each once,
+// even when a write fails in the middle of a batch and is retried.
+TEST(Output, RoutesShareObservationBatchesAndResumeOneWhereAWriteFailed)
+{
+	auto fails = std::make_unique<FailsOnceSink>(70);
+	auto opens = std::make_unique<FailsOnceSink>(0);
+	FailsOnceSink *a = fails.get(), *o = opens.get();
+	Output out;
+	out.add(std::move(fails));
+	RouteOptions only;
+	only.records = {"open", "alert"};
+	out.add(std::move(opens), only);
+	std::vector<std::string> want_all, want_opens;
+	for (int i = 0; i < 300; i++) {
+		if (i == 150) {
+			json alert{{"type", "alert"}, {"i", i}};
+			out.emit(alert);
+			want_all.push_back(alert.dump());
+			want_opens.push_back(alert.dump());
+		}
+		Record r;
+		r.type = i % 3 ? "open" : "close";
+		r.line =
+		    "{\"type\":\"" + std::string(r.type) + "\",\"i\":" + std::to_string(i) + "}";
+		r.time_ns = 1;
+		want_all.push_back(r.line);
+		if (r.type == "open")
+			want_opens.push_back(r.line);
+		out.emit(std::move(r));
+	}
+	out.close(5000);
+	EXPECT_EQ(a->lines, want_all);
+	EXPECT_EQ(o->lines, want_opens);
+	EXPECT_EQ(a->types[0], "close");
+	EXPECT_EQ(out.errors(), 1u);
+	EXPECT_EQ(out.written(), want_all.size() + want_opens.size());
+	EXPECT_EQ(out.dropped(), 0u);
+	for (const auto &h : out.health())
+		EXPECT_EQ(h["queued"], 0) << h.dump();
+}
+
+// Observations dropped by a full queue are counted line by line.
+TEST(Output, ObservationsAFullQueueDropsAreCountedByTheLine)
+{
+	auto stuck = std::make_unique<StuckSink>();
+	StuckSink *s = stuck.get();
+	auto kept = std::make_shared<std::vector<std::string>>();
+	Output out;
+	RouteOptions small;
+	small.max_queue_bytes = 2000;
+	out.add(std::move(stuck), small);
+	out.add(std::make_unique<KeptSink>(kept));
+	for (int i = 0; i < 1000; i++) {
+		Record r;
+		r.type = "open";
+		r.line = "{\"type\":\"open\",\"i\":" + std::to_string(i) + "}";
+		r.time_ns = 1;
+		out.emit(std::move(r));
+	}
+	out.flush();
+	s->release = true;
+	out.close(5000);
+	EXPECT_EQ(kept->size(), 1000u);
+	auto h = out.health();
+	uint64_t stuck_written = h[0]["written"], stuck_dropped = h[0]["dropped"];
+	EXPECT_EQ(stuck_written + stuck_dropped, 1000u) << h.dump();
+	EXPECT_GT(stuck_dropped, 500u);
+}
+
 TEST(Ocsf, DetectionFindingCarriesTheRequiredFields)
 {
 	json alert = {

@@ -71,24 +71,39 @@ class Output
 	          const std::function<std::string()> &json_line,
 	          const std::function<nlohmann::json()> &ocsf);
 
+	// Observations staged by the emitting thread (no lock): one copy of each
+	// line, shared by the routes it goes to (a bit each), handed over
+	// kStagedLines at a time or by flush(): a flood takes each route's lock
+	// and wakes its writer per batch, not per line.
+	struct Observation {
+		std::string line, type;
+		int64_t time_ns, record_ns;
+		std::shared_ptr<const IndexKeys> keys;
+		uint64_t routes; // Route::bit of each route that takes it
+	};
+	using Observations = std::vector<Observation>;
+
 	struct Route {
 		std::unique_ptr<Sink> sink;
 		RouteOptions opts;
+		uint64_t bit = 0; // its bit in Observation::routes, for its life
+		// A line, or this route's lines of a batch of observations (from
+		// `from` on; `lines` of them are left).
 		struct Item {
 			std::string line, type;
-			int severity;
-			int64_t time_ns, record_ns;
+			int severity = 0;
+			int64_t time_ns = 0, record_ns = 0;
 			std::shared_ptr<const IndexKeys> keys;
+			std::shared_ptr<const Observations> batch;
+			size_t from = 0, lines = 1;
 		};
-		// Observations staged by the emitting thread (no lock), handed over
-		// kStagedLines at a time or by flush(): a flood takes the lock and
-		// wakes the writer per batch, not per line.
-		std::vector<Item> staged;
-		void hand_over();
+		// Queues an item of `lines` lines and `bytes` bytes (or drops it,
+		// counted, when the queue is full) and wakes the writer if due.
+		void take(Item item, size_t bytes, bool urgent_item);
 		mutable std::mutex mu;
 		std::condition_variable cv, room;
 		std::deque<Item> queue;
-		size_t queued_bytes = 0;
+		size_t queued_bytes = 0, queued_lines = 0;
 		bool stop = false;
 		bool urgent = false; // a record other than a raw observation is queued
 		// How the writer sleeps on cv: idle (until a line comes) or
@@ -99,16 +114,26 @@ class Output
 		std::string last_error; // under mu
 		std::thread thread;
 		void run();
+		// Writes what `item` holds for this route from where it stands;
+		// false (item advanced past what was written) if the sink failed.
+		bool write(Item &item, size_t &lines, size_t &bytes);
 	};
 	static void finish(std::vector<Route *> routes, int timeout_ms);
-	// An observation (its line made already): straight to the JSON routes
+	// An observation (its line made already): staged for the JSON routes
 	// that take its type, found once per type.
 	void emit_observation(Record &&record);
-	const std::vector<Route *> &observation_routes(std::string_view type);
+	uint64_t observation_routes(std::string_view type);
+	void stage(Observation &&o);
+	// The staged observations, to their routes (before any other record,
+	// and before the routes change).
+	void hand_over();
 
 	std::vector<std::unique_ptr<Route>> routes_;
-	// By observation type; cleared when the routes change.
-	std::vector<std::pair<std::string, std::vector<Route *>>> observation_routes_;
+	// By observation type, the bits of its routes; cleared when the routes
+	// change.
+	std::vector<std::pair<std::string, uint64_t>> observation_routes_;
+	std::shared_ptr<Observations> staged_;
+	uint64_t staged_routes_ = 0;
 	bool closed_ = false;
 	uint64_t retired_written_ = 0, retired_errors_ = 0, retired_dropped_ = 0; // replaced routes
 };
