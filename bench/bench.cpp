@@ -16,6 +16,7 @@
 // and the kernel-event-to-alert latency of a live agent.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -59,20 +60,31 @@ void pin_to_cpu(int cpu)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-// Runs the workload (or, untracked, another binary taking the same
-// ITERATIONS argument) to completion; returns its CPU seconds, its reaped
+// Another workload than the syscall mix: a binary taking ITERATIONS first,
+// then `args`.
+struct Workload {
+	const char *binary = WORKLOAD_BINARY;
+	std::vector<std::string> args;
+};
+
+// Runs the workload to completion; returns its CPU seconds, its reaped
 // children's included.
-double run_workload(long iterations, bool tracked, const char *binary = WORKLOAD_BINARY)
+double run_workload(long iterations, bool tracked, const Workload &w = {})
 {
+	std::string n = std::to_string(iterations);
+	std::vector<std::string> args = {w.binary, n};
+	if (tracked)
+		args = {WORKLOAD_BINARY, n, "/etc/hostname", "400", kMarker};
+	else
+		args.insert(args.end(), w.args.begin(), w.args.end());
+	std::vector<char *> argv;
+	for (auto &a : args)
+		argv.push_back(a.data());
+	argv.push_back(nullptr);
 	pid_t pid = fork();
 	if (pid == 0) {
 		pin_to_cpu(1);
-		std::string n = std::to_string(iterations);
-		if (tracked)
-			execl(WORKLOAD_BINARY, WORKLOAD_BINARY, n.c_str(), "/etc/hostname", "400",
-			      kMarker, nullptr);
-		else
-			execl(binary, binary, n.c_str(), nullptr);
+		execv(argv[0], argv.data());
 		_exit(127);
 	}
 	int status = 0;
@@ -85,8 +97,28 @@ double run_workload(long iterations, bool tracked, const char *binary = WORKLOAD
 	return cpu_of(ru);
 }
 
+// CPU seconds of every thread of a live process: the sum of their
+// schedstat run times (ns), else utime + stime (clock ticks, 10 ms).
 double proc_cpu(pid_t pid)
 {
+	std::string task = "/proc/" + std::to_string(pid) + "/task";
+	if (DIR *d = opendir(task.c_str())) {
+		double ns = 0;
+		bool any = false;
+		while (dirent *e = readdir(d)) {
+			if (e->d_name[0] == '.')
+				continue;
+			std::ifstream st(task + "/" + e->d_name + "/schedstat");
+			double run = 0;
+			if (st >> run) {
+				ns += run;
+				any = true;
+			}
+		}
+		closedir(d);
+		if (any)
+			return ns / 1e9;
+	}
 	std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
 	std::string s((std::istreambuf_iterator<char>(in)), {});
 	auto p = s.rfind(')');
@@ -116,7 +148,7 @@ struct AgentRun {
 };
 
 AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked,
-                         const char *binary = WORKLOAD_BINARY)
+                         const Workload &w = {})
 {
 	std::string out = dir + "/out.jsonl";
 	unlink(out.c_str());
@@ -146,7 +178,7 @@ AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked,
 	}
 	double a0 = proc_cpu(agent);
 	auto t0 = std::chrono::steady_clock::now();
-	r.workload_cpu = run_workload(iterations, tracked, binary);
+	r.workload_cpu = run_workload(iterations, tracked, w);
 	r.workload_wall =
 	    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::this_thread::sleep_for(std::chrono::milliseconds(300)); // let it drain
@@ -211,27 +243,30 @@ prog_stats(const std::vector<std::string> &names)
 
 // (f) Process churn, untracked: bench/churn.c forks, execs /bin/true and
 // waits, n times a run, alone and then under `keytrail run` (no rule
-// matches /bin/true). What the agent's CPU (all its threads, idle time
-// included) costs per process lifecycle (exec + exit records; an untracked
-// parent's fork sends none).
+// matches /bin/true); then vforks and execs churn_exit, the smallest static
+// binary, which is the fastest lifecycle the machine runs (fork + exec of
+// /bin/true costs 2-3 ms of CPU on this VM: under 500 a second). What the
+// agent's CPU (all its threads, idle time included) costs per process
+// lifecycle (exec + exit records; an untracked parent's fork sends none).
 struct ChurnResult {
 	std::vector<double> us_per_proc, execs_per_s, alone_execs_per_s, agent_over_workload,
 	    workload_us, alone_workload_us;
 	uint64_t drops = 0;
 };
 
-ChurnResult churn_pass(const std::string &dir, long n, int rounds)
+ChurnResult churn_pass(const std::string &dir, long n, int rounds, const Workload &w,
+                       const char *what)
 {
 	ChurnResult c;
 	for (int r = 0; r < rounds; r++) {
 		std::fprintf(stderr, "churn round %d/%d\r", r + 1, rounds);
 		auto t0 = std::chrono::steady_clock::now();
-		double alone = run_workload(n, false, CHURN_BINARY);
+		double alone = run_workload(n, false, w);
 		double wall =
 		    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 		c.alone_execs_per_s.push_back(n / wall);
 		c.alone_workload_us.push_back(alone / n * 1e6);
-		AgentRun u = run_under_agent(dir, n, false, CHURN_BINARY);
+		AgentRun u = run_under_agent(dir, n, false, w);
 		c.us_per_proc.push_back(u.agent_cpu / n * 1e6);
 		c.execs_per_s.push_back(n / u.workload_wall);
 		c.workload_us.push_back(u.workload_cpu / n * 1e6);
@@ -243,9 +278,8 @@ ChurnResult churn_pass(const std::string &dir, long n, int rounds)
 	auto maximum = [](const std::vector<double> &v) {
 		return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
 	};
-	std::printf("\nuntracked process churn (fork + exec /bin/true + wait), %ld processes, %d "
-	            "rounds:\n",
-	            n, rounds);
+	std::printf("\nuntracked process churn (%s + wait), %ld processes, %d rounds:\n", what, n,
+	            rounds);
 	std::printf("  agent CPU per process      %6.1f us median (min %.1f, max %.1f)\n",
 	            median(c.us_per_proc), minimum(c.us_per_proc), maximum(c.us_per_proc));
 	std::printf("  agent CPU / workload CPU   %6.3f median (min %.3f, max %.3f)\n",
@@ -419,7 +453,11 @@ int main(int argc, char **argv)
 	    median(agent_cpu_per_kevent) * 1000, median(events_per_s));
 	std::printf("attach:    %.3f s (median; goal <= 1 s)\n", median(attach));
 	kernel_pass(dir, iterations);
-	ChurnResult ch = churn_pass(dir, churn, rounds);
+	ChurnResult ch =
+	    churn_pass(dir, churn, rounds, {CHURN_BINARY, {}}, "fork + exec /bin/true");
+	ChurnResult fast =
+	    churn_pass(dir, churn, rounds, {CHURN_BINARY, {CHURN_EXIT_BINARY, "vfork"}},
+	               "vfork + exec of a static no-libc binary");
 
 	// The correlator's replay and the live latency, in their own binary.
 	std::printf("\n");
@@ -466,13 +504,18 @@ int main(int argc, char **argv)
 	std::printf("(e) kernel event -> alert latency        p50 %6.1f ms, p99 %6.1f ms   "
 	            "p99 <= 100 ms  %s\n",
 	            p50, p99, verdict(p99 >= 0 && p99 <= 100));
-	double churn_us = median(ch.us_per_proc), churn_rate = median(ch.execs_per_s);
+	// The goal's rate is the fast churn's; /bin/true's figures beside it.
+	double churn_us = median(fast.us_per_proc), churn_rate = median(fast.execs_per_s);
 	std::printf("(f) untracked churn: agent CPU per process       %6.1f us (min %.1f)   "
 	            "<= 10 us       %s\n",
-	            churn_us, minimum(ch.us_per_proc),
+	            churn_us, minimum(fast.us_per_proc),
 	            verdict(churn_us > 0 && churn_us <= 10 && churn_rate >= 1000));
-	std::printf("    at %.0f execs/s (goal >= 1000); agent CPU / workload CPU %.3f\n",
-	            churn_rate, median(ch.agent_over_workload));
+	std::printf("    at %.0f execs/s (goal >= 1000; vfork + exec of a static binary); agent "
+	            "CPU / workload CPU %.3f\n",
+	            churn_rate, median(fast.agent_over_workload));
+	std::printf("    fork + exec /bin/true: %.1f us per process at %.0f execs/s; agent CPU / "
+	            "workload CPU %.3f\n",
+	            median(ch.us_per_proc), median(ch.execs_per_s), median(ch.agent_over_workload));
 	std::system(("rm -rf '" + dir + "'").c_str());
 	return 0;
 }

@@ -2,10 +2,13 @@
 // tight loop. Each iteration forks, the child execs /bin/true, and the
 // parent waits for it: one whole process lifecycle (fork, exec, exit) of a
 // process that is not an MCP server. Sequential, so it runs on the one CPU
-// it is pinned to (children inherit the pin).
-//   usage: churn ITERATIONS [BINARY]
+// it is pinned to (children inherit the pin). With "vfork" the child shares
+// the parent's memory until it execs (no page tables copied): with
+// churn_exit as BINARY, the fastest lifecycle a machine can run.
+//   usage: churn ITERATIONS [BINARY [fork|vfork]]
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,9 +18,10 @@ int main(int argc, char **argv)
 	char *bin = argc > 2 ? argv[2] : "/bin/true";
 	char *child_argv[] = {bin, NULL};
 	char *child_env[] = {"PATH=/usr/bin:/bin", NULL};
+	int use_vfork = argc > 3 && strcmp(argv[3], "vfork") == 0;
 
 	for (long i = 0; i < n; i++) {
-		pid_t pid = fork();
+		pid_t pid = use_vfork ? vfork() : fork();
 		if (pid < 0) {
 			perror("fork");
 			return 1;

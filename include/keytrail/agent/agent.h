@@ -98,10 +98,10 @@ class Agent
 	// Records that may have woken the agent (kt_record_prompt).
 	uint64_t prompt_records() const { return prompt_records_; }
 	// The poll period when nothing hurries: how long an exec nobody tracks
-	// yet may wait. 100 ms where the kernel's exec hint follows every
-	// tracking rule's servers from their exec; 25 ms where it cannot (a
-	// rule with no literal, a kernel without bpf_loop), as that wait is
-	// then a window in which a server is not followed.
+	// yet, a stdio capture or a timer may wait. 100 ms where the kernel's
+	// exec hint follows every tracking rule's servers from their exec; 25 ms
+	// where it cannot (a rule with no literal, a kernel without bpf_loop),
+	// as that wait is then a window in which a server is not followed.
 	std::chrono::milliseconds idle_poll() const
 	{
 		return exec_hint_complete_ ? std::chrono::milliseconds(100)
