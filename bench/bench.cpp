@@ -144,6 +144,7 @@ std::string slurp(const std::string &path)
 
 struct AgentRun {
 	double workload_cpu = 0, workload_wall = 0, agent_cpu = 0, attach_s = 0;
+	double peak_rss_mib = 0; // the agent's (VmHWM), at its stop
 	nlohmann::json health;
 };
 
@@ -183,6 +184,10 @@ AgentRun run_under_agent(const std::string &dir, long iterations, bool tracked,
 	    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	std::this_thread::sleep_for(std::chrono::milliseconds(300)); // let it drain
 	r.agent_cpu = proc_cpu(agent) - a0;
+	std::ifstream st("/proc/" + std::to_string(agent) + "/status");
+	for (std::string line; std::getline(st, line);)
+		if (line.rfind("VmHWM:", 0) == 0)
+			r.peak_rss_mib = std::atof(line.c_str() + 6) / 1024; // kB
 	kill(agent, SIGTERM);
 	waitpid(agent, nullptr, 0);
 	r.health = nlohmann::json::parse(slurp(status), nullptr, false);
@@ -221,6 +226,11 @@ double minimum(const std::vector<double> &v)
 	return v.empty() ? 0 : *std::min_element(v.begin(), v.end());
 }
 
+double maximum(const std::vector<double> &v)
+{
+	return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+}
+
 // run_time_ns / run_cnt of every loaded program with one of these names.
 std::map<std::string, std::pair<uint64_t, uint64_t>>
 prog_stats(const std::vector<std::string> &names)
@@ -250,7 +260,7 @@ prog_stats(const std::vector<std::string> &names)
 // lifecycle (exec + exit records; an untracked parent's fork sends none).
 struct ChurnResult {
 	std::vector<double> us_per_proc, execs_per_s, alone_execs_per_s, agent_over_workload,
-	    workload_us, alone_workload_us;
+	    workload_us, alone_workload_us, peak_rss_mib;
 	uint64_t drops = 0;
 };
 
@@ -270,14 +280,12 @@ ChurnResult churn_pass(const std::string &dir, long n, int rounds, const Workloa
 		c.us_per_proc.push_back(u.agent_cpu / n * 1e6);
 		c.execs_per_s.push_back(n / u.workload_wall);
 		c.workload_us.push_back(u.workload_cpu / n * 1e6);
+		c.peak_rss_mib.push_back(u.peak_rss_mib);
 		if (u.workload_cpu > 0)
 			c.agent_over_workload.push_back(u.agent_cpu / u.workload_cpu);
 		if (!u.health.is_discarded() && u.health.contains("kernel"))
 			c.drops += u.health["kernel"].value("drops", uint64_t{0});
 	}
-	auto maximum = [](const std::vector<double> &v) {
-		return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
-	};
 	std::printf("\nuntracked process churn (%s + wait), %ld processes, %d rounds:\n", what, n,
 	            rounds);
 	std::printf("  agent CPU per process      %6.1f us median (min %.1f, max %.1f)\n",
@@ -291,6 +299,8 @@ ChurnResult churn_pass(const std::string &dir, long n, int rounds, const Workloa
 	            "(median); %llu records dropped\n",
 	            median(c.workload_us), median(c.alone_workload_us),
 	            static_cast<unsigned long long>(c.drops));
+	std::printf("  agent peak RSS             %6.1f MiB (max over rounds)\n",
+	            maximum(c.peak_rss_mib));
 	return c;
 }
 
@@ -516,6 +526,11 @@ int main(int argc, char **argv)
 	std::printf("    fork + exec /bin/true: %.1f us per process at %.0f execs/s; agent CPU / "
 	            "workload CPU %.3f\n",
 	            median(ch.us_per_proc), median(ch.execs_per_s), median(ch.agent_over_workload));
+	double churn_rss = std::max(maximum(ch.peak_rss_mib), maximum(fast.peak_rss_mib));
+	std::printf(
+	    "    agent peak RSS under churn                   %7.1f MiB         <= 64 MiB      "
+	    "%s\n",
+	    churn_rss, verdict(churn_rss > 0 && churn_rss <= 64));
 	std::system(("rm -rf '" + dir + "'").c_str());
 	return 0;
 }
