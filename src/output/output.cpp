@@ -90,7 +90,8 @@ void Output::emit(std::string_view type_name, int severity,
 	int64_t now = wall_now_ns();
 	if (is_observation(type)) {
 		if (uint64_t to = observation_routes(type))
-			stage(Observation{json_line(), std::move(type), now, 0, nullptr, to});
+			stage(Observation{json_line(), std::move(type), severity, now, 0, nullptr,
+			                  to});
 		return;
 	}
 	hand_over();            // the observations before it go first
@@ -143,8 +144,9 @@ void Output::emit_observation(Record &&record)
 		return;
 	// Its own time stands for when it was emitted: no clock read per line.
 	int64_t now = record.time_ns ? record.time_ns : wall_now_ns();
-	stage(Observation{std::move(record.line), std::string(record.type), now, record.time_ns,
-	                  std::move(record.keys), to});
+	static const int info = severity("info").syslog;
+	stage(Observation{std::move(record.line), std::string(record.type), info, now,
+	                  record.time_ns, std::move(record.keys), to});
 }
 
 void Output::stage(Observation &&o)
@@ -222,7 +224,6 @@ void Output::Route::take(Item item, size_t bytes, bool urgent_item)
 
 bool Output::Route::write(Item &item, size_t &lines, size_t &bytes)
 {
-	static const int info = severity("info").syslog;
 	if (!item.batch) {
 		if (!sink->write(item.line, LineMeta{item.type, item.severity, item.time_ns,
 		                                     item.record_ns, item.keys.get()}))
@@ -237,8 +238,8 @@ bool Output::Route::write(Item &item, size_t &lines, size_t &bytes)
 		const Observation &o = obs[item.from];
 		if (!(o.routes & bit))
 			continue;
-		if (!sink->write(o.line,
-		                 LineMeta{o.type, info, o.time_ns, o.record_ns, o.keys.get()}))
+		if (!sink->write(
+		        o.line, LineMeta{o.type, o.severity, o.time_ns, o.record_ns, o.keys.get()}))
 			return false;
 		lines++;
 		bytes += o.line.size();

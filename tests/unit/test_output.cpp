@@ -342,10 +342,12 @@ class FailsOnceSink : public Sink
 		}
 		lines.emplace_back(line);
 		types.emplace_back(meta.type);
+		severities.push_back(meta.severity);
 		return true;
 	}
 	std::string name() const override { return "fails-once"; }
 	std::vector<std::string> lines, types; // one writer thread per sink
+	std::vector<int> severities;
 
       private:
 	int at_, calls_ = 0;
@@ -393,6 +395,27 @@ TEST(Output, RoutesShareObservationBatchesAndResumeOneWhereAWriteFailed)
 	EXPECT_EQ(out.dropped(), 0u);
 	for (const auto &h : out.health())
 		EXPECT_EQ(h["queued"], 0) << h.dump();
+}
+
+// A sink learns each line's severity, an observation's too: info for the
+// agent's own, the record's for one passed as JSON (a fleet's, a replay's).
+TEST(Output, ObservationsKeepTheSeverityTheyWereEmittedWith)
+{
+	auto sink = std::make_unique<FailsOnceSink>(0);
+	FailsOnceSink *k = sink.get();
+	Output out;
+	out.add(std::move(sink));
+	Record r;
+	r.type = "open";
+	r.line = R"({"type":"open","i":0})";
+	r.time_ns = 1;
+	out.emit(std::move(r));
+	out.emit(json{{"type", "open"}, {"severity", "high"}, {"i", 1}});
+	out.emit(json{{"type", "alert"}, {"severity", "critical"}});
+	out.close(5000);
+	ASSERT_EQ(k->lines.size(), 3u);
+	EXPECT_EQ(k->severities, (std::vector<int>{severity("info").syslog, severity("high").syslog,
+	                                           severity("critical").syslog}));
 }
 
 // Observations dropped by a full queue are counted line by line.

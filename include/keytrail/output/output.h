@@ -77,6 +77,7 @@ class Output
 	// and wakes its writer per batch, not per line.
 	struct Observation {
 		std::string line, type;
+		int severity; // syslog's
 		int64_t time_ns, record_ns;
 		std::shared_ptr<const IndexKeys> keys;
 		uint64_t routes; // Route::bit of each route that takes it
