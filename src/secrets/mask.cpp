@@ -1,6 +1,7 @@
 #include "keytrail/secrets/mask.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 
 #include "keytrail/secrets/catalog.h"
@@ -12,12 +13,28 @@ namespace keytrail
 namespace
 {
 
-std::string lower(std::string_view s)
+// A set of bytes, looked up in one load.
+using ByteSet = std::array<bool, 256>;
+
+constexpr ByteSet byte_set(std::string_view bytes)
 {
-	std::string out(s);
-	std::transform(out.begin(), out.end(), out.begin(),
-	               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-	return out;
+	ByteSet set{};
+	for (char c : bytes)
+		set[static_cast<unsigned char>(c)] = true;
+	return set;
+}
+
+// What separates a shell line's words (std::isspace's, and ; & | ( )).
+constexpr ByteSet kShellSeparators = byte_set(" \t\n\v\f\r;&|()");
+
+bool shell_separator(char c)
+{
+	return kShellSeparators[static_cast<unsigned char>(c)];
+}
+
+char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
 // Token prefixes from the issuers' published formats. The prefix stays
@@ -29,17 +46,31 @@ constexpr std::string_view kTokenPrefixes[] = {
     "pypi-",       "dckr_pat_", "secret_",  "ntn_",     "lin_api_", "hvs.",  "SG.",    "dapi",
     "dop_v1_",     "sk_live_",  "sk_test_", "rk_live_", "rk_test_"};
 
+#define KT_ALNUM "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+constexpr ByteSet kTokenChars = byte_set(KT_ALNUM "_-./+=");
+constexpr ByteSet kNameChars = byte_set(KT_ALNUM "_-.");
+#undef KT_ALNUM
+
 bool token_char(char c)
 {
-	return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' ||
-	       c == '/' || c == '+' || c == '=';
+	return kTokenChars[static_cast<unsigned char>(c)];
 }
+
+// The first characters of the prefixes: a word starting with another one
+// cannot be a prefixed token.
+constexpr ByteSet kPrefixStarts = [] {
+	ByteSet starts{};
+	for (auto p : kTokenPrefixes)
+		starts[static_cast<unsigned char>(p[0])] = true;
+	return starts;
+}();
 
 // Masks "<prefix><at least 8 token chars>" wherever it starts at a word edge.
 std::string mask_prefixed_tokens(std::string s)
 {
 	for (size_t i = 0; i < s.size(); i++) {
-		if (i > 0 && token_char(s[i - 1]))
+		if ((i > 0 && token_char(s[i - 1])) ||
+		    !kPrefixStarts[static_cast<unsigned char>(s[i])])
 			continue;
 		for (auto p : kTokenPrefixes) {
 			if (s.compare(i, p.size(), p) != 0)
@@ -94,7 +125,7 @@ std::string masked_value(std::string_view v)
 
 bool name_char(char c)
 {
-	return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+	return kNameChars[static_cast<unsigned char>(c)];
 }
 
 // NAME=value, NAME: value, "name": "value" and HTTP headers
@@ -157,6 +188,9 @@ std::string mask_pairs(std::string s)
 // token type is not a command). $VAR is a reference, not a value.
 std::string mask_option_values(std::string s)
 {
+	// A value follows an option in another word: one word has none.
+	if (std::none_of(s.begin(), s.end(), shell_separator))
+		return s;
 	auto words = shell_words(s);
 	bool mask_next = false;
 	std::vector<const ShellWord *> values;
@@ -181,29 +215,40 @@ std::string mask_option_values(std::string s)
 
 bool credential_like_name(std::string_view name)
 {
-	std::string n = lower(name);
-	while (!n.empty() && n.front() == '-')
-		n.erase(0, 1);
+	// Called for every argument of every exec: one pass, no allocation.
 	static constexpr std::string_view words[] = {
 	    "token",      "secret",      "password",      "passwd",      "pwd",
 	    "apikey",     "api_key",     "api-key",       "private_key", "private-key",
 	    "access_key", "access-key",  "credential",    "auth",        "pat",
 	    "bearer",     "session_key", "client_secret", "webhook",     "authorization",
 	    "cookie",     "dsn"};
-	for (auto w : words) {
-		size_t pos = n.find(w);
-		if (pos == std::string::npos)
-			continue;
-		if (w == "pat" || w == "pwd" || w == "auth") {
-			// Whole words only: "path", "pattern" and "author" are not credentials.
-			auto edge = [&](size_t k) {
-				return k >= n.size() || !std::isalpha((unsigned char)n[k]);
-			};
-			if (!(pos == 0 || !std::isalpha((unsigned char)n[pos - 1])) ||
-			    !edge(pos + w.size()))
+	// The words by their first letter.
+	static const auto by_start = [] {
+		std::array<std::vector<std::string_view>, 256> index;
+		for (auto w : words)
+			index[static_cast<unsigned char>(w[0])].push_back(w);
+		return index;
+	}();
+	while (!name.empty() && name.front() == '-')
+		name.remove_prefix(1);
+	auto alpha = [&](size_t k) {
+		return k < name.size() && std::isalpha(static_cast<unsigned char>(name[k]));
+	};
+	for (size_t i = 0; i < name.size(); i++) {
+		for (auto w : by_start[static_cast<unsigned char>(ascii_lower(name[i]))]) {
+			if (w.size() > name.size() - i)
 				continue;
+			size_t k = 0;
+			while (k < w.size() && ascii_lower(name[i + k]) == w[k])
+				k++;
+			if (k < w.size())
+				continue;
+			// Whole words only: "path", "pattern" and "author" are not credentials.
+			if ((w == "pat" || w == "pwd" || w == "auth") &&
+			    ((i > 0 && alpha(i - 1)) || alpha(i + w.size())))
+				continue;
+			return true;
 		}
-		return true;
 	}
 	return false;
 }
@@ -268,7 +313,7 @@ bool p_is_password(std::string_view prog)
 // credential fill` keeps its verb.
 bool credential_key_word(std::string_view a)
 {
-	if (a.empty() || a.find_first_of("_.") == std::string_view::npos)
+	if (std::none_of(a.begin(), a.end(), [](char c) { return c == '_' || c == '.'; }))
 		return false;
 	for (char c : a)
 		if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' &&
@@ -281,10 +326,7 @@ bool credential_key_word(std::string_view a)
 
 std::vector<ShellWord> shell_words(std::string_view line, size_t max_words)
 {
-	auto separator = [](char c) {
-		return std::isspace(static_cast<unsigned char>(c)) || c == ';' || c == '&' ||
-		       c == '|' || c == '(' || c == ')';
-	};
+	auto separator = shell_separator;
 	std::vector<ShellWord> words;
 	bool command = true;
 	size_t i = 0;

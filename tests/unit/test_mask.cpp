@@ -24,6 +24,34 @@ TEST(Mask, CredentialOptionsAndPairs)
 	EXPECT_EQ(v[8], "me");
 }
 
+// Names are matched without regard to case; pat, pwd and auth only as whole
+// words, wherever one occurs (not only where they first occur).
+TEST(Mask, CredentialLikeNames)
+{
+	for (const char *yes : {"GITHUB_TOKEN", "--Api-Key", "client_secret", "DB_PWD", "x-auth",
+	                        "path_pat", "author-auth", "Authorization", "--password"})
+		EXPECT_TRUE(credential_like_name(yes)) << yes;
+	for (const char *no : {"path", "--pattern", "author", "PWDIR", "", "---", "-I/usr/include"})
+		EXPECT_FALSE(credential_like_name(no)) << no;
+}
+
+// Masking a long argv word by word, cheaply, changes only its credentials.
+TEST(Mask, ALongArgvKeepsWhatIsNotACredential)
+{
+	std::vector<std::string> argv = {"/usr/bin/cc"};
+	for (int i = 0; i < 32; i++)
+		argv.push_back("-I/usr/include/churn/dir" + std::to_string(i));
+	argv.push_back("--token");
+	argv.push_back("ghp_aaaaaaaaaaaaaaaaaaaaaaaa");
+	argv.push_back("see ghp_bbbbbbbbbbbbbbbbbbbbbbbb");
+	auto v = mask_argv(argv, false);
+	ASSERT_EQ(v.size(), argv.size());
+	for (size_t i = 0; i < 33; i++)
+		EXPECT_EQ(v[i], argv[i]);
+	EXPECT_EQ(v[34], "****");
+	EXPECT_EQ(v[35], "see ghp_****");
+}
+
 // One argument holding a shell line (npm's `sh -c`): the word after a
 // credential option is masked as the next argument would be.
 TEST(Mask, OptionValuesInsideAShellLine)
