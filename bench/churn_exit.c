@@ -4,13 +4,14 @@
 #if defined(__x86_64__)
 __attribute__((noreturn)) void _start(void)
 {
-	__asm__ volatile("mov $60, %eax\n\txor %edi, %edi\n\tsyscall"); // exit(0)
+	__asm__ volatile("syscall" : : "a"(60), "D"(0) : "rcx", "r11", "memory"); // exit(0)
 	__builtin_unreachable();
 }
 #elif defined(__aarch64__)
 __attribute__((noreturn)) void _start(void)
 {
-	__asm__ volatile("mov x8, #93\n\tmov x0, #0\n\tsvc #0"); // exit(0)
+	register long nr __asm__("x8") = 93, code __asm__("x0") = 0;
+	__asm__ volatile("svc #0" : : "r"(nr), "r"(code) : "memory"); // exit(0)
 	__builtin_unreachable();
 }
 #else
