@@ -45,6 +45,9 @@ void proc_children(uint32_t pid, std::vector<uint32_t> *out)
 	globfree(&g);
 }
 
+// A parent's name the detector is given when there is none.
+const std::string kUnknown;
+
 } // namespace
 
 Lifecycle::Lifecycle(const Config &cfg, ProbeControl &probe, Processes &procs,
@@ -126,9 +129,12 @@ ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
 		probe_.track(static_cast<pid_t>(pid));
 	}
 
-	ProcessFacts facts{
-	    static_cast<pid_t>(pid),  e.ctx.uid, info.exe, e.argv, parent ? parent->comm : "",
-	    parent ? parent->exe : ""};
+	ProcessFacts facts{static_cast<pid_t>(pid),
+	                   e.ctx.uid,
+	                   info.exe,
+	                   e.argv,
+	                   parent ? parent->comm : kUnknown,
+	                   parent ? parent->exe : kUnknown};
 	ExecOutcome out;
 	info.self = procs_.is_keytrail(info);
 	if (!info.self)
@@ -364,7 +370,7 @@ std::vector<ProcessInfo *> Lifecycle::scan_proc(const std::vector<pid_t> &extra)
 		if (!snap)
 			continue; // exited while we looked
 		ProcessFacts facts{
-		    static_cast<pid_t>(pid), snap->uid, snap->exe, snap->argv, "", ""};
+		    static_cast<pid_t>(pid), snap->uid, snap->exe, snap->argv, kUnknown, kUnknown};
 		table.upsert(process_from_snapshot(*snap));
 		if (pid == self_pid_)
 			continue;

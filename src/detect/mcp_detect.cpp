@@ -206,6 +206,21 @@ std::vector<std::string> unwrapped(std::vector<std::string> argv)
 	return argv;
 }
 
+// argv itself when no wrapper starts it (every exec is matched: nothing is
+// copied then), else what unwrapped() makes of it, kept in `storage`.
+const std::vector<std::string> &unwrapped(const std::vector<std::string> &argv,
+                                          std::vector<std::string> &storage)
+{
+	if (argv.empty())
+		return argv;
+	std::string_view prog = basename_of(argv[0]);
+	if (prog != "env" && prog != "node" && prog != "nodejs" && prog != "bun" &&
+	    !is_python(prog))
+		return argv;
+	storage = unwrapped(argv);
+	return storage;
+}
+
 // The match for a reference, if it names an MCP server. A binary or script
 // path may be in an npm package (a bin, a dist/index.js): its package.json
 // names it better, and decides. A name given as a package is final.
@@ -271,7 +286,8 @@ std::optional<McpMatch> match_builtin(const std::vector<std::string> &raw_argv,
 	if (!exe.empty() && !raw_argv.empty() && basename_of(exe) != basename_of(raw_argv[0]))
 		if (auto m = found(package_ref(exe), "builtin:binary", exe, &lookup))
 			return m;
-	const std::vector<std::string> argv = unwrapped(raw_argv);
+	std::vector<std::string> storage;
+	const std::vector<std::string> &argv = unwrapped(raw_argv, storage);
 	if (argv.empty())
 		return std::nullopt;
 	std::string prog(basename_of(argv[0]));
@@ -469,7 +485,8 @@ bool package_runner(const std::vector<std::string> &raw_argv, const std::string 
 {
 	if (!package_runner(raw_argv))
 		return false;
-	std::string prog(basename_of(unwrapped(raw_argv).front()));
+	std::vector<std::string> storage;
+	std::string prog(basename_of(unwrapped(raw_argv, storage).front()));
 	std::string_view ran = basename_of(exe);
 	if (ran == prog)
 		return true;
@@ -537,7 +554,8 @@ std::vector<uint32_t> rule_hint_words(const std::vector<TrackingRule> &rules,
 
 bool package_runner(const std::vector<std::string> &raw_argv)
 {
-	std::vector<std::string> argv = unwrapped(raw_argv);
+	std::vector<std::string> storage;
+	const std::vector<std::string> &argv = unwrapped(raw_argv, storage);
 	if (argv.empty())
 		return false;
 	std::string prog(basename_of(argv[0]));
@@ -574,13 +592,20 @@ std::optional<McpMatch> McpDetector::match(const ProcessFacts &p) const
 		    !std::regex_search(p.parent_exe, *r.parent))
 			continue;
 		if (r.argv) {
+			// A literal the regex needs, with no space in it, is inside
+			// one argument: most execs are let go without joining theirs.
+			const std::string &lit = argv_literals_[i];
+			if (!lit.empty() && lit.find(' ') == std::string::npos &&
+			    std::none_of(p.argv.begin(), p.argv.end(), [&](const std::string &a) {
+				    return a.find(lit) != std::string::npos;
+			    }))
+				continue;
 			if (joined.empty())
 				for (const auto &a : p.argv) {
 					if (!joined.empty())
 						joined += ' ';
 					joined += a;
 				}
-			const std::string &lit = argv_literals_[i];
 			if ((!lit.empty() && joined.find(lit) == std::string::npos) ||
 			    !std::regex_search(joined, *r.argv))
 				continue;

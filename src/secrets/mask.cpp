@@ -25,7 +25,8 @@ constexpr ByteSet byte_set(std::string_view bytes)
 }
 
 // What separates a shell line's words (std::isspace's, and ; & | ( )).
-constexpr ByteSet kShellSeparators = byte_set(" \t\n\v\f\r;&|()");
+#define KT_SEPARATORS " \t\n\v\f\r;&|()"
+constexpr ByteSet kShellSeparators = byte_set(KT_SEPARATORS);
 
 bool shell_separator(char c)
 {
@@ -65,27 +66,56 @@ constexpr ByteSet kPrefixStarts = [] {
 	return starts;
 }();
 
-// Masks "<prefix><at least 8 token chars>" wherever it starts at a word edge.
+// The length of the known prefix of a token ("<prefix><at least 8 token
+// chars>") starting at s[i], at a word edge; 0 if none does.
+size_t token_prefix_at(std::string_view s, size_t i)
+{
+	if ((i > 0 && token_char(s[i - 1])) || !kPrefixStarts[static_cast<unsigned char>(s[i])])
+		return 0;
+	for (auto p : kTokenPrefixes) {
+		if (s.compare(i, p.size(), p) != 0)
+			continue;
+		size_t end = i + p.size();
+		while (end < s.size() && token_char(s[end]))
+			end++;
+		return end - i - p.size() >= 8 ? p.size() : 0;
+	}
+	return 0;
+}
+
+// Masks every prefixed token.
 std::string mask_prefixed_tokens(std::string s)
 {
 	for (size_t i = 0; i < s.size(); i++) {
-		if ((i > 0 && token_char(s[i - 1])) ||
-		    !kPrefixStarts[static_cast<unsigned char>(s[i])])
+		size_t p = token_prefix_at(s, i);
+		if (p == 0)
 			continue;
-		for (auto p : kTokenPrefixes) {
-			if (s.compare(i, p.size(), p) != 0)
-				continue;
-			size_t end = i + p.size();
-			while (end < s.size() && token_char(s[end]))
-				end++;
-			if (end - i - p.size() >= 8) {
-				s.replace(i + p.size(), end - i - p.size(), kMask);
-				i += p.size() + kMask.size();
-			}
-			break;
-		}
+		size_t end = i + p;
+		while (end < s.size() && token_char(s[end]))
+			end++;
+		s.replace(i + p, end - i - p, kMask);
+		i += p + kMask.size();
 	}
 	return s;
+}
+
+// Whether the cheap mask can change a text: a pair and a URL need '=' or
+// ':', an option's value a separator, a token its prefix at a word edge.
+// Most arguments of most execs have none: they are copied once, not
+// searched again.
+constexpr ByteSet kCheapMaskBytes = byte_set("=:" KT_SEPARATORS);
+#undef KT_SEPARATORS
+
+bool cheap_mask_applies(std::string_view s)
+{
+	bool edge = true;
+	for (size_t i = 0; i < s.size(); i++) {
+		auto c = static_cast<unsigned char>(s[i]);
+		if (kCheapMaskBytes[c] || (edge && kPrefixStarts[c] && token_prefix_at(s, i)))
+			return true;
+		edge = !kTokenChars[c];
+	}
+	return false;
 }
 
 // scheme://user:password@host -> scheme://user:****@host
@@ -222,12 +252,20 @@ bool credential_like_name(std::string_view name)
 	    "access_key", "access-key",  "credential",    "auth",        "pat",
 	    "bearer",     "session_key", "client_secret", "webhook",     "authorization",
 	    "cookie",     "dsn"};
-	// The words by their first letter.
+	// The words by their first letter, and those letters in either case.
 	static const auto by_start = [] {
 		std::array<std::vector<std::string_view>, 256> index;
 		for (auto w : words)
 			index[static_cast<unsigned char>(w[0])].push_back(w);
 		return index;
+	}();
+	static const ByteSet starts = [] {
+		ByteSet set{};
+		for (auto w : words) {
+			set[static_cast<unsigned char>(w[0])] = true;
+			set[static_cast<unsigned char>(w[0] - 'a' + 'A')] = true;
+		}
+		return set;
 	}();
 	while (!name.empty() && name.front() == '-')
 		name.remove_prefix(1);
@@ -235,6 +273,8 @@ bool credential_like_name(std::string_view name)
 		return k < name.size() && std::isalpha(static_cast<unsigned char>(name[k]));
 	};
 	for (size_t i = 0; i < name.size(); i++) {
+		if (!starts[static_cast<unsigned char>(name[i])])
+			continue;
 		for (auto w : by_start[static_cast<unsigned char>(ascii_lower(name[i]))]) {
 			if (w.size() > name.size() - i)
 				continue;
@@ -255,6 +295,8 @@ bool credential_like_name(std::string_view name)
 
 std::string mask_text(std::string_view text, bool catalog)
 {
+	if (!catalog && !cheap_mask_applies(text))
+		return std::string(text);
 	std::string s(text);
 	if (!catalog)
 		return mask_prefixed_tokens(
@@ -279,7 +321,7 @@ std::string mask_arg(std::string_view arg, bool catalog)
 {
 	// curl --user=alice:pw, --proxy-user=alice:pw
 	for (std::string_view opt : {"--user=", "--proxy-user="})
-		if (arg.substr(0, opt.size()) == opt) {
+		if (arg.starts_with(opt)) {
 			size_t colon = arg.find(':', opt.size());
 			if (colon != std::string_view::npos && colon + 1 < arg.size())
 				return std::string(arg.substr(0, colon + 1)) + std::string(kMask);
@@ -380,11 +422,13 @@ bool shell_line_arg(const std::vector<std::string> &argv, size_t i)
 {
 	if (i < 2 || i >= argv.size())
 		return false;
-	std::string_view prog = basename_of(argv[0]), flag = argv[i - 1];
+	std::string_view flag = argv[i - 1]; // asked for every argument: the flag first
+	if (flag.size() < 2 || flag[0] != '-' || flag[1] == '-' || flag.back() != 'c')
+		return false;
 	static constexpr std::string_view shells[] = {"sh",  "bash", "dash", "zsh",
 	                                              "ksh", "ash",  "mksh", "busybox"};
-	return std::find(std::begin(shells), std::end(shells), prog) != std::end(shells) &&
-	       flag.size() >= 2 && flag[0] == '-' && flag[1] != '-' && flag.back() == 'c';
+	return std::find(std::begin(shells), std::end(shells), basename_of(argv[0])) !=
+	       std::end(shells);
 }
 
 namespace
@@ -424,10 +468,10 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool ca
 	bool pw_p = false, login = false;
 	for (size_t i = 0; i < argv.size() && i < 4; i++)
 		pw_p = pw_p || p_is_password(basename_of(argv[i]));
-	for (const auto &a : argv)
-		login = login || a == "login";
 	// docker/podman: -p is a password only for `login` (else a port).
 	if (pw_p) {
+		for (std::string_view a : argv)
+			login = login || a == "login";
 		bool container_cli = false;
 		for (size_t i = 0; i < argv.size() && i < 4; i++)
 			for (std::string_view c :
@@ -438,6 +482,7 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool ca
 	enum { kNone, kAll, kAfterColon } next = kNone;
 	for (size_t i = 0; i < argv.size(); i++) {
 		const std::string &a = argv[i];
+		std::string_view word = a; // compared by size first, not by memcmp
 		if (shell_line_arg(argv, i)) {
 			out.push_back(mask_shell_line(a, catalog));
 			next = kNone;
@@ -460,9 +505,9 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool ca
 			next = kAll; // --token V
 		else if (i > 0 && credential_key_word(a))
 			next = kAll; // aws_secret_access_key V
-		else if (a == "-u" || a == "--user" || a == "-U" || a == "--proxy-user")
+		else if (word == "-u" || word == "--user" || word == "-U" || word == "--proxy-user")
 			next = kAfterColon; // curl -u user:password
-		else if (pw_p && (a == "-p" || a == "--password"))
+		else if (pw_p && (word == "-p" || word == "--password"))
 			next = kAll;
 		if (pw_p && a.size() > 2 && a.compare(0, 2, "-p") == 0 && a[2] != '-') {
 			out.push_back("-p" + std::string(kMask)); // mysql -pSECRET

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 
 namespace keytrail
 {
@@ -71,6 +72,14 @@ std::string sanitize_utf8(std::string_view s)
 std::vector<std::string> split_nul(std::string_view block)
 {
 	std::vector<std::string> parts;
+	if (block.empty())
+		return parts;
+	size_t n = 1; // counted first: an argv is split for every exec
+
+	for (const char *p = block.data(), *end = p + block.size();
+	     (p = static_cast<const char *>(std::memchr(p, '\0', end - p))); p++)
+		n++;
+	parts.reserve(n);
 	size_t start = 0;
 	while (start < block.size()) {
 		size_t end = block.find('\0', start);

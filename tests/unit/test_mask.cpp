@@ -52,6 +52,22 @@ TEST(Mask, ALongArgvKeepsWhatIsNotACredential)
 	EXPECT_EQ(v[35], "see ghp_****");
 }
 
+// An argument the cheap mask copies as it is has no '=', ':', separator or
+// prefixed token at a word edge; one with any of them is masked whole.
+TEST(Mask, TheCheapMaskFindsATokenAnywhereAWordStarts)
+{
+	auto v = mask_argv({"tool", "x,ghp_aaaaaaaaaaaaaaaaaaaaaaaa", "/srv/ghp_aaaaaaaaaaaa",
+	                    "a(sk-proj-bbbbbbbbbbbbbbbbbbbb)", "token=ghp_aaaaaaaaaaaaaaaaaaaaaaaa",
+	                    "https://u:pw123456@h/x", "ghp_short"},
+	                   false);
+	EXPECT_EQ(v[1], "x,ghp_****");
+	EXPECT_EQ(v[2], "/srv/ghp_aaaaaaaaaaaa"); // inside a path word: not a token's start
+	EXPECT_EQ(v[3], "a(sk-proj-****)");
+	EXPECT_EQ(v[4], "token=****");
+	EXPECT_EQ(v[5], "https://u:****@h/x");
+	EXPECT_EQ(v[6], "ghp_short");
+}
+
 // One argument holding a shell line (npm's `sh -c`): the word after a
 // credential option is masked as the next argument would be.
 TEST(Mask, OptionValuesInsideAShellLine)

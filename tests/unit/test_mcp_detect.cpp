@@ -323,3 +323,30 @@ tracking:
 	EXPECT_EQ(server("lx-tool"), "class");
 	EXPECT_EQ(server("plain"), "none");
 }
+
+// A literal without a space is looked for in each argument, one with a
+// space in the joined argv: a rule matches wherever its argv stands.
+TEST(McpDetect, ARuleLiteralIsFoundInAnyArgumentOrAcrossThem)
+{
+	Config c = parse_config(R"(
+tracking:
+  rules:
+    - name: one-word
+      argv: "--serve-mcp(=stdio)?$"
+    - name: two-words
+      argv: "billing run --stdio"
+)",
+	                        "t.yaml");
+	McpDetector d(false, c.rules);
+	auto server = [&](const std::vector<std::string> &argv) {
+		auto m = d.match(ProcessFacts{1, 0, "/usr/bin/tool", argv, "", ""});
+		return m ? m->server : std::string("none");
+	};
+	EXPECT_EQ(server({"tool", "-v", "--serve-mcp"}), "one-word");
+	EXPECT_EQ(server({"tool", "--serve-mcp=stdio"}), "one-word");
+	EXPECT_EQ(server({"tool", "--serve-mcp", "-v"}), "none"); // the regex still decides
+	EXPECT_EQ(server({"tool", "--serve", "mcp"}), "none");
+	EXPECT_EQ(server({"/opt/billing", "run", "--stdio"}), "two-words");
+	EXPECT_EQ(server({"/opt/billing run", "--stdio"}), "two-words");
+	EXPECT_EQ(server({"/opt/billing", "run"}), "none");
+}

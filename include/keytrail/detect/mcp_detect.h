@@ -14,14 +14,15 @@
 namespace keytrail
 {
 
-// What the detector looks at; filled from an exec event or from /proc.
+// What the detector looks at, borrowed from an exec event or a /proc
+// snapshot for one match (every exec is matched: nothing is copied).
 struct ProcessFacts {
 	pid_t pid = 0;
 	uid_t uid = 0;
-	std::string exe; // executable path
-	std::vector<std::string> argv;
-	std::string parent_comm;
-	std::string parent_exe;
+	const std::string &exe; // executable path
+	const std::vector<std::string> &argv;
+	const std::string &parent_comm;
+	const std::string &parent_exe;
 };
 
 // A process matched as an MCP server. `server` is the canonical name of what
