@@ -305,7 +305,7 @@ TEST(Workloads, APivotAtATerminalIsOneHumanUseAndTraceShowsTheReader)
 	EXPECT_EQ(a.stop(), 0);
 	auto recs = records(a.out());
 	auto human = of(recs, "alert", "human_use");
-	ASSERT_EQ(human.size(), 1u);
+	ASSERT_EQ(human.size(), 1u) << slurp(a.out());
 	EXPECT_EQ(human[0]["process"]["comm"], "cat");
 	EXPECT_TRUE(of(recs, "alert", "shared_credential").empty());
 	// The reader is described as it ran: its command line and who started it.
