@@ -218,6 +218,28 @@ int64_t Processes::started_ns(const ProcessInfo &p) const
 	return clock_.now_ns();
 }
 
+namespace
+{
+
+// The login session /proc shows, where it shows one. A process being
+// reaped still has its /proc entry for a moment, but reads as session 0
+// with no terminal and its audit files may be gone: what its exec record
+// said (read in the kernel at exec) stays then, or a person's `cat` and
+// `grep` of one terminal would be two readers.
+void take_session(ProcessInfo &p, const ProcSnapshot &now)
+{
+	if (now.sid != 0) {
+		p.sid = now.sid;
+		p.tty_nr = now.tty_nr;
+	}
+	if (now.sessionid != UINT32_MAX) {
+		p.loginuid = now.loginuid;
+		p.sessionid = now.sessionid;
+	}
+}
+
+} // namespace
+
 void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 {
 	p.correlated = true;
@@ -225,10 +247,7 @@ void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 	// session it is, read while it still runs.
 	if (!p.workload && p.sessionid == UINT32_MAX && !p.exit_time_ns)
 		if (auto snap = read_proc(p.pid); snap && snap->start_ticks == p.start_ticks) {
-			p.loginuid = snap->loginuid;
-			p.sessionid = snap->sessionid;
-			p.tty_nr = snap->tty_nr;
-			p.sid = snap->sid;
+			take_session(p, *snap);
 			if (p.argv.empty())
 				p.argv = process_from_snapshot(*snap).argv;
 		}
@@ -282,10 +301,7 @@ void Processes::describe_reader(ProcessInfo &p)
 	if (!now.exe.empty())
 		p.exe = std::move(now.exe);
 	p.tty = p.tty || now.tty;
-	p.loginuid = now.loginuid;
-	p.sessionid = now.sessionid;
-	p.tty_nr = now.tty_nr;
-	p.sid = now.sid;
+	take_session(p, *snap);
 	// Its ancestors, up to init, from /proc where the table does not know them.
 	ProcessInfo *cur = &p;
 	for (int depth = 0; depth < 32; depth++) {
