@@ -148,7 +148,7 @@ void Agent::on_record(const void *data, size_t size)
 	}
 	counters_.agent.records++;
 	counters_.agent.records_by_type[event_type(*ev)]++;
-	std::visit([this](const auto &e) { handle(e); }, *ev);
+	std::visit([this](auto &e) { handle(e); }, *ev);
 }
 
 // Argv and environment of processes now tracked: from the exec record for
@@ -161,7 +161,7 @@ void Agent::collect(const std::vector<ProcessInfo *> &procs, const ExecEvent *e)
 	}
 }
 
-void Agent::handle(const ExecEvent &e)
+void Agent::handle(ExecEvent &e)
 {
 	ExecOutcome out = lifecycle_.on_exec(e);
 	if (want_events_ && out.reportable())

@@ -92,10 +92,6 @@ ProcessInfo Lifecycle::entry_of(const ExecEvent &e) const
 	info.start_ticks = ns_to_clock_ticks(e.ctx.start_time_ns);
 	info.comm = e.ctx.comm;
 	info.exe = e.filename;
-	// Every exec's argv is kept (a reader's or a server's parent's is
-	// written later), masked cheaply; fully (the catalog's formats) when it
-	// is followed, and again before any is written (Processes::correlate).
-	info.argv = mask_argv(e.argv, false);
 	info.cgroup_id = e.ctx.cgroup_id;
 	info.tty = e.ctx.flags & KT_F_TTY;
 	info.tty_nr = e.tty_nr;
@@ -112,7 +108,7 @@ ProcessInfo Lifecycle::entry_of(const ExecEvent &e) const
 	return info;
 }
 
-ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
+ExecOutcome Lifecycle::on_exec(ExecEvent &e)
 {
 	uint32_t pid = e.ctx.pid;
 	ProcessInfo info = entry_of(e);
@@ -152,8 +148,15 @@ ExecOutcome Lifecycle::on_exec(const ExecEvent &e)
 	    out.match &&
 	    (!info.workload || (out.match->named && out.match->server != info.workload->server));
 	settle_hint(e, info, out.match.has_value(), &out.was_tracked);
+	// Every exec's argv is kept (a reader's or a server's parent's is
+	// written later), masked fully (the catalog's formats) when it is
+	// followed, cheaply otherwise, and fully before any is written
+	// (Processes::correlate). An exec that is not followed gives the record
+	// its argv: nothing reads it after this.
 	if (info.tracked || out.match)
-		info.argv = mask_argv(info.argv);
+		info.argv = mask_argv(e.argv);
+	else
+		info.argv = mask_argv(std::move(e.argv), false);
 	ProcessInfo &entry = table.upsert(std::move(info));
 	if (new_root)
 		entry.workload = procs_.make_workload(entry, *out.match);

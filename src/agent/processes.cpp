@@ -273,7 +273,7 @@ void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 	st.mcp_server = p.server();
 	if (p.workload)
 		st.workload = p.workload->root_exec_id;
-	p.argv = mask_argv(p.argv); // complete the cheap mask of an unfollowed exec
+	p.argv = mask_argv(std::move(p.argv)); // complete the cheap mask of an unfollowed exec
 	st.cmdline = p.argv;
 	const Identity &id = identity(p);
 	st.identity = id.id;
@@ -291,7 +291,7 @@ void Processes::correlate(ProcessInfo &p, bool forked, bool env_observed)
 
 void Processes::describe_reader(ProcessInfo &p)
 {
-	p.argv = mask_argv(p.argv); // it will be written: the catalog's formats too
+	p.argv = mask_argv(std::move(p.argv)); // it will be written: the catalog's formats too
 	auto snap = read_proc(p.pid);
 	if (!snap || snap->start_ticks != p.start_ticks)
 		return; // gone: what the kernel told is all there is

@@ -447,7 +447,7 @@ std::string mask_shell_line(std::string_view line, bool catalog)
 		std::vector<std::string> cmd;
 		for (size_t k = from; k < to; k++)
 			cmd.push_back(words[k].text);
-		auto masked = mask_argv(cmd, catalog);
+		auto masked = mask_argv(std::move(cmd), catalog);
 		for (size_t k = from; k < to; k++)
 			if (masked[k - from] != words[k].text && !words[k].reference)
 				changed.emplace_back(&words[k], masked[k - from]);
@@ -460,10 +460,15 @@ std::string mask_shell_line(std::string_view line, bool catalog)
 
 } // namespace
 
-std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool catalog)
+std::vector<std::string> mask_argv(std::vector<std::string> argv, bool catalog)
 {
-	std::vector<std::string> out;
-	out.reserve(argv.size());
+	// Every decision reads the arguments as given; what changes is replaced
+	// at the end, and an argument with nothing to mask is not copied.
+	std::vector<std::pair<size_t, std::string>> changed;
+	auto replace = [&](size_t i, std::string masked) {
+		if (masked != argv[i])
+			changed.emplace_back(i, std::move(masked));
+	};
 	// The program, also behind a wrapper (sudo mysql -pX, env docker login).
 	bool pw_p = false, login = false;
 	for (size_t i = 0; i < argv.size() && i < 4; i++)
@@ -484,18 +489,18 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool ca
 		const std::string &a = argv[i];
 		std::string_view word = a; // compared by size first, not by memcmp
 		if (shell_line_arg(argv, i)) {
-			out.push_back(mask_shell_line(a, catalog));
+			replace(i, mask_shell_line(a, catalog));
 			next = kNone;
 			continue;
 		}
 		if (next != kNone && !a.empty() && (a[0] != '-' || next == kAll)) {
 			size_t colon = a.find(':');
 			if (next == kAfterColon && colon != std::string::npos)
-				out.push_back(a.substr(0, colon + 1) + std::string(kMask));
+				replace(i, a.substr(0, colon + 1) + std::string(kMask));
 			else if (next == kAll)
-				out.emplace_back(kMask);
-			else
-				out.push_back(mask_arg(a, catalog));
+				replace(i, std::string(kMask));
+			else if (catalog || cheap_mask_applies(a))
+				replace(i, mask_arg(a, catalog));
 			next = kNone;
 			continue;
 		}
@@ -510,18 +515,21 @@ std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool ca
 		else if (pw_p && (word == "-p" || word == "--password"))
 			next = kAll;
 		if (pw_p && a.size() > 2 && a.compare(0, 2, "-p") == 0 && a[2] != '-') {
-			out.push_back("-p" + std::string(kMask)); // mysql -pSECRET
+			replace(i, "-p" + std::string(kMask)); // mysql -pSECRET
 			continue;
 		}
 		if (a.size() > 2 && a.compare(0, 2, "-u") == 0 &&
 		    a.find(':') != std::string::npos) {
-			out.push_back(a.substr(0, a.find(':') + 1) +
-			              std::string(kMask)); // -uuser:pw
+			replace(i, a.substr(0, a.find(':') + 1) + std::string(kMask)); // -uuser:pw
 			continue;
 		}
-		out.push_back(mask_arg(a, catalog));
+		// Without the catalog, what the cheap mask finds nothing in is as given.
+		if (catalog || cheap_mask_applies(a))
+			replace(i, mask_arg(a, catalog));
 	}
-	return out;
+	for (auto &[i, masked] : changed)
+		argv[i] = std::move(masked);
+	return argv;
 }
 
 std::string shown(std::string_view text)

@@ -52,6 +52,25 @@ TEST(Mask, ALongArgvKeepsWhatIsNotACredential)
 	EXPECT_EQ(v[35], "see ghp_****");
 }
 
+// An argv moved in is masked in place: what changes is replaced, what has
+// nothing to mask keeps its own buffer (no copy per argument per exec), and
+// the result is the one a copy gets.
+TEST(Mask, AnArgvMovedInKeepsTheBuffersOfWhatItDoesNotMask)
+{
+	std::vector<std::string> argv = {"/usr/bin/cc", "-I/usr/include/a/long/include/dir",
+	                                 "--api-key", "ghp_aaaaaaaaaaaaaaaaaaaaaaaa",
+	                                 "TOKEN=ghp_bbbbbbbbbbbbbbbbbbbbbbbb"};
+	for (bool catalog : {false, true}) {
+		std::vector<std::string> in = argv;
+		const char *kept = in[1].data();
+		auto v = mask_argv(std::move(in), catalog);
+		EXPECT_EQ(v, mask_argv(argv, catalog));
+		EXPECT_EQ(v[1].data(), kept);
+		EXPECT_EQ(v[3], "****");
+		EXPECT_EQ(v[4], "TOKEN=****");
+	}
+}
+
 // An argument the cheap mask copies as it is has no '=', ':', separator or
 // prefixed token at a word edge; one with any of them is masked whole.
 TEST(Mask, TheCheapMaskFindsATokenAnywhereAWordStarts)

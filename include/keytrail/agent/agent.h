@@ -109,7 +109,7 @@ class Agent
 	}
 
       private:
-	void handle(const ExecEvent &e);
+	void handle(ExecEvent &e); // its argv may be taken (Lifecycle::on_exec)
 	void handle(const ForkEvent &e);
 	void handle(const ExitEvent &e);
 	void handle(const OpenEvent &e);

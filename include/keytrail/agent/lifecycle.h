@@ -34,7 +34,8 @@ class Lifecycle
 	Lifecycle(const Config &cfg, ProbeControl &probe, Processes &procs,
 	          AgentCounters &counters);
 
-	ExecOutcome on_exec(const ExecEvent &e);
+	// Takes e.argv when the exec is not reportable (not followed, no match).
+	ExecOutcome on_exec(ExecEvent &e);
 	// The child's table entry (new or already known).
 	ProcessInfo &on_fork(const ForkEvent &e);
 	void on_exit(const ExitEvent &e);

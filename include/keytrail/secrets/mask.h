@@ -50,6 +50,8 @@ bool shell_line_arg(const std::vector<std::string> &argv, size_t i);
 // "--token" V, "aws_secret_access_key" V, curl's "-u" user:V, and "-p" V or
 // -pV for programs where -p is a password (mysql, docker login, sshpass).
 // The line a shell runs is masked command by command with the same rules.
-std::vector<std::string> mask_argv(const std::vector<std::string> &argv, bool catalog = true);
+// Taken by value: an argv moved in is masked in place, and an argument with
+// nothing to mask is never copied.
+std::vector<std::string> mask_argv(std::vector<std::string> argv, bool catalog = true);
 
 } // namespace keytrail
