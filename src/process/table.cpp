@@ -63,7 +63,9 @@ std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root
 		return std::nullopt;
 	s.ppid = static_cast<uint32_t>(f[0]);
 	s.tty = f[3] != 0;
-	s.sid = static_cast<uint32_t>(f[2]);
+	// A task being reaped (its signal handlers gone) shows session -1 and
+	// no terminal: that is "not known", never a session of its own.
+	s.sid = f[2] > 0 ? static_cast<uint32_t>(f[2]) : 0;
 	s.tty_nr = static_cast<uint32_t>(f[3]);
 	s.start_ticks = static_cast<uint64_t>(f[18]);
 

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "keytrail/process/table.h"
 
@@ -57,6 +61,32 @@ TEST(ProcessTable, ChildrenAndProcRead)
 	EXPECT_FALSE(self->argv.empty());
 	EXPECT_FALSE(read_proc(0x7FFFFFF0u));
 	EXPECT_EQ(read_boot_id().size(), 8u);
+}
+
+// What /proc shows of a task being reaped (fs/proc/array.c without its
+// signal handlers: ppid 0, session -1, no terminal) is no session, not a
+// session numbered 4294967295 that would split one terminal's readers.
+TEST(ProcessTable, AProcessBeingReapedHasNoSession)
+{
+	char tmpl[] = "/tmp/kt-proc-XXXXXX";
+	ASSERT_NE(mkdtemp(tmpl), nullptr);
+	std::string root = tmpl;
+	auto stat_of = [&](uint32_t pid, const std::string &fields) {
+		std::filesystem::create_directory(root + "/" + std::to_string(pid));
+		std::ofstream(root + "/" + std::to_string(pid) + "/stat")
+		    << pid << " (grep) " << fields << " 0 0 0 0 0 0 0 0 0 0 0 0 0 777 0 0\n";
+	};
+	stat_of(40, "X 0 -1 -1 0 -1");
+	stat_of(41, "S 7 41 41 34816 41");
+	auto reaped = read_proc(40, root), live = read_proc(41, root);
+	ASSERT_TRUE(reaped && live);
+	EXPECT_EQ(reaped->sid, 0u);
+	EXPECT_EQ(reaped->tty_nr, 0u);
+	EXPECT_EQ(reaped->start_ticks, 777u);
+	EXPECT_EQ(live->sid, 41u);
+	EXPECT_EQ(live->tty_nr, 34816u);
+	EXPECT_EQ(live->start_ticks, 777u);
+	std::filesystem::remove_all(root);
 }
 
 TEST(ProcessTable, AncestryReachesExitedParents)
