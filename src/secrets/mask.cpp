@@ -101,8 +101,8 @@ std::string mask_prefixed_tokens(std::string s)
 
 // Whether the cheap mask can change a text: a pair and a URL need '=' or
 // ':', an option's value a separator, a token its prefix at a word edge.
-// Most arguments of most execs have none: they are copied once, not
-// searched again.
+// Most arguments of most execs have none: mask_argv keeps them as they are
+// and searches them no further.
 constexpr ByteSet kCheapMaskBytes = byte_set("=:" KT_SEPARATORS);
 #undef KT_SEPARATORS
 
@@ -293,28 +293,45 @@ bool credential_like_name(std::string_view name)
 	return false;
 }
 
+namespace
+{
+
+// The rules that need no catalog: URL passwords, credential-like pairs,
+// option values, prefixed tokens.
+std::string mask_by_rules(std::string s)
+{
+	return mask_prefixed_tokens(
+	    mask_option_values(mask_pairs(mask_url_password(std::move(s)))));
+}
+
+} // namespace
+
 std::string mask_text(std::string_view text, bool catalog)
 {
-	if (!catalog && !cheap_mask_applies(text))
+	bool rules_apply = cheap_mask_applies(text);
+	if (!catalog && !rules_apply)
 		return std::string(text);
-	std::string s(text);
+	// The rules first: a pair's whole value is masked ("X-Api-Key: ****")
+	// before the catalog could mask only the format inside it and leave the
+	// rest ("X-Api-Key: foo/AKIA****", which the pair rule then skips).
+	std::string s = rules_apply ? mask_by_rules(std::string(text)) : std::string(text);
 	if (!catalog)
-		return mask_prefixed_tokens(
-		    mask_option_values(mask_pairs(mask_url_password(std::move(s)))));
-	// The catalog's formats first (a JWT, an AWS key), from the back so
-	// offsets stay right; overlapping spans are masked once.
+		return s;
+	// The catalog's formats (a JWT, an AWS key), from the back so offsets
+	// stay right; overlapping spans are masked once.
 	auto spans = credential_spans(s);
 	std::sort(spans.begin(), spans.end(),
 	          [](const CredentialSpan &a, const CredentialSpan &b) { return a.pos > b.pos; });
 	size_t limit = s.size();
+	bool changed = false;
 	for (const auto &sp : spans) {
 		if (sp.pos + sp.len > limit || sp.len <= sp.public_len)
 			continue;
 		s.replace(sp.pos + sp.public_len, sp.len - sp.public_len, kMask);
 		limit = sp.pos;
+		changed = true;
 	}
-	return mask_prefixed_tokens(
-	    mask_option_values(mask_pairs(mask_url_password(std::move(s)))));
+	return changed ? mask_by_rules(std::move(s)) : s;
 }
 
 std::string mask_arg(std::string_view arg, bool catalog)

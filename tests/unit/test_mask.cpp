@@ -52,6 +52,22 @@ TEST(Mask, ALongArgvKeepsWhatIsNotACredential)
 	EXPECT_EQ(v[35], "see ghp_****");
 }
 
+// A pair's whole value is masked, with or without the catalog: the
+// catalog's format inside it (an AWS key id) does not leave the rest shown.
+TEST(Mask, APairsValueIsMaskedWholeThoughTheCatalogKnowsAFormatInIt)
+{
+	for (bool catalog : {false, true}) {
+		EXPECT_EQ(mask_text("X-Api-Key: foo/AKIAIOSFODNN7QWERTYU", catalog),
+		          "X-Api-Key: ****");
+		EXPECT_EQ(
+		    mask_argv({"curl", "-H", "X-Api-Key: foo/AKIAIOSFODNN7QWERTYU"}, catalog)[2],
+		    "X-Api-Key: ****");
+	}
+	// Outside a pair the catalog still finds it.
+	EXPECT_EQ(mask_text("id foo/AKIAIOSFODNN7QWERTYU", true).find("IOSFODNN7QWERTYU"),
+	          std::string::npos);
+}
+
 // An argv moved in is masked in place: what changes is replaced, what has
 // nothing to mask keeps its own buffer (no copy per argument per exec), and
 // the result is the one a copy gets.
