@@ -63,9 +63,12 @@ std::optional<ProcSnapshot> read_proc(uint32_t pid, const std::string &proc_root
 		return std::nullopt;
 	s.ppid = static_cast<uint32_t>(f[0]);
 	s.tty = f[3] != 0;
-	// A task being reaped (its signal handlers gone) shows session -1 and
-	// no terminal: that is "not known", never a session of its own.
-	s.sid = f[2] > 0 ? static_cast<uint32_t>(f[2]) : 0;
+	// A task being reaped (its signal handlers gone) shows session -1, ppid
+	// 0 and no terminal, and its other files read as root's or empty: it is
+	// gone, not a root process without a parent or a session.
+	if (f[2] < 0)
+		return std::nullopt;
+	s.sid = static_cast<uint32_t>(f[2]);
 	s.tty_nr = static_cast<uint32_t>(f[3]);
 	s.start_ticks = static_cast<uint64_t>(f[18]);
 

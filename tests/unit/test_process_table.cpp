@@ -64,9 +64,10 @@ TEST(ProcessTable, ChildrenAndProcRead)
 }
 
 // What /proc shows of a task being reaped (fs/proc/array.c without its
-// signal handlers: ppid 0, session -1, no terminal) is no session, not a
-// session numbered 4294967295 that would split one terminal's readers.
-TEST(ProcessTable, AProcessBeingReapedHasNoSession)
+// signal handlers: ppid 0, session -1, no terminal) is a process that is
+// gone, not a root process without a parent, or a session numbered
+// 4294967295 that split one terminal's readers.
+TEST(ProcessTable, AProcessBeingReapedIsGone)
 {
 	char tmpl[] = "/tmp/kt-proc-XXXXXX";
 	ASSERT_NE(mkdtemp(tmpl), nullptr);
@@ -78,11 +79,10 @@ TEST(ProcessTable, AProcessBeingReapedHasNoSession)
 	};
 	stat_of(40, "X 0 -1 -1 0 -1");
 	stat_of(41, "S 7 41 41 34816 41");
-	auto reaped = read_proc(40, root), live = read_proc(41, root);
-	ASSERT_TRUE(reaped && live);
-	EXPECT_EQ(reaped->sid, 0u);
-	EXPECT_EQ(reaped->tty_nr, 0u);
-	EXPECT_EQ(reaped->start_ticks, 777u);
+	EXPECT_FALSE(read_proc(40, root));
+	auto live = read_proc(41, root);
+	ASSERT_TRUE(live);
+	EXPECT_EQ(live->ppid, 7u);
 	EXPECT_EQ(live->sid, 41u);
 	EXPECT_EQ(live->tty_nr, 34816u);
 	EXPECT_EQ(live->start_ticks, 777u);
