@@ -3,7 +3,7 @@
 // host, alternating modes so machine noise spreads evenly:
 //   unprobed          the workload alone
 //   floor             the shared no-op floor's 11 tracepoints
-//   hooks             no-op programs on every tracepoint keytrail uses
+//   hooks             no-op programs on exactly the tracepoints keytrail uses
 //   keytrail          `keytrail run`, workload untracked (what every process pays)
 //   keytrail-tracked  `keytrail run --events`, workload tracked (what an MCP server pays)
 // The first three run as a trio, side by side, three times a round; (a) is
@@ -180,7 +180,10 @@ double under_noop(long iterations, bool floor_only)
 	bpf_object__for_each_program(prog, skel->obj)
 	{
 		std::string name = bpf_program__name(prog);
-		if (floor_only && name.rfind("f_", 0) != 0)
+		// keytrail reads open and read arguments at the syscall's exit:
+		// the floor's enter hooks on them are not its own.
+		bool keytrails = name != "f_openat_in" && name != "f_read_in";
+		if (floor_only ? name.rfind("f_", 0) != 0 : !keytrails)
 			bpf_program__set_autoload(prog, false);
 	}
 	if (noop_bpf__load(skel) || noop_bpf__attach(skel)) {
