@@ -336,9 +336,13 @@ void Output::finish(std::vector<Route *> routes, int timeout_ms)
 {
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 	for (auto *r : routes) {
-		// Give every sink, failing ones too, until the deadline to drain.
+		// Give every sink, failing ones too, until the deadline to drain:
+		// what it is writing counts (queued_lines falls only once written),
+		// or a batch that fails in flight would come back to a stopped
+		// route and be dropped.
 		std::unique_lock lock(r->mu);
-		while (!r->queue.empty() && std::chrono::steady_clock::now() < deadline) {
+		while ((!r->queue.empty() || r->queued_lines > 0) &&
+		       std::chrono::steady_clock::now() < deadline) {
 			lock.unlock();
 			std::this_thread::sleep_for(std::chrono::milliseconds(5));
 			lock.lock();
