@@ -221,11 +221,12 @@ int64_t Processes::started_ns(const ProcessInfo &p) const
 namespace
 {
 
-// The login session /proc shows, where it shows one. A process being
-// reaped still has its /proc entry for a moment, but reads as session 0
-// with no terminal and its audit files may be gone: what its exec record
-// said (read in the kernel at exec) stays then, or a person's `cat` and
-// `grep` of one terminal would be two readers.
+// The login session /proc shows, where it shows one (read_proc takes a
+// process being reaped for gone; one whose session leader is outside our
+// pid namespace reads as session 0, and its audit files may be
+// unreadable): what its exec record said (read in the kernel at exec)
+// stays then, or a person's `cat` and `grep` of one terminal would be two
+// readers.
 void take_session(ProcessInfo &p, const ProcSnapshot &now)
 {
 	if (now.sid != 0) {

@@ -202,10 +202,13 @@ std::string mask_pairs(std::string s)
 			       s[end] != ';' && s[end] != ',' && s[end] != '"' && s[end] != '\'')
 				end++;
 		std::string_view value = std::string_view(s).substr(v, end - v);
-		if (value.empty() || value.front() == '$' || value == kMask ||
-		    value.find(kMask) != std::string_view::npos)
+		if (value.empty() || value.front() == '$')
 			continue;
+		// Masked already is left as it is; masked in part (the catalog's
+		// format inside "foo/AKIA…") is masked whole.
 		std::string m = masked_value(value);
+		if (m == value)
+			continue;
 		s.replace(v, end - v, m);
 		i = v + m.size() - 1;
 	}
@@ -308,30 +311,27 @@ std::string mask_by_rules(std::string s)
 
 std::string mask_text(std::string_view text, bool catalog)
 {
-	bool rules_apply = cheap_mask_applies(text);
-	if (!catalog && !rules_apply)
+	if (!catalog && !cheap_mask_applies(text))
 		return std::string(text);
-	// The rules first: a pair's whole value is masked ("X-Api-Key: ****")
-	// before the catalog could mask only the format inside it and leave the
-	// rest ("X-Api-Key: foo/AKIA****", which the pair rule then skips).
-	std::string s = rules_apply ? mask_by_rules(std::string(text)) : std::string(text);
+	std::string s(text);
 	if (!catalog)
-		return s;
-	// The catalog's formats (a JWT, an AWS key), from the back so offsets
-	// stay right; overlapping spans are masked once.
+		return mask_by_rules(std::move(s));
+	// The catalog's formats first (a JWT, an AWS key, a PEM block that a
+	// pair or option rule would cut at its first space), from the back so
+	// offsets stay right; overlapping spans are masked once. Then the
+	// rules, which mask a pair's value whole though the catalog masked only
+	// a format inside it.
 	auto spans = credential_spans(s);
 	std::sort(spans.begin(), spans.end(),
 	          [](const CredentialSpan &a, const CredentialSpan &b) { return a.pos > b.pos; });
 	size_t limit = s.size();
-	bool changed = false;
 	for (const auto &sp : spans) {
 		if (sp.pos + sp.len > limit || sp.len <= sp.public_len)
 			continue;
 		s.replace(sp.pos + sp.public_len, sp.len - sp.public_len, kMask);
 		limit = sp.pos;
-		changed = true;
 	}
-	return changed ? mask_by_rules(std::move(s)) : s;
+	return mask_by_rules(std::move(s));
 }
 
 std::string mask_arg(std::string_view arg, bool catalog)

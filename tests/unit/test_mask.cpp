@@ -63,6 +63,14 @@ TEST(Mask, APairsValueIsMaskedWholeThoughTheCatalogKnowsAFormatInIt)
 		    mask_argv({"curl", "-H", "X-Api-Key: foo/AKIAIOSFODNN7QWERTYU"}, catalog)[2],
 		    "X-Api-Key: ****");
 	}
+	// A PEM block after a pair's name: the pair rule alone would stop at its
+	// first space and leave the body; the catalog masks the block first.
+	const std::string body = "MIIEowIBAAKCAQEAx7Qm3dk2xVq9Lr8Tz0aQ1wErTy5uIoPaSdFgHjKl";
+	const std::string pem = "--from-literal=private-key=-----BEGIN RSA PRIVATE KEY-----\n" +
+	                        body + "\n-----END RSA PRIVATE KEY-----";
+	EXPECT_EQ(mask_text(pem, true).find(body), std::string::npos) << mask_text(pem, true);
+	EXPECT_EQ(mask_argv({"kubectl", "create", "secret", "generic", "k", pem})[5].find(body),
+	          std::string::npos);
 	// Outside a pair the catalog still finds it.
 	EXPECT_EQ(mask_text("id foo/AKIAIOSFODNN7QWERTYU", true).find("IOSFODNN7QWERTYU"),
 	          std::string::npos);
