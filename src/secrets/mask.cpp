@@ -486,6 +486,11 @@ std::vector<std::string> mask_argv(std::vector<std::string> argv, bool catalog)
 		if (masked != argv[i])
 			changed.emplace_back(i, std::move(masked));
 	};
+	// Without the catalog, what the cheap mask finds nothing in is as given.
+	auto mask_one = [&](size_t i) {
+		if (catalog || cheap_mask_applies(argv[i]))
+			replace(i, mask_arg(argv[i], catalog));
+	};
 	// The program, also behind a wrapper (sudo mysql -pX, env docker login).
 	bool pw_p = false, login = false;
 	for (size_t i = 0; i < argv.size() && i < 4; i++)
@@ -516,8 +521,8 @@ std::vector<std::string> mask_argv(std::vector<std::string> argv, bool catalog)
 				replace(i, a.substr(0, colon + 1) + std::string(kMask));
 			else if (next == kAll)
 				replace(i, std::string(kMask));
-			else if (catalog || cheap_mask_applies(a))
-				replace(i, mask_arg(a, catalog));
+			else
+				mask_one(i);
 			next = kNone;
 			continue;
 		}
@@ -540,9 +545,7 @@ std::vector<std::string> mask_argv(std::vector<std::string> argv, bool catalog)
 			replace(i, a.substr(0, a.find(':') + 1) + std::string(kMask)); // -uuser:pw
 			continue;
 		}
-		// Without the catalog, what the cheap mask finds nothing in is as given.
-		if (catalog || cheap_mask_applies(a))
-			replace(i, mask_arg(a, catalog));
+		mask_one(i);
 	}
 	for (auto &[i, masked] : changed)
 		argv[i] = std::move(masked);
