@@ -180,9 +180,10 @@ double under_noop(long iterations, bool floor_only)
 	bpf_object__for_each_program(prog, skel->obj)
 	{
 		std::string name = bpf_program__name(prog);
-		// keytrail reads open and read arguments at the syscall's exit:
-		// the floor's enter hooks on them are not its own.
-		bool keytrails = name != "f_openat_in" && name != "f_read_in";
+		// keytrail reads open and read arguments at the syscall's exit
+		// and has no close hook: those of the floor's are not its own.
+		bool keytrails =
+		    name != "f_openat_in" && name != "f_read_in" && name != "f_close_in";
 		if (floor_only ? name.rfind("f_", 0) != 0 : !keytrails)
 			bpf_program__set_autoload(prog, false);
 	}

@@ -2,8 +2,9 @@
 // Empty programs for the benchmark's floors: "floor" is the shared no-op
 // floor's hook set (../shared/bench/floor: sched exec/fork/exit, openat,
 // read, close, connect, write); "hooks" is every tracepoint keytrail
-// attaches (the floor's but enter openat and enter read, and the rest
-// below), so the cost of our hook choice and of our code read apart.
+// attaches (the floor's but enter openat, enter read and enter close, and
+// the rest below), so the cost of our hook choice and of our code read
+// apart.
 #include "vmlinux.h"
 
 #include <bpf/bpf_helpers.h>

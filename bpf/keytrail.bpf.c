@@ -100,7 +100,11 @@ struct {
 } watched SEC(".maps");
 
 // @brief open regular files of tracked processes, keyed by (tgid, fd):
-// reads are summed here and reported once, at close or exit.
+// reads are summed here and reported once the fd is seen closed. There is
+// no close hook (every process on the host would pay for it): the probes
+// report an entry when its number names another file at an open or a
+// read, and userspace takes the rest at exec, at exit, and when
+// /proc/PID/fdinfo shows the fd closed.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -109,12 +113,15 @@ struct {
 } fds SEC(".maps");
 
 // @brief new TCP sockets of tracked processes whose first write is still to
-// be captured (SNI / HTTP Host).
+// be captured (SNI / HTTP Host), with the socket they were: a number closed
+// before its first write may name another file or socket by then (there is
+// no close hook to forget it). LRU: entries of sockets closed unwritten and
+// of processes gone are evicted, never fill the map.
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct kt_fd_key);
-	__type(value, __u8);
+	__type(value, __u64);
 } fresh_socks SEC(".maps");
 
 // UDP destinations each tracked process has sent to without connecting
@@ -582,7 +589,8 @@ static __always_inline __u32 kernel_access(__u32 flags, struct file *f)
 	return flags | ((mode & FMODE_WRITE) ? O_WRONLY : 0);
 }
 
-// A close record for an fd's summed reads; the entry is removed.
+// A close record for an fd's summed reads; the entry is removed. The file
+// was closed before now: its number names another file, or none.
 static __always_inline void report_close(struct kt_fd_key *k, struct kt_fd_state *st,
                                          struct task_struct *task)
 {
@@ -680,6 +688,13 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx, __u32
 	}
 	if (!tracked && !watched_hit)
 		return 0;
+	if (tracked && fd >= 0) {
+		// The kernel gave this number again: what it named before was closed.
+		struct kt_fd_key k = {.tgid = tgid, .fd = fd};
+		struct kt_fd_state *old = bpf_map_lookup_elem(&fds, &k);
+		if (old)
+			report_close(&k, old, task);
+	}
 	e = bpf_map_lookup_elem(&open_scratch, &zero);
 	if (!e)
 		return 0;
@@ -905,22 +920,6 @@ int exit_preadv(struct trace_event_raw_sys_exit *ctx)
 	return read_exit(ctx, 0);
 }
 
-SEC("tp/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct kt_fd_key k = {.tgid = id >> 32, .fd = ctx->args[0]};
-	struct kt_fd_state *st;
-
-	if (!current_tracked())
-		return 0;
-	bpf_map_delete_elem(&fresh_socks, &k);
-	st = bpf_map_lookup_elem(&fds, &k);
-	if (st)
-		report_close(&k, st, bpf_get_current_task_btf());
-	return 0;
-}
-
 /* ---------------------------------------------------------------- network */
 
 // A user sockaddr's family, and for IPv4/IPv6 its port (host order) and
@@ -966,6 +965,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	struct task_struct *task;
 	struct kt_connect_event *e;
 	struct pending_io *p;
+	struct socket *sock = NULL;
 	struct file *f;
 	__u16 type = 0, lport = 0;
 
@@ -977,7 +977,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	task = (struct task_struct *)bpf_get_current_task();
 	f = fd_file(task, p->fd);
 	if (f) {
-		struct socket *sock = BPF_CORE_READ(f, private_data);
+		sock = BPF_CORE_READ(f, private_data);
 		type = BPF_CORE_READ(sock, type);
 		lport = BPF_CORE_READ(sock, sk, __sk_common.skc_num);
 	}
@@ -1004,8 +1004,8 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	    (p->family == AF_INET || p->family == AF_INET6 || p->family == AF_UNIX) &&
 	    (ctx->ret == 0 || ctx->ret == -EINPROGRESS)) {
 		struct kt_fd_key k = {.tgid = id >> 32, .fd = p->fd};
-		__u8 one = 1;
-		if (bpf_map_update_elem(&fresh_socks, &k, &one, BPF_ANY))
+		__u64 was = (__u64)sock;
+		if (bpf_map_update_elem(&fresh_socks, &k, &was, BPF_ANY))
 			stat_inc(KT_STAT_PENDING_FULL);
 	}
 	bpf_map_delete_elem(&pending_io, &id);
@@ -1020,10 +1020,19 @@ static __always_inline int first_write(int fd, const void *buf, __u64 len, __u32
 	__u64 id = bpf_get_current_pid_tgid();
 	struct kt_fd_key k = {.tgid = id >> 32, .fd = fd};
 	struct kt_payload_event *e;
+	struct file *f;
+	__u64 *was;
 	__u32 n;
 
-	if (!bpf_map_lookup_elem(&fresh_socks, &k))
+	was = bpf_map_lookup_elem(&fresh_socks, &k);
+	if (!was)
 		return 0;
+	f = fd_file((struct task_struct *)bpf_get_current_task(), fd);
+	if (!f || (__u64)BPF_CORE_READ(f, private_data) != *was) {
+		// Closed unwritten: the number names another file now.
+		bpf_map_delete_elem(&fresh_socks, &k);
+		return 0;
+	}
 	bpf_map_delete_elem(&fresh_socks, &k);
 	e = reserve(sizeof(*e), KT_EV_PAYLOAD);
 	if (!e)

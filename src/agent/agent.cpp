@@ -3,6 +3,7 @@
 #include <glob.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <set>
@@ -250,6 +251,20 @@ void Agent::closed(const EventContext &ctx, std::vector<ClosedFd> fds)
 		emit(records_.close(ctx, c));
 }
 
+// Files closed while their process runs on, found in /proc (the kernel
+// has no close hook): stamped now, within a reap interval of the close.
+void Agent::reap_closed_files()
+{
+	timespec now{};
+	clock_gettime(CLOCK_BOOTTIME, &now);
+	for (auto &[ctx, c] : files_.reap(kReapBudget)) {
+		ctx.ts_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ULL +
+		            static_cast<uint64_t>(now.tv_nsec);
+		if (want_events_)
+			emit(records_.close(ctx, c));
+	}
+}
+
 void Agent::handle(const ConnectEvent &e)
 {
 	ProcessInfo *p = procs_.of(e.ctx);
@@ -419,6 +434,10 @@ void Agent::correlated(Record &&r)
 
 void Agent::tick()
 {
+	if (clock_.now_ns() >= next_reap_ns_) {
+		next_reap_ns_ = clock_.now_ns() + kReapIntervalNs;
+		reap_closed_files();
+	}
 	procs_.table().evict(clock_.now_ns());
 	for (const auto &c : connects_.expire(false))
 		connected(c);

@@ -1,15 +1,67 @@
 #include "keytrail/agent/open_files.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "keytrail/abi.h"
 #include "keytrail/util/kdev.h"
 
 namespace keytrail
 {
+
+namespace
+{
+
+// The inode a process's fd names now, from /proc/PID/fdinfo: unlike a
+// stat() through /proc/PID/fd, it never asks the file's filesystem (a FUSE
+// server could stall that). nullopt: no such fd; 0: cannot tell.
+std::optional<uint64_t> fd_inode(uint32_t pid, int fd)
+{
+	char path[64];
+	std::snprintf(path, sizeof(path), "/proc/%u/fdinfo/%d", pid, fd);
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0) {
+		if (errno == ENOENT)
+			return std::nullopt;
+		return 0;
+	}
+	char buf[256]; // pos, flags, mnt_id, ino come first
+	ssize_t n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *ino = std::strstr(buf, "\nino:");
+	return ino ? std::strtoull(ino + 5, nullptr, 10) : 0;
+}
+
+// Still running: a zombie's or a vanished process's fds went with its exit,
+// which its exit record reports.
+bool running(uint32_t pid)
+{
+	char path[64], buf[512];
+	std::snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return false;
+	ssize_t n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *paren = std::strrchr(buf, ')'); // comm may hold ')' too
+	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+} // namespace
 
 std::string OpenFiles::on_open(const OpenEvent &e)
 {
@@ -20,52 +72,79 @@ std::string OpenFiles::on_open(const OpenEvent &e)
 			path = it->second;
 	}
 	if (e.fd >= 0)
-		open_[e.ctx.pid][e.fd] = OpenFd{path, e.dev, e.ino};
+		open_[{e.ctx.pid, e.fd}] = OpenFd{path, e.dev, e.ino, e.ctx};
 	return path;
 }
 
 ClosedFd OpenFiles::on_close(const CloseEvent &e)
 {
 	ClosedFd c{e.fd, e.reason, "", {e.dev, e.ino, e.bytes_read, e.reads}};
-	auto pit = open_.find(e.ctx.pid);
-	if (pit != open_.end()) {
-		auto fit = pit->second.find(e.fd);
-		if (fit != pit->second.end()) {
-			c.path = std::move(fit->second.path);
-			pit->second.erase(fit);
-		}
+	auto it = open_.find({e.ctx.pid, e.fd});
+	if (it != open_.end() && it->second.dev == e.dev && it->second.ino == e.ino) {
+		c.path = std::move(it->second.path);
+		open_.erase(it);
 	}
 	if (c.path.empty()) { // a dup'd or inherited fd the kernel adopted
-		auto it = paths_.find({e.dev, e.ino});
-		if (it != paths_.end())
-			c.path = it->second;
+		auto w = paths_.find({e.dev, e.ino});
+		if (w != paths_.end())
+			c.path = w->second;
 	}
 	return c;
+}
+
+std::optional<kt_fd_state> OpenFiles::take(const Key &k, const OpenFd &o)
+{
+	kt_inode_key file{o.dev, o.ino};
+	return probe_.take_fd_state(static_cast<pid_t>(k.first), k.second, &file);
 }
 
 std::vector<ClosedFd> OpenFiles::flush(uint32_t pid, uint32_t reason)
 {
 	std::vector<ClosedFd> closed;
-	auto pit = open_.find(pid);
-	if (pit == open_.end())
-		return closed;
-	for (auto it = pit->second.begin(); it != pit->second.end();) {
-		int fd = it->first;
+	for (auto it = open_.lower_bound({pid, INT_MIN});
+	     it != open_.end() && it->first.first == pid;) {
 		if (reason == KT_CLOSE_EXEC) {
-			struct stat st;
-			std::string link =
-			    "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-			if (stat(link.c_str(), &st) == 0 && st.st_ino == it->second.ino) {
+			auto ino = fd_inode(pid, it->first.second);
+			if (ino && (*ino == 0 || *ino == it->second.ino)) {
 				++it; // survived the exec (no O_CLOEXEC)
 				continue;
 			}
 		}
-		if (auto st = probe_.take_fd_state(static_cast<pid_t>(pid), fd))
-			closed.push_back({fd, reason, std::move(it->second.path), *st});
-		it = pit->second.erase(it);
+		if (auto st = take(it->first, it->second))
+			closed.push_back(
+			    {it->first.second, reason, std::move(it->second.path), *st});
+		it = open_.erase(it);
 	}
-	if (reason == KT_CLOSE_EXIT)
-		open_.erase(pit);
+	return closed;
+}
+
+void OpenFiles::forget(uint32_t pid)
+{
+	open_.erase(open_.lower_bound({pid, INT_MIN}), open_.lower_bound({pid + 1, INT_MIN}));
+}
+
+std::vector<OpenFiles::Reaped> OpenFiles::reap(size_t budget)
+{
+	std::vector<Reaped> closed;
+	auto it = open_.lower_bound(reap_from_);
+	for (size_t n = std::min(budget, open_.size()); n > 0; n--) {
+		if (it == open_.end())
+			it = open_.begin();
+		auto [pid, fd] = it->first;
+		auto ino = fd_inode(pid, fd);
+		if ((ino && (*ino == 0 || *ino == it->second.ino)) || !running(pid)) {
+			++it; // open still, or gone with its process (the exit reports it)
+			continue;
+		}
+		// Closed, or the number names another file: the kernel reported it
+		// if an open or read of the process found that (then the counters
+		// are gone or a newer file's).
+		if (auto st = take(it->first, it->second))
+			closed.push_back({it->second.ctx,
+			                  {fd, KT_CLOSE_CLOSE, std::move(it->second.path), *st}});
+		it = open_.erase(it);
+	}
+	reap_from_ = it == open_.end() ? Key{} : it->first;
 	return closed;
 }
 
@@ -92,7 +171,7 @@ void OpenFiles::sweep_kernel_state()
 	for (const auto &k : probe_.fd_state_keys()) {
 		if (kill(static_cast<pid_t>(k.tgid), 0) == 0 || errno != ESRCH)
 			continue;
-		probe_.take_fd_state(static_cast<pid_t>(k.tgid), k.fd);
+		probe_.take_fd_state(static_cast<pid_t>(k.tgid), k.fd, nullptr);
 		counters_.fd_states_swept++;
 	}
 }

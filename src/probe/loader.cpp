@@ -331,15 +331,30 @@ void Loader::rebuild_bloom()
 	bpf_map__update_elem(skel_->maps.watch_filter, &zero, sizeof(zero), &f, sizeof(f), BPF_ANY);
 }
 
-std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd)
+std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd, const kt_inode_key *file)
 {
 	if (!skel_)
 		return std::nullopt;
+	bpf_map *fds = skel_->maps.fds;
 	kt_fd_key key{static_cast<uint32_t>(tgid), fd};
 	kt_fd_state st{};
-	if (bpf_map__lookup_elem(skel_->maps.fds, &key, sizeof(key), &st, sizeof(st), 0))
+	// In one step where the kernel can (5.14): an open that reuses the
+	// number in between would otherwise report the entry too, and lose the
+	// new one.
+	if (bpf_map__lookup_and_delete_elem(fds, &key, sizeof(key), &st, sizeof(st), 0)) {
+		if (errno == ENOENT ||
+		    bpf_map__lookup_elem(fds, &key, sizeof(key), &st, sizeof(st), 0))
+			return std::nullopt;
+		if (file && (st.dev != file->dev || st.ino != file->ino))
+			return std::nullopt;
+		bpf_map__delete_elem(fds, &key, sizeof(key), 0);
+		return st;
+	}
+	if (file && (st.dev != file->dev || st.ino != file->ino)) {
+		// A newer file's, opened since: its counters go back.
+		bpf_map__update_elem(fds, &key, sizeof(key), &st, sizeof(st), BPF_NOEXIST);
 		return std::nullopt;
-	bpf_map__delete_elem(skel_->maps.fds, &key, sizeof(key), 0);
+	}
 	return st;
 }
 

@@ -153,7 +153,50 @@ TEST(Cli, WatchedPathOpenedByUntrackedProcessIsNamed)
 	EXPECT_TRUE(found);
 	auto ready = records(a.out()).front();
 	EXPECT_EQ(ready["type"], "ready");
-	EXPECT_GE(ready["programs"].get<int>(), 20);
+	EXPECT_GE(ready["programs"].get<int>(), 19);
+}
+
+// There is no close hook: a file a tracked process closes while it runs on
+// (no later open given the number, no exec, no exit) is found closed in
+// /proc, and its close record comes within a second or so, with its reads.
+TEST(Cli, AFileClosedWhileItsProcessRunsOnIsReportedWithItsReads)
+{
+	std::string dir = temp_dir();
+	std::string server = dir + "/mcp-server-ktclose";
+	std::ofstream(server)
+	    << "#!/usr/bin/perl\nopen(my $f, '<', '" << dir
+	    << "/notes.txt') or die;\nsysread($f, my $b, 6);\nsysread($f, $b, 3);\n"
+	       "close($f);\nsleep 30;\n";
+	chmod(server.c_str(), 0755);
+	std::ofstream(dir + "/notes.txt") << "hello\nworld\n";
+	std::ofstream(dir + "/cfg.yaml") << "agent:\n  state_dir: " << dir << "/state\n";
+	AgentProcess a({"run", "--config", dir + "/cfg.yaml", "--events", "-o", dir + "/out.jsonl"},
+	               dir);
+	ASSERT_TRUE(a.wait_ready()) << slurp(a.err());
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl(server.c_str(), server.c_str(), nullptr);
+		_exit(127);
+	}
+	auto closed = [&] {
+		for (auto &r : records(a.out()))
+			if (r["type"] == "close" && r["path"] == dir + "/notes.txt")
+				return r;
+		return nlohmann::json();
+	};
+	bool seen = a.wait_until([&] { return !closed().is_null(); }, 8000);
+	bool running = kill(pid, 0) == 0;
+	kill(pid, SIGKILL);
+	waitpid(pid, nullptr, 0);
+	ASSERT_TRUE(seen) << slurp(a.out());
+	EXPECT_TRUE(running) << "reported at its exit, not while it ran on";
+	EXPECT_EQ(a.stop(SIGTERM), 0);
+	auto r = closed();
+	EXPECT_EQ(r["pid"], pid);
+	EXPECT_EQ(r["reason"], "close");
+	EXPECT_EQ(r["bytes_read"], 9);
+	EXPECT_EQ(r["reads"], 2);
+	EXPECT_EQ(r["mcp_server"], "mcp-server-ktclose");
 }
 
 // Nothing the agent does makes another process wait for it: stopped, it

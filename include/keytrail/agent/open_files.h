@@ -1,13 +1,17 @@
 // Files tracked processes hold open, and the inodes watched host-wide: what
 // an fd was opened as (for its close record) and which paths name watched
 // credential files (the kernel reports those opens without a path).
+//
+// There is no close hook (every process on the host would pay for one): the
+// kernel reports a file closed when its number names another file at the
+// process's next open or read of it; the rest are found here, at exec, at
+// exit, and by reap(), which looks at /proc/PID/fdinfo.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -40,7 +44,15 @@ class OpenFiles
 	// The fds a process still held when it exited or exec'd (for exec: only
 	// those the exec closed), with their read counters taken from the kernel.
 	std::vector<ClosedFd> flush(uint32_t pid, uint32_t reason);
-	void forget(uint32_t pid) { open_.erase(pid); }
+	void forget(uint32_t pid);
+	// Up to `budget` open fds, round robin, checked against
+	// /proc/PID/fdinfo: those closed since, with their read counters and the
+	// context of the open (its ts_ns is the open's, for the caller to set).
+	struct Reaped {
+		EventContext ctx;
+		ClosedFd fd;
+	};
+	std::vector<Reaped> reap(size_t budget);
 
 	// Watches an inode: any process that opens it is reported. false if the
 	// kernel's map is full.
@@ -61,11 +73,17 @@ class OpenFiles
 	struct OpenFd {
 		std::string path;
 		uint64_t dev = 0, ino = 0;
+		EventContext ctx; // the open's
 	};
+	using Key = std::pair<uint32_t, int>; // pid, fd
+	// The counters of an fd whose file is gone from it, if the kernel has
+	// them for that file.
+	std::optional<kt_fd_state> take(const Key &k, const OpenFd &o);
 	ProbeControl &probe_;
 	AgentCounters &counters_;
 	std::map<std::pair<uint64_t, uint64_t>, std::string> paths_; // watched inode -> path
-	std::unordered_map<uint32_t, std::map<int, OpenFd>> open_;
+	std::map<Key, OpenFd> open_;
+	Key reap_from_{};
 };
 
 } // namespace keytrail
