@@ -589,23 +589,27 @@ static __always_inline __u32 kernel_access(__u32 flags, struct file *f)
 	return flags | ((mode & FMODE_WRITE) ? O_WRONLY : 0);
 }
 
-// A close record for an fd's summed reads; the entry is removed. The file
-// was closed before now: its number names another file, or none.
-static __always_inline void report_close(struct kt_fd_key *k, struct kt_fd_state *st,
+// A close record for an fd's summed reads, sent by whoever removes the
+// entry (userspace takes entries too). The file was closed before now: its
+// number names another file, or none.
+static __always_inline void report_close(struct kt_fd_key *k, struct kt_fd_state *entry,
                                          struct task_struct *task)
 {
+	struct kt_fd_state st = *entry;
+
+	if (bpf_map_delete_elem(&fds, k))
+		return;
 	struct kt_close_event *e = reserve(sizeof(*e), KT_EV_CLOSE);
 	if (e) {
 		fill_hdr(&e->hdr, KT_EV_CLOSE, sizeof(*e), task);
 		e->fd = k->fd;
 		e->reason = KT_CLOSE_CLOSE;
-		e->dev = st->dev;
-		e->ino = st->ino;
-		e->bytes_read = st->bytes_read;
-		e->reads = st->reads;
+		e->dev = st.dev;
+		e->ino = st.ino;
+		e->bytes_read = st.bytes_read;
+		e->reads = st.reads;
 		submit(e, KT_EV_CLOSE);
 	}
-	bpf_map_delete_elem(&fds, k);
 }
 
 // A tracked process's open*() arguments, read at the syscall's exit from the

@@ -338,23 +338,27 @@ std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd, const kt_in
 	bpf_map *fds = skel_->maps.fds;
 	kt_fd_key key{static_cast<uint32_t>(tgid), fd};
 	kt_fd_state st{};
-	// In one step where the kernel can (5.14): an open that reuses the
-	// number in between would otherwise report the entry too, and lose the
-	// new one.
-	if (bpf_map__lookup_and_delete_elem(fds, &key, sizeof(key), &st, sizeof(st), 0)) {
-		if (errno == ENOENT ||
-		    bpf_map__lookup_elem(fds, &key, sizeof(key), &st, sizeof(st), 0))
-			return std::nullopt;
-		if (file && (st.dev != file->dev || st.ino != file->ino))
-			return std::nullopt;
-		bpf_map__delete_elem(fds, &key, sizeof(key), 0);
-		return st;
-	}
-	if (file && (st.dev != file->dev || st.ino != file->ino)) {
-		// A newer file's, opened since: its counters go back.
-		bpf_map__update_elem(fds, &key, sizeof(key), &st, sizeof(st), BPF_NOEXIST);
+	if (bpf_map__lookup_elem(fds, &key, sizeof(key), &st, sizeof(st), 0))
+		return std::nullopt;
+	auto other = [file](const kt_fd_state &s) {
+		return file && (s.dev != file->dev || s.ino != file->ino);
+	};
+	if (other(st))
+		return std::nullopt; // a newer file's, opened since: not ours to take
+	// Taken in one step where the kernel can (5.14): whoever deletes the
+	// entry reports it, the probes (an open or read that found the number
+	// reused) or we.
+	kt_fd_state taken{};
+	if (bpf_map__lookup_and_delete_elem(fds, &key, sizeof(key), &taken, sizeof(taken), 0) ==
+	    0) {
+		if (!other(taken))
+			return taken;
+		// Replaced between the two looks: the newer file's goes back.
+		bpf_map__update_elem(fds, &key, sizeof(key), &taken, sizeof(taken), BPF_NOEXIST);
 		return std::nullopt;
 	}
+	if (errno == ENOENT || bpf_map__delete_elem(fds, &key, sizeof(key), 0))
+		return std::nullopt;
 	return st;
 }
 
