@@ -434,8 +434,9 @@ void Agent::correlated(Record &&r)
 
 void Agent::tick()
 {
-	if (clock_.now_ns() >= next_reap_ns_) {
-		next_reap_ns_ = clock_.now_ns() + kReapIntervalNs;
+	auto now = std::chrono::steady_clock::now();
+	if (now >= next_reap_) {
+		next_reap_ = now + kReapInterval;
 		reap_closed_files();
 	}
 	procs_.table().evict(clock_.now_ns());

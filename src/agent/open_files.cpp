@@ -13,6 +13,7 @@
 
 #include "keytrail/abi.h"
 #include "keytrail/util/kdev.h"
+#include "keytrail/util/proc_fd.h"
 
 namespace keytrail
 {
@@ -20,27 +21,15 @@ namespace keytrail
 namespace
 {
 
-// The inode a process's fd names now, from /proc/PID/fdinfo: unlike a
-// stat() through /proc/PID/fd, it never asks the file's filesystem (a FUSE
-// server could stall that). nullopt: no such fd; 0: cannot tell.
-std::optional<uint64_t> fd_inode(uint32_t pid, int fd)
+// Whether the fd still names the regular file it was opened as: no when it
+// is gone or names another, yes when it does or that cannot be told. By
+// inode number: the device stat() shows is not always the superblock's the
+// kernel reported (a btrfs subvolume's).
+bool still_open(uint32_t pid, int fd, uint64_t ino)
 {
-	char path[64];
-	std::snprintf(path, sizeof(path), "/proc/%u/fdinfo/%d", pid, fd);
-	int f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0) {
-		if (errno == ENOENT)
-			return std::nullopt;
-		return 0;
-	}
-	char buf[256]; // pos, flags, mnt_id, ino come first
-	ssize_t n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	const char *ino = std::strstr(buf, "\nino:");
-	return ino ? std::strtoull(ino + 5, nullptr, 10) : 0;
+	ProcFd now = proc_fd(pid, fd);
+	return now.state == ProcFd::kUnknown ||
+	       (now.state == ProcFd::kFound && S_ISREG(now.mode) && now.ino == ino);
 }
 
 // Still running: a zombie's or a vanished process's fds went with its exit,
@@ -84,6 +73,13 @@ ClosedFd OpenFiles::on_close(const CloseEvent &e)
 		c.path = std::move(it->second.path);
 		open_.erase(it);
 	}
+	if (c.path.empty()) { // found closed by reap() after the kernel reported it
+		auto r = reaped_.find({e.ctx.pid, e.fd, e.dev, e.ino});
+		if (r != reaped_.end()) {
+			c.path = std::move(r->second);
+			reaped_.erase(r);
+		}
+	}
 	if (c.path.empty()) { // a dup'd or inherited fd the kernel adopted
 		auto w = paths_.find({e.dev, e.ino});
 		if (w != paths_.end())
@@ -104,8 +100,7 @@ std::vector<ClosedFd> OpenFiles::flush(uint32_t pid, uint32_t reason)
 	for (auto it = open_.lower_bound({pid, INT_MIN});
 	     it != open_.end() && it->first.first == pid;) {
 		if (reason == KT_CLOSE_EXEC) {
-			auto ino = fd_inode(pid, it->first.second);
-			if (ino && (*ino == 0 || *ino == it->second.ino)) {
+			if (still_open(pid, it->first.second, it->second.ino)) {
 				++it; // survived the exec (no O_CLOEXEC)
 				continue;
 			}
@@ -126,22 +121,28 @@ void OpenFiles::forget(uint32_t pid)
 std::vector<OpenFiles::Reaped> OpenFiles::reap(size_t budget)
 {
 	std::vector<Reaped> closed;
+	// A record not here a round (a second) after its file was found closed
+	// is not coming.
+	reaped_.clear();
 	auto it = open_.lower_bound(reap_from_);
 	for (size_t n = std::min(budget, open_.size()); n > 0; n--) {
 		if (it == open_.end())
 			it = open_.begin();
 		auto [pid, fd] = it->first;
-		auto ino = fd_inode(pid, fd);
-		if ((ino && (*ino == 0 || *ino == it->second.ino)) || !running(pid)) {
+		if (still_open(pid, fd, it->second.ino) || !running(pid)) {
 			++it; // open still, or gone with its process (the exit reports it)
 			continue;
 		}
-		// Closed, or the number names another file: the kernel reported it
-		// if an open or read of the process found that (then the counters
-		// are gone or a newer file's).
+		// Closed, or the number names another file. If an open or read of
+		// the process found that first, the kernel reported it (its
+		// counters are gone or a newer file's) and the record may still be
+		// on its way: it finds the path in reaped_.
 		if (auto st = take(it->first, it->second))
 			closed.push_back({it->second.ctx,
 			                  {fd, KT_CLOSE_CLOSE, std::move(it->second.path), *st}});
+		else
+			reaped_[{pid, fd, it->second.dev, it->second.ino}] =
+			    std::move(it->second.path);
 		it = open_.erase(it);
 	}
 	reap_from_ = it == open_.end() ? Key{} : it->first;

@@ -7,13 +7,11 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
-#include <fstream>
-
 #include "keytrail/abi.h"
 #include "keytrail/agent/name_table.h"
 #include "keytrail/secrets/mask.h"
 #include "keytrail/secrets/mcp_config.h"
-#include "keytrail/util/kdev.h"
+#include "keytrail/util/proc_fd.h"
 #include "keytrail/util/text.h"
 
 namespace keytrail
@@ -24,20 +22,6 @@ namespace
 // Fds looked at per process (and inodes remembered): a process holding
 // more is not an MCP server worth the walk.
 constexpr size_t kMaxHeldFds = 1024;
-
-// Whether the process's fd was opened for reading (/proc/PID/fdinfo/N
-// "flags:", octal): not O_PATH, not O_WRONLY.
-bool readable_fd(uint32_t pid, const char *fd)
-{
-	std::ifstream in("/proc/" + std::to_string(pid) + "/fdinfo/" + fd);
-	std::string line;
-	while (std::getline(in, line))
-		if (line.rfind("flags:", 0) == 0) {
-			unsigned long flags = std::strtoul(line.c_str() + 6, nullptr, 8);
-			return !(flags & O_PATH) && (flags & O_ACCMODE) != O_WRONLY;
-		}
-	return false;
-}
 } // namespace
 
 SecretIntake::SecretIntake(const Config &cfg, SecretSources &sources, Ledger &ledger,
@@ -109,18 +93,18 @@ void SecretIntake::from_held_fds(ProcessInfo &p, int64_t when)
 			continue;
 		if (++entries > kMaxHeldFds)
 			break;
-		// stat() reaches the inode without opening it (a FIFO, a tty).
-		std::string link = dir + "/" + de->d_name;
-		struct stat st;
-		if (stat(link.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+		// Looked at without opening it (a FIFO, a tty) or asking its
+		// filesystem (a FUSE server could stall that).
+		ProcFd f = proc_fd(p.pid, std::atoi(de->d_name));
+		if (f.state != ProcFd::kFound || !S_ISREG(f.mode))
 			continue;
-		std::pair<uint64_t, uint64_t> inode{user_dev_to_kernel(st.st_dev), st.st_ino};
+		std::pair<uint64_t, uint64_t> inode{f.dev, f.ino};
 		if (p.fds_checked.count(inode))
 			continue;
 		if (p.fds_checked.size() < kMaxHeldFds)
 			p.fds_checked.insert(inode);
-		std::string name = read_link(link);
-		if (name.empty() || name[0] != '/' || !readable_fd(p.pid, de->d_name))
+		std::string name = read_link(dir + "/" + de->d_name);
+		if (name.empty() || name[0] != '/' || !f.readable)
 			continue;
 		auto scan = sources_.from_open(static_cast<pid_t>(p.pid), std::atoi(de->d_name),
 		                               AT_FDCWD, name, inode.first, inode.second);

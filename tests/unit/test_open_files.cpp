@@ -161,3 +161,74 @@ TEST_F(OpenFilesTest, AProcessThatIsGoneIsLeftToItsExit)
 	EXPECT_EQ(at_exit[0].state.bytes_read, 9u);
 	EXPECT_EQ(at_exit[0].reason, static_cast<uint32_t>(KT_CLOSE_EXIT));
 }
+
+// The kernel found the file closed first (the process opened its number
+// again) and its close record is still on its way when a reap finds the
+// fd closed: the record gets the path all the same, until the next reap.
+TEST_F(OpenFilesTest, ACloseTheKernelReportedBeforeAReapKeepsItsPath)
+{
+	auto a = open_file("a.env");
+	files.on_open(a);
+	close_fd(a.fd); // no counters in the fake map: the kernel took them
+	EXPECT_TRUE(files.reap(100).empty()) << "nothing of its to take";
+	CloseEvent c;
+	c.ctx = a.ctx;
+	c.fd = a.fd;
+	c.dev = a.dev;
+	c.ino = a.ino;
+	c.bytes_read = 3;
+	EXPECT_EQ(files.on_close(c).path, a.path);
+
+	auto b = open_file("b.env");
+	files.on_open(b);
+	close_fd(b.fd);
+	files.reap(100);
+	files.reap(100); // a round later: that record is not coming
+	c.fd = b.fd;
+	c.dev = b.dev;
+	c.ino = b.ino;
+	EXPECT_EQ(files.on_close(c).path, "") << "kept for one round, not for ever";
+}
+
+// Fds that stay open at the front of the order do not starve the rest: the
+// cursor passes them by.
+TEST_F(OpenFilesTest, FdsThatStayOpenDoNotHideTheOnesAfterThem)
+{
+	std::vector<OpenEvent> opened;
+	for (int i = 0; i < 6; i++) {
+		opened.push_back(open_file("f" + std::to_string(i)));
+		files.on_open(opened.back());
+		probe.fds[{opened.back().ctx.pid, opened.back().fd}] =
+		    kt_fd_state{opened.back().dev, opened.back().ino, 1, 1};
+	}
+	close_fd(opened[4].fd);
+	close_fd(opened[5].fd);
+	std::set<int> seen;
+	for (int round = 0; round < 3; round++) // 6 fds, 2 a round
+		for (const auto &r : files.reap(2))
+			seen.insert(r.fd.fd);
+	EXPECT_EQ(seen, (std::set<int>{opened[4].fd, opened[5].fd}));
+}
+
+// At exec only the fds the exec closed are reported: one that survived it
+// (no O_CLOEXEC) stays, with its counters.
+TEST_F(OpenFilesTest, AnExecReportsTheFdsItClosedAndKeepsTheRest)
+{
+	auto kept = open_file("kept.env");
+	auto gone = open_file("gone.env");
+	for (const auto &e : {kept, gone}) {
+		files.on_open(e);
+		probe.fds[{e.ctx.pid, e.fd}] = kt_fd_state{e.dev, e.ino, 4, 1};
+	}
+	close_fd(gone.fd);
+	auto closed = files.flush(gone.ctx.pid, KT_CLOSE_EXEC);
+	ASSERT_EQ(closed.size(), 1u);
+	EXPECT_EQ(closed[0].fd, gone.fd);
+	EXPECT_EQ(closed[0].path, gone.path);
+	EXPECT_EQ(closed[0].reason, static_cast<uint32_t>(KT_CLOSE_EXEC));
+	EXPECT_EQ(probe.fds.count({kept.ctx.pid, kept.fd}), 1u);
+	close_fd(kept.fd);
+	auto later = files.reap(100);
+	ASSERT_EQ(later.size(), 1u);
+	EXPECT_EQ(later[0].fd.path, kept.path);
+}

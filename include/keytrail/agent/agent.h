@@ -124,9 +124,9 @@ class Agent
 	void closed(const EventContext &ctx, std::vector<ClosedFd> fds);
 	void reap_closed_files();
 	// How often, and how many open fds at most each time.
-	static constexpr int64_t kReapIntervalNs = 1000000000;
+	static constexpr std::chrono::seconds kReapInterval{1};
 	static constexpr size_t kReapBudget = 2048;
-	int64_t next_reap_ns_ = 0;
+	std::chrono::steady_clock::time_point next_reap_{};
 	void connected(const NamedConnect &c);
 	// The correlator's inputs: every one also goes to the recording.
 	void feed(const Input &in);

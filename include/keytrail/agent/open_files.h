@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -84,6 +85,9 @@ class OpenFiles
 	std::map<std::pair<uint64_t, uint64_t>, std::string> paths_; // watched inode -> path
 	std::map<Key, OpenFd> open_;
 	Key reap_from_{};
+	// Paths of the fds reap() found closed after the kernel had reported
+	// them, until the next reap(): pid, fd, dev, ino.
+	std::map<std::tuple<uint32_t, int, uint64_t, uint64_t>, std::string> reaped_;
 };
 
 } // namespace keytrail
