@@ -197,6 +197,10 @@ TEST(Cli, AFileClosedWhileItsProcessRunsOnIsReportedWithItsReads)
 	EXPECT_EQ(r["bytes_read"], 9);
 	EXPECT_EQ(r["reads"], 2);
 	EXPECT_EQ(r["mcp_server"], "mcp-server-ktclose");
+	int closes = 0;
+	for (auto &c : records(a.out()))
+		closes += c["type"] == "close" && c["path"] == dir + "/notes.txt";
+	EXPECT_EQ(closes, 1) << "not again at its exit";
 }
 
 // Nothing the agent does makes another process wait for it: stopped, it
