@@ -248,8 +248,9 @@ INSTANTIATE_TEST_SUITE_P(AllWriteCalls, ProbesWrite,
                                            WriteCall::Sendmsg));
 
 // A socket closed before its first write leaves nothing behind for the next
-// file or socket given its number: a file written there is not a payload,
-// and the next connect's first write is its own.
+// file or socket given its number: what is written there (a file, a socket
+// that never connected) is not a payload, and the next connect's first
+// write is its own.
 TEST_F(Probes, AFirstWriteIsTheSocketsThatConnectedNotTheNextOneAtItsNumber)
 {
 	Listener l;
@@ -259,20 +260,27 @@ TEST_F(Probes, AFirstWriteIsTheSocketsThatConnectedNotTheNextOneAtItsNumber)
 		a.sin_family = AF_INET;
 		a.sin_port = htons(l.port);
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		int s = socket(AF_INET, SOCK_STREAM, 0);
-		if (s < 0 || connect(s, reinterpret_cast<sockaddr *>(&a), sizeof(a)))
-			return 1;
-		close(s); // never written
-		const std::string req = "GET / HTTP/1.1\r\nHost: file.test\r\n\r\n";
+		const std::string req = "GET / HTTP/1.1\r\nHost: reused.test\r\n\r\n";
+		auto connected_then_closed = [&] {
+			int s = socket(AF_INET, SOCK_STREAM, 0);
+			if (s < 0 || connect(s, reinterpret_cast<sockaddr *>(&a), sizeof(a)))
+				return -1;
+			close(s); // never written
+			return s;
+		};
+		int s = connected_then_closed();
 		int file = open(f.path.c_str(), O_WRONLY);
-		if (file != s ||
+		if (s < 0 || file != s ||
 		    write(file, req.data(), req.size()) != static_cast<ssize_t>(req.size()))
 			return 2;
 		close(file);
-		int other = socket(AF_INET, SOCK_STREAM, 0); // unconnected: no first write
-		if (other != s || listen(other, 1))
+		s = connected_then_closed();
+		int pair[2];
+		if (s < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, pair) || pair[0] != s ||
+		    write(pair[0], req.data(), req.size()) != static_cast<ssize_t>(req.size()))
 			return 3;
-		close(other);
+		close(pair[0]);
+		close(pair[1]);
 		return connect_and_send(l.port, "GET / HTTP/1.1\r\nHost: real.test\r\n\r\n",
 		                        WriteCall::Write);
 	});
