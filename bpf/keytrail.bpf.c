@@ -104,7 +104,8 @@ struct {
 // no close hook (every process on the host would pay for it): the probes
 // report an entry when its number names another file at an open or a
 // read, and userspace takes the rest at exec, at exit, and when
-// /proc/PID/fdinfo shows the fd closed.
+// /proc/PID/fd shows the fd closed. Each entry holds its open's time, so a
+// reopen of the same file under the same number is another entry.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -567,10 +568,11 @@ int handle_exit(void *ctx)
 /* ---------------------------------------------------------------- files */
 
 // Records the fd of a regular file so its reads are summed.
-static __always_inline void remember_fd(__u32 tgid, int fd, struct kt_inode_key *ik)
+static __always_inline void remember_fd(__u32 tgid, int fd, struct kt_inode_key *ik,
+                                        __u64 opened_ns)
 {
 	struct kt_fd_key k = {.tgid = tgid, .fd = fd};
-	struct kt_fd_state st = {.dev = ik->dev, .ino = ik->ino};
+	struct kt_fd_state st = {.dev = ik->dev, .ino = ik->ino, .opened_ns = opened_ns};
 	if (bpf_map_update_elem(&fds, &k, &st, BPF_ANY))
 		stat_inc(KT_STAT_PENDING_FULL);
 }
@@ -724,7 +726,7 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx, __u32
 	if (f)
 		e->flags = kernel_access(e->flags, f);
 	if (fd >= 0 && regular)
-		remember_fd(tgid, fd, &ik);
+		remember_fd(tgid, fd, &ik, e->hdr.ts_ns);
 
 	__u32 size = offsetof(struct kt_open_event, path) + (e->path_len & (KT_PATH_MAX - 1));
 	e->hdr.size = size;
@@ -813,7 +815,8 @@ static __always_inline void stdio_capture_iov(__u32 dir, const struct iovec *iov
 static __always_inline struct kt_fd_state *adopt_fd(struct task_struct *task, struct kt_fd_key *k,
                                                     struct kt_inode_key *ik, struct file *f)
 {
-	struct kt_fd_state fresh = {.dev = ik->dev, .ino = ik->ino};
+	struct kt_fd_state fresh = {
+	    .dev = ik->dev, .ino = ik->ino, .opened_ns = bpf_ktime_get_boot_ns()};
 	struct kt_open_event *e;
 	__u32 zero = 0;
 
@@ -826,6 +829,7 @@ static __always_inline struct kt_fd_state *adopt_fd(struct task_struct *task, st
 	e = bpf_map_lookup_elem(&open_scratch, &zero);
 	if (e) {
 		fill_hdr(&e->hdr, KT_EV_OPEN, 0, task);
+		e->hdr.ts_ns = fresh.opened_ns;
 		e->hdr.flags |= KT_F_WATCHED;
 		e->syscall = 0;
 		e->dirfd = -1;

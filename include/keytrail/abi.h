@@ -248,6 +248,16 @@ struct kt_fd_state {
 	__u64 ino;
 	__u64 bytes_read;
 	__u64 reads;
+	// The boot-clock time of the open (its open record's ts_ns): tells the
+	// entry from a later open of the same file under the same number.
+	__u64 opened_ns;
+};
+
+// Which open an fds entry must be to be taken: its file and open time.
+struct kt_fd_open {
+	__u64 dev;
+	__u64 ino;
+	__u64 opened_ns;
 };
 
 struct kt_watch_filter {

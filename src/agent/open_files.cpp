@@ -73,11 +73,15 @@ ClosedFd OpenFiles::on_close(const CloseEvent &e)
 		c.path = std::move(it->second.path);
 		open_.erase(it);
 	}
-	if (c.path.empty()) { // found closed by reap() after the kernel reported it
-		auto r = reaped_.find({e.ctx.pid, e.fd, e.dev, e.ino});
-		if (r != reaped_.end()) {
-			c.path = std::move(r->second);
-			reaped_.erase(r);
+	if (c.path.empty()) { // found closed by us after the kernel reported it
+		for (auto *gone : {&gone_, &gone_before_}) {
+			auto r = gone->find({e.ctx.pid, e.fd, e.dev, e.ino});
+			if (r != gone->end()) {
+				c.path = std::move(r->second.path);
+				c.reason = r->second.reason;
+				gone->erase(r);
+				break;
+			}
 		}
 	}
 	if (c.path.empty()) { // a dup'd or inherited fd the kernel adopted
@@ -88,10 +92,15 @@ ClosedFd OpenFiles::on_close(const CloseEvent &e)
 	return c;
 }
 
-std::optional<kt_fd_state> OpenFiles::take(const Key &k, const OpenFd &o)
+std::optional<ClosedFd> OpenFiles::take(const Key &k, OpenFd &o, uint32_t reason)
 {
-	kt_inode_key file{o.dev, o.ino};
-	return probe_.take_fd_state(static_cast<pid_t>(k.first), k.second, &file);
+	kt_fd_open file{o.dev, o.ino, o.ctx.ts_ns};
+	if (auto st = probe_.take_fd_state(static_cast<pid_t>(k.first), k.second, &file))
+		return ClosedFd{k.second, reason, std::move(o.path), *st};
+	// The probes found it closed first (the process was given its number
+	// again) and reported it: that record may still be on its way.
+	gone_[{k.first, k.second, o.dev, o.ino}] = Gone{std::move(o.path), reason};
+	return std::nullopt;
 }
 
 std::vector<ClosedFd> OpenFiles::flush(uint32_t pid, uint32_t reason)
@@ -105,9 +114,8 @@ std::vector<ClosedFd> OpenFiles::flush(uint32_t pid, uint32_t reason)
 				continue;
 			}
 		}
-		if (auto st = take(it->first, it->second))
-			closed.push_back(
-			    {it->first.second, reason, std::move(it->second.path), *st});
+		if (auto c = take(it->first, it->second, reason))
+			closed.push_back(std::move(*c));
 		it = open_.erase(it);
 	}
 	return closed;
@@ -123,7 +131,8 @@ std::vector<OpenFiles::Reaped> OpenFiles::reap(size_t budget)
 	std::vector<Reaped> closed;
 	// A record not here a round (a second) after its file was found closed
 	// is not coming.
-	reaped_.clear();
+	gone_before_ = std::move(gone_);
+	gone_.clear();
 	auto it = open_.lower_bound(reap_from_);
 	for (size_t n = std::min(budget, open_.size()); n > 0; n--) {
 		if (it == open_.end())
@@ -133,16 +142,9 @@ std::vector<OpenFiles::Reaped> OpenFiles::reap(size_t budget)
 			++it; // open still, or gone with its process (the exit reports it)
 			continue;
 		}
-		// Closed, or the number names another file. If an open or read of
-		// the process found that first, the kernel reported it (its
-		// counters are gone or a newer file's) and the record may still be
-		// on its way: it finds the path in reaped_.
-		if (auto st = take(it->first, it->second))
-			closed.push_back({it->second.ctx,
-			                  {fd, KT_CLOSE_CLOSE, std::move(it->second.path), *st}});
-		else
-			reaped_[{pid, fd, it->second.dev, it->second.ino}] =
-			    std::move(it->second.path);
+		// Closed, or the number names another file.
+		if (auto c = take(it->first, it->second, KT_CLOSE_CLOSE))
+			closed.push_back({it->second.ctx, std::move(*c)});
 		it = open_.erase(it);
 	}
 	reap_from_ = it == open_.end() ? Key{} : it->first;

@@ -25,7 +25,7 @@ static_assert(offsetof(kt_dns_event, data) == 96 && sizeof(kt_dns_event) == 96 +
 static_assert(sizeof(kt_io_uring_event) == 80);
 static_assert(offsetof(kt_stdio_event, data) == 96 && sizeof(kt_stdio_event) == 96 + KT_STDIO_MAX);
 static_assert(sizeof(kt_task_mark) == 8);
-static_assert(sizeof(kt_fd_state) == 32 && sizeof(kt_fd_key) == 8 && sizeof(kt_inode_key) == 16);
+static_assert(sizeof(kt_fd_state) == 40 && sizeof(kt_fd_key) == 8 && sizeof(kt_inode_key) == 16);
 
 namespace keytrail
 {

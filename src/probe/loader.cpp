@@ -331,7 +331,7 @@ void Loader::rebuild_bloom()
 	bpf_map__update_elem(skel_->maps.watch_filter, &zero, sizeof(zero), &f, sizeof(f), BPF_ANY);
 }
 
-std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd, const kt_inode_key *file)
+std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd, const kt_fd_open *file)
 {
 	if (!skel_)
 		return std::nullopt;
@@ -341,7 +341,8 @@ std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd, const kt_in
 	if (bpf_map__lookup_elem(fds, &key, sizeof(key), &st, sizeof(st), 0))
 		return std::nullopt;
 	auto other = [file](const kt_fd_state &s) {
-		return file && (s.dev != file->dev || s.ino != file->ino);
+		return file &&
+		       (s.dev != file->dev || s.ino != file->ino || s.opened_ns != file->opened_ns);
 	};
 	if (other(st))
 		return std::nullopt; // a newer file's, opened since: not ours to take

@@ -206,9 +206,12 @@ TEST_F(Probes, UnclosedFdCountersSurviveUntilUserspaceTakesThemAtExit)
 	ASSERT_TRUE(wait_for<ExitEvent>(
 	    [&](const ExitEvent &e) { return e.ctx.pid == static_cast<uint32_t>(child.pid()); }));
 	// Not when they are another file's: a newer open's stay.
-	kt_inode_key other{f.kdev(), f.st.st_ino + 1};
+	kt_fd_open other{f.kdev(), f.st.st_ino + 1, open_ev->ctx.ts_ns};
 	EXPECT_FALSE(loader_->take_fd_state(child.pid(), open_ev->fd, &other));
-	kt_inode_key file{f.kdev(), f.st.st_ino};
+	kt_fd_open reopened{f.kdev(), f.st.st_ino, open_ev->ctx.ts_ns + 1};
+	EXPECT_FALSE(loader_->take_fd_state(child.pid(), open_ev->fd, &reopened))
+	    << "the same file opened again under the number is another open";
+	kt_fd_open file{f.kdev(), f.st.st_ino, open_ev->ctx.ts_ns};
 	auto st = loader_->take_fd_state(child.pid(), open_ev->fd, &file);
 	ASSERT_TRUE(st);
 	EXPECT_EQ(st->bytes_read, 777u);

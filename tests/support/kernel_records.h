@@ -54,11 +54,12 @@ class FakeProbe : public ProbeControl
 	}
 	size_t watched_count() const override { return watched.size(); }
 	std::optional<kt_fd_state> take_fd_state(pid_t tgid, int fd,
-	                                         const kt_inode_key *file) override
+	                                         const kt_fd_open *file) override
 	{
 		auto it = fds.find({static_cast<uint32_t>(tgid), fd});
 		if (it == fds.end() ||
-		    (file && (it->second.dev != file->dev || it->second.ino != file->ino)))
+		    (file && (it->second.dev != file->dev || it->second.ino != file->ino ||
+		              it->second.opened_ns != file->opened_ns)))
 			return std::nullopt;
 		kt_fd_state st = it->second;
 		fds.erase(it);

@@ -291,7 +291,7 @@ TEST_F(AgentTest, ExitFlushesOpenFilesAndHeldConnects)
 	FakeProc srv{4500031, 1, 0, 1000000000, "mcp-server-y", KT_F_TRACKED};
 	send(k.exec(srv, "/usr/local/bin/mcp-server-y", {"mcp-server-y"}));
 	send(k.open(srv, "/etc/hostname", 4, 1, 99));
-	probe.fds[{4500031, 4}] = kt_fd_state{1, 99, 12, 2};
+	probe.fds[{4500031, 4}] = kt_fd_state{1, 99, 12, 2, k.now_ns}; // the open's
 	const uint8_t ip[4] = {198, 51, 100, 7};
 	send(k.connect(srv, 9, ip, 443));
 	EXPECT_TRUE(of("connect").empty());

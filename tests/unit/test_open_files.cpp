@@ -162,32 +162,67 @@ TEST_F(OpenFilesTest, AProcessThatIsGoneIsLeftToItsExit)
 	EXPECT_EQ(at_exit[0].reason, static_cast<uint32_t>(KT_CLOSE_EXIT));
 }
 
-// The kernel found the file closed first (the process opened its number
-// again) and its close record is still on its way when a reap finds the
-// fd closed: the record gets the path all the same, until the next reap.
+// The kernel found the file closed first, at the process's next open of
+// its number, and its close record is still on its way when a reap finds
+// the fd closed: the newer open's counters stay (the same file opened again
+// is another open), and the record gets the path, for a round or two.
 TEST_F(OpenFilesTest, ACloseTheKernelReportedBeforeAReapKeepsItsPath)
 {
 	auto a = open_file("a.env");
+	a.ctx.ts_ns = 100;
 	files.on_open(a);
-	close_fd(a.fd); // no counters in the fake map: the kernel took them
-	EXPECT_TRUE(files.reap(100).empty()) << "nothing of its to take";
+	close_fd(a.fd);
+	// The same file again under the same number, opened at 200 and closed
+	// since: the kernel reported a's close and holds the new open's counters.
+	probe.fds[{a.ctx.pid, a.fd}] = kt_fd_state{a.dev, a.ino, 5, 1, 200};
+	EXPECT_TRUE(files.reap(100).empty()) << "nothing of a's to take";
+	ASSERT_EQ(probe.fds.count({a.ctx.pid, a.fd}), 1u) << "the newer open's counters stay";
+	EXPECT_EQ((probe.fds[{a.ctx.pid, a.fd}].bytes_read), 5u);
 	CloseEvent c;
 	c.ctx = a.ctx;
 	c.fd = a.fd;
 	c.dev = a.dev;
 	c.ino = a.ino;
+	c.reason = KT_CLOSE_CLOSE;
 	c.bytes_read = 3;
-	EXPECT_EQ(files.on_close(c).path, a.path);
+	ClosedFd got = files.on_close(c);
+	EXPECT_EQ(got.path, a.path);
+	EXPECT_EQ(got.state.bytes_read, 3u);
 
 	auto b = open_file("b.env");
 	files.on_open(b);
 	close_fd(b.fd);
-	files.reap(100);
-	files.reap(100); // a round later: that record is not coming
+	for (int round = 0; round < 3; round++)
+		files.reap(100);
 	c.fd = b.fd;
 	c.dev = b.dev;
 	c.ino = b.ino;
-	EXPECT_EQ(files.on_close(c).path, "") << "kept for one round, not for ever";
+	EXPECT_EQ(files.on_close(c).path, "") << "kept for a round or two, not for ever";
+}
+
+// An exec closed an fd and the new program's first open took its number
+// before the agent saw the exec: the kernel reported the close (as at any
+// open), and its record still says it was the exec.
+TEST_F(OpenFilesTest, AnExecCloseTheKernelReportedKeepsItsPathAndReason)
+{
+	auto a = open_file("a.env");
+	files.on_open(a);
+	close_fd(a.fd);
+	auto b = open_file("ld.so.cache"); // the lowest free number: a's
+	ASSERT_EQ(b.fd, a.fd);
+	b.ctx.ts_ns = 300;
+	probe.fds[{b.ctx.pid, b.fd}] = kt_fd_state{b.dev, b.ino, 0, 0, 300};
+	EXPECT_TRUE(files.flush(a.ctx.pid, KT_CLOSE_EXEC).empty());
+	EXPECT_EQ(probe.fds.count({b.ctx.pid, b.fd}), 1u) << "the new program's open stays";
+	CloseEvent c;
+	c.ctx = a.ctx;
+	c.fd = a.fd;
+	c.dev = a.dev;
+	c.ino = a.ino;
+	c.reason = KT_CLOSE_CLOSE;
+	ClosedFd got = files.on_close(c);
+	EXPECT_EQ(got.path, a.path);
+	EXPECT_EQ(got.reason, static_cast<uint32_t>(KT_CLOSE_EXEC));
 }
 
 // Fds that stay open at the front of the order do not starve the rest: the

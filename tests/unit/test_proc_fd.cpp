@@ -77,3 +77,22 @@ TEST(ProcFd, AProcessThatDoesNotExistHasNoFds)
 {
 	EXPECT_EQ(proc_fd(4500077, 0).state, ProcFd::kGone); // above pid_max
 }
+
+// The access shown is the file's the number names now, not a cached one of
+// the file it named before.
+TEST(ProcFd, ANumberGivenToAWriteOnlyFileIsNotReadableAnyMore)
+{
+	char path[] = "/tmp/kt-procfd-XXXXXX";
+	int w = mkstemp(path);
+	ASSERT_GE(w, 0);
+	int r = open(path, O_RDONLY | O_CLOEXEC);
+	ASSERT_GE(r, 0);
+	EXPECT_TRUE(proc_fd(self(), r).readable);
+	close(r);
+	int wo = open(path, O_WRONLY | O_CLOEXEC);
+	ASSERT_EQ(wo, r) << "the lowest free number";
+	EXPECT_FALSE(proc_fd(self(), wo).readable);
+	close(wo);
+	close(w);
+	unlink(path);
+}

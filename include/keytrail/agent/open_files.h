@@ -5,7 +5,7 @@
 // There is no close hook (every process on the host would pay for one): the
 // kernel reports a file closed when its number names another file at the
 // process's next open or read of it; the rest are found here, at exec, at
-// exit, and by reap(), which looks at /proc/PID/fdinfo.
+// exit, and by reap(), which looks at /proc/PID/fd.
 #pragma once
 
 #include <cstdint>
@@ -47,7 +47,7 @@ class OpenFiles
 	std::vector<ClosedFd> flush(uint32_t pid, uint32_t reason);
 	void forget(uint32_t pid);
 	// Up to `budget` open fds, round robin, checked against
-	// /proc/PID/fdinfo: those closed since, with their read counters and the
+	// /proc/PID/fd: those closed since, with their read counters and the
 	// context of the open (its ts_ns is the open's, for the caller to set).
 	struct Reaped {
 		EventContext ctx;
@@ -77,17 +77,23 @@ class OpenFiles
 		EventContext ctx; // the open's
 	};
 	using Key = std::pair<uint32_t, int>; // pid, fd
-	// The counters of an fd whose file is gone from it, if the kernel has
-	// them for that file.
-	std::optional<kt_fd_state> take(const Key &k, const OpenFd &o);
+	// The close of an fd whose file is gone from it, with that open's
+	// counters, if the kernel still has them (else the path waits in gone_
+	// for the kernel's record).
+	std::optional<ClosedFd> take(const Key &k, OpenFd &o, uint32_t reason);
 	ProbeControl &probe_;
 	AgentCounters &counters_;
 	std::map<std::pair<uint64_t, uint64_t>, std::string> paths_; // watched inode -> path
 	std::map<Key, OpenFd> open_;
 	Key reap_from_{};
-	// Paths of the fds reap() found closed after the kernel had reported
-	// them, until the next reap(): pid, fd, dev, ino.
-	std::map<std::tuple<uint32_t, int, uint64_t, uint64_t>, std::string> reaped_;
+	// Fds found closed (reap, exec) after the kernel had reported them, for
+	// its record: by pid, fd, dev, ino, for one to two reap rounds.
+	struct Gone {
+		std::string path;
+		uint32_t reason = 0;
+	};
+	using GoneKey = std::tuple<uint32_t, int, uint64_t, uint64_t>;
+	std::map<GoneKey, Gone> gone_, gone_before_;
 };
 
 } // namespace keytrail

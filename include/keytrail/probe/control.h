@@ -54,10 +54,10 @@ class ProbeControl
 	virtual bool set_hint_words(const std::vector<uint32_t> &words) = 0;
 	virtual size_t watched_count() const = 0;
 	// Takes (reads and deletes) the read counters of an fd. With `file`,
-	// only if they are that file's: the number may name a newer file by
-	// now, whose counters stay.
+	// only if they are that open's: the number may name a newer file (or
+	// the same file opened again) by now, whose counters stay.
 	virtual std::optional<kt_fd_state> take_fd_state(pid_t tgid, int fd,
-	                                                 const kt_inode_key *file) = 0;
+	                                                 const kt_fd_open *file) = 0;
 	// Every fd-state key (for sweeping processes whose exit was lost).
 	virtual std::vector<kt_fd_key> fd_state_keys() const = 0;
 	virtual KernelStats stats() const = 0;

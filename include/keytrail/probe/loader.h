@@ -59,7 +59,7 @@ class Loader : public ProbeControl
 	bool set_hint_words(const std::vector<uint32_t> &words) override;
 	size_t watched_count() const override;
 	std::optional<kt_fd_state> take_fd_state(pid_t tgid, int fd,
-	                                         const kt_inode_key *file) override;
+	                                         const kt_fd_open *file) override;
 	std::vector<kt_fd_key> fd_state_keys() const override;
 	KernelStats stats() const override;
 	size_t attached_programs() const override { return links_; }
