@@ -25,9 +25,11 @@ namespace
 // is gone or names another, yes when it does or that cannot be told. By
 // inode number: the device stat() shows is not always the superblock's the
 // kernel reported (a btrfs subvolume's).
-bool still_open(uint32_t pid, int fd, uint64_t ino)
+bool still_open(uint32_t pid, int fd, uint64_t ino, AgentCounters &counters)
 {
 	ProcFd now = proc_fd(pid, fd);
+	if (now.state == ProcFd::kUnknown)
+		counters.fd_checks_unknown++; // another user's FUSE mount, ptrace refused
 	return now.state == ProcFd::kUnknown ||
 	       (now.state == ProcFd::kFound && S_ISREG(now.mode) && now.ino == ino);
 }
@@ -109,7 +111,7 @@ std::vector<ClosedFd> OpenFiles::flush(uint32_t pid, uint32_t reason)
 	for (auto it = open_.lower_bound({pid, INT_MIN});
 	     it != open_.end() && it->first.first == pid;) {
 		if (reason == KT_CLOSE_EXEC) {
-			if (still_open(pid, it->first.second, it->second.ino)) {
+			if (still_open(pid, it->first.second, it->second.ino, counters_)) {
 				++it; // survived the exec (no O_CLOEXEC)
 				continue;
 			}
@@ -138,7 +140,7 @@ std::vector<OpenFiles::Reaped> OpenFiles::reap(size_t budget)
 		if (it == open_.end())
 			it = open_.begin();
 		auto [pid, fd] = it->first;
-		if (still_open(pid, fd, it->second.ino) || !running(pid)) {
+		if (still_open(pid, fd, it->second.ino, counters_) || !running(pid)) {
 			++it; // open still, or gone with its process (the exit reports it)
 			continue;
 		}

@@ -93,8 +93,8 @@ void SecretIntake::from_held_fds(ProcessInfo &p, int64_t when)
 			continue;
 		if (++entries > kMaxHeldFds)
 			break;
-		// Looked at without opening it (a FIFO, a tty) or asking its
-		// filesystem (a FUSE server could stall that).
+		// Looked at without opening it (a FIFO, a tty) or asking a FUSE
+		// server; read below only if it may hold a credential.
 		ProcFd f = proc_fd(p.pid, std::atoi(de->d_name));
 		if (f.state != ProcFd::kFound || !S_ISREG(f.mode))
 			continue;

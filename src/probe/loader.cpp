@@ -354,10 +354,13 @@ std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd, const kt_fd
 	    0) {
 		if (!other(taken))
 			return taken;
-		// Replaced between the two looks: the newer file's goes back.
+		// Replaced between the two looks (microseconds): the newer open's
+		// goes back. Its reads in between are not summed.
 		bpf_map__update_elem(fds, &key, sizeof(key), &taken, sizeof(taken), BPF_NOEXIST);
 		return std::nullopt;
 	}
+	// A kernel before 5.14: looked up, then deleted. An entry replaced in
+	// between is deleted with ours, unreported.
 	if (errno == ENOENT || bpf_map__delete_elem(fds, &key, sizeof(key), 0))
 		return std::nullopt;
 	return st;

@@ -22,6 +22,8 @@ namespace keytrail
 	X(identities_degraded, "Identities resolved with a selector group unreadable.")            \
 	X(late_payloads, "First writes whose connect was no longer held.")                         \
 	X(fd_states_swept, "Read counters of vanished processes dropped from the kernel.")         \
+	X(fd_checks_unknown, "Checks of a tracked open fd /proc could not answer (its close is "   \
+	                     "seen at exit or when its number is reused).")                        \
 	X(exits_missed, "Processes retired without their exit record (it was dropped).")           \
 	X(marks_restored, "Execs of a tracked process the kernel saw as untracked (mark "          \
 	                  "restored).")                                                            \
