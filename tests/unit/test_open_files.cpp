@@ -57,6 +57,29 @@ class OpenFilesTest : public ::testing::Test
 		e.path = path;
 		return e;
 	}
+	// n files opened and reported, each with counters in the kernel's map.
+	std::vector<OpenEvent> open_counted(int n)
+	{
+		std::vector<OpenEvent> opened;
+		for (int i = 0; i < n; i++) {
+			opened.push_back(open_file("f" + std::to_string(i)));
+			const OpenEvent &e = opened.back();
+			files.on_open(e);
+			probe.fds[{e.ctx.pid, e.fd}] = kt_fd_state{e.dev, e.ino, 1, 1, e.ctx.ts_ns};
+		}
+		return opened;
+	}
+	// The kernel's close record of an open.
+	static CloseEvent close_of(const OpenEvent &e)
+	{
+		CloseEvent c;
+		c.ctx = e.ctx;
+		c.fd = e.fd;
+		c.dev = e.dev;
+		c.ino = e.ino;
+		c.reason = KT_CLOSE_CLOSE;
+		return c;
+	}
 	void close_fd(int fd)
 	{
 		close(fd);
@@ -113,25 +136,14 @@ TEST_F(OpenFilesTest, ANumberGivenToAnotherFileKeepsThatFilesCounters)
 	EXPECT_EQ(kept->second.bytes_read, 5u);
 	// Its close, when the kernel reports it, names the file it was.
 	files.on_open(newer);
-	CloseEvent c;
-	c.ctx = newer.ctx;
-	c.fd = fd;
-	c.dev = newer.dev;
-	c.ino = newer.ino;
-	EXPECT_EQ(files.on_close(c).path, newer.path);
+	EXPECT_EQ(files.on_close(close_of(newer)).path, newer.path);
 }
 
 // Each reap looks at no more than its budget, and the next one goes on
 // from there: every fd is looked at in turn.
 TEST_F(OpenFilesTest, EachReapLooksAtItsBudgetAndTheNextGoesOn)
 {
-	std::vector<OpenEvent> opened;
-	for (int i = 0; i < 5; i++) {
-		opened.push_back(open_file("f" + std::to_string(i)));
-		files.on_open(opened.back());
-		probe.fds[{opened.back().ctx.pid, opened.back().fd}] =
-		    kt_fd_state{opened.back().dev, opened.back().ino, 1, 1};
-	}
+	std::vector<OpenEvent> opened = open_counted(5);
 	for (const auto &e : opened)
 		close_fd(e.fd);
 	std::set<int> seen;
@@ -178,12 +190,7 @@ TEST_F(OpenFilesTest, ACloseTheKernelReportedBeforeAReapKeepsItsPath)
 	EXPECT_TRUE(files.reap(100).empty()) << "nothing of a's to take";
 	ASSERT_EQ(probe.fds.count({a.ctx.pid, a.fd}), 1u) << "the newer open's counters stay";
 	EXPECT_EQ((probe.fds[{a.ctx.pid, a.fd}].bytes_read), 5u);
-	CloseEvent c;
-	c.ctx = a.ctx;
-	c.fd = a.fd;
-	c.dev = a.dev;
-	c.ino = a.ino;
-	c.reason = KT_CLOSE_CLOSE;
+	CloseEvent c = close_of(a);
 	c.bytes_read = 3;
 	ClosedFd got = files.on_close(c);
 	EXPECT_EQ(got.path, a.path);
@@ -194,10 +201,7 @@ TEST_F(OpenFilesTest, ACloseTheKernelReportedBeforeAReapKeepsItsPath)
 	close_fd(b.fd);
 	for (int round = 0; round < 3; round++)
 		files.reap(100);
-	c.fd = b.fd;
-	c.dev = b.dev;
-	c.ino = b.ino;
-	EXPECT_EQ(files.on_close(c).path, "") << "kept for a round or two, not for ever";
+	EXPECT_EQ(files.on_close(close_of(b)).path, "") << "kept for a round or two, not for ever";
 }
 
 // An exec closed an fd and the new program's first open took its number
@@ -214,13 +218,7 @@ TEST_F(OpenFilesTest, AnExecCloseTheKernelReportedKeepsItsPathAndReason)
 	probe.fds[{b.ctx.pid, b.fd}] = kt_fd_state{b.dev, b.ino, 0, 0, 300};
 	EXPECT_TRUE(files.flush(a.ctx.pid, KT_CLOSE_EXEC).empty());
 	EXPECT_EQ(probe.fds.count({b.ctx.pid, b.fd}), 1u) << "the new program's open stays";
-	CloseEvent c;
-	c.ctx = a.ctx;
-	c.fd = a.fd;
-	c.dev = a.dev;
-	c.ino = a.ino;
-	c.reason = KT_CLOSE_CLOSE;
-	ClosedFd got = files.on_close(c);
+	ClosedFd got = files.on_close(close_of(a));
 	EXPECT_EQ(got.path, a.path);
 	EXPECT_EQ(got.reason, static_cast<uint32_t>(KT_CLOSE_EXEC));
 }
@@ -229,13 +227,7 @@ TEST_F(OpenFilesTest, AnExecCloseTheKernelReportedKeepsItsPathAndReason)
 // cursor passes them by.
 TEST_F(OpenFilesTest, FdsThatStayOpenDoNotHideTheOnesAfterThem)
 {
-	std::vector<OpenEvent> opened;
-	for (int i = 0; i < 6; i++) {
-		opened.push_back(open_file("f" + std::to_string(i)));
-		files.on_open(opened.back());
-		probe.fds[{opened.back().ctx.pid, opened.back().fd}] =
-		    kt_fd_state{opened.back().dev, opened.back().ino, 1, 1};
-	}
+	std::vector<OpenEvent> opened = open_counted(6);
 	close_fd(opened[4].fd);
 	close_fd(opened[5].fd);
 	std::set<int> seen;
