@@ -692,7 +692,9 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit *ctx, __u32
 			watched_hit = filter && inode_watched(filter, &ik);
 		}
 	}
-	if (!tracked && !watched_hit)
+	// The agent reads watched files itself (to fingerprint them): it never
+	// follows itself.
+	if (!tracked && (!watched_hit || tgid == agent_tgid))
 		return 0;
 	if (tracked && fd >= 0) {
 		// The kernel gave this number again: what it named before was closed.

@@ -366,6 +366,26 @@ TEST_F(Probes, UntrackedOpenOfWatchedInodeIsReportedAndTracked)
 	EXPECT_EQ(st->bytes_read, 64u);
 }
 
+// The agent opens watched files too (it fingerprints them): that does not
+// make it follow itself.
+TEST_F(Probes, TheAgentOpeningAWatchedFileIsNotTracked)
+{
+	TempFile secret(64, "credentials");
+	ASSERT_TRUE(loader_->watch(secret.kdev(), secret.st.st_ino, 7));
+	ASSERT_EQ(read_all(secret.path, 64), 0); // this process loaded the probes
+	Child child([&] { return read_all(secret.path, 64); });
+	child.go();
+	ASSERT_EQ(child.wait(), 0);
+	ASSERT_TRUE(wait_for<OpenEvent>([&](const OpenEvent &e) {
+		return e.ctx.pid == static_cast<uint32_t>(child.pid());
+	})) << "anyone else's open of it is reported";
+	EXPECT_FALSE(loader_->is_tracked(getpid()));
+	EXPECT_EQ(count<OpenEvent>([&](const OpenEvent &e) {
+		          return e.ctx.pid == static_cast<uint32_t>(getpid());
+	          }),
+	          0u);
+}
+
 // The watch is on the inode: every name for it is the same file.
 TEST_F(Probes, WatchedInodeIsSeenThroughAHardlinkASymlinkAndABindMount)
 {
@@ -449,7 +469,9 @@ TEST_F(Probes, ReadsThroughADupdAndAnInheritedFdOfAWatchedFileAreSeen)
 	EXPECT_EQ(dup_open->ino, secret.st.st_ino);
 	EXPECT_TRUE(dup_open->path.empty());
 	ASSERT_TRUE(wait_for<ExitEvent>([&](const ExitEvent &e) { return e.ctx.pid == pid; }));
-	auto dup_st = loader_->take_fd_state(child.pid(), dup_open->fd, nullptr);
+	// The adopted entry is that open record's: userspace takes it by its time.
+	kt_fd_open adopted{secret.kdev(), secret.st.st_ino, dup_open->ctx.ts_ns};
+	auto dup_st = loader_->take_fd_state(child.pid(), dup_open->fd, &adopted);
 	ASSERT_TRUE(dup_st);
 	EXPECT_EQ(dup_st->bytes_read, 300u);
 	EXPECT_EQ(dup_st->reads, 1u);
