@@ -95,7 +95,8 @@ void SecretIntake::from_held_fds(ProcessInfo &p, int64_t when)
 			break;
 		// Looked at without opening it (a FIFO, a tty) or asking a FUSE
 		// server; read below only if it may hold a credential.
-		ProcFd f = proc_fd(p.pid, std::atoi(de->d_name));
+		int fd = std::atoi(de->d_name);
+		ProcFd f = proc_fd(p.pid, fd);
 		if (f.state != ProcFd::kFound || !S_ISREG(f.mode))
 			continue;
 		std::pair<uint64_t, uint64_t> inode{f.dev, f.ino};
@@ -106,8 +107,8 @@ void SecretIntake::from_held_fds(ProcessInfo &p, int64_t when)
 		std::string name = read_link(dir + "/" + de->d_name);
 		if (name.empty() || name[0] != '/' || !f.readable)
 			continue;
-		auto scan = sources_.from_open(static_cast<pid_t>(p.pid), std::atoi(de->d_name),
-		                               AT_FDCWD, name, inode.first, inode.second);
+		auto scan = sources_.from_open(static_cast<pid_t>(p.pid), fd, AT_FDCWD, name,
+		                               inode.first, inode.second);
 		if (!scan || scan->unreadable || scan->secrets.empty())
 			continue;
 		counters_.held_fd_files++;

@@ -340,30 +340,19 @@ std::optional<kt_fd_state> Loader::take_fd_state(pid_t tgid, int fd, const kt_fd
 	kt_fd_state st{};
 	if (bpf_map__lookup_elem(fds, &key, sizeof(key), &st, sizeof(st), 0))
 		return std::nullopt;
-	auto other = [file](const kt_fd_state &s) {
-		return file &&
-		       (s.dev != file->dev || s.ino != file->ino || s.opened_ns != file->opened_ns);
-	};
-	if (other(st))
-		return std::nullopt; // a newer file's, opened since: not ours to take
-	// Taken in one step where the kernel can (5.14): whoever deletes the
-	// entry reports it, the probes (an open or read that found the number
-	// reused) or we.
-	kt_fd_state taken{};
-	if (bpf_map__lookup_and_delete_elem(fds, &key, sizeof(key), &taken, sizeof(taken), 0) ==
-	    0) {
-		if (!other(taken))
-			return taken;
-		// Replaced between the two looks (microseconds): the newer open's
-		// goes back. Its reads in between are not summed.
-		bpf_map__update_elem(fds, &key, sizeof(key), &taken, sizeof(taken), BPF_NOEXIST);
+	if (file && !is_open(st, *file))
+		return std::nullopt; // a newer open's, since: not ours to take
+	// Taken in one step (a hash map's lookup-and-delete, 5.14): whoever
+	// deletes the entry reports it, the probes (an open or read that found
+	// the number reused) or we. ENOENT: the probes did.
+	if (bpf_map__lookup_and_delete_elem(fds, &key, sizeof(key), &st, sizeof(st), 0))
 		return std::nullopt;
-	}
-	// A kernel before 5.14: looked up, then deleted. An entry replaced in
-	// between is deleted with ours, unreported.
-	if (errno == ENOENT || bpf_map__delete_elem(fds, &key, sizeof(key), 0))
-		return std::nullopt;
-	return st;
+	if (!file || is_open(st, *file))
+		return st;
+	// Replaced between the two looks (microseconds): the newer open's goes
+	// back. Its reads in between are not summed.
+	bpf_map__update_elem(fds, &key, sizeof(key), &st, sizeof(st), BPF_NOEXIST);
+	return std::nullopt;
 }
 
 std::vector<kt_fd_key> Loader::fd_state_keys() const

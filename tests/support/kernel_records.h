@@ -57,9 +57,7 @@ class FakeProbe : public ProbeControl
 	                                         const kt_fd_open *file) override
 	{
 		auto it = fds.find({static_cast<uint32_t>(tgid), fd});
-		if (it == fds.end() ||
-		    (file && (it->second.dev != file->dev || it->second.ino != file->ino ||
-		              it->second.opened_ns != file->opened_ns)))
+		if (it == fds.end() || (file && !is_open(it->second, *file)))
 			return std::nullopt;
 		kt_fd_state st = it->second;
 		fds.erase(it);

@@ -53,6 +53,11 @@ class ProbeControl
 	// kernel cannot take them (no exec hint there).
 	virtual bool set_hint_words(const std::vector<uint32_t> &words) = 0;
 	virtual size_t watched_count() const = 0;
+	// Whether an fds entry is that open's (its file, opened then).
+	static bool is_open(const kt_fd_state &s, const kt_fd_open &file)
+	{
+		return s.dev == file.dev && s.ino == file.ino && s.opened_ns == file.opened_ns;
+	}
 	// Takes (reads and deletes) the read counters of an fd. With `file`,
 	// only if they are that open's: the number may name a newer file (or
 	// the same file opened again) by now, whose counters stay.
